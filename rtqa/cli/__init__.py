@@ -1,0 +1,39 @@
+"""rtqa command line: ``rtqa COMMAND ...``.
+
+Each subcommand lives in its own module of this package and is registered here.
+Exit codes: 0 all checks pass, 1 a check fails, 2 input could not be checked.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from rtqa import __version__
+
+# (module, attribute) of each subcommand, registered in this order.
+_COMMANDS = [
+    ("rtqa.cli.dvh", "dvh"),
+    ("rtqa.cli.bed", "bed"),
+    ("rtqa.cli.sample", "sample"),
+    ("rtqa.cli.constraints", "constraints"),
+]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="rtqa")
+def main() -> None:
+    """rtqa: radiotherapy plan QA from DICOM RT exports.
+
+    Units everywhere: dose in Gy, volume in cc (cm^3), distances in mm.
+    Exit codes: 0 pass, 1 a check failed, 2 input that cannot be checked.
+    """
+
+
+for _module, _attr in _COMMANDS:
+    try:
+        main.add_command(getattr(importlib.import_module(_module), _attr))
+    except ModuleNotFoundError as _exc:  # pragma: no cover - only while a module is missing
+        if _exc.name != _module:
+            raise

@@ -1,0 +1,109 @@
+"""RTPLAN → fraction count, prescription and links.
+
+* Fractions: ``FractionGroupSequence[0].NumberOfFractionsPlanned`` (several fraction
+  groups are reported as a warning; rtqa evaluates the first).
+* Prescription (Gy, whole course): ``DoseReferenceSequence`` TARGET items with
+  ``TargetPrescriptionDose`` (linked to an ROI through ``ReferencedROINumber`` when
+  present); otherwise the sum of ``ReferencedBeamSequence.BeamDose`` (Gy per fraction)
+  times the fraction count. Free-text prescriptions are reported, never parsed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from rtqa.errors import DicomInputError
+from rtqa.reading.common import read_dataset, text
+
+
+@dataclass(frozen=True)
+class TargetPrescription:
+    dose_gy: float  # whole course
+    roi_number: int | None
+    description: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    path: Path
+    sop_instance_uid: str
+    frame_of_reference_uid: str
+    patient_id: str
+    label: str
+    name: str
+    approval_status: str
+    fractions: int | None
+    referenced_structure_set_uid: str | None
+    prescriptions: tuple[TargetPrescription, ...]
+    beam_dose_per_fraction_gy: float | None  # sum of BeamDose over the first group
+    beam_numbers: tuple[int, ...]
+    n_fraction_groups: int
+    prescription_text: str
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name or self.sop_instance_uid
+
+    @property
+    def prescription_gy(self) -> float | None:
+        """The highest target prescription (Gy, whole course), else BeamDose x fractions."""
+        if self.prescriptions:
+            return max(p.dose_gy for p in self.prescriptions)
+        if self.beam_dose_per_fraction_gy is not None and self.fractions:
+            return self.beam_dose_per_fraction_gy * self.fractions
+        return None
+
+
+def _float_or_none(item, keyword: str) -> float | None:
+    if keyword not in item or item.get(keyword) in (None, ""):
+        return None
+    try:
+        v = float(item.get(keyword))
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def read_plan(path: Path) -> Plan:
+    ds = read_dataset(path)
+    groups = list(ds.get("FractionGroupSequence", []) or [])
+    fractions = None
+    beam_dose = None
+    if groups:
+        g = groups[0]
+        if "NumberOfFractionsPlanned" in g and g.NumberOfFractionsPlanned not in (None, ""):
+            try:
+                fractions = int(g.NumberOfFractionsPlanned)
+            except (TypeError, ValueError):
+                raise DicomInputError("NumberOfFractionsPlanned is not a whole number", path) \
+                    from None
+            if fractions < 1:
+                raise DicomInputError(f"NumberOfFractionsPlanned is {fractions}", path)
+        doses = [_float_or_none(b, "BeamDose") for b in g.get("ReferencedBeamSequence", []) or []]
+        if doses and all(d is not None for d in doses):
+            beam_dose = float(sum(doses))
+    prescriptions = []
+    for ref in ds.get("DoseReferenceSequence", []) or []:
+        if text(ref, "DoseReferenceType").upper() != "TARGET":
+            continue
+        dose = _float_or_none(ref, "TargetPrescriptionDose")
+        if dose is None:
+            continue
+        roi = int(ref.ReferencedROINumber) if "ReferencedROINumber" in ref else None
+        prescriptions.append(TargetPrescription(dose, roi, text(ref, "DoseReferenceDescription")))
+    rs_uid = None
+    for item in ds.get("ReferencedStructureSetSequence", []) or []:
+        rs_uid = text(item, "ReferencedSOPInstanceUID") or rs_uid
+    beams = tuple(int(b.BeamNumber) for b in ds.get("BeamSequence", []) or [] if "BeamNumber" in b)
+    return Plan(
+        path=path, sop_instance_uid=text(ds, "SOPInstanceUID"),
+        frame_of_reference_uid=text(ds, "FrameOfReferenceUID"),
+        patient_id=text(ds, "PatientID"),
+        label=text(ds, "RTPlanLabel"), name=text(ds, "RTPlanName"),
+        approval_status=text(ds, "ApprovalStatus").upper(),
+        fractions=fractions, referenced_structure_set_uid=rs_uid,
+        prescriptions=tuple(prescriptions), beam_dose_per_fraction_gy=beam_dose,
+        beam_numbers=beams, n_fraction_groups=len(groups),
+        prescription_text=text(ds, "PrescriptionDescription"))

@@ -1,0 +1,126 @@
+"""Find and classify DICOM files by SOP Class UID (never by file name).
+
+Folder walks never follow symbolic links (so a link loop or a link out of the folder is
+never entered) and stop at ``MAX_DEPTH`` levels. Files that are not DICOM are skipped and
+listed; a file that claims to be DICOM (``.dcm`` name or ``DICM`` magic) but cannot be
+read is an error, because a truncated export must never be checked as if complete.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from rtqa.errors import DicomInputError
+from rtqa.reading.sopclass import KIND
+
+MAX_DEPTH = 12
+_HEADER_TAGS = ["SOPClassUID", "SOPInstanceUID", "Modality"]
+
+
+@dataclass(frozen=True)
+class Scanned:
+    """One classified file. ``kind`` is RTDOSE, RTSTRUCT, RTPLAN, CT, MR or OTHER."""
+
+    path: Path
+    kind: str
+    sop_class_uid: str
+    sop_instance_uid: str
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    files: tuple[Scanned, ...]
+    skipped: tuple[tuple[Path, str], ...]  # (path, reason) of non-DICOM files
+
+
+def _looks_like_dicom(path: Path) -> bool:
+    if path.suffix.lower() in (".dcm", ".dicom"):
+        return True
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def _walk(root: Path) -> list[Path]:
+    found: list[Path] = []
+    root_depth = len(root.parts)
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        if len(Path(dirpath).parts) - root_depth >= MAX_DEPTH:
+            dirnames[:] = []
+        dirnames.sort()
+        for name in sorted(filenames):
+            p = Path(dirpath) / name
+            if not p.is_symlink():
+                found.append(p)
+    return found
+
+
+def expand_paths(paths: list[str | Path]) -> list[Path]:
+    """Files named directly plus the files below each folder, in a stable order."""
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_symlink() and p.is_dir():
+            raise DicomInputError("is a symbolic link to a folder; give the folder itself", p)
+        if p.is_dir():
+            out.extend(_walk(p))
+        elif p.is_file():
+            out.append(p)
+        elif not p.exists():
+            raise DicomInputError("no such file or folder", p)
+        else:
+            raise DicomInputError("not a regular file or folder", p)
+    seen: set[Path] = set()
+    unique = []
+    for p in out:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique
+
+
+def classify(path: Path, explicit: bool = False) -> Scanned | None:
+    """Classify one file by its SOP Class UID.
+
+    Returns None for a file that is not DICOM (unless it was named explicitly or looks
+    like DICOM, in which case that is an error).
+    """
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+    except InvalidDicomError:
+        if explicit or _looks_like_dicom(path):
+            raise DicomInputError("not a DICOM file (no DICOM header)", path) from None
+        return None
+    except PermissionError:
+        raise DicomInputError("cannot be read (permission denied)", path) from None
+    except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
+        raise DicomInputError(f"unreadable DICOM ({type(exc).__name__}: {exc})", path) from None
+    sop_class = str(ds.get("SOPClassUID", "") or "")
+    sop_inst = str(ds.get("SOPInstanceUID", "") or "")
+    if not sop_class:
+        if explicit or _looks_like_dicom(path):
+            raise DicomInputError("DICOM file without SOPClassUID", path)
+        return None
+    return Scanned(path, KIND.get(sop_class, "OTHER"), sop_class, sop_inst)
+
+
+def scan(paths: list[str | Path]) -> ScanResult:
+    """Classify every file under ``paths``; raise DicomInputError on a broken DICOM file."""
+    explicit = {Path(p).resolve() for p in paths if Path(p).is_file()}
+    files, skipped = [], []
+    for p in expand_paths(paths):
+        item = classify(p, explicit=p.resolve() in explicit)
+        if item is None:
+            skipped.append((p, "not DICOM"))
+        else:
+            files.append(item)
+    return ScanResult(tuple(files), tuple(skipped))

@@ -1,0 +1,18 @@
+"""SOP Class UIDs rtqa understands, and short names for them."""
+
+RT_DOSE = "1.2.840.10008.5.1.4.1.1.481.2"
+RT_STRUCT = "1.2.840.10008.5.1.4.1.1.481.3"
+RT_PLAN = "1.2.840.10008.5.1.4.1.1.481.5"
+RT_ION_PLAN = "1.2.840.10008.5.1.4.1.1.481.8"
+CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
+ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.2.1"
+MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
+
+KIND = {
+    RT_DOSE: "RTDOSE",
+    RT_STRUCT: "RTSTRUCT",
+    RT_PLAN: "RTPLAN",
+    RT_ION_PLAN: "RTPLAN",
+    CT_IMAGE: "CT",
+    MR_IMAGE: "MR",
+}

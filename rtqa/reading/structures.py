@@ -1,0 +1,180 @@
+"""RTSTRUCT → structures as planar polygons in patient coordinates (mm).
+
+* ROIs are linked by ROINumber across StructureSetROISequence, ROIContourSequence and
+  RTROIObservationsSequence (never by position in the sequences).
+* CLOSED_PLANAR contours carry volume; POINT and OPEN_PLANAR contours do not (they are
+  kept as points / counted, for markers and reports).
+* Several contours on one plane are combined with the even-odd rule downstream (an inner
+  contour is a hole; keyhole contours also work).
+* A closed contour with fewer than 3 points, or whose points do not lie in one axial plane,
+  is dropped with a warning naming the ROI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydicom.tag import Tag
+
+from rtqa.errors import DicomInputError
+from rtqa.reading.common import read_dataset, text
+
+_CONTOUR_DATA = Tag(0x3006, 0x0050)
+#: Contour points within this distance (mm) in z belong to one plane.
+PLANE_TOL_MM = 0.01
+MAX_CONTOUR_POINTS = 50_000_000
+
+
+@dataclass(frozen=True, eq=False)
+class Structure:
+    """One ROI. ``planes`` is a z-sorted tuple of (z_mm, polygons), each polygon an (N, 2)
+    float array of x, y in mm (implicitly closed)."""
+
+    roi_number: int
+    name: str
+    interpreted_type: str
+    planes: tuple[tuple[float, tuple[np.ndarray, ...]], ...]
+    points: np.ndarray  # (M, 3) POINT contour coordinates, mm
+    n_open_contours: int = 0
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def has_volume(self) -> bool:
+        return len(self.planes) > 0
+
+    @property
+    def z_planes(self) -> np.ndarray:
+        return np.array([z for z, _ in self.planes], dtype=float)
+
+
+@dataclass(frozen=True, eq=False)
+class StructureSet:
+    path: Path
+    sop_instance_uid: str
+    frame_of_reference_uid: str
+    patient_id: str
+    label: str
+    referenced_series_uids: tuple[str, ...]
+    structures: tuple[Structure, ...]
+
+    def by_name(self, name: str) -> Structure | None:
+        for s in self.structures:
+            if s.name == name:
+                return s
+        return None
+
+
+def _parse_floats(raw) -> np.ndarray:
+    value = raw.value if hasattr(raw, "value") else raw
+    if value is None:
+        return np.empty(0)
+    if isinstance(value, bytes):
+        return np.array(value.replace(b"\\", b" ").split(), dtype=np.float64)
+    if isinstance(value, (int, float)):
+        return np.array([float(value)])
+    return np.asarray([float(v) for v in value], dtype=np.float64)
+
+
+def _contour_points(item, path: Path, roi_name: str) -> np.ndarray:
+    raw = item.get_item(_CONTOUR_DATA) if _CONTOUR_DATA in item else None
+    if raw is None:
+        raise DicomInputError(f"ROI '{roi_name}': contour without ContourData", path)
+    try:
+        pts = _parse_floats(raw)
+    except ValueError:
+        raise DicomInputError(f"ROI '{roi_name}': ContourData is not numeric", path) from None
+    if pts.size % 3:
+        raise DicomInputError(f"ROI '{roi_name}': ContourData length {pts.size} is not a "
+                              "multiple of 3", path)
+    if not np.all(np.isfinite(pts)):
+        raise DicomInputError(f"ROI '{roi_name}': ContourData has non-finite values", path)
+    return pts.reshape(-1, 3)
+
+
+def _group_planes(polys: list[tuple[float, np.ndarray]]):
+    if not polys:
+        return ()
+    polys.sort(key=lambda p: p[0])
+    planes: list[tuple[float, list[np.ndarray]]] = []
+    for z, xy in polys:
+        if planes and abs(z - planes[-1][0]) <= PLANE_TOL_MM:
+            planes[-1][1].append(xy)
+        else:
+            planes.append((z, [xy]))
+    return tuple((float(z), tuple(p)) for z, p in planes)
+
+
+def read_structure_set(path: Path) -> StructureSet:
+    ds = read_dataset(path)
+    names: dict[int, str] = {}
+    for roi in ds.get("StructureSetROISequence", []) or []:
+        if "ROINumber" not in roi:
+            raise DicomInputError("StructureSetROISequence item without ROINumber", path)
+        names[int(roi.ROINumber)] = text(roi, "ROIName") or f"ROI {int(roi.ROINumber)}"
+    types: dict[int, str] = {}
+    for obs in ds.get("RTROIObservationsSequence", []) or []:
+        if "ReferencedROINumber" in obs:
+            types[int(obs.ReferencedROINumber)] = text(obs, "RTROIInterpretedType").upper()
+    contours: dict[int, object] = {}
+    for rc in ds.get("ROIContourSequence", []) or []:
+        if "ReferencedROINumber" not in rc:
+            raise DicomInputError("ROIContourSequence item without ReferencedROINumber", path)
+        contours[int(rc.ReferencedROINumber)] = rc
+
+    structures = []
+    total_points = 0
+    for number, name in names.items():
+        warnings: list[str] = []
+        polys: list[tuple[float, np.ndarray]] = []
+        points: list[np.ndarray] = []
+        n_open = 0
+        rc = contours.get(number)
+        for item in (rc.get("ContourSequence", []) or []) if rc is not None else []:
+            gtype = text(item, "ContourGeometricType").upper()
+            pts = _contour_points(item, path, name)
+            total_points += len(pts)
+            if total_points > MAX_CONTOUR_POINTS:
+                raise DicomInputError(f"more than {MAX_CONTOUR_POINTS} contour points: "
+                                      "far larger than any clinical structure set", path)
+            if gtype == "POINT":
+                points.append(pts)
+                continue
+            if gtype == "OPEN_PLANAR" or gtype == "OPEN_NONPLANAR":
+                n_open += 1
+                continue
+            if gtype != "CLOSED_PLANAR":
+                warnings.append(f"contour of type '{gtype or 'missing'}' ignored")
+                continue
+            if len(pts) < 3:
+                warnings.append(f"closed contour with {len(pts)} point(s) at z="
+                                f"{pts[0, 2] if len(pts) else float('nan'):.2f} mm ignored")
+                continue
+            zr = float(np.ptp(pts[:, 2]))
+            if zr > PLANE_TOL_MM:
+                warnings.append(f"contour not in one axial plane (z spread {zr:.2f} mm) "
+                                "ignored")
+                continue
+            polys.append((float(np.mean(pts[:, 2])), np.ascontiguousarray(pts[:, :2])))
+        structures.append(Structure(
+            roi_number=number, name=name, interpreted_type=types.get(number, ""),
+            planes=_group_planes(polys),
+            points=np.concatenate(points) if points else np.empty((0, 3)),
+            n_open_contours=n_open, warnings=tuple(warnings)))
+
+    series: list[str] = []
+    frame = ""
+    for fr in ds.get("ReferencedFrameOfReferenceSequence", []) or []:
+        frame = frame or text(fr, "FrameOfReferenceUID")
+        for st in fr.get("RTReferencedStudySequence", []) or []:
+            for se in st.get("RTReferencedSeriesSequence", []) or []:
+                uid = text(se, "SeriesInstanceUID")
+                if uid:
+                    series.append(uid)
+    return StructureSet(
+        path=path, sop_instance_uid=text(ds, "SOPInstanceUID"),
+        frame_of_reference_uid=frame or text(ds, "FrameOfReferenceUID"),
+        patient_id=text(ds, "PatientID"),
+        label=text(ds, "StructureSetLabel"),
+        referenced_series_uids=tuple(series), structures=tuple(structures))

@@ -1,0 +1,1 @@
+"""Validation of rtqa's numbers against published analytic benchmarks."""
