@@ -108,47 +108,76 @@ class Lattice:
     ny: int
 
 
-def fill(planes_polys: list[tuple[np.ndarray, ...]], lat: Lattice):
-    """Lattice points inside each plane's contours (even-odd).
+def row_crossings(planes_polys: list[tuple[np.ndarray, ...]], lat: Lattice):
+    """Where the contours cross each lattice row, sorted by (row, x).
 
-    Returns (plane index, j, i) integer arrays, sorted by plane then row. Vectorised
-    scan-line fill: each edge is crossed with the lattice rows it spans (half-open in y so
-    a vertex is counted once), crossings are sorted per row and paired."""
+    A row is identified by ``row_id = plane * ny + j``. Each edge is crossed with the rows
+    it spans, half-open in y so a vertex is counted once; every row therefore has an even
+    number of crossings (even-odd rule)."""
     polys, plane_of = [], []
     for k, pp in enumerate(planes_polys):
         polys.extend(pp)
         plane_of.extend([k] * len(pp))
     if not polys:
-        empty = np.empty(0, dtype=np.int64)
-        return empty, empty, empty
+        return np.empty(0, dtype=np.int64), np.empty(0)
     a, b, poly_id = _edges(polys)
     plane = np.asarray(plane_of)[poly_id]
-    ya, yb = a[:, 1], b[:, 1]
-    ylo, yhi = np.minimum(ya, yb), np.maximum(ya, yb)
+    ylo, yhi = np.minimum(a[:, 1], b[:, 1]), np.maximum(a[:, 1], b[:, 1])
     j0 = np.clip(np.ceil((ylo - lat.y0) / lat.sy), 0, lat.ny).astype(np.int64)
-    j1 = np.clip(np.ceil((yhi - lat.y0) / lat.sy), 0, lat.ny).astype(np.int64)
-    count = j1 - j0
+    count = np.clip(np.ceil((yhi - lat.y0) / lat.sy), 0, lat.ny).astype(np.int64) - j0
     keep = count > 0
-    if not np.any(keep):
-        empty = np.empty(0, dtype=np.int64)
-        return empty, empty, empty
     a, b, plane, j0, count = a[keep], b[keep], plane[keep], j0[keep], count[keep]
     edge = np.repeat(np.arange(len(count)), count)
     j = j0[edge] + (np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count))
     yrow = lat.y0 + j * lat.sy
     ax, ay, bx, by = a[edge, 0], a[edge, 1], b[edge, 0], b[edge, 1]
     xc = ax + (yrow - ay) * (bx - ax) / (by - ay)
-    col = np.clip(np.ceil((xc - lat.x0) / lat.sx), 0, lat.nx).astype(np.int64)
     row_id = plane[edge].astype(np.int64) * lat.ny + j
-    order = np.lexsort((col, row_id))
-    col, row_id = col[order], row_id[order]
+    order = np.lexsort((xc, row_id))
+    return row_id[order], xc[order]
+
+
+def fill(planes_polys: list[tuple[np.ndarray, ...]], lat: Lattice):
+    """Lattice points inside each plane's contours (even-odd).
+
+    Returns (plane index, j, i) integer arrays, sorted by plane then row: crossings of
+    each row are paired and the points between each pair are inside."""
+    row_id, xc = row_crossings(planes_polys, lat)
+    if row_id.size == 0:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty, empty
+    col = np.clip(np.ceil((xc - lat.x0) / lat.sx), 0, lat.nx).astype(np.int64)
     start, stop, rows = col[0::2], col[1::2], row_id[0::2]
-    length = stop - start
+    length = np.maximum(stop - start, 0)
     total = int(length.sum())
     rep_rows = np.repeat(rows, length)
     i = np.repeat(start, length) + (np.arange(total) - np.repeat(np.cumsum(length) - length,
                                                                   length))
     return rep_rows // lat.ny, rep_rows % lat.ny, i
+
+
+class _AxisDistance:
+    """Distance (mm) along lattice rows from a point to the nearest contour crossing."""
+
+    def __init__(self, planes_polys, lat: Lattice):
+        self.lat = lat
+        row_id, xc = row_crossings(planes_polys, lat)
+        self.span = (lat.nx + 4) * lat.sx + 1.0
+        self.origin = lat.x0 - 2 * lat.sx
+        self.key = row_id * self.span + (xc - self.origin)
+        self.row = row_id
+        self.xc = xc
+
+    def __call__(self, plane: np.ndarray, j: np.ndarray, x: np.ndarray) -> np.ndarray:
+        rid = plane * self.lat.ny + j
+        pos = np.searchsorted(self.key, rid * self.span + (x - self.origin))
+        n = self.key.size
+        out = np.full(x.shape, np.inf)
+        for cand in (pos - 1, pos):
+            c = np.clip(cand, 0, max(n - 1, 0))
+            ok = (cand >= 0) & (cand < n) & (self.row[c] == rid) if n else np.zeros(x.shape, bool)
+            out = np.where(ok, np.minimum(out, np.abs(self.xc[c] - x)), out)
+        return out
 
 
 def _densify(polys: list[np.ndarray], step: float) -> np.ndarray:
@@ -158,6 +187,20 @@ def _densify(polys: list[np.ndarray], step: float) -> np.ndarray:
     e = np.repeat(np.arange(len(a)), n)
     t = (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)) / n[e]
     return a[e] + t[:, None] * (b[e] - a[e])
+
+
+class _EuclidDistance:
+    """In-plane distance (mm) from points to the nearest contour of a given plane."""
+
+    def __init__(self, planes_polys, step: float):
+        pts = [_densify(list(p), step) for p in planes_polys]
+        lab = np.concatenate([np.full(len(p), k) for k, p in enumerate(pts)])
+        pts = np.concatenate(pts)
+        self.big = 1e3 * (np.ptp(pts[:, 0]) + np.ptp(pts[:, 1]) + 1.0)
+        self.tree = cKDTree(np.column_stack([pts, lab * self.big]))
+
+    def __call__(self, plane: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return self.tree.query(np.column_stack([x, y, plane * self.big]))[0]
 
 
 @dataclass(frozen=True, eq=False)
@@ -264,28 +307,39 @@ def _crossings(planes, slabs: Slabs, lat: Lattice, inside: np.ndarray,
     K = len(planes)
     nxy = lat.nx * lat.ny
     z = slabs.z
-    step = 0.5 * min(lat.sx, lat.sy)
-    pts, lab = [], []
-    for k, (_, polys) in enumerate(planes):
-        d = _densify(list(polys), step)
-        pts.append(d)
-        lab.append(np.full(len(d), k))
-    pts, lab = np.concatenate(pts), np.concatenate(lab)
-    big = 1e3 * (np.ptp(pts[:, 0]) + np.ptp(pts[:, 1]) + 1.0)
-    tree = cKDTree(np.column_stack([pts, lab * big]))
-    bx = lat.x0 + (band_flat % lat.nx) * lat.sx
-    by = lat.y0 + (band_flat // lat.nx) * lat.sy
+    polys = [p for _, p in planes]
+    along_x = _AxisDistance(polys, lat)
+    flipped = [tuple(q[:, ::-1] for q in p) for p in polys]
+    along_y = _AxisDistance(flipped, Lattice(lat.y0, lat.x0, lat.sy, lat.sx, lat.ny, lat.nx))
+    bi, bj = band_flat % lat.nx, band_flat // lat.nx
+    bx, by = lat.x0 + bi * lat.sx, lat.y0 + bj * lat.sy
     linked = np.concatenate([[False], ~slabs.gap, [False]])  # linked[k+1]: k <-> k+1
+    # Axis per cell: the one in which the boundary is nearest on the plane where the cell
+    # lies outside (the boundary that sweeps over it between the planes).
+    k_out = np.where(inside[band_k * nxy + band_flat], band_k + 1, band_k)
+    use_x = along_x(k_out, bj, bx) <= along_y(k_out, bi, by)
+
+    euclid = _EuclidDistance(polys, 0.5 * min(lat.sx, lat.sy))
+
+    def directional(kc):
+        return np.where(use_x, along_x(kc, bj, bx), along_y(kc, bi, by))
+
+    # Directional distances where the scan line meets the contours on both planes (e.g.
+    # flat-ended shapes); the Euclidean distance elsewhere (e.g. next to a pole contour
+    # smaller than a row spacing).
+    use_dir = np.isfinite(directional(band_k)) & np.isfinite(directional(band_k + 1))
 
     def phi(k: np.ndarray) -> np.ndarray:
         valid = (k >= 0) & (k < K)
         kc = np.clip(k, 0, K - 1)
-        dist, _ = tree.query(np.column_stack([bx, by, kc * big]))
+        dist = np.where(use_dir, directional(kc), euclid(kc, bx, by))
         sign = np.where(inside[kc * nxy + band_flat], -1.0, 1.0)
-        return np.where(valid, sign * dist, np.nan)
+        return np.where(valid & np.isfinite(dist), sign * dist, np.nan)
 
     p1, p2 = phi(band_k), phi(band_k + 1)
     z1, z2 = z[band_k], z[band_k + 1]
+    p1 = np.where(np.isfinite(p1), p1, 0.0)
+    p2 = np.where(np.isfinite(p2), p2, 0.0)
     lin = z1 + (p1 / np.where(p1 == p2, 1.0, p1 - p2)) * (z2 - z1)
     roots = []
     has0 = (band_k >= 1) & linked[np.clip(band_k, 0, K)]
