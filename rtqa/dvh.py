@@ -274,11 +274,13 @@ def compute_dvh(structure: Structure, grid: DoseGrid, *, ct_z: np.ndarray | None
     width = np.sqrt((gx * sx) ** 2 + (gy * sy) ** 2 + (db - da) ** 2)
     weight = aw * (zb - za) / 1000.0  # cc
     covered_cc = float(weight.sum())
-    outside_cc = max(total_cc - covered_cc, 0.0)
+    outside_cc = total_cc - covered_cc
+    if outside_cc < 1e-9 * max(total_cc, 1.0):  # rounding, not geometry
+        outside_cc = 0.0
     if covered_cc <= 0.0:
         raise RtqaError(f"structure '{structure.name}' lies entirely outside the dose grid "
                         f"({grid.path.name})")
-    if outside_cc > 1e-4 and outside_cc > 1e-6 * total_cc:
+    if outside_cc > 0.0:
         warnings.append(
             f"{outside_cc:.3f} cc ({100 * outside_cc / total_cc:.1f}%) lies outside "
             f"the dose grid: no dose there; the DVH covers the remaining {covered_cc:.3f} cc")

@@ -23,12 +23,15 @@ _COMMANDS = [
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="rtqa")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors (for bug reports).")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
     """rtqa: radiotherapy plan QA from DICOM RT exports.
 
     Units everywhere: dose in Gy, volume in cc (cm^3), distances in mm.
     Exit codes: 0 pass, 1 a check failed, 2 input that cannot be checked.
     """
+    ctx.obj = {"debug": debug}
 
 
 for _module, _attr in _COMMANDS:
