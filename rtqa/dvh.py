@@ -148,17 +148,20 @@ def _cut_at_frames(za: np.ndarray, zb: np.ndarray, grid: DoseGrid):
 
 
 def accumulate(mean: np.ndarray, width: np.ndarray, weight: np.ndarray,
-               top_gy: float) -> tuple[np.ndarray, np.ndarray]:
+               top_gy: float, floor_gy: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Exact cumulative DVH of uniform dose elements on 0.01 Gy nodes.
 
-    Element i is ``weight[i]`` cc spread uniformly over [mean - width/2, mean + width/2]
-    (widths below one bin are widened to one bin). Returns (edges_gy, cum_cc) with
+    Element i is ``weight[i]`` cc spread uniformly over [mean - width/2, mean + width/2],
+    kept within [floor_gy, top_gy] (the structure's Min and Max: a linear spread must not
+    overshoot a dose peak); widths below one bin are widened to one bin. Returns (edges_gy, cum_cc) with
     cum_cc = volume receiving >= each edge. The volume below a node is a sum of ramp
     functions; each ramp is written exactly at the nodes by splitting its two kinks
     linearly between neighbouring nodes, then integrating twice (cumulative sums)."""
     h = BIN_GY
-    w = np.maximum(width, h)
-    lo = np.maximum(mean - w / 2, 0.0)
+    lo = np.clip(mean - width / 2, floor_gy, top_gy)
+    hi = np.clip(mean + width / 2, floor_gy, top_gy)
+    w = np.maximum(hi - lo, h)
+    lo = np.maximum(np.minimum(lo, hi - h), 0.0)
     hi = lo + w
     n = int(math.ceil(max(top_gy, float(hi.max(initial=0.0))) / h)) + 3
     rate = weight / w
@@ -289,7 +292,7 @@ def compute_dvh(structure: Structure, grid: DoseGrid, *, ct_z: np.ndarray | None
     vmin, vmax = _surface_extremes(planes, slabs, grid)
     dmin = float(min(np.min(np.minimum(da, db)), vmin))
     dmax = float(max(np.max(np.maximum(da, db)), vmax))
-    edges, cum = accumulate(mean, width, weight, dmax)
+    edges, cum = accumulate(mean, width, weight, dmax, dmin)
     return DVHData(
         name=structure.name, edges_gy=edges, cum_cc=cum, volume_cc=covered_cc,
         min_gy=dmin, max_gy=dmax, mean_gy=float(np.dot(mean, weight) / covered_cc),
