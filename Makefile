@@ -9,7 +9,7 @@ SHARED ?= ../shared
 NELMS  := $(SHARED)/validation/nelms2015
 DEMO_OUT ?= rtqa-demo-report.html
 
-.PHONY: help install test demo demo-fail validate bench clean
+.PHONY: help install test demo validate bench clean
 
 help:
 	@echo "make demo      run a full QA check on the bundled sample plan (plans_sample/hcc_pass)"
@@ -28,12 +28,9 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+# Until `rtqa check` lands (issue 5) the demo shows the DVH engine on the sample plan.
 demo: $(STAMP)
-	$(RTQA) check plans_sample/hcc_pass --html $(DEMO_OUT)
-	@echo "HTML report written to $(DEMO_OUT)"
-
-demo-fail: $(STAMP)
-	-$(RTQA) check plans_sample/hcc_fail --html rtqa-demo-fail.html
+	$(RTQA) dvh plans_sample/hcc_pass -m 'D95%[Gy]' -m 'D0.035cc[Gy]' -m 'V20Gy[%]' -m 'CV15Gy[cc]'
 
 validate: $(STAMP)
 	$(PY) -m rtqa.validation.nelms $(NELMS)
