@@ -180,6 +180,52 @@ def accumulate(mean: np.ndarray, width: np.ndarray, weight: np.ndarray,
     return np.arange(n) * h, cum
 
 
+#: Column pieces processed at once (bounds the engine's temporary memory).
+CHUNK = 250_000
+
+
+def _elements(grid: DoseGrid, x, y, area, za, zb, sx: float, sy: float):
+    """Dose elements of column pieces: (mean Gy, spread Gy, volume cc, min Gy, max Gy).
+
+    Each piece is cut at the dose frames; on each part the dose is linear in z between
+    its end doses; the in-plane gradient over the sample cell adds to the spread."""
+    q, za, zb = _cut_at_frames(za, zb, grid)
+    xs, ys, aw = x[q], y[q], area[q]
+    dx, dy = float(grid.x[1] - grid.x[0]), float(grid.y[1] - grid.y[0])
+
+    i0, j0, tx, ty = _bilinear_parts(grid, xs, ys)
+    f, _ = _frame_parts(grid, 0.5 * (za + zb))
+    zf0, zf1 = grid.z[f], grid.z[f + 1]
+    ta = np.clip((za - zf0) / (zf1 - zf0), 0, 1)
+    tb = np.clip((zb - zf0) / (zf1 - zf0), 0, 1)
+    flat = grid.dose.reshape(-1)
+    nx, nxy = grid.x.size, grid.x.size * grid.y.size
+    base = f * nxy + j0 * nx + i0
+
+    def plane_terms(b):
+        c00, c10 = flat[b], flat[b + 1]
+        c01, c11 = flat[b + nx], flat[b + nx + 1]
+        val = (1 - ty) * ((1 - tx) * c00 + tx * c10) + ty * ((1 - tx) * c01 + tx * c11)
+        gx = ((1 - ty) * (c10 - c00) + ty * (c11 - c01)) / dx
+        gy = ((1 - tx) * (c01 - c00) + tx * (c11 - c10)) / dy
+        return val, gx, gy
+
+    v0, gx0, gy0 = plane_terms(base)
+    v1, gx1, gy1 = plane_terms(base + nxy)
+    da = v0 + ta * (v1 - v0)
+    db = v0 + tb * (v1 - v0)
+    tm = 0.5 * (ta + tb)
+    gx = gx0 + tm * (gx1 - gx0)
+    gy = gy0 + tm * (gy1 - gy0)
+    mean = 0.5 * (da + db)
+    width = np.sqrt((gx * sx) ** 2 + (gy * sy) ** 2 + (db - da) ** 2)
+    weight = aw * (zb - za) / 1000.0  # cc
+    if weight.size == 0:
+        return mean, width, weight, np.inf, -np.inf
+    return (mean, width, weight, float(np.min(np.minimum(da, db))),
+            float(np.max(np.maximum(da, db))))
+
+
 def compute_dvh(structure: Structure, grid: DoseGrid, *, ct_z: np.ndarray | None = None,
                 settings: Settings = DEFAULT, single_plane_mm: float | None = None) -> DVHData:
     """The cumulative DVH of ``structure`` on ``grid`` (Gy, cc). See the module docstring."""
@@ -246,36 +292,14 @@ def compute_dvh(structure: Structure, grid: DoseGrid, *, ct_z: np.ndarray | None
     inxy = _in_grid_xy(grid, cols.x, cols.y)
     za, zb = np.clip(cols.za, zmin, zmax), np.clip(cols.zb, zmin, zmax)
     keep = inxy & (zb > za)
-    q, za, zb = _cut_at_frames(za[keep], zb[keep], grid)
-    xs, ys, aw = cols.x[keep][q], cols.y[keep][q], cols.area[keep][q]
-
-    i0, j0, tx, ty = _bilinear_parts(grid, xs, ys)
-    f, _ = _frame_parts(grid, 0.5 * (za + zb))
-    zf0, zf1 = grid.z[f], grid.z[f + 1]
-    ta = np.clip((za - zf0) / (zf1 - zf0), 0, 1)
-    tb = np.clip((zb - zf0) / (zf1 - zf0), 0, 1)
-    flat = grid.dose.reshape(-1)
-    nx, nxy = grid.x.size, grid.x.size * grid.y.size
-    base = f * nxy + j0 * nx + i0
-
-    def plane_terms(b):
-        c00, c10 = flat[b], flat[b + 1]
-        c01, c11 = flat[b + nx], flat[b + nx + 1]
-        val = (1 - ty) * ((1 - tx) * c00 + tx * c10) + ty * ((1 - tx) * c01 + tx * c11)
-        gx = ((1 - ty) * (c10 - c00) + ty * (c11 - c01)) / dx
-        gy = ((1 - tx) * (c01 - c00) + tx * (c11 - c10)) / dy
-        return val, gx, gy
-
-    v0, gx0, gy0 = plane_terms(base)
-    v1, gx1, gy1 = plane_terms(base + nxy)
-    da = v0 + ta * (v1 - v0)
-    db = v0 + tb * (v1 - v0)
-    tm = 0.5 * (ta + tb)
-    gx = gx0 + tm * (gx1 - gx0)
-    gy = gy0 + tm * (gy1 - gy0)
-    mean = 0.5 * (da + db)
-    width = np.sqrt((gx * sx) ** 2 + (gy * sy) ** 2 + (db - da) ** 2)
-    weight = aw * (zb - za) / 1000.0  # cc
+    cx, cy, carea = cols.x[keep], cols.y[keep], cols.area[keep]
+    za, zb = za[keep], zb[keep]
+    parts = [_elements(grid, cx[c:c + CHUNK], cy[c:c + CHUNK], carea[c:c + CHUNK],
+                       za[c:c + CHUNK], zb[c:c + CHUNK], sx, sy)
+             for c in range(0, max(cx.size, 1), CHUNK)]
+    mean, width, weight = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    lo_d = min(p[3] for p in parts)
+    hi_d = max(p[4] for p in parts)
     covered_cc = float(weight.sum())
     outside_cc = total_cc - covered_cc
     if outside_cc < 1e-9 * max(total_cc, 1.0):  # rounding, not geometry
@@ -290,8 +314,8 @@ def compute_dvh(structure: Structure, grid: DoseGrid, *, ct_z: np.ndarray | None
 
     # Surface: contour vertices on every slab face and dose frame crossed.
     vmin, vmax = _surface_extremes(planes, slabs, grid)
-    dmin = float(min(np.min(np.minimum(da, db)), vmin))
-    dmax = float(max(np.max(np.maximum(da, db)), vmax))
+    dmin = float(min(lo_d, vmin))
+    dmax = float(max(hi_d, vmax))
     edges, cum = accumulate(mean, width, weight, dmax, dmin)
     return DVHData(
         name=structure.name, edges_gy=edges, cum_cc=cum, volume_cc=covered_cc,

@@ -318,21 +318,31 @@ def _crossings(planes, slabs: Slabs, lat: Lattice, inside: np.ndarray,
     # lies outside (the boundary that sweeps over it between the planes).
     k_out = np.where(inside[band_k * nxy + band_flat], band_k + 1, band_k)
     use_x = along_x(k_out, bj, bx) <= along_y(k_out, bi, by)
+    use_x = np.asarray(use_x)
 
     euclid = _EuclidDistance(polys, 0.5 * min(lat.sx, lat.sy))
 
-    def directional(kc):
-        return np.where(use_x, along_x(kc, bj, bx), along_y(kc, bi, by))
+    def directional(kc, idx):
+        ux = use_x[idx]
+        out = np.empty(idx.size)
+        out[ux] = along_x(kc[ux], bj[idx][ux], bx[idx][ux])
+        out[~ux] = along_y(kc[~ux], bi[idx][~ux], by[idx][~ux])
+        return out
 
     # Directional distances where the scan line meets the contours on both planes (e.g.
     # flat-ended shapes); the Euclidean distance elsewhere (e.g. next to a pole contour
     # smaller than a row spacing).
-    use_dir = np.isfinite(directional(band_k)) & np.isfinite(directional(band_k + 1))
+    every = np.arange(band_k.size)
+    use_dir = np.isfinite(directional(band_k, every)) & np.isfinite(
+        directional(band_k + 1, every))
+    d_idx, e_idx = np.flatnonzero(use_dir), np.flatnonzero(~use_dir)
 
     def phi(k: np.ndarray) -> np.ndarray:
         valid = (k >= 0) & (k < K)
         kc = np.clip(k, 0, K - 1)
-        dist = np.where(use_dir, directional(kc), euclid(kc, bx, by))
+        dist = np.empty(k.size)
+        dist[d_idx] = directional(kc[d_idx], d_idx)
+        dist[e_idx] = euclid(kc[e_idx], bx[e_idx], by[e_idx])
         sign = np.where(inside[kc * nxy + band_flat], -1.0, 1.0)
         return np.where(valid & np.isfinite(dist), sign * dist, np.nan)
 
