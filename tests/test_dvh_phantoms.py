@@ -480,3 +480,18 @@ def test_trilinear_reproduces_linear_field(sphere_cases, tmp_path):
     assert inside.all()
     want = D0 + 0.5 * (p[:, 0] - c[0]) - 0.3 * (p[:, 1] - c[1]) + 0.2 * (p[:, 2] - c[2])
     assert np.allclose(d, want, atol=2e-3)
+
+
+def test_32_bit_dose_matches_16_bit(tmp_path):
+    c = (-12.2, 20.6, -3.3)
+    rois = [ph.Roi(1, "GTV", ph.sphere_contours(c, R_SMALL, c[2] + SMALL_PLANES_REL))]
+    out = {}
+    for bits in (16, 32):
+        kw = {**hfs_grid(c, 12, (2.5, 2.5, 2.5)), "bits": bits}
+        _, s, grid = load_one(tmp_path / str(bits), rois, kw, field("x", 1.0, c))
+        out[bits] = compute_dvh(s["GTV"], grid)
+    for bits, dvh in out.items():
+        for pct in (95, 5):
+            assert rel(metric(f"D{pct}%[Gy]", dvh), sphere_d(R_SMALL, 1.0, pct)) < 0.01
+        assert rel(metric("Max[Gy]", dvh), D0 + R_SMALL) < 0.01
+    assert metric("D95%[Gy]", out[32]) == pytest.approx(metric("D95%[Gy]", out[16]), abs=0.01)

@@ -426,7 +426,9 @@ def test_point_open_and_empty_rois_carry_no_volume(tmp_path):
         assert not s[name].has_volume, name
         with pytest.raises(RtqaError):
             compute_dvh(s[name], ex.courses[0].grid)
+    assert s["Iso"].points.shape == (1, 3)
     assert np.allclose(s["Iso"].points, [[1.0, 2.0, 3.0]])
+    assert s["PTV"].points.shape == (0, 3) and len(s["Iso"].planes) == 0
     assert s["Wire"].n_open_contours == 1
     assert s["Iso"].interpreted_type == "ISOCENTER"
 
@@ -483,3 +485,47 @@ def test_inner_contour_is_a_hole(tmp_path, reverse_inner):
     strip = volume_at_least(e, c, 60 - g * 15) - volume_at_least(e, c, 60 - g * 5)
     assert strip == pytest.approx(40 * 10 * h / 1000, rel=0.02)
     assert evaluate(parse_metric("Max[Gy]"), dvh) == pytest.approx(60 + g * 20, abs=0.01)
+
+
+def _planar_solid(tmp_path, shapes, h=10.0, t=2.0, g=1.0):
+    """Rectangles (cx, cy, lx, ly, reverse) on every plane of a slab of height h, in
+    D = 60 + g x; returns the DVH."""
+    study = ph.Study()
+    contours = [("CLOSED_PLANAR", ph.rectangle(cx, cy, lx, ly, z, reverse=rev))
+                for z in ph.slab_planes(-h / 2, h / 2, t) for cx, cy, lx, ly, rev in shapes]
+    ph.write_struct(tmp_path / "RS.dcm", [ph.Roi(1, "Solid", contours)], study=study)
+    ph.write_dose(tmp_path / "RD.dcm", lambda x, y, z: 60.0 + g * x + 0 * y, study=study,
+                  ipp=(-30.0, -26.0, -10.0), rows=27, cols=31, pixel_spacing=(2.0, 2.0),
+                  offsets=ph.regular_offsets(11, 2.0))
+    ex = load_export([tmp_path])
+    return compute_dvh(ex.structure_sets[0].structures[0], ex.courses[0].grid)
+
+
+def test_two_islands_on_one_plane_add_up(tmp_path):
+    # 10 x 10 at x = -15 and 20 x 20 at x = +10: area 500, centroid x = 5
+    dvh = _planar_solid(tmp_path, [(-15.0, 0.0, 10.0, 10.0, False),
+                                   (10.0, 0.0, 20.0, 20.0, True)])
+    assert dvh.total_volume_cc == pytest.approx(500 * 10 / 1000, rel=0.005)
+    assert dvh.mean_gy == pytest.approx(60.0 + 5.0, abs=0.25)
+    assert dvh.min_gy == pytest.approx(60.0 - 20.0, abs=0.01)
+    assert dvh.max_gy == pytest.approx(60.0 + 20.0, abs=0.01)
+    # nothing between the islands (-10 < x < 0)
+    e, c = dvh.edges_gy, dvh.cum_cc
+    assert volume_at_least(e, c, 60 - 9.5) - volume_at_least(e, c, 60 - 0.5) == \
+        pytest.approx(0.0, abs=0.005)
+
+
+def test_island_inside_a_hole_is_filled(tmp_path):
+    """Even-odd with three nested squares: 40 (solid), 20 (hole), 8 (island again)."""
+    dvh = _planar_solid(tmp_path, [(0.0, 0.0, 40.0, 40.0, False),
+                                   (0.0, 0.0, 20.0, 20.0, False),
+                                   (0.0, 0.0, 8.0, 8.0, False)])
+    area = 40 ** 2 - 20 ** 2 + 8 ** 2
+    assert dvh.total_volume_cc == pytest.approx(area * 10 / 1000, rel=0.005)
+    e, c = dvh.edges_gy, dvh.cum_cc
+    # the band 4 < x < 10 lies in the hole for |y| < 10: only 2 x 10 mm of the outer ring
+    band = volume_at_least(e, c, 60 + 4.5) - volume_at_least(e, c, 60 + 9.5)
+    assert band == pytest.approx(5.0 * 20.0 * 10 / 1000, rel=0.03)
+    # the band |x| < 4 holds the island (8 mm) and the ring's two 10 mm strips
+    band = volume_at_least(e, c, 60 - 3.5) - volume_at_least(e, c, 60 + 3.5)
+    assert band == pytest.approx(7.0 * (8.0 + 20.0) * 10 / 1000, rel=0.03)
