@@ -154,10 +154,6 @@ def test_truncated_rtdose_is_an_error(tmp_path, name, where):
     _assert_names_file(err.value, path)
 
 
-@pytest.mark.xfail(strict=True, raises=(struct.error, BytesLengthException), reason=(
-    "BUG: pydicom's struct.error / BytesLengthException on a file cut inside a length or "
-    "value field escapes rtqa.reading.scan.classify and rtqa.reading.common.read_dataset "
-    "(they catch OSError, EOFError, ValueError, KeyError, TypeError only)"))
 @pytest.mark.parametrize("where", ["meta_group_length_half_value", "meta_element_length_field",
                                    "pixel_data_length_field"])
 def test_truncated_rtdose_inside_a_length_field_is_an_error(tmp_path, where):
@@ -167,11 +163,6 @@ def test_truncated_rtdose_inside_a_length_field_is_an_error(tmp_path, where):
     _assert_names_file(err.value, path)
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=(
-    "BUG: a file cut inside its SOPClassUID value is read leniently by pydicom; "
-    "rtqa.reading.scan.classify gets the partial UID '1.2.840.10008.5', classifies the "
-    "file as OTHER and load_export silently drops it (no error, no warning, not in "
-    "skipped), so the second plan of the export goes unchecked"))
 def test_rtdose_truncated_inside_sop_class_uid_is_an_error(tmp_path):
     study = ph.Study()
     ph.write_dose(tmp_path / "RD.plan1.dcm", multilinear, study=study, **SMALL_GRID)
@@ -197,10 +188,6 @@ def _truncated_struct(tmp_path, tag, frac):
     return path
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=(
-    "BUG: an RTSTRUCT cut inside StructureSetROISequence is read without error by "
-    "rtqa.reading.structures.read_structure_set: the ROI is kept (named 'ROI 1') with no "
-    "contours instead of the file being refused as truncated"))
 def test_rtstruct_truncated_in_roi_list_is_an_error(tmp_path):
     path = _truncated_struct(tmp_path, (0x3006, 0x0020), 40)
     with pytest.raises(DicomInputError) as err:
@@ -208,10 +195,6 @@ def test_rtstruct_truncated_in_roi_list_is_an_error(tmp_path):
     _assert_names_file(err.value, path)
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception, reason=(
-    "BUG: an RTSTRUCT cut inside RTROIObservationsSequence (the last element) is read "
-    "without error by rtqa.reading.structures.read_structure_set; the second ROI silently "
-    "loses its RTROIInterpretedType"))
 def test_rtstruct_truncated_in_observations_is_an_error(tmp_path):
     path = _truncated_struct(tmp_path, (0x3006, 0x0080), 0.75)
     with pytest.raises(DicomInputError) as err:

@@ -8,6 +8,7 @@ read is an error, because a truncated export must never be checked as if complet
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from rtqa.errors import DicomInputError
+from rtqa.reading.completeness import check_complete
 from rtqa.reading.sopclass import KIND
 
 MAX_DEPTH = 12
@@ -92,18 +94,27 @@ def classify(path: Path, explicit: bool = False) -> Scanned | None:
     """Classify one file by its SOP Class UID.
 
     Returns None for a file that is not DICOM (unless it was named explicitly or looks
-    like DICOM, in which case that is an error).
+    like DICOM, in which case that is an error). A DICOM file that is incomplete (cut
+    short) is an error: see rtqa.reading.completeness.
     """
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+        data = path.read_bytes()
+    except PermissionError:
+        raise DicomInputError("cannot be read (permission denied)", path) from None
+    except OSError as exc:
+        raise DicomInputError(f"cannot be read ({exc.strerror or exc})", path) from None
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True,
+                             specific_tags=_HEADER_TAGS)
     except InvalidDicomError:
         if explicit or _looks_like_dicom(path):
             raise DicomInputError("not a DICOM file (no DICOM header)", path) from None
         return None
-    except PermissionError:
-        raise DicomInputError("cannot be read (permission denied)", path) from None
-    except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on broken files
         raise DicomInputError(f"unreadable DICOM ({type(exc).__name__}: {exc})", path) from None
+    problem = check_complete(data)
+    if problem:
+        raise DicomInputError(f"incomplete DICOM file ({problem})", path)
     sop_class = str(ds.get("SOPClassUID", "") or "")
     sop_inst = str(ds.get("SOPInstanceUID", "") or "")
     if not sop_class:

@@ -108,6 +108,10 @@ def _group_planes(polys: list[tuple[float, np.ndarray]]):
 
 def read_structure_set(path: Path) -> StructureSet:
     ds = read_dataset(path)
+    for keyword in ("StructureSetROISequence", "ROIContourSequence",
+                    "RTROIObservationsSequence"):
+        if keyword not in ds:
+            raise DicomInputError(f"missing required {keyword} (incomplete RTSTRUCT?)", path)
     names: dict[int, str] = {}
     for roi in ds.get("StructureSetROISequence", []) or []:
         if "ROINumber" not in roi:

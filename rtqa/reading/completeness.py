@@ -1,0 +1,125 @@
+"""Is a DICOM file complete? A walk of its element stream, independent of pydicom.
+
+pydicom reads a file cut short (e.g. inside a sequence or a value) without complaint, so a
+truncated export on a network share would be checked as if whole. This walk reads tags and
+lengths only: every defined length must fit inside its parent, every undefined-length
+sequence or item must be closed by its delimiter, and the stream must end exactly at the
+end of the file. Deflated transfer syntax is not walked (reported as not verifiable).
+"""
+
+from __future__ import annotations
+
+import struct
+
+_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR",
+             b"UT", b"UV"}
+_ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_UNDEFINED = 0xFFFFFFFF
+IMPLICIT_LE = "1.2.840.10008.1.2"
+EXPLICIT_BE = "1.2.840.10008.1.2.2"
+DEFLATED = "1.2.840.10008.1.2.1.99"
+
+
+class Incomplete(Exception):
+    """The stream ends before an element, value, item or sequence does."""
+
+
+class _Walker:
+    def __init__(self, data: bytes, explicit: bool, little: bool):
+        self.d = data
+        self.explicit = explicit
+        self.e = "<" if little else ">"
+
+    def _u16(self, pos):
+        return struct.unpack_from(self.e + "H", self.d, pos)[0]
+
+    def _u32(self, pos):
+        return struct.unpack_from(self.e + "I", self.d, pos)[0]
+
+    def _need(self, pos, n, end, what):
+        if pos + n > end:
+            raise Incomplete(f"{what} at byte {pos} needs {n} bytes, only {end - pos} remain")
+
+    def elements(self, pos: int, end: int, until: int | None) -> int:
+        """Walk elements from ``pos``; stop at ``end`` (defined length) or after the
+        delimiter tag ``until``. Returns the position after the last element."""
+        while pos < end or until is not None:
+            self._need(pos, 8, end, "element header")
+            tag = (self._u16(pos) << 16) | self._u16(pos + 2)
+            if until is not None and tag == until:
+                return pos + 8
+            if tag in (_ITEM_END, _SEQ_END, _ITEM):
+                raise Incomplete(f"unexpected delimiter {tag:08X} at byte {pos}")
+            if self.explicit:
+                vr = self.d[pos + 4:pos + 6]
+                if vr in _LONG_VRS:
+                    self._need(pos, 12, end, "element header")
+                    length, pos = self._u32(pos + 8), pos + 12
+                else:
+                    length, pos = self._u16(pos + 6), pos + 8
+            else:
+                length, pos = self._u32(pos + 4), pos + 8
+            if length == _UNDEFINED:
+                pos = self.items(pos, end)
+            else:
+                self._need(pos, length, end, f"value of ({tag >> 16:04X},{tag & 0xFFFF:04X})")
+                pos += length
+        return pos
+
+    def items(self, pos: int, end: int) -> int:
+        """Items of an undefined-length sequence (or encapsulated pixel data)."""
+        while True:
+            self._need(pos, 8, end, "item header")
+            tag = (self._u16(pos) << 16) | self._u16(pos + 2)
+            length = self._u32(pos + 4)
+            pos += 8
+            if tag == _SEQ_END:
+                return pos
+            if tag != _ITEM:
+                raise Incomplete(f"expected an item at byte {pos - 8}, found {tag:08X}")
+            if length == _UNDEFINED:
+                pos = self.elements(pos, end, _ITEM_END)
+            else:
+                self._need(pos, length, end, "item value")
+                pos += length
+
+
+def check_complete(data: bytes) -> str | None:
+    """None when the file is complete, else the reason it is not."""
+    pos = 0
+    if len(data) >= 132 and data[128:132] == b"DICM":
+        pos = 132
+    try:
+        # File meta information: always explicit VR little endian, group 0002.
+        ts = ""
+        meta = _Walker(data, True, True)
+        while pos + 8 <= len(data) and struct.unpack_from("<H", data, pos)[0] == 0x0002:
+            start = pos
+            pos = _one(meta, pos, len(data))
+            if struct.unpack_from("<H", data, start + 2)[0] == 0x0010:
+                vlen = pos - start - 8
+                ts = data[pos - vlen:pos].rstrip(b"\x00 ").decode("ascii", "replace")
+        if ts == DEFLATED:
+            return None
+        body = _Walker(data, ts != IMPLICIT_LE, ts != EXPLICIT_BE)
+        end = body.elements(pos, len(data), None)
+        if end != len(data):
+            return f"stream ends at byte {end} of {len(data)}"
+        return None
+    except Incomplete as exc:
+        return f"truncated: {exc}"
+    except struct.error:
+        return "truncated: the file ends inside an element header"
+
+
+def _one(w: _Walker, pos: int, end: int) -> int:
+    """Walk exactly one explicit-VR element (file meta)."""
+    w._need(pos, 8, end, "element header")
+    vr = w.d[pos + 4:pos + 6]
+    if vr in _LONG_VRS:
+        w._need(pos, 12, end, "element header")
+        length, pos = w._u32(pos + 8), pos + 12
+    else:
+        length, pos = w._u16(pos + 6), pos + 8
+    w._need(pos, length, end, "file meta value")
+    return pos + length
