@@ -1,0 +1,354 @@
+"""Per-lesion BED: which plan treats which lesion, the protocol's BED rule, and the
+oligoprogression criteria (lesion and organ counts).
+
+Fractions (no plan, no guess)
+-----------------------------
+Every course is converted with its own plan's NumberOfFractionsPlanned, or with the
+user's ``fractions_override`` (``--fractions N``, applied to every course). A course
+without an RTPLAN (or whose RTPLAN has no fraction count) and no override raises
+``RtqaError``: the BED cannot be computed. A dose still per fraction (DoseSummationType
+FRACTION that the reader could not scale) is multiplied by the override here.
+
+Which plan treats a lesion
+--------------------------
+The coverage structure is the lesion's outermost target of the first class in the rule's
+``coverage_structures`` that it has (PTV, else GTV). A plan *contributes* to the lesion
+when its physical coverage metric there (e.g. D95%) is at least ``CONTRIBUTION_FRACTION``
+(20 %) of the plan's reference dose: its highest prescription (``Plan.prescription_gy``),
+or the maximum of its dose grid when the prescription is unknown. Leaving out a plan
+below that level can only lower the BED found (fail-safe for a ">=" rule). When no plan
+contributes, every plan is summed and the lesion is marked untreated in the note.
+
+BED of the coverage metric (Gy, LQ with the rule's α/β)
+------------------------------------------------------
+* One contributing plan of n fractions: the physical metric D (Gy) on the structure's
+  DVH, then BED = D (1 + D / (n α/β)) (``rtqa.radiobiology.bed``; BED is monotone in
+  dose, so this is the metric of the voxel-wise BED distribution). A ``Mean`` metric is
+  taken on the DVH re-expressed in BED (``rtqa.dvh_convert.convert_dvh``).
+* Several contributing plans: the metric of the DVH of the voxel-wise BED sum, each plan
+  converted with its own n (``rtqa.dosesum.combined(courses, "BED", α/β)``), never a
+  physical sum converted with one n.
+The rule holds when ``rule.bed_limit.holds(BED)`` (exactly 60 Gy passes ">= 60"). A
+coverage structure reaching outside a contributing plan's dose grid by more than
+``OUTSIDE_TOLERANCE`` of its volume, or any other failure to compute, gives NOT EVALUATED.
+
+Prescribed BED
+--------------
+Per contributing plan: the TargetPrescription linked (ReferencedROINumber) to the
+coverage ROI, else to another ROI of the lesion; else, if the plan treats this lesion
+only, ``Plan.prescription_gy``; else unknown. The prescribed BED is the sum over the
+contributing plans (None if any is unknown). An achieved BED more than
+``PRESCRIPTION_TOLERANCE`` (2 %) below it is noted and reported as a WARN check
+``lesion.<name>.prescription`` (a smaller shortfall is within what a DVH on a 2-3 mm
+dose grid reads low at the steep edge of a small PTV, and is not flagged).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable, Sequence
+
+import numpy as np
+
+from rtqa.constraints import Limit, LesionRule, OligoprogressionRule
+from rtqa.dosesum import combined
+from rtqa.dvh import compute_dvh
+from rtqa.dvh_convert import convert_dvh
+from rtqa.dvhdata import DVHData
+from rtqa.errors import RtqaError
+from rtqa.lesions import UNKNOWN_ORGAN, Lesion, Target
+from rtqa.metrics import Metric, evaluate, parse_metric
+from rtqa.radiobiology import bed
+from rtqa.reading.dose import DoseGrid
+from rtqa.reading.export import CourseDose
+from rtqa.reading.structures import Structure
+from rtqa.results import FAIL, NOT_EVALUATED, PASS, WARN, Check, LesionResult
+
+__all__ = ["LesionEvaluation", "evaluate_lesions", "oligoprogression_checks",
+           "fractions_of", "coverage_target", "CONTRIBUTION_FRACTION"]
+
+CONTRIBUTION_FRACTION = 0.20
+OUTSIDE_TOLERANCE = 0.001  # fraction of the coverage structure's volume
+PRESCRIPTION_TOLERANCE = 0.02  # relative BED shortfall below the prescription not flagged
+NO_PLAN = "no RTPLAN: the number of fractions is unknown; give --fractions N"
+
+DvhFor = Callable[[Structure, DoseGrid], DVHData]
+
+
+@dataclass(frozen=True)
+class LesionEvaluation:
+    """One ``LesionResult`` and one ``lesions`` check per lesion (plus WARN checks)."""
+
+    results: tuple[LesionResult, ...]
+    checks: tuple[Check, ...]
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.1f}"
+
+
+def fractions_of(courses: Sequence[CourseDose], override: int | None = None
+                 ) -> tuple[int, ...]:
+    """Fraction count of each course: ``override`` or its RTPLAN's; raises ``RtqaError``
+    when it is unknown (no plan, no guess)."""
+    if override is not None:
+        if isinstance(override, bool) or not isinstance(override, (int, np.integer)) \
+                or override < 1:
+            raise RtqaError(f"--fractions must be a whole number >= 1, got {override!r}")
+        return (int(override),) * len(courses)
+    out = []
+    for c in courses:
+        if c.plan is None:
+            raise RtqaError(NO_PLAN + f" (dose {c.grid.path.name})")
+        if not c.plan.fractions:
+            raise RtqaError(f"RTPLAN '{c.plan.display}' has no NumberOfFractionsPlanned: "
+                            "the number of fractions is unknown; give --fractions N",
+                            c.plan.path)
+        out.append(int(c.plan.fractions))
+    return tuple(out)
+
+
+def _totals(courses: Sequence[CourseDose], ns: tuple[int, ...]) -> list[CourseDose]:
+    """Courses with any per-fraction dose multiplied by its fraction count."""
+    return [replace(c, grid=c.grid.scaled(float(n), f"x {n} fractions (--fractions)"),
+                    per_fraction=False, note=c.note + f"; x {n} fractions (--fractions)")
+            if c.per_fraction else c for c, n in zip(courses, ns)]
+
+
+def coverage_target(lesion: Lesion, classes: Sequence[str]) -> Target | None:
+    """The lesion's outermost target of the first class in ``classes`` it has."""
+    for cls in classes:
+        found = lesion.of_class(cls)
+        if found:
+            return max(found, key=lambda t: t.volume_cc)
+    return None
+
+
+def _reference_gy(c: CourseDose) -> float:
+    rx = c.plan.prescription_gy if c.plan else None
+    return float(rx) if rx else float(np.max(c.grid.dose))
+
+
+def _bed_of(metric: Metric, dvh: DVHData, n: int, ab: float) -> tuple[float, float]:
+    """(physical metric value, its BED) for one plan of n fractions (Gy)."""
+    dose = evaluate(metric, dvh)
+    if metric.kind == "Mean":
+        return dose, evaluate(metric, convert_dvh(dvh, "BED", n, ab))
+    return dose, float(bed(max(dose, 0.0), n, ab))
+
+
+def _outside(dvh: DVHData) -> bool:
+    return dvh.outside_cc > OUTSIDE_TOLERANCE * dvh.total_volume_cc
+
+
+@dataclass(frozen=True, eq=False)
+class _Coverage:
+    """Pass 1 of one lesion: coverage target, physical DVH and metric per course (None
+    where the structure misses the grid), contributing course indices, notes."""
+
+    target: Target | None
+    dvhs: tuple[DVHData | None, ...] = ()
+    values: tuple[float | None, ...] = ()
+    contributors: tuple[int, ...] = ()
+    notes: tuple[str, ...] = ()
+    error: str = ""
+
+
+def _coverage(lesion: Lesion, courses, rule: LesionRule, metric: Metric,
+              dvh_for: DvhFor) -> _Coverage:
+    target = coverage_target(lesion, rule.coverage_structures)
+    if target is None:
+        return _Coverage(None, error=f"no {' or '.join(rule.coverage_structures)} in this "
+                                     "lesion: the coverage rule cannot be applied")
+    dvhs, values, notes = [], [], []
+    for c in courses:
+        try:
+            d = dvh_for(target.structure, c.grid)
+            dvhs.append(d)
+            values.append(evaluate(metric, d))
+        except RtqaError as exc:
+            dvhs.append(None)
+            values.append(None)
+            notes.append(f"{c.label}: {exc.reason}")
+    ok = [i for i, v in enumerate(values) if v is not None]
+    contrib = tuple(i for i in ok
+                    if values[i] >= CONTRIBUTION_FRACTION * _reference_gy(courses[i]))
+    if not ok:
+        return _Coverage(target, tuple(dvhs), tuple(values), (), tuple(notes),
+                         f"{target.roi} has no dose in any plan")
+    if not contrib:
+        notes.append(f"no plan gives {metric} >= {100 * CONTRIBUTION_FRACTION:.0f}% of its "
+                     "prescription here (lesion untreated?): BED from all plans summed")
+        contrib = tuple(ok)
+    return _Coverage(target, tuple(dvhs), tuple(values), contrib, tuple(notes))
+
+
+def _prescription(course: CourseDose, lesion: Lesion, target: Target,
+                  treats_only_this: bool) -> float | None:
+    plan = course.plan
+    if plan is None:
+        return None
+    by_roi = {p.roi_number: p.dose_gy for p in plan.prescriptions if p.roi_number is not None}
+    for t in (target, *lesion.targets):
+        if t.roi_number in by_roi:
+            return by_roi[t.roi_number]
+    return plan.prescription_gy if treats_only_this else None
+
+
+def _check(lesion: Lesion, rule: LesionRule, target: Target | None, status: str,
+           value: float | None, note: str) -> Check:
+    return Check(
+        id=f"lesion.{lesion.name}.bed", category="lesions", status=status,
+        source=rule.source, structure=target.roi if target else None,
+        rois=(target.roi,) if target else (),
+        metric=f"BED{rule.alpha_beta:g} of {rule.coverage_metric}", value=value, unit="Gy",
+        limit=str(rule.bed_limit), note=note)
+
+
+def _evaluate_one(lesion: Lesion, cov: _Coverage, courses, ns, rule: LesionRule,
+                  metric: Metric, dvh_for: DvhFor, override: int | None,
+                  treated_by: dict[int, int]) -> tuple[LesionResult, list[Check]]:
+    ab = float(rule.alpha_beta)
+    notes = list(cov.notes)
+    used = cov.contributors
+    plans = tuple(courses[i].label for i in used)
+    fx = tuple(ns[i] for i in used)
+    base = dict(name=lesion.name, targets=lesion.roi_names, plans=plans, fractions=fx,
+                metric=rule.coverage_metric, alpha_beta=ab,
+                required_bed_gy=rule.bed_limit.value, organ=lesion.organ)
+    dose = value = prescribed = None
+    status, error = NOT_EVALUATED, cov.error
+    if not error:
+        outside = [courses[i].label for i in used if _outside(cov.dvhs[i])]
+        if outside:
+            error = (f"{cov.target.roi} reaches outside the dose grid of "
+                     f"{', '.join(outside)}: its {metric} cannot be trusted")
+    if not error:
+        try:
+            if len(used) == 1:
+                i = used[0]
+                dose, value = _bed_of(metric, cov.dvhs[i], ns[i], ab)
+                notes.insert(0, f"{metric} {dose:.2f} Gy in {ns[i]} fx ({plans[0]}) -> "
+                                f"BED{ab:g} {value:.2f} Gy")
+            else:
+                grid = combined([courses[i] for i in used], "BED", ab, override)
+                d = dvh_for(cov.target.structure, grid)
+                if _outside(d):
+                    raise RtqaError(f"{cov.target.roi} reaches outside the summed dose grid")
+                value = evaluate(metric, d)
+                parts = " + ".join(f"{p} ({n} fx)" for p, n in zip(plans, fx))
+                notes.insert(0, f"{metric} of the voxel-wise BED{ab:g} sum of {parts}: "
+                                f"{value:.2f} Gy")
+            status = PASS if rule.bed_limit.holds(value) else FAIL
+        except RtqaError as exc:
+            error, value, dose = exc.reason, None, None
+    if error:
+        notes.insert(0, error)
+    checks = []
+    if cov.target is not None and used:
+        rx = [_prescription(courses[i], lesion, cov.target, treated_by.get(i) == 1)
+              for i in used]
+        if all(r is not None for r in rx):
+            prescribed = float(sum(bed(r, ns[i], ab) for r, i in zip(rx, used)))
+            if value is not None and value < prescribed * (1 - PRESCRIPTION_TOLERANCE):
+                short = 100 * (1 - value / prescribed)
+                text = (f"achieved BED{ab:g} {_fmt(value)} Gy is {short:.1f}% below the "
+                        f"prescribed "
+                        f"{_fmt(prescribed)} Gy (" + " + ".join(
+                            f"{r:g} Gy in {ns[i]} fx" for r, i in zip(rx, used)) + ")")
+                notes.append(text)
+                checks.append(Check(
+                    id=f"lesion.{lesion.name}.prescription", category="lesions", status=WARN,
+                    source="RTPLAN DoseReferenceSequence TargetPrescriptionDose ("
+                           + ", ".join(plans) + ")",
+                    structure=cov.target.roi, rois=(cov.target.roi,),
+                    metric=f"BED{ab:g} of {rule.coverage_metric}", value=value, unit="Gy",
+                    limit=f">= {_fmt(prescribed)}", note=text))
+    if lesion.organ_note:
+        notes.append(f"organ {lesion.organ}: {lesion.organ_note}")
+    notes.extend(lesion.notes)
+    if override is not None:
+        notes.append(f"fractions from --fractions {override}")
+    note = "; ".join(notes)
+    result = LesionResult(**base, dose_gy=dose, bed_gy=value, status=status,
+                          prescribed_bed_gy=prescribed, note=note)
+    return result, [_check(lesion, rule, cov.target, status, value, note), *checks]
+
+
+def evaluate_lesions(lesions: Sequence[Lesion], courses: Sequence[CourseDose],
+                     rule: LesionRule, *, fractions_override: int | None = None,
+                     dvh_for: DvhFor | None = None) -> LesionEvaluation:
+    """Evaluate the protocol's per-lesion BED rule (see the module docstring).
+
+    ``courses``: the course doses in the lesions' frame of reference. ``dvh_for``:
+    ``(structure, grid) -> DVHData`` (default ``rtqa.dvh.compute_dvh``; pass one with
+    ``ct_z`` or a cache). Raises ``RtqaError`` when a fraction count is unknown or there
+    is no dose at all.
+    """
+    dvh_for = dvh_for or (lambda s, g: compute_dvh(s, g))
+    metric = parse_metric(rule.coverage_metric)
+    if not lesions:
+        return LesionEvaluation((), (Check(
+            id="lesions.found", category="lesions", status=NOT_EVALUATED, source=rule.source,
+            note="no target structure (GTV, CTV, ITV, PTV) found: no lesion to check"),))
+    if not courses:
+        raise RtqaError("no RTDOSE: there is no dose to evaluate the lesions on")
+    ns = fractions_of(courses, fractions_override)
+    courses = _totals(courses, ns)
+    covs = [_coverage(les, courses, rule, metric, dvh_for) for les in lesions]
+    treated_by: dict[int, int] = {}
+    for cov in covs:
+        for i in cov.contributors:
+            treated_by[i] = treated_by.get(i, 0) + 1
+    results, checks = [], []
+    for les, cov in zip(lesions, covs):
+        r, cs = _evaluate_one(les, cov, courses, ns, rule, metric, dvh_for,
+                              fractions_override, treated_by)
+        results.append(r)
+        checks.extend(cs)
+    return LesionEvaluation(tuple(results), tuple(checks))
+
+
+def oligoprogression_checks(lesions: Sequence[Lesion], rule: OligoprogressionRule | None
+                            ) -> list[Check]:
+    """Protocol checks: number of lesions <= ``max_lesions`` and of organs <= ``max_organs``.
+
+    Each GTV counts as a lesion (a PTV holding two GTVs counts twice). A lesion of unknown
+    organ may lie in an organ of its own: the organ check passes only if it would pass
+    even then, fails if the known organs already exceed the limit, and is NOT EVALUATED
+    in between. No lesion at all: both NOT EVALUATED.
+    """
+    if rule is None:
+        return []
+    n_lim, o_lim = Limit("<=", rule.max_lesions), Limit("<=", rule.max_organs)
+    count = sum(max(1, les.n_gtv) for les in lesions)
+    listing = ", ".join(f"{les.name} ({les.organ or UNKNOWN_ORGAN})" for les in lesions)
+    rois = tuple(les.targets[0].roi for les in lesions if les.targets)
+    common = dict(category="protocol", source=rule.source, rois=rois)
+    if not lesions:
+        why = "no lesion found (no GTV, CTV, ITV or PTV): cannot count"
+        return [Check("protocol.oligoprogression.lesions", status=NOT_EVALUATED,
+                      metric="lesions", unit="lesions", limit=str(n_lim), note=why, **common),
+                Check("protocol.oligoprogression.organs", status=NOT_EVALUATED,
+                      metric="organs", unit="organs", limit=str(o_lim), note=why, **common)]
+    extra = "" if count == len(lesions) else f" ({count} GTVs in {len(lesions)} PTV groups)"
+    lesion_check = Check(
+        "protocol.oligoprogression.lesions", status=PASS if n_lim.holds(count) else FAIL,
+        metric="lesions", value=float(count), unit="lesions", limit=str(n_lim),
+        note=f"{count} lesion(s){extra}: {listing}", **common)
+    known = sorted({les.organ for les in lesions if les.organ and les.organ != UNKNOWN_ORGAN})
+    unknown = [les.name for les in lesions if not les.organ or les.organ == UNKNOWN_ORGAN]
+    lo, hi = len(known), len(known) + len(unknown)
+    note = f"{lo} organ(s): {', '.join(known) or 'none'}"
+    if unknown:
+        note += f"; organ unknown for {', '.join(unknown)} (up to {hi} organs)"
+    if not o_lim.holds(lo):
+        status = FAIL
+    elif o_lim.holds(hi):
+        status = PASS
+    else:
+        status = NOT_EVALUATED
+        note += ": cannot tell whether the limit is met"
+    organ_check = Check("protocol.oligoprogression.organs", status=status, metric="organs",
+                        value=float(lo), unit="organs", limit=str(o_lim), note=note, **common)
+    return [lesion_check, organ_check]

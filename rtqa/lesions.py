@@ -1,0 +1,396 @@
+"""Lesions of a structure set: target discovery, geometric grouping, organ of each lesion.
+
+Targets
+-------
+A ROI is a target when its name starts with GTV, CTV, ITV or PTV (``rtqa.names``: TG-263
+prefix) or, failing that, its RTROIInterpretedType is GTV, CTV, ITV or PTV. Helper
+structures (``zPTV_opt``, ``opt PTV``, ``PTV-GTV``, rings: ``rtqa.names.is_helper``) and ROIs
+whose name is an organ's are never targets, whatever their type. A ROI without closed
+contours has no volume and is left out. When the name prefix and the type disagree the
+name wins and the lesion carries a note.
+
+Grouping (geometry only, never names)
+-------------------------------------
+Overlaps are computed plane by plane with shapely: on every contour plane of the inner
+ROI, the area of its cross-section (even-odd rule, so holes count) intersected with the
+outer ROI's cross-section on the same plane (or the outer plane whose slab holds that
+z), times the inner plane's slab thickness (``rtqa.geometry.slabs_for``).
+
+* A target is *inside* another when at least ``CONTAINED_FRACTION`` (90 %) of its volume
+  lies in it. Its *parent* is the smallest target, of the same class or an outer one
+  (order GTV < CTV < ITV < PTV), that it is inside and that is larger (ties: the outer
+  class, then the lower ROI number).
+* Each target without a parent is a lesion; the lesion holds it and everything nested
+  in it (a GTV with no PTV around it is a lesion of its own; a PTV inside a larger PTV,
+  e.g. a boost volume, joins that PTV's lesion).
+* A *composite* target (e.g. ``PTV_total``) holds two or more targets of its own class
+  that are not nested in each other: it is not a lesion, nothing groups under it, and
+  each lesion it holds gets a note.
+* A target between ``PARTIAL_FRACTION`` (10 %) and 90 % inside another one is not
+  grouped with it; both lesions get a note.
+
+Names
+-----
+A lesion is named after its outermost ROI with the class prefix and separators removed
+(``PTV_Liver`` -> ``Liver``, ``PTV T10`` -> ``T10``). When nothing with a letter remains
+(``PTV1``, ``PTV_2``) or two lesions would share a name, the full ROI name is kept. Lesions
+are listed in the structure set's ROI order of their outermost ROI.
+
+Organ of a lesion
+-----------------
+Organ structures are the ROIs matched to a TG-263 standard name (``rtqa.names.match_rois``,
+ambiguous matches included: they name the same organ) except External, Skin and PRVs,
+plus ROIs whose name says bone (``Vertebra_T10``, ``VB``, ``Sacrum``, ``Ribs``, ...). Organs
+are grouped for counting: Lung_L/Lung_R/Lungs -> ``Lung``, Kidney_L/R -> ``Kidney``, bones
+-> ``Bone``, other paired organs drop their side. The lesion's core is its innermost class
+(its GTVs, else CTVs, ...):
+
+1. the organ structure holding the largest part of the core, if at least
+   ``ORGAN_FRACTION`` (50 %) of it;
+2. otherwise the organ structure whose surface is nearest the core's centroid, if that
+   surface lies within ``NEAREST_GAP_MM`` of the core's surface (centroid distance minus
+   the core's equivalent-sphere radius). A lesion outside every organ whose nearest
+   structure is the spinal cord, canal, thecal sac or cauda equina lies in the spine:
+   ``Bone`` (the vertebrae are rarely contoured);
+3. otherwise ``"unknown"``. Every choice is explained in ``Lesion.organ_note``.
+
+Units: mm, cc.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import shapely
+
+from rtqa.geometry import slabs_for
+from rtqa.names import NameMatch, is_helper, target_class
+from rtqa.reading.structures import Structure, StructureSet
+
+__all__ = ["Target", "Lesion", "discover_lesions", "find_targets", "group_targets",
+           "organ_structures", "organ_group", "organ_of", "lesion_name", "UNKNOWN_ORGAN"]
+
+CLASS_RANK = {"GTV": 0, "CTV": 1, "ITV": 2, "PTV": 3}
+CONTAINED_FRACTION = 0.90
+PARTIAL_FRACTION = 0.10
+ORGAN_FRACTION = 0.50
+NEAREST_GAP_MM = 20.0
+#: Slab thickness (mm) given to a ROI drawn on one plane only (overlap fractions of such a
+#: ROI do not depend on it; only its volume does).
+SINGLE_PLANE_MM = 3.0
+UNKNOWN_ORGAN = "unknown"
+
+_NOT_ORGANS = frozenset({"External", "Skin"})
+_SPINE = frozenset({"SpinalCord", "SpinalCanal", "ThecalSac", "CaudaEquina"})
+_GROUPS = {"Lungs": "Lung", "Kidneys": "Kidney", "Kidney_Cortex": "Kidney", "Rib": "Bone",
+           "Femur_Head": "Bone"}
+_BONE_NAME = re.compile(
+    r"vertebr|bone|sacrum|sternum|femur|humerus|ilium|scapula|clavicle|skull|mandible|spine"
+    r"|(?:^|[^a-z])(?:vb|ribs?)(?:[^a-z]|$)", re.IGNORECASE)
+
+
+# --- plane geometry ---------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class _Planes:
+    """Cross-sections of one ROI: plane z, slab faces (mm), shapely geometry, area (mm²)."""
+
+    z: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    geoms: np.ndarray  # object array of shapely geometries
+    area: np.ndarray
+    bbox: np.ndarray   # (xmin, ymin, zmin, xmax, ymax, zmax)
+
+    @property
+    def thickness(self) -> np.ndarray:
+        return self.hi - self.lo
+
+    @property
+    def volume_mm3(self) -> float:
+        return float(np.sum(self.area * self.thickness))
+
+
+def _even_odd(polys) -> shapely.Geometry:
+    geoms = [shapely.make_valid(shapely.Polygon(p)) for p in polys if len(p) >= 3]
+    acc = geoms[0] if geoms else shapely.Polygon()
+    for g in geoms[1:]:
+        acc = shapely.symmetric_difference(acc, g)
+    return acc
+
+
+def _planes(structure: Structure) -> _Planes:
+    z = structure.z_planes
+    slabs = slabs_for(z, SINGLE_PLANE_MM)
+    geoms = np.array([_even_odd(polys) for _, polys in structure.planes] or [], dtype=object)
+    area = shapely.area(geoms) if geoms.size else np.zeros(0)
+    pts = np.concatenate([p for _, polys in structure.planes for p in polys])
+    bbox = np.array([*pts.min(axis=0), slabs.lo.min(), *pts.max(axis=0), slabs.hi.max()])
+    return _Planes(z, slabs.lo, slabs.hi, geoms, np.asarray(area, float), bbox)
+
+
+def _overlap_mm3(inner: _Planes, outer: _Planes) -> float:
+    """Volume (mm³) of ``inner`` that lies inside ``outer``, plane by plane."""
+    a, b = inner.bbox, outer.bbox
+    if np.any(a[:3] > b[3:]) or np.any(b[:3] > a[3:]):
+        return 0.0
+    n = outer.z.size
+    k = np.searchsorted(outer.z, inner.z)
+    below, above = np.clip(k - 1, 0, n - 1), np.clip(k, 0, n - 1)
+    j = np.where(np.abs(outer.z[below] - inner.z) <= np.abs(outer.z[above] - inner.z),
+                 below, above)
+    ok = (inner.z >= outer.lo[j] - 1e-3) & (inner.z <= outer.hi[j] + 1e-3)
+    if not np.any(ok):
+        return 0.0
+    inter = shapely.area(shapely.intersection(inner.geoms[ok], outer.geoms[j[ok]]))
+    return float(np.sum(inter * inner.thickness[ok]))
+
+
+def _centroid(p: _Planes) -> np.ndarray:
+    w = p.area * p.thickness
+    c = shapely.centroid(p.geoms)
+    xy = np.column_stack([shapely.get_x(c), shapely.get_y(c)])
+    ok = w > 0
+    return np.array([*np.average(xy[ok], axis=0, weights=w[ok]),
+                     float(np.average(p.z[ok], weights=w[ok]))])
+
+
+def _surface_distance(p: _Planes, point: np.ndarray) -> float:
+    """Distance (mm) from ``point`` to ``p``: 0 inside a cross-section on its own plane."""
+    dxy = shapely.distance(p.geoms, shapely.Point(point[0], point[1]))
+    dz = np.maximum(np.abs(p.z - point[2]) - 0.5 * p.thickness, 0.0)
+    return float(np.min(np.hypot(dxy, dz)))
+
+
+# --- model ------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class Target:
+    """One target ROI: name, class (GTV/CTV/ITV/PTV), ROI number, volume (cc, slab
+    convention: plane area x slab thickness)."""
+
+    roi: str
+    target_class: str
+    roi_number: int
+    volume_cc: float
+    structure: Structure | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, eq=False)
+class Lesion:
+    """A lesion: its target ROIs (outermost class first, larger first within a class), the
+    organ group it lies in (``"Liver"``, ``"Lung"``, ``"Bone"``, ..., ``"unknown"``) and
+    why, and notes on its grouping."""
+
+    name: str
+    targets: tuple[Target, ...]
+    organ: str | None = None
+    organ_roi: str | None = None
+    organ_note: str = ""
+    notes: tuple[str, ...] = ()
+
+    @property
+    def roi_names(self) -> tuple[str, ...]:
+        return tuple(t.roi for t in self.targets)
+
+    def of_class(self, cls: str) -> tuple[Target, ...]:
+        """Targets of class ``cls`` (largest first)."""
+        return tuple(t for t in self.targets if t.target_class == cls)
+
+    @property
+    def core(self) -> tuple[Target, ...]:
+        """The innermost class present: the GTVs, else the CTVs, ITVs or PTVs."""
+        for cls in CLASS_RANK:
+            found = self.of_class(cls)
+            if found:
+                return found
+        return ()
+
+    @property
+    def n_gtv(self) -> int:
+        return len(self.of_class("GTV"))
+
+
+# --- discovery --------------------------------------------------------------------------
+
+def find_targets(structure_set: StructureSet, name_match: NameMatch
+                 ) -> tuple[list[Target], dict[int, str]]:
+    """Target ROIs with volume, and notes by ROI number (see the module docstring)."""
+    organs = set(name_match.standard_to_roi.values())
+    organs.update(r for rois in name_match.ambiguous.values() for r in rois)
+    helpers = set(name_match.helpers)
+    out, notes = [], {}
+    for s in structure_set.structures:
+        typed = s.interpreted_type.upper() if s.interpreted_type.upper() in CLASS_RANK else None
+        named = target_class(s.name)
+        if s.name in helpers or is_helper(s.name) or s.name in organs:
+            continue
+        cls = named or typed
+        if cls is None or not s.has_volume:
+            continue
+        if named and typed and named != typed:
+            notes[s.roi_number] = (f"{s.name}: name says {named}, RTROIInterpretedType says "
+                                   f"{typed}; taken as {named}")
+        out.append(Target(s.name, cls, s.roi_number, _planes(s).volume_mm3 / 1000.0, s))
+    return out, notes
+
+
+def _bigger(o: Target, t: Target) -> bool:
+    return ((o.volume_cc, CLASS_RANK[o.target_class], -o.roi_number)
+            > (t.volume_cc, CLASS_RANK[t.target_class], -t.roi_number))
+
+
+def group_targets(targets: list[Target], planes: dict[int, _Planes] | None = None
+                  ) -> tuple[list[list[Target]], dict[int, list[str]]]:
+    """Group targets into lesions by containment. Returns the groups (outermost target
+    first) and notes by ROI number."""
+    planes = planes or {t.roi_number: _planes(t.structure) for t in targets}
+    frac: dict[tuple[int, int], float] = {}
+    for t in targets:
+        vol = planes[t.roi_number].volume_mm3
+        for o in targets:
+            if o is not t and vol > 0:
+                frac[t.roi_number, o.roi_number] = _overlap_mm3(
+                    planes[t.roi_number], planes[o.roi_number]) / vol
+
+    def inside(t: Target, o: Target) -> bool:
+        return frac.get((t.roi_number, o.roi_number), 0.0) >= CONTAINED_FRACTION
+
+    notes: dict[int, list[str]] = {t.roi_number: [] for t in targets}
+    composite = set()
+    for o in targets:
+        held = [t for t in targets if t is not o and t.target_class == o.target_class
+                and inside(t, o) and _bigger(o, t)]
+        if any(not inside(a, b) and not inside(b, a) for a in held for b in held if a is not b):
+            composite.add(o.roi_number)
+            for t in held:
+                notes[t.roi_number].append(
+                    f"also inside {o.roi}, which holds several lesions: {o.roi} is not a lesion")
+    parent: dict[int, Target] = {}
+    for t in targets:
+        if t.roi_number in composite:
+            continue
+        cands = [o for o in targets if o is not t and o.roi_number not in composite
+                 and CLASS_RANK[o.target_class] >= CLASS_RANK[t.target_class]
+                 and _bigger(o, t) and inside(t, o)]
+        if cands:
+            parent[t.roi_number] = min(cands, key=lambda o: (o.volume_cc, -CLASS_RANK[
+                o.target_class], o.roi_number))
+
+    def root(t: Target) -> Target:
+        while t.roi_number in parent:
+            t = parent[t.roi_number]
+        return t
+
+    groups: dict[int, list[Target]] = {}
+    for t in targets:
+        if t.roi_number not in composite:
+            groups.setdefault(root(t).roi_number, []).append(t)
+    for t in targets:
+        for o in targets:
+            f = frac.get((t.roi_number, o.roi_number), 0.0)
+            if (f >= PARTIAL_FRACTION and not composite & {t.roi_number, o.roi_number}
+                    and root(t) is not root(o)):
+                notes[t.roi_number].append(f"{t.roi} lies {100 * f:.0f}% inside {o.roi} of "
+                                           "another lesion: not grouped with it")
+    out = [sorted(groups[n], key=lambda t: (-CLASS_RANK[t.target_class], -t.volume_cc,
+                                           t.roi_number)) for n in sorted(groups)]
+    for g in out:  # the root first: it is the largest of the outermost class
+        r = next(t for t in g if t.roi_number not in parent)
+        g.remove(r)
+        g.insert(0, r)
+    return out, notes
+
+
+def lesion_name(roi: str) -> str:
+    """``PTV_Liver`` -> ``Liver``; ``PTV1`` -> ``PTV1`` (nothing readable left)."""
+    rest = re.sub(r"^\s*(?:GTV|CTV|ITV|PTV)[\s_\-.:]*", "", roi, flags=re.IGNORECASE).strip()
+    return rest if re.search(r"[A-Za-z]", rest) else roi
+
+
+def _names(roots: list[Target]) -> list[str]:
+    short = [lesion_name(t.roi) for t in roots]
+    names = [s if short.count(s) == 1 else t.roi for s, t in zip(short, roots)]
+    return [n if names.count(n) == 1 else f"{n}#{t.roi_number}" for n, t in zip(names, roots)]
+
+
+# --- organs -----------------------------------------------------------------------------
+
+def organ_group(standard: str) -> str | None:
+    """Organ group used to count organs: ``Lung_L`` -> ``Lung``; None for non-organs."""
+    if standard in _NOT_ORGANS or "_PRV" in standard:
+        return None
+    base = re.sub(r"_[LR]$", "", standard)
+    return _GROUPS.get(base, base)
+
+
+def organ_structures(structure_set: StructureSet, name_match: NameMatch
+                     ) -> list[tuple[str, str, Structure]]:
+    """(organ group, standard name or ``"bone"``, structure) of every organ structure."""
+    std_of = dict(name_match.roi_to_standard)
+    for std, rois in name_match.ambiguous.items():
+        std_of.update({r: std for r in rois})
+    out = []
+    for s in structure_set.structures:
+        if not s.has_volume or s.interpreted_type.upper() == "EXTERNAL":
+            continue
+        std = std_of.get(s.name)
+        if std is not None:
+            group = organ_group(std)
+            if group:
+                out.append((group, std, s))
+        elif s.name in name_match.unmatched and _BONE_NAME.search(s.name):
+            out.append(("Bone", "bone", s))
+    return out
+
+
+def organ_of(core: list[_Planes], organs: list[tuple[str, str, Structure, _Planes]]
+             ) -> tuple[str, str | None, str]:
+    """(organ group, organ ROI, explanation) for a lesion core (see the module docstring)."""
+    if not core or not organs:
+        return UNKNOWN_ORGAN, None, "no organ structure to place the lesion in"
+    vol = sum(p.volume_mm3 for p in core)
+    fracs = [sum(_overlap_mm3(c, op) for c in core) / vol for *_, op in organs]
+    k = int(np.argmax(fracs))
+    group, std, s, _ = organs[k]
+    if fracs[k] >= ORGAN_FRACTION:
+        return group, s.name, f"{100 * fracs[k]:.0f}% of the lesion core inside {s.name}"
+    w = np.array([p.volume_mm3 for p in core])
+    centre = np.average(np.array([_centroid(p) for p in core]), axis=0, weights=w)
+    dist = [_surface_distance(op, centre) for *_, op in organs]
+    k = int(np.argmin(dist))
+    group, std, s, _ = organs[k]
+    gap = dist[k] - (3 * vol / (4 * math.pi)) ** (1 / 3)
+    where = (f"not within an organ structure; nearest {s.name} ({dist[k]:.0f} mm from its "
+             "centroid)")
+    if gap > NEAREST_GAP_MM:
+        return UNKNOWN_ORGAN, None, where + ": too far, organ unknown"
+    if std in _SPINE:
+        return "Bone", s.name, where + ": a spine (vertebra) lesion"
+    return group, s.name, where
+
+
+def discover_lesions(structure_set: StructureSet, name_match: NameMatch) -> list[Lesion]:
+    """Every lesion of ``structure_set`` with its targets and organ (module docstring).
+
+    ``name_match``: ``rtqa.names.match_rois`` of the structure set's ROI names (with the
+    user's ``--map`` overrides), so that organs and helpers are recognised as elsewhere.
+    """
+    targets, type_notes = find_targets(structure_set, name_match)
+    planes = {t.roi_number: _planes(t.structure) for t in targets}
+    groups, notes = group_targets(targets, planes)
+    organs = [(g, std, s, _planes(s)) for g, std, s in organ_structures(structure_set, name_match)]
+    out = []
+    for name, group in zip(_names([g[0] for g in groups]), groups):
+        les = Lesion(name, tuple(group))
+        organ, roi, why = organ_of([planes[t.roi_number] for t in les.core], organs)
+        text = [type_notes[t.roi_number] for t in group if t.roi_number in type_notes]
+        text += [n for t in group for n in notes[t.roi_number]]
+        if les.n_gtv > 1:
+            gtvs = ", ".join(t.roi for t in les.of_class("GTV"))
+            text.append(f"{les.n_gtv} GTVs in one lesion ({gtvs}): each counts as a lesion")
+        out.append(Lesion(name, tuple(group), organ, roi, why, tuple(dict.fromkeys(text))))
+    return out
