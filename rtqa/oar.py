@@ -1,0 +1,478 @@
+"""Organ-at-risk constraint rows of a protocol, evaluated on a plan (category
+"organs at risk" of the report).
+
+``evaluate_oars`` selects the protocol's rows for the fraction count
+(``Protocol.select``), finds each row's structure among the plan's ROIs
+(``rtqa.names.match_rois``; never guessed), builds expressions geometrically
+(``rtqa.structops``), computes DVHs and evaluates the TG-263 metric (``rtqa.metrics``).
+One ``Check`` per applied row; rules (fail closed):
+
+* PASS / FAIL from ``limit.holds(value)``; ``priority`` from the row ("optimal" rows that
+  fail stay FAIL; the overall status ignores them).
+* Structure not found:
+  - no operand of the expression matches any ROI: NOT EVALUATED, priority "optimal"
+    (the protocol lists organs that a given plan does not have), except *required* rows
+    (the protocol file's own rows and the sets in ``REQUIRED_SET_FILES``, i.e. the
+    trial's normal-liver rule): NOT EVALUATED, mandatory;
+  - an operand ambiguous (two ROIs match, candidates listed) or only some operands found
+    (``Lung_L + Lung_R`` without ``Lung_R``): NOT EVALUATED, mandatory;
+  - a subtracted target class the plan lacks (``- GTV`` without GTV) removes nothing
+    (noted). A positive operand's class must exist.
+* ``"none"`` selections (no enabled row for the fraction count) of an organ the plan has:
+  WARN "no constraint for N fractions" (never PASS). Disabled rows are not reported.
+* Dose: physical rows on the course dose; EQD2/BED rows (and conventional rows converted
+  to EQD2 by ``select``) on the exact dose-axis conversion of the physical DVH
+  (``rtqa.dvh_convert``) for one plan, with ``fractions``; on the voxel-wise sum
+  (``rtqa.dosesum.combined``, each plan with its own fraction count) for several plans.
+  Several plans with different fraction counts: a fraction-specific physical row is NOT
+  EVALUATED (its limit is defined for one fractionation); rows for any fraction count
+  are evaluated on the physical sum.
+* Spared-volume rules (a V/CV[cc] metric with a lower limit, e.g. the normal-liver rule
+  ``CV15Gy[cc] >= 700`` on ``Liver - GTV``; or ``DCxcc``): when the whole structure is
+  smaller than the limit the check FAILs with "normal liver is only X cc: the rule
+  (>= 700 cc below 15 Gy) cannot be met". The metric is the row's own: never D700cc or a
+  maximum dose.
+* A metric that cannot be evaluated (``RtqaError``, e.g. D2cc of a 1 cc organ) or a
+  structure entirely outside the dose grid: NOT EVALUATED with the reason. A structure
+  partly outside the grid is evaluated on its covered part; the note gives the rest.
+* Curves: one per evaluated structure, physical dose (Gy) against volume (% of the
+  covered volume), at most ``MAX_CURVE_POINTS`` points, with a mark for every evaluated
+  physical-dose row on it (EQD2/BED rows are not marked on a physical-dose curve):
+  Dx -> (value, x %); DCx -> (value, 100 - x %); Vx -> (x Gy, value %); CVx -> (x Gy,
+  100 - value %); Max -> (value, 0 %); Min -> (value, 100 %); Mean -> (value, the curve's
+  volume % at the mean dose), so every mark lies on the curve.
+
+Check ids: ``oar.<constraint file stem>.<structure, spaces removed>.<metric without its
+unit>`` (``oar.tg101.SpinalCord.D0.035cc``; a repeat gets ``#2``), ``oar.none.<structure>``
+for WARN rows. Units: Gy, cc, % as in each metric's result unit.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from rtqa.constraints import APPLY, NONE, Constraint, Limit, Protocol, SelectedRow
+from rtqa.dosesum import combined, course_fractions
+from rtqa.dvh import compute_dvh
+from rtqa.dvh_convert import convert_dvh
+from rtqa.dvhdata import DVHData
+from rtqa.errors import RtqaError
+from rtqa.metrics import Metric, evaluate, parse_metric, volume_at_least
+from rtqa.names import NameMatch, load_aliases, match_rois
+from rtqa.reading.export import CourseDose
+from rtqa.reading.structures import Structure, StructureSet
+from rtqa.results import FAIL, NOT_EVALUATED, PASS, WARN, Check, Curve
+from rtqa.structexpr import StructExpr, parse_structure
+from rtqa.structops import DERIVED_ROI_NUMBER, build
+
+__all__ = ["OarResult", "evaluate_oars", "is_required", "REQUIRED_SET_FILES",
+           "MAX_CURVE_POINTS", "CATEGORY"]
+
+CATEGORY = "organs at risk"
+#: Constraint-set files whose rows are mandatory even when their structure is absent
+#: (the oligo-hcc trial requires the normal-liver rule).
+REQUIRED_SET_FILES = frozenset({"normal_liver.toml"})
+MAX_CURVE_POINTS = 400
+
+
+@dataclass(frozen=True)
+class OarResult:
+    """``checks``: one per applied row (and WARN per "none" organ); ``curves``: DVHs to
+    plot; ``structures_used``: operand (TG-263 name or target class) -> plan ROI names."""
+
+    checks: tuple[Check, ...]
+    curves: tuple[Curve, ...]
+    structures_used: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: MappingProxyType({}))
+
+
+def is_required(protocol: Protocol, row: Constraint) -> bool:
+    """True for a row of the protocol file itself or of a set in ``REQUIRED_SET_FILES``."""
+    if row.file is None:
+        return False
+    own = protocol.path is not None and row.file.resolve() == protocol.path.resolve()
+    return own or row.file.name in REQUIRED_SET_FILES
+
+
+# --- structures ------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class _Resolved:
+    """An expression's operands found among the plan's ROIs."""
+
+    expr: StructExpr
+    organs: Mapping[str, Structure]
+    targets: Mapping[str, tuple[Structure, ...]]
+    used: Mapping[str, tuple[str, ...]]      # operand -> ROI names
+    missing: tuple[str, ...]
+    ambiguous: Mapping[str, tuple[str, ...]]
+    notes: tuple[str, ...]
+
+    @property
+    def rois(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(r for names in self.used.values() for r in names))
+
+    @property
+    def present(self) -> bool:
+        """Some organ operand matched or is ambiguous (the plan has this organ)."""
+        return bool(self.organs or self.ambiguous)
+
+    def problem(self, roi_names: Sequence[str]) -> str | None:
+        out = []
+        if self.missing:
+            names = " or ".join(f"'{m}'" for m in self.missing)
+            out.append(f"no structure matching {names} (ROIs: {', '.join(roi_names)})")
+        for std, cands in self.ambiguous.items():
+            out.append(f"'{std}' is ambiguous: ROIs {', '.join(repr(c) for c in cands)} all "
+                       f"match; never guessed: choose one with --map {std}=<ROI>")
+        if out and self.present and not self.expr.is_single:
+            out.append(f"'{self.expr}' cannot be built without every operand")
+        return "; ".join(out) or None
+
+    def structure(self) -> Structure:
+        """The ROI itself for a plain organ (no non-empty subtraction), else built."""
+        plain = not self.targets and len(self.expr.organs) == 1 and all(
+            t.sign > 0 for t in self.expr.terms if not t.operand.is_target_class)
+        if plain:
+            return next(iter(self.organs.values()))
+        return build(self.expr, self.organs, self.targets, name=str(self.expr))
+
+
+def _resolve(expr: StructExpr, match: NameMatch,
+             by_name: Mapping[str, list[Structure]]) -> _Resolved:
+    table = load_aliases()
+    organs, targets, used, ambiguous = {}, {}, {}, {}
+    missing, notes = [], []
+    for term in expr.terms:
+        op = term.operand
+        if op.is_target_class:
+            names = match.targets.get(op.name, ())
+            if names:
+                targets[op.name] = tuple(s for n in names for s in by_name.get(n, ()))
+                used[op.name] = tuple(names)
+            elif term.sign > 0:
+                missing.append(op.name)
+            else:
+                notes.append(f"no {op.name} in the plan: nothing subtracted")
+            continue
+        std = op.name if (op.name in match.standard_to_roi or op.name in match.ambiguous) \
+            else (table.canonical(op.name) or op.name)
+        roi = match.roi(std)
+        if roi is not None:
+            organs[op.name] = by_name[roi][0]
+            used[op.name] = (roi,)
+        elif std in match.ambiguous:
+            ambiguous[op.name] = tuple(match.ambiguous[std])
+        else:
+            missing.append(op.name)
+    return _Resolved(expr, MappingProxyType(organs), MappingProxyType(targets),
+                     MappingProxyType(used), tuple(missing), MappingProxyType(ambiguous),
+                     tuple(notes))
+
+
+# --- dose ------------------------------------------------------------------------------
+
+class _Dose:
+    """The dose rows are evaluated on, with per-call caches of grids and DVHs."""
+
+    def __init__(self, courses: Sequence[CourseDose], structure_set: StructureSet,
+                 fractions: int, ct_z, dvh_for):
+        frame = structure_set.frame_of_reference_uid
+        self.courses = tuple(c for c in courses if not frame
+                             or not c.grid.frame_of_reference_uid
+                             or c.grid.frame_of_reference_uid == frame)
+        self.fractions, self.ct_z, self.dvh_for = fractions, ct_z, dvh_for
+        self.problem = None
+        if not courses:
+            self.problem = "no RTDOSE: no dose to evaluate the limit on"
+        elif not self.courses:
+            self.problem = (f"no RTDOSE in the structure set's frame of reference "
+                            f"{frame} (doses: {', '.join(c.label for c in courses)})")
+        for c in self.courses:
+            if c.per_fraction:
+                self.problem = (f"{c.label}: the dose is per fraction and the fraction count "
+                                "is unknown; whole-course limits cannot be checked")
+        self.fx = tuple(course_fractions(c) for c in self.courses)
+        self.mixed = len(self.courses) > 1 and len(set(self.fx)) > 1
+        single = len(self.courses) == 1 and self.courses[0].plan is not None
+        self.prescription_gy = self.courses[0].plan.prescription_gy if single else None
+        self._grids: dict = {}
+        self._dvhs: dict = {}
+
+    @property
+    def dose_per_fraction_gy(self) -> float | None:
+        rx = self.prescription_gy
+        return rx / self.fractions if rx and rx > 0 else None
+
+    @property
+    def plans_text(self) -> str:
+        return " + ".join(f"{c.label} ({n or '?'} fx)" for c, n in zip(self.courses, self.fx))
+
+    def _grid(self, kind: str, ab: float | None):
+        key = (kind, ab)
+        if key not in self._grids:
+            self._grids[key] = combined(list(self.courses), kind, ab)
+        return self._grids[key]
+
+    def dvh(self, key: str, structure: Structure, kind: str, ab: float | None) -> DVHData:
+        """DVH of ``structure`` (cache key ``key``) in ``kind`` dose (physical/EQD2/BED)."""
+        ck = (key, kind, ab if kind != "physical" else None)
+        if ck not in self._dvhs:
+            try:
+                self._dvhs[ck] = self._compute(key, structure, kind, ab)
+            except RtqaError as exc:
+                self._dvhs[ck] = exc
+        got = self._dvhs[ck]
+        if isinstance(got, RtqaError):
+            raise got
+        return got
+
+    def _compute(self, key, structure, kind, ab) -> DVHData:
+        if kind == "physical":
+            if self.dvh_for is not None and structure.roi_number != DERIVED_ROI_NUMBER:
+                return self.dvh_for(structure)
+            grid = self.courses[0].grid if len(self.courses) == 1 else \
+                self._grid("physical", None)
+            return compute_dvh(structure, grid, ct_z=self.ct_z)
+        if len(self.courses) == 1:
+            return convert_dvh(self.dvh(key, structure, "physical", None), kind,
+                               self.fractions, ab)
+        return compute_dvh(structure, self._grid(kind, ab), ct_z=self.ct_z)
+
+
+# --- one row ---------------------------------------------------------------------------
+
+def _slug(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
+def _row_id(row: Constraint) -> str:
+    set_key = row.file.stem if row.file is not None else _slug(row.set_name)
+    metric = row.metric.split("[", 1)[0]
+    return f"oar.{set_key}.{_slug(row.structure)}.{metric}"
+
+
+def _source(row: Constraint) -> str:
+    return f"{row.source or row.set_name} (status {row.status or '?'}; {row.ref})"
+
+
+def _organ_label(expr: StructExpr) -> str:
+    subtracts_targets = any(t.sign < 0 for t in expr.terms) and all(
+        t.operand.is_target_class for t in expr.terms if t.sign < 0)
+    if expr.positive_organs == ("Liver",) and subtracts_targets and len(expr.organs) == 1:
+        return "normal liver"
+    return f"'{expr}'"
+
+
+def _cannot_meet(metric: Metric, limit: Limit, total_cc: float, expr: StructExpr) -> str | None:
+    """The note for a spared/irradiated-volume rule the structure is too small to meet."""
+    if metric.kind in ("V", "CV") and metric.result_unit == "cc" and limit.comparator in \
+            (">", ">=") and metric.value_unit != "%" and not limit.holds(total_cc):
+        where = "below" if metric.kind == "CV" else "at or above"
+        dose = metric.value / 100.0 if metric.value_unit == "cGy" else metric.value
+        rule = f"{limit} cc {where} {dose:g} Gy"
+    elif (metric.kind == "DC" and metric.value_unit == "cc" and limit.comparator in ("<", "<=")
+          and metric.value > total_cc):
+        where = "below" if limit.comparator == "<" else "at or below"
+        rule = f">= {metric.value:g} cc {where} {limit.value:g} {metric.result_unit}"
+    else:
+        return None
+    return f"{_organ_label(expr)} is only {total_cc:.1f} cc: the rule ({rule}) cannot be met"
+
+
+def _coverage(dvh: DVHData) -> list[str]:
+    notes = list(dvh.warnings)
+    if dvh.outside_cc > 0 and not any("outside the dose grid" in w for w in notes):
+        notes.append(f"{dvh.outside_cc:.2f} cc of {dvh.total_volume_cc:.2f} cc lie outside "
+                     f"the dose grid: evaluated on the covered {dvh.volume_cc:.2f} cc")
+    return notes
+
+
+def _evaluate_row(sel: SelectedRow, res: _Resolved, dose: _Dose, structure: Structure | None,
+                  base: dict) -> Check:
+    row = sel.constraint
+    metric = parse_metric(row.metric)
+    notes = [n for n in (sel.conversion_note,) if n] + list(res.notes)
+
+    def out(status, value=None, extra=()):
+        return Check(status=status, value=value, note="; ".join([*notes, *extra]), **base)
+
+    if dose.problem:
+        return out(NOT_EVALUATED, extra=[dose.problem])
+    kind = sel.dose_type or "physical"
+    if dose.mixed and kind == "physical" and row.fractions is not None:
+        return out(NOT_EVALUATED, extra=[
+            f"a fraction-specific limit ({row.fraction_label}) cannot be applied to a sum of "
+            f"plans with different fractionation ({dose.plans_text}); only EQD2/BED rows "
+            "are evaluated on the voxel-wise sum"])
+    if kind != "physical" and metric.needs_prescription:
+        return out(NOT_EVALUATED, extra=[f"{metric} gives its dose in % of the prescription "
+                                         f"(physical Gy), which cannot be read on {kind}"])
+    if len(dose.courses) > 1:
+        notes.append(f"voxel-wise {kind} sum of {dose.plans_text}")
+    elif kind != "physical" and dose.fx[0] and dose.fx[0] != dose.fractions:
+        notes.append(f"converted for {dose.fractions} fractions (RTPLAN "
+                     f"{dose.courses[0].label}: {dose.fx[0]})")
+    try:
+        dvh = dose.dvh(str(res.expr), structure, kind, sel.alpha_beta)
+    except RtqaError as exc:
+        return out(NOT_EVALUATED, extra=[str(exc)])
+    notes.extend(_coverage(dvh))
+    cannot = _cannot_meet(metric, row.limit, dvh.total_volume_cc, res.expr)
+    try:
+        rx = dose.prescription_gy if kind == "physical" else None
+        value = evaluate(metric, dvh, rx)
+    except RtqaError as exc:
+        if cannot:
+            return out(FAIL, extra=[cannot])
+        return out(NOT_EVALUATED, extra=[str(exc)])
+    ok = row.limit.holds(value)
+    return out(PASS if ok else FAIL, value, [cannot] if cannot and not ok else [])
+
+
+# --- curves ----------------------------------------------------------------------------
+
+def _mark(metric: Metric, value: float, dvh: DVHData, rx: float | None):
+    """(dose Gy, volume %) of a physical-dose metric's point on the cumulative DVH."""
+    vol = dvh.volume_cc
+    gy_value = value / 100.0 if metric.result_unit == "cGy" else value
+    if metric.kind in ("D", "DC"):
+        x = metric.value if metric.value_unit == "%" else 100.0 * metric.value / vol
+        return gy_value, (x if metric.kind == "D" else 100.0 - x)
+    if metric.kind in ("V", "CV"):
+        if metric.value_unit == "%":
+            if not rx:
+                return None
+            dose = metric.value * rx / 100.0
+        else:
+            dose = metric.value / 100.0 if metric.value_unit == "cGy" else metric.value
+        pct = value if metric.result_unit == "%" else 100.0 * value / vol
+        return dose, (pct if metric.kind == "V" else 100.0 - pct)
+    if metric.kind == "Max":
+        return gy_value, 0.0
+    if metric.kind == "Min":
+        return gy_value, 100.0
+    return gy_value, 100.0 * float(volume_at_least(dvh.edges_gy, dvh.cum_cc, gy_value)) / vol
+
+
+def _curve(name: str, dvh: DVHData, marks) -> Curve:
+    n = dvh.edges_gy.size
+    idx = np.unique(np.round(np.linspace(0, n - 1, min(n, MAX_CURVE_POINTS))).astype(int))
+    pct = 100.0 * dvh.cum_cc[idx] / dvh.volume_cc
+    return Curve(name=name, dose_gy=tuple(float(v) for v in dvh.edges_gy[idx]),
+                 volume_pct=tuple(float(v) for v in pct), volume_cc=float(dvh.volume_cc),
+                 marks=tuple(marks))
+
+
+# --- entry point -----------------------------------------------------------------------
+
+def evaluate_oars(protocol: Protocol, structure_set: StructureSet,
+                  courses: Sequence[CourseDose], *, fractions: int,
+                  overrides: Mapping[str, str] | None = None,
+                  dvh_for: Callable[[Structure], DVHData] | None = None,
+                  ct_z: np.ndarray | None = None, alpha_beta: float | None = None,
+                  required: Callable[[Constraint], bool] | None = None) -> OarResult:
+    """Evaluate the protocol's organ-at-risk rows on one structure set and its dose.
+
+    ``courses``: the course doses (only those in the structure set's frame of reference
+    are used; several are summed voxel-wise). ``fractions``: the fraction count rows are
+    selected for (and a single plan is converted to EQD2/BED with). ``overrides``: TG-263
+    name -> ROI name (``--map``). ``dvh_for``: the physical DVH of one of the plan's ROIs on
+    this dose (one plan: its dose; several: their physical sum), e.g. the pipeline's
+    cached function; default ``compute_dvh``. Structures built from expressions
+    (``Liver - GTV``) exist only during the call and are never passed to ``dvh_for``
+    (a cache keyed by object id could confuse them later); their DVHs are computed here,
+    once per dose kind. ``ct_z``: planning-CT slice positions (mm), for
+    the DVH engine's slab gaps. ``alpha_beta``: global α/β (Gy) for conventional rows
+    (see ``constraints.select``). ``required(row)``: rows mandatory even when their
+    structure is absent (default ``is_required``). Rules: see the module docstring.
+    """
+    roi_names = [s.name for s in structure_set.structures]
+    types = {s.name: s.interpreted_type for s in structure_set.structures}
+    match = match_rois(roi_names, overrides, roi_types=types)
+    by_name: dict[str, list[Structure]] = {}
+    for s in structure_set.structures:
+        by_name.setdefault(s.name, []).append(s)
+    dose = _Dose(courses, structure_set, fractions, ct_z, dvh_for)
+    selection = protocol.select(fractions, dose_per_fraction_gy=dose.dose_per_fraction_gy,
+                                alpha_beta=alpha_beta)
+    required = required or (lambda row: is_required(protocol, row))
+
+    resolved: dict[str, _Resolved] = {}
+    built: dict[str, Structure | RtqaError] = {}
+    checks: list[Check] = []
+    seen: dict[str, int] = {}
+    by_structure: dict[str, list[tuple[SelectedRow, Check]]] = {}
+    for sel in selection:
+        if sel.kind not in (APPLY, NONE):
+            continue
+        if sel.structure not in resolved:
+            expr = sel.constraint.expr if sel.constraint is not None else \
+                parse_structure(sel.structure)
+            resolved[sel.structure] = _resolve(expr, match, by_name)
+        res = resolved[sel.structure]
+        if sel.kind == NONE:
+            if res.present:
+                checks.append(Check(
+                    id=f"oar.none.{_slug(sel.structure)}", category=CATEGORY, status=WARN,
+                    source=f"protocol {protocol.name}: no enabled row for this fraction count",
+                    structure=sel.structure, rois=res.rois, note=sel.reason))
+            continue
+        row = sel.constraint
+        cid = _row_id(row)
+        seen[cid] = seen.get(cid, 0) + 1
+        metric = parse_metric(row.metric)
+        base = dict(id=cid if seen[cid] == 1 else f"{cid}#{seen[cid]}", category=CATEGORY,
+                    source=_source(row), structure=row.structure, rois=res.rois,
+                    metric=row.metric, unit=metric.result_unit, limit=str(row.limit),
+                    priority=row.priority)
+        problem = res.problem(roi_names)
+        if problem:
+            optional = not res.present and not required(row)
+            base["priority"] = "optimal" if optional else "mandatory"
+            notes = [n for n in (sel.conversion_note, problem) if n]
+            checks.append(Check(status=NOT_EVALUATED, note="; ".join(notes), **base))
+            continue
+        if sel.structure not in built:
+            try:
+                built[sel.structure] = res.structure()
+            except RtqaError as exc:
+                built[sel.structure] = exc
+        structure = built[sel.structure]
+        if isinstance(structure, RtqaError):
+            checks.append(Check(status=NOT_EVALUATED, note=str(structure), **base))
+            continue
+        check = _evaluate_row(sel, res, dose, structure, base)
+        checks.append(check)
+        by_structure.setdefault(sel.structure, []).append((sel, check))
+
+    curves = _curves(by_structure, resolved, built, dose)
+    used = {op: rois for res in resolved.values() if res.present
+            for op, rois in res.used.items()}
+    return OarResult(tuple(checks), tuple(curves), MappingProxyType(used))
+
+
+def _curves(by_structure, resolved, built, dose: _Dose) -> list[Curve]:
+    out = []
+    for text, items in by_structure.items():
+        if not any(c.status in (PASS, FAIL) for _, c in items):
+            continue
+        try:
+            dvh = dose.dvh(str(resolved[text].expr), built[text], "physical", None)
+        except RtqaError:
+            continue
+        marks = []
+        for sel, c in items:
+            if (sel.dose_type or "physical") != "physical" or c.value is None:
+                continue
+            point = _mark(parse_metric(c.metric), c.value, dvh, dose.prescription_gy)
+            if point is not None:
+                marks.append((float(point[0]), float(point[1]),
+                              f"{c.metric} {c.limit}", c.status))
+        out.append(_curve(text, dvh, marks))
+    return out
