@@ -1,0 +1,273 @@
+"""The HTML report of ``rtqa check``: one self-contained file to review, print and sign.
+
+``render_html(report)`` returns the page: inline CSS and inline SVG only (no scripts, no
+network: a Content-Security-Policy forbids both), A4 print layout (15 mm margins, rows,
+plots and the sign-off block kept whole). Sections: header (patient ID, plans with
+fractions and prescription, protocol, date, rtqa version); the verdict with counts;
+errors and warnings; lesion BED table; organs at risk; plan integrity; protocol; DVH
+plots; structures; provenance (input files with SOP Instance UID and SHA-256, protocol,
+conventions, α/β values used); sign-off (dosimetrist, physicist, radiation oncologist).
+
+Escaping: the template is rendered by jinja2 with ``autoescape=True``; every string from
+the input files (patient ID, plan labels, ROI names) is also stripped of control and
+format characters (shown as ``\\x1b``-style escapes, see ``rtqa.report_text.clean``).
+Plot text goes to matplotlib with mathtext off and is escaped by its SVG writer.
+
+DVH plots: one small plot per ``Report.curves`` entry (cumulative DVH, volume % against
+dose Gy) with each constraint of ``Curve.marks`` drawn on the curve, coloured by status;
+failing points are red crosses with red labels. Rendered with matplotlib's SVG backend
+(text kept as text, ``svg.fonttype = 'none'``), deterministic (no date, fixed hash salt)
+and with element ids prefixed per plot so that several SVGs can share one page.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import math
+import re
+
+import jinja2
+import matplotlib
+from markupsafe import Markup, escape
+from matplotlib.backends.backend_svg import FigureCanvasSVG
+from matplotlib.figure import Figure
+
+from rtqa.report_json import check_report, created_of, version_of
+from rtqa.report_text import (
+    clean, counts, fmt_exact, fmt_limit, fmt_number, fmt_value, summary_line,
+)
+from rtqa.results import CATEGORIES, FAIL, NOT_EVALUATED, PASS, WARN, Curve, Report
+
+__all__ = ["render_html", "dvh_svg", "alpha_beta_used", "STATUS_COLORS"]
+
+STATUS_COLORS = {PASS: "#1a7f37", FAIL: "#cf222e", WARN: "#b35900",
+                 NOT_EVALUATED: "#8250df", "ERROR": "#a0126b"}
+_STATUS_CLASS = {PASS: "pass", FAIL: "fail", WARN: "warn", NOT_EVALUATED: "ne",
+                 "ERROR": "error"}
+_CURVE_COLOR = "#1f4e79"
+
+
+# --- DVH plots ---------------------------------------------------------------------
+
+def _finite_pairs(xs, ys):
+    return [(float(x), float(y)) for x, y in zip(xs, ys)
+            if x is not None and y is not None and math.isfinite(x) and math.isfinite(y)]
+
+
+def _prefix_ids(svg: str, prefix: str) -> str:
+    """Make every id of one matplotlib SVG unique on a page holding several."""
+    svg = re.sub(r'\bid="([^"]+)"', lambda m: f'id="{prefix}{m[1]}"', svg)
+    svg = re.sub(r'url\(#([^)]+)\)', lambda m: f'url(#{prefix}{m[1]})', svg)
+    return re.sub(r'xlink:href="#([^"]+)"', lambda m: f'xlink:href="#{prefix}{m[1]}"', svg)
+
+
+def dvh_svg(curve: Curve, index: int = 0) -> Markup:
+    """An inline ``<svg>`` element of one cumulative DVH with its constraint marks.
+
+    ``index`` makes the element ids unique on the page. Text is escaped by matplotlib;
+    mathtext is off so a ``$`` in an ROI name is shown as typed.
+    """
+    rc = {"svg.fonttype": "none", "svg.hashsalt": f"rtqa-dvh-{index}",
+          "font.family": "DejaVu Sans", "font.size": 7.5, "axes.linewidth": 0.6}
+    with matplotlib.rc_context(rc):
+        fig = Figure(figsize=(3.5, 2.45), dpi=72)
+        FigureCanvasSVG(fig)
+        ax = fig.add_axes((0.14, 0.17, 0.83, 0.71))
+        points = _finite_pairs(curve.dose_gy, curve.volume_pct)
+        marks = [m for m in curve.marks if all(
+            v is not None and math.isfinite(v) for v in (m[0], m[1]))]
+        dmax = max([d for d, _ in points] + [m[0] for m in marks] + [1.0])
+        if points:
+            ax.plot([d for d, _ in points], [v for _, v in points], color=_CURVE_COLOR,
+                    linewidth=1.3, solid_joinstyle="round")
+        else:
+            ax.text(0.5, 0.5, "no DVH data", transform=ax.transAxes, ha="center",
+                    va="center", color="#8250df", parse_math=False)
+        level, last = 0, None
+        for dose, vol, label, status in sorted(marks, key=lambda m: m[0]):
+            # stagger labels of marks close in dose so that they do not overlap
+            level = level + 1 if last is not None and dose - last < 0.35 * dmax else 0
+            last = dose
+            color = STATUS_COLORS.get(status, "#555555")
+            failing = status == FAIL
+            ax.plot([dose], [vol], linestyle="none", marker="X" if failing else "o",
+                    markersize=8 if failing else 5, color=color,
+                    markeredgecolor="white" if not failing else "#7a0010",
+                    markeredgewidth=0.6, zorder=5)
+            if failing:
+                ax.vlines(dose, 0, vol, colors=color, linewidth=0.8, linestyles="--", zorder=1)
+            right = dose > 0.62 * dmax
+            high = vol > 80  # label below points near the top of the plot
+            dy = 5 + 11 * (level % 3)
+            ax.annotate(clean(label), (dose, vol), xytext=(-5 if right else 5, -dy if high else dy),
+                        textcoords="offset points", ha="right" if right else "left",
+                        fontsize=6.8, color=color, fontweight="bold" if failing else "normal",
+                        va="top" if high else "bottom", parse_math=False, zorder=6)
+        title = clean(curve.name)
+        vol_cc = fmt_value(curve.volume_cc, "cc")
+        ax.set_title(f"{title}  ({vol_cc})" if vol_cc not in ("—", "n/a") else title,
+                     fontsize=8.5, loc="left", parse_math=False)
+        ax.set_xlim(0, dmax * 1.05)
+        ax.set_ylim(0, 105)
+        ax.set_xlabel("Dose (Gy)", labelpad=1.5)
+        ax.set_ylabel("Volume (%)", labelpad=1.5)
+        ax.grid(True, color="#d0d7de", linewidth=0.4)
+        ax.tick_params(length=2, pad=1.5)
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+    svg = buf.getvalue()
+    svg = svg[svg.index("<svg"):]  # drop the XML declaration and DOCTYPE
+    # drop the RDF metadata (namespace URLs) and the global "*{...}" style, which would
+    # apply to the whole page (the page CSS sets the same for .dvh-svg)
+    svg = re.sub(r"\s*<metadata>.*?</metadata>", "", svg, count=1, flags=re.S)
+    svg = re.sub(r'\s*<defs>\s*<style type="text/css">[^<]*</style>\s*</defs>', "", svg,
+                 count=1)
+    svg = _prefix_ids(svg, f"dvh{index}-")
+    label = escape(f"Cumulative DVH of {clean(curve.name)}")
+    svg = svg.replace("<svg ", f'<svg class="dvh-svg" role="img" aria-label="{label}" ', 1)
+    return Markup(svg)
+
+
+# --- view model --------------------------------------------------------------------
+
+_AB_TEXT = re.compile(r"(?:α/β|alpha/beta|alpha_beta)\s*(?:=|of)?\s*(\d+(?:\.\d+)?)\s*Gy",
+                      re.IGNORECASE)
+
+
+def alpha_beta_used(report: Report) -> list[tuple[str, list[str]]]:
+    """α/β values (Gy) the report used and what for: from the lesions (exact), and as
+    stated in the check notes and conventions. Sorted by value."""
+    uses: dict[float, list[str]] = {}
+
+    def add(value, what):
+        if value is None or not math.isfinite(float(value)):
+            return
+        lst = uses.setdefault(float(value), [])
+        if what not in lst:
+            lst.append(what)
+
+    for les in report.lesions:
+        add(les.alpha_beta, f"BED of lesion {clean(les.name)}")
+    for c in report.checks:
+        for m in _AB_TEXT.finditer(c.note or ""):
+            what = " ".join(clean(x) for x in (c.structure, c.metric) if x) or clean(c.id)
+            add(float(m[1]), f"{what} (check {clean(c.id)})")
+    for key, text in (report.conventions or {}).items():
+        if isinstance(text, str):
+            for m in _AB_TEXT.finditer(text):
+                add(float(m[1]), f"convention “{clean(key)}”")
+    return [(fmt_exact(v) + " Gy", whats) for v, whats in sorted(uses.items())]
+
+
+def _check_view(c):
+    rois = tuple(c.rois)
+    return {
+        "status": c.status, "cls": _STATUS_CLASS[c.status], "id": clean(c.id),
+        "structure": clean(c.structure) if c.structure else "—",
+        "rois": ", ".join(clean(r) for r in rois) if rois and rois != (c.structure,) else "",
+        "metric": clean(c.metric) if c.metric else "—",
+        "value": fmt_value(c.value, c.unit), "limit": fmt_limit(c.limit, c.unit),
+        "source": clean(c.source), "note": clean(c.note),
+        "optimal": c.priority != "mandatory",
+    }
+
+
+def _verdict_text(report: Report, n: dict) -> str:
+    if report.status == "PASS":
+        return "All mandatory checks pass."
+    if report.status == "FAIL":
+        k = n["failed"]
+        lesions_failed = sum(les.status == FAIL for les in report.lesions)
+        text = f"{k} mandatory check{'s' if k != 1 else ''} failed"
+        if lesions_failed:
+            text += f"; {lesions_failed} lesion{'s' if lesions_failed != 1 else ''} below the required BED"
+        return text + "."
+    parts = []
+    if n["errors"]:
+        parts.append(f"{n['errors']} error{'s' if n['errors'] != 1 else ''}")
+    if n["mandatory_not_evaluated"]:
+        k = n["mandatory_not_evaluated"]
+        parts.append(f"{k} mandatory check{'s' if k != 1 else ''} not evaluated")
+    return "The plan could not be fully checked" + (": " + ", ".join(parts) if parts else "") + "."
+
+
+def _view(report: Report) -> dict:
+    n = counts(report)
+    by_cat = {cat: [_check_view(c) for c in report.checks if c.category == cat]
+              for cat in CATEGORIES}
+    protocol = report.protocol or {}
+    return {
+        "status": report.status, "status_cls": _STATUS_CLASS[report.status],
+        "verdict_text": _verdict_text(report, n), "summary": summary_line(report),
+        "counts": n, "patient_id": clean(report.patient_id) or "—",
+        "created": clean(created_of(report)), "version": clean(version_of(report)),
+        "protocol": {"name": clean(protocol.get("name") or "—"),
+                     "path": clean(protocol.get("path") or "—"),
+                     "source": clean(protocol.get("source") or "—"),
+                     "extra": [(clean(k), clean(v)) for k, v in protocol.items()
+                               if k not in ("name", "path", "source")]},
+        "plans": [{"label": clean(p.label), "uid": clean(p.sop_instance_uid),
+                   "fractions": "—" if p.fractions is None else str(p.fractions),
+                   "prescription": fmt_value(p.prescription_gy, "Gy"),
+                   "approval": clean(p.approval_status) or "—", "file": clean(p.file)}
+                  for p in report.plans],
+        "lesions": [{"status": les.status, "cls": _STATUS_CLASS[les.status],
+                     "name": clean(les.name), "organ": clean(les.organ) if les.organ else "—",
+                     "targets": ", ".join(clean(t) for t in les.targets) or "—",
+                     "plans": ", ".join(clean(p) for p in les.plans) or "—",
+                     "fractions": " + ".join(str(k) for k in les.fractions) or "—",
+                     "metric": clean(les.metric), "dose": fmt_value(les.dose_gy, "Gy"),
+                     "alpha_beta": fmt_exact(les.alpha_beta),
+                     "bed": fmt_value(les.bed_gy, "Gy"),
+                     "required": fmt_exact(les.required_bed_gy),
+                     "prescribed": fmt_value(les.prescribed_bed_gy, "Gy"),
+                     "note": clean(les.note)} for les in report.lesions],
+        "checks": by_cat,
+        "structures": [{"name": clean(s.name),
+                        "standard": clean(s.standard_name) if s.standard_name else "—",
+                        "volume": fmt_number(s.volume_cc), "min": fmt_number(s.min_gy),
+                        "mean": fmt_number(s.mean_gy), "max": fmt_number(s.max_gy),
+                        "outside": fmt_number(s.outside_cc),
+                        "outside_warn": bool(s.outside_cc) and s.outside_cc != 0}
+                       for s in report.structures],
+        "warnings": [clean(w) for w in report.warnings],
+        "errors": [clean(e) for e in report.errors],
+        "inputs": [{"path": clean(f.path), "kind": clean(f.kind),
+                    "uid": clean(f.sop_instance_uid) or "—", "sha256": clean(f.sha256)}
+                   for f in report.inputs],
+        "conventions": [(clean(k), clean(v) if isinstance(v, str) else clean(repr(v)))
+                        for k, v in (report.conventions or {}).items()],
+        "alpha_beta": alpha_beta_used(report),
+        "plots": [{"name": clean(c.name), "svg": dvh_svg(c, i),
+                   "marks": [{"label": clean(m[2]), "status": m[3],
+                              "cls": _STATUS_CLASS.get(m[3], "ne"),
+                              "dose": fmt_number(m[0]), "volume": fmt_number(m[1])}
+                             for m in c.marks]}
+                  for i, c in enumerate(report.curves)],
+        "signoff": ["Dosimetrist", "Medical physicist", "Radiation oncologist"],
+    }
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("rtqa", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def render_html(report: Report) -> str:
+    """The self-contained HTML report of ``report`` (UTF-8 text).
+
+    Raises ``ValueError`` when the report is inconsistent (``check_report``).
+    """
+    check_report(report)
+    template = _environment().get_template("report.html.j2")
+    return template.render(r=_view(report), status_colors=STATUS_COLORS)
