@@ -14,6 +14,7 @@ from rtqa import __version__
 
 # (module, attribute) of each subcommand, registered in this order.
 _COMMANDS = [
+    ("rtqa.cli.check", "check"),
     ("rtqa.cli.dvh", "dvh"),
     ("rtqa.cli.bed", "bed"),
     ("rtqa.cli.sample", "sample"),
@@ -35,8 +36,4 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 
 for _module, _attr in _COMMANDS:
-    try:
-        main.add_command(getattr(importlib.import_module(_module), _attr))
-    except ModuleNotFoundError as _exc:  # pragma: no cover - only while a module is missing
-        if _exc.name != _module:
-            raise
+    main.add_command(getattr(importlib.import_module(_module), _attr))

@@ -1,0 +1,135 @@
+"""``rtqa check``: one command, a pass/fail QA report for peer review and automation."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from rtqa import __version__
+from rtqa.cli.common import debug_enabled
+from rtqa.errors import RtqaError
+from rtqa.results import EXIT_CODES, Report
+
+
+def _parse_map(items) -> dict[str, str]:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise click.BadParameter(f"'{item}' is not STANDARD=ROI (e.g. SpinalCord=CORD_1)",
+                                     param_hint="--map")
+        std, roi = item.split("=", 1)
+        out[std.strip()] = roi.strip()
+    return out
+
+
+def _error_report(message: str, protocol: str) -> Report:
+    from datetime import datetime, timezone
+    return Report(status="ERROR", protocol={"name": protocol, "path": "", "source": ""},
+                  patient_id="", errors=(message,), rtqa_version=__version__,
+                  created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path]) -> None:
+    from rtqa.atomic import write_atomic
+    from rtqa.report_json import dumps
+    if json_path == "-":
+        click.echo(dumps(report), nl=False)
+    elif json_path:
+        write_atomic(Path(json_path), dumps(report), refuse=refuse)
+    if html_path:
+        from rtqa.report_html import render_html
+        write_atomic(Path(html_path), render_html(report), refuse=refuse)
+    if not quiet and json_path != "-":
+        from rtqa.report_text import render_text
+        tty = sys.stdout.isatty()
+        width = shutil.get_terminal_size().columns if tty else None
+        click.echo(render_text(report, color=tty, width=width))
+
+
+@click.command("check")
+@click.argument("plan_dir", type=click.Path(path_type=str))
+@click.option("--protocol", "-p", default="oligo-hcc", show_default=True, metavar="NAME|FILE",
+              help="Protocol: a name from constraints/protocols/ or a protocol TOML file.")
+@click.option("--constraints", "-c", "constraint_files", multiple=True, metavar="FILE",
+              help="Extra constraint file added to the protocol (repeatable).")
+@click.option("--fractions", type=click.IntRange(min=1), metavar="N",
+              help="Number of fractions when there is no RTPLAN (never guessed).")
+@click.option("--map", "maps", multiple=True, metavar="STD=ROI",
+              help="Map a TG-263 name to a plan ROI, e.g. --map SpinalCord=CORD_1 (repeatable).")
+@click.option("--json", "json_path", metavar="PATH|-",
+              help="Write the JSON report (schema rtqa-report/1) to PATH, or '-' for stdout.")
+@click.option("--html", "html_path", metavar="PATH",
+              help="Write the self-contained HTML report for peer review to PATH.")
+@click.option("--quiet", "-q", is_flag=True, help="No terminal report, no progress.")
+def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html_path, quiet):
+    """Check the plan export in PLAN_DIR against a protocol and report PASS/FAIL.
+
+    \b
+    What is checked (default protocol: oligo-hcc, the phase II trial of radiotherapy for
+    oligoprogressive HCC, NCT06261047):
+      * lesions: every lesion's BED (LQ, α/β 10 Gy) of D95% of its PTV >= 60 Gy,
+        each with its own plan's fractions (plans summed voxel-wise as BED);
+      * organs at risk: QUANTEC / TG-101 / HyTEC rows chosen by fraction count
+        (conventional limits on voxel-wise EQD2), the normal-liver rule
+        (>= 700 cc of Liver - GTV below 15 Gy);
+      * plan integrity (TG-275): UID links, frame of reference, dose-grid coverage,
+        prescription vs target dose, ApprovalStatus, grid resolution, planning CT;
+      * protocol: <= 5 lesions in <= 3 organs, PTV margin 2-5 mm around the CTV.
+    Every row carries its source. Units: Gy, cc, mm.
+
+    \b
+    Exit codes: 0 every check passes; 1 a check fails; 2 something required could not
+    be evaluated (input error, missing structure, no dose). Never 0 in that case.
+
+    \b
+    Examples:
+      rtqa check plan/
+      rtqa check plan/ --json report.json --html report.html
+      rtqa check plan/ --fractions 5 --map SpinalCord=CORD_1
+      rtqa check plan/ --protocol my-protocol.toml -c extra-limits.toml
+    """
+    from rtqa.pipeline import CheckOptions, run_check
+
+    overrides = _parse_map(maps)
+    refuse = {p.resolve() for p in Path(plan_dir).rglob("*") if p.is_file()} \
+        if Path(plan_dir).is_dir() else {Path(plan_dir).resolve()}
+    show = (not quiet) and sys.stderr.isatty()
+
+    def progress(msg: str) -> None:
+        if show:
+            sys.stderr.write(f"\r\033[Krtqa: {msg} ...")
+            sys.stderr.flush()
+
+    try:
+        report = run_check([plan_dir], CheckOptions(protocol, tuple(constraint_files),
+                                                    fractions, overrides, progress))
+    except RtqaError as exc:
+        if show:
+            sys.stderr.write("\r\033[K")
+        if debug_enabled():
+            traceback.print_exc()
+        click.echo(f"rtqa: error: {exc}", err=True)
+        if json_path:
+            try:
+                _emit(_error_report(str(exc), protocol), json_path, None, True, refuse)
+            except RtqaError as exc2:
+                click.echo(f"rtqa: error: {exc2}", err=True)
+        raise SystemExit(2)
+    except Exception as exc:  # noqa: BLE001
+        if debug_enabled():
+            traceback.print_exc()
+        click.echo(f"rtqa: error: internal error ({type(exc).__name__}: {exc}); run with "
+                   "--debug for details and please report it", err=True)
+        raise SystemExit(2)
+    if show:
+        sys.stderr.write("\r\033[K")
+    try:
+        _emit(report, json_path, html_path, quiet, refuse)
+    except (RtqaError, ValueError) as exc:
+        click.echo(f"rtqa: error: cannot write the report: {exc}", err=True)
+        raise SystemExit(2)
+    raise SystemExit(EXIT_CODES[report.status])

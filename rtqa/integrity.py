@@ -1,0 +1,165 @@
+"""Plan-integrity checks: the automatable part of an AAPM TG-275 plan review.
+
+Each function returns ``Check`` records (category "plan integrity" unless stated):
+UID links and one frame of reference; dose-grid coverage of the checked structures;
+prescription x fractions against the plan dose in the target; RTPLAN ApprovalStatus;
+dose-grid resolution for small targets; planning CT slice spacing and pixel size (mm);
+the PTV margin around the CTV (category "protocol", checked geometrically).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from rtqa.dvhdata import DVHData
+from rtqa.metrics import dose_at_volume
+from rtqa.reading.export import CourseDose, Export
+from rtqa.reading.structures import Structure, StructureSet
+from rtqa.results import FAIL, NOT_EVALUATED, PASS, WARN, Check
+
+CAT = "plan integrity"
+TG275 = "AAPM TG-275 (Ford et al. Med Phys 2020;47:e236) plan-review items"
+#: Median target dose accepted around the prescription (fraction of the prescription).
+RX_MEDIAN_RANGE = (0.95, 1.15)
+SMALL_TARGET_CC = 1.0
+SMALL_TARGET_GRID_MM = 2.0
+
+
+def links(export: Export, ss: StructureSet) -> list[Check]:
+    """Every RTDOSE → RTPLAN → RTSTRUCT → CT link resolves, in one frame of reference."""
+    problems: list[str] = []
+    for d in export.doses:
+        if not d.referenced_plan_uid:
+            problems.append(f"{d.path.name} references no RTPLAN")
+        elif export.plan_by_uid(d.referenced_plan_uid) is None:
+            problems.append(f"{d.path.name} references an RTPLAN that is not in the export")
+    for p in export.plans:
+        if export.structure_set_by_uid(p.referenced_structure_set_uid) is None:
+            problems.append(f"{p.path.name} references an RTSTRUCT that is not in the export")
+    if ss.referenced_series_uids and not any(
+            c.series_instance_uid in ss.referenced_series_uids for c in export.ct_series):
+        problems.append(f"{ss.path.name} references a CT series that is not in the export")
+    frames = {o.frame_of_reference_uid for o in (*export.doses, *export.plans, ss,
+                                                  *export.ct_series) if o.frame_of_reference_uid}
+    out = [Check("integrity.links", CAT, NOT_EVALUATED if problems else PASS,
+                 "DICOM PS3.3 C.8.8 (RT references); " + TG275,
+                 metric="UID links", value=float(len(problems)), unit="broken",
+                 limit="= 0", note="; ".join(problems))]
+    out.append(Check("integrity.frame_of_reference", CAT,
+                     PASS if len(frames) == 1 else NOT_EVALUATED,
+                     "DICOM PS3.3 C.7.4.1 (Frame of Reference)",
+                     metric="frames of reference", value=float(len(frames)), unit="",
+                     limit="= 1", note="" if len(frames) == 1 else
+                     "objects in several frames of reference: " + ", ".join(sorted(frames))))
+    return out
+
+
+def coverage(checked: dict[str, DVHData]) -> list[Check]:
+    """The dose grid covers every checked structure (cc outside; mandatory when a target)."""
+    out = []
+    for name, d in checked.items():
+        frac = d.outside_cc / d.total_volume_cc if d.total_volume_cc > 0 else 1.0
+        status = PASS if d.outside_cc == 0 else (NOT_EVALUATED if d.volume_cc <= 0 else WARN)
+        note = "" if status == PASS else (
+            f"{d.outside_cc:.2f} cc ({100 * frac:.1f}%) outside the dose grid: evaluated on "
+            "the covered part")
+        out.append(Check(f"integrity.coverage.{name}", CAT, status, TG275, structure=name,
+                         rois=(name,), metric="volume outside dose grid",
+                         value=round(d.outside_cc, 4), unit="cc", limit="= 0", note=note))
+    return out
+
+
+def prescription(course: CourseDose, rx_gy: float | None, target: Structure | None,
+                 dvh: DVHData | None) -> Check:
+    """A prescription (Gy, whole course) against the median dose of its target."""
+    plan = course.plan
+    name = target.name if target is not None else "target"
+    cid = f"integrity.prescription.{course.label}.{name}"
+    src = TG275 + " (prescription consistency)"
+    if plan is None or rx_gy is None:
+        return Check(cid, CAT, WARN, src, metric="prescription", note=
+                     "no prescription in the RTPLAN (TargetPrescriptionDose or BeamDose)")
+    if target is None or dvh is None:
+        return Check(cid, CAT, WARN, src, metric="D50%[Gy]", note="no target linked to the "
+                     "prescription could be found")
+    median = dose_at_volume(dvh.edges_gy, dvh.cum_cc, 0.5 * dvh.volume_cc)
+    ratio = median / rx_gy
+    lo, hi = RX_MEDIAN_RANGE
+    ok = lo <= ratio <= hi
+    return Check(cid, CAT, PASS if ok else FAIL, src, structure=target.name,
+                 rois=(target.name,), metric="D50%[Gy]", value=round(float(median), 3),
+                 unit="Gy", limit=f"{lo * rx_gy:.2f}-{hi * rx_gy:.2f}",
+                 note=f"{course.label}: prescription {rx_gy:g} Gy in {plan.fractions} "
+                      f"fractions; median target dose is {100 * ratio:.1f}% of it")
+
+
+def approval(course: CourseDose) -> Check:
+    status = course.plan.approval_status if course.plan else ""
+    verdict = PASS if status == "APPROVED" else FAIL if status == "REJECTED" else WARN
+    return Check(f"integrity.approval.{course.label}", CAT, verdict,
+                 "DICOM PS3.3 C.8.8.16 (Approval); " + TG275, metric="ApprovalStatus",
+                 note=f"ApprovalStatus {status or 'absent'}", limit="APPROVED")
+
+
+def grid_resolution(course: CourseDose, targets: dict[str, DVHData]) -> list[Check]:
+    dx, dy, dz = course.grid.spacing
+    worst = max(dx, dy, dz)
+    out = []
+    for name, d in targets.items():
+        if d.total_volume_cc < SMALL_TARGET_CC:
+            ok = worst <= SMALL_TARGET_GRID_MM
+            out.append(Check(
+                f"integrity.grid_resolution.{name}", CAT, PASS if ok else WARN,
+                "AAPM TG-101 (Benedict 2010): dose grid <= 2 mm for small SBRT targets",
+                structure=name, rois=(name,), metric="dose grid spacing", value=worst,
+                unit="mm", limit=f"<= {SMALL_TARGET_GRID_MM:g}",
+                note=f"target of {d.total_volume_cc:.2f} cc"))
+    return out
+
+
+def planning_ct(export: Export, ss: StructureSet, max_slice_mm: float, max_pixel_mm: float,
+                source: str) -> list[Check]:
+    ct = export.ct_for(ss)
+    if ct is None:
+        note = "no planning CT series in the export: slice spacing and pixel size unknown"
+        return [Check("integrity.ct.slice_spacing", CAT, NOT_EVALUATED, source,
+                      metric="CT slice spacing", unit="mm", limit=f"<= {max_slice_mm:g}",
+                      note=note),
+                Check("integrity.ct.pixel_size", CAT, NOT_EVALUATED, source,
+                      metric="CT pixel size", unit="mm", limit=f"<= {max_pixel_mm:g}",
+                      note=note)]
+    spacing = float(np.max(ct.slice_spacings)) if ct.z.size > 1 else float("nan")
+    pixel = max(ct.pixel_spacing)
+    return [
+        Check("integrity.ct.slice_spacing", CAT,
+              PASS if spacing <= max_slice_mm + 1e-6 else FAIL, source,
+              metric="CT slice spacing (largest, from ImagePositionPatient)",
+              value=round(spacing, 4), unit="mm", limit=f"<= {max_slice_mm:g}",
+              note=f"{ct.z.size} slices"),
+        Check("integrity.ct.pixel_size", CAT, PASS if pixel <= max_pixel_mm + 1e-6 else FAIL,
+              source, metric="CT pixel size (largest of PixelSpacing)", value=round(pixel, 4),
+              unit="mm", limit=f"<= {max_pixel_mm:g}"),
+    ]
+
+
+def _vertices(s: Structure) -> np.ndarray:
+    return np.concatenate([np.column_stack([p, np.full(len(p), z)])
+                           for z, polys in s.planes for p in polys])
+
+
+def ptv_margin(ctv: Structure, ptv: Structure, min_mm: float, max_mm: float, source: str,
+               tolerance_mm: float = 0.5) -> Check:
+    """PTV margin around the CTV: 3-D distance from each CTV contour vertex to the nearest
+    PTV contour vertex; the 5th-95th percentile range must lie within [min, max] mm
+    (± tolerance for contour discretisation)."""
+    c, p = _vertices(ctv), _vertices(ptv)
+    d, _ = cKDTree(p).query(c)
+    lo, hi = float(np.percentile(d, 5)), float(np.percentile(d, 95))
+    ok = lo >= min_mm - tolerance_mm and hi <= max_mm + tolerance_mm
+    return Check(f"protocol.ptv_margin.{ptv.name}", "protocol", PASS if ok else FAIL, source,
+                 structure=f"{ptv.name} - {ctv.name}", rois=(ctv.name, ptv.name),
+                 metric="PTV margin (5th-95th percentile)", value=round(float(np.median(d)), 2),
+                 unit="mm", limit=f"{min_mm:g}-{max_mm:g}",
+                 note=f"margin {lo:.1f}-{hi:.1f} mm (median {np.median(d):.1f} mm), "
+                      f"tolerance ±{tolerance_mm} mm")
