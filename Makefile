@@ -9,10 +9,11 @@ SHARED ?= ../shared
 NELMS  := $(SHARED)/validation/nelms2015
 DEMO_OUT ?= rtqa-demo-report.html
 
-.PHONY: help install test demo validate bench clean
+.PHONY: help install test demo demo-fail browser validate bench clean
 
 help:
 	@echo "make demo      run a full QA check on the bundled sample plan (plans_sample/hcc_pass)"
+	@echo "make demo-fail the same on a plan that fails a few checks (exit 1 expected)"
 	@echo "make test      run the test suite (pytest)"
 	@echo "make validate  Nelms 2015 analytic DVH benchmark (needs $(NELMS))"
 	@echo "make bench     whole-plan DVH speed and memory against dicompyler-core"
@@ -28,9 +29,17 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
-# Until `rtqa check` lands (issue 5) the demo shows the DVH engine on the sample plan.
 demo: $(STAMP)
-	$(RTQA) dvh plans_sample/hcc_pass -m 'D95%[Gy]' -m 'D0.035cc[Gy]' -m 'V20Gy[%]' -m 'CV15Gy[cc]'
+	$(RTQA) check plans_sample/hcc_pass --html $(DEMO_OUT)
+	@echo "HTML report for peer review: $(DEMO_OUT)"
+
+# The second sample fails a few checks on purpose (exit code 1 is expected).
+demo-fail: $(STAMP)
+	-$(RTQA) check plans_sample/hcc_fail --html rtqa-demo-fail.html
+
+# Headless Chromium for the HTML report test (Debian package); the test skips without it.
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium could not be installed: the HTML browser test will be skipped"
 
 validate: $(STAMP)
 	$(PY) -m rtqa.validation.nelms $(NELMS)
