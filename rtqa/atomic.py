@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rtqa.errors import RtqaError
 
-__all__ = ["write_atomic"]
+__all__ = ["write_atomic", "refused"]
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -29,6 +29,12 @@ def _same_file(a: Path, b: Path) -> bool:
         return os.path.samefile(a, b)
     except OSError:  # one of them does not exist (yet): not the same file
         return False
+
+
+def refused(path: str | os.PathLike, refuse: Iterable[str | os.PathLike]) -> bool:
+    """True when ``path`` is (or links to) one of the ``refuse`` files."""
+    target = Path(path).resolve()
+    return any(_same_file(target, Path(r).resolve()) for r in refuse)
 
 
 def _umask() -> int:

@@ -26,14 +26,20 @@ SMALL_TARGET_CC = 1.0
 SMALL_TARGET_GRID_MM = 2.0
 
 
-def links(export: Export, ss: StructureSet) -> list[Check]:
-    """Every RTDOSE → RTPLAN → RTSTRUCT → CT link resolves, in one frame of reference."""
+def links(export: Export, ss: StructureSet, fractions_given: bool = False) -> list[Check]:
+    """Every RTDOSE → RTPLAN → RTSTRUCT → CT link resolves, in one frame of reference.
+
+    A missing RTPLAN is tolerated (WARN) only when the user gave the fraction count
+    explicitly (``--fractions``), the one thing rtqa needs from the plan."""
     problems: list[str] = []
+    tolerated: list[str] = []
     for d in export.doses:
         if not d.referenced_plan_uid:
-            problems.append(f"{d.path.name} references no RTPLAN")
+            (tolerated if fractions_given else problems).append(
+                f"{d.path.name} references no RTPLAN")
         elif export.plan_by_uid(d.referenced_plan_uid) is None:
-            problems.append(f"{d.path.name} references an RTPLAN that is not in the export")
+            (tolerated if fractions_given else problems).append(
+                f"{d.path.name} references an RTPLAN that is not in the export")
     for p in export.plans:
         if export.structure_set_by_uid(p.referenced_structure_set_uid) is None:
             problems.append(f"{p.path.name} references an RTSTRUCT that is not in the export")
@@ -42,10 +48,14 @@ def links(export: Export, ss: StructureSet) -> list[Check]:
         problems.append(f"{ss.path.name} references a CT series that is not in the export")
     frames = {o.frame_of_reference_uid for o in (*export.doses, *export.plans, ss,
                                                   *export.ct_series) if o.frame_of_reference_uid}
-    out = [Check("integrity.links", CAT, NOT_EVALUATED if problems else PASS,
+    status = NOT_EVALUATED if problems else WARN if tolerated else PASS
+    note = "; ".join(problems + tolerated)
+    if tolerated and not problems:
+        note += " (fraction count given with --fractions)"
+    out = [Check("integrity.links", CAT, status,
                  "DICOM PS3.3 C.8.8 (RT references); " + TG275,
-                 metric="UID links", value=float(len(problems)), unit="broken",
-                 limit="= 0", note="; ".join(problems))]
+                 metric="UID links", value=float(len(problems) + len(tolerated)),
+                 unit="broken", limit="= 0", note=note)]
     out.append(Check("integrity.frame_of_reference", CAT,
                      PASS if len(frames) == 1 else NOT_EVALUATED,
                      "DICOM PS3.3 C.7.4.1 (Frame of Reference)",

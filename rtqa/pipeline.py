@@ -116,6 +116,13 @@ def run_check(paths: list[str], options: CheckOptions | None = None) -> Report:
     if len(export.patient_ids) > 1:
         raise RtqaError("the export holds several patients (PatientID "
                         + ", ".join(repr(p) for p in export.patient_ids) + "): check one at a time")
+    if options.fractions is not None:
+        for p in export.plans:
+            if p.fractions and p.fractions != options.fractions:
+                raise RtqaError(
+                    f"--fractions {options.fractions} contradicts RTPLAN '{p.display}' "
+                    f"({p.fractions} fractions): --fractions is only for exports without an "
+                    "RTPLAN", p.path)
     ss = _structure_set(export)
     courses = export.courses_in_frame(ss.frame_of_reference_uid)
     if not courses:
@@ -128,6 +135,10 @@ def run_check(paths: list[str], options: CheckOptions | None = None) -> Report:
                        roi_types={s.name: s.interpreted_type for s in ss.structures})
     by_name = {s.name: s for s in ss.structures}
     warnings = list(export.warnings)
+    for std, roi in (options.overrides or {}).items():
+        if std != roi and std in by_name:
+            warnings.append(f"--map {std}={roi}: the plan also has an ROI named exactly "
+                            f"'{std}', which is not used for {std}")
     checks: list[Check] = []
     curves: list[Curve] = []
 
@@ -143,7 +154,7 @@ def run_check(paths: list[str], options: CheckOptions | None = None) -> Report:
     curves += oar_curves
 
     say("plan integrity")
-    checks += integrity.links(export, ss)
+    checks += integrity.links(export, ss, fractions_given=options.fractions is not None)
     checked = {}
     for c in checks:
         for r in c.rois:
@@ -165,7 +176,11 @@ def run_check(paths: list[str], options: CheckOptions | None = None) -> Report:
         for rx, tgt in _prescriptions(course, ss, lesions, dose):
             d = None
             if tgt is not None:
-                d = dose.dvh(tgt) if len(courses) == 1 else compute_dvh(tgt, course.grid)
+                try:
+                    d = dose.dvh(tgt) if len(courses) == 1 else compute_dvh(tgt, course.grid)
+                except RtqaError as exc:
+                    warnings.append(f"prescription check of {tgt.name}: {exc.reason}")
+                    tgt = None
             checks.append(integrity.prescription(course, rx, tgt, d))
         checks.append(integrity.approval(course))
         checks += integrity.grid_resolution(course, target_dvhs)

@@ -327,11 +327,11 @@ def test_fraction_dose_scaled_by_plan_fractions(tmp_path):
     assert np.allclose(course.grid.dose, 5 * multilinear(*_nodes(course.grid)),
                        atol=5 * df.scaling)
     assert not any("per fraction" in w for w in ex.warnings)
-    # an explicit fraction count wins
+    # the RTPLAN's count wins over an override (the check pipeline refuses the contradiction)
     ex3 = load_export([tmp_path], fractions_override=3)
-    assert np.allclose(ex3.courses[0].grid.dose, 3 * multilinear(*_nodes(ex3.courses[0].grid)),
-                       atol=3 * df.scaling)
-    assert "3 fractions" in ex3.courses[0].note
+    assert np.allclose(ex3.courses[0].grid.dose, 5 * multilinear(*_nodes(ex3.courses[0].grid)),
+                       atol=5 * df.scaling)
+    assert "5 fractions" in ex3.courses[0].note
 
 
 def test_fraction_dose_without_plan_warns_per_fraction(tmp_path):

@@ -34,15 +34,25 @@ def _error_report(message: str, protocol: str) -> Report:
 
 
 def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path]) -> None:
-    from rtqa.atomic import write_atomic
+    """Render every requested report first, refuse any destination that is an input file
+    before writing anything, then write (atomically): a refused or failed destination never
+    leaves a report saying something else next to exit 2."""
+    from rtqa.atomic import refused, write_atomic
     from rtqa.report_json import dumps
-    if json_path == "-":
-        click.echo(dumps(report), nl=False)
-    elif json_path:
-        write_atomic(Path(json_path), dumps(report), refuse=refuse)
+    for dest in (json_path, html_path):
+        if dest and dest != "-" and refused(dest, refuse):
+            raise RtqaError("is an input file: refusing to write a report over it", dest)
+    json_text = dumps(report) if json_path else None
+    html_text = None
     if html_path:
         from rtqa.report_html import render_html
-        write_atomic(Path(html_path), render_html(report), refuse=refuse)
+        html_text = render_html(report)
+    if json_path == "-":
+        click.echo(json_text, nl=False)
+    elif json_path:
+        write_atomic(Path(json_path), json_text, refuse=refuse)
+    if html_path:
+        write_atomic(Path(html_path), html_text, refuse=refuse)
     if not quiet and json_path != "-":
         from rtqa.report_text import render_text
         tty = sys.stdout.isatty()
@@ -113,11 +123,11 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html
         if debug_enabled():
             traceback.print_exc()
         click.echo(f"rtqa: error: {exc}", err=True)
-        if json_path:
+        if json_path or html_path:  # an ERROR report replaces any earlier one at the paths
             try:
-                _emit(_error_report(str(exc), protocol), json_path, None, True, refuse)
-            except RtqaError as exc2:
-                click.echo(f"rtqa: error: {exc2}", err=True)
+                _emit(_error_report(str(exc), protocol), json_path, html_path, True, refuse)
+            except (RtqaError, ValueError) as exc2:
+                click.echo(f"rtqa: error: cannot write the report: {exc2}", err=True)
         raise SystemExit(2)
     except Exception as exc:  # noqa: BLE001
         if debug_enabled():

@@ -94,9 +94,10 @@ def _courses(doses: list[DoseGrid], plans: dict[str, Plan], fractions_override: 
             courses.append(CourseDose(d, plan, (d.path,), False,
                                       f"DoseSummationType {st}: dose used as stored"))
         elif st == "FRACTION":
-            n = fractions_override or (plan.fractions if plan else None)
+            from_plan = plan.fractions if plan else None
+            n = from_plan or fractions_override
             if n:
-                src = "--fractions" if fractions_override else f"RTPLAN '{plan.display}'"
+                src = f"RTPLAN '{plan.display}'" if from_plan else "--fractions"
                 courses.append(CourseDose(
                     d.scaled(float(n), f"x {n} fractions"), plan, (d.path,), False,
                     f"DoseSummationType FRACTION: dose of one fraction x {n} fractions "
