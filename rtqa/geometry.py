@@ -12,15 +12,23 @@ spacing): no interpolation across a gap, end caps on both sides.
 Even-odd rule: on each plane, a lattice point is inside when a ray from it crosses the
 plane's contours an odd number of times, so inner contours are holes and keyhole contours
 work. Coordinates are patient mm.
+
+Rasterisation (:func:`raster`): the sample lattice is tied to the dose grid: m x m
+sub-samples per dose voxel. A voxel that no contour edge touches has one even-odd state
+throughout (the state of its node), so only touched voxels are classified sample by
+sample, from the crossings of each lattice row (:class:`RowTable`); the inside samples
+are exactly those of :func:`fill` on the same lattice. Between planes, a sample inside on
+one plane only crosses the surface where the interpolated signed distance vanishes
+(:func:`band_crossings`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import shapely
-from scipy.spatial import cKDTree
 
 #: A step larger than this multiple of the median contour spacing is a gap (without CT).
 GAP_FACTOR = 2.0
@@ -73,17 +81,57 @@ def _edges(polys: list[np.ndarray]):
     return pts, pts[nxt], np.repeat(np.arange(len(polys)), n)
 
 
-def plane_areas(planes: tuple[tuple[float, tuple[np.ndarray, ...]], ...]) -> np.ndarray:
+@dataclass(frozen=True, eq=False)
+class Edges:
+    """All contour edges of a structure as flat arrays: edge i runs from (x0, y0) to
+    (x1, y1) on plane ``plane[i]``; polygon p's edges start at ``start[p]``."""
+
+    x0: np.ndarray
+    y0: np.ndarray
+    x1: np.ndarray
+    y1: np.ndarray
+    plane: np.ndarray
+    start: np.ndarray
+    poly_plane: np.ndarray
+
+    @classmethod
+    def of(cls, planes_polys) -> "Edges":
+        polys = [p for pp in planes_polys for p in pp]
+        poly_plane = np.repeat(np.arange(len(planes_polys)), [len(pp) for pp in planes_polys])
+        if not polys:
+            e = np.empty(0)
+            return cls(e, e, e, e, e.astype(np.int64), e.astype(np.int64), poly_plane)
+        pts = np.concatenate(polys)
+        n = np.array([len(p) for p in polys])
+        start = np.cumsum(n) - n
+        nxt = np.arange(len(pts)) + 1
+        nxt[start + n - 1] = start  # close each polygon
+        x0 = np.ascontiguousarray(pts[:, 0])
+        y0 = np.ascontiguousarray(pts[:, 1])
+        return cls(x0, y0, x0[nxt], y0[nxt], np.repeat(poly_plane, n), start, poly_plane)
+
+    def swapped(self) -> "Edges":
+        """The same edges with x and y exchanged."""
+        return Edges(self.y0, self.x0, self.y1, self.x1, self.plane, self.start,
+                     self.poly_plane)
+
+
+def plane_areas(planes: tuple[tuple[float, tuple[np.ndarray, ...]], ...],
+                edges: Edges | None = None) -> np.ndarray:
     """Even-odd area (mm^2) of each plane's contours.
 
     One contour: |shoelace|. Several: symmetric difference with shapely (invalid rings are
     repaired with make_valid first). NaN where the geometry cannot be measured."""
     out = np.empty(len(planes))
+    e = Edges.of([p for _, p in planes]) if edges is None else edges
+    if e.x0.size:
+        cross = e.x0 * e.y1 - e.y0 * e.x1
+        per_poly = 0.5 * np.abs(np.add.reduceat(cross, e.start))
+        n_polys = np.bincount(e.poly_plane, minlength=len(planes))
+        single = n_polys == 1
+        out[e.poly_plane[single[e.poly_plane]]] = per_poly[single[e.poly_plane]]
     for k, (_, polys) in enumerate(planes):
         if len(polys) == 1:
-            p = polys[0]
-            x, y = p[:, 0], p[:, 1]
-            out[k] = 0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
             continue
         try:
             geoms = [shapely.make_valid(shapely.Polygon(p)) for p in polys if len(p) >= 3]
@@ -108,31 +156,28 @@ class Lattice:
     ny: int
 
 
-def row_crossings(planes_polys: list[tuple[np.ndarray, ...]], lat: Lattice):
-    """Where the contours cross each lattice row, sorted by (row, x).
+def row_crossings(planes_polys: list[tuple[np.ndarray, ...]], lat: Lattice,
+                  sort: bool = True, edges: "Edges | None" = None):
+    """Where the contours cross each lattice row, sorted by (row, x) (``sort``; else in
+    no particular order).
 
     A row is identified by ``row_id = plane * ny + j``. Each edge is crossed with the rows
     it spans, half-open in y so a vertex is counted once; every row therefore has an even
     number of crossings (even-odd rule)."""
-    polys, plane_of = [], []
-    for k, pp in enumerate(planes_polys):
-        polys.extend(pp)
-        plane_of.extend([k] * len(pp))
-    if not polys:
-        return np.empty(0, dtype=np.int64), np.empty(0)
-    a, b, poly_id = _edges(polys)
-    plane = np.asarray(plane_of)[poly_id]
-    ylo, yhi = np.minimum(a[:, 1], b[:, 1]), np.maximum(a[:, 1], b[:, 1])
+    e = Edges.of(planes_polys) if edges is None else edges
+    ylo, yhi = np.minimum(e.y0, e.y1), np.maximum(e.y0, e.y1)
     j0 = np.clip(np.ceil((ylo - lat.y0) / lat.sy), 0, lat.ny).astype(np.int64)
     count = np.clip(np.ceil((yhi - lat.y0) / lat.sy), 0, lat.ny).astype(np.int64) - j0
-    keep = count > 0
-    a, b, plane, j0, count = a[keep], b[keep], plane[keep], j0[keep], count[keep]
-    edge = np.repeat(np.arange(len(count)), count)
-    j = j0[edge] + (np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count))
-    yrow = lat.y0 + j * lat.sy
-    ax, ay, bx, by = a[edge, 0], a[edge, 1], b[edge, 0], b[edge, 1]
-    xc = ax + (yrow - ay) * (bx - ax) / (by - ay)
-    row_id = plane[edge].astype(np.int64) * lat.ny + j
+    keep = np.flatnonzero(count > 0)
+    count = count[keep]
+    first = np.cumsum(count) - count
+    edge = np.repeat(keep, count)
+    j = np.repeat(j0[keep] - first, count) + np.arange(edge.size)
+    ax, ay, bx, by = e.x0[edge], e.y0[edge], e.x1[edge], e.y1[edge]
+    xc = ax + (lat.y0 + j * lat.sy - ay) * (bx - ax) / (by - ay)
+    row_id = e.plane[edge] * lat.ny + j
+    if not sort:
+        return row_id, xc
     order = np.lexsort((xc, row_id))
     return row_id[order], xc[order]
 
@@ -156,217 +201,368 @@ def fill(planes_polys: list[tuple[np.ndarray, ...]], lat: Lattice):
     return rep_rows // lat.ny, rep_rows % lat.ny, i
 
 
-class _AxisDistance:
-    """Distance (mm) along lattice rows from a point to the nearest contour crossing."""
-
-    def __init__(self, planes_polys, lat: Lattice):
-        self.lat = lat
-        row_id, xc = row_crossings(planes_polys, lat)
-        self.span = (lat.nx + 4) * lat.sx + 1.0
-        self.origin = lat.x0 - 2 * lat.sx
-        self.key = row_id * self.span + (xc - self.origin)
-        self.row = row_id
-        self.xc = xc
-
-    def __call__(self, plane: np.ndarray, j: np.ndarray, x: np.ndarray) -> np.ndarray:
-        rid = plane * self.lat.ny + j
-        pos = np.searchsorted(self.key, rid * self.span + (x - self.origin))
-        n = self.key.size
-        out = np.full(x.shape, np.inf)
-        for cand in (pos - 1, pos):
-            c = np.clip(cand, 0, max(n - 1, 0))
-            ok = (cand >= 0) & (cand < n) & (self.row[c] == rid) if n else np.zeros(x.shape, bool)
-            out = np.where(ok, np.minimum(out, np.abs(self.xc[c] - x)), out)
-        return out
+def nonzero(a: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``np.nonzero`` (numpy's own is slow for arrays of more than one dimension)."""
+    return np.unravel_index(np.flatnonzero(a), a.shape)
 
 
-def _densify(polys: list[np.ndarray], step: float) -> np.ndarray:
-    """Points along the closed polygons, at most ``step`` mm apart."""
-    a, b, _ = _edges(polys)
-    n = np.maximum(np.ceil(np.hypot(*(b - a).T) / step).astype(np.int64), 1)
-    e = np.repeat(np.arange(len(a)), n)
-    t = (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)) / n[e]
-    return a[e] + t[:, None] * (b[e] - a[e])
+def code_dtype(m: int):
+    """Integer type of the row codes (one bit per sub-sample of a voxel row)."""
+    if m > 63:
+        raise ValueError("at most 63 sub-samples per voxel row")
+    return np.uint32 if m <= 31 else np.uint64
 
 
-class _EuclidDistance:
-    """In-plane distance (mm) from points to the nearest contour of a given plane."""
-
-    def __init__(self, planes_polys, step: float):
-        pts = [_densify(list(p), step) for p in planes_polys]
-        lab = np.concatenate([np.full(len(p), k) for k, p in enumerate(pts)])
-        pts = np.concatenate(pts)
-        self.big = 1e3 * (np.ptp(pts[:, 0]) + np.ptp(pts[:, 1]) + 1.0)
-        self.tree = cKDTree(np.column_stack([pts, lab * self.big]))
-
-    def __call__(self, plane: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        return self.tree.query(np.column_stack([x, y, plane * self.big]))[0]
+def _full(m: int) -> int:
+    return (1 << m) - 1
 
 
-@dataclass(frozen=True, eq=False)
-class Columns:
-    """Pieces of vertical lattice columns inside the structure.
+class RowTable:
+    """The crossings of each lattice row as a padded table (rank, row) -> position and
+    lattice column (the first lattice point at or after the crossing), from
+    :func:`row_crossings` output in any order (a row has few crossings). ``query`` gives,
+    for points on the rows, the distance along the row to the nearest crossing (inf when
+    the row meets no contour) and the even-odd inside flag (an odd number of crossings at
+    or before the point, as :func:`fill` decides); ``segment_codes`` the inside flags of
+    runs of lattice points."""
 
-    Piece q is the segment x[q], y[q], z in [za[q], zb[q]] (mm) with cross-section weight
-    ``area[q]`` (mm^2); its volume is area * (zb - za)."""
+    def __init__(self, row_id: np.ndarray, pos: np.ndarray, n_rows: int, origin: float,
+                 step: float, n_cols: int):
+        counts = np.bincount(row_id, minlength=n_rows)
+        self.width = w = max(int(counts.max(initial=0)), 1)
+        key = row_id.astype(np.uint16) if n_rows <= 65536 else row_id
+        order = np.argsort(key, kind="stable")  # radix sort for 16-bit keys
+        rank = np.empty(row_id.size, dtype=np.int64)
+        rank[order] = np.arange(row_id.size) - np.repeat(np.cumsum(counts) - counts, counts)
+        # one row of the table per rank (crossing w of every lattice row, in no order)
+        self.pos = np.full((w, n_rows), np.inf)
+        self.pos[rank, row_id] = pos
+        self.col = np.full((w, n_rows), np.iinfo(np.int32).max, dtype=np.int64)
+        self.col[rank, row_id] = np.clip(np.ceil((pos - origin) / step), 0, n_cols)
 
-    x: np.ndarray
-    y: np.ndarray
-    za: np.ndarray
-    zb: np.ndarray
-    area: np.ndarray
+    @classmethod
+    def of(cls, edges: Edges, n_planes: int, lat: Lattice) -> "RowTable":
+        rid, xc = row_crossings([], lat, sort=False, edges=edges)
+        return cls(rid, xc, n_planes * lat.ny, lat.x0, lat.sx, lat.nx)
 
+    def query(self, rid: np.ndarray, p: np.ndarray, inside: bool = True, d=None, ins=None):
+        """Distance along the row from points at position p (mm) of rows ``rid`` to the
+        nearest crossing (inf when the row meets no contour) and, with ``inside``, whether
+        an odd number of crossings lies at or before each point (the even-odd rule);
+        into ``d``, ``ins`` when given."""
+        diff = self.pos[0][rid] - p
+        d = np.abs(diff, out=d)
+        if inside:
+            ins = np.less_equal(diff, 0, out=ins)
+        for w in range(1, self.width):
+            diff = self.pos[w][rid] - p
+            np.minimum(d, np.abs(diff), out=d)
+            if inside:
+                ins ^= diff <= 0
+        return d, ins
 
-def columns(planes, slabs: Slabs, lat: Lattice, area_scale: np.ndarray,
-            mask: tuple[np.ndarray, np.ndarray, np.ndarray]) -> Columns:
-    """Column pieces of a structure on a lattice.
-
-    ``mask`` is (plane, j, i) of the lattice points inside each plane (from :func:`fill`),
-    ``area_scale[k]`` rescales plane k's sample area to its exact contour area."""
-    kk, jj, ii = mask
-    K = len(planes)
-    cell = lat.sx * lat.sy
-    nxy = lat.nx * lat.ny
-    flat = jj * lat.nx + ii
-    key = kk * nxy + flat
-    z = slabs.z
-    parts = []
-
-    # End caps: run starts extrude downwards, run ends upwards.
-    start = np.ones(K, dtype=bool)
-    end = np.ones(K, dtype=bool)
-    start[1:] = slabs.gap
-    end[:-1] = slabs.gap
-    sel = start[kk]
-    parts.append((flat[sel], slabs.lo[kk[sel]], z[kk[sel]], area_scale[kk[sel]]))
-    sel = end[kk]
-    parts.append((flat[sel], z[kk[sel]], slabs.hi[kk[sel]], area_scale[kk[sel]]))
-
-    # Between neighbouring planes of a run.
-    if K > 1:
-        linked = ~slabs.gap
-        inside = np.zeros(K * nxy + nxy, dtype=bool)
-        inside[key] = True
-        sel = linked[np.minimum(kk, K - 2)] & (kk < K - 1)
-        both = sel & inside[key + nxy]
-        k_b = kk[both]
-        pair_area = 0.5 * (area_scale[:-1] + area_scale[1:])
-        parts.append((flat[both], z[k_b], z[k_b + 1], pair_area[k_b]))
-        # only on the lower plane: inside from z_k up to the interpolated crossing
-        lower = sel & ~inside[key + nxy]
-        # only on the upper plane: from the crossing up to z_{k+1}
-        sel_u = (kk > 0) & linked[np.maximum(kk - 1, 0)]
-        upper = sel_u & ~inside[key - nxy]
-        band_k = np.concatenate([kk[lower], kk[upper] - 1])
-        band_flat = np.concatenate([flat[lower], flat[upper]])
-        is_lower = np.arange(band_k.size) < int(lower.sum())
-        if band_k.size:
-            zc = _crossings(planes, slabs, lat, inside, band_k, band_flat)
-            own = np.where(is_lower, area_scale[band_k], area_scale[band_k + 1])
-            parts.append((band_flat, np.where(is_lower, z[band_k], zc),
-                          np.where(is_lower, zc, z[band_k + 1]), own))
-
-    flat_all = np.concatenate([p[0] for p in parts])
-    za = np.concatenate([p[1] for p in parts])
-    zb = np.concatenate([p[2] for p in parts])
-    area = cell * np.concatenate([p[3] for p in parts])
-    keep = zb > za
-    flat_all, za, zb, area = flat_all[keep], za[keep], zb[keep], area[keep]
-    return Columns(lat.x0 + (flat_all % lat.nx) * lat.sx, lat.y0 + (flat_all // lat.nx) * lat.sy,
-                   za, zb, area)
+    def segment_codes(self, rid: np.ndarray, c0: np.ndarray, m: int) -> np.ndarray:
+        """Inside flags of the m lattice points c0 .. c0 + m - 1 of rows ``rid`` as bit
+        codes (bit c: point c0 + c): every crossing toggles the points at or after it."""
+        dt = code_dtype(m)
+        full = dt(_full(m))
+        code = np.zeros(rid.size, dtype=dt)
+        one = dt(1)
+        for w in range(self.width):
+            rel = np.clip(self.col[w][rid] - c0, 0, m).astype(dt)
+            code ^= full ^ ((one << rel) - one)
+        return code
 
 
-def _circle_root(z3: np.ndarray, p3: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Where the circle through three (z, phi) points crosses phi = 0 within [lo, hi].
+@dataclass(eq=False)
+class Raster:
+    """A structure's planes on the dose-voxel lattice, with m x m sub-samples per voxel.
 
-    NaN where the points are (nearly) collinear or no root lies in the interval."""
-    (x1, x2, x3), (y1, y2, y3) = z3, p3
-    d = 2 * (x1 * (y2 - y3) + x2 * (y3 - y1) + x3 * (y1 - y2))
-    s1, s2, s3 = x1 * x1 + y1 * y1, x2 * x2 + y2 * y2, x3 * x3 + y3 * y3
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ux = (s1 * (y2 - y3) + s2 * (y3 - y1) + s3 * (y1 - y2)) / d
-        uy = (s1 * (x3 - x2) + s2 * (x1 - x3) + s3 * (x2 - x1)) / d
-        r2 = (x1 - ux) ** 2 + (y1 - uy) ** 2
-        h = np.sqrt(r2 - uy * uy)
-        out = np.full(lo.shape, np.nan)
-        for root in (ux - h, ux + h):
-            ok = np.isfinite(root) & (root >= lo) & (root <= hi) & np.isnan(out)
-            out[ok] = root[ok]
+    Voxel (J, I) is centred on dose node (J0 + J, I0 + I) (node indices of the grid, which
+    may lie outside it) and is dx x dy; its sub-sample (r, c) lies at x = x0 + I dx +
+    (c - h) sx, y = y0 + J dy + (r - h) sy with h = (m - 1) / 2, so the sub-samples are the
+    centres of the m x m sub-cells and (m odd) the centre one is the dose node. The
+    sub-samples form the ``fine`` lattice (column C = I m + c, row R = J m + r).
+
+    ``cls[k, J, I]``: 0 no sub-sample of the voxel inside plane k's contours, 2 all of them
+    (a whole voxel), 1 some (a boundary voxel: its inside flags are ``blocks[bid[k, J,
+    I]]``, m row codes with bit c of row r set when sub-sample (r, c) is inside; blocks 0
+    and 1 are all-outside and all-inside). A voxel that no contour edge touches has one
+    even-odd state throughout, the state of its node; only touched voxels are
+    sub-sampled. With m = 1 the voxel is its node sample (cls 0 or 2)."""
+
+    m: int
+    I0: int
+    J0: int
+    NI: int
+    NJ: int
+    x0: float
+    y0: float
+    dx: float
+    dy: float
+    fine: Lattice
+    cls: np.ndarray
+    bid: np.ndarray
+    blocks: np.ndarray
+    polys: list
+    edges: Edges
+
+    @property
+    def K(self) -> int:
+        return len(self.polys)
+
+    @cached_property
+    def rows(self) -> RowTable:
+        return RowTable.of(self.edges, self.K, self.fine)
+
+    @cached_property
+    def cols(self) -> RowTable:
+        f = self.fine
+        return RowTable.of(self.edges.swapped(), self.K,
+                           Lattice(f.y0, f.x0, f.sy, f.sx, f.ny, f.nx))
+
+    def plane_counts(self) -> np.ndarray:
+        """Number of sub-samples inside each plane's contours."""
+        m2 = self.m * self.m
+        full = np.count_nonzero((self.cls == 2).reshape(self.K, -1), axis=1) * m2
+        part = np.zeros(self.K, dtype=np.int64)
+        sel = self.cls == 1
+        if np.any(sel):
+            k = nonzero(sel)[0]
+            n_in = np.bitwise_count(self.blocks[self.bid[sel]]).sum(axis=1)
+            part = np.bincount(k, n_in, minlength=self.K).astype(np.int64)
+        return full + part
+
+    def add_sample(self, k: int, x: float, y: float) -> None:
+        """Mark the sub-sample nearest (x, y) inside plane k (contours smaller than a cell)."""
+        f = self.fine
+        C = int(np.clip(np.rint((x - f.x0) / f.sx), 0, f.nx - 1))
+        R = int(np.clip(np.rint((y - f.y0) / f.sy), 0, f.ny - 1))
+        J, r, I, c = R // self.m, R % self.m, C // self.m, C % self.m
+        if self.cls[k, J, I] == 2:
+            return
+        dt = code_dtype(self.m)
+        if self.cls[k, J, I] == 0:
+            block = np.zeros((1, self.m), dtype=dt)
+        else:
+            block = self.blocks[self.bid[k, J, I]][None].copy()
+        block[0, r] |= dt(1 << c)
+        if np.all(block == _full(self.m)):
+            self.cls[k, J, I], self.bid[k, J, I] = 2, 1
+            return
+        self.blocks = np.concatenate([self.blocks, block])
+        self.bid[k, J, I] = len(self.blocks) - 1
+        self.cls[k, J, I] = 1
+
+
+def _touched(e: Edges, K: int, x0: float, y0: float, dx: float, dy: float, NI: int,
+             NJ: int) -> np.ndarray:
+    """Voxels (K, NJ, NI) that a contour edge passes through (or touches)."""
+    ex, ey = e.x1 - e.x0, e.y1 - e.y0
+    # split edges into pieces at most half a voxel long: each spans at most 2 x 2 voxels
+    n = np.maximum(np.ceil(np.hypot(ex, ey) / (0.5 * min(dx, dy))).astype(np.int64), 1)
+    i = np.repeat(np.arange(e.x0.size), n)
+    t0 = (np.arange(i.size) - np.repeat(np.cumsum(n) - n, n)) / n[i]
+    t1 = t0 + 1.0 / n[i]
+    out = np.zeros((K, NJ, NI), dtype=bool)
+    bx, by, ex, ey = e.x0[i] - x0, e.y0[i] - y0, ex[i], ey[i]
+    fx0 = np.floor((bx + t0 * ex) / dx + 0.5).astype(np.int64)
+    fx1 = np.floor((bx + t1 * ex) / dx + 0.5).astype(np.int64)
+    fy0 = np.floor((by + t0 * ey) / dy + 0.5).astype(np.int64)
+    fy1 = np.floor((by + t1 * ey) / dy + 0.5).astype(np.int64)
+    k = e.plane[i]
+    for ii in (fx0, fx1):
+        for jj in (fy0, fy1):
+            out[k, np.clip(jj, 0, NJ - 1), np.clip(ii, 0, NI - 1)] = True
     return out
 
 
-def _crossings(planes, slabs: Slabs, lat: Lattice, inside: np.ndarray,
-               band_k: np.ndarray, band_flat: np.ndarray) -> np.ndarray:
-    """z where a column inside on exactly one of planes k, k+1 crosses the surface.
+def _parity_rows(rows: RowTable, rid: np.ndarray, m: int, h: int, n: int) -> np.ndarray:
+    """Even-odd states (len(rid), n) of the lattice points h, h + m, ..., h + (n-1) m of
+    rows ``rid``: runs between the sorted crossings, alternately outside and inside."""
+    stride = n + 1
+    pos = [np.arange(rid.size) * stride + (rows.col[w][rid] + (m - 1 - h)) // m
+           for w in range(rows.width)]  # first point at or after each crossing
+    pos = np.sort(np.concatenate(pos))
+    pos = pos[pos % stride < n]  # (crossings after the last point: none)
+    # an even number of crossings at one point cancels
+    first = np.flatnonzero(np.diff(pos, prepend=-1))
+    odd = np.diff(np.append(first, pos.size)) % 2 == 1
+    flips = pos[first[odd]]
+    lengths = np.diff(np.concatenate([[0], flips, [rid.size * stride]]))
+    state = np.repeat(np.arange(lengths.size, dtype=np.uint8) & 1, lengths)
+    return state.reshape(rid.size, stride)[:, :n]
 
-    The signed in-plane distance phi to the contours is measured on planes k-1..k+2
-    (where they belong to the same run); the crossing is the root of the circular arc
-    through (z, phi) of three neighbouring planes (the mean of the two arcs where both
-    exist), which is exact for spheres, cylinders and cones and linear for straight
-    walls. Without a third plane the crossing is linear in phi."""
-    K = len(planes)
-    nxy = lat.nx * lat.ny
+
+def raster(planes_polys: list[tuple[np.ndarray, ...]], node_x0: float, node_y0: float,
+           dx: float, dy: float, m: int, edges: Edges | None = None) -> Raster:
+    """The :class:`Raster` of a structure on a dose grid whose node (0, 0) is at
+    (node_x0, node_y0) with spacings dx, dy; m (odd) sub-samples per voxel and axis."""
+    K = len(planes_polys)
+    e = Edges.of(planes_polys) if edges is None else edges
+    I0 = int(np.floor((float(e.x0.min()) - node_x0) / dx + 0.5)) - 1
+    J0 = int(np.floor((float(e.y0.min()) - node_y0) / dy + 0.5)) - 1
+    NI = int(np.floor((float(e.x0.max()) - node_x0) / dx + 0.5)) + 1 - I0 + 1
+    NJ = int(np.floor((float(e.y0.max()) - node_y0) / dy + 0.5)) + 1 - J0 + 1
+    x0, y0 = node_x0 + I0 * dx, node_y0 + J0 * dy
+    h = (m - 1) // 2
+    sx, sy = dx / m, dy / m
+    fine = Lattice(x0 - h * sx, y0 - h * sy, sx, sy, NI * m, NJ * m)
+    rows = RowTable.of(e, K, fine)
+    # node states: the centre sub-sample of each voxel (fine row J m + h, column I m + h)
+    cls = _parity_rows(rows, (np.arange(K)[:, None] * fine.ny + np.arange(NJ) * m
+                              + h).reshape(-1), m, h, NI).reshape(K, NJ, NI) * np.uint8(2)
+    rast = Raster(m, I0, J0, NI, NJ, x0, y0, dx, dy, fine, cls,
+                  (cls // 2).astype(np.int32), np.zeros((2, m), dtype=code_dtype(m)),
+                  list(planes_polys), e)
+    rast.__dict__["rows"] = rows
+    rast.blocks[1] = _full(m)
+    if m == 1:
+        return rast
+    touched = _touched(e, K, x0, y0, dx, dy, NI, NJ)
+    kb, jb, ib = nonzero(touched)
+    if kb.size:
+        rid = ((kb * fine.ny + jb * m)[:, None] + np.arange(m)).reshape(-1)
+        flags = rast.rows.segment_codes(rid, np.repeat(ib * m, m), m).reshape(kb.size, m)
+        n_in = np.bitwise_count(flags).sum(axis=1)
+        cls[kb, jb, ib] = np.where(n_in == m * m, 2, np.where(n_in == 0, 0, 1))
+        part = (n_in > 0) & (n_in < m * m)
+        rast.bid[kb, jb, ib] = cls[kb, jb, ib] // 2
+        rast.bid[kb[part], jb[part], ib[part]] = 2 + np.arange(int(part.sum()))
+        rast.blocks = np.concatenate([rast.blocks, flags[part]])
+    return rast
+
+
+def _euclid(rast: Raster, kp: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """In-plane distance (mm) from points to the contours of plane ``kp`` (exact, to the
+    polygon edges)."""
+    out = np.empty(kp.size)
+    order = np.argsort(kp, kind="stable")
+    bounds = np.flatnonzero(np.diff(kp[order], prepend=-1, append=-1))
+    for s, e in zip(bounds[:-1], bounds[1:]):
+        idx = order[s:e]
+        a, b, _ = _edges(list(rast.polys[kp[idx[0]]]))
+        ab = b - a
+        l2 = np.maximum(np.einsum("ij,ij->i", ab, ab), 1e-300)
+        step = max(1, 1_000_000 // len(a))
+        for c in range(0, idx.size, step):
+            q = idx[c:c + step]
+            px = x[q][:, None] - a[:, 0]
+            py = y[q][:, None] - a[:, 1]
+            t = np.clip((px * ab[:, 0] + py * ab[:, 1]) / l2, 0.0, 1.0)
+            out[q] = np.sqrt(np.min((px - t * ab[:, 0]) ** 2 + (py - t * ab[:, 1]) ** 2,
+                                    axis=1))
+    return out
+
+
+def _circle_root(z3, p3, lo, hi) -> np.ndarray:
+    """Where the circle through three (z, phi) points crosses phi = 0 within [lo, hi]
+    (the lower root first).
+
+    NaN where the points are (nearly) collinear or no root lies in the interval."""
+    (x1, x2, x3), (y1, y2, y3) = z3, p3
+    a, b, c = y2 - y3, y3 - y1, y1 - y2
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        s1, s2, s3 = x1 * x1 + y1 * y1, x2 * x2 + y2 * y2, x3 * x3 + y3 * y3
+        inv = 0.5 / (x1 * a + x2 * b + x3 * c)
+        ux = (s1 * a + s2 * b + s3 * c) * inv
+        uy = (s1 * (x3 - x2) + s2 * (x1 - x3) + s3 * (x2 - x1)) * inv
+        dx = x1 - ux
+        h = np.sqrt(dx * dx + y1 * (y1 - 2 * uy))  # sqrt(r^2 - uy^2)
+        r0 = ux - h
+        r1 = ux + h
+        r1 = np.where((r1 >= lo) & (r1 <= hi), r1, np.nan)
+        return np.where((r0 >= lo) & (r0 <= hi), r0, r1)
+
+
+def band_crossings(rast: Raster, slabs: Slabs, k: np.ndarray, lower: np.ndarray,
+                   R: np.ndarray, C: np.ndarray) -> np.ndarray:
+    """z (mm) where the column through fine lattice point (R, C) crosses the structure's
+    surface between planes k and k + 1 (``lower``: inside on plane k only, else inside on
+    plane k + 1 only).
+
+    The signed in-plane distance phi to the contours (negative inside) is measured on
+    planes k-1..k+2 (where they belong to the same run); the crossing is the root of the
+    circular arc through (z, phi) of three neighbouring planes (the mean of the two arcs
+    where both exist), which is exact for spheres, cylinders and cones and linear for
+    straight walls. Without a third plane the crossing is linear in phi. phi is the
+    distance along the lattice row or column (the axis in which the boundary is nearest on
+    the plane where the point lies outside), or the Euclidean distance where that scan line
+    misses the contours of plane k or k + 1 (e.g. next to a pole contour smaller than a row
+    spacing)."""
+    K = rast.K
+    f = rast.fine
     z = slabs.z
-    polys = [p for _, p in planes]
-    along_x = _AxisDistance(polys, lat)
-    flipped = [tuple(q[:, ::-1] for q in p) for p in polys]
-    along_y = _AxisDistance(flipped, Lattice(lat.y0, lat.x0, lat.sy, lat.sx, lat.ny, lat.nx))
-    bi, bj = band_flat % lat.nx, band_flat // lat.nx
-    bx, by = lat.x0 + bi * lat.sx, lat.y0 + bj * lat.sy
+    rows, cols = rast.rows, rast.cols
+    nr, nc = f.ny, f.nx
     linked = np.concatenate([[False], ~slabs.gap, [False]])  # linked[k+1]: k <-> k+1
-    # Axis per cell: the one in which the boundary is nearest on the plane where the cell
-    # lies outside (the boundary that sweeps over it between the planes).
-    k_out = np.where(inside[band_k * nxy + band_flat], band_k + 1, band_k)
-    use_x = along_x(k_out, bj, bx) <= along_y(k_out, bi, by)
-    use_x = np.asarray(use_x)
+    x, y = f.x0 + C * f.sx, f.y0 + R * f.sy
+    k_out = np.where(lower, k + 1, k)
+    d_ox, _ = rows.query(k_out * nr + R, x, inside=False)
+    d_oy, _ = cols.query(k_out * nc + C, y, inside=False)
+    # Work in an order with the points scanned along x first, then those along y.
+    use_x = d_ox <= d_oy
+    perm = np.concatenate([np.flatnonzero(use_x), np.flatnonzero(~use_x)])
+    nx_ = int(np.count_nonzero(use_x))
+    k, lower, R, C, x, y = k[perm], lower[perm], R[perm], C[perm], x[perm], y[perm]
+    d_out = np.where(use_x, d_ox, d_oy)[perm]
+    n = k.size
+    line_x, pos_x = R[:nx_], x[:nx_]  # rows of the x-scanned points
+    line_y, pos_y = C[nx_:], y[nx_:]  # columns of the y-scanned points
 
-    euclid = _EuclidDistance(polys, 0.5 * min(lat.sx, lat.sy))
+    def directional(kp):
+        """Distance along the scan axis on planes kp, and the inside flag there."""
+        d = np.empty(n)
+        ins = np.empty(n, dtype=bool)
+        rows.query(kp[:nx_] * nr + line_x, pos_x, d=d[:nx_], ins=ins[:nx_])
+        cols.query(kp[nx_:] * nc + line_y, pos_y, d=d[nx_:], ins=ins[nx_:])
+        return d, ins
 
-    def directional(kc, idx):
-        ux = use_x[idx]
-        out = np.empty(idx.size)
-        out[ux] = along_x(kc[ux], bj[idx][ux], bx[idx][ux])
-        out[~ux] = along_y(kc[~ux], bi[idx][~ux], by[idx][~ux])
-        return out
+    k_in = np.where(lower, k, k + 1)
+    d_in, _ = directional(k_in)
+    use_dir = np.isfinite(d_in) & np.isfinite(d_out)
+    e_idx = np.flatnonzero(~use_dir)
+    if e_idx.size:
+        d_in[e_idx] = _euclid(rast, k_in[e_idx], x[e_idx], y[e_idx])
+        d_out[e_idx] = _euclid(rast, k_out[perm][e_idx], x[e_idx], y[e_idx])
+    p1 = np.where(lower, -d_in, d_out)  # plane k: inside when lower
+    p2 = np.where(lower, d_out, -d_in)
+    z1, z2 = z[k], z[k + 1]
+    span = z2 - z1
+    lin = z1 + (p1 / np.where(p1 == p2, 1.0, p1 - p2)) * span
 
-    # Directional distances where the scan line meets the contours on both planes (e.g.
-    # flat-ended shapes); the Euclidean distance elsewhere (e.g. next to a pole contour
-    # smaller than a row spacing).
-    every = np.arange(band_k.size)
-    use_dir = np.isfinite(directional(band_k, every)) & np.isfinite(
-        directional(band_k + 1, every))
-    d_idx, e_idx = np.flatnonzero(use_dir), np.flatnonzero(~use_dir)
+    def phi(kp):
+        """Signed distance on planes kp (inf where the scan line misses their contours:
+        no root)."""
+        d, ins = directional(kp)
+        if e_idx.size:
+            ke = kp[e_idx]
+            d[e_idx] = _euclid(rast, ke, x[e_idx], y[e_idx])
+            _, ins[e_idx] = rows.query(ke * nr + R[e_idx], x[e_idx])
+        np.negative(d, out=d, where=ins)
+        return d
 
-    def phi(k: np.ndarray) -> np.ndarray:
-        valid = (k >= 0) & (k < K)
-        kc = np.clip(k, 0, K - 1)
-        dist = np.empty(k.size)
-        dist[d_idx] = directional(kc[d_idx], d_idx)
-        dist[e_idx] = euclid(kc[e_idx], bx[e_idx], by[e_idx])
-        sign = np.where(inside[kc * nxy + band_flat], -1.0, 1.0)
-        return np.where(valid & np.isfinite(dist), sign * dist, np.nan)
-
-    p1, p2 = phi(band_k), phi(band_k + 1)
-    z1, z2 = z[band_k], z[band_k + 1]
-    p1 = np.where(np.isfinite(p1), p1, 0.0)
-    p2 = np.where(np.isfinite(p2), p2, 0.0)
-    lin = z1 + (p1 / np.where(p1 == p2, 1.0, p1 - p2)) * (z2 - z1)
-    roots = []
-    has0 = (band_k >= 1) & linked[np.clip(band_k, 0, K)]
-    if np.any(has0):
-        k0 = np.clip(band_k - 1, 0, K - 1)
-        p0 = np.where(has0, phi(band_k - 1), np.nan)
-        roots.append(_circle_root((z[k0] - z1, z1 - z1, z2 - z1), (p0, p1, p2),
-                                  np.zeros_like(z1), z2 - z1) + z1)
-    has3 = (band_k + 2 <= K - 1) & linked[np.clip(band_k + 2, 0, K)]
-    if np.any(has3):
-        k3 = np.clip(band_k + 2, 0, K - 1)
-        p3 = np.where(has3, phi(band_k + 2), np.nan)
-        roots.append(_circle_root((z1 - z1, z2 - z1, z[k3] - z1), (p1, p2, p3),
-                                  np.zeros_like(z1), z2 - z1) + z1)
-    if not roots:
-        return np.clip(lin, z1, z2)
-    stack = np.vstack(roots)
-    n = np.sum(np.isfinite(stack), axis=0)
-    mean = np.where(n > 0, np.nansum(stack, axis=0) / np.maximum(n, 1), lin)
-    return np.clip(mean, z1, z2)
+    total = np.zeros(n)
+    n_roots = np.zeros(n)
+    zero = np.zeros(n)
+    for off in (-1, 2):
+        kk = k + off
+        ok = (kk >= 0) & (kk <= K - 1)
+        ok &= linked[np.clip(kk + (off < 0), 0, K)]
+        if not ok.any():
+            continue
+        kk = np.clip(kk, 0, K - 1)
+        p = phi(kk)
+        u = z[kk] - z1
+        if off < 0:
+            r = _circle_root((u, zero, span), (p, p1, p2), 0.0, span)
+        else:
+            r = _circle_root((zero, span, u), (p1, p2, p), 0.0, span)
+        ok &= r == r  # a root in [z1, z2] (not NaN)
+        total += np.where(ok, r, 0.0)
+        n_roots += ok
+    out = np.where(n_roots > 0, z1 + total / np.maximum(n_roots, 1), lin)
+    np.clip(out, z1, z2, out=out)
+    res = np.empty_like(out)
+    res[perm] = out
+    return res
