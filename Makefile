@@ -9,7 +9,7 @@ SHARED ?= ../shared
 NELMS  := $(SHARED)/validation/nelms2015
 DEMO_OUT ?= rtqa-demo-report.html
 
-.PHONY: help install test demo demo-fail browser validate bench clean
+.PHONY: help install test demo demo-fail browser validate bench fuzz clean
 
 help:
 	@echo "make demo      run a full QA check on the bundled sample plan (plans_sample/hcc_pass)"
@@ -17,6 +17,7 @@ help:
 	@echo "make test      run the test suite (pytest)"
 	@echo "make validate  Nelms 2015 analytic DVH benchmark (needs $(NELMS))"
 	@echo "make bench     whole-plan DVH speed and memory against dicompyler-core"
+	@echo "make fuzz      mutate the sample DICOM files: no crash, no false PASS"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +47,11 @@ validate: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/dvh_bench.py
+
+# Mutated sample files (truncation, byte flips, tag deletion, value corruption): no crash,
+# no PASS on damaged input. FUZZ_ARGS e.g. "--cases 5000 --seed 7".
+fuzz: $(STAMP)
+	$(PY) -m rtqa.fuzz $(FUZZ_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-peer .pytest_cache build *.egg-info

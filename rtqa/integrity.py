@@ -139,6 +139,15 @@ def planning_ct(export: Export, ss: StructureSet, max_slice_mm: float, max_pixel
                 Check("integrity.ct.pixel_size", CAT, NOT_EVALUATED, source,
                       metric="CT pixel size", unit="mm", limit=f"<= {max_pixel_mm:g}",
                       note=note)]
+    if not ct.axial:
+        note = ("the planning CT is not axial (oblique or tilted ImageOrientationPatient): "
+                "slice spacing along z does not measure it")
+        return [Check("integrity.ct.slice_spacing", CAT, NOT_EVALUATED, source,
+                      metric="CT slice spacing", unit="mm", limit=f"<= {max_slice_mm:g}",
+                      note=note),
+                Check("integrity.ct.pixel_size", CAT, NOT_EVALUATED, source,
+                      metric="CT pixel size", unit="mm", limit=f"<= {max_pixel_mm:g}",
+                      note=note)]
     spacing = float(np.max(ct.slice_spacings)) if ct.z.size > 1 else float("nan")
     pixel = max(ct.pixel_spacing)
     return [

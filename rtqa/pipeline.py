@@ -78,7 +78,15 @@ def _structure_set(export: Export) -> StructureSet:
         raise RtqaError("the plans reference different RTSTRUCTs: "
                         + ", ".join(s.path.name for s in candidates))
     if candidates:
-        return candidates[0]
+        chosen = candidates[0]
+        others = [s for s in export.structure_sets if s is not chosen
+                  and s.frame_of_reference_uid == chosen.frame_of_reference_uid]
+        if others:
+            raise RtqaError(
+                f"several RTSTRUCTs in the plan's frame of reference ({chosen.path.name}, "
+                "referenced by the RTPLAN, and " + ", ".join(o.path.name for o in others)
+                + "): remove the structure set that does not belong to this plan")
+        return chosen
     if not export.structure_sets:
         raise RtqaError("no RTSTRUCT in the export: there are no structures to check")
     if len(export.structure_sets) > 1:

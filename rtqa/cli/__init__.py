@@ -7,6 +7,7 @@ Exit codes: 0 all checks pass, 1 a check fails, 2 input could not be checked.
 from __future__ import annotations
 
 import importlib
+import warnings
 
 import click
 
@@ -33,6 +34,9 @@ def main(ctx: click.Context, debug: bool) -> None:
     Exit codes: 0 pass, 1 a check failed, 2 input that cannot be checked.
     """
     ctx.obj = {"debug": debug}
+    if not debug:
+        # pydicom's value warnings would print before rtqa's own one-line error
+        warnings.filterwarnings("ignore", module=r"pydicom(\..*)?$")
 
 
 for _module, _attr in _COMMANDS:

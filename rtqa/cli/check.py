@@ -105,8 +105,12 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html
     from rtqa.pipeline import CheckOptions, run_check
 
     overrides = _parse_map(maps)
-    refuse = {p.resolve() for p in Path(plan_dir).rglob("*") if p.is_file()} \
-        if Path(plan_dir).is_dir() else {Path(plan_dir).resolve()}
+    try:
+        from rtqa.reading.scan import expand_paths
+        refuse = {p.resolve() for p in expand_paths([plan_dir])}
+    except (RtqaError, OSError, RuntimeError) as exc:
+        click.echo(f"rtqa: error: {plan_dir}: {getattr(exc, 'reason', exc)}", err=True)
+        raise SystemExit(2)
     show = (not quiet) and sys.stderr.isatty()
 
     def progress(msg: str) -> None:

@@ -137,6 +137,14 @@ def _courses(doses: list[DoseGrid], plans: dict[str, Plan], fractions_override: 
 def load_export(paths: list[str | Path], fractions_override: int | None = None) -> Export:
     """Read everything under ``paths`` (files and folders in any mix)."""
     result = scan(paths)
+    seen: dict[str, Path] = {}
+    for f in result.files:
+        if f.sop_instance_uid and f.kind != "OTHER":
+            if f.sop_instance_uid in seen:
+                raise DicomInputError(
+                    f"has the same SOP Instance UID as {seen[f.sop_instance_uid]}: the same "
+                    "object twice (a copy?) would be counted twice", f.path)
+            seen[f.sop_instance_uid] = f.path
     doses, plans, sets, ct_slices = [], [], [], []
     warnings: list[str] = []
     for f in result.files:

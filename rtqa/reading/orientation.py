@@ -35,7 +35,10 @@ class AxialMapping:
 
 
 def axial_mapping(iop, path: Path) -> AxialMapping:
-    v = np.asarray([float(x) for x in iop], dtype=float)
+    try:
+        v = np.asarray([float(x) for x in iop], dtype=float)
+    except (TypeError, ValueError):
+        raise DicomInputError(f"ImageOrientationPatient is not numeric: {iop!r}", path) from None
     if v.size != 6 or not np.all(np.isfinite(v)):
         raise DicomInputError("ImageOrientationPatient must have 6 finite values", path)
     row, col = v[:3], v[3:]

@@ -54,7 +54,10 @@ def _looks_like_dicom(path: Path) -> bool:
 def _walk(root: Path) -> list[Path]:
     found: list[Path] = []
     root_depth = len(root.parts)
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+    def refuse(err: OSError) -> None:
+        raise DicomInputError(f"cannot be read ({err.strerror or err})", err.filename or root)
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=refuse):
         if len(Path(dirpath).parts) - root_depth >= MAX_DEPTH:
             dirnames[:] = []
         dirnames.sort()

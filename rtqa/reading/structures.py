@@ -116,7 +116,12 @@ def read_structure_set(path: Path) -> StructureSet:
     for roi in ds.get("StructureSetROISequence", []) or []:
         if "ROINumber" not in roi:
             raise DicomInputError("StructureSetROISequence item without ROINumber", path)
-        names[int(roi.ROINumber)] = text(roi, "ROIName") or f"ROI {int(roi.ROINumber)}"
+        number = int(roi.ROINumber)
+        if number in names:
+            raise DicomInputError(f"ROINumber {number} is used by two ROIs ('{names[number]}' "
+                                  f"and '{text(roi, 'ROIName')}'): ROIs cannot be told apart",
+                                  path)
+        names[number] = text(roi, "ROIName") or f"ROI {number}"
     types: dict[int, str] = {}
     for obs in ds.get("RTROIObservationsSequence", []) or []:
         if "ReferencedROINumber" in obs:
