@@ -9,7 +9,7 @@ SHARED ?= ../shared
 NELMS  := $(SHARED)/validation/nelms2015
 DEMO_OUT ?= rtqa-demo-report.html
 
-.PHONY: help install test demo demo-fail browser validate bench fuzz clean
+.PHONY: help install test demo demo-fail browser validate bench bench-batch fuzz clean
 
 help:
 	@echo "make demo      run a full QA check on the bundled sample plan (plans_sample/hcc_pass)"
@@ -22,7 +22,7 @@ help:
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,dask]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -47,6 +47,11 @@ validate: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/dvh_bench.py
+
+# A few hundred generated plans (some broken) with 1 and 2 workers: plans per minute,
+# scaling ratio and worker memory.
+bench-batch: $(STAMP)
+	$(PY) bench/batch_bench.py $(BENCH_ARGS)
 
 # Mutated sample files (truncation, byte flips, tag deletion, value corruption): no crash,
 # no PASS on damaged input. FUZZ_ARGS e.g. "--cases 5000 --seed 7".

@@ -16,6 +16,7 @@ from rtqa import __version__
 # (module, attribute) of each subcommand, registered in this order.
 _COMMANDS = [
     ("rtqa.cli.check", "check"),
+    ("rtqa.cli.batch", "batch"),
     ("rtqa.cli.dvh", "dvh"),
     ("rtqa.cli.bed", "bed"),
     ("rtqa.cli.sample", "sample"),

@@ -1,0 +1,170 @@
+"""``rtqa batch``: check every plan export under a folder, in parallel."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import sys
+import time
+
+import click
+
+from rtqa.cli.common import handle_errors
+
+_SHOWN_PROBLEMS = 20
+
+
+def _parse_map(items) -> tuple[tuple[str, str], ...]:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise click.BadParameter(f"'{item}' is not STANDARD=ROI (e.g. SpinalCord=CORD_1)",
+                                     param_hint="--map")
+        std, roi = item.split("=", 1)
+        out[std.strip()] = roi.strip()
+    return tuple(out.items())
+
+
+def _clock(seconds: float) -> str:
+    s = int(math.ceil(max(seconds, 0)))
+    if s >= 3600:
+        return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+    return f"{s // 60}:{s % 60:02d}"
+
+
+class _Bar:
+    """A one-line progress bar on stderr (only when stderr is a terminal)."""
+
+    def __init__(self, enabled: bool):
+        self.on = enabled
+        self.t0 = time.monotonic()
+        self.checked_t0 = None
+        self.resumed = 0
+
+    def _write(self, text: str) -> None:
+        if self.on:
+            width = shutil.get_terminal_size((100, 20)).columns
+            sys.stderr.write("\r\033[K" + text[:max(width - 1, 20)])
+            sys.stderr.flush()
+
+    def __call__(self, event: str, info: dict) -> None:
+        if event == "discovering":
+            self._write(f"rtqa batch: looking for plans ... {info['files']} files")
+        elif event == "discovered":
+            self.resumed = info["resumed"]
+            self.checked_t0 = time.monotonic()
+            self._write(f"rtqa batch: {info['plans']} plans in {info['files']} files"
+                        + (f", {info['resumed']} up to date" if info["resumed"] else ""))
+        elif event == "plan":
+            done, total, c = info["done"], info["total"], info["counts"]
+            frac = done / total if total else 1.0
+            cells = 24
+            bar = "#" * int(frac * cells) + "-" * (cells - int(frac * cells))
+            elapsed = time.monotonic() - (self.checked_t0 or self.t0)
+            checked = done - self.resumed
+            left = (total - done) * elapsed / checked if checked > 0 else 0
+            self._write(f"[{bar}] {done}/{total}  PASS {c['PASS']}  FAIL {c['FAIL']}  "
+                        f"ERROR {c['ERROR']}  {_clock(elapsed)} elapsed"
+                        + (f", ~{_clock(left)} left" if done < total else ""))
+
+    def clear(self) -> None:
+        if self.on:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+def _tally(result, root: str) -> str:
+    s = result.summary
+    c = s["counts"]
+    lines = [f"rtqa batch: {c['total']} plan{'s' if c['total'] != 1 else ''} under {root}: "
+             f"{c['PASS']} PASS, {c['FAIL']} FAIL, {c['ERROR']} ERROR"
+             + (f" ({c['resumed']} up to date, not checked again)" if c["resumed"] else "")
+             + f" in {_clock(s['run']['seconds'])} ({s['run']['executor']})"]
+    problems = [r for r in result.rows if r["status"] == "ERROR"] + \
+               [r for r in result.rows if r["status"] == "FAIL"]
+    from rtqa.batch import _reason
+    from rtqa.report_text import clean
+    for r in problems[:_SHOWN_PROBLEMS]:
+        where = ", ".join(r["folders"])
+        lines.append(f"  {r['status']:<5}  {clean(r['patient_id']) or '-'}  "
+                     f"{clean(r['label'])}  [{clean(where)}]  {clean(_reason(r))}")
+    if len(problems) > _SHOWN_PROBLEMS:
+        lines.append(f"  ... and {len(problems) - _SHOWN_PROBLEMS} more (see the index)")
+    if s["unassigned"]:
+        lines.append(f"  {len(s['unassigned'])} object(s) no plan uses (listed in "
+                     "summary.json, 'unassigned')")
+    lines.append(f"Reports: {result.out / 'index.html'} (summary.csv, summary.json, plans/)")
+    return "\n".join(lines)
+
+
+@click.command("batch")
+@click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=str))
+@click.option("--protocol", "-p", default="oligo-hcc", show_default=True, metavar="NAME|FILE",
+              help="Protocol: a name from constraints/protocols/ or a protocol TOML file.")
+@click.option("--constraints", "-c", "constraint_files", multiple=True, metavar="FILE",
+              help="Extra constraint file added to the protocol (repeatable).")
+@click.option("--map", "maps", multiple=True, metavar="STD=ROI",
+              help="Map a TG-263 name to a plan ROI in every plan (repeatable).")
+@click.option("--workers", "-j", type=click.IntRange(min=1), metavar="N",
+              help="Worker processes (default: the number of CPU cores).")
+@click.option("--out", "-o", "out", default="rtqa-batch", show_default=True, metavar="DIR",
+              type=click.Path(file_okay=False, path_type=str),
+              help="Folder for the reports, summary.csv, summary.json and index.html.")
+@click.option("--resume", is_flag=True,
+              help="Skip plans whose report in DIR is up to date with their files (SHA-256) "
+                   "and settings.")
+@click.option("--scheduler", metavar="ADDRESS",
+              help="Run on a Dask distributed cluster, e.g. tcp://10.0.0.5:8786 "
+                   "(needs rtqa[dask]; same files, rtqa and constraints on the workers).")
+@click.option("--per-plan", is_flag=True,
+              help="Check every RTPLAN on its own, even when several share one RTSTRUCT.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no tally.")
+@handle_errors
+def batch(root, protocol, constraint_files, maps, workers, out, resume, scheduler,
+          per_plan, quiet):
+    """Check every plan export under ROOT and write one report per plan plus an index.
+
+    \b
+    Plans are found by their DICOM headers, whatever the folder layout: each RTPLAN
+    (or RTDOSE without its RTPLAN) with its RTDOSEs, RTSTRUCT and planning CT series,
+    linked by UID within one PatientID. Plans of one patient on the same RTSTRUCT are
+    checked together as one course, as `rtqa check` does for a folder holding them
+    (--per-plan checks them apart). Each plan is checked exactly as `rtqa check`
+    would; a plan that cannot be read, or whose worker crashes, is ERROR and the
+    batch goes on.
+
+    \b
+    Output in DIR: plans/<patient>_<plan>_<id>.json and .html per plan, summary.csv,
+    summary.json and index.html (every plan with its status, failing checks and links).
+
+    \b
+    Exit codes: 0 every plan passes; 1 a plan fails; 2 a plan could not be evaluated
+    (or no plan was found). 2 wins over 1.
+
+    \b
+    Examples:
+      rtqa batch /data/exports --out qa-2025-06
+      rtqa batch /data/exports --out qa-2025-06 --resume
+      rtqa batch /data/exports --workers 8 --protocol my-protocol.toml
+      rtqa batch /shared/exports --scheduler tcp://scheduler:8786
+    """
+    from rtqa.batch import BatchOptions, CheckSettings, run_batch
+
+    settings = CheckSettings(protocol, tuple(constraint_files), _parse_map(maps))
+    bar = _Bar(enabled=(not quiet) and sys.stderr.isatty())
+    options = BatchOptions(settings=settings, workers=workers, out=out, resume=resume,
+                           scheduler=scheduler, per_plan=per_plan)
+    try:
+        result = run_batch(root, options, progress=bar)
+    except KeyboardInterrupt:
+        bar.clear()
+        click.echo("rtqa batch: interrupted; the reports written so far are kept (run again "
+                   "with --resume to continue)", err=True)
+        raise SystemExit(130)
+    finally:
+        bar.clear()
+    if not quiet:
+        click.echo(_tally(result, root))
+    if not result.rows:
+        click.echo(f"rtqa: error: no plan (RTPLAN or RTDOSE) found under {root}", err=True)
+    raise SystemExit(result.exit_code)
