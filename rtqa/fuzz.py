@@ -1541,7 +1541,9 @@ class Fuzzer:
                 res.site = crash_site(exc)
                 res.message = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
                 return res
-        res.leaked_warnings = [f"{w.category.__name__}: {w.message}"[:200] for w in caught]
+        res.leaked_warnings = [
+            ("[pydicom] " if "pydicom" in str(w.filename).replace("\\", "/") else "")
+            + f"{w.category.__name__}: {w.message}"[:200] for w in caught]
         if report is not None:
             res.outcome = report.status
             res.drift, res.drift_key, res.rows_missing, res.rows_added = drift(
@@ -1836,11 +1838,14 @@ def format_summary(s: Summary, seed: int, jobs: int, time_limit: float) -> str:
     kinds = Counter(f.split(".")[0] for r in s.results for f, _, _ in r.mutations)
     lines.append("files:         " + ", ".join(f"{k} {v}" for k, v in kinds.most_common()))
     multi = [r for r in s.results if r.multiline_message]
-    leaked = [r for r in s.results if r.leaked_warnings]
-    lines.append(f"messages:      {len(multi)} multi-line RtqaError message(s); "
-                 f"{len(leaked)} case(s) emitted Python warnings (shown on stderr by the CLI)")
-    if leaked:
-        lines.append("  e.g. " + leaked[0].leaked_warnings[0])
+    other = [w for r in s.results for w in r.leaked_warnings
+             if not w.startswith("[pydicom]")]
+    n_pyd = sum(1 for r in s.results for w in r.leaked_warnings if w.startswith("[pydicom]"))
+    lines.append(f"messages:      {len(multi)} multi-line RtqaError message(s); Python "
+                 f"warnings during run_check: {n_pyd} from pydicom (the CLI hides them), "
+                 f"{len(other)} other (printed on stderr by the CLI)")
+    if other:
+        lines.append("  e.g. " + other[0])
     sites = Counter(r.site or r.message.splitlines()[0][:120] for r in s.crashes)
     if sites:
         lines.append("crash sites:")
