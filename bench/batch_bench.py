@@ -21,7 +21,9 @@ Steps:
    resume) with 1 worker on ``part1/``, 2 workers on all plans, and 1 worker on
    ``part1/`` again: the two 1-worker runs bracket the 2-worker run so that a change in
    other load on the machine shows; the faster of them counts (the conservative ratio).
-3. Print plans per minute, the scaling ratio (throughput 2 / throughput 1), how busy the
+3. Print plans per minute, the scaling ratio (throughput 2 / throughput 1) next to the
+   scaling of a pure-Python CPU loop in 1 and 2 processes measured just before and after
+   (what the machine can give at that moment: about x2 when idle), how busy the
    workers were (their CPU time / (wall x workers): well below 100 % means other load
    or overhead), per-plan CPU time, and the peak RSS of the worker processes against
    the number of plans checked (completion order, 5 groups) with the orchestrating
@@ -146,6 +148,28 @@ def generate(n: int, root: Path) -> list[dict]:
     for part in ("part1", "part2"):
         shutil.rmtree(root / part / ".tmp", ignore_errors=True)
     return specs
+
+
+def _burn(n: int) -> float:
+    t = time.process_time()
+    x = 0
+    for i in range(n):
+        x += i * i
+    return time.process_time() - t
+
+
+def reference_scaling(n: int = 4_000_000) -> float:
+    """Speed-up of 2 processes over 1 on a pure-Python CPU loop, now, on this machine:
+    about 2 on an idle 2-core machine; what the batch scaling can be compared with."""
+    from rtqa.batch import _mp_context
+    walls = {}
+    for p in (1, 2):
+        with ProcessPoolExecutor(max_workers=p, mp_context=_mp_context()) as ex:
+            list(ex.map(_burn, [1000] * p))          # start the processes
+            t = time.perf_counter()
+            list(ex.map(_burn, [n] * 4))
+            walls[p] = time.perf_counter() - t
+    return walls[1] / walls[2]
 
 
 def _rss_mb() -> float:
@@ -299,6 +323,7 @@ def main(argv=None) -> int:
           + ("" if reuse else f", generated in {gen_s:.0f} s"))
 
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    ref_before = reference_scaling()
     # 1 worker on half the plans, 2 workers on all of them, 1 worker on the half again:
     # the 1-worker runs bracket the 2-worker run, so a change in other load on the
     # machine is seen; the faster 1-worker run counts (the conservative ratio)
@@ -310,6 +335,7 @@ def main(argv=None) -> int:
     best = {1: max(runs, key=lambda r: r["plans_per_min"]), 2: full}
     problems = [p for r in runs for p in _unexpected(r, specs, "part1")]
     problems += _unexpected(full, specs, None)
+    ref_after = reference_scaling()
     load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
     ratio = best[2]["plans_per_min"] / best[1]["plans_per_min"]
@@ -322,7 +348,9 @@ def main(argv=None) -> int:
         print(_line(r))
     print(f"  throughput: 1 worker {best[1]['plans_per_min']:.1f} plans/min (faster run), "
           f"2 workers {best[2]['plans_per_min']:.1f} plans/min")
-    print(f"  scaling 1 -> 2 workers: x{ratio:.2f} (ideal x2.00)")
+    print(f"  scaling 1 -> 2 workers: x{ratio:.2f} (ideal x2.00; a pure-Python CPU loop "
+          f"in 1 and 2 processes scales x{ref_before:.2f} before and x{ref_after:.2f} after "
+          "on this machine)")
     secs = [s["seconds"] for s in full["stats"]]
     cpus = [s["cpu_s"] for s in full["stats"] if s.get("cpu_s") is not None]
     if secs and cpus:
@@ -365,7 +393,8 @@ def main(argv=None) -> int:
               "size_mb": size_mb, "max_tasks_per_child": mtpc, "cpus": os.cpu_count(),
               "runs": [strip(r) for r in (one_a, full, one_b)],
               "plans_per_min": {"1": best[1]["plans_per_min"], "2": best[2]["plans_per_min"]},
-              "scaling": ratio, "memory": table, "memory_trend_by_class": trends,
+              "scaling": ratio, "reference_scaling": [ref_before, ref_after],
+              "memory": table, "memory_trend_by_class": trends,
               "memory_grows": grows, "load_average": [load_before, load_after],
               "unexpected": problems}
     (out / "batch_bench.json").write_text(json.dumps(result, indent=1))

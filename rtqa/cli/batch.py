@@ -12,6 +12,7 @@ import click
 from rtqa.cli.common import handle_errors
 
 _SHOWN_PROBLEMS = 20
+_REASON_CHARS = 200
 
 
 def _parse_map(items) -> tuple[tuple[str, str], ...]:
@@ -86,8 +87,11 @@ def _tally(result, root: str) -> str:
     from rtqa.report_text import clean
     for r in problems[:_SHOWN_PROBLEMS]:
         where = ", ".join(r["folders"])
+        reason = clean(_reason(r))
+        if len(reason) > _REASON_CHARS:
+            reason = reason[:_REASON_CHARS - 3] + "..."
         lines.append(f"  {r['status']:<5}  {clean(r['patient_id']) or '-'}  "
-                     f"{clean(r['label'])}  [{clean(where)}]  {clean(_reason(r))}")
+                     f"{clean(r['label'])}  [{clean(where)}]  {reason}")
     if len(problems) > _SHOWN_PROBLEMS:
         lines.append(f"  ... and {len(problems) - _SHOWN_PROBLEMS} more (see the index)")
     if s["unassigned"]:
