@@ -118,7 +118,11 @@ def _preflight(client, settings, fingerprint: str | None) -> None:
     """Stop before any plan is sent when the workers cannot give the local result."""
     from rtqa import __version__
     if not client.nthreads():
-        client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
+        try:
+            client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - TimeoutError and friends
+            raise RtqaError(f"no Dask worker joined the scheduler within "
+                            f"{CONNECT_TIMEOUT_S} s ({type(exc).__name__})") from None
     try:
         ident = client.submit(worker_identity, settings, pure=False).result(timeout=120)
     except Exception as exc:  # noqa: BLE001 - e.g. rtqa not installed on the workers
