@@ -18,6 +18,7 @@ help:
 	@echo "make validate  Nelms 2015 analytic DVH benchmark (needs $(NELMS))"
 	@echo "make bench     whole-plan DVH speed and memory against dicompyler-core"
 	@echo "make fuzz      mutate the sample DICOM files: no crash, no false PASS"
+	@echo "make bench-batch  rtqa batch throughput, scaling and worker memory"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

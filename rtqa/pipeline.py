@@ -206,7 +206,7 @@ def run_check(paths: list[str], options: CheckOptions | None = None) -> Report:
     say("structures")
     structures = []
     for s in rois:
-        std = names.roi_to_standard.get(s.name) if hasattr(names, "roi_to_standard") else None
+        std = names.roi_to_standard.get(s.name)
         try:
             d = dose.dvh(s)
             structures.append(StructureInfo(s.name, round(d.total_volume_cc, 4),
@@ -215,9 +215,6 @@ def run_check(paths: list[str], options: CheckOptions | None = None) -> Report:
         except RtqaError as exc:
             warnings.append(f"{s.name}: {exc.reason}")
             structures.append(StructureInfo(s.name, float("nan"), None, None, None, std))
-    for c in courses:
-        if c.note:
-            warnings.append(f"{c.label}: {c.note}") if c.per_fraction else None
 
     plans = tuple(PlanInfo(c.label, c.plan.sop_instance_uid if c.plan else "",
                            c.plan.fractions if c.plan else options.fractions,
@@ -228,7 +225,7 @@ def run_check(paths: list[str], options: CheckOptions | None = None) -> Report:
     conventions["dose_used"] = "; ".join(c.note for c in courses)
     conventions["alpha_beta"] = _alpha_betas(checks, protocol)
     conventions["names"] = "; ".join(f"{k} = {v}" for k, v in sorted(
-        getattr(names, "standard_to_roi", {}).items()))
+        names.standard_to_roi.items()))
     status = overall_status(checks)
     return Report(
         status=status,
@@ -263,23 +260,22 @@ def _lesions(export, ss, courses, protocol, names, dose, options):
                           fractions_override=options.fractions,
                           dvh_for=lambda s, g: (dose.dvh(s) if g is dose.grid
                                                 else compute_dvh(s, g, ct_z=dose.ct_z)))
+    from rtqa.lesion_bed import coverage_target
+    from rtqa.metrics import dose_at_volume
     curves = []
     for r in ev.results:
         les = next((x for x in lesions if x.name == r.name), None)
-        tgt = next((t.structure for t in les.targets if t.roi in r.targets), None) if les else None
-        for t in (les.targets if les else ()):
-            if t.target_class == "PTV":
-                tgt = t.structure
-        if tgt is not None:
-            try:
-                d = dose.dvh(tgt)
-                from rtqa.metrics import dose_at_volume
-                d95 = dose_at_volume(d.edges_gy, d.cum_cc, 0.95 * d.volume_cc)
-                curves.append(_curve(tgt.name, d, [(float(d95), 95.0, f"{r.metric} "
-                                                    f"(BED {r.bed_gy or float('nan'):.1f} Gy)",
-                                                    r.status)]))
-            except RtqaError:
-                pass
+        target = coverage_target(les, protocol.lesions.coverage_structures) if les else None
+        if target is None:
+            continue
+        try:
+            d = dose.dvh(target.structure)
+        except RtqaError:
+            continue
+        d95 = dose_at_volume(d.edges_gy, d.cum_cc, 0.95 * d.volume_cc)
+        bed = "n/a" if r.bed_gy is None else f"{r.bed_gy:.1f} Gy"
+        curves.append(_curve(target.roi, d, [(float(d95), 95.0, f"{r.metric} (BED {bed})",
+                                              r.status)]))
     checks = list(ev.checks) + list(oligoprogression_checks(lesions, protocol.oligoprogression))
     return list(ev.results), checks, curves, lesions
 
