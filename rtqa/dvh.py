@@ -384,7 +384,9 @@ class _Accumulator:
         self.deferred: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
     def points(self, lo: float, hi: float) -> None:
-        self.dmin = min(self.dmin, lo)
+        # The dose grid is non-negative (rtqa.reading.dose refuses negative values), so
+        # an interpolated value below 0 is floating-point rounding (seen: -3e-17 Gy).
+        self.dmin = min(self.dmin, max(lo, 0.0))
         self.dmax = max(self.dmax, hi)
 
     def add(self, mean: np.ndarray, width: np.ndarray, weight: np.ndarray) -> None:
