@@ -81,15 +81,28 @@ def coverage(checked: dict[str, DVHData]) -> list[Check]:
 
 
 def prescription(course: CourseDose, rx_gy: float | None, target: Structure | None,
-                 dvh: DVHData | None) -> Check:
-    """A prescription (Gy, whole course) against the median dose of its target."""
+                 dvh: DVHData | None, missing_roi: int | None = None) -> Check:
+    """A prescription (Gy, whole course) against the median dose of its target.
+
+    ``missing_roi``: the RTPLAN links the prescription to this ROI number, which the
+    structure set does not contain (a structure set that is not the plan's?): NOT
+    EVALUATED, never a warning."""
     plan = course.plan
     name = target.name if target is not None else "target"
     cid = f"integrity.prescription.{course.label}.{name}"
     src = TG275 + " (prescription consistency)"
+    if missing_roi is not None:
+        return Check(f"integrity.prescription.{course.label}.roi{missing_roi}", CAT,
+                     NOT_EVALUATED, src, metric="prescription", note=(
+                         f"{course.label}: the RTPLAN prescribes {rx_gy:g} Gy to ROI number "
+                         f"{missing_roi}, which the structure set does not contain: is this "
+                         "the structure set the plan was made on?"))
     if plan is None or rx_gy is None:
         return Check(cid, CAT, WARN, src, metric="prescription", note=
                      "no prescription in the RTPLAN (TargetPrescriptionDose or BeamDose)")
+    if not rx_gy > 0:
+        return Check(cid, CAT, NOT_EVALUATED, src, metric="prescription",
+                     note=f"{course.label}: prescription of {rx_gy:g} Gy is not a dose")
     if target is None or dvh is None:
         return Check(cid, CAT, WARN, src, metric="D50%[Gy]", note="no target linked to the "
                      "prescription could be found")

@@ -205,9 +205,28 @@ def _check(lesion: Lesion, rule: LesionRule, target: Target | None, status: str,
         limit=str(rule.bed_limit), note=note)
 
 
+def _alternatives(cov: _Coverage, courses, ns, used, rule: LesionRule, metric: Metric,
+                  ab: float) -> str:
+    """'' unless every contributing plan alone meets the BED rule at this lesion: then they
+    look like alternative plans (or a re-plan) of one course, whose sum would pass a
+    lesion that each plan alone might not cover as planned; never summed unconfirmed."""
+    try:
+        alone = [_bed_of(metric, cov.dvhs[i], ns[i], ab)[1] for i in used]
+    except RtqaError:
+        return ""  # the summed evaluation below reports the problem
+    if not all(rule.bed_limit.holds(b) for b in alone):
+        return ""
+    each = ", ".join(f"'{courses[i].label}' {b:.1f} Gy" for i, b in zip(used, alone))
+    return (f"every plan treating {cov.target.roi} meets the BED rule alone (BED{ab:g} of "
+            f"{metric}: {each}): alternative plans, not one course? Not summed: check one "
+            "plan at a time (give its files), or confirm with --sum-plans that they are "
+            "delivered together")
+
+
 def _evaluate_one(lesion: Lesion, cov: _Coverage, courses, ns, rule: LesionRule,
                   metric: Metric, dvh_for: DvhFor, override: int | None,
-                  treated_by: dict[int, int]) -> tuple[LesionResult, list[Check]]:
+                  treated_by: dict[int, int], sum_plans: bool = False
+                  ) -> tuple[LesionResult, list[Check]]:
     ab = float(rule.alpha_beta)
     notes = list(cov.notes)
     used = cov.contributors
@@ -223,6 +242,8 @@ def _evaluate_one(lesion: Lesion, cov: _Coverage, courses, ns, rule: LesionRule,
         if outside:
             error = (f"{cov.target.roi} reaches outside the dose grid of "
                      f"{', '.join(outside)}: its {metric} cannot be trusted")
+    if not error and len(used) > 1 and not sum_plans:
+        error = _alternatives(cov, courses, ns, used, rule, metric, ab)
     if not error:
         try:
             if len(used) == 1:
@@ -277,13 +298,16 @@ def _evaluate_one(lesion: Lesion, cov: _Coverage, courses, ns, rule: LesionRule,
 
 def evaluate_lesions(lesions: Sequence[Lesion], courses: Sequence[CourseDose],
                      rule: LesionRule, *, fractions_override: int | None = None,
-                     dvh_for: DvhFor | None = None) -> LesionEvaluation:
+                     dvh_for: DvhFor | None = None, sum_plans: bool = False
+                     ) -> LesionEvaluation:
     """Evaluate the protocol's per-lesion BED rule (see the module docstring).
 
     ``courses``: the course doses in the lesions' frame of reference. ``dvh_for``:
     ``(structure, grid) -> DVHData`` (default ``rtqa.dvh.compute_dvh``; pass one with
-    ``ct_z`` or a cache). Raises ``RtqaError`` when a fraction count is unknown or there
-    is no dose at all.
+    ``ct_z`` or a cache). ``sum_plans``: the user confirmed that several plans each
+    meeting the rule alone at one lesion are delivered together (else that lesion is NOT
+    EVALUATED: they look like alternatives). Raises ``RtqaError`` when a fraction count
+    is unknown or there is no dose at all.
     """
     dvh_for = dvh_for or (lambda s, g: compute_dvh(s, g))
     metric = parse_metric(rule.coverage_metric)
@@ -303,7 +327,7 @@ def evaluate_lesions(lesions: Sequence[Lesion], courses: Sequence[CourseDose],
     results, checks = [], []
     for les, cov in zip(lesions, covs):
         r, cs = _evaluate_one(les, cov, courses, ns, rule, metric, dvh_for,
-                              fractions_override, treated_by)
+                              fractions_override, treated_by, sum_plans)
         results.append(r)
         checks.extend(cs)
     return LesionEvaluation(tuple(results), tuple(checks))

@@ -216,20 +216,34 @@ class Lesion:
 
 # --- discovery --------------------------------------------------------------------------
 
-def find_targets(structure_set: StructureSet, name_match: NameMatch
-                 ) -> tuple[list[Target], dict[int, str]]:
-    """Target ROIs with volume, and notes by ROI number (see the module docstring)."""
+def _target_classes(structure_set: StructureSet, name_match: NameMatch):
+    """(structure, class by name, class by RTROIInterpretedType) of every ROI that is a
+    target (GTV, CTV, ITV, PTV) by name or type and neither an organ nor a helper."""
     organs = set(name_match.standard_to_roi.values())
     organs.update(r for rois in name_match.ambiguous.values() for r in rois)
     helpers = set(name_match.helpers)
-    out, notes = [], {}
     for s in structure_set.structures:
         typed = s.interpreted_type.upper() if s.interpreted_type.upper() in CLASS_RANK else None
         named = target_class(s.name)
         if s.name in helpers or is_helper(s.name) or s.name in organs:
             continue
+        if named or typed:
+            yield s, named, typed
+
+
+def empty_targets(structure_set: StructureSet, name_match: NameMatch) -> list[Structure]:
+    """Target ROIs without volume (no contours, or every contour dropped as invalid). A
+    lesion cannot be evaluated without them: the caller reports them NOT EVALUATED."""
+    return [s for s, _, _ in _target_classes(structure_set, name_match) if not s.has_volume]
+
+
+def find_targets(structure_set: StructureSet, name_match: NameMatch
+                 ) -> tuple[list[Target], dict[int, str]]:
+    """Target ROIs with volume, and notes by ROI number (see the module docstring)."""
+    out, notes = [], {}
+    for s, named, typed in _target_classes(structure_set, name_match):
         cls = named or typed
-        if cls is None or not s.has_volume:
+        if not s.has_volume:
             continue
         if named and typed and named != typed:
             notes[s.roi_number] = (f"{s.name}: name says {named}, RTROIInterpretedType says "

@@ -130,6 +130,12 @@ class _Resolved:
         for std, cands in self.ambiguous.items():
             out.append(f"'{std}' is ambiguous: ROIs {', '.join(repr(c) for c in cands)} all "
                        f"match; never guessed: choose one with --map {std}=<ROI>")
+        empty = [s for s in self.organs.values() if not s.has_volume]
+        empty += [s for members in self.targets.values() for s in members if not s.has_volume]
+        for s in empty:
+            why = f" ({'; '.join(s.warnings[:2])})" if s.warnings else ""
+            out.append(f"ROI '{s.name}' has no closed contours, so no volume{why}: never "
+                       "evaluated without it")
         if out and self.present and not self.expr.is_single:
             out.append(f"'{self.expr}' cannot be built without every operand")
         return "; ".join(out) or None

@@ -52,6 +52,9 @@ class CheckOptions:
     fractions: int | None = None
     overrides: dict[str, str] = field(default_factory=dict)
     progress: Progress | None = None
+    #: Several plans that each meet a lesion's BED rule alone are one course (summed);
+    #: without it that lesion is NOT EVALUATED (they look like alternative plans).
+    sum_plans: bool = False
 
 
 class DoseContext:
@@ -63,6 +66,10 @@ class DoseContext:
         self.ct_z = ct_z
         # keyed by id(); each entry keeps its structure alive so an id is never reused
         self._cache: dict[int, tuple[Structure, DVHData]] = {}
+
+    def cached(self) -> list[tuple[Structure, DVHData]]:
+        """Every (structure, DVH) computed so far, in computation order."""
+        return list(self._cache.values())
 
     def dvh(self, s: Structure) -> DVHData:
         key = id(s)
@@ -155,6 +162,7 @@ def run_check(paths: list[str], options: CheckOptions | None = None) -> Report:
         export, ss, courses, protocol, names, dose, options)
     checks += lesion_checks
     curves += lesion_curves
+    checks += _empty_targets(ss, names, protocol)
 
     say("organs at risk")
     oar_checks, oar_curves = _oars(protocol, ss, courses, names, dose, options)
@@ -181,7 +189,10 @@ def run_check(paths: list[str], options: CheckOptions | None = None) -> Report:
             except RtqaError:
                 pass
     for course in courses:
-        for rx, tgt in _prescriptions(course, ss, lesions, dose):
+        for rx, tgt, missing in _prescriptions(course, ss, lesions, dose):
+            if missing is not None:
+                checks.append(integrity.prescription(course, rx, None, None, missing))
+                continue
             d = None
             if tgt is not None:
                 try:
@@ -216,6 +227,7 @@ def run_check(paths: list[str], options: CheckOptions | None = None) -> Report:
             warnings.append(f"{s.name}: {exc.reason}")
             structures.append(StructureInfo(s.name, float("nan"), None, None, None, std))
 
+    warnings += _contour_warnings(ss, dose)
     plans = tuple(PlanInfo(c.label, c.plan.sop_instance_uid if c.plan else "",
                            c.plan.fractions if c.plan else options.fractions,
                            c.plan.prescription_gy if c.plan else None,
@@ -257,7 +269,7 @@ def _lesions(export, ss, courses, protocol, names, dose, options):
     if protocol.lesions is None:
         return [], oligoprogression_checks(lesions, protocol.oligoprogression), [], lesions
     ev = evaluate_lesions(lesions, courses, protocol.lesions,
-                          fractions_override=options.fractions,
+                          fractions_override=options.fractions, sum_plans=options.sum_plans,
                           dvh_for=lambda s, g: (dose.dvh(s) if g is dose.grid
                                                 else compute_dvh(s, g, ct_z=dose.ct_z)))
     from rtqa.lesion_bed import coverage_target
@@ -280,6 +292,34 @@ def _lesions(export, ss, courses, protocol, names, dose, options):
     return list(ev.results), checks, curves, lesions
 
 
+def _empty_targets(ss, names, protocol) -> list[Check]:
+    """A target ROI without volume cannot be placed in a lesion: NOT EVALUATED (ERROR),
+    never left out silently (the lesion would be judged on its other targets)."""
+    from rtqa.lesions import empty_targets
+    source = protocol.lesions.source if protocol.lesions else "lesion discovery"
+    out = []
+    for s in empty_targets(ss, names):
+        why = "; ".join(s.warnings[:3]) if s.warnings else "it has no closed contours"
+        out.append(Check(
+            f"lesion.target_without_volume.{s.name}", "lesions", NOT_EVALUATED, source,
+            structure=s.name, rois=(s.name,), metric="target volume",
+            note=f"target ROI '{s.name}' has no volume ({why}): its lesion cannot be "
+                 "evaluated; remove the ROI from the export if it is an unused placeholder"))
+    return out
+
+
+def _contour_warnings(ss: StructureSet, dose: DoseContext) -> list[str]:
+    """Contour problems (dropped contours, self-intersecting planes, a single plane) of
+    every ROI, named, so that no contour damage stays out of the report. Dose-coverage
+    warnings have their own checks (integrity.coverage) and are not repeated."""
+    out = [f"ROI '{s.name}': {w}" for s in ss.structures for w in s.warnings]
+    for s, d in dose.cached():
+        own = set(s.warnings)
+        out += [f"ROI '{s.name}': {w}" for w in d.warnings
+                if w not in own and "outside the dose grid" not in w]
+    return out
+
+
 def _lesion_targets(lesion) -> list[Structure]:
     return [t.structure for t in lesion.targets]
 
@@ -291,16 +331,18 @@ def _lesion_ctv_ptv(lesion):
 
 
 def _prescriptions(course, ss, lesions, dose):
-    """(prescription Gy, target structure) pairs of a course's plan.
+    """(prescription Gy, target structure, missing ROI number) of a course's plan.
 
-    ROI-linked TargetPrescriptionDose items are checked against their own ROI; a plan-level
-    prescription against the hottest coverage target (PTV, else GTV) of the lesions."""
+    ROI-linked TargetPrescriptionDose items are checked against their own ROI (the third
+    item is the ROI number when the structure set lacks it); a plan-level prescription
+    against the hottest coverage target (PTV, else GTV) of the lesions."""
     plan = course.plan
     if plan is None:
         return []
     by_number = {s.roi_number: s for s in ss.structures}
-    linked = [(p.dose_gy, by_number.get(p.roi_number)) for p in plan.prescriptions
-              if p.roi_number is not None]
+    linked = [(p.dose_gy, by_number.get(p.roi_number),
+               None if p.roi_number in by_number else p.roi_number)
+              for p in plan.prescriptions if p.roi_number is not None]
     if linked:
         return linked
     from rtqa.lesion_bed import coverage_target
@@ -315,7 +357,7 @@ def _prescriptions(course, ss, lesions, dose):
             continue
         if m > best_dose:
             best, best_dose = t.structure, m
-    return [(plan.prescription_gy, best)]
+    return [(plan.prescription_gy, best, None)]
 
 
 # --- organs at risk ------------------------------------------------------------------------

@@ -143,6 +143,10 @@ def build(expr: str | StructExpr, rois: Mapping[str, Structure],
             if op.name not in rois:
                 raise RtqaError(f"structure expression '{ex}': no structure for '{op.name}'")
             members = [rois[op.name]]
+        for m in members:
+            if not m.has_volume:
+                raise RtqaError(f"structure expression '{ex}': ROI '{m.name}' has no closed "
+                                "contours (no volume)")
         terms.append((term.sign, op.name, [_Layer.of(s) for s in members]))
     zs = _merge_z([layer.z for _, _, layers in terms for layer in layers])
 

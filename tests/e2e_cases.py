@@ -195,3 +195,12 @@ def move_structure_set_to_other_frame(src: Path, dst: Path) -> Path:
         roi.ReferencedFrameOfReferenceUID = new
     ds.save_as(rs, enforce_file_format=True)
     return rs
+
+
+def alternative_plans() -> CaseSpec:
+    """hcc_pass with a second, identical plan under another label: a re-plan exported
+    next to the original. Each plan alone covers every lesion; their sum would pass every
+    lesion on twice the dose."""
+    base = hcc_pass()
+    p = _plan(base)
+    return replace(base, name="alternatives", plans=(p, replace(p, label="SBRT_5fx_v2")))

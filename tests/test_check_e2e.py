@@ -151,6 +151,7 @@ BUILDERS = {
     "ambiguous": cases.ambiguous_liver,
     "grid_miss": cases.grid_misses_lung_lesion,
     "relative": cases.relative_dose,
+    "alternatives": cases.alternative_plans,
 }
 
 
@@ -603,3 +604,25 @@ def test_protocol_file_replaces_the_default(export, runs, reports):
     assert doc["lesions"] == []
     assert not [c["id"] for c in doc["checks"]
                 if c["category"] in ("lesions", "protocol") or c["id"].startswith("integrity.ct")]
+
+
+def test_alternative_plans_are_not_summed_without_confirmation(export, runs):
+    """Two plans that each cover every lesion alone (a re-plan next to the original):
+    summing them would pass the lesions on twice the dose. Without --sum-plans every
+    lesion is NOT EVALUATED (ERROR, exit 2) naming both plans; with it the lesions are
+    evaluated on the BED sum (and the doubled organ doses fail)."""
+    run = runs(export("alternatives"), "--json", "-")
+    assert run.code == 2, run.stderr
+    lesion_rows = [c for c in run.doc["checks"] if c["id"].endswith(".bed")]
+    assert len(lesion_rows) == 3
+    for c in lesion_rows:
+        assert c["status"] == "NOT EVALUATED", c
+        assert "alternative plans" in c["note"] and "'SBRT_5fx_v2'" in c["note"], c["note"]
+    confirmed = runs(export("alternatives"), "--sum-plans", "--json", "-")
+    assert confirmed.code == 1, confirmed.stderr
+    rows = {c["id"]: c for c in confirmed.doc["checks"] if c["id"].endswith(".bed")}
+    single = {c["id"]: c for c in runs(export("pass"), "--json", "-").doc["checks"]
+              if c["id"].endswith(".bed")}
+    assert rows.keys() == single.keys()
+    for cid, c in rows.items():
+        assert c["status"] == "PASS" and c["value"] > 1.5 * single[cid]["value"], (c, single[cid])

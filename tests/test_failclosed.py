@@ -39,32 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOBODY = 65534
 
 #: Cases where rtqa does not behave as defined: the bug, where it is, what it does.
-BUGS = {
-    "contour_two_points":
-        "BUG: the 'closed contour with 2 point(s) ... ignored' warning of a Liver contour "
-        "(rtqa/reading/structures.py) never reaches the report: Liver is only used through "
-        "'Liver - GTV' and structure warnings are not reported (rtqa/pipeline.py "
-        "run_check): PASS with no warning anywhere",
-    "self_intersecting_contour":
-        "BUG: compute_dvh's 'self-intersecting or inconsistent contours' warning for "
-        "PTV_Liver is dropped: lesion rows (rtqa/lesion_bed.py) and run_check's warnings do "
-        "not carry DVH warnings; PASS with PTV_Liver 3% smaller and no word about it",
-    "unreadable_subfolder":
-        "BUG: rtqa/cli/check.py check() reports an error of expand_paths (building the "
-        "refuse set) as f'{plan_dir}: {exc.reason}': exit 2, but the line names the export "
-        "folder, not the unreadable sub-folder 'revised' (exc.path) it is about",
-    "empty_roi_in_union":
-        "BUG: rtqa/oar.py _resolve matches the 'Kidney_R' operand to an ROI without volume "
-        "and rtqa/structops.py build skips operands with no planes: 'Kidney_L + Kidney_R' "
-        "is evaluated on Kidney_L alone (mean 0.32 instead of 0.41 Gy), rows PASS with "
-        "rois ['Kidney_L', 'Kidney_R'] and no note; verdict PASS (exit 0)",
-    "empty_target":
-        "BUG: rtqa/lesions.py discover_lesions skips target ROIs without volume (`if cls is "
-        "None or not s.has_volume: continue`): PTV_T10, whose contours all have 2 points, "
-        "silently leaves the lesion, which is then evaluated on GTV_T10 (D95% 41.3 Gy, BED10 "
-        "75 Gy): lesion.T10.bed PASS, verdict PASS (exit 0); only the prescription check "
-        "warns",
-}
+BUGS: dict[str, str] = {}
 
 
 @dataclass

@@ -186,6 +186,38 @@ def test_lesion_treated_by_two_plans_sums_bed_voxel_wise(folders):
     assert r.status == PASS and "voxel-wise BED10 sum of C_3fx (3 fx) + C_5fx (5 fx)" in r.note
 
 
+def alternatives_case() -> CaseSpec:
+    # one lesion, two plans that each cover it fully alone: 40 Gy / 5 fx (BED10 ~72 Gy) and
+    # 36 Gy / 3 fx (BED10 ~79 Gy): a re-plan or an alternative, not one course
+    return lesion_case("alternatives", ONE, [("C_v1", 5, (TargetDose("C", 40.0),), {}),
+                                             ("C_v2", 3, (TargetDose("C", 36.0),), {})])
+
+
+def test_plans_that_each_cover_a_lesion_alone_are_not_summed_unconfirmed(tmp_path):
+    """Summing alternative plans would pass a lesion on the sum; rtqa refuses to guess:
+    NOT EVALUATED naming both plans' BED, unless the user confirms one course."""
+    case = alternatives_case()
+    write_case(case, tmp_path)
+    export = load_export([tmp_path])
+    ss = export.structure_sets[0]
+    match = match_rois([s.name for s in ss.structures],
+                       roi_types={s.name: s.interpreted_type for s in ss.structures})
+    lesions = discover_lesions(ss, match)
+    (r,) = evaluate_lesions(lesions, export.courses, RULE).results
+    alone = {label: truth_bed(case, "C", [(label, n)]) for label, n in (("C_v1", 5), ("C_v2", 3))}
+    assert min(alone.values()) > 60.0  # each plan passes on its own
+    assert r.status == NOT_EVALUATED and r.bed_gy is None
+    assert "alternative plans" in r.note and "--sum-plans" in r.note
+    import re
+    reported = {m[0]: float(m[1]) for m in re.findall(r"'(C_v\d)' ([\d.]+) Gy", r.note)}
+    assert reported.keys() == alone.keys()
+    for label, value in alone.items():
+        assert reported[label] == pytest.approx(value, rel=REL), label
+    (summed,) = evaluate_lesions(lesions, export.courses, RULE, sum_plans=True).results
+    truth = truth_bed(case, "C", [("C_v1", 5), ("C_v2", 3)])
+    assert summed.status == PASS and summed.bed_gy == pytest.approx(truth, rel=REL)
+
+
 def test_two_plans_on_different_grids(tmp_path):
     case = summed_case()
     shifted = replace(case.plans[1].grid, x_mm=tuple(v + 1.0 for v in case.plans[1].grid.x_mm),

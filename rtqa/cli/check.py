@@ -74,15 +74,21 @@ def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path]) 
               help="Write the JSON report (schema rtqa-report/1) to PATH, or '-' for stdout.")
 @click.option("--html", "html_path", metavar="PATH",
               help="Write the self-contained HTML report for peer review to PATH.")
+@click.option("--sum-plans", is_flag=True,
+              help="Confirm that plans which each meet a lesion's BED rule alone are "
+                   "delivered together (summed). Without it such a lesion is NOT "
+                   "EVALUATED: the plans look like alternatives of one course.")
 @click.option("--quiet", "-q", is_flag=True, help="No terminal report, no progress.")
-def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html_path, quiet):
+def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html_path,
+          sum_plans, quiet):
     """Check the plan export in PLAN_DIR against a protocol and report PASS/FAIL.
 
     \b
     What is checked (default protocol: oligo-hcc, the phase II trial of radiotherapy for
     oligoprogressive HCC, NCT06261047):
       * lesions: every lesion's BED (LQ, α/β 10 Gy) of D95% of its PTV >= 60 Gy,
-        each with its own plan's fractions (plans summed voxel-wise as BED);
+        each with its own plan's fractions (plans summed voxel-wise as BED; plans that
+        each cover a lesion fully alone are not summed without --sum-plans);
       * organs at risk: QUANTEC / TG-101 / HyTEC rows chosen by fraction count
         (conventional limits on voxel-wise EQD2), the normal-liver rule
         (>= 700 cc of Liver - GTV below 15 Gy);
@@ -108,8 +114,12 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html
     try:
         from rtqa.reading.scan import expand_paths
         refuse = {p.resolve() for p in expand_paths([plan_dir])}
-    except (RtqaError, OSError, RuntimeError) as exc:
-        click.echo(f"rtqa: error: {plan_dir}: {getattr(exc, 'reason', exc)}", err=True)
+    except RtqaError as exc:  # names the file or sub-folder it is about
+        click.echo(f"rtqa: error: {exc}", err=True)
+        raise SystemExit(2)
+    except (OSError, RuntimeError) as exc:
+        where = getattr(exc, "filename", None) or plan_dir
+        click.echo(f"rtqa: error: {where}: {getattr(exc, 'strerror', None) or exc}", err=True)
         raise SystemExit(2)
     show = (not quiet) and sys.stderr.isatty()
 
@@ -120,7 +130,8 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html
 
     try:
         report = run_check([plan_dir], CheckOptions(protocol, tuple(constraint_files),
-                                                    fractions, overrides, progress))
+                                                    fractions, overrides, progress,
+                                                    sum_plans=sum_plans))
     except RtqaError as exc:
         if show:
             sys.stderr.write("\r\033[K")

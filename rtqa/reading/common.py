@@ -2,13 +2,41 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from rtqa.errors import DicomInputError
+from rtqa.errors import DicomInputError, RtqaError
+
+#: Patient coordinates beyond this (mm, i.e. 100 m) are corrupt values, not anatomy.
+MAX_COORDINATE_MM = 1.0e5
+
+
+def reader(what: str):
+    """Decorate a per-file reader ``f(path, ...)``: any exception other than RtqaError
+    raised while reading or converting a value (pydicom converts values lazily, so a
+    corrupt IS/DS/UI value surfaces as ValueError, OverflowError, NotImplementedError ...
+    long after the file was opened) becomes a one-line DicomInputError naming the file.
+    The input is refused, never half-read."""
+
+    def wrap(func):
+        @functools.wraps(func)
+        def wrapper(path, *args, **kwargs):
+            try:
+                return func(path, *args, **kwargs)
+            except (RtqaError, MemoryError, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # noqa: BLE001 - corrupt values raise many types
+                detail = str(exc).splitlines()[0][:200] if str(exc) else ""
+                raise DicomInputError(
+                    f"malformed {what} ({type(exc).__name__}{': ' + detail if detail else ''})",
+                    Path(path)) from exc
+        return wrapper
+
+    return wrap
 
 
 def read_dataset(path: Path, stop_before_pixels: bool = False) -> pydicom.Dataset:
@@ -37,12 +65,30 @@ def required(ds, keyword: str, path: Path, what: str = ""):
     return value
 
 
+def whole(ds, keyword: str, path: Path, default: int | None = None) -> int | None:
+    """An integer attribute (IS/US/UL): ``default`` when absent or empty; anything that is
+    not a whole number is refused."""
+    value = ds.get(keyword, None)
+    if value is None or value == "":
+        return default
+    try:
+        f = float(value)
+        if not math.isfinite(f) or f != int(f):
+            raise ValueError
+        return int(f)
+    except (TypeError, ValueError, OverflowError):
+        raise DicomInputError(f"{keyword} is not a whole number: {str(value)[:40]!r}",
+                              path) from None
+
+
 def floats(value, n: int | None, keyword: str, path: Path) -> list[float]:
     """A (multi-)valued numeric attribute as finite floats, with an optional length check."""
+    if value is None:
+        raise DicomInputError(f"{keyword} is empty", path)
     seq = [value] if isinstance(value, (int, float, str, bytes)) else list(value)
     try:
         vals = [float(v) for v in seq]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise DicomInputError(f"{keyword} is not numeric: {value!r}", path) from None
     if n is not None and len(vals) != n:
         raise DicomInputError(f"{keyword} must have {n} values, has {len(vals)}", path)

@@ -6,13 +6,17 @@ slices, not SliceThickness.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from rtqa.errors import DicomInputError
-from rtqa.reading.common import floats, read_dataset, text
+from rtqa.reading.common import MAX_COORDINATE_MM, floats, read_dataset, reader, required, text
+
+#: A CT pixel larger than this (mm) is a corrupt PixelSpacing.
+MAX_PIXEL_MM = 50.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,19 +47,34 @@ class _Slice:
     axial: bool
 
 
+@reader("CT image")
 def read_ct_slice(path: Path) -> _Slice:
+    """The header of one CT slice. ImagePositionPatient, ImageOrientationPatient and
+    PixelSpacing are Type 1 (Image Plane module): a slice without them is refused, never
+    placed at a default position."""
     ds = read_dataset(path, stop_before_pixels=True)
-    ipp = floats(ds.get("ImagePositionPatient", [0, 0, float("nan")]), 3,
-                 "ImagePositionPatient", path) if "ImagePositionPatient" in ds else [0, 0, 0]
-    ps = floats(ds.get("PixelSpacing", [0, 0]), 2, "PixelSpacing", path)
-    thick = ds.get("SliceThickness", None)
-    iop = floats(ds.get("ImageOrientationPatient", [1, 0, 0, 0, 1, 0]), 6,
-                 "ImageOrientationPatient", path)
-    normal = np.cross(iop[:3], iop[3:])
+    ipp = floats(required(ds, "ImagePositionPatient", path), 3, "ImagePositionPatient", path)
+    if max(abs(v) for v in ipp) > MAX_COORDINATE_MM:
+        raise DicomInputError(f"ImagePositionPatient {ipp} is beyond +/-{MAX_COORDINATE_MM:g} "
+                              "mm (corrupt value)", path)
+    ps = floats(required(ds, "PixelSpacing", path), 2, "PixelSpacing", path)
+    if not (0 < ps[0] <= MAX_PIXEL_MM and 0 < ps[1] <= MAX_PIXEL_MM):
+        raise DicomInputError(f"PixelSpacing {ps} mm is not a CT pixel size", path)
+    iop = floats(required(ds, "ImageOrientationPatient", path), 6, "ImageOrientationPatient",
+                 path)
+    row, col = np.asarray(iop[:3]), np.asarray(iop[3:])
+    if abs(np.linalg.norm(row) - 1) > 1e-3 or abs(np.linalg.norm(col) - 1) > 1e-3 \
+            or abs(float(row @ col)) > 1e-3:
+        raise DicomInputError(f"ImageOrientationPatient {iop} is not two orthogonal unit "
+                              "vectors", path)
+    normal = np.cross(row, col)
     axial = bool(abs(abs(normal[2]) - 1.0) < 1e-4)
+    thick = ds.get("SliceThickness", None)
     try:
         thickness = float(thick) if thick not in (None, "") else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
+        thickness = None
+    if thickness is not None and not (math.isfinite(thickness) and thickness > 0):
         thickness = None
     return _Slice(path, text(ds, "SeriesInstanceUID"), text(ds, "FrameOfReferenceUID"),
                   text(ds, "PatientID"), float(ipp[2]), (ps[0], ps[1]), thickness, axial)
@@ -74,6 +93,12 @@ def assemble_series(slices: list[_Slice]) -> list[CTSeries]:
                 odd = next(s for s in items if getattr(s, attr) != getattr(items[0], attr))
                 raise DicomInputError(f"CT series {uid} mixes {what}s "
                                       + ", ".join(sorted(map(repr, values))), odd.path)
+        zs = np.array([s.z for s in items])
+        if zs.size > 1 and np.any(np.diff(zs) <= 1e-3) and all(s.axial for s in items):
+            k = int(np.flatnonzero(np.diff(zs) <= 1e-3)[0])
+            raise DicomInputError(f"CT series {uid}: two slices at z = {zs[k]:.2f} mm "
+                                  f"({items[k].path.name} and {items[k + 1].path.name})",
+                                  items[k + 1].path)
         out.append(CTSeries(
             series_instance_uid=uid, frame_of_reference_uid=items[0].frame,
             patient_id=items[0].patient, paths=tuple(s.path for s in items),

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from rtqa.errors import DicomInputError
-from rtqa.reading.common import floats, read_dataset, required, text
+from rtqa.reading.common import (MAX_COORDINATE_MM, floats, read_dataset, reader, required,
+                                 text, whole)
 from rtqa.reading.orientation import axial_mapping
 
 #: A dose above this (Gy) anywhere in a grid is taken as a corrupt DoseGridScaling.
@@ -85,6 +86,7 @@ def _frame_z(ds, path: Path, ipp_z: float, normal_z: int, n_frames: int) -> np.n
         f"ImagePositionPatient z {ipp_z} (absolute positions)", path)
 
 
+@reader("RTDOSE")
 def read_dose(path: Path, max_voxels: int = MAX_DOSE_VOXELS) -> DoseGrid:
     """Read one RTDOSE file into a :class:`DoseGrid` (dose in Gy as stored, not yet
     scaled for FRACTION summation)."""
@@ -103,8 +105,9 @@ def read_dose(path: Path, max_voxels: int = MAX_DOSE_VOXELS) -> DoseGrid:
         raise DicomInputError("DoseType is ERROR (a dose difference, not a dose)", path)
     if "PixelData" not in ds:
         raise DicomInputError("missing PixelData (the dose values)", path)
-    rows, cols = int(required(ds, "Rows", path)), int(required(ds, "Columns", path))
-    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    required(ds, "Rows", path), required(ds, "Columns", path)
+    rows, cols = whole(ds, "Rows", path), whole(ds, "Columns", path)
+    n_frames = whole(ds, "NumberOfFrames", path, default=1)
     if rows < 1 or cols < 1 or n_frames < 1:
         raise DicomInputError(f"empty dose grid ({n_frames}x{rows}x{cols})", path)
     if rows * cols * n_frames > max_voxels:
@@ -116,7 +119,9 @@ def read_dose(path: Path, max_voxels: int = MAX_DOSE_VOXELS) -> DoseGrid:
     drow, dcol = floats(required(ds, "PixelSpacing", path), 2, "PixelSpacing", path)
     if drow <= 0 or dcol <= 0:
         raise DicomInputError(f"PixelSpacing must be positive, is {[drow, dcol]}", path)
-    scaling = floats(ds.get("DoseGridScaling", 1.0), 1, "DoseGridScaling", path)[0]
+    # Type 1C (required with PixelData): a missing scaling is never taken as 1.
+    scaling = floats(required(ds, "DoseGridScaling", path, "stored value x scaling = Gy"),
+                     1, "DoseGridScaling", path)[0]
     if not scaling > 0:
         raise DicomInputError(f"DoseGridScaling must be positive, is {scaling}", path)
     z = _frame_z(ds, path, ipp[2], mapping.normal_z, n_frames)
@@ -148,6 +153,11 @@ def read_dose(path: Path, max_voxels: int = MAX_DOSE_VOXELS) -> DoseGrid:
         x, dose = x[::-1], dose[:, :, ::-1]
     if y.size > 1 and y[1] < y[0]:
         y, dose = y[::-1], dose[:, ::-1, :]
+    for axis, c in (("x", x), ("y", y), ("z", z)):
+        if c.size and float(np.max(np.abs(c))) > MAX_COORDINATE_MM:
+            raise DicomInputError(f"dose grid {axis} coordinates reach {float(np.max(np.abs(c))):.4g}"
+                                  f" mm, beyond +/-{MAX_COORDINATE_MM:g} mm: corrupt position "
+                                  "or spacing", path)
     order = np.argsort(z, kind="stable")
     z, dose = z[order], dose[order]
     if z.size > 1 and np.any(np.diff(z) <= 1e-6):
@@ -160,7 +170,7 @@ def read_dose(path: Path, max_voxels: int = MAX_DOSE_VOXELS) -> DoseGrid:
         for fg in item.get("ReferencedFractionGroupSequence", []) or []:
             for b in fg.get("ReferencedBeamSequence", []) or []:
                 if "ReferencedBeamNumber" in b:
-                    beams.append(int(b.ReferencedBeamNumber))
+                    beams.append(whole(b, "ReferencedBeamNumber", path))
     return DoseGrid(
         path=path,
         sop_instance_uid=text(ds, "SOPInstanceUID"),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rtqa.errors import DicomInputError
-from rtqa.reading.common import read_dataset, text
+from rtqa.reading.common import read_dataset, reader, text, whole
 
 
 @dataclass(frozen=True)
@@ -56,16 +56,22 @@ class Plan:
         return None
 
 
-def _float_or_none(item, keyword: str) -> float | None:
+def _dose_or_none(item, keyword: str, path: Path) -> float | None:
+    """A dose in Gy: None when absent or empty; a value that is not a finite number >= 0
+    is refused (dropping it would leave the plan checked against another prescription)."""
     if keyword not in item or item.get(keyword) in (None, ""):
         return None
+    raw = item.get(keyword)
     try:
-        v = float(item.get(keyword))
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
+        v = float(raw)
+    except (TypeError, ValueError, OverflowError):
+        raise DicomInputError(f"{keyword} is not a number: {str(raw)[:40]!r}", path) from None
+    if not math.isfinite(v) or v < 0:
+        raise DicomInputError(f"{keyword} is {v:g} Gy: not a dose", path)
+    return v
 
 
+@reader("RTPLAN")
 def read_plan(path: Path) -> Plan:
     ds = read_dataset(path)
     groups = list(ds.get("FractionGroupSequence", []) or [])
@@ -73,30 +79,31 @@ def read_plan(path: Path) -> Plan:
     beam_dose = None
     if groups:
         g = groups[0]
-        if "NumberOfFractionsPlanned" in g and g.NumberOfFractionsPlanned not in (None, ""):
-            try:
-                fractions = int(g.NumberOfFractionsPlanned)
-            except (TypeError, ValueError):
-                raise DicomInputError("NumberOfFractionsPlanned is not a whole number", path) \
-                    from None
+        fractions = whole(g, "NumberOfFractionsPlanned", path)
+        if fractions is not None:
             if fractions < 1:
                 raise DicomInputError(f"NumberOfFractionsPlanned is {fractions}", path)
-        doses = [_float_or_none(b, "BeamDose") for b in g.get("ReferencedBeamSequence", []) or []]
+        doses = [_dose_or_none(b, "BeamDose", path)
+                 for b in g.get("ReferencedBeamSequence", []) or []]
         if doses and all(d is not None for d in doses):
             beam_dose = float(sum(doses))
     prescriptions = []
     for ref in ds.get("DoseReferenceSequence", []) or []:
         if text(ref, "DoseReferenceType").upper() != "TARGET":
             continue
-        dose = _float_or_none(ref, "TargetPrescriptionDose")
+        dose = _dose_or_none(ref, "TargetPrescriptionDose", path)
         if dose is None:
             continue
-        roi = int(ref.ReferencedROINumber) if "ReferencedROINumber" in ref else None
+        if dose == 0:
+            raise DicomInputError("TargetPrescriptionDose is 0 Gy: no prescription to check "
+                                  "the plan against", path)
+        roi = whole(ref, "ReferencedROINumber", path)
         prescriptions.append(TargetPrescription(dose, roi, text(ref, "DoseReferenceDescription")))
     rs_uid = None
     for item in ds.get("ReferencedStructureSetSequence", []) or []:
         rs_uid = text(item, "ReferencedSOPInstanceUID") or rs_uid
-    beams = tuple(int(b.BeamNumber) for b in ds.get("BeamSequence", []) or [] if "BeamNumber" in b)
+    beams = tuple(whole(b, "BeamNumber", path) for b in ds.get("BeamSequence", []) or []
+                  if "BeamNumber" in b)
     return Plan(
         path=path, sop_instance_uid=text(ds, "SOPInstanceUID"),
         frame_of_reference_uid=text(ds, "FrameOfReferenceUID"),

@@ -17,10 +17,14 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from rtqa.errors import DicomInputError
+from rtqa.reading.common import reader
 from rtqa.reading.completeness import check_complete
 from rtqa.reading.sopclass import KIND
 
 MAX_DEPTH = 12
+#: Files larger than this are refused before they are read (no clinical RT object comes
+#: near it); override with the environment variable RTQA_MAX_FILE_MB.
+MAX_FILE_BYTES = int(float(os.environ.get("RTQA_MAX_FILE_MB", 2048)) * 2**20)
 _HEADER_TAGS = ["SOPClassUID", "SOPInstanceUID", "Modality"]
 
 
@@ -93,6 +97,7 @@ def expand_paths(paths: list[str | Path]) -> list[Path]:
     return unique
 
 
+@reader("DICOM header")
 def classify(path: Path, explicit: bool = False) -> Scanned | None:
     """Classify one file by its SOP Class UID.
 
@@ -101,6 +106,11 @@ def classify(path: Path, explicit: bool = False) -> Scanned | None:
     short) is an error: see rtqa.reading.completeness.
     """
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise DicomInputError(
+                f"file of {size / 2**20:.0f} MiB is larger than the limit of "
+                f"{MAX_FILE_BYTES / 2**20:.0f} MiB (set RTQA_MAX_FILE_MB to raise it)", path)
         data = path.read_bytes()
     except PermissionError:
         raise DicomInputError("cannot be read (permission denied)", path) from None

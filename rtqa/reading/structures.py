@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +20,14 @@ import numpy as np
 from pydicom.tag import Tag
 
 from rtqa.errors import DicomInputError
-from rtqa.reading.common import read_dataset, text
+from rtqa.reading.common import MAX_COORDINATE_MM, read_dataset, reader, text, whole
 
 _CONTOUR_DATA = Tag(0x3006, 0x0050)
 #: Contour points within this distance (mm) in z belong to one plane.
 PLANE_TOL_MM = 0.01
-MAX_CONTOUR_POINTS = 50_000_000
+#: Refuse structure sets with more contour points than this (a clinical one has a few
+#: million at most); override with the environment variable RTQA_MAX_CONTOUR_POINTS.
+MAX_CONTOUR_POINTS = int(os.environ.get("RTQA_MAX_CONTOUR_POINTS", 50_000_000))
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,6 +93,10 @@ def _contour_points(item, path: Path, roi_name: str) -> np.ndarray:
                               "multiple of 3", path)
     if not np.all(np.isfinite(pts)):
         raise DicomInputError(f"ROI '{roi_name}': ContourData has non-finite values", path)
+    if pts.size and float(np.max(np.abs(pts))) > MAX_COORDINATE_MM:
+        raise DicomInputError(f"ROI '{roi_name}': ContourData coordinate "
+                              f"{float(np.max(np.abs(pts))):.4g} mm is beyond "
+                              f"+/-{MAX_COORDINATE_MM:g} mm (corrupt value)", path)
     return pts.reshape(-1, 3)
 
 
@@ -106,6 +113,7 @@ def _group_planes(polys: list[tuple[float, np.ndarray]]):
     return tuple((float(z), tuple(p)) for z, p in planes)
 
 
+@reader("RTSTRUCT")
 def read_structure_set(path: Path) -> StructureSet:
     ds = read_dataset(path)
     for keyword in ("StructureSetROISequence", "ROIContourSequence",
@@ -116,21 +124,35 @@ def read_structure_set(path: Path) -> StructureSet:
     for roi in ds.get("StructureSetROISequence", []) or []:
         if "ROINumber" not in roi:
             raise DicomInputError("StructureSetROISequence item without ROINumber", path)
-        number = int(roi.ROINumber)
+        number = whole(roi, "ROINumber", path)
         if number in names:
             raise DicomInputError(f"ROINumber {number} is used by two ROIs ('{names[number]}' "
                                   f"and '{text(roi, 'ROIName')}'): ROIs cannot be told apart",
                                   path)
-        names[number] = text(roi, "ROIName") or f"ROI {number}"
+        name = text(roi, "ROIName") or f"ROI {number}"
+        if name in names.values():
+            raise DicomInputError(f"two ROIs are named '{name}' (ROINumber "
+                                  f"{next(k for k, v in names.items() if v == name)} and "
+                                  f"{number}): which one is meant cannot be told", path)
+        names[number] = name
     types: dict[int, str] = {}
     for obs in ds.get("RTROIObservationsSequence", []) or []:
         if "ReferencedROINumber" in obs:
-            types[int(obs.ReferencedROINumber)] = text(obs, "RTROIInterpretedType").upper()
+            types[whole(obs, "ReferencedROINumber", path)] = \
+                text(obs, "RTROIInterpretedType").upper()
     contours: dict[int, object] = {}
     for rc in ds.get("ROIContourSequence", []) or []:
         if "ReferencedROINumber" not in rc:
             raise DicomInputError("ROIContourSequence item without ReferencedROINumber", path)
-        contours[int(rc.ReferencedROINumber)] = rc
+        number = whole(rc, "ReferencedROINumber", path)
+        if number not in names:
+            raise DicomInputError(f"ROIContourSequence has contours for ROI number {number}, "
+                                  "which StructureSetROISequence does not define: whose "
+                                  "contours are they?", path)
+        if number in contours:
+            raise DicomInputError(f"ROIContourSequence has two items for ROI number {number} "
+                                  f"('{names[number]}')", path)
+        contours[number] = rc
 
     structures = []
     total_points = 0
@@ -146,7 +168,8 @@ def read_structure_set(path: Path) -> StructureSet:
             total_points += len(pts)
             if total_points > MAX_CONTOUR_POINTS:
                 raise DicomInputError(f"more than {MAX_CONTOUR_POINTS} contour points: "
-                                      "far larger than any clinical structure set", path)
+                                      "far larger than any clinical structure set (set "
+                                      "RTQA_MAX_CONTOUR_POINTS to raise the limit)", path)
             if gtype == "POINT":
                 points.append(pts)
                 continue
