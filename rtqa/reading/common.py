@@ -65,12 +65,22 @@ def required(ds, keyword: str, path: Path, what: str = ""):
     return value
 
 
-def whole(ds, keyword: str, path: Path, default: int | None = None) -> int | None:
-    """An integer attribute (IS/US/UL): ``default`` when absent or empty; anything that is
-    not a whole number is refused."""
-    value = ds.get(keyword, None)
-    if value is None or value == "":
+def whole(ds, keyword: str, path: Path, default: int | None = None,
+          empty_ok: bool = False) -> int | None:
+    """An integer attribute (IS/US/UL): ``default`` when absent (or present but empty, for
+    a Type 2 attribute: ``empty_ok``); an empty Type 1 value or anything that is not a
+    whole number is refused."""
+    if keyword not in ds:
         return default
+    try:
+        value = ds.get(keyword, None)
+    except Exception as exc:  # noqa: BLE001 - pydicom converts IS lazily ('Inf', 'x')
+        raise DicomInputError(f"{keyword} is not a whole number ({type(exc).__name__})",
+                              path) from None
+    if value is None or value == "":
+        if empty_ok:
+            return default
+        raise DicomInputError(f"{keyword} is present but empty", path)
     try:
         f = float(value)
         if not math.isfinite(f) or f != int(f):

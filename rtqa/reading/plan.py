@@ -79,7 +79,7 @@ def read_plan(path: Path) -> Plan:
     beam_dose = None
     if groups:
         g = groups[0]
-        fractions = whole(g, "NumberOfFractionsPlanned", path)
+        fractions = whole(g, "NumberOfFractionsPlanned", path, empty_ok=True)  # Type 2
         if fractions is not None:
             if fractions < 1:
                 raise DicomInputError(f"NumberOfFractionsPlanned is {fractions}", path)
@@ -98,6 +98,11 @@ def read_plan(path: Path) -> Plan:
             raise DicomInputError("TargetPrescriptionDose is 0 Gy: no prescription to check "
                                   "the plan against", path)
         roi = whole(ref, "ReferencedROINumber", path)
+        kind = text(ref, "DoseReferenceStructureType").upper()
+        if roi is None and kind in ("POINT", "VOLUME"):  # Type 1C (PS3.3 C.8.8.10)
+            raise DicomInputError(f"a {kind} target prescription of {dose:g} Gy without "
+                                  "ReferencedROINumber: which ROI it is for cannot be told",
+                                  path)
         prescriptions.append(TargetPrescription(dose, roi, text(ref, "DoseReferenceDescription")))
     rs_uid = None
     for item in ds.get("ReferencedStructureSetSequence", []) or []:
