@@ -2,9 +2,7 @@
 and unit tests of the fuzzer's oracle, which decides what a false pass is.
 
 The slice: SLICE_CASES cases of seed SLICE_SEED in this process (one job, DVH memo on).
-It must run every case, classify every outcome, and find no crash and no false pass;
-where rtqa still has a bug that the slice hits, the invariant test is an expected failure
-naming it (strict: fixing the bug makes it fail until the mark goes).
+It must run every case, classify every outcome, and find no crash and no false pass.
 """
 
 from __future__ import annotations
@@ -22,14 +20,6 @@ from rtqa import fuzz
 
 SLICE_SEED = 1
 SLICE_CASES = 40
-
-#: Bugs the slice hits (by crash site / false-pass kind), see the xfail reason below.
-SLICE_BUGS = (
-    "BUG: rtqa/reading/orientation.py axial_mapping converts ImageOrientationPatient with "
-    "float() outside any try: a non-numeric RTDOSE value ('3.0e' in case 14, '0]1' from a "
-    "bit flip in case 32 of seed 1) escapes run_check as ValueError (the CLI then says "
-    "'internal error ... please report it' instead of naming the file and the problem)"
-)
 
 
 @pytest.fixture(scope="module")

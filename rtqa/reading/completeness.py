@@ -3,18 +3,22 @@
 pydicom reads a file cut short (e.g. inside a sequence or a value) without complaint, so a
 truncated export on a network share would be checked as if whole. This walk reads tags and
 lengths only: every defined length must fit inside its parent, every undefined-length
-sequence or item must be closed by its delimiter, and the stream must end exactly at the
-end of the file. Deflated transfer syntax is not walked (reported as not verifiable).
+sequence or item must be closed by its delimiter, the elements of every item must fill it
+exactly (sequences are walked inside, whatever their length encoding), and the stream must
+end exactly at the end of the file. Deflated transfer syntax is not walked (reported as not verifiable).
 """
 
 from __future__ import annotations
 
 import struct
 
+from pydicom.datadict import dictionary_VR
+
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR",
              b"UT", b"UV"}
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _UNDEFINED = 0xFFFFFFFF
+_PIXEL_DATA = 0x7FE00010
 IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_BE = "1.2.840.10008.1.2.2"
 DEFLATED = "1.2.840.10008.1.2.1.99"
@@ -60,14 +64,47 @@ class _Walker:
             else:
                 length, pos = self._u32(pos + 4), pos + 8
             if length == _UNDEFINED:
-                pos = self.items(pos, end)
+                pos = self.items(pos, end, nested=tag != _PIXEL_DATA)
             else:
                 self._need(pos, length, end, f"value of ({tag >> 16:04X},{tag & 0xFFFF:04X})")
+                if self._is_sequence(tag, vr if self.explicit else None):
+                    self.sequence(pos, pos + length)
                 pos += length
         return pos
 
-    def items(self, pos: int, end: int) -> int:
-        """Items of an undefined-length sequence (or encapsulated pixel data)."""
+    @staticmethod
+    def _is_sequence(tag: int, vr: bytes | None) -> bool:
+        if vr is not None:
+            return vr == b"SQ"
+        try:  # implicit VR: the data dictionary says which tags are sequences
+            return dictionary_VR(tag) == "SQ"
+        except KeyError:
+            return False
+
+    def _item(self, pos: int, length: int, end: int) -> int:
+        """One item's elements: up to its delimiter, or exactly filling its length."""
+        if length == _UNDEFINED:
+            return self.elements(pos, end, _ITEM_END)
+        self._need(pos, length, end, "item value")
+        stop = self.elements(pos, pos + length, None)
+        if stop != pos + length:
+            raise Incomplete(f"item at byte {pos - 8} ends at byte {stop}, not {pos + length}")
+        return stop
+
+    def sequence(self, pos: int, end: int) -> None:
+        """The items of a defined-length sequence filling [pos, end) exactly: an element
+        whose length runs past the end of its item is damage, even when the file's own
+        stream happens to end in the right place."""
+        while pos < end:
+            self._need(pos, 8, end, "item header")
+            tag = (self._u16(pos) << 16) | self._u16(pos + 2)
+            if tag != _ITEM:
+                raise Incomplete(f"expected an item at byte {pos}, found {tag:08X}")
+            pos = self._item(pos + 8, self._u32(pos + 4), end)
+
+    def items(self, pos: int, end: int, nested: bool = True) -> int:
+        """Items of an undefined-length sequence, walked inside (``nested``), or the
+        fragments of encapsulated pixel data (raw bytes)."""
         while True:
             self._need(pos, 8, end, "item header")
             tag = (self._u16(pos) << 16) | self._u16(pos + 2)
@@ -77,10 +114,12 @@ class _Walker:
                 return pos
             if tag != _ITEM:
                 raise Incomplete(f"expected an item at byte {pos - 8}, found {tag:08X}")
-            if length == _UNDEFINED:
-                pos = self.elements(pos, end, _ITEM_END)
+            if nested:
+                pos = self._item(pos, length, end)
+            elif length == _UNDEFINED:
+                raise Incomplete(f"pixel data fragment of undefined length at byte {pos - 8}")
             else:
-                self._need(pos, length, end, "item value")
+                self._need(pos, length, end, "pixel data fragment")
                 pos += length
 
 
@@ -107,7 +146,7 @@ def check_complete(data: bytes) -> str | None:
             return f"stream ends at byte {end} of {len(data)}"
         return None
     except Incomplete as exc:
-        return f"truncated: {exc}"
+        return f"truncated or damaged: {exc}"
     except struct.error:
         return "truncated: the file ends inside an element header"
 

@@ -29,6 +29,8 @@ from rtqa.reading.orientation import axial_mapping
 
 #: A dose above this (Gy) anywhere in a grid is taken as a corrupt DoseGridScaling.
 MAX_PLAUSIBLE_DOSE_GY = 1000.0
+#: Dose grid spacings (mm) outside this range are corrupt values, not a calculation grid.
+MIN_SPACING_MM, MAX_SPACING_MM = 0.01, 100.0
 #: Refuse grids with more voxels than this before allocating them (a clinical grid has a
 #: few million); override with the environment variable RTQA_MAX_DOSE_VOXELS.
 MAX_DOSE_VOXELS = int(os.environ.get("RTQA_MAX_DOSE_VOXELS", 200_000_000))
@@ -117,8 +119,9 @@ def read_dose(path: Path, max_voxels: int = MAX_DOSE_VOXELS) -> DoseGrid:
     mapping = axial_mapping(required(ds, "ImageOrientationPatient", path), path)
     ipp = floats(required(ds, "ImagePositionPatient", path), 3, "ImagePositionPatient", path)
     drow, dcol = floats(required(ds, "PixelSpacing", path), 2, "PixelSpacing", path)
-    if drow <= 0 or dcol <= 0:
-        raise DicomInputError(f"PixelSpacing must be positive, is {[drow, dcol]}", path)
+    if not (MIN_SPACING_MM <= drow <= MAX_SPACING_MM and MIN_SPACING_MM <= dcol <= MAX_SPACING_MM):
+        raise DicomInputError(f"PixelSpacing {[drow, dcol]} mm is not a dose grid spacing "
+                              f"({MIN_SPACING_MM:g} to {MAX_SPACING_MM:g} mm)", path)
     # Type 1C (required with PixelData): a missing scaling is never taken as 1.
     scaling = floats(required(ds, "DoseGridScaling", path, "stored value x scaling = Gy"),
                      1, "DoseGridScaling", path)[0]
