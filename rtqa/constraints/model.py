@@ -1,0 +1,209 @@
+"""The constraint model: limits, constraint rows and sets, protocols and their per-lesion
+and plan rules (frozen dataclasses).
+
+Units: a row's ``limit`` is in the metric's result unit: Gy for dose metrics, cc or % for
+volume metrics (``rtqa.metrics``); α/β in Gy; margins, slice spacing and pixel size in
+mm; fraction counts are whole numbers >= 1.
+
+A constraint row says: on ``structure`` (a structure expression, see ``rtqa.structexpr``),
+the TG-263 ``metric`` must satisfy ``limit``; it carries its ``source`` (paper and table)
+and verification ``status`` (one of ``STATUSES``: V, V2, U; only V rows are on by
+default). ``Limit.holds`` compares exactly and never passes a NaN or infinite value.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rtqa.structexpr import StructExpr, parse_structure
+
+if TYPE_CHECKING:
+    from rtqa.constraints.selection import SelectedRow
+
+
+COMPARATORS = ("<", "<=", ">", ">=")
+DOSE_TYPES = ("physical", "EQD2", "BED")
+PRIORITIES = ("mandatory", "optimal")
+STATUSES = ("V", "V2", "U")
+
+
+def _num(x: float) -> str:
+    return f"{x:.12g}"
+
+
+@dataclass(frozen=True)
+class Limit:
+    """``comparator`` and ``value`` (in the metric's result unit: Gy, cc or %).
+
+    ``holds`` compares exactly: a value equal to the limit passes ``<=``/``>=`` and fails
+    ``<``/``>``. A NaN or infinite value never passes (fail closed).
+    """
+
+    comparator: str
+    value: float
+
+    def __post_init__(self):
+        if self.comparator not in COMPARATORS:
+            raise ValueError(f"comparator must be one of {', '.join(COMPARATORS)}, "
+                             f"got {self.comparator!r}")
+        if not math.isfinite(self.value):
+            raise ValueError(f"limit value must be finite, got {self.value!r}")
+
+    @classmethod
+    def parse(cls, text: str) -> "Limit":
+        """``"< 30"``, ``"<= 20"``, ``">= 700"``; ``≤``/``≥`` are accepted."""
+        if isinstance(text, bool) or isinstance(text, (int, float)):
+            raise ValueError(f"limit needs a comparator, e.g. limit = \"< {text}\"")
+        if not isinstance(text, str):
+            raise ValueError(f"limit must be text like \"< 30\", got {text!r}")
+        s = text.strip().replace("≤", "<=").replace("≥", ">=")
+        m = re.fullmatch(r"(<=|>=|<|>)\s*([0-9]+(?:\.[0-9]+)?)", s)
+        if m is None:
+            why = ("the unit comes from the metric's [unit]; write the number only"
+                   if re.search(r"[0-9]\s*[A-Za-z%]", s) else
+                   "expected one of < <= > >= followed by a non-negative number")
+            raise ValueError(f"invalid limit {text!r}: {why}")
+        return cls(m[1], float(m[2]))
+
+    def holds(self, x: float) -> bool:
+        x = float(x)
+        if not math.isfinite(x):
+            return False
+        v = self.value
+        return {"<": x < v, "<=": x <= v, ">": x > v, ">=": x >= v}[self.comparator]
+
+    def __str__(self) -> str:
+        return f"{self.comparator} {_num(self.value)}"
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """One constraint row. ``structure`` is the canonical expression text (the grouping
+    key); ``fractions`` None means any fraction count; ``file``/``line`` locate the row's
+    ``[[constraint]]`` header; ``set_name`` is the ``name`` of its file."""
+
+    structure: str
+    metric: str
+    limit: Limit
+    expr: StructExpr = field(repr=False, compare=False, default=None)
+    fractions: frozenset[int] | None = None
+    fractions_text: str = ""
+    conventional: bool = False
+    dose_type: str = "physical"
+    alpha_beta: float | None = None
+    priority: str = "mandatory"
+    source: str | None = None
+    status: str | None = None
+    note: str = ""
+    enabled: bool = False
+    set_name: str = ""
+    file: Path | None = None
+    line: int | None = None
+
+    def __post_init__(self):
+        expr = self.expr if self.expr is not None else parse_structure(self.structure)
+        object.__setattr__(self, "expr", expr)
+        object.__setattr__(self, "structure", str(expr))
+
+    def applies_to(self, fractions: int) -> bool:
+        return self.fractions is None or fractions in self.fractions
+
+    @property
+    def label(self) -> str:
+        """``"D0.035cc[Gy] < 30"``."""
+        return f"{self.metric} {self.limit}"
+
+    @property
+    def fraction_label(self) -> str:
+        if self.conventional:
+            return "conventional"
+        return "any" if self.fractions is None else f"{self.fractions_text} fx"
+
+    @property
+    def ref(self) -> str:
+        """``"tg101.toml:123"`` (file name and line of the row)."""
+        name = self.file.name if self.file else "?"
+        return f"{name}:{self.line}" if self.line else name
+
+
+@dataclass(frozen=True)
+class ConstraintSet:
+    name: str
+    constraints: tuple[Constraint, ...]
+    description: str = ""
+    source: str = ""
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
+class LesionRule:
+    """Per-lesion dose rule: BED (α/β in Gy) of ``coverage_metric`` (a dose metric, e.g.
+    ``D95%[Gy]``) on the first target class in ``coverage_structures`` that the lesion has
+    (e.g. PTV, else GTV) must satisfy ``bed_limit`` (Gy)."""
+
+    bed_limit: Limit
+    alpha_beta: float
+    coverage_metric: str
+    coverage_structures: tuple[str, ...]
+    source: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class OligoprogressionRule:
+    """At most ``max_lesions`` treated lesions in at most ``max_organs`` organs."""
+
+    max_lesions: int
+    max_organs: int
+    source: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class PlanningCTRule:
+    """Planning CT: slice spacing and pixel size must not exceed these (mm)."""
+
+    max_slice_spacing_mm: float
+    max_pixel_size_mm: float
+    source: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class PTVMarginRule:
+    """PTV = CTV + a margin between ``min_mm`` and ``max_mm`` (inclusive, mm)."""
+
+    min_mm: float
+    max_mm: float
+    source: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A protocol: included constraint sets plus its own rows, and its settings (each
+    None when the protocol file has no such section)."""
+
+    name: str
+    sets: tuple[ConstraintSet, ...]
+    description: str = ""
+    source: str = ""
+    path: Path | None = None
+    lesions: LesionRule | None = None
+    oligoprogression: OligoprogressionRule | None = None
+    planning_ct: PlanningCTRule | None = None
+    ptv_margin: PTVMarginRule | None = None
+
+    @property
+    def constraints(self) -> tuple[Constraint, ...]:
+        return tuple(c for s in self.sets for c in s.constraints)
+
+    def select(self, fractions: int, **kwargs) -> list["SelectedRow"]:
+        """``select(self.constraints, fractions, **kwargs)``."""
+        from rtqa.constraints.selection import select  # (selection imports this module)
+
+        return select(self.constraints, fractions, **kwargs)

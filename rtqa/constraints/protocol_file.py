@@ -1,0 +1,171 @@
+"""Protocol files: a protocol's constraint sets, its own rows and its per-lesion and plan
+rules (``load_protocol``, ``resolve_protocol``).
+
+Units: ``[lesions]`` ``bed_limit`` and ``alpha_beta`` in Gy; ``[planning_ct]`` slice
+spacing and pixel size in mm; ``[ptv_margin]`` ``min_mm``/``max_mm`` in mm;
+``[oligoprogression]`` counts of lesions and organs.
+
+A bare protocol name is looked up in the ``protocols/`` folder of the constraint library
+(``rtqa.paths``: the top-level ``constraints/`` folder of the source tree, or
+``RTQA_CONSTRAINTS_DIR``); included constraint-set files in the protocol's own folder
+first, then in the constraints folder.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from rtqa.constraints.constraint_file import _rows, load_constraint_file
+from rtqa.constraints.model import (ConstraintSet, LesionRule, Limit, OligoprogressionRule,
+                                    PlanningCTRule, Protocol, PTVMarginRule, _num)
+from rtqa.constraints.toml_reading import (_header_lines, _key_line, _number, _read_toml,
+                                           _RowError, _text, _top_level, _unknown_keys)
+from rtqa.errors import ConstraintFileError, MetricSyntaxError
+from rtqa.paths import constraints_dir, protocols_dir
+from rtqa.structexpr import TARGET_CLASSES
+
+
+PROTOCOL_SECTIONS = ("protocol", "lesions", "oligoprogression", "planning_ct", "ptv_margin",
+                     "constraint")
+
+
+def resolve_protocol(name_or_path: str | Path) -> Path:
+    """A bare name (``"oligo-hcc"``) -> ``constraints/protocols/oligo-hcc.toml``; anything
+    with a path separator or a ``.toml`` ending is a path."""
+    text = str(name_or_path).strip()
+    if isinstance(name_or_path, Path) or "/" in text or "\\" in text or text.endswith(".toml"):
+        return Path(text).expanduser()
+    folder = protocols_dir()
+    path = folder / f"{text}.toml"
+    if not text or not re.fullmatch(r"[A-Za-z0-9_.-]+", text) or not path.is_file():
+        known = sorted(p.stem for p in folder.glob("*.toml")) if folder.is_dir() else []
+        raise ConstraintFileError(f"no protocol named {text!r} (available: "
+                                  f"{', '.join(known) or 'none'}; or give a path to a "
+                                  ".toml file)", folder)
+    return path
+
+
+def _section(data: dict, key: str, lines: list[str], path: Path, build):
+    table = data.get(key)
+    if table is None:
+        return None
+    header = next(iter(_header_lines(lines, key, False)), None)
+    where = f"line {header}: " if header else ""
+    if not isinstance(table, dict):
+        raise ConstraintFileError(f"{where}[{key}] must be a table", path)
+    try:
+        return build(table)
+    except _RowError as exc:
+        key_line = _key_line(lines, header, exc.key) if exc.key else None
+        where = f"line {key_line or header}: " if (key_line or header) else ""
+        raise ConstraintFileError(f"{where}[{key}]: {exc}", path) from None
+
+
+def _check(table: dict, allowed: tuple[str, ...]) -> None:
+    problem = _unknown_keys(table, allowed)
+    if problem:
+        raise _RowError(problem, next(k for k in table if k not in allowed))
+
+
+def _lesions(t: dict) -> LesionRule:
+    from rtqa.metrics import parse_metric
+
+    _check(t, ("bed_limit", "alpha_beta", "coverage_metric", "coverage_structures",
+               "source", "note"))
+    if "bed_limit" not in t:
+        raise _RowError("missing required key 'bed_limit'", "bed_limit")
+    try:
+        bed_limit = Limit.parse(t["bed_limit"])
+    except ValueError as exc:
+        raise _RowError(f"bed_limit: {exc}", "bed_limit") from None
+    try:
+        metric = parse_metric(_text(t, "coverage_metric", required=True))
+    except MetricSyntaxError as exc:
+        raise _RowError(str(exc), "coverage_metric") from None
+    if not metric.is_dose or metric.result_unit != "Gy":
+        raise _RowError(f"coverage_metric must be a dose in Gy, got {metric}",
+                        "coverage_metric")
+    classes = t.get("coverage_structures")
+    if (not isinstance(classes, list) or not classes
+            or any(c not in TARGET_CLASSES for c in classes)):
+        raise _RowError(f"coverage_structures must be a list of {', '.join(TARGET_CLASSES)} "
+                        f"in order of preference, got {classes!r}", "coverage_structures")
+    return LesionRule(bed_limit, _number(t, "alpha_beta"), str(metric), tuple(classes),
+                      _text(t, "source", required=True), _text(t, "note") or "")
+
+
+def _oligo(t: dict) -> OligoprogressionRule:
+    _check(t, ("max_lesions", "max_organs", "source", "note"))
+    return OligoprogressionRule(_number(t, "max_lesions", integer=True),
+                                _number(t, "max_organs", integer=True),
+                                _text(t, "source", required=True), _text(t, "note") or "")
+
+
+def _ct(t: dict) -> PlanningCTRule:
+    _check(t, ("max_slice_spacing_mm", "max_pixel_size_mm", "source", "note"))
+    return PlanningCTRule(_number(t, "max_slice_spacing_mm"), _number(t, "max_pixel_size_mm"),
+                          _text(t, "source", required=True), _text(t, "note") or "")
+
+
+def _margin(t: dict) -> PTVMarginRule:
+    _check(t, ("min_mm", "max_mm", "source", "note"))
+    lo, hi = _number(t, "min_mm", positive=False), _number(t, "max_mm", positive=False)
+    if lo > hi:
+        raise _RowError(f"min_mm ({_num(lo)}) is larger than max_mm ({_num(hi)})", "min_mm")
+    return PTVMarginRule(lo, hi, _text(t, "source", required=True), _text(t, "note") or "")
+
+
+def _include(entry, folder: Path) -> Path | None:
+    p = Path(entry).expanduser()
+    for cand in ([p] if p.is_absolute() else [folder / p, constraints_dir() / p]):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def load_protocol(name_or_path: str | Path) -> Protocol:
+    """Load a protocol by bare name (``"oligo-hcc"``, from ``constraints/protocols/``) or
+    path. Its ``[protocol]`` table has ``name``, ``description``, ``source`` and
+    ``include`` (constraint-set files, looked up in the protocol's own folder first, then
+    in the constraints folder); optional sections ``[lesions]``, ``[oligoprogression]``,
+    ``[planning_ct]``, ``[ptv_margin]`` (each with its ``source``) and the protocol's own
+    ``[[constraint]]`` rows."""
+    path = resolve_protocol(name_or_path)
+    lines, data = _read_toml(path)
+    if "protocol" not in data:
+        raise ConstraintFileError("no [protocol] table: this looks like a constraint set, "
+                                  "which a protocol includes", path)
+    _top_level(data, lines, path, PROTOCOL_SECTIONS)
+
+    def head(t: dict):
+        _check(t, ("name", "description", "source", "include"))
+        inc = t.get("include", [])
+        if not isinstance(inc, list) or not all(isinstance(i, str) and i for i in inc):
+            raise _RowError("include must be a list of file names", "include")
+        return (_text(t, "name", required=True), _text(t, "description") or "",
+                _text(t, "source") or "", inc)
+
+    name, description, source, includes = _section(data, "protocol", lines, path, head)
+    sets, seen = [], set()
+    for entry in includes:
+        found = _include(entry, path.parent)
+        line = _key_line(lines, next(iter(_header_lines(lines, "protocol", False)), None),
+                         "include")
+        where = f"line {line}: " if line else ""
+        if found is None:
+            raise ConstraintFileError(f"{where}include {entry!r} not found in "
+                                      f"{path.parent} or {constraints_dir()}", path)
+        if found.resolve() in seen:
+            raise ConstraintFileError(f"{where}{entry!r} is included twice", path)
+        seen.add(found.resolve())
+        sets.append(load_constraint_file(found))
+    own = _rows(data, lines, path, name)
+    if own:
+        sets.append(ConstraintSet(name, own, description, source, path))
+    return Protocol(
+        name=name, sets=tuple(sets), description=description, source=source, path=path,
+        lesions=_section(data, "lesions", lines, path, _lesions),
+        oligoprogression=_section(data, "oligoprogression", lines, path, _oligo),
+        planning_ct=_section(data, "planning_ct", lines, path, _ct),
+        ptv_margin=_section(data, "ptv_margin", lines, path, _margin))

@@ -1,0 +1,152 @@
+"""Which constraint rows apply to a plan of a given fraction count (``select``).
+
+Units: dose and dose per fraction in Gy, α/β in Gy.
+
+Rows marked ``fractionation = "conventional"`` hold for 1.8-2 Gy fractions; for a
+hypofractionated plan (``is_hypofractionated``) they are evaluated on the voxel-wise EQD2
+distribution, EQD2 = D·(D/n + α/β)/(2 + α/β), with the row's α/β, else the global one,
+else 2 Gy for CNS structures and 3 Gy otherwise (``default_alpha_beta``). A structure
+with no enabled row for the fraction count gets a ``"none"`` entry, "no constraint for N
+fractions": never a pass.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Iterable
+
+from rtqa.constraints.model import Constraint, _num
+from rtqa.structexpr import StructExpr
+
+
+#: α/β (Gy) used to convert conventional rows to EQD2: late-responding tissue / CNS.
+ALPHA_BETA_LATE = 3.0
+ALPHA_BETA_CNS = 2.0
+#: Organs converted with α/β = 2 Gy (their PRVs too, e.g. SpinalCord_PRV05).
+CNS_STRUCTURES = frozenset({
+    "SpinalCord", "SpinalCord_Cerv", "SpinalCord_Thor", "SpinalCord_Lum", "SpinalCord_Sac",
+    "SpinalCanal", "ThecalSac", "CaudaEquina", "Brainstem", "Brainstem_Core",
+    "Brainstem_Surf", "Brain", "OpticChiasm", "OpticNrv", "OpticNrv_L", "OpticNrv_R"})
+#: A plan is conventionally fractionated when its prescription dose per fraction is at
+#: most this (Gy); when the dose per fraction is unknown, when it has at least
+#: ``CONVENTIONAL_MIN_FRACTIONS`` fractions (10-24 fraction courses are usually 2.5-5 Gy
+#: per fraction, e.g. 50 Gy/10 or 45 Gy/15, and must not be read as conventional).
+CONVENTIONAL_MAX_DOSE_PER_FRACTION_GY = 2.0
+CONVENTIONAL_MIN_FRACTIONS = 25
+
+APPLY, DISABLED, NONE = "apply", "disabled", "none"
+
+
+@dataclass(frozen=True)
+class SelectedRow:
+    """One entry of a selection for ``fractions``.
+
+    ``kind``: ``"apply"`` (evaluate ``constraint`` on ``dose_type`` dose: physical, EQD2 or
+    BED with ``alpha_beta`` Gy, explained in ``conversion_note``), ``"disabled"`` (listed,
+    not applied; ``reason`` says why) or ``"none"`` (no enabled row for this structure at
+    this fraction count: ``reason`` = "no constraint for N fractions"; never a pass).
+    """
+
+    structure: str
+    fractions: int
+    kind: str
+    constraint: Constraint | None = None
+    dose_type: str | None = None
+    alpha_beta: float | None = None
+    conversion_note: str = ""
+    reason: str = ""
+
+    @property
+    def applied(self) -> bool:
+        return self.kind == APPLY
+
+
+def is_hypofractionated(fractions: int, dose_per_fraction_gy: float | None = None) -> bool:
+    """True unless the plan is conventionally fractionated (see the module constants):
+    dose per fraction > 2 Gy when known, else fewer than 25 fractions."""
+    if dose_per_fraction_gy is not None:
+        d = float(dose_per_fraction_gy)
+        if not math.isfinite(d) or d <= 0:
+            raise ValueError(f"dose per fraction must be > 0 Gy, got {dose_per_fraction_gy!r}")
+        return d > CONVENTIONAL_MAX_DOSE_PER_FRACTION_GY + 1e-9
+    return fractions < CONVENTIONAL_MIN_FRACTIONS
+
+
+def _base_organ(name: str) -> str:
+    return re.sub(r"_PRV[0-9.]*$", "", name)
+
+
+def default_alpha_beta(expr: StructExpr) -> tuple[float, str]:
+    """(α/β Gy, reason) for EQD2 conversion: 2 Gy if any added organ is CNS, else 3 Gy."""
+    if any(_base_organ(o) in CNS_STRUCTURES for o in expr.positive_organs):
+        return ALPHA_BETA_CNS, "CNS"
+    return ALPHA_BETA_LATE, "late-responding tissue"
+
+
+def _apply(row: Constraint, n: int, hypo: bool, alpha_beta: float | None) -> SelectedRow:
+    fx = f"{n} fraction{'s' if n != 1 else ''}"
+    if row.conventional and hypo:
+        if row.alpha_beta is not None:
+            ab, why = row.alpha_beta, "row setting"
+        elif alpha_beta is not None:
+            ab, why = float(alpha_beta), "global setting"
+        else:
+            ab, why = default_alpha_beta(row.expr)
+        note = (f"{row.set_name} conventional limit evaluated on EQD2 (α/β = {_num(ab)} Gy, "
+                f"{why}), voxel-wise, {fx}")
+        return SelectedRow(row.structure, n, APPLY, row, "EQD2", ab, note)
+    if row.conventional:
+        note = (f"{row.set_name} conventional limit on physical dose (plan conventionally "
+                f"fractionated, {fx})")
+        return SelectedRow(row.structure, n, APPLY, row, "physical", None, note)
+    if row.dose_type != "physical":
+        note = (f"limit in {row.dose_type} (α/β = {_num(row.alpha_beta)} Gy, row setting), "
+                f"voxel-wise for {fx}")
+        return SelectedRow(row.structure, n, APPLY, row, row.dose_type, row.alpha_beta, note)
+    return SelectedRow(row.structure, n, APPLY, row, "physical")
+
+
+def _why_disabled(row: Constraint) -> str:
+    if row.status != "V":
+        return f"disabled: status {row.status or 'missing'} (only V rows are on by default)"
+    return "disabled in its file (enabled = false)"
+
+
+def select(rows: Iterable[Constraint], fractions: int, *,
+           dose_per_fraction_gy: float | None = None,
+           alpha_beta: float | None = None) -> list[SelectedRow]:
+    """What applies to a plan of ``fractions`` fractions, grouped by structure.
+
+    For each structure (in order of first appearance): the enabled rows that apply
+    (``fractions`` in their spec, or no spec), then the disabled rows that would apply.
+    If no enabled row applies, a ``"none"`` entry comes first: "no constraint for N
+    fractions". Conventional rows of a hypofractionated plan (``is_hypofractionated``)
+    are evaluated on EQD2 with α/β = the row's ``alpha_beta``, else the global
+    ``alpha_beta`` argument (Gy), else 2 Gy for CNS structures and 3 Gy otherwise:
+    voxel-wise, each voxel's total dose D of n fractions becomes
+    EQD2 = D·(D/n + α/β)/(2 + α/β).
+    """
+    if isinstance(fractions, bool) or not isinstance(fractions, int) or fractions < 1:
+        raise ValueError(f"fractions must be a positive integer, got {fractions!r}")
+    if alpha_beta is not None and not (math.isfinite(alpha_beta) and alpha_beta > 0):
+        raise ValueError(f"alpha_beta must be > 0 Gy, got {alpha_beta!r}")
+    hypo = is_hypofractionated(fractions, dose_per_fraction_gy)
+    groups: dict[str, list[Constraint]] = {}
+    for row in rows:
+        groups.setdefault(row.structure, []).append(row)
+    out: list[SelectedRow] = []
+    for structure, group in groups.items():
+        relevant = [r for r in group if r.applies_to(fractions)]
+        on = [r for r in relevant if r.enabled]
+        off = [r for r in relevant if not r.enabled]
+        if not on:
+            reason = f"no constraint for {fractions} fraction{'s' if fractions != 1 else ''}"
+            if off:
+                reason += f" ({len(off)} disabled row{'s' if len(off) != 1 else ''})"
+            out.append(SelectedRow(structure, fractions, NONE, reason=reason))
+        out.extend(_apply(r, fractions, hypo, alpha_beta) for r in on)
+        out.extend(SelectedRow(structure, fractions, DISABLED, r, reason=_why_disabled(r))
+                   for r in off)
+    return out

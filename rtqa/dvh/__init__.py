@@ -1,0 +1,68 @@
+"""The DVH engine: structure slabs x dose grid → cumulative DVH with exact metrics.
+
+Units: dose in Gy, coordinates and lengths in mm (patient coordinates), volumes in cc.
+Entry point: :func:`compute_dvh`, which returns a ``rtqa.dvhdata.DVHData`` (cumulative
+DVH on 0.01 Gy nodes; conventions there).
+
+Method (vectorised numpy, one structure at a time); each step is given in full in the
+docstring of the module named:
+
+1. Slabs and cross-sections (rtqa.geometry): each contour plane is a slab (half-way
+   boundaries, half-slice end caps); between two planes of a run the cross-section is
+   interpolated (circular arc of the signed distance through neighbouring planes).
+2. In-plane sampling (rtqa.geometry.raster; ``compute``, ``settings``): each dose voxel is
+   divided into m x m sub-cells, m chosen per structure from its size; only the voxels a
+   contour passes through are classified sub-sample by sub-sample (even-odd rule); each
+   plane's sample weights are rescaled to the exact contour area.
+3. Columns (``engine``): between two planes a sample is inside over the whole interval,
+   or up to the interpolated surface (a "band" piece); end caps extend a run's end planes
+   by half a slice; every piece is cut at the dose frames.
+4. Elements (``elements``, with the per-grid ``tables``): uniform dose distributions with
+   the exact mean and the variance of the dose over whole voxels, over the part of a
+   partial voxel in each trilinear cell, and over band pieces.
+5. Accumulation (``accumulator``): the elements are deposited exactly onto 0.01 Gy nodes,
+   each kept within the structure's [Min, Max].
+6. Min, Max, Mean (``extremes``, ``accumulator``): the extremes of the dose at points of
+   the structure (nodes inside it, ends of band pieces, contour vertices on slab faces
+   and dose frames); Mean is the volume-weighted mean of the element means.
+
+Parts of a structure outside the dose grid get no dose: their volume is reported as
+``outside_cc`` and left out of the DVH, never counted as 0 Gy.
+
+Modules:
+
+* ``settings``: ``Settings``, ``DEFAULT`` (accuracy) and the in-plane subdivision m;
+* ``interpolation``: ``trilinear``, ``z_extent``: the dose at points;
+* ``tables``: per-grid tables (voxel mean and spread of the in-plane dose; z bins);
+* ``accumulator``: ``accumulate`` and the streaming accumulator of the cumulative DVH;
+* ``elements``: whole-voxel, partial-voxel and band-piece dose elements;
+* ``engine``: the column pieces of one structure turned into elements;
+* ``extremes``: Min/Max at the structure's surface;
+* ``compute``: ``compute_dvh``.
+
+No module of this package calls ``compute_dvh``: callers import it from ``rtqa.dvh``
+(where ``rtqa.fuzz.DvhMemo`` replaces it, and in the callers' namespaces). Every name the
+former single module ``rtqa/dvh.py`` held, private helpers included, is importable from
+``rtqa.dvh``.
+"""
+
+from __future__ import annotations
+
+from rtqa.dvh.accumulator import _Accumulator, accumulate
+from rtqa.dvh.compute import _half_way, compute_dvh
+from rtqa.dvh.elements import (_ROW_TABLE_MAX_M, _ROW_TABLES, CHUNK, _bits, _cell_elements,
+                               _quadrant_moments, _row_table, _sample_elements,
+                               _trilinear_cells, _voxel_elements)
+from rtqa.dvh.engine import _Engine
+from rtqa.dvh.extremes import _lookup, _surface_extremes
+from rtqa.dvh.interpolation import (_bilinear_parts, _frame_parts, _in_grid_xy, _z_extent,
+                                    trilinear, z_extent)
+from rtqa.dvh.settings import DEFAULT, Settings, _subdivision
+from rtqa.dvh.tables import _TABLES, _Tables, _tables, _voxel_mean_sd, _ZBins
+# names the former module imported, still reachable as rtqa.dvh.<name>
+from rtqa.dvhdata import BIN_GY, DVHData
+from rtqa.errors import RtqaError
+from rtqa.geometry import (Edges, Raster, Slabs, band_crossings, nonzero, plane_areas, raster,
+                           slabs_for)
+from rtqa.reading.dose import DoseGrid
+from rtqa.reading.structures import Structure

@@ -1,0 +1,263 @@
+"""Dose elements: the parts of a structure in one dose voxel (or trilinear cell) and one
+frame interval, each reduced to a uniform dose distribution for the accumulator.
+
+Units: dose in Gy, element weights in cc (moments in mm^3, times 1e-3); in-cell
+coordinates s, r (in-plane) and t (between frames) run from 0 to 1.
+
+Each element is a uniform dose distribution with the exact mean and the variance of the
+dose over its part of the structure (exact for a linear dose when the gradient lies along
+one axis; otherwise the same variance):
+
+* whole voxels (all m x m sub-samples inside over the same z part,
+  :func:`_voxel_elements`): one element per voxel and frame interval. The mean and spread
+  of the in-plane dose over the voxel on every frame are tabulated once per grid
+  (rtqa.dvh.tables), so the element's mean is the exact mean of the trilinear dose over
+  the voxel and its z part; pieces of one column within a frame interval are merged
+  (their exact t moments).
+* partial voxels (:func:`_cell_elements`): the sub-samples inside over the same z part,
+  per trilinear cell (quadrant of the voxel), by the moments of their positions
+  (:func:`_quadrant_moments`): exact mean (to the third central moment), variance of the
+  linearised dose; each sub-sample stands for its sub-cell.
+* band pieces (:func:`_sample_elements`): one element per sub-sample column (their z
+  extents differ), with the exact mean and the variance of the linearised dose.
+
+With m = 1 every sample is its whole voxel (band pieces too, with their own z part).
+The dose of every sample is thus represented at least as finely as by the m x m
+sub-samples of earlier versions for partial voxels and band pieces, and exactly in mean
+(rather than by the node dose) for whole voxels. Node doses at the ends of whole-voxel
+pieces and the doses at both ends of band pieces are points of the structure, passed to
+the accumulator for Min/Max.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rtqa.dvh.accumulator import _Accumulator
+from rtqa.dvh.tables import _Tables
+from rtqa.geometry import nonzero
+
+
+#: Elements processed at once (bounds the engine's temporary memory and keeps it in cache).
+CHUNK = 32768
+
+
+def _voxel_elements(tab: _Tables, acc: _Accumulator, g, w, tm, vt, tlo, thi) -> None:
+    """Whole-voxel elements: the dose voxel centred on the node of flat grid index g
+    (frame f), over a z part of bin f with t mean ``tm`` and variance ``vt`` (t range
+    [tlo, thi]); weight w (cc).
+
+    The in-plane dose over the voxel has mean A and standard deviation s (from the grid
+    tables) on frame f, B and s' on frame f+1; the element is uniform with the exact mean
+    A + tm (B - A) and the variance vt ((B - A)^2 + (s' - s)^2) + (s + tm (s' - s))^2
+    (exact for a linear dose; the in-plane spread is interpolated between the frames).
+    Node doses at the ends of the t range are points of the structure (for Min/Max)."""
+    nxy = tab.nxy
+    f32 = np.float32
+    gg = g
+    for s in range(0, gg.size, CHUNK):
+        sl = slice(s, s + CHUNK)
+        g = gg[sl]
+        gn = g + nxy
+        pa = tab.pair[g].view(f32)
+        pb = tab.pair[gn].view(f32)
+        va = tab.flat[g]
+        vb = tab.flat[gn]
+        t = tm[sl]
+        a = va + pa[0::2]
+        dab = vb + pb[0::2]
+        dab -= a
+        mean = t * dab
+        mean += a
+        # spread (float32 suffices)
+        sa, sb = pa[1::2], pb[1::2]
+        t = t.astype(f32)
+        dsd = sb - sa
+        sd = t * dsd
+        sd += sa
+        d2 = dab.astype(f32)
+        d2 *= d2
+        dsd *= dsd
+        d2 += dsd
+        d2 *= vt[sl]
+        sd *= sd
+        d2 += sd
+        d2 *= f32(12.0)
+        width = np.sqrt(d2, out=d2)
+        # node doses at the ends of the t range (only where they can widen [Min, Max])
+        lo_v = min(float(va.min()), float(vb.min()))
+        hi_v = max(float(va.max()), float(vb.max()))
+        if lo_v < acc.dmin or hi_v > acc.dmax:
+            vb -= va
+            p0 = tlo[sl] * vb
+            p0 += va
+            vb *= thi[sl]
+            vb += va
+            acc.points(float(min(p0.min(), vb.min())), float(max(p0.max(), vb.max())))
+        acc.add(mean, width, w[sl])
+
+
+def _row_table(m: int) -> np.ndarray:
+    """(2^m, 2, 3): for every pattern of inside flags along one sub-sample row of a voxel
+    (bit c: sub-sample c), per half (qx: the dose cell left or right of the node; the node
+    column goes right) the sums of 1, s and s^2 over the inside sub-samples, s in that
+    cell's coordinates (0..1). Built by doubling: codes with bit c set add sub-sample c."""
+    h = (m - 1) // 2
+    v = (np.arange(m) - h) / m
+    s = np.where(v >= 0, v, 1.0 + v)
+    out = np.zeros((1 << m, 2, 3))
+    for c in range(m):
+        n = 1 << c
+        out[n:2 * n] = out[:n]
+        out[n:2 * n, int(v[c] >= 0)] += (1.0, s[c], s[c] * s[c])
+    return out
+
+
+_ROW_TABLES: dict[int, np.ndarray] = {}
+#: Finest subdivision with a lookup table per row pattern (2^m rows of 6 sums).
+_ROW_TABLE_MAX_M = 15
+
+
+def _quadrant_moments(codes: np.ndarray, m: int) -> np.ndarray:
+    """In-plane moments (n, 4, 6) of inside flags given as row codes (n, m) (bit c of row
+    r: sub-sample (r, c)) per quadrant q = 2 qy + qx (the four dose cells the voxel
+    overlaps): the sums of (1, s, r, s^2, r^2, s r) over the inside sub-samples in cell
+    coordinates. Each row is looked up by its code (sums over the row per half,
+    ``_row_table``)."""
+    n = codes.shape[0]
+    h = (m - 1) // 2
+    v = (np.arange(m) - h) / m
+    rho = np.where(v >= 0, v, 1.0 + v)
+    if m <= _ROW_TABLE_MAX_M:
+        tab = _ROW_TABLES.get(m)
+        if tab is None:
+            tab = _ROW_TABLES[m] = _row_table(m).reshape(1 << m, 6)
+        P = tab[codes]  # (n, m rows, 6): per half qx, sums of (1, s, s^2)
+    else:  # (fine subdivisions: sum the bits directly)
+        bits = ((codes[:, :, None] >> np.arange(m, dtype=codes.dtype)) & 1).astype(float)
+        half = v >= 0
+        P = np.empty((n, m, 6))
+        for qx in (0, 1):
+            w = np.where(half == bool(qx), 1.0, 0.0)
+            P[:, :, 3 * qx] = np.einsum("nrc,c->nr", bits, w)
+            P[:, :, 3 * qx + 1] = np.einsum("nrc,c->nr", bits, w * rho)
+            P[:, :, 3 * qx + 2] = np.einsum("nrc,c->nr", bits, w * rho * rho)
+    out = np.empty((n, 4, 6))
+    for qy, rows in ((0, slice(0, h)), (1, slice(h, m))):
+        rr = rho[rows]
+        Pr = P[:, rows]
+        R0 = np.einsum("nrk->nk", Pr)  # (n, 6); einsum: no BLAS (its threads spin)
+        R1 = np.einsum("nrk,r->nk", Pr, rr)
+        R2 = np.einsum("nrk,r->nk", Pr, rr * rr)
+        for qx in (0, 1):
+            q, o = 2 * qy + qx, 3 * qx
+            out[:, q, 0] = R0[:, o]
+            out[:, q, 1] = R0[:, o + 1]
+            out[:, q, 2] = R1[:, o]
+            out[:, q, 3] = R0[:, o + 2]
+            out[:, q, 4] = R2[:, o]
+            out[:, q, 5] = R1[:, o + 1]
+    return out
+
+
+def _bits(codes: np.ndarray, m: int):
+    """(item, r, c) of the set bits of row codes (n, m)."""
+    it, r = nonzero(codes)
+    dt = codes.dtype.type
+    b = (codes[it, r][:, None] >> np.arange(m, dtype=dt)) & dt(1)
+    i, c = nonzero(b)
+    return it[i], r[i], c
+
+
+def _trilinear_cells(tab: _Tables, f, jg, ig, qx, qy):
+    """Coefficients (A..H) of the trilinear dose on cell quadrant (qx, qy) of the voxels
+    centred on nodes (jg, ig), between frames f and f+1: dose = A + B s + C r + D t
+    + E s r + F s t + G r t + H s r t with s, r, t in [0, 1] (constant beyond the outer
+    nodes)."""
+    nx, ny, nxy, d = tab.nx, tab.ny, tab.nxy, tab.flat
+    i_a = np.clip(ig - 1 + qx, 0, nx - 1)
+    i_b = np.clip(ig + qx, 0, nx - 1)
+    j_a = np.clip(jg - 1 + qy, 0, ny - 1) * nx
+    j_b = np.clip(jg + qy, 0, ny - 1) * nx
+    base = f * nxy
+    c000 = d[base + j_a + i_a]
+    c100 = d[base + j_a + i_b]
+    c010 = d[base + j_b + i_a]
+    c110 = d[base + j_b + i_b]
+    base += nxy
+    c001 = d[base + j_a + i_a]
+    c101 = d[base + j_a + i_b]
+    c011 = d[base + j_b + i_a]
+    c111 = d[base + j_b + i_b]
+    B = c100 - c000
+    C = c010 - c000
+    D = c001 - c000
+    E = c110 - c100 - C
+    F = c101 - c100 - D
+    G = c011 - c010 - D
+    H = c111 - c110 - c101 + c100 - G
+    return np.stack([c000, B, C, D, E, F, G, H])
+
+
+def _cell_elements(acc: _Accumulator, m: int, coef: np.ndarray, S: np.ndarray) -> None:
+    """Partial-voxel elements: the part of the structure inside one quadrant of a dose
+    voxel (one trilinear cell, coefficients ``coef`` (8, n) from :func:`_trilinear_cells`)
+    over a z part of one frame interval with a common z extent, given by its moments
+    S = (W, Ss, Sr, St, Sss, Srr, Stt, Ssr, Sst, Srt) in cell coordinates (s, r, t) in
+    [0, 1]^3 (W in mm^3). Uniform element with the exact mean of the trilinear dose over
+    the part (up to the third central moment) and the variance of its linearisation at
+    the centroid; each sub-sample stands for its sub-cell (variance 1/(12 m^2))."""
+    add = 1.0 / (12.0 * m * m)
+    for s in range(0, S.shape[1], CHUNK):
+        sl = slice(s, s + CHUNK)
+        W = S[0, sl]
+        inv = 1.0 / W
+        sm, rm, tm = S[1, sl] * inv, S[2, sl] * inv, S[3, sl] * inv
+        css = S[4, sl] * inv - sm * sm + add
+        crr = S[5, sl] * inv - rm * rm + add
+        ctt = np.maximum(S[6, sl] * inv - tm * tm, 0.0)
+        csr = S[7, sl] * inv - sm * rm
+        cst = S[8, sl] * inv - sm * tm
+        crt = S[9, sl] * inv - rm * tm
+        A, B, C, D, E, F, G, H = coef[:, sl]
+        srm = sm * rm + csr
+        mean = (A + B * sm + C * rm + D * tm + E * srm + F * (sm * tm + cst)
+                + G * (rm * tm + crt) + H * (srm * tm + sm * crt + rm * cst))
+        gs = B + E * rm + (F + H * rm) * tm
+        gr = C + E * sm + (G + H * sm) * tm
+        gt = D + F * sm + (G + H * sm) * rm
+        var = (gs * gs * css + gr * gr * crr + gt * gt * ctt
+               + 2.0 * (gs * gr * csr + gs * gt * cst + gr * gt * crt))
+        width = np.sqrt(12.0 * np.maximum(var, 0.0))
+        acc.add(mean, width, W * 1e-3)
+
+
+def _sample_elements(acc: _Accumulator, m: int, coef: np.ndarray, slot, rr, cc, w, tm, vt,
+                     ta, tb) -> None:
+    """Elements of single sub-sample column pieces: sub-sample (rr, cc) of a voxel, over a
+    z part of one frame interval with t mean tm, variance vt and range [ta, tb], in the
+    trilinear cell ``coef[:, slot]``; w in cc. Exact mean of the trilinear dose over the
+    piece and its sub-cell; variance of its linearisation (sub-cell spread 1/(12 m^2) in s
+    and r, vt in t). The doses at the two ends of each piece are points of the structure
+    (Min/Max; one end lies on the interpolated surface)."""
+    h = (m - 1) // 2
+    v = (np.arange(m) - h) / m
+    loc = np.where(v >= 0, v, 1.0 + v)  # in-cell coordinate of each sub-sample row/column
+    add = 1.0 / (12.0 * m * m)
+    for s in range(0, slot.size, CHUNK):
+        sl = slice(s, s + CHUNK)
+        sv = loc[cc[sl]]
+        rv = loc[rr[sl]]
+        t = tm[sl]
+        A, B, C, D, E, F, G, H = coef[:, slot[sl]]
+        gs = B + E * rv + (F + H * rv) * t
+        gr = C + E * sv + (G + H * sv) * t
+        gt = D + F * sv + (G + H * sv) * rv
+        mean = A + B * sv + (C + E * sv) * rv + gt * t
+        agt = np.abs(gt)  # the ends differ from the mean by less than |gt|
+        if float((mean - agt).min()) < acc.dmin or float((mean + agt).max()) > acc.dmax:
+            p0 = mean + gt * (ta[sl] - t)
+            p1 = mean + gt * (tb[sl] - t)
+            acc.points(float(min(p0.min(), p1.min())), float(max(p0.max(), p1.max())))
+        var = (gs * gs + gr * gr) * add + gt * gt * vt[sl]
+        acc.add(mean, np.sqrt(12.0 * var), w[sl])

@@ -1,0 +1,332 @@
+"""The column pieces of one structure turned into dose elements (:class:`_Engine`).
+
+Units: z in mm, volumes in mm^3 (``total_mm3``), element weights in cc.
+
+Columns: a sample inside on both planes of an interval is inside over the whole
+interval; one inside on only one of them up to the interpolated surface (a "band"
+piece, ``rtqa.geometry.band_crossings``); end caps extend the run's end planes by half a
+slice. Every piece is cut at the dose frames (rtqa.dvh.tables._ZBins): within a frame
+interval the trilinear dose is linear in z.
+
+The engine builds whole-voxel elements for the voxels whole over an interval or end cap
+(:meth:`_Engine._whole_voxels`); then, with m = 1, the band pieces of node samples
+(:meth:`_Engine._node_bands`), or with m > 1 the boundary voxels by their sub-samples
+(:meth:`_Engine._partial_voxels`). The elements themselves are in rtqa.dvh.elements.
+``total_mm3`` sums the volume of every piece, inside the dose grid or not.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rtqa.dvh.accumulator import _Accumulator
+from rtqa.dvh.elements import (_bits, _cell_elements, _quadrant_moments, _sample_elements,
+                               _trilinear_cells, _voxel_elements)
+from rtqa.dvh.tables import _Tables
+from rtqa.geometry import Raster, Slabs, band_crossings, nonzero
+from rtqa.reading.dose import DoseGrid
+
+
+class _Engine:
+    """The column pieces of one structure turned into dose elements (``rtqa.dvh``,
+    steps 3-4); ``total_mm3`` sums the volume of every piece, in the grid or not."""
+
+    def __init__(self, rast: Raster, slabs: Slabs, scale: np.ndarray, tab: _Tables,
+                 acc: _Accumulator, grid: DoseGrid):
+        self.r, self.slabs, self.scale, self.tab, self.acc = rast, slabs, scale, tab, acc
+        self.grid = grid
+        self.total_mm3 = 0.0
+        r = rast
+        K = r.K
+        # the part of the voxel box inside the grid (in-plane)
+        self.iw = (max(0, -r.I0), min(r.NI, tab.nx - r.I0))
+        self.jw = (max(0, -r.J0), min(r.NJ, tab.ny - r.J0))
+        self.in_plane = self.iw[1] > self.iw[0] and self.jw[1] > self.jw[0]
+        start = np.ones(K, dtype=bool)
+        end = np.ones(K, dtype=bool)
+        start[1:] = slabs.gap
+        end[:-1] = slabs.gap
+        self.start, self.end = start, end
+        self.linked = np.flatnonzero(~slabs.gap)  # intervals k <-> k+1
+        self.pair_scale = 0.5 * (scale[:-1] + scale[1:])
+
+    def run(self) -> None:
+        self._whole_voxels()
+        if self.r.m == 1:
+            self._node_bands()
+        else:
+            self._partial_voxels()
+
+    # -- whole voxels ----------------------------------------------------------------
+    def _whole_voxels(self) -> None:
+        """Slab pieces of whole voxels: every interval between linked planes (voxels whole
+        on both planes) and every end cap (whole on its plane). Within one dose bin a
+        voxel column holds some of the (at most a few) pieces that overlap the bin; the
+        set is coded in the bits of a small integer per voxel and bin, and the weight and
+        t moments of each code are tabulated (exactly: sums over the pieces)."""
+        r, s, tab, zb = self.r, self.slabs, self.tab, self.tab.bins
+        full = r.cls == 2
+        K = r.K
+        lk = self.linked
+        st, en = np.flatnonzero(self.start), np.flatnonzero(self.end)
+        # sources: intervals, lower caps, upper caps
+        src_plane = np.concatenate([lk, st, en])
+        za = np.concatenate([s.z[lk], s.lo[st], s.z[en]])
+        zbb = np.concatenate([s.z[lk + 1], s.z[st], s.hi[en]])
+        wsc = np.concatenate([self.pair_scale[lk], self.scale[st], self.scale[en]]) \
+            * (r.dx * r.dy)
+        n_int = lk.size
+        if not src_plane.size:
+            return
+        nv = r.NJ * r.NI
+        per_plane = np.count_nonzero(full.reshape(K, nv), axis=1)
+        both = np.count_nonzero((full[1:] & full[:-1]).reshape(K - 1, nv), axis=1)[lk]
+        counts = np.concatenate([both, per_plane[st], per_plane[en]]).astype(float)
+        self.total_mm3 += float(np.sum(counts * (zbb - za) * wsc))
+        if not self.in_plane:
+            return
+        ca, cb = np.clip(za, zb.lo, zb.hi), np.clip(zbb, zb.lo, zb.hi)
+        live = np.flatnonzero((cb > ca) & (counts > 0))
+        if not live.size:
+            return
+        q, f, a, b = zb.cut(ca[live], cb[live])
+        q = live[q]
+        c0, c1, c2, ta, tb = zb.moments(f, a, b)
+        # layers: the pieces of a bin, at most 8 to a layer (one bit each)
+        order = np.argsort(f, kind="stable")
+        q, f, c0, c1, c2, ta, tb = (x[order] for x in (q, f, c0, c1, c2, ta, tb))
+        new_bin = np.flatnonzero(np.diff(f, prepend=-1))
+        rank = np.arange(f.size) - np.repeat(new_bin, np.diff(np.append(new_bin, f.size)))
+        lay_id, layer = np.unique(f * 65536 + rank // 8, return_inverse=True)
+        bit = rank % 8
+        n_lay = lay_id.size
+        lay_f = np.empty(n_lay, dtype=np.int64)
+        lay_f[layer] = f
+        # tables per layer and code: weight (cc), t mean, t variance, t range
+        nbit = int(bit.max()) + 1
+        P = np.zeros((4, n_lay, nbit))
+        tlo_p = np.ones((n_lay, nbit))
+        thi_p = np.zeros((n_lay, nbit))
+        w = wsc[q]
+        P[0, layer, bit] = w * c0
+        P[1, layer, bit] = w * c1
+        P[2, layer, bit] = w * c2
+        tlo_p[layer, bit] = ta
+        thi_p[layer, bit] = tb
+        codes = np.arange(1 << nbit)
+        bits = ((codes[:, None] >> np.arange(nbit)) & 1).astype(bool)  # (codes, nbit)
+        W = (P[0][:, None, :] * bits).sum(axis=2)  # (n_lay, codes)
+        S1 = (P[1][:, None, :] * bits).sum(axis=2)
+        S2 = (P[2][:, None, :] * bits).sum(axis=2)
+        Wd = np.where(W > 0, W, 1.0)
+        TM = S1 / Wd
+        VT = np.maximum(S2 / Wd - TM * TM, 0.0)
+        TLO = np.where(bits, tlo_p[:, None, :], 1.0).min(axis=2)
+        THI = np.where(bits, thi_p[:, None, :], 0.0).max(axis=2)
+        W = (W * 1e-3).reshape(-1)
+        TM, VT, TLO, THI = (x.reshape(-1).astype(np.float32) for x in (TM, VT, TLO, THI))
+        # the code of every voxel of the window in every layer (layers in bin order)
+        (j0, j1), (i0, i1) = self.jw, self.iw
+        flat2d = ((np.arange(j0, j1)[:, None] + r.J0) * tab.nx
+                  + (np.arange(i0, i1) + r.I0)).reshape(-1)
+        stride = 1 << nbit
+        nJ, nI = j1 - j0, i1 - i0
+        nw = nJ * nI
+        # the window masks of the sources in use (one row each)
+        used, src_row = np.unique(q, return_inverse=True)
+        M = np.empty((used.size, nw), dtype=np.uint8)
+        ints = used < n_int
+        ki = lk[used[ints]]
+        M[ints] = (full[ki, j0:j1, i0:i1] & full[ki + 1, j0:j1, i0:i1]).reshape(-1, nw)
+        M[~ints] = full[src_plane[used[~ints]], j0:j1, i0:i1].reshape(-1, nw)
+        group = max(1, 131072 // nw)
+        for g0 in range(0, n_lay, group):
+            g1 = min(n_lay, g0 + group)
+            code = np.zeros((g1 - g0, nw), dtype=np.uint8)
+            sel = np.flatnonzero((layer >= g0) & (layer < g1))
+            for p in range(nbit):  # the pieces with bit p (at most one per layer)
+                sp = sel[bit[sel] == p]
+                if sp.size:
+                    code[layer[sp] - g0] |= M[src_row[sp]] << np.uint8(p)
+            lay, cell = nonzero(code)
+            row = code[lay, cell].astype(np.intp)
+            lay += g0
+            row += lay * stride
+            _voxel_elements(tab, self.acc, lay_f[lay] * tab.nxy + flat2d[cell], W[row],
+                            TM[row], VT[row], TLO[row], THI[row])
+
+    # -- m = 1: node samples between planes ---------------------------------------------
+    def _node_bands(self) -> None:
+        """Band pieces of node samples (inside on one plane of an interval only)."""
+        r, s = self.r, self.slabs
+        if not self.linked.size:
+            return
+        ins = r.cls == 2
+        diff = ins[1:] ^ ins[:-1]
+        diff[s.gap] = False  # no interpolation across a gap
+        k, J, I = nonzero(diff)
+        if not k.size:
+            return
+        lower = ins[k, J, I]
+        zc = band_crossings(r, s, k, lower, J, I)
+        za = np.where(lower, s.z[k], zc)
+        zb = np.where(lower, zc, s.z[k + 1])
+        wsc = np.where(lower, self.scale[k], self.scale[np.minimum(k + 1, r.K - 1)]) \
+            * r.dx * r.dy
+        self.total_mm3 += float(np.sum((zb - za) * wsc))
+        self._voxel_pieces(J, I, za, zb, wsc)
+
+    def _voxel_pieces(self, J, I, za, zb, wsc) -> None:
+        """Whole-voxel elements of individual column pieces (node J, I; z za..zb)."""
+        r, tab, zb_ = self.r, self.tab, self.tab.bins
+        (j0, j1), (i0, i1) = self.jw, self.iw
+        a, b = np.clip(za, zb_.lo, zb_.hi), np.clip(zb, zb_.lo, zb_.hi)
+        keep = np.flatnonzero((b > a) & (J >= j0) & (J < j1) & (I >= i0) & (I < i1))
+        if not keep.size:
+            return
+        q, f, a, b = zb_.cut(a[keep], b[keep])
+        q = keep[q]
+        c0, c1, c2, ta, tb = zb_.moments(f, a, b)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            tm = np.where(c0 > 0, c1 / c0, 0.5 * (ta + tb))
+            vt = np.maximum(np.where(c0 > 0, c2 / c0, 0.0) - tm * tm, 0.0)
+        g = f * tab.nxy + (J[q] + r.J0) * tab.nx + (I[q] + r.I0)
+        _voxel_elements(tab, self.acc, g, c0 * wsc[q] * 1e-3, tm, vt, ta, tb)
+
+    # -- m > 1: boundary voxels by sub-samples -------------------------------------------
+    def _partial_voxels(self) -> None:
+        """Voxels not whole over an interval or cap: their sub-samples inside on both
+        planes (on the cap plane) as moments per trilinear cell and frame interval, those
+        inside on one plane only as band pieces."""
+        r, s, zb_ = self.r, self.slabs, self.tab.bins
+        m = r.m
+        h = (m - 1) // 2
+        sxsy = (r.dx / m) * (r.dy / m)
+        cls, bid, blocks = r.cls, r.bid, r.blocks
+        # items: (plane k, voxel J, I, flags a and b, z range, weight scale)
+        lk = self.linked
+        a, b = cls[lk], cls[lk + 1]
+        sel = (a == 1) | (b == 1) | (a != b)  # not whole on both, not empty on both
+        kx, J1, I1 = nonzero(sel)
+        k1 = lk[kx]
+        parts = [(k1, J1, I1, bid[k1, J1, I1], bid[k1 + 1, J1, I1], s.z[k1], s.z[k1 + 1],
+                  self.pair_scale[k1])]
+        n_int = k1.size
+        # end caps: boundary voxels of run-end planes
+        for flag, lo_of, hi_of in ((self.start, s.lo, s.z), (self.end, s.z, s.hi)):
+            kc = np.flatnonzero(flag)
+            kx, J1, I1 = nonzero(cls[kc] == 1)
+            k1 = kc[kx]
+            ids = bid[k1, J1, I1]
+            parts.append((k1, J1, I1, ids, ids, lo_of[k1], hi_of[k1], self.scale[k1]))
+        ik, iJ, iI, ba, bb, za, zbb, wsc = (np.concatenate(x) for x in zip(*parts))
+        if not ik.size:
+            return
+        wsc = wsc * sxsy
+        n_items = ik.size
+        both = blocks[ba] & blocks[bb]  # (row codes) caps: ba == bb, the plane's flags
+        # in-plane moments per quadrant
+        mom = np.empty((n_items, 4, 6))
+        for c in range(0, n_items, 4096):
+            mom[c:c + 4096] = _quadrant_moments(both[c:c + 4096], m)
+        area = mom[:, :, 0].sum(axis=1)
+        self.total_mm3 += float(np.sum(area * (zbb - za) * wsc))
+        # band sub-samples (intervals only)
+        it_l, rl, cl = _bits(blocks[ba[:n_int]] & ~blocks[bb[:n_int]], m)
+        it_u, ru, cu = _bits(blocks[bb[:n_int]] & ~blocks[ba[:n_int]], m)
+        it = np.concatenate([it_l, it_u])
+        br = np.concatenate([rl, ru])
+        bc = np.concatenate([cl, cu])
+        lower = np.arange(it.size) < it_l.size
+        if it.size:
+            kb = ik[it]
+            zc = band_crossings(r, s, kb, lower, iJ[it] * m + br, iI[it] * m + bc)
+            ku = np.minimum(kb + 1, r.K - 1)
+            pza = np.where(lower, s.z[kb], zc)
+            pzb = np.where(lower, zc, s.z[ku])
+            pw = np.where(lower, self.scale[kb], self.scale[ku]) * sxsy
+            self.total_mm3 += float(np.sum((pzb - pza) * pw))
+        if not self.in_plane:
+            return
+        (j0, j1), (i0, i1) = self.jw, self.iw
+        ing = (iJ >= j0) & (iJ < j1) & (iI >= i0) & (iI < i1)
+        ca, cb = np.clip(za, zb_.lo, zb_.hi), np.clip(zbb, zb_.lo, zb_.hi)
+        ing &= cb > ca
+        fa = zb_.right(ca)
+        nb = np.where(ing, zb_.left(cb) - fa + 1, 0)
+        nbmax = int(nb.max(initial=0))
+        if nbmax == 0:
+            return
+        # slots (item, quadrant, bin offset): 10 moments
+        S = np.zeros((10, n_items, 4, nbmax))
+        A, Ss, Sr, Sss, Srr, Ssr = (mom[:, :, i] for i in range(6))
+        for o in range(nbmax):
+            live = nb > o
+            f = np.minimum(fa + o, zb_.n - 1)
+            a = np.maximum(ca, zb_.edges[f])
+            b = np.minimum(cb, zb_.edges[f + 1])
+            c0, c1, c2, _, _ = zb_.moments(f, a, np.maximum(a, b))
+            c0, c1, c2 = (np.where(live, c, 0.0) * wsc for c in (c0, c1, c2))
+            S[0, :, :, o] = A * c0[:, None]
+            S[1, :, :, o] = Ss * c0[:, None]
+            S[2, :, :, o] = Sr * c0[:, None]
+            S[3, :, :, o] = A * c1[:, None]
+            S[4, :, :, o] = Sss * c0[:, None]
+            S[5, :, :, o] = Srr * c0[:, None]
+            S[6, :, :, o] = A * c2[:, None]
+            S[7, :, :, o] = Ssr * c0[:, None]
+            S[8, :, :, o] = Ss * c1[:, None]
+            S[9, :, :, o] = Sr * c1[:, None]
+        S = S.reshape(10, -1)
+        # band pieces: each its own element (the extent of each column matters there)
+        node_parts = []
+        band = None
+        used = S[0] > 0
+        if it.size:
+            a, b = np.clip(pza, zb_.lo, zb_.hi), np.clip(pzb, zb_.lo, zb_.hi)
+            keep = np.flatnonzero(ing[it] & (b > a))
+            if keep.size:
+                qq, f, a, b = zb_.cut(a[keep], b[keep])
+                qq = keep[qq]
+                c0, c1, c2, ta, tb = zb_.moments(f, a, b)
+                tm = c1 / c0
+                vt = np.maximum(c2 / c0 - tm * tm, 0.0)
+                rr, cc = br[qq], bc[qq]
+                itb = it[qq]
+                q = 2 * (rr >= h) + (cc >= h)
+                slot = (itb * 4 + q) * nbmax + np.clip(f - fa[itb], 0, nbmax - 1)
+                used[slot] = True
+                band = (slot, rr, cc, c0 * pw[qq] * 1e-3, tm, vt, ta, tb)
+                cen = (rr == h) & (cc == h)
+                if np.any(cen):
+                    node_parts.append((itb[cen], f[cen], ta[cen], tb[cen]))
+        # node (centre sub-sample) extremes: points of the structure
+        dt = both.dtype.type
+        cen_items = np.flatnonzero(ing & ((both[:, h] >> dt(h)) & dt(1)).astype(bool))
+        if cen_items.size:
+            qq, f, a, b = zb_.cut(ca[cen_items], cb[cen_items])
+            _, _, _, ta, tb = zb_.moments(f, a, b)
+            node_parts.append((cen_items[qq], f, ta, tb))
+        tab = self.tab
+        for itm, f, ta, tb in node_parts:
+            g = f * tab.nxy + (iJ[itm] + r.J0) * tab.nx + (iI[itm] + r.I0)
+            va, vb = tab.flat[g], tab.flat[g + tab.nxy]
+            p = np.concatenate([va + ta * (vb - va), va + tb * (vb - va)])
+            if p.size:
+                self.acc.points(float(p.min()), float(p.max()))
+        # the trilinear cells in use: (item, quadrant, bin offset)
+        slots = np.flatnonzero(used)
+        if not slots.size:
+            return
+        index = np.empty(used.size, dtype=np.intp)
+        index[slots] = np.arange(slots.size)
+        o = slots % nbmax
+        qd = (slots // nbmax) % 4
+        itm = slots // (4 * nbmax)
+        coef = _trilinear_cells(tab, fa[itm] + o, iJ[itm] + r.J0, iI[itm] + r.I0, qd & 1,
+                                qd >> 1)
+        if band is not None:
+            _sample_elements(self.acc, m, coef, index[band[0]], *band[1:])
+        sl = np.flatnonzero(S[0] > 0)
+        if sl.size:
+            _cell_elements(self.acc, m, coef[:, index[sl]], S[:, sl])
