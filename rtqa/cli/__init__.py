@@ -38,6 +38,9 @@ def main(ctx: click.Context, debug: bool) -> None:
     if not debug:
         # pydicom's value warnings would print before rtqa's own one-line error
         warnings.filterwarnings("ignore", module=r"pydicom(\..*)?$")
+        # numpy overflow warnings on absurd values (1e308 ...) likewise; every value rtqa
+        # uses is checked for finiteness and range, and refused with its own message
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"(numpy|rtqa)(\..*)?$")
 
 
 for _module, _attr in _COMMANDS:

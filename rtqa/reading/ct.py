@@ -63,10 +63,10 @@ def read_ct_slice(path: Path) -> _Slice:
     iop = floats(required(ds, "ImageOrientationPatient", path), 6, "ImageOrientationPatient",
                  path)
     row, col = np.asarray(iop[:3]), np.asarray(iop[3:])
-    if abs(np.linalg.norm(row) - 1) > 1e-3 or abs(np.linalg.norm(col) - 1) > 1e-3 \
+    if max(abs(x) for x in iop) > 1.001 or abs(np.linalg.norm(row) - 1) > 1e-3 or abs(np.linalg.norm(col) - 1) > 1e-3 \
             or abs(float(row @ col)) > 1e-3:
-        raise DicomInputError(f"ImageOrientationPatient {iop} is not two orthogonal unit "
-                              "vectors", path)
+        raise DicomInputError("ImageOrientationPatient [" + ", ".join(f"{x:.4g}" for x in iop)
+                              + "] is not two orthogonal unit vectors", path)
     normal = np.cross(row, col)
     axial = bool(abs(abs(normal[2]) - 1.0) < 1e-4)
     thick = ds.get("SliceThickness", None)

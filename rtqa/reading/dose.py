@@ -16,6 +16,7 @@ Conventions handled (see shared reference dicom-rt.md):
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -137,12 +138,12 @@ def read_dose(path: Path, max_voxels: int = MAX_DOSE_VOXELS) -> DoseGrid:
     arr = np.asarray(raw).reshape(n_frames, rows, cols)
     if np.issubdtype(arr.dtype, np.signedinteger) and arr.min() < 0:
         raise DicomInputError("negative stored dose values", path)
-    dose = arr.astype(np.float64) * scaling
-    dmax = float(dose.max()) if dose.size else 0.0
-    if not np.isfinite(dmax) or dmax > MAX_PLAUSIBLE_DOSE_GY:
+    dmax = float(arr.max()) * scaling if arr.size else 0.0  # before scaling the array:
+    if not math.isfinite(dmax) or dmax > MAX_PLAUSIBLE_DOSE_GY:  # no overflow on corrupt values
         raise DicomInputError(
-            f"maximum dose {dmax:.4g} Gy is implausible (DoseGridScaling {scaling}): "
+            f"maximum dose {dmax:.4g} Gy is implausible (DoseGridScaling {scaling:.6g}): "
             "corrupt scaling?", path)
+    dose = arr.astype(np.float64) * scaling
 
     # Image axes -> patient axes. Columns run along the row direction cosine.
     col_coords = ipp[mapping.row_axis] + mapping.row_sign * dcol * np.arange(cols)

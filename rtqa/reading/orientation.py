@@ -47,7 +47,8 @@ def axial_mapping(iop, path: Path) -> AxialMapping:
         k = int(np.argmax(np.abs(vec)))
         if k == 2 or abs(abs(vec[k]) - 1.0) > _TOL or np.sum(np.abs(vec)) - abs(vec[k]) > _TOL:
             raise DicomInputError(
-                f"oblique or non-axial ImageOrientationPatient {list(np.round(v, 4))}: "
+                "oblique or non-axial ImageOrientationPatient ["
+                + ", ".join(f"{x:.4g}" for x in v) + "]: "
                 "rtqa supports axial planes with rows and columns along the patient x/y "
                 "axes only", path)
         axes.append((k, int(np.sign(vec[k]))))
