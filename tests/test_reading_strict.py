@@ -142,6 +142,7 @@ CASES = {
     "prescription_nan": (RP, _rx("NaN"), "TargetPrescriptionDose"),
     "prescription_negative": (RP, _rx("-50"), "TargetPrescriptionDose"),
     "prescription_text": (RP, _rx("fifty"), "TargetPrescriptionDose"),
+    "prescription_empty": (RP, _rx(""), "TargetPrescriptionDose"),
     "prescription_roi_empty": (RP, _rx_roi_empty, "ReferencedROINumber"),
     "prescription_roi_missing": (RP, _rx_roi_missing, "ReferencedROINumber"),
     "fractions_minus_inf": (RP, _fractions_inf, "NumberOfFractionsPlanned"),
@@ -199,3 +200,16 @@ def test_empty_type2_fraction_count_is_unknown_not_refused(tmp_path):
     _raw(ds.FractionGroupSequence[0], "NumberOfFractionsPlanned", "", "IS")
     _save(ds, tmp_path / RP)
     assert read_plan(tmp_path / RP).fractions is None
+
+
+def test_file_meta_without_transfer_syntax_is_refused(tmp_path):
+    """make fuzz seed 2 case 1276: bit flips in the file meta removed TransferSyntaxUID;
+    pydicom guesses one and reads on. A Part 10 file must say how it is encoded."""
+    from rtqa.reading.scan import classify
+    data = bytearray((SAMPLE / RP).read_bytes())
+    at = data.index(bytes.fromhex("02001000") + b"UI")  # (0002,0010) TransferSyntaxUID
+    data[at + 2] = 0x11                                  # -> (0002,0011), a private-ish tag
+    path = tmp_path / RP
+    path.write_bytes(bytes(data))
+    with pytest.raises(DicomInputError, match="TransferSyntaxUID"):
+        classify(path)

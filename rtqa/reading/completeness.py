@@ -126,7 +126,8 @@ class _Walker:
 def check_complete(data: bytes) -> str | None:
     """None when the file is complete, else the reason it is not."""
     pos = 0
-    if len(data) >= 132 and data[128:132] == b"DICM":
+    part10 = len(data) >= 132 and data[128:132] == b"DICM"
+    if part10:
         pos = 132
     try:
         # File meta information: always explicit VR little endian, group 0002.
@@ -138,6 +139,8 @@ def check_complete(data: bytes) -> str | None:
             if struct.unpack_from("<H", data, start + 2)[0] == 0x0010:
                 vlen = pos - start - 8
                 ts = data[pos - vlen:pos].rstrip(b"\x00 ").decode("ascii", "replace")
+        if part10 and not ts:  # Part 10 file: TransferSyntaxUID is Type 1
+            return "file meta information without TransferSyntaxUID (damaged header)"
         if ts == DEFLATED:
             return None
         body = _Walker(data, ts != IMPLICIT_LE, ts != EXPLICIT_BE)

@@ -56,12 +56,17 @@ class Plan:
         return None
 
 
-def _dose_or_none(item, keyword: str, path: Path) -> float | None:
-    """A dose in Gy: None when absent or empty; a value that is not a finite number >= 0
-    is refused (dropping it would leave the plan checked against another prescription)."""
-    if keyword not in item or item.get(keyword) in (None, ""):
+def _dose_or_none(item, keyword: str, path: Path, empty_ok: bool = False) -> float | None:
+    """A dose in Gy: None when absent (or empty, with ``empty_ok``); a value that is not a
+    finite number >= 0 is refused (dropping it would leave the plan checked against another
+    prescription)."""
+    if keyword not in item:
         return None
     raw = item.get(keyword)
+    if raw is None or raw == "":
+        if empty_ok:
+            return None
+        raise DicomInputError(f"{keyword} is present but empty", path)
     try:
         v = float(raw)
     except (TypeError, ValueError, OverflowError):
@@ -83,7 +88,7 @@ def read_plan(path: Path) -> Plan:
         if fractions is not None:
             if fractions < 1:
                 raise DicomInputError(f"NumberOfFractionsPlanned is {fractions}", path)
-        doses = [_dose_or_none(b, "BeamDose", path)
+        doses = [_dose_or_none(b, "BeamDose", path, empty_ok=True)  # setup beams: empty
                  for b in g.get("ReferencedBeamSequence", []) or []]
         if doses and all(d is not None for d in doses):
             beam_dose = float(sum(doses))
