@@ -133,6 +133,11 @@ def _rs_far_point(ds):
     c.ContourData = pts
 
 
+def _rs_series_uid_missing(ds):
+    fr = ds.ReferencedFrameOfReferenceSequence[0]
+    del fr.RTReferencedStudySequence[0].RTReferencedSeriesSequence[0].SeriesInstanceUID
+
+
 CASES = {
     "dose_grid_scaling_missing": (RD, _dose_no_scaling, "DoseGridScaling"),
     "number_of_frames_inf": (RD, _dose_frames_inf, "NumberOfFrames"),
@@ -143,6 +148,7 @@ CASES = {
     "prescription_negative": (RP, _rx("-50"), "TargetPrescriptionDose"),
     "prescription_text": (RP, _rx("fifty"), "TargetPrescriptionDose"),
     "prescription_empty": (RP, _rx(""), "TargetPrescriptionDose"),
+    "prescription_1e308": (RP, _rx("1e308"), "TargetPrescriptionDose"),
     "prescription_roi_empty": (RP, _rx_roi_empty, "ReferencedROINumber"),
     "prescription_roi_missing": (RP, _rx_roi_missing, "ReferencedROINumber"),
     "fractions_minus_inf": (RP, _fractions_inf, "NumberOfFractionsPlanned"),
@@ -158,6 +164,7 @@ CASES = {
     "two_contour_items_for_one_roi": (RS, _rs_two_items_for_one_roi, "two items"),
     "roi_number_not_a_number": (RS, _rs_roi_number_text, "ROINumber"),
     "contour_point_1e20": (RS, _rs_far_point, "ContourData"),
+    "referenced_series_uid_missing": (RS, _rs_series_uid_missing, "SeriesInstanceUID"),
 }
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rtqa.errors import DicomInputError
 from rtqa.reading.common import read_dataset, reader, text, whole
+from rtqa.reading.dose import MAX_PLAUSIBLE_DOSE_GY
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ def _dose_or_none(item, keyword: str, path: Path, empty_ok: bool = False) -> flo
         v = float(raw)
     except (TypeError, ValueError, OverflowError):
         raise DicomInputError(f"{keyword} is not a number: {str(raw)[:40]!r}", path) from None
-    if not math.isfinite(v) or v < 0:
+    if not math.isfinite(v) or v < 0 or v > MAX_PLAUSIBLE_DOSE_GY:
         raise DicomInputError(f"{keyword} is {v:g} Gy: not a dose", path)
     return v
 

@@ -202,8 +202,10 @@ def read_structure_set(path: Path) -> StructureSet:
         for st in fr.get("RTReferencedStudySequence", []) or []:
             for se in st.get("RTReferencedSeriesSequence", []) or []:
                 uid = text(se, "SeriesInstanceUID")
-                if uid:
-                    series.append(uid)
+                if not uid:  # Type 1: which CT the contours were drawn on is unknown
+                    raise DicomInputError("RTReferencedSeriesSequence item without "
+                                          "SeriesInstanceUID", path)
+                series.append(uid)
     return StructureSet(
         path=path, sop_instance_uid=text(ds, "SOPInstanceUID"),
         frame_of_reference_uid=frame or text(ds, "FrameOfReferenceUID"),
