@@ -7,7 +7,7 @@ a local run), and the plan files and the protocol at the same paths on the worke
 shared file system). Reports are rendered on the workers and written here, so only
 this machine needs the output folder.
 
-Each plan is one task running :func:`rtqa.batch.check_plan`, the function the local
+Each plan is one task running :func:`rtqa.batch.worker.check_plan`, the function the local
 pool runs, so the results are identical to a local run. Tasks are submitted lazily (at
 most 2 x the cluster's worker threads in flight). Recommended workers: one thread each
 (``dask worker --nthreads 1``; memory per worker is then bounded by one plan); the
@@ -21,7 +21,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Iterator
 
-from rtqa.batch import PlanTask, check_plan, crash_result, settings_fingerprint
+from rtqa.batch.model import PlanTask
+from rtqa.batch.resume import settings_fingerprint
+from rtqa.batch.worker import check_plan, crash_result
 from rtqa.errors import RtqaError
 
 __all__ = ["connect", "run_dask", "worker_identity"]
@@ -68,7 +70,7 @@ def connect(address: str, settings, fingerprint: str | None = None):
 
 def run_dask(tasks: Iterable[PlanTask], client) -> Iterator[tuple[PlanTask, dict]]:
     """Check ``tasks`` on the cluster of ``client`` (from :func:`connect`), yielding
-    (task, result) as plans complete (like :func:`rtqa.batch.run_local`); closes the
+    (task, result) as plans complete (like :func:`rtqa.batch.pool.run_local`); closes the
     client at the end."""
     from distributed import as_completed
     try:

@@ -292,3 +292,13 @@ def test_exit_code_and_csv_cells():
            "not_evaluated": [], "errors": [], "warnings": 0, "folders": ["a"],
            "html": None, "json": "plans/x.json", "key": "k"}
     assert "'=cmd()" in summary_csv([row])
+
+
+def test_forkserver_preload_names_modules_that_exist():
+    """The fork server imports _PRELOAD; the warm-up runs in the module that defines it."""
+    import importlib
+
+    from rtqa.batch import _PRELOAD, _warm_up
+    assert _warm_up.__module__ in _PRELOAD
+    for name in _PRELOAD:
+        importlib.import_module(name)
