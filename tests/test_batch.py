@@ -1,5 +1,6 @@
 """``rtqa batch``: discovery whatever the layout, summary and exit code, resume, a worker
-crash, and the Dask path giving the same summary as the local pool.
+crash, the time limit per plan, and the Dask path giving the same summary as the local
+pool.
 
 The plans are small variants of the sample cases (3 organs, 2 lesions, 48 x 48 CT
 pixels, 6 mm dose grid: about 1 s each) written in odd layouts:
@@ -14,7 +15,9 @@ pixels, 6 mm dose grid: about 1 s each) written in odd layouts:
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,8 +25,8 @@ import pydicom
 import pytest
 from click.testing import CliRunner
 
-from rtqa.batch import (TEST_FAULT_ENV, BatchOptions, CheckSettings, discover, exit_code,
-                        run_batch, summary_csv)
+from rtqa.batch import (DEFAULT_TIMEOUT_S, TEST_FAULT_ENV, BatchOptions, CheckSettings,
+                        discover, exit_code, run_batch, summary_csv)
 from rtqa.cli.batch import batch
 from rtqa.pipeline import run_check
 from rtqa.sample import hcc_fail, hcc_pass, write_case
@@ -251,6 +254,79 @@ def test_exception_in_a_plan_is_an_error(tree, tmp_path, monkeypatch):
     assert rows["PAT-001"]["status"] == "ERROR"
     assert rows["PAT-001"]["errors"][0].startswith("internal error (RuntimeError: test fault")
     assert rows["PAT-002"]["status"] == "FAIL" and res.exit_code == 2
+
+
+# --- time limit per plan (--timeout) -------------------------------------------------------
+
+LIMIT_S = 4   # a sample plan takes about 1 s; the "sleep" fault sleeps 600 s
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_timeout_is_an_error_the_worker_is_killed_and_the_others_complete(
+        tree, tmp_path, monkeypatch):
+    monkeypatch.setenv(TEST_FAULT_ENV, "sleep:PAT-001")
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    r = CliRunner().invoke(batch, [str(tree / "good"), "--out", str(out), "-j", "2",
+                                   "--timeout", str(LIMIT_S)])
+    elapsed = time.monotonic() - t0
+    # without the time limit this batch exits 1 (PASS + FAIL): 2 comes from the timeout
+    assert r.exit_code == 2, r.output
+    assert elapsed < 15
+    reason = (f"timed out after {LIMIT_S} s (time limit per plan, --timeout): its worker "
+              "process was killed")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] and summary["settings"]["timeout_s"] == LIMIT_S
+    assert summary["counts"] == {"PASS": 0, "FAIL": 1, "ERROR": 1, "total": 2, "resumed": 0}
+    rows = _by_patient(summary["plans"])
+    assert rows["PAT-001"]["status"] == "ERROR" and rows["PAT-001"]["errors"] == [reason]
+    assert rows["PAT-002"]["status"] == "FAIL"
+    assert FAILING <= set(rows["PAT-002"]["failing_checks"])
+    report = json.loads((out / rows["PAT-001"]["json"]).read_text())
+    assert report["status"] == "ERROR" and report["errors"] == [reason]
+    assert report["inputs"] == []             # not about the input: --resume checks again
+    assert reason in (out / rows["PAT-001"]["html"]).read_text()
+    assert reason in (out / "index.html").read_text()
+    assert f"{LIMIT_S} s per plan" in (out / "index.html").read_text()
+    assert reason in (out / "summary.csv").read_text()
+    assert reason in r.output                 # the tally
+
+
+def test_timeout_kills_the_process_and_a_fresh_one_goes_on(tree, tmp_path, monkeypatch):
+    """Kept worker processes (max_tasks_per_child=None): the one running the timed-out plan
+    is killed (its pid is gone) and a new one checks the next plans."""
+    monkeypatch.setenv(TEST_FAULT_ENV, "sleep:PAT-001")
+    res = run_batch(tree, BatchOptions(out=str(tmp_path / "out"), workers=1,
+                                       max_tasks_per_child=None, timeout=LIMIT_S))
+    rows = _by_patient(res.rows)
+    assert rows["PAT-001"]["errors"][0].startswith(f"timed out after {LIMIT_S} s")
+    assert rows["PAT-002"]["status"] == "FAIL"
+    assert "incomplete DICOM file" in rows["PAT-003"]["errors"][0]
+    killed = [s for s in res.stats if s.get("timed_out")]
+    assert [s["key"] for s in killed] == [rows["PAT-001"]["key"]]
+    assert LIMIT_S <= killed[0]["seconds"] < LIMIT_S + 5
+    assert _gone(killed[0]["pid"])
+    others = [s for s in res.stats if not s.get("timed_out")]
+    assert len(others) == 2 and len({s["pid"] for s in others}) == 1    # one kept process
+    assert killed[0]["pid"] not in {s["pid"] for s in others}
+    assert sorted(s["tasks_in_process"] for s in others) == [1, 2]
+
+
+def test_timeout_option_values():
+    runner = CliRunner()
+    assert "--timeout SECONDS" in runner.invoke(batch, ["--help"]).output
+    assert BatchOptions().timeout == DEFAULT_TIMEOUT_S == 900   # the CLI default too
+    r = runner.invoke(batch, [".", "--timeout", "-1"])
+    assert r.exit_code == 2 and "--timeout" in r.output
+    r = runner.invoke(batch, [".", "--timeout", "inf"])
+    assert r.exit_code == 2 and "--timeout" in r.output
 
 
 # --- Dask ----------------------------------------------------------------------------------

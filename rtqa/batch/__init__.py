@@ -28,16 +28,22 @@ plan was found), else 1 if any plan FAILs, else 0.
 Two runs on the same files, local or Dask, give the same ``summary.json`` apart from the
 timestamps (``created``, ``run``, each row's ``report_created``) and ``run.executor``.
 
-Every name of the former single module ``rtqa/batch.py`` is importable from here.
+Time limit (``BatchOptions.timeout``, ``--timeout``, default 900 s, 0: none): a plan
+still running after it is ERROR ("timed out after N s ...") and the batch goes on; its
+local worker process is killed (:mod:`rtqa.batch.pool`).
+
+Every public name of the former single module ``rtqa/batch.py``, and the private ones
+other modules use, are importable from here.
 """
 
 from __future__ import annotations
 
 from rtqa.batch.discovery import _HEADER_TAGS, _looks_like_dicom, _walk, discover, read_header
-from rtqa.batch.model import (MAX_DEPTH, PLANS_DIR, SUMMARY_SCHEMA, TEST_FAULT_ENV,
-                              BatchOptions, BatchResult, CheckSettings, Discovery, Header,
-                              PlanTask, PlanUnit, ProgressFn, _hash, _relpath, _safe,
-                              default_workers, exit_code, sha256_file)
+from rtqa.batch.model import (DEFAULT_TIMEOUT_S, MAX_DEPTH, PLANS_DIR, SUMMARY_SCHEMA,
+                              TEST_FAULT_ENV, BatchOptions, BatchResult, CheckSettings,
+                              Discovery, Header, PlanTask, PlanUnit, ProgressFn, _hash,
+                              _relpath, _safe,
+                              default_workers, exit_code, sha256_file, timeout_limit)
 from rtqa.batch.model import now as _now
 from rtqa.batch.pool import (_PRELOAD, _WARM_ENV, _mp_context, _warm_up, run_isolated,
                              run_local)
@@ -46,10 +52,10 @@ from rtqa.batch.run import plan_task_for, run_batch
 from rtqa.batch.summary import (CSV_COLUMNS, _csv_cell, _inputs_digest, _reason, counts_of,
                                 index_html, make_row, summary_csv)
 from rtqa.batch.worker import (_FAULT_EXIT_CODE, _death_reason, _error_report, _fault,
-                               check_plan, crash_result, render_reports)
+                               check_plan, crash_result, render_reports, timeout_reason)
 
 __all__ = [
-    "BatchOptions", "BatchResult", "CheckSettings", "Discovery", "Header", "PlanTask",
-    "PlanUnit", "SUMMARY_SCHEMA", "TEST_FAULT_ENV", "check_plan", "discover",
-    "exit_code", "read_header", "run_batch",
+    "BatchOptions", "BatchResult", "CheckSettings", "DEFAULT_TIMEOUT_S", "Discovery",
+    "Header", "PlanTask", "PlanUnit", "SUMMARY_SCHEMA", "TEST_FAULT_ENV", "check_plan",
+    "discover", "exit_code", "read_header", "run_batch",
 ]

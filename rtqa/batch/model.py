@@ -7,8 +7,8 @@ Conventions:
   ``folders``, summary rows) are relative to ROOT and ``/``-separated.
 * :class:`PlanTask` is what crosses a process (or Dask) boundary: small, frozen and
   picklable, with every file argument already absolute (:meth:`CheckSettings.resolved`).
-* Times: wall-clock stamps are UTC ISO 8601 to the second (:func:`now`); durations are
-  seconds.
+* Times: wall-clock stamps are UTC ISO 8601 to the second (:func:`now`); durations and
+  time limits are seconds (measured with ``time.monotonic``).
 """
 
 from __future__ import annotations
@@ -22,20 +22,23 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 __all__ = [
-    "BatchOptions", "BatchResult", "CheckSettings", "Discovery",
+    "BatchOptions", "BatchResult", "CheckSettings", "DEFAULT_TIMEOUT_S", "Discovery",
     "Header", "MAX_DEPTH", "PLANS_DIR", "PlanTask", "PlanUnit", "ProgressFn",
     "SUMMARY_SCHEMA", "TEST_FAULT_ENV", "default_workers", "exit_code", "now",
-    "sha256_file",
+    "sha256_file", "timeout_limit",
 ]
 
 SUMMARY_SCHEMA = "rtqa-batch/1"
 #: Test hook (read by the parent and passed to the worker with each task, so it works
 #: with any start method and on Dask): ``exit:TEXT`` makes the worker process checking a
 #: plan whose report name or any input path contains TEXT die with ``os._exit(70)``;
-#: ``raise:TEXT`` makes it raise RuntimeError. Never set it outside tests.
+#: ``raise:TEXT`` makes it raise RuntimeError; ``sleep:TEXT`` makes it sleep for 10 minutes
+#: (without using CPU) before checking, to test the time limit. Never set it outside tests.
 TEST_FAULT_ENV = "RTQA_BATCH_TEST_FAULT"
 PLANS_DIR = "plans"
 MAX_DEPTH = 32
+#: Default time limit per plan (``--timeout``), in seconds.
+DEFAULT_TIMEOUT_S = 900.0
 
 
 # --- data model ------------------------------------------------------------------------
@@ -131,9 +134,12 @@ class BatchOptions:
     scheduler: str | None = None  # Dask scheduler address: run on that cluster
     per_plan: bool = False
     #: Plans a local worker process checks before it is replaced. 1 (default) bounds a
-    #: worker's memory by one plan. Values above 1 can hang the pool on Python versions
-    #: without the fix for CPython gh-115634 (3.11, 3.12, older 3.13); None keeps workers.
+    #: worker's memory by one plan; None keeps workers for the whole run.
     max_tasks_per_child: int | None = 1
+    #: Time limit per plan in seconds (``--timeout``); 0 or None: no limit. A plan still
+    #: running then is ERROR ("timed out after N s") and its worker process is killed
+    #: (see :mod:`rtqa.batch.pool`; not yet on Dask).
+    timeout: float | None = DEFAULT_TIMEOUT_S
 
 
 @dataclass
@@ -193,6 +199,18 @@ def exit_code(rows: Iterable[dict]) -> int:
     if not statuses or "ERROR" in statuses:
         return 2
     return 1 if "FAIL" in statuses else 0
+
+
+def timeout_limit(timeout: float | None) -> float | None:
+    """The time limit per plan in seconds, or None for no limit (``0`` or ``None``);
+    raises ValueError for a negative or non-finite value."""
+    if timeout is None or timeout == 0:
+        return None
+    t = float(timeout)
+    if not (0 < t < float("inf")):
+        raise ValueError("the time limit per plan must be a positive number of seconds "
+                         f"or 0 (no limit), not {timeout!r}")
+    return t
 
 
 def now() -> str:

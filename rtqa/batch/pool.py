@@ -1,4 +1,4 @@
-"""Local execution of ``rtqa batch``: a pool of worker processes on this machine.
+"""Local execution of ``rtqa batch``: worker processes on this machine, each killable.
 
 Conventions:
 
@@ -7,23 +7,36 @@ Conventions:
   plan uses (:func:`_warm_up`, run when this module is imported with ``_WARM_ENV`` set,
   i.e. in the fork server only). ``_PRELOAD`` names this module, so keep it in step if
   the code moves.
-* Plans are handed out lazily (at most 2 x workers in flight); results come back in
-  completion order as ``(task, result)`` pairs, ``result`` as from
+* Every worker process is owned by :func:`run_local` (no ``ProcessPoolExecutor``, whose
+  running futures cannot be cancelled): it gets one plan at a time over its own pipe,
+  checks ``max_tasks_per_child`` plans (1 by default: a fresh process per plan, so a
+  worker's memory is bounded by one plan) and exits. Exactly ``workers`` plans are in
+  flight; the next plans are handed out before the results are returned, so the workers
+  do not wait while the caller writes reports.
+* Results come back in completion order as ``(task, result)`` pairs, ``result`` as from
   :func:`rtqa.batch.worker.check_plan`.
-* A plan whose worker process dies is ERROR with the reason (exit code or signal) and
-  the batch goes on.
+* A plan whose worker process dies is ERROR with the reason (exit code or signal); the
+  other plans are not affected (each has its own process) and the batch goes on.
+* Time limit (``timeout`` seconds, from the moment the plan is handed to its worker):
+  a plan still running then is ERROR ("timed out after N s ..."), its worker process is
+  killed (SIGKILL: the plan's CPU and memory are released at once) and reaped, and a
+  fresh process takes the next plan. The result's ``stats`` then hold
+  ``{"pid", "seconds", "timed_out": True}`` of the killed process.
+* Worker processes ignore SIGINT: on Ctrl-C (or any error in the caller) the caller's
+  ``close()`` of the generator kills the workers still running.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import wait
 
-from rtqa.batch.model import PlanTask
-from rtqa.batch.worker import _death_reason, check_plan, crash_result
+from rtqa.batch.model import PlanTask, timeout_limit
+from rtqa.batch.worker import _death_reason, check_plan, crash_result, timeout_reason
 
 __all__ = ["run_isolated", "run_local"]
 
@@ -66,83 +79,165 @@ def _mp_context():
     return multiprocessing.get_context("spawn")
 
 
-def _isolated_entry(conn, task: PlanTask) -> None:
+def _worker_main(conn, max_tasks: int | None) -> None:
+    """A worker process: check the plans received on ``conn`` one by one and send back
+    ``("ok", result)`` (or ``("error", text)`` when a result cannot be sent), until
+    ``max_tasks`` plans, ``None`` or the end of the pipe."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent handles Ctrl-C
+    served = 0
     try:
-        conn.send(check_plan(task))
+        while max_tasks is None or served < max_tasks:
+            try:
+                task = conn.recv()
+            except (EOFError, OSError):
+                return
+            if task is None:
+                return
+            result = check_plan(task)
+            served += 1
+            try:
+                conn.send(("ok", result))
+            except (EOFError, OSError):        # the parent is gone
+                return
+            except Exception as exc:  # noqa: BLE001 - e.g. a result that cannot be pickled
+                conn.send(("error", f"{type(exc).__name__}: {exc}"))
     finally:
         conn.close()
 
 
-def run_isolated(task: PlanTask, ctx=None) -> dict:
-    """Check one plan alone in a fresh process; a crash is that plan's (ERROR)."""
-    ctx = ctx or _mp_context()
-    recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_isolated_entry, args=(send, task), daemon=True)
-    proc.start()
-    send.close()
-    try:
-        result = recv.recv()
-    except (EOFError, OSError):
-        result = None
-    finally:
-        recv.close()
-    proc.join()
-    return result if result is not None else crash_result(task, _death_reason(proc.exitcode))
+class _Worker:
+    """One worker process of :func:`run_local` and the plan it is checking."""
+
+    __slots__ = ("proc", "conn", "task", "t0", "deadline", "served")
+
+    def __init__(self, ctx, max_tasks: int | None):
+        parent, child = ctx.Pipe(duplex=True)
+        self.proc = ctx.Process(target=_worker_main, args=(child, max_tasks), daemon=True)
+        self.proc.start()
+        child.close()
+        self.conn = parent
+        self.task: PlanTask | None = None
+        self.t0 = 0.0
+        self.deadline: float | None = None
+        self.served = 0
+
+    def assign(self, task: PlanTask, limit: float | None) -> None:
+        self.task = task
+        self.t0 = time.monotonic()
+        self.deadline = None if limit is None else self.t0 + limit
+        try:
+            self.conn.send(task)
+        except OSError:
+            pass   # the process is already dead: its sentinel reports it
+
+    def collect(self) -> dict | None:
+        """The plan's result when the worker sent one, else None (the process died)."""
+        try:
+            if not self.conn.poll():
+                return None
+            kind, payload = self.conn.recv()
+        except (EOFError, OSError):
+            return None
+        self.served += 1
+        if kind == "ok":
+            return payload
+        return crash_result(self.task, f"internal error in the worker pool ({payload})")
+
+    def release(self) -> None:
+        """Tell an idle worker to exit."""
+        try:
+            self.conn.send(None)
+        except OSError:
+            pass
+
+    def stop(self, join_s: float = 5.0) -> None:
+        """Kill the process (if still alive), reap it and close its pipe."""
+        if self.proc.exitcode is None:
+            self.proc.kill()
+        self.proc.join(join_s)
+        self.conn.close()
+        if self.proc.exitcode is not None:
+            self.proc.close()
 
 
 def run_local(tasks: Iterable[PlanTask], workers: int,
-              max_tasks_per_child: int | None = 1) -> Iterator[tuple[PlanTask, dict]]:
-    """Check ``tasks`` in a process pool, yielding (task, result) as plans complete.
-
-    At most 2 x workers plans are in flight. When a worker process dies the pool breaks
-    and every plan then in flight is checked again alone in its own process, so the plan
-    that kills its process is recorded as ERROR and the others get their real result."""
-    ctx = _mp_context()
-    cap = 2 * workers
+              max_tasks_per_child: int | None = 1, timeout: float | None = None, *,
+              ctx=None) -> Iterator[tuple[PlanTask, dict]]:
+    """Check ``tasks`` in ``workers`` worker processes, yielding (task, result) as plans
+    complete; ``timeout``: seconds per plan (None or 0: no limit). See the module
+    docstring."""
+    if max_tasks_per_child is not None and max_tasks_per_child < 1:
+        raise ValueError("max_tasks_per_child must be at least 1 (or None)")
+    limit = timeout_limit(timeout)
+    ctx = ctx or _mp_context()
     pending = iter(tasks)
-
-    def new_pool() -> ProcessPoolExecutor:
-        kw = {"max_workers": workers, "mp_context": ctx}
-        if max_tasks_per_child is not None:
-            kw["max_tasks_per_child"] = max_tasks_per_child
-        return ProcessPoolExecutor(**kw)
-
-    pool = new_pool()
-    inflight: dict = {}
+    busy: list[_Worker] = []
+    idle: list[_Worker] = []      # kept workers (max_tasks_per_child != 1) between plans
+    retiring: list[_Worker] = []  # done with their last plan, exiting on their own
+    done: list[tuple[PlanTask, dict]] = []
     exhausted = False
     try:
         while True:
-            suspects: list[PlanTask] = []
-            while not exhausted and len(inflight) < cap:
+            while not exhausted and len(busy) < workers:
                 task = next(pending, None)
                 if task is None:
                     exhausted = True
                     break
-                try:
-                    inflight[pool.submit(check_plan, task)] = task
-                except BrokenProcessPool:
-                    suspects.append(task)
-                    break
-            if not inflight and not suspects:
+                while idle and idle[-1].proc.exitcode is not None:
+                    idle.pop().stop()          # a kept worker that died while idle
+                w = idle.pop() if idle else _Worker(ctx, max_tasks_per_child)
+                w.assign(task, limit)
+                busy.append(w)
+            if exhausted and idle:             # no more plans: let kept workers exit
+                for w in idle:
+                    w.release()
+                retiring += idle
+                idle.clear()
+            # the next plans are running: now hand out the results of the last round
+            yield from done
+            done.clear()
+            for w in [w for w in retiring if w.proc.exitcode is not None]:
+                retiring.remove(w)
+                w.stop()                       # reap it and close its pipe
+            if not busy:
                 break
-            if inflight and not suspects:
-                done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
-                for fut in done:
-                    task = inflight.pop(fut)
-                    try:
-                        yield task, fut.result()
-                    except BrokenProcessPool:
-                        suspects.append(task)
-                    except Exception as exc:  # noqa: BLE001 - e.g. a result that cannot be pickled
-                        yield task, crash_result(task, f"internal error in the worker pool "
-                                                 f"({type(exc).__name__}: {exc})")
-            if suspects:
-                # the pool is broken: every plan in flight fails with it
-                suspects += list(inflight.values())
-                inflight.clear()
-                pool.shutdown(wait=True, cancel_futures=True)
-                for task in dict.fromkeys(suspects):
-                    yield task, run_isolated(task, ctx)
-                pool = new_pool()
+            deadlines = [w.deadline for w in busy if w.deadline is not None]
+            wait_s = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+            ready = set(wait([w.conn for w in busy] + [w.proc.sentinel for w in busy],
+                             timeout=wait_s))
+            now = time.monotonic()
+            for w in list(busy):
+                if w.conn in ready or w.proc.sentinel in ready:
+                    result = w.collect()
+                    if result is None:      # the process died without a result
+                        w.proc.join(5)
+                        reason = _death_reason(w.proc.exitcode)
+                        w.stop()
+                        result = crash_result(w.task, reason)
+                    elif max_tasks_per_child is None or w.served < max_tasks_per_child:
+                        idle.append(w)
+                    else:
+                        retiring.append(w)
+                elif w.deadline is not None and now >= w.deadline:
+                    pid = w.proc.pid
+                    w.stop()
+                    result = crash_result(w.task, timeout_reason(limit))
+                    result["stats"] = {"pid": pid, "seconds": round(now - w.t0, 3),
+                                       "timed_out": True}
+                else:
+                    continue
+                busy.remove(w)
+                done.append((w.task, result))
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        for w in busy + idle:
+            w.stop()
+        for w in retiring:
+            w.stop()
+
+
+def run_isolated(task: PlanTask, ctx=None, timeout: float | None = None) -> dict:
+    """Check one plan alone in a fresh process; a crash or a timeout is that plan's
+    (ERROR)."""
+    for _, result in run_local([task], 1, 1, timeout, ctx=ctx):
+        return result
+    raise AssertionError("run_local yielded no result")  # pragma: no cover

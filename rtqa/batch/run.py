@@ -22,7 +22,7 @@ from pathlib import Path
 from rtqa.batch.discovery import discover
 from rtqa.batch.model import (PLANS_DIR, TEST_FAULT_ENV, BatchOptions, BatchResult,
                               CheckSettings, PlanTask, PlanUnit, ProgressFn,
-                              default_workers, exit_code, now)
+                              default_workers, exit_code, now, timeout_limit)
 from rtqa.batch.pool import run_local
 from rtqa.batch.resume import _load_previous, _up_to_date, settings_fingerprint
 from rtqa.batch.summary import counts_of, index_html, make_row, summary_csv, summary_doc
@@ -39,8 +39,9 @@ def run_batch(root: str | os.PathLike, options: BatchOptions | None = None, *,
     ``"discovered"`` ({"plans", "files", "to_check", "resumed"}) and ``"plan"``
     ({"done", "total", "row", "counts"}). Raises ``RtqaError`` when ROOT is not a folder,
     the protocol cannot be loaded, the Dask scheduler cannot be used, or a report cannot
-    be written."""
+    be written; ValueError for a negative ``options.timeout``."""
     options = options or BatchOptions()
+    limit = timeout_limit(options.timeout)
     say = progress or (lambda _e, _i: None)
     started, t0 = now(), time.perf_counter()
     settings = options.settings.resolved()
@@ -97,7 +98,7 @@ def run_batch(root: str | os.PathLike, options: BatchOptions | None = None, *,
         results = run_dask(tasks, client)
         executor = f"dask {options.scheduler}"
     else:
-        results = run_local(tasks, workers, options.max_tasks_per_child)
+        results = run_local(tasks, workers, options.max_tasks_per_child, limit)
         executor = f"local, {workers} worker process{'es' if workers != 1 else ''}"
     complete = False
     interrupted: BaseException | None = None
@@ -133,6 +134,7 @@ def run_batch(root: str | os.PathLike, options: BatchOptions | None = None, *,
         seconds = time.perf_counter() - t0
         code = exit_code(ordered) if complete else 2
         summary = summary_doc(disc, ordered, settings=settings, per_plan=options.per_plan,
+                              timeout=limit,
                               fingerprint=fingerprint, started=started, finished=now(),
                               seconds=seconds, executor=executor, complete=complete,
                               code=code, created=now())

@@ -125,10 +125,12 @@ def index_html(summary: dict) -> str:
 
 
 def summary_doc(disc: Discovery, ordered: list[dict], *, settings, per_plan: bool,
-                fingerprint: str, started: str, finished: str, seconds: float,
+                timeout: float | None, fingerprint: str, started: str, finished: str, seconds: float,
                 executor: str, complete: bool, code: int, created: str) -> dict:
     """The ``summary.json`` document (schema ``rtqa-batch/1``); ``ordered``: the rows in
-    discovery order."""
+    discovery order; ``timeout``: the time limit per plan in seconds (None: none), in
+    ``settings.timeout_s`` (not part of the fingerprint: it decides whether a plan is
+    checked to the end, not its result)."""
     done = {r["key"] for r in ordered}
     return {
         "schema": SUMMARY_SCHEMA,
@@ -139,7 +141,8 @@ def summary_doc(disc: Discovery, ordered: list[dict], *, settings, per_plan: boo
         "settings": {"protocol": settings.protocol,
                      "constraints": list(settings.constraints),
                      "maps": {k: v for k, v in settings.overrides},
-                     "per_plan": per_plan, "fingerprint": fingerprint},
+                     "per_plan": per_plan, "timeout_s": timeout,
+                     "fingerprint": fingerprint},
         "run": {"started": started, "finished": finished, "seconds": round(seconds, 1),
                 "executor": executor,
                 "checked": sum(not r["resumed"] for r in ordered)},

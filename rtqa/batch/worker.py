@@ -8,11 +8,12 @@ Conventions:
   ``{"key", "json": text, "html": text | None, "note", "stats"}`` so the parent process
   only writes files.
 * A plan whose worker *process* is lost (killed, crashed, timed out) gets its ERROR
-  report from :func:`crash_result`, rendered in the parent.
+  report from :func:`crash_result`, rendered in the parent; the reasons are worded by
+  :func:`_death_reason` and :func:`timeout_reason` ("timed out after N s ...").
 * ERROR reports about the input record the plan's files with their SHA-256 (``--resume``
   may skip the plan while they are unchanged); ERRORs for other reasons (internal
-  error, worker crash, out of memory) record no inputs, so the plan is always checked
-  again.
+  error, worker crash, time limit, out of memory) record no inputs, so the plan is
+  always checked again.
 * Everything a plan needs is in its :class:`~rtqa.batch.model.PlanTask`; nothing is read
   from the environment here (the test hook ``RTQA_BATCH_TEST_FAULT`` is read by the
   parent and travels in the task).
@@ -32,9 +33,10 @@ from rtqa import __version__
 from rtqa.batch.model import TEST_FAULT_ENV, PlanTask, sha256_file
 from rtqa.errors import RtqaError
 
-__all__ = ["check_plan", "crash_result", "render_reports"]
+__all__ = ["check_plan", "crash_result", "render_reports", "timeout_reason"]
 
 _FAULT_EXIT_CODE = 70
+_FAULT_SLEEP_S = 600
 
 _TASKS_IN_PROCESS = 0
 _RENDER_LOCK = threading.Lock()   # matplotlib is not thread-safe (Dask threads)
@@ -72,6 +74,8 @@ def _fault(task: PlanTask) -> None:
             os._exit(_FAULT_EXIT_CODE)
         if mode == "raise":
             raise RuntimeError(f"test fault injected by {TEST_FAULT_ENV}")
+        if mode == "sleep":
+            time.sleep(_FAULT_SLEEP_S)
 
 
 def _error_report(task: PlanTask, message: str, *, with_inputs: bool):
@@ -173,3 +177,9 @@ def _death_reason(exitcode: int | None) -> str:
         hint = " (killed: out of memory?)" if -exitcode == signal.SIGKILL else ""
         return f"the worker process checking this plan was killed by {name}{hint}"
     return f"the worker process checking this plan died (exit code {exitcode})"
+
+
+def timeout_reason(limit: float, what: str = "its worker process was killed") -> str:
+    """The ERROR reason of a plan that exceeded the time limit (``--timeout``)."""
+    n = str(int(limit)) if float(limit).is_integer() else str(round(limit, 3))
+    return f"timed out after {n} s (time limit per plan, --timeout): {what}"
