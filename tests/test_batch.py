@@ -334,8 +334,13 @@ def test_timeout_option_values():
 @pytest.fixture(scope="module")
 def dask_cluster():
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                  host="127.0.0.1", dashboard_address=None) as cluster:
+    import dask
+    # A LocalCluster closes the nanny of a worker that is still missing from the scheduler
+    # lost-worker-timeout (15 s) after it was removed: a worker restarted then (by the
+    # time-limit test, 15 s after the crash test killed it) would lose its nanny.
+    with dask.config.set({"distributed.deploy.lost-worker-timeout": "1h"}), \
+            distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                     host="127.0.0.1", dashboard_address=None) as cluster:
         yield cluster
 
 
@@ -356,6 +361,28 @@ def test_dask_worker_crash_is_an_error(tree, dask_cluster, tmp_path, monkeypatch
     rows = _by_patient(res.rows)
     assert rows["PAT-002"]["status"] == "ERROR" and "KilledWorker" in rows["PAT-002"]["errors"][0]
     assert rows["PAT-001"]["status"] == "PASS"
+
+
+def test_dask_timeout_is_an_error_and_the_worker_is_restarted(tree, dask_cluster, tmp_path,
+                                                              monkeypatch):
+    monkeypatch.setenv(TEST_FAULT_ENV, "sleep:PAT-001")
+    t0 = time.monotonic()
+    res = run_batch(tree / "good", BatchOptions(out=str(tmp_path / "out"), timeout=LIMIT_S,
+                                                scheduler=dask_cluster.scheduler_address))
+    # about 11 s: 4 s limit + the nanny's restart (4 s grace, then SIGKILL) + the rest;
+    # the bound only shows that the batch did not wait for the 600 s sleep
+    assert time.monotonic() - t0 < 30
+    rows = _by_patient(res.rows)
+    reason = rows["PAT-001"]["errors"][0]
+    assert rows["PAT-001"]["status"] == "ERROR"
+    assert reason.startswith(f"timed out after {LIMIT_S} s (time limit per plan, --timeout): "
+                             "the Dask worker running it (tcp://")
+    assert "was restarted through its nanny, which killed the process checking it" in reason
+    assert rows["PAT-002"]["status"] == "FAIL" and res.exit_code == 2
+    assert res.summary["complete"]
+    killed = [s for s in res.stats if s.get("timed_out")]
+    assert len(killed) == 1 and killed[0]["restart"] == "OK"
+    assert _gone(killed[0]["pid"])             # LocalCluster: the worker ran on this machine
 
 
 # --- small pieces --------------------------------------------------------------------------

@@ -30,7 +30,8 @@ timestamps (``created``, ``run``, each row's ``report_created``) and ``run.execu
 
 Time limit (``BatchOptions.timeout``, ``--timeout``, default 900 s, 0: none): a plan
 still running after it is ERROR ("timed out after N s ...") and the batch goes on; its
-local worker process is killed (:mod:`rtqa.batch.pool`).
+local worker process is killed (:mod:`rtqa.batch.pool`); on Dask the worker running it
+is restarted through its nanny (:mod:`rtqa.batch_dask` says exactly what happens).
 
 Every public name of the former single module ``rtqa/batch.py``, and the private ones
 other modules use, are importable from here.

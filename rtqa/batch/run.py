@@ -95,7 +95,7 @@ def run_batch(root: str | os.PathLike, options: BatchOptions | None = None, *,
     stats: list[dict] = []
     if options.scheduler:
         from rtqa.batch_dask import run_dask
-        results = run_dask(tasks, client)
+        results = run_dask(tasks, client, limit)
         executor = f"dask {options.scheduler}"
     else:
         results = run_local(tasks, workers, options.max_tasks_per_child, limit)

@@ -124,7 +124,8 @@ def _tally(result, root: str) -> str:
               show_default=True, metavar="SECONDS",
               help="Time limit per plan, in seconds (0: no limit). A plan still running "
                    "then is ERROR ('timed out after N s'), its worker process is killed "
-                   "and the batch goes on (not yet with --scheduler).")
+                   "and the batch goes on (on Dask: the worker running it is restarted "
+                   "through its nanny).")
 @click.option("--per-plan", is_flag=True,
               help="Check every RTPLAN on its own, even when several share one RTSTRUCT.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no tally.")
