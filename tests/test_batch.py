@@ -397,6 +397,39 @@ def test_exit_code_and_csv_cells():
     assert "'=cmd()" in summary_csv([row])
 
 
+def test_workers_run_the_batch_rtqa_not_one_in_the_current_folder(tmp_path):
+    """Another rtqa in the current folder (a source checkout) must not be the one the fork
+    server preloads for the workers."""
+    import subprocess
+    import sys
+
+    import rtqa
+    decoy = tmp_path / "decoy"
+    (decoy / "rtqa").mkdir(parents=True)
+    (decoy / "rtqa" / "__init__.py").write_text('__version__ = "decoy"\n')
+    driver = tmp_path / "driver" / "drive.py"
+    driver.parent.mkdir()
+    driver.write_text(
+        "import json\n"
+        "from rtqa.batch import CheckSettings, PlanTask, run_isolated\n"
+        "if __name__ == '__main__':\n"
+        "    task = PlanTask('k', 'n', 'P', (), (), (), CheckSettings().resolved(), 'problem')\n"
+        "    print(json.dumps(json.loads(run_isolated(task)['json'])['errors']))\n")
+    env = dict(os.environ, PYTHONPATH=str(Path(rtqa.__file__).parent.parent))
+    env.pop(TEST_FAULT_ENV, None)
+    out = subprocess.run([sys.executable, str(driver)], cwd=decoy, env=env, text=True,
+                         capture_output=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == ["problem"]     # the worker's report, not a crash
+
+
+def test_a_worker_with_another_rtqa_checks_nothing():
+    from rtqa.batch.pool import _other_rtqa, _rtqa_file
+    assert _other_rtqa(_rtqa_file()) == ""
+    assert _other_rtqa("/elsewhere/rtqa/__init__.py").endswith(
+        "not /elsewhere/rtqa/__init__.py as the batch")
+
+
 def test_forkserver_preload_names_modules_that_exist():
     """The fork server imports _PRELOAD; the warm-up runs in the module that defines it."""
     import importlib

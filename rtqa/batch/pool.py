@@ -6,7 +6,9 @@ Conventions:
   ``spawn``) that has imported the modules in ``_PRELOAD`` and filled the caches every
   plan uses (:func:`_warm_up`, run when this module is imported with ``_WARM_ENV`` set,
   i.e. in the fork server only). ``_PRELOAD`` names this module, so keep it in step if
-  the code moves.
+  the code moves. The fork server imports the same rtqa as this process (see
+  :func:`_fork_server_env`), and a worker that finds otherwise checks no plan: each of
+  its plans is ERROR with the two paths.
 * Every worker process is owned by :func:`run_local` (no ``ProcessPoolExecutor``, whose
   running futures cannot be cancelled): it gets one plan at a time over its own pipe,
   checks ``max_tasks_per_child`` plans (1 by default: a fresh process per plan, so a
@@ -63,27 +65,73 @@ if os.environ.get(_WARM_ENV) == "1":   # imported by the fork server (see _mp_co
     _warm_up()
 
 
+def _rtqa_file() -> str:
+    import rtqa
+    return os.path.abspath(rtqa.__file__)
+
+
+def _fork_server_env() -> dict[str, str]:
+    """The environment the fork server is started with, so that it imports the rtqa this
+    process runs. The server runs ``python -c ...`` and, unlike the processes it forks,
+    does not get this process's ``sys.path`` (CPython's ``forkserver.main`` ignores it):
+    its first ``sys.path`` entry is the current folder, so another rtqa there (a source
+    checkout) would be preloaded and every worker would run that code. PYTHONSAFEPATH
+    drops that entry; the folder holding this rtqa goes first on PYTHONPATH unless it is
+    a site-packages folder (found there anyway, and it must not precede the standard
+    library)."""
+    import site
+    env = {_WARM_ENV: "1", "PYTHONSAFEPATH": "1"}
+    root = os.path.dirname(os.path.dirname(_rtqa_file()))
+    try:
+        sites = site.getsitepackages() + [site.getusersitepackages()]
+    except AttributeError:   # an old virtualenv's site module
+        sites = []
+    norm = os.path.normcase
+    if norm(root) not in {norm(os.path.abspath(p)) for p in sites}:
+        old = os.environ.get("PYTHONPATH")
+        env["PYTHONPATH"] = root + (os.pathsep + old if old else "")
+    return env
+
+
 def _mp_context():
     methods = multiprocessing.get_all_start_methods()
     if "forkserver" in methods:
         from multiprocessing import forkserver
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(_PRELOAD)
-        # start the server now, with the variable set only for it to inherit
-        os.environ[_WARM_ENV] = "1"
+        # start the server now (once per process), with these variables set only for it
+        # to inherit
+        env = _fork_server_env()
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
         try:
             forkserver.ensure_running()
         finally:
-            os.environ.pop(_WARM_ENV, None)
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
         return ctx
     return multiprocessing.get_context("spawn")
 
 
-def _worker_main(conn, max_tasks: int | None) -> None:
+def _other_rtqa(expected: str) -> str:
+    """Why this worker process must not check plans (it imported another rtqa than the
+    parent), or ""."""
+    mine = _rtqa_file()
+    if os.path.normcase(mine) == os.path.normcase(expected):
+        return ""
+    return f"the worker process imported rtqa from {mine}, not {expected} as the batch"
+
+
+def _worker_main(conn, max_tasks: int | None, rtqa_file: str) -> None:
     """A worker process: check the plans received on ``conn`` one by one and send back
-    ``("ok", result)`` (or ``("error", text)`` when a result cannot be sent), until
-    ``max_tasks`` plans, ``None`` or the end of the pipe."""
+    ``("ok", result)`` (or ``("error", text)`` when a result cannot be sent, or when this
+    process imported another rtqa than ``rtqa_file``, the parent's), until ``max_tasks``
+    plans, ``None`` or the end of the pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent handles Ctrl-C
+    wrong = _other_rtqa(rtqa_file)
     served = 0
     try:
         while max_tasks is None or served < max_tasks:
@@ -93,8 +141,11 @@ def _worker_main(conn, max_tasks: int | None) -> None:
                 return
             if task is None:
                 return
-            result = check_plan(task)
             served += 1
+            if wrong:
+                conn.send(("error", wrong))
+                continue
+            result = check_plan(task)
             try:
                 conn.send(("ok", result))
             except (EOFError, OSError):        # the parent is gone
@@ -112,7 +163,8 @@ class _Worker:
 
     def __init__(self, ctx, max_tasks: int | None):
         parent, child = ctx.Pipe(duplex=True)
-        self.proc = ctx.Process(target=_worker_main, args=(child, max_tasks), daemon=True)
+        self.proc = ctx.Process(target=_worker_main, args=(child, max_tasks, _rtqa_file()),
+                                daemon=True)
         self.proc.start()
         child.close()
         self.conn = parent
