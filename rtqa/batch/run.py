@@ -39,7 +39,7 @@ def run_batch(root: str | os.PathLike, options: BatchOptions | None = None, *,
     ``"discovered"`` ({"plans", "files", "to_check", "resumed"}) and ``"plan"``
     ({"done", "total", "row", "counts"}). Raises ``RtqaError`` when ROOT is not a folder,
     the protocol cannot be loaded, the Dask scheduler cannot be used, or a report cannot
-    be written; ValueError for a negative ``options.timeout``."""
+    be written; ValueError for a negative or non-finite ``options.timeout``."""
     options = options or BatchOptions()
     limit = timeout_limit(options.timeout)
     say = progress or (lambda _e, _i: None)

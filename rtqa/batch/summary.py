@@ -125,8 +125,9 @@ def index_html(summary: dict) -> str:
 
 
 def summary_doc(disc: Discovery, ordered: list[dict], *, settings, per_plan: bool,
-                timeout: float | None, fingerprint: str, started: str, finished: str, seconds: float,
-                executor: str, complete: bool, code: int, created: str) -> dict:
+                timeout: float | None, fingerprint: str, started: str, finished: str,
+                seconds: float, executor: str, complete: bool, code: int,
+                created: str) -> dict:
     """The ``summary.json`` document (schema ``rtqa-batch/1``); ``ordered``: the rows in
     discovery order; ``timeout``: the time limit per plan in seconds (None: none), in
     ``settings.timeout_s`` (not part of the fingerprint: it decides whether a plan is
