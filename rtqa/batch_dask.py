@@ -18,10 +18,11 @@ allowed-failures`` times (default 3) and then recorded as ERROR (``KilledWorker`
 Time limit (``--timeout``; Dask cannot interrupt a task running in a worker thread, so
 this is done from here):
 
-* Each task first logs a start event (worker address, process id) on a topic this
-  client subscribes to; the limit counts from the moment that event arrives here, so
-  time spent queued on the cluster (and a fresh worker's module imports) does not count. A plan that another worker starts
-  again (its first worker died) gets the full time again.
+* Each task first imports the modules a check needs, then logs a start event (worker
+  address, process id) on a topic this client subscribes to; the limit counts from the
+  moment that event arrives here, so time spent queued on the cluster (and a fresh
+  worker's imports) does not count. A plan that another worker starts again (its first
+  worker died) gets the full time again.
 * The client looks at the deadlines at least every ``POLL_S`` seconds. A plan still
   running ``timeout`` seconds after its start is recorded as ERROR ("timed out after N
   s (...): " plus what happened to its worker, with the worker's address; no inputs, so
