@@ -35,8 +35,7 @@ Peak RSS of a worker is its VmHWM (Linux; ru_maxrss elsewhere) reported with eac
 result; with the default ``max_tasks_per_child=1`` every plan gets a fresh worker
 process forked from a preloaded server, so the figure is the memory one plan needs
 (shared library pages included). ``--max-tasks-per-child 0`` keeps workers for the whole
-run instead (to see whether a long-lived worker grows). Values above 1 can hang the pool
-on Python versions without the fix for CPython gh-115634 (3.11, 3.12 and older 3.13).
+run instead (to see whether a long-lived worker grows).
 
 Results also go to ``OUT/batch_bench.json``. Exit status 0 when every run completes with
 the expected statuses (each generated plan's verdict is known), 1 otherwise.

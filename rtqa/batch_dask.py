@@ -7,26 +7,62 @@ a local run), and the plan files and the protocol at the same paths on the worke
 shared file system). Reports are rendered on the workers and written here, so only
 this machine needs the output folder.
 
-Each plan is one task running :func:`rtqa.batch.check_plan`, the function the local
+Each plan is one task running :func:`rtqa.batch.worker.check_plan`, the function the local
 pool runs, so the results are identical to a local run. Tasks are submitted lazily (at
 most 2 x the cluster's worker threads in flight). Recommended workers: one thread each
 (``dask worker --nthreads 1``; memory per worker is then bounded by one plan); the
 HTML rendering is serialised within a worker process. A plan whose worker process dies
 is retried by the scheduler on another worker up to ``distributed.scheduler.
 allowed-failures`` times (default 3) and then recorded as ERROR (``KilledWorker``).
+
+Time limit (``--timeout``; Dask cannot interrupt a task running in a worker thread, so
+this is done from here):
+
+* Each task first imports the modules a check needs, then logs a start event (worker
+  address, process id) on a topic this client subscribes to; the limit counts from the
+  moment that event arrives here, so time spent queued on the cluster (and a fresh
+  worker's imports) does not count. A plan that another worker starts again (its first
+  worker died) gets the full time again.
+* The client looks at the deadlines at least every ``POLL_S`` seconds. A plan still
+  running ``timeout`` seconds after its start is recorded as ERROR ("timed out after N
+  s (...): " plus what happened to its worker, with the worker's address; no inputs, so
+  ``--resume`` checks it again), its future is cancelled (the scheduler forgets it; on
+  the worker the thread runs on), and its worker is restarted with
+  ``Client.restart_workers``: the worker's *nanny* kills the worker process (after about
+  4 s of grace) and starts a fresh one, so the plan's CPU and memory are released. The
+  batch waits for that restart (about 5 s, at most ``RESTART_TIMEOUT_S``) and goes on;
+  meanwhile no other deadline is looked at, so another plan that times out then is
+  stopped that much later (its reason still gives the limit, its ``stats`` the time). Other tasks
+  running on that worker process (only with more than one thread per worker) are
+  rescheduled by Dask and checked again elsewhere.
+* Without a nanny (``dask worker --no-nanny``) the scheduler removes the worker from the
+  cluster and tells it to close; nothing can kill the plan's thread, which may run on
+  until the plan finishes, and the cluster has one worker fewer (unless a deployment
+  system starts another). If no worker is left within ``CONNECT_TIMEOUT_S``, the batch stops
+  (``RtqaError``; the summary of the plans done so far is written, ``complete: false``).
+  When the restart fails or times out, the reason says that the plan may still be
+  running on that worker.
+* A plan whose start event never arrives (the event is lost, or logging it fails on
+  the worker) has no time limit.
 """
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 
-from rtqa.batch import PlanTask, check_plan, crash_result, settings_fingerprint
+from rtqa.batch.model import PlanTask, timeout_limit
+from rtqa.batch.resume import settings_fingerprint
+from rtqa.batch.worker import check_plan, crash_result, timeout_reason
 from rtqa.errors import RtqaError
 
 __all__ = ["connect", "run_dask", "worker_identity"]
 
 CONNECT_TIMEOUT_S = 30
+RESTART_TIMEOUT_S = 60   # restart of the worker of a timed-out plan
+POLL_S = 0.5             # with a time limit: how often deadlines are looked at
 
 
 def worker_identity(settings) -> dict:
@@ -66,50 +102,156 @@ def connect(address: str, settings, fingerprint: str | None = None):
     return client
 
 
-def run_dask(tasks: Iterable[PlanTask], client) -> Iterator[tuple[PlanTask, dict]]:
+def _check_on_worker(task: PlanTask, topic: str, key: str) -> dict:
+    """The Dask task of one plan: report its start on ``topic`` (worker address and
+    process id, for the time limit), then :func:`rtqa.batch.worker.check_plan`. The
+    modules a check needs are imported first: a fresh worker's imports do not count
+    towards the plan's time limit (local workers have them preloaded too)."""
+    import rtqa.pipeline  # noqa: F401
+    import rtqa.report_html  # noqa: F401
+    if topic:
+        try:
+            from distributed import get_worker
+            worker = get_worker()
+            worker.log_event(topic, {"key": key, "worker": worker.address,
+                                     "pid": os.getpid()})
+        except Exception:  # noqa: BLE001 - no start event: no time limit for this plan
+            pass
+    return check_plan(task)
+
+
+def _failure_reason(exc: BaseException) -> str:
+    name = type(exc).__name__
+    if name == "KilledWorker":
+        first = str(exc).split(". ")[0]
+        return ("the Dask worker processes checking this plan died "
+                f"repeatedly (KilledWorker: {first})")
+    return f"Dask could not check this plan ({name}: {exc})"
+
+
+def _restart_note(worker: str, outcome: str | None) -> str:
+    """What happened to the worker process of a timed-out plan, for its ERROR reason."""
+    if outcome == "OK":
+        return (f"the Dask worker running it ({worker}) was restarted through its nanny, "
+                "which killed the process checking it")
+    if outcome == "removed":
+        return (f"the Dask worker running it ({worker}) has no nanny: it was removed from "
+                "the cluster and told to close; the plan may run on there until it ends")
+    if outcome == "timed out":
+        return (f"the Dask worker running it ({worker}) did not restart within "
+                f"{RESTART_TIMEOUT_S} s and was removed from the scheduler; the plan may "
+                "still be running in that process")
+    if outcome is None:
+        return f"the Dask worker running it ({worker}) had already left the cluster"
+    return (f"the Dask worker running it ({worker}) could not be restarted ({outcome}); "
+            "the plan may still be running there until it finishes")
+
+
+def _expire(client, inflight: dict, started: dict, limit: float) -> list:
+    """Results of the plans running longer than ``limit`` (removed from ``inflight``):
+    cancel them and restart their workers (see the module docstring)."""
+    now = time.monotonic()
+    late = [k for k in inflight if k in started and now >= started[k][0] + limit]
+    if not late:
+        return []
+    alive = set(client.nthreads())
+    for k in [k for k in late if started[k][1] not in alive]:
+        started.pop(k)   # its worker left: Dask runs the plan again elsewhere (new start)
+    late = [k for k in late if k in started]
+    if not late:
+        return []
+    client.cancel([inflight[k][0] for k in late])
+    workers = sorted({started[k][1] for k in late})
+    for k in [k for k in started if k not in late and started[k][1] in workers]:
+        started.pop(k)   # other plans on those workers are rescheduled: new start events
+    try:
+        outcome = client.restart_workers(workers, timeout=RESTART_TIMEOUT_S,
+                                         raise_for_error=False)
+    except Exception as exc:  # noqa: BLE001 - reported in the plans' reasons
+        outcome = {w: f"{type(exc).__name__}: {exc}" for w in workers}
+    results = []
+    for k in late:
+        fut, task = inflight.pop(k)
+        t0, worker, pid = started.pop(k)
+        fut.release()
+        result = crash_result(task, timeout_reason(limit, _restart_note(worker,
+                                                                        outcome.get(worker))))
+        result["stats"] = {"pid": pid, "worker": worker, "seconds": round(now - t0, 3),
+                           "timed_out": True, "restart": outcome.get(worker)}
+        results.append((task, result))
+    if not client.nthreads():
+        try:
+            client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - TimeoutError and friends
+            raise RtqaError("no Dask worker left after restarting the worker(s) of timed-out "
+                            f"plans ({type(exc).__name__})") from None
+    return results
+
+
+def run_dask(tasks: Iterable[PlanTask], client,
+             timeout: float | None = None) -> Iterator[tuple[PlanTask, dict]]:
     """Check ``tasks`` on the cluster of ``client`` (from :func:`connect`), yielding
-    (task, result) as plans complete (like :func:`rtqa.batch.run_local`); closes the
-    client at the end."""
-    from distributed import as_completed
+    (task, result) as plans complete (like :func:`rtqa.batch.pool.run_local`);
+    ``timeout``: seconds per plan from its start on a worker (None or 0: no limit).
+    Closes the client at the end."""
+    from distributed import wait
+    limit = timeout_limit(timeout)
     try:
         it = iter(tasks)
         threads = sum(client.nthreads().values()) or 1
         cap = 2 * threads
         run_id = uuid.uuid4().hex[:8]
+        topic = f"rtqa-batch-start-{run_id}" if limit else ""
+        started: dict[str, tuple[float, str, int]] = {}   # key: (monotonic, worker, pid)
+        if topic:
+            def on_start(event) -> None:   # runs in the client's event loop thread
+                msg = event[1]
+                started[msg["key"]] = (time.monotonic(), msg["worker"], msg["pid"])
+            client.subscribe_topic(topic, on_start)
         inflight: dict = {}
-        ac = as_completed(loop=client.loop)
 
         def submit(task: PlanTask) -> None:
-            fut = client.submit(check_plan, task, pure=False, retries=0,
-                                key=f"rtqa-check-{task.key}-{run_id}")
-            inflight[fut.key] = (fut, task)
-            ac.add(fut)
+            key = f"rtqa-check-{task.key}-{run_id}"
+            fut = client.submit(_check_on_worker, task, topic, key, pure=False, retries=0,
+                                key=key)
+            inflight[key] = (fut, task)
 
         for task in it:
             submit(task)
             if len(inflight) >= cap:
                 break
-        if not inflight:
-            return
-        for fut in ac:
-            _, task = inflight.pop(fut.key)
+        while inflight:
+            wait_s = None
+            if limit:
+                # wake up at the first deadline, and at least every POLL_S for the
+                # deadlines of plans whose start event arrives meanwhile
+                now = time.monotonic()
+                ends = [started[k][0] + limit for k in inflight if k in started]
+                wait_s = max(0.01, min([POLL_S] + [e - now for e in ends]))
             try:
-                result = fut.result()
-            except Exception as exc:  # noqa: BLE001 - KilledWorker, lost connection ...
-                name = type(exc).__name__
-                if name == "KilledWorker":
-                    first = str(exc).split(". ")[0]
-                    reason = ("the Dask worker processes checking this plan died "
-                              f"repeatedly (KilledWorker: {first})")
-                else:
-                    reason = f"Dask could not check this plan ({name}: {exc})"
-                result = crash_result(task, reason)
-            finally:
-                fut.release()
-            yield task, result
-            nxt = next(it, None)
-            if nxt is not None:
-                submit(nxt)
+                with client.as_current():   # distributed.wait uses the current client
+                    done = wait([f for f, _ in inflight.values()], timeout=wait_s,
+                                return_when="FIRST_COMPLETED").done
+            except TimeoutError:
+                done = set()
+            finished = []
+            for fut in done:
+                _, task = inflight.pop(fut.key)
+                started.pop(fut.key, None)
+                try:
+                    result = fut.result()
+                except Exception as exc:  # noqa: BLE001 - KilledWorker, lost connection ...
+                    result = crash_result(task, _failure_reason(exc))
+                finally:
+                    fut.release()
+                finished.append((task, result))
+            if limit:
+                finished += _expire(client, inflight, started, limit)
+            for item in finished:
+                yield item
+                nxt = next(it, None)
+                if nxt is not None:
+                    submit(nxt)
     finally:
         client.close()
 

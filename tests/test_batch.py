@@ -1,5 +1,6 @@
 """``rtqa batch``: discovery whatever the layout, summary and exit code, resume, a worker
-crash, and the Dask path giving the same summary as the local pool.
+crash, the time limit per plan, and the Dask path giving the same summary as the local
+pool.
 
 The plans are small variants of the sample cases (3 organs, 2 lesions, 48 x 48 CT
 pixels, 6 mm dose grid: about 1 s each) written in odd layouts:
@@ -14,7 +15,9 @@ pixels, 6 mm dose grid: about 1 s each) written in odd layouts:
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,8 +25,8 @@ import pydicom
 import pytest
 from click.testing import CliRunner
 
-from rtqa.batch import (TEST_FAULT_ENV, BatchOptions, CheckSettings, discover, exit_code,
-                        run_batch, summary_csv)
+from rtqa.batch import (DEFAULT_TIMEOUT_S, TEST_FAULT_ENV, BatchOptions, CheckSettings,
+                        discover, exit_code, run_batch, summary_csv)
 from rtqa.cli.batch import batch
 from rtqa.pipeline import run_check
 from rtqa.sample import hcc_fail, hcc_pass, write_case
@@ -253,13 +256,91 @@ def test_exception_in_a_plan_is_an_error(tree, tmp_path, monkeypatch):
     assert rows["PAT-002"]["status"] == "FAIL" and res.exit_code == 2
 
 
+# --- time limit per plan (--timeout) -------------------------------------------------------
+
+LIMIT_S = 4   # a sample plan takes about 1 s; the "sleep" fault sleeps 600 s
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_timeout_is_an_error_the_worker_is_killed_and_the_others_complete(
+        tree, tmp_path, monkeypatch):
+    monkeypatch.setenv(TEST_FAULT_ENV, "sleep:PAT-001")
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    r = CliRunner().invoke(batch, [str(tree / "good"), "--out", str(out), "-j", "2",
+                                   "--timeout", str(LIMIT_S)])
+    elapsed = time.monotonic() - t0
+    # without the time limit this batch exits 1 (PASS + FAIL): 2 comes from the timeout
+    assert r.exit_code == 2, r.output
+    assert elapsed < 15
+    reason = (f"timed out after {LIMIT_S} s (time limit per plan, --timeout): its worker "
+              "process was killed")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] and summary["settings"]["timeout_s"] == LIMIT_S
+    assert summary["counts"] == {"PASS": 0, "FAIL": 1, "ERROR": 1, "total": 2, "resumed": 0}
+    rows = _by_patient(summary["plans"])
+    assert rows["PAT-001"]["status"] == "ERROR" and rows["PAT-001"]["errors"] == [reason]
+    assert rows["PAT-002"]["status"] == "FAIL"
+    assert FAILING <= set(rows["PAT-002"]["failing_checks"])
+    report = json.loads((out / rows["PAT-001"]["json"]).read_text())
+    assert report["status"] == "ERROR" and report["errors"] == [reason]
+    assert report["inputs"] == []             # not about the input: --resume checks again
+    assert reason in (out / rows["PAT-001"]["html"]).read_text()
+    assert reason in (out / "index.html").read_text()
+    assert f"{LIMIT_S} s per plan" in (out / "index.html").read_text()
+    assert reason in (out / "summary.csv").read_text()
+    assert reason in r.output                 # the tally
+
+
+def test_timeout_kills_the_process_and_a_fresh_one_goes_on(tree, tmp_path, monkeypatch):
+    """Kept worker processes (max_tasks_per_child=None): the one running the timed-out plan
+    is killed (its pid is gone) and a new one checks the next plans."""
+    monkeypatch.setenv(TEST_FAULT_ENV, "sleep:PAT-001")
+    res = run_batch(tree, BatchOptions(out=str(tmp_path / "out"), workers=1,
+                                       max_tasks_per_child=None, timeout=LIMIT_S))
+    rows = _by_patient(res.rows)
+    assert rows["PAT-001"]["errors"][0].startswith(f"timed out after {LIMIT_S} s")
+    assert rows["PAT-002"]["status"] == "FAIL"
+    assert "incomplete DICOM file" in rows["PAT-003"]["errors"][0]
+    killed = [s for s in res.stats if s.get("timed_out")]
+    assert [s["key"] for s in killed] == [rows["PAT-001"]["key"]]
+    assert LIMIT_S <= killed[0]["seconds"] < LIMIT_S + 5
+    assert _gone(killed[0]["pid"])
+    others = [s for s in res.stats if not s.get("timed_out")]
+    assert len(others) == 2 and len({s["pid"] for s in others}) == 1    # one kept process
+    assert killed[0]["pid"] not in {s["pid"] for s in others}
+    assert sorted(s["tasks_in_process"] for s in others) == [1, 2]
+
+
+def test_timeout_option_values():
+    runner = CliRunner()
+    assert "--timeout SECONDS" in runner.invoke(batch, ["--help"]).output
+    assert BatchOptions().timeout == DEFAULT_TIMEOUT_S == 900   # the CLI default too
+    r = runner.invoke(batch, [".", "--timeout", "-1"])
+    assert r.exit_code == 2 and "--timeout" in r.output
+    r = runner.invoke(batch, [".", "--timeout", "inf"])
+    assert r.exit_code == 2 and "--timeout" in r.output
+
+
 # --- Dask ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def dask_cluster():
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                  host="127.0.0.1", dashboard_address=None) as cluster:
+    import dask
+    # A LocalCluster closes the nanny of a worker that is still missing from the scheduler
+    # lost-worker-timeout (15 s) after it was removed: a worker restarted then (by the
+    # time-limit test, 15 s after the crash test killed it) would lose its nanny.
+    with dask.config.set({"distributed.deploy.lost-worker-timeout": "1h"}), \
+            distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                     host="127.0.0.1", dashboard_address=None) as cluster:
         yield cluster
 
 
@@ -282,6 +363,28 @@ def test_dask_worker_crash_is_an_error(tree, dask_cluster, tmp_path, monkeypatch
     assert rows["PAT-001"]["status"] == "PASS"
 
 
+def test_dask_timeout_is_an_error_and_the_worker_is_restarted(tree, dask_cluster, tmp_path,
+                                                              monkeypatch):
+    monkeypatch.setenv(TEST_FAULT_ENV, "sleep:PAT-001")
+    t0 = time.monotonic()
+    res = run_batch(tree / "good", BatchOptions(out=str(tmp_path / "out"), timeout=LIMIT_S,
+                                                scheduler=dask_cluster.scheduler_address))
+    # about 11 s: 4 s limit + the nanny's restart (4 s grace, then SIGKILL) + the rest;
+    # the bound only shows that the batch did not wait for the 600 s sleep
+    assert time.monotonic() - t0 < 30
+    rows = _by_patient(res.rows)
+    reason = rows["PAT-001"]["errors"][0]
+    assert rows["PAT-001"]["status"] == "ERROR"
+    assert reason.startswith(f"timed out after {LIMIT_S} s (time limit per plan, --timeout): "
+                             "the Dask worker running it (tcp://")
+    assert "was restarted through its nanny, which killed the process checking it" in reason
+    assert rows["PAT-002"]["status"] == "FAIL" and res.exit_code == 2
+    assert res.summary["complete"]
+    killed = [s for s in res.stats if s.get("timed_out")]
+    assert len(killed) == 1 and killed[0]["restart"] == "OK"
+    assert _gone(killed[0]["pid"])             # LocalCluster: the worker ran on this machine
+
+
 # --- small pieces --------------------------------------------------------------------------
 
 def test_exit_code_and_csv_cells():
@@ -292,3 +395,46 @@ def test_exit_code_and_csv_cells():
            "not_evaluated": [], "errors": [], "warnings": 0, "folders": ["a"],
            "html": None, "json": "plans/x.json", "key": "k"}
     assert "'=cmd()" in summary_csv([row])
+
+
+def test_workers_run_the_batch_rtqa_not_one_in_the_current_folder(tmp_path):
+    """Another rtqa in the current folder (a source checkout) must not be the one the fork
+    server preloads for the workers."""
+    import subprocess
+    import sys
+
+    import rtqa
+    decoy = tmp_path / "decoy"
+    (decoy / "rtqa").mkdir(parents=True)
+    (decoy / "rtqa" / "__init__.py").write_text('__version__ = "decoy"\n')
+    driver = tmp_path / "driver" / "drive.py"
+    driver.parent.mkdir()
+    driver.write_text(
+        "import json\n"
+        "from rtqa.batch import CheckSettings, PlanTask, run_isolated\n"
+        "if __name__ == '__main__':\n"
+        "    task = PlanTask('k', 'n', 'P', (), (), (), CheckSettings().resolved(), 'problem')\n"
+        "    print(json.dumps(json.loads(run_isolated(task)['json'])['errors']))\n")
+    env = dict(os.environ, PYTHONPATH=str(Path(rtqa.__file__).parent.parent))
+    env.pop(TEST_FAULT_ENV, None)
+    out = subprocess.run([sys.executable, str(driver)], cwd=decoy, env=env, text=True,
+                         capture_output=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == ["problem"]     # the worker's report, not a crash
+
+
+def test_a_worker_with_another_rtqa_checks_nothing():
+    from rtqa.batch.pool import _other_rtqa, _rtqa_file
+    assert _other_rtqa(_rtqa_file()) == ""
+    assert _other_rtqa("/elsewhere/rtqa/__init__.py").endswith(
+        "not /elsewhere/rtqa/__init__.py as the batch")
+
+
+def test_forkserver_preload_names_modules_that_exist():
+    """The fork server imports _PRELOAD; the warm-up runs in the module that defines it."""
+    import importlib
+
+    from rtqa.batch import _PRELOAD, _warm_up
+    assert _warm_up.__module__ in _PRELOAD
+    for name in _PRELOAD:
+        importlib.import_module(name)

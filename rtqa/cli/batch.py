@@ -120,12 +120,18 @@ def _tally(result, root: str) -> str:
 @click.option("--scheduler", metavar="ADDRESS",
               help="Run on a Dask distributed cluster, e.g. tcp://10.0.0.5:8786 "
                    "(needs rtqa[dask]; same files, rtqa and constraints on the workers).")
+@click.option("--timeout", "timeout", type=click.FloatRange(min=0), default=900,
+              show_default=True, metavar="SECONDS",
+              help="Time limit per plan, in seconds (0: no limit). A plan still running "
+                   "then is ERROR ('timed out after N s'), its worker process is killed "
+                   "and the batch goes on (on Dask: the worker running it is restarted "
+                   "through its nanny).")
 @click.option("--per-plan", is_flag=True,
               help="Check every RTPLAN on its own, even when several share one RTSTRUCT.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no tally.")
 @handle_errors
 def batch(root, protocol, constraint_files, maps, workers, out, resume, scheduler,
-          per_plan, quiet):
+          timeout, per_plan, quiet):
     """Check every plan export under ROOT and write one report per plan plus an index.
 
     \b
@@ -134,8 +140,8 @@ def batch(root, protocol, constraint_files, maps, workers, out, resume, schedule
     linked by UID within one PatientID. Plans of one patient on the same RTSTRUCT are
     checked together as one course, as `rtqa check` does for a folder holding them
     (--per-plan checks them apart). Each plan is checked exactly as `rtqa check`
-    would; a plan that cannot be read, or whose worker crashes, is ERROR and the
-    batch goes on.
+    would; a plan that cannot be read, whose worker crashes, or that runs longer
+    than --timeout is ERROR and the batch goes on.
 
     \b
     Output in DIR: plans/<patient>_<plan>_<id>.json and .html per plan, summary.csv,
@@ -150,14 +156,19 @@ def batch(root, protocol, constraint_files, maps, workers, out, resume, schedule
       rtqa batch /data/exports --out qa-2025-06
       rtqa batch /data/exports --out qa-2025-06 --resume
       rtqa batch /data/exports --workers 8 --protocol my-protocol.toml
+      rtqa batch /data/exports --timeout 1800
       rtqa batch /shared/exports --scheduler tcp://scheduler:8786
     """
-    from rtqa.batch import BatchOptions, CheckSettings, run_batch
+    from rtqa.batch import BatchOptions, CheckSettings, run_batch, timeout_limit
 
+    try:
+        timeout_limit(timeout)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--timeout") from None
     settings = CheckSettings(protocol, tuple(constraint_files), _parse_map(maps))
     bar = _Bar(enabled=(not quiet) and sys.stderr.isatty())
     options = BatchOptions(settings=settings, workers=workers, out=out, resume=resume,
-                           scheduler=scheduler, per_plan=per_plan)
+                           scheduler=scheduler, per_plan=per_plan, timeout=timeout)
     try:
         result = run_batch(root, options, progress=bar)
     except KeyboardInterrupt:

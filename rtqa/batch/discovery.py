@@ -1,0 +1,359 @@
+"""Discovery: the plans under a folder tree, found from DICOM headers only.
+
+Walk ROOT (symbolic links are never followed, at most ``MAX_DEPTH`` levels; the output
+folder is skipped) and read the *header* of every file (pydicom ``stop_before_pixels``
+with only the tags needed to link objects); files that are not DICOM are ignored.
+Objects are linked by UID, never by folder, so any layout works (one folder per plan, per
+patient, per modality, all in one folder, nested at any depth).
+
+Grouping rule (what one "plan" of the batch is)
+-----------------------------------------------
+Objects are indexed by (PatientID, SOPInstanceUID); references are only followed
+within one PatientID.
+
+* An **anchor** is an RTPLAN, or an RTDOSE whose referenced RTPLAN is not under ROOT
+  (a dose without plan). An RTDOSE whose RTPLAN is present belongs to that plan.
+* Every anchor has a structure set: an RTPLAN the RTSTRUCT of its
+  ReferencedStructureSetSequence; a dose without plan the RTSTRUCT of the same patient
+  and FrameOfReferenceUID (when several, the one in the dose's folder; when still
+  ambiguous, all of them, and the check reports the ambiguity).
+* Default (``per_plan=False``): anchors of one patient that use the **same RTSTRUCT**
+  are checked together as one export (one treatment course: the plans' doses are summed
+  voxel-wise as BED, each with its own fractionation, as ``rtqa check`` does for a
+  folder holding those plans). With ``per_plan=True`` (``--per-plan``) every RTPLAN is
+  checked on its own with its doses, and doses without plan referencing the same
+  (missing) RTPLAN together.
+* Anchors without a structure set are checked on their own (the check then reports
+  the missing RTSTRUCT).
+* Each unit gets its RTSTRUCT, the RTDOSEs referencing its RTPLANs and the CT series the
+  RTSTRUCT references (else the only CT series of the patient in that frame of reference).
+* Copies of one object (same PatientID and SOPInstanceUID) in several files: identical
+  copies are used once (the first path in sorted order; noted on the plan); copies that
+  differ make every plan using them ERROR ("conflicting files"), never a guess.
+* A file that claims to be DICOM (``.dcm`` name or ``DICM`` magic) but whose header
+  cannot be read joins every plan with a file in the same folder (so that plan is
+  ERROR with the reader's reason, as ``rtqa check`` of that folder would be); alone in
+  its folder it becomes an ERROR entry of its own, because it may hide a plan.
+* RTSTRUCTs and CT series that no plan or dose uses are listed as ``unassigned`` in
+  ``summary.json`` (not errors).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
+
+from rtqa.batch.model import (MAX_DEPTH, Discovery, Header, PlanUnit, _hash, _relpath,
+                              _safe, sha256_file)
+from rtqa.errors import RtqaError
+
+__all__ = ["discover", "read_header"]
+
+_HEADER_TAGS = [
+    "SOPClassUID", "SOPInstanceUID", "Modality", "PatientID", "StudyInstanceUID",
+    "SeriesInstanceUID", "FrameOfReferenceUID", "RTPlanLabel", "RTPlanName",
+    "StructureSetLabel", "ReferencedStructureSetSequence", "ReferencedRTPlanSequence",
+    "ReferencedFrameOfReferenceSequence",
+]
+
+
+def _looks_like_dicom(path: str) -> bool:
+    if path.lower().endswith((".dcm", ".dicom")):
+        return True
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def _text(ds, keyword: str) -> str:
+    value = ds.get(keyword, None)
+    return "" if value is None else str(value).strip()
+
+
+def read_header(path: str, rel: str = "") -> Header | None:
+    """The linking header of one file; None when it is not DICOM. Raises ``RtqaError``
+    when the file claims to be DICOM but its header cannot be read."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    from rtqa.reading.sopclass import KIND
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+        sop_class = _text(ds, "SOPClassUID")
+    except InvalidDicomError:
+        if _looks_like_dicom(path):
+            raise RtqaError("not a DICOM file (no DICOM header)", rel or path) from None
+        return None
+    except (OSError, MemoryError) as exc:
+        raise RtqaError(f"cannot be read ({exc})", rel or path) from None
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on broken files
+        raise RtqaError(f"unreadable DICOM header ({type(exc).__name__}: {exc})",
+                        rel or path) from None
+    if not sop_class:
+        if _looks_like_dicom(path):
+            raise RtqaError("DICOM file without SOPClassUID", rel or path)
+        return None
+    kind = KIND.get(sop_class, "OTHER")
+    refs: list[str] = []
+    frame = _text(ds, "FrameOfReferenceUID")
+    label = ""
+    try:
+        if kind == "RTPLAN":
+            label = _text(ds, "RTPlanLabel") or _text(ds, "RTPlanName")
+            refs = [_text(i, "ReferencedSOPInstanceUID")
+                    for i in ds.get("ReferencedStructureSetSequence", None) or []]
+        elif kind == "RTDOSE":
+            refs = [_text(i, "ReferencedSOPInstanceUID")
+                    for i in ds.get("ReferencedRTPlanSequence", None) or []]
+        elif kind == "RTSTRUCT":
+            label = _text(ds, "StructureSetLabel")
+            for fr in ds.get("ReferencedFrameOfReferenceSequence", None) or []:
+                frame = frame or _text(fr, "FrameOfReferenceUID")
+                for st in fr.get("RTReferencedStudySequence", None) or []:
+                    for se in st.get("RTReferencedSeriesSequence", None) or []:
+                        refs.append(_text(se, "SeriesInstanceUID"))
+    except Exception as exc:  # noqa: BLE001 - a malformed sequence
+        raise RtqaError(f"unreadable DICOM references ({type(exc).__name__}: {exc})",
+                        rel or path) from None
+    return Header(path=path, rel=rel or path, kind=kind,
+                  sop_instance_uid=_text(ds, "SOPInstanceUID"),
+                  patient_id=_text(ds, "PatientID"), frame_uid=frame,
+                  series_uid=_text(ds, "SeriesInstanceUID"), label=label,
+                  refs=tuple(dict.fromkeys(r for r in refs if r)))
+
+
+def _walk(root: str, exclude: Iterable[str] = ()) -> Iterator[str]:
+    """Regular files under ``root`` in a stable order; links and ``exclude`` folders
+    (resolved paths) are skipped."""
+    skip = {os.path.realpath(e) for e in exclude}
+    depth0 = root.rstrip(os.sep).count(os.sep)
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        if dirpath.count(os.sep) - depth0 >= MAX_DEPTH:
+            dirnames[:] = []
+        dirnames[:] = sorted(d for d in dirnames
+                             if os.path.realpath(os.path.join(dirpath, d)) not in skip)
+        for name in sorted(filenames):
+            p = os.path.join(dirpath, name)
+            if not os.path.islink(p) and os.path.isfile(p):
+                yield p
+
+
+def discover(root: str | os.PathLike, *, per_plan: bool = False,
+             exclude: Iterable[str] = (),
+             progress: Callable[[int], None] | None = None) -> Discovery:
+    """Find every plan under ``root`` (see the module docstring for the grouping rule)."""
+    root_abs = os.path.abspath(os.fspath(root))
+    if not os.path.isdir(root_abs):
+        raise RtqaError("is not a folder", root)
+    headers: list[Header] = []
+    unreadable: list[tuple[str, str, str]] = []   # (abs, rel, reason)
+    n_files = 0
+    for p in _walk(root_abs, exclude):
+        n_files += 1
+        rel = os.path.relpath(p, root_abs).replace(os.sep, "/")
+        try:
+            h = read_header(p, rel)
+        except RtqaError as exc:
+            unreadable.append((p, rel, exc.reason))
+            continue
+        if h is not None:
+            headers.append(h)
+        if progress and n_files % 200 == 0:
+            progress(n_files)
+
+    # (patient, uid) -> copies; identical copies collapse, differing ones conflict
+    copies: dict[tuple[str, str], list[Header]] = {}
+    for h in headers:
+        copies.setdefault((h.patient_id, h.sop_instance_uid), []).append(h)
+    obj: dict[tuple[str, str], Header] = {}
+    dup_notes: dict[tuple[str, str], str] = {}
+    conflicts: dict[tuple[str, str], str] = {}
+    for k, hs in copies.items():
+        obj[k] = hs[0]
+        if len(hs) > 1:
+            digests = {sha256_file(h.path) for h in hs}
+            names = ", ".join(h.rel for h in hs)
+            if len(digests) == 1:
+                dup_notes[k] = (f"identical copies of one {hs[0].kind} ({names}): "
+                                f"{hs[0].rel} used")
+            else:
+                conflicts[k] = (f"different files with the same SOPInstanceUID "
+                                f"{k[1]} ({hs[0].kind}): {names}")
+    by_kind: dict[str, list[Header]] = {}
+    for h in obj.values():
+        by_kind.setdefault(h.kind, []).append(h)
+    for hs in by_kind.values():
+        hs.sort(key=lambda h: h.rel)
+    ct_series: dict[tuple[str, str], list[Header]] = {}
+    for h in by_kind.get("CT", []):
+        ct_series.setdefault((h.patient_id, h.series_uid), []).append(h)
+    structs = by_kind.get("RTSTRUCT", [])
+    plans = by_kind.get("RTPLAN", [])
+    doses = by_kind.get("RTDOSE", [])
+
+    def get(pid: str, uid: str, kind: str) -> Header | None:
+        h = obj.get((pid, uid))
+        return h if h is not None and h.kind == kind else None
+
+    def struct_for_frame(pid: str, frame: str, folder: str) -> list[Header]:
+        cands = [s for s in structs if s.patient_id == pid and s.frame_uid == frame and frame]
+        if len(cands) > 1:
+            local = [s for s in cands if s.folder == folder]
+            if len(local) == 1:
+                return local
+        return cands
+
+    # anchors: (group key, plan header or None, dose headers, structure sets)
+    groups: dict[tuple, dict] = {}
+    doses_of_plan: dict[tuple[str, str], list[Header]] = {}
+    orphans: list[Header] = []
+    for d in doses:
+        plan = next((get(d.patient_id, r, "RTPLAN") for r in d.refs
+                     if get(d.patient_id, r, "RTPLAN")), None)
+        if plan is not None:
+            doses_of_plan.setdefault((plan.patient_id, plan.sop_instance_uid), []).append(d)
+        else:
+            orphans.append(d)
+
+    def group(key: tuple) -> dict:
+        return groups.setdefault(key, {"plans": [], "doses": [], "structs": [],
+                                       "pid": key[0], "notes": []})
+
+    for p in plans:
+        rs = next((get(p.patient_id, r, "RTSTRUCT") for r in p.refs
+                   if get(p.patient_id, r, "RTSTRUCT")), None)
+        if rs is not None and not per_plan:
+            g = group((p.patient_id, "rs", rs.sop_instance_uid))
+        else:
+            g = group((p.patient_id, "plan", p.sop_instance_uid))
+        g["plans"].append(p)
+        g["doses"] += doses_of_plan.get((p.patient_id, p.sop_instance_uid), [])
+        if rs is not None and rs not in g["structs"]:
+            g["structs"].append(rs)
+    plans_by_uid: dict[str, list[Header]] = {}
+    for p in plans:
+        plans_by_uid.setdefault(p.sop_instance_uid, []).append(p)
+    for d in orphans:
+        cands = struct_for_frame(d.patient_id, d.frame_uid, d.folder)
+        elsewhere = [p for r in d.refs for p in plans_by_uid.get(r, [])]
+        if len(cands) == 1 and not per_plan:
+            g = group((d.patient_id, "rs", cands[0].sop_instance_uid))
+        elif d.refs:
+            g = group((d.patient_id, "missing-plan", d.refs[0]))
+        else:
+            g = group((d.patient_id, "dose", d.sop_instance_uid))
+        g["doses"].append(d)
+        for s in cands:
+            if s not in g["structs"]:
+                g["structs"].append(s)
+        if len(cands) > 1:
+            g["notes"].append(f"{d.rel}: no RTPLAN and {len(cands)} RTSTRUCTs in its frame "
+                              "of reference: all included (the check reports which to use)")
+        for p in elsewhere:
+            g["notes"].append(f"{d.rel}: its RTPLAN {p.rel} has another PatientID "
+                              f"({p.patient_id!r}, dose {d.patient_id!r}): not linked")
+
+    used: set[str] = set()
+    units: list[PlanUnit] = []
+    for g in groups.values():
+        pid = g["pid"]
+        members: list[Header] = list(g["plans"]) + list(g["doses"]) + list(g["structs"])
+        series: list[str] = []
+        for s in g["structs"]:
+            found = [uid for uid in s.refs if (pid, uid) in ct_series]
+            if not found:
+                same = sorted({k[1] for k, v in ct_series.items()
+                               if k[0] == pid and v[0].frame_uid == s.frame_uid and s.frame_uid})
+                found = same if len(same) == 1 else []
+            series += [u for u in found if u not in series]
+        if not g["structs"] and not series and g["doses"]:
+            frame = g["doses"][0].frame_uid
+            same = sorted({k[1] for k, v in ct_series.items()
+                           if k[0] == pid and v[0].frame_uid == frame and frame})
+            series = same if len(same) == 1 else []
+        for uid in series:
+            members += ct_series[(pid, uid)]
+        members = sorted(dict.fromkeys(members), key=lambda h: h.rel)
+        notes = list(g["notes"])
+        problems = []
+        for h in members:
+            k = (h.patient_id, h.sop_instance_uid)
+            if k in dup_notes:
+                notes.append(dup_notes[k])
+            if k in conflicts:
+                problems.append(conflicts[k])
+        used.update(h.path for h in members)
+        anchors = ([f"plan:{p.sop_instance_uid}" for p in g["plans"]]
+                   or [f"dose:{d.sop_instance_uid}" for d in g["doses"]])
+        plan_labels = tuple(p.label or "RTPLAN" for p in g["plans"])
+        if plan_labels:
+            label = "+".join(plan_labels)
+        else:
+            label = "+".join(os.path.splitext(os.path.basename(d.rel))[0] for d in g["doses"])
+        folders = sorted({h.folder or "." for h in (g["plans"] or g["doses"])})
+        if len(g["plans"]) > 1:
+            notes.append(f"{len(g['plans'])} plans on one RTSTRUCT checked together as one "
+                         "course (doses summed as BED); use --per-plan to check them apart")
+            if len(folders) > 1:
+                notes.append("the plans of this course come from several folders: "
+                             + ", ".join(folders))
+        key = _hash(pid, *sorted(anchors))
+        units.append(PlanUnit(
+            key=key, name=f"{_safe(pid, 40)}_{_safe(label, 48)}_{key}", patient_id=pid,
+            label=label, plan_labels=plan_labels,
+            plan_uids=tuple(p.sop_instance_uid for p in g["plans"]),
+            dose_uids=tuple(d.sop_instance_uid for d in g["doses"]),
+            rtstruct_uids=tuple(s.sop_instance_uid for s in g["structs"]),
+            frame_uid=(g["structs"][0].frame_uid if g["structs"]
+                       else (g["plans"] or g["doses"])[0].frame_uid),
+            ct_series_uids=tuple(series),
+            files=tuple(h.path for h in members), kinds=tuple(h.kind for h in members),
+            uids=tuple(h.sop_instance_uid for h in members), folders=tuple(folders),
+            notes=tuple(dict.fromkeys(notes)), problem="; ".join(dict.fromkeys(problems))))
+
+    # unreadable DICOM files join the plans of their folder, or stand alone as ERROR
+    unassigned: list[dict] = []
+    by_folder: dict[str, list[tuple[str, str, str]]] = {}
+    for item in unreadable:
+        by_folder.setdefault(os.path.dirname(item[1]), []).append(item)
+    unit_folders = [{os.path.dirname(_relpath(f, root_abs)) for f in u.files}
+                    for u in units] if by_folder else []
+    for folder, items in sorted(by_folder.items()):
+        idx = [i for i, folders in enumerate(unit_folders) if folder in folders]
+        notes = [f"unreadable DICOM file in the plan's folder: {rel} ({why})"
+                 for _, rel, why in items]
+        if idx:
+            for i in idx:
+                u = units[i]
+                units[i] = replace(u, files=u.files + tuple(a for a, _, _ in items),
+                                   kinds=u.kinds + ("unreadable",) * len(items),
+                                   uids=u.uids + ("",) * len(items),
+                                   notes=u.notes + tuple(notes))
+        else:
+            key = _hash("unreadable", folder)
+            label = "unreadable"
+            units.append(PlanUnit(
+                key=key, name=f"unreadable_{_safe(folder, 48)}_{key}", patient_id="",
+                label=label, files=tuple(a for a, _, _ in items),
+                kinds=("unreadable",) * len(items), uids=("",) * len(items),
+                folders=(folder or ".",), notes=tuple(notes),
+                problem=("DICOM file(s) whose header cannot be read, in a folder with no "
+                         "readable plan: they may hide a plan — " + "; ".join(
+                             f"{rel}: {why}" for _, rel, why in items))))
+    for h in sorted(obj.values(), key=lambda h: h.rel):
+        if h.path not in used and h.kind in ("RTSTRUCT", "RTPLAN", "RTDOSE"):
+            unassigned.append({"path": h.rel, "kind": h.kind,
+                               "reason": "no RTPLAN or RTDOSE of its patient uses it"})
+    seen_series = set()
+    for (pid, uid), hs in sorted(ct_series.items(), key=lambda kv: kv[1][0].rel):
+        if any(h.path not in used for h in hs) and (pid, uid) not in seen_series:
+            seen_series.add((pid, uid))
+            unassigned.append({"path": hs[0].rel, "kind": "CT",
+                               "reason": f"CT series of {len(hs)} slices that no plan uses"})
+    units.sort(key=lambda u: (u.patient_id, u.label, u.key))
+    return Discovery(root_abs, units, unassigned, n_files, len(headers))

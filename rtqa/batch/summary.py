@@ -1,0 +1,156 @@
+"""Reporting of ``rtqa batch``: one summary row per plan, ``summary.json``, ``summary.csv``
+and ``index.html``.
+
+Output (``OUT``): ``plans/<patient>_<plan label>_<key>.json|html`` (``key``: 12 hex digits
+of a SHA-256 of the PatientID and the anchors' UIDs, so names are unique and stable);
+``summary.json`` (schema ``rtqa-batch/1``: settings, run, counts, exit code, one row per
+plan in discovery order, unassigned objects); ``summary.csv`` (one line per plan; cells
+that would start a spreadsheet formula are prefixed with ``'``); ``index.html`` (self-
+contained, no scripts: ERROR, then FAIL, then PASS plans with reasons and links).
+
+Conventions: a row is made from the plan's JSON report only (:func:`make_row`), so a
+fresh, a resumed and a Dask result give the same row; a row's ``errors`` are the
+report's errors verbatim (the reason of an ERROR, e.g. a worker crash); paths in rows
+are relative to ROOT.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+
+from rtqa import __version__
+from rtqa.batch.model import PLANS_DIR, SUMMARY_SCHEMA, Discovery, PlanUnit, _relpath
+
+__all__ = ["CSV_COLUMNS", "counts_of", "index_html", "make_row", "summary_csv",
+           "summary_doc"]
+
+def make_row(unit: PlanUnit, doc: dict, *, root: str, fingerprint: str, html: bool,
+             resumed: bool, note: str = "") -> dict:
+    """The summary row of one plan, from its JSON report (the same for a fresh, a resumed
+    and a Dask result)."""
+    checks = doc.get("checks") or []
+    mandatory = [c for c in checks if c.get("priority") == "mandatory"]
+    notes = list(unit.notes) + ([note] if note else [])
+    return {
+        "key": unit.key,
+        "name": unit.name,
+        "patient_id": unit.patient_id,
+        "label": unit.label,
+        "plans": list(unit.plan_labels),
+        "plan_uids": list(unit.plan_uids),
+        "rtstruct_uids": list(unit.rtstruct_uids),
+        "frame_of_reference_uid": unit.frame_uid,
+        "folders": list(unit.folders),
+        "status": doc.get("status", "ERROR"),
+        "failing_checks": [c["id"] for c in mandatory if c.get("status") == "FAIL"],
+        "not_evaluated": [c["id"] for c in mandatory if c.get("status") == "NOT EVALUATED"],
+        "errors": list(doc.get("errors") or []),
+        "warnings": len(doc.get("warnings") or []),
+        "notes": notes,
+        "json": f"{PLANS_DIR}/{unit.name}.json",
+        "html": f"{PLANS_DIR}/{unit.name}.html" if html else None,
+        "inputs": _inputs_digest(doc.get("inputs") or [], root),
+        "settings": fingerprint,
+        "report_created": doc.get("created", ""),
+        "resumed": resumed,
+    }
+
+
+def _inputs_digest(inputs: list[dict], root: str) -> dict:
+    """The plan's input files in one line: how many, and a SHA-256 over the sorted
+    "relative path NUL sha256" lines (the per-file list is in the plan's JSON report)."""
+    lines = sorted(f"{_relpath(i['path'], root)}\x00{i['sha256']}" for i in inputs)
+    return {"files": len(lines),
+            "sha256": hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+            if lines else None}
+
+
+def _reason(row: dict) -> str:
+    if row["errors"]:
+        return "; ".join(row["errors"])
+    if row["not_evaluated"]:
+        return "not evaluated: " + ", ".join(row["not_evaluated"])
+    if row["failing_checks"]:
+        return "failed: " + ", ".join(row["failing_checks"])
+    return ""
+
+
+def counts_of(rows: list[dict]) -> dict:
+    out = {s: sum(r["status"] == s for r in rows) for s in ("PASS", "FAIL", "ERROR")}
+    out["total"] = len(rows)
+    out["resumed"] = sum(bool(r.get("resumed")) for r in rows)
+    return out
+
+
+CSV_COLUMNS = ("patient_id", "label", "status", "failing_checks", "not_evaluated", "reason",
+               "warnings", "folders", "html", "json", "key")
+
+
+def _csv_cell(value) -> str:
+    if isinstance(value, (list, tuple)):
+        value = "; ".join(map(str, value))
+    text = "" if value is None else str(value)
+    # spreadsheet formula injection (OWASP): a cell must not start a formula
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        text = "'" + text
+    return text
+
+
+def summary_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for r in rows:
+        w.writerow([_csv_cell(_reason(r) if c == "reason" else r.get(c)) for c in CSV_COLUMNS])
+    return buf.getvalue()
+
+
+def index_html(summary: dict) -> str:
+    import jinja2
+
+    from rtqa.report_text import clean
+    env = jinja2.Environment(loader=jinja2.PackageLoader("rtqa", "templates"),
+                             autoescape=True, undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True)
+    env.filters["clean"] = clean
+    sections = []
+    for status, title in (("ERROR", "Could not be evaluated (ERROR)"),
+                          ("FAIL", "Failed (FAIL)"), ("PASS", "Passed (PASS)")):
+        rows = [dict(r, reason=_reason(r)) for r in summary["plans"] if r["status"] == status]
+        if rows:
+            sections.append({"status": status, "title": title, "rows": rows})
+    return env.get_template("batch_index.html.j2").render(s=summary, sections=sections)
+
+
+def summary_doc(disc: Discovery, ordered: list[dict], *, settings, per_plan: bool,
+                timeout: float | None, fingerprint: str, started: str, finished: str,
+                seconds: float, executor: str, complete: bool, code: int,
+                created: str) -> dict:
+    """The ``summary.json`` document (schema ``rtqa-batch/1``); ``ordered``: the rows in
+    discovery order; ``timeout``: the time limit per plan in seconds (None: none), in
+    ``settings.timeout_s`` (not part of the fingerprint: it decides whether a plan is
+    checked to the end, not its result)."""
+    done = {r["key"] for r in ordered}
+    return {
+        "schema": SUMMARY_SCHEMA,
+        "rtqa_version": __version__,
+        "created": created,
+        "root": disc.root,
+        "complete": complete,
+        "settings": {"protocol": settings.protocol,
+                     "constraints": list(settings.constraints),
+                     "maps": {k: v for k, v in settings.overrides},
+                     "per_plan": per_plan, "timeout_s": timeout,
+                     "fingerprint": fingerprint},
+        "run": {"started": started, "finished": finished, "seconds": round(seconds, 1),
+                "executor": executor,
+                "checked": sum(not r["resumed"] for r in ordered)},
+        "counts": counts_of(ordered),
+        "exit_code": code,
+        "files": {"looked_at": disc.n_files, "dicom": disc.n_dicom},
+        "plans": ordered,
+        "not_checked": [u.key for u in disc.units if u.key not in done],
+        "unassigned": disc.unassigned,
+    }

@@ -1,0 +1,185 @@
+"""What runs in a worker process (local pool or Dask): check one plan, render its reports.
+
+Conventions:
+
+* :func:`check_plan` never raises for a plan's own problems: unreadable input, a check
+  that raises, running out of memory and a report that cannot be rendered all give an
+  ERROR report with the reason. It returns a small picklable dict
+  ``{"key", "json": text, "html": text | None, "note", "stats"}`` so the parent process
+  only writes files.
+* A plan whose worker *process* is lost (killed, crashed, timed out) gets its ERROR
+  report from :func:`crash_result`, rendered in the parent; the reasons are worded by
+  :func:`_death_reason` and :func:`timeout_reason` ("timed out after N s ...").
+* ERROR reports about the input record the plan's files with their SHA-256 (``--resume``
+  may skip the plan while they are unchanged); ERRORs for other reasons (internal
+  error, worker crash, time limit, out of memory) record no inputs, so the plan is
+  always checked again.
+* Everything a plan needs is in its :class:`~rtqa.batch.model.PlanTask`; nothing is read
+  from the environment here (the test hook ``RTQA_BATCH_TEST_FAULT`` is read by the
+  parent and travels in the task).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from datetime import datetime, timezone
+
+from rtqa import __version__
+from rtqa.batch.model import TEST_FAULT_ENV, PlanTask, sha256_file
+from rtqa.errors import RtqaError
+
+__all__ = ["check_plan", "crash_result", "render_reports", "timeout_reason"]
+
+_FAULT_EXIT_CODE = 70
+_FAULT_SLEEP_S = 600
+
+_TASKS_IN_PROCESS = 0
+_RENDER_LOCK = threading.Lock()   # matplotlib is not thread-safe (Dask threads)
+
+
+def _proc_status_kb(field_name: str) -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _peak_rss_kb() -> int | None:
+    hwm = _proc_status_kb("VmHWM")
+    if hwm is not None:
+        return hwm
+    try:
+        import resource
+        r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(r // 1024) if sys.platform == "darwin" else int(r)
+    except (ImportError, OSError):
+        return None
+
+
+def _fault(task: PlanTask) -> None:
+    if not task.fault or ":" not in task.fault:
+        return
+    mode, _, text = task.fault.partition(":")
+    if text and (text in task.name or any(text in f for f in task.files)):
+        if mode == "exit":
+            os._exit(_FAULT_EXIT_CODE)
+        if mode == "raise":
+            raise RuntimeError(f"test fault injected by {TEST_FAULT_ENV}")
+        if mode == "sleep":
+            time.sleep(_FAULT_SLEEP_S)
+
+
+def _error_report(task: PlanTask, message: str, *, with_inputs: bool):
+    """The ERROR report of a plan that could not be checked. ``with_inputs``: record the
+    plan's files with their SHA-256 (the error is about the input, so --resume may skip
+    the plan while they are unchanged); otherwise no inputs (always re-checked)."""
+    from rtqa.results import InputFile, Report
+    inputs = ()
+    if with_inputs:
+        items = []
+        for path, kind, uid in zip(task.files, task.kinds, task.uids):
+            try:
+                digest = sha256_file(path)
+            except OSError:
+                return _error_report(task, message, with_inputs=False)
+            items.append(InputFile(path, kind, uid, digest))
+        inputs = tuple(items)
+    return Report(status="ERROR", protocol={"name": task.settings.protocol, "path": "",
+                                            "source": ""},
+                  patient_id=task.patient_id, errors=(message,), inputs=inputs,
+                  rtqa_version=__version__,
+                  created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+def _where(exc: BaseException) -> str:
+    tb = traceback.extract_tb(exc.__traceback__)
+    if not tb:
+        return ""
+    f = tb[-1]
+    return f" at {os.path.basename(f.filename)}:{f.lineno}"
+
+
+def render_reports(report) -> tuple[str, str | None, str]:
+    """(JSON text, HTML text or None, note) of one report."""
+    from rtqa.report_json import dumps
+    text = dumps(report)
+    try:
+        from rtqa.report_html import render_html
+        with _RENDER_LOCK:
+            return text, render_html(report), ""
+    except Exception as exc:  # noqa: BLE001 - the JSON report is still written
+        return text, None, f"HTML report not written ({type(exc).__name__}: {exc})"
+
+
+def check_plan(task: PlanTask) -> dict:
+    """Check one plan as ``rtqa check`` would; never raises for a plan's own problems.
+
+    Returns ``{"key", "json": text, "html": text | None, "note", "stats"}``; runs in a
+    worker process (pool or Dask)."""
+    global _TASKS_IN_PROCESS
+    _TASKS_IN_PROCESS += 1
+    t0, c0 = time.perf_counter(), time.process_time()
+    from rtqa.pipeline import CheckOptions, run_check
+    if task.problem:
+        report = _error_report(task, task.problem, with_inputs=True)
+    else:
+        try:
+            _fault(task)
+            report = run_check(list(task.files), CheckOptions(
+                task.settings.protocol, tuple(task.settings.constraints), None,
+                dict(task.settings.overrides)))
+        except RtqaError as exc:
+            report = _error_report(task, str(exc), with_inputs=True)
+        except MemoryError:
+            report = _error_report(task, "out of memory while checking this plan",
+                                   with_inputs=False)
+        except Exception as exc:  # noqa: BLE001 - recorded, the batch goes on
+            report = _error_report(task, f"internal error ({type(exc).__name__}: {exc})"
+                                   f"{_where(exc)}; please report it", with_inputs=False)
+    try:
+        json_text, html_text, note = render_reports(report)
+    except Exception as exc:  # noqa: BLE001 - an inconsistent report is an ERROR
+        report = _error_report(task, f"internal error: the report cannot be written "
+                               f"({type(exc).__name__}: {exc})", with_inputs=False)
+        json_text, html_text, note = render_reports(report)
+    return {"key": task.key, "json": json_text, "html": html_text, "note": note,
+            "stats": {"pid": os.getpid(), "seconds": round(time.perf_counter() - t0, 3),
+                      "cpu_s": round(time.process_time() - c0, 3),
+                      "peak_rss_kb": _peak_rss_kb(), "rss_kb": _proc_status_kb("VmRSS"),
+                      "tasks_in_process": _TASKS_IN_PROCESS}}
+
+
+def crash_result(task: PlanTask, reason: str) -> dict:
+    """The result of a plan whose worker died (rendered in the calling process)."""
+    report = _error_report(task, reason, with_inputs=False)
+    json_text, html_text, note = render_reports(report)
+    return {"key": task.key, "json": json_text, "html": html_text, "note": note,
+            "stats": None}
+
+
+def _death_reason(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "the worker process checking this plan died"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        hint = " (killed: out of memory?)" if -exitcode == signal.SIGKILL else ""
+        return f"the worker process checking this plan was killed by {name}{hint}"
+    return f"the worker process checking this plan died (exit code {exitcode})"
+
+
+def timeout_reason(limit: float, what: str = "its worker process was killed") -> str:
+    """The ERROR reason of a plan that exceeded the time limit (``--timeout``)."""
+    n = str(int(limit)) if float(limit).is_integer() else str(round(limit, 3))
+    return f"timed out after {n} s (time limit per plan, --timeout): {what}"
