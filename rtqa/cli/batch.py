@@ -139,7 +139,8 @@ def batch(root, protocol, constraint_files, maps, workers, out, resume, schedule
     (or RTDOSE without its RTPLAN) with its RTDOSEs, RTSTRUCT and planning CT series,
     linked by UID within one PatientID. Plans of one patient on the same RTSTRUCT are
     checked together as one course, as `rtqa check` does for a folder holding them
-    (--per-plan checks them apart). Each plan is checked exactly as `rtqa check`
+    (--per-plan checks them apart); plans that each cover a lesion fully alone look
+    like alternatives, not one course, and that lesion is NOT EVALUATED. Each plan is checked exactly as `rtqa check`
     would; a plan that cannot be read, whose worker crashes, or that runs longer
     than --timeout is ERROR and the batch goes on.
 
