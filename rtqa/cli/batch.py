@@ -140,9 +140,9 @@ def batch(root, protocol, constraint_files, maps, workers, out, resume, schedule
     linked by UID within one PatientID. Plans of one patient on the same RTSTRUCT are
     checked together as one course, as `rtqa check` does for a folder holding them
     (--per-plan checks them apart); plans that each cover a lesion fully alone look
-    like alternatives, not one course, and that lesion is NOT EVALUATED. Each plan is checked exactly as `rtqa check`
-    would; a plan that cannot be read, whose worker crashes, or that runs longer
-    than --timeout is ERROR and the batch goes on.
+    like alternatives, not one course, and that lesion is NOT EVALUATED. Each plan is
+    checked exactly as `rtqa check` would; a plan that cannot be read, whose worker
+    crashes, or that runs longer than --timeout is ERROR and the batch goes on.
 
     \b
     Output in DIR: plans/<patient>_<plan>_<id>.json and .html per plan, summary.csv,
