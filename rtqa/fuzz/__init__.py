@@ -75,7 +75,8 @@ Modules:
 ``stream``      the oracle's strict walk of the DICOM element stream
 ``content``     the oracle's reader: QA-relevant values as raw bytes
 ``oracle``      the validity rules and ``judge``
-``mutators``    ``Mutator``: the damage done to the files
+``mutators``    ``Mutator``: file and operation choice, byte- and file-level damage
+``edits``       element-level edits (values, contours, ROIs, UIDs, codes)
 ``values``      report numbers, drift from the baseline, mentions of damaged ROIs
 ``memo``        ``ReaderMemo`` and ``DvhMemo``
 ``runner``      ``Fuzzer``: one case generated, run, judged and classified
@@ -94,8 +95,9 @@ from .common import (ABS_TOL, BASES, CLI_EVERY, CT_IMAGE, DEFAULT_CASES, DEFAULT
                      _write_ds, lenient_pydicom)
 from .content import Content, read_content
 from .driver import prepare, run
+from .edits import _corrupt_text
 from .memo import DvhMemo, ReaderMemo
-from .mutators import Mutation, Mutator, _corrupt_text
+from .mutators import Mutation, Mutator
 from .oracle import Verdict, judge
 from .runner import CaseResult, Fuzzer, crash_site
 from .stream import stream_problem
