@@ -7,8 +7,8 @@ uses is missing, malformed, out of range, or the objects no longer fit together:
 never right), ``tolerated`` (contour damage rtqa drops with a warning: PASS only when the
 report names it), ``changed`` (a plausible different value) or ``inert`` (nothing
 QA-relevant changed: PASS only with the baseline's numbers). The per-object rules are
-``_dose_problems``, ``_struct_problems``, ``_plan_problems`` and ``_ct_problems``; the
-rules linking the objects are ``_cross_problems``.
+``_dose_problems``, ``_struct_problems``, ``_plan_problems`` and ``_ct_problems`` (table
+``_RULES``); the rules linking the objects are ``_cross_problems``.
 """
 
 from __future__ import annotations
@@ -267,24 +267,30 @@ def judge(contents: dict[str, Content | None], pristine: dict[str, Content],
     return Verdict("changed" if changed else "inert", (), changed_files=changed)
 
 
+#: The validity rules of each kind of object: (values, checked ROIs) -> (problems that
+#: must never pass, checked ROIs with tolerated contour damage).
+_RULES = {
+    "RTDOSE": lambda v, checked: (_dose_problems(v), set()),
+    "RTSTRUCT": _struct_problems,
+    "RTPLAN": lambda v, checked: (_plan_problems(v), set()),
+    "CT": lambda v, checked: (_ct_problems(v), set()),
+}
+
+
 def _file_problems(c: Content, checked: frozenset) -> tuple[str, list[str], set[str]]:
     """(kind by SOP class, problems, tolerated ROIs) of one readable file; kept on the
     Content (the pristine files are judged once)."""
     memo = c.__dict__.setdefault("_problems", {})
     if checked not in memo:
         kind = KIND_OF_CLASS.get(_text(c.values.get(SOP_CLASS)) or "", "OTHER")
-        pr: list[str] = []
-        tol: set[str] = set()
-        if kind == "RTDOSE":
-            pr = _dose_problems(c.values)
-        elif kind == "RTSTRUCT":
-            pr, tol = _struct_problems(c.values, set(checked))
-        elif kind == "RTPLAN":
-            pr = _plan_problems(c.values)
-        elif kind == "CT":
-            pr = _ct_problems(c.values)
+        rule = _RULES.get(kind)
+        pr, tol = rule(c.values, set(checked)) if rule else ([], set())
         memo[checked] = (kind, pr, tol)
     return memo[checked]
+
+
+#: UID links between the objects: (kind, its reference sequence, the kind referenced).
+_LINKS = (("RTDOSE", T(0x300C, 0x02), "RTPLAN"), ("RTPLAN", T(0x300C, 0x60), "RTSTRUCT"))
 
 
 def _cross_problems(by_kind: dict, pristine: dict[str, Content]) -> list[str]:
@@ -326,16 +332,12 @@ def _cross_problems(by_kind: dict, pristine: dict[str, Content]) -> list[str]:
             if T(0x3006, 0x84) in ref and n is not None and int(n[0]) not in roi_numbers:
                 p.append(f"a prescription references ROI number {int(n[0])}, which is not "
                          "in the RTSTRUCT")
-    plans = {_text(v.get(SOP_UID)) for _, v in by_kind.get("RTPLAN", [])}
-    sets = {_text(v.get(SOP_UID)) for _, v in by_kind.get("RTSTRUCT", [])}
-    for _, v in by_kind.get("RTDOSE", []):
-        for r in v.get(T(0x300C, 2), ()):
-            if _text(r.get(T(8, 0x1155))) not in plans:
-                p.append("RTDOSE references an RTPLAN not in the export")
-    for _, v in by_kind.get("RTPLAN", []):
-        for r in v.get(T(0x300C, 0x60), ()):
-            if _text(r.get(T(8, 0x1155))) not in sets:
-                p.append("RTPLAN references an RTSTRUCT not in the export")
+    for kind, seq, target in _LINKS:
+        uids = {_text(v.get(SOP_UID)) for _, v in by_kind.get(target, [])}
+        for _, v in by_kind.get(kind, []):
+            for r in v.get(seq, ()):
+                if _text(r.get(T(8, 0x1155))) not in uids:
+                    p.append(f"{kind} references an {target} not in the export")
     ct = by_kind.get("CT", [])
     series = {_text(v.get(T(0x20, 0xE))) for _, v in ct}
     if len(series) != 1:
