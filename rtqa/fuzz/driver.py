@@ -34,11 +34,7 @@ def _worker_init(workdir: str, seed: int, memo: bool, baselines: dict, verify: b
         _WORKER = Fuzzer(Path(workdir), seed, memo, judge_all)
         _WORKER.set_baselines(baselines)
         if verify:
-            got = _WORKER.compute_baselines()
-            for b in BASES:
-                if got[b]["status"] != baselines[b]["status"] or \
-                        drift(baselines[b]["values"], got[b]["values"]) != (0.0, "", 0, 0):
-                    raise RuntimeError(f"memoised baseline of {b} differs from the plain one")
+            _same_baselines(baselines, _WORKER.compute_baselines())
     except Exception as exc:  # noqa: BLE001
         _WORKER_ERROR = f"worker set-up failed: {type(exc).__name__}: {exc}"
 
@@ -126,6 +122,10 @@ def _check_memo(fz: Fuzzer) -> None:
     plain = fz.compute_baselines()
     fz.memo.install()
     fz.reader_memo.install()
+    _same_baselines(plain, with_memo)
+
+
+def _same_baselines(plain: dict, with_memo: dict) -> None:
     for b in BASES:
         if plain[b]["status"] != with_memo[b]["status"] or \
                 drift(plain[b]["values"], with_memo[b]["values"]) != (0.0, "", 0, 0):

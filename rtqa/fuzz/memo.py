@@ -5,7 +5,8 @@
 arguments. A damaged file, and every DVH it changes, is a new key and always goes
 through the real code; the ~85 untouched files and unchanged DVHs of a case are not
 recomputed. Only RtqaError is cached (as a bare copy); any other exception propagates
-and is never cached.
+and is never cached. The wrappers call the real function directly (no helper frame in
+between), so a crash's traceback looks as it would without the memo.
 """
 
 from __future__ import annotations
@@ -20,15 +21,45 @@ from pathlib import Path
 import numpy as np
 
 
-class DvhMemo:
+def _bare(exc: BaseException) -> BaseException:
+    """A copy of an exception without traceback or chained exceptions (a cached exception
+    must not keep the frames, and their arrays, of the call that raised it)."""
+    e = copy.copy(exc)
+    e.__traceback__ = e.__context__ = e.__cause__ = None
+    return e
+
+
+class _LruCache:
+    """The least-recently-used cache both memos share: ``_lookup`` (counts a hit or a
+    miss) and ``_store``. An entry is ("ok", value) or ("error", bare RtqaError)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.cache: OrderedDict = OrderedDict()
+        self.hits = self.misses = 0
+
+    def _lookup(self, key):
+        """The entry of ``key``, or None (a miss)."""
+        if key in self.cache:
+            self.hits += 1
+            self.cache.move_to_end(key)
+            return self.cache[key]
+        self.misses += 1
+        return None
+
+    def _store(self, key, entry):
+        self.cache[key] = entry
+        while len(self.cache) > self.size:
+            self.cache.popitem(last=False)
+
+
+class DvhMemo(_LruCache):
     """Memoise ``compute_dvh`` by a digest of every field of its arguments."""
 
     MODULES = ("rtqa.dvh", "rtqa.pipeline", "rtqa.oar", "rtqa.lesion_bed")
 
     def __init__(self, size: int = 800):
-        self.size = size
-        self.cache: OrderedDict = OrderedDict()
-        self.hits = self.misses = 0
+        super().__init__(size)
         self._digests = weakref.WeakKeyDictionary()
         self.original = None
 
@@ -41,18 +72,18 @@ class DvhMemo:
         def compute_dvh(structure, grid, **kwargs):
             return memo.call(structure, grid, **kwargs)
         compute_dvh.__wrapped__ = self.original
-        for name in self.MODULES:
-            mod = importlib.import_module(name)
-            if hasattr(mod, "compute_dvh"):
-                mod.compute_dvh = compute_dvh
+        self._set(compute_dvh)
         return self
 
     def uninstall(self):
+        self._set(self.original)
+
+    def _set(self, fn):
         import importlib
         for name in self.MODULES:
             mod = importlib.import_module(name)
             if hasattr(mod, "compute_dvh"):
-                mod.compute_dvh = self.original
+                mod.compute_dvh = fn
 
     def _digest_obj(self, obj) -> bytes:
         try:
@@ -61,14 +92,17 @@ class DvhMemo:
             cached = None
         if cached is not None:
             return cached
-        h = hashlib.blake2b(digest_size=20)
-        self._feed(h, obj)
-        d = h.digest()
+        d = self._digest_kw(obj)
         try:
             self._digests[obj] = d
         except TypeError:
             pass
         return d
+
+    def _digest_kw(self, v) -> bytes:
+        h = hashlib.blake2b(digest_size=20)
+        self._feed(h, v)
+        return h.digest()
 
     def _feed(self, h, x):
         if isinstance(x, np.ndarray):
@@ -96,14 +130,12 @@ class DvhMemo:
         except TypeError:
             self.misses += 1
             return self.original(structure, grid, **kwargs)
-        if key in self.cache:
-            self.hits += 1
-            self.cache.move_to_end(key)
-            kind, value = self.cache[key]
+        entry = self._lookup(key)
+        if entry is not None:
+            kind, value = entry
             if kind == "error":
                 raise copy.copy(value)
             return copy.deepcopy(value)
-        self.misses += 1
         from rtqa.errors import RtqaError
         try:
             value = self.original(structure, grid, **kwargs)
@@ -113,26 +145,8 @@ class DvhMemo:
         self._store(key, ("ok", value))
         return copy.deepcopy(value)
 
-    def _digest_kw(self, v) -> bytes:
-        h = hashlib.blake2b(digest_size=20)
-        self._feed(h, v)
-        return h.digest()
 
-    def _store(self, key, entry):
-        self.cache[key] = entry
-        while len(self.cache) > self.size:
-            self.cache.popitem(last=False)
-
-
-def _bare(exc: BaseException) -> BaseException:
-    """A copy of an exception without traceback or chained exceptions (a cached exception
-    must not keep the frames, and their arrays, of the call that raised it)."""
-    e = copy.copy(exc)
-    e.__traceback__ = e.__context__ = e.__cause__ = None
-    return e
-
-
-class ReaderMemo:
+class ReaderMemo(_LruCache):
     """Memoise rtqa's per-file readers by (path, content digest, arguments): the file
     classification with its completeness check (rtqa.reading.scan.classify) and the four
     DICOM object readers. A damaged file is a new key, so it always goes through the real
@@ -143,9 +157,7 @@ class ReaderMemo:
              ("rtqa.reading.export", "read_ct_slice"), ("rtqa.reading.scan", "classify"))
 
     def __init__(self, size: int = 1200):
-        self.size = size
-        self.cache: OrderedDict = OrderedDict()
-        self.hits = self.misses = 0
+        super().__init__(size)
         self.originals: dict = {}
 
     def install(self):
@@ -173,14 +185,12 @@ class ReaderMemo:
                 return fn(path, *args, **kwargs)
             key = (name, str(path), hashlib.blake2b(data, digest_size=20).digest(),
                    repr(args), repr(sorted(kwargs.items())))
-            if key in memo.cache:
-                memo.hits += 1
-                memo.cache.move_to_end(key)
-                kind, value = memo.cache[key]
+            entry = memo._lookup(key)
+            if entry is not None:
+                kind, value = entry
                 if kind == "error":
                     raise copy.copy(value)
                 return copy.deepcopy(value)
-            memo.misses += 1
             from rtqa.errors import RtqaError
             try:
                 value = fn(path, *args, **kwargs)
@@ -191,8 +201,3 @@ class ReaderMemo:
             return copy.deepcopy(value)
         reader.__wrapped__ = fn
         return reader
-
-    def _store(self, key, entry):
-        self.cache[key] = entry
-        while len(self.cache) > self.size:
-            self.cache.popitem(last=False)

@@ -103,18 +103,19 @@ class Fuzzer:
         return self.case_dirs[base]
 
     def _apply(self, base: str, current: dict[str, bytes | None]) -> None:
-        d = self.case_dir(base)
-        pristine = self.bases[base]["files"]
-        for n, data in current.items():
-            if n in pristine and data is pristine[n]:
-                continue
-            p = d / n
-            if p.exists() or p.is_symlink():
-                p.unlink()
+        for p, _, data in self._unlink_damaged(base, current):
             if data is not None:
                 p.write_bytes(data)
 
     def _restore(self, base: str, current: dict[str, bytes | None]) -> None:
+        pristine = self.bases[base]["files"]
+        for p, n, _ in self._unlink_damaged(base, current):
+            if n in pristine:
+                os.link(self.pristine_dirs[base] / n, p)
+
+    def _unlink_damaged(self, base: str, current: dict[str, bytes | None]):
+        """(path, name, data) of each file of ``current`` that is not the pristine file
+        (damaged, added or removed), after removing it from the case folder."""
         d = self.case_dir(base)
         pristine = self.bases[base]["files"]
         for n, data in current.items():
@@ -123,8 +124,7 @@ class Fuzzer:
             p = d / n
             if p.exists() or p.is_symlink():
                 p.unlink()
-            if n in pristine:
-                os.link(self.pristine_dirs[base] / n, p)
+            yield p, n, data
 
     # -- one case ----------------------------------------------------------------------
     def generate(self, index: int):

@@ -42,6 +42,10 @@ def _reason_key(r: CaseResult) -> str:
     return f"{r.verdict}: {text}"[:110]
 
 
+def _mutations(r: CaseResult) -> str:
+    return "; ".join(f"{f}: {op}: {d}" for f, op, d in r.mutations)
+
+
 def format_summary(s: Summary, seed: int, jobs: int, time_limit: float) -> str:
     lines = [f"rtqa fuzz: seed {seed}, {s.requested} cases requested, {jobs} job(s), "
              f"time limit {time_limit:g} s",
@@ -93,8 +97,7 @@ def format_summary(s: Summary, seed: int, jobs: int, time_limit: float) -> str:
         lines += [f"  {n:4d} x {k}" for k, n in reasons.most_common()]
     for title, items in (("CRASH", s.crashes), ("FALSE PASS", s.false_passes)):
         for r in items[:25]:
-            lines.append(f"{title} case {r.index} ({r.base}): " + "; ".join(
-                f"{f}: {op}: {d}" for f, op, d in r.mutations))
+            lines.append(f"{title} case {r.index} ({r.base}): " + _mutations(r))
             lines.append(f"    oracle {r.verdict}: " + "; ".join(r.reasons)[:600])
             if r.message:
                 lines.append("    " + r.message.strip().replace("\n", "\n    ")[:1500])
@@ -102,7 +105,7 @@ def format_summary(s: Summary, seed: int, jobs: int, time_limit: float) -> str:
                          "--keep /tmp/rtqa-fuzz-case")
     drifts = [r for r in s.results if r.category == "silent_drift"]
     for r in drifts[:5]:
-        lines.append(f"silent drift case {r.index} ({r.base}): " + "; ".join(
-            f"{f}: {op}: {d}" for f, op, d in r.mutations)
-            + f" -> {r.drift_key} moved {r.drift:.3g}, rows -{r.rows_missing}/+{r.rows_added}")
+        lines.append(f"silent drift case {r.index} ({r.base}): " + _mutations(r)
+                     + f" -> {r.drift_key} moved {r.drift:.3g}, "
+                     f"rows -{r.rows_missing}/+{r.rows_added}")
     return "\n".join(lines)
