@@ -144,17 +144,13 @@ def grid_resolution(course: CourseDose, targets: dict[str, DVHData]) -> list[Che
 def planning_ct(export: Export, ss: StructureSet, max_slice_mm: float, max_pixel_mm: float,
                 source: str) -> list[Check]:
     ct = export.ct_for(ss)
+    note = None
     if ct is None:
         note = "no planning CT series in the export: slice spacing and pixel size unknown"
-        return [Check("integrity.ct.slice_spacing", CAT, NOT_EVALUATED, source,
-                      metric="CT slice spacing", unit="mm", limit=f"<= {max_slice_mm:g}",
-                      note=note),
-                Check("integrity.ct.pixel_size", CAT, NOT_EVALUATED, source,
-                      metric="CT pixel size", unit="mm", limit=f"<= {max_pixel_mm:g}",
-                      note=note)]
-    if not ct.axial:
+    elif not ct.axial:
         note = ("the planning CT is not axial (oblique or tilted ImageOrientationPatient): "
                 "slice spacing along z does not measure it")
+    if note is not None:
         return [Check("integrity.ct.slice_spacing", CAT, NOT_EVALUATED, source,
                       metric="CT slice spacing", unit="mm", limit=f"<= {max_slice_mm:g}",
                       note=note),

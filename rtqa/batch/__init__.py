@@ -39,7 +39,7 @@ other modules use, are importable from here.
 
 from __future__ import annotations
 
-from rtqa.batch.discovery import _HEADER_TAGS, _looks_like_dicom, _walk, discover, read_header
+from rtqa.batch.discovery import _HEADER_TAGS, _walk, discover, read_header
 from rtqa.batch.model import (DEFAULT_TIMEOUT_S, MAX_DEPTH, PLANS_DIR, SUMMARY_SCHEMA,
                               TEST_FAULT_ENV, BatchOptions, BatchResult, CheckSettings,
                               Discovery, Header, PlanTask, PlanUnit, ProgressFn, _hash,

@@ -47,6 +47,7 @@ from dataclasses import replace
 from rtqa.batch.model import (MAX_DEPTH, Discovery, Header, PlanUnit, _hash, _relpath,
                               _safe, sha256_file)
 from rtqa.errors import RtqaError
+from rtqa.reading.scan import looks_like_dicom
 
 __all__ = ["discover", "read_header"]
 
@@ -58,15 +59,6 @@ _HEADER_TAGS = [
 ]
 
 
-def _looks_like_dicom(path: str) -> bool:
-    if path.lower().endswith((".dcm", ".dicom")):
-        return True
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:132] == b"DICM"
 
 
 def _text(ds, keyword: str) -> str:
@@ -86,7 +78,7 @@ def read_header(path: str, rel: str = "") -> Header | None:
         ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
         sop_class = _text(ds, "SOPClassUID")
     except InvalidDicomError:
-        if _looks_like_dicom(path):
+        if looks_like_dicom(path):
             raise RtqaError("not a DICOM file (no DICOM header)", rel or path) from None
         return None
     except (OSError, MemoryError) as exc:
@@ -95,7 +87,7 @@ def read_header(path: str, rel: str = "") -> Header | None:
         raise RtqaError(f"unreadable DICOM header ({type(exc).__name__}: {exc})",
                         rel or path) from None
     if not sop_class:
-        if _looks_like_dicom(path):
+        if looks_like_dicom(path):
             raise RtqaError("DICOM file without SOPClassUID", rel or path)
         return None
     kind = KIND.get(sop_class, "OTHER")

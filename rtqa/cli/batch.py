@@ -9,21 +9,10 @@ import time
 
 import click
 
-from rtqa.cli.common import handle_errors
+from rtqa.cli.common import handle_errors, parse_map
 
 _SHOWN_PROBLEMS = 20
 _REASON_CHARS = 200
-
-
-def _parse_map(items) -> tuple[tuple[str, str], ...]:
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise click.BadParameter(f"'{item}' is not STANDARD=ROI (e.g. SpinalCord=CORD_1)",
-                                     param_hint="--map")
-        std, roi = item.split("=", 1)
-        out[std.strip()] = roi.strip()
-    return tuple(out.items())
 
 
 def _clock(seconds: float) -> str:
@@ -166,7 +155,7 @@ def batch(root, protocol, constraint_files, maps, workers, out, resume, schedule
         timeout_limit(timeout)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--timeout") from None
-    settings = CheckSettings(protocol, tuple(constraint_files), _parse_map(maps))
+    settings = CheckSettings(protocol, tuple(constraint_files), tuple(parse_map(maps).items()))
     bar = _Bar(enabled=(not quiet) and sys.stderr.isatty())
     options = BatchOptions(settings=settings, workers=workers, out=out, resume=resume,
                            scheduler=scheduler, per_plan=per_plan, timeout=timeout)

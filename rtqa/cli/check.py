@@ -10,20 +10,9 @@ from pathlib import Path
 import click
 
 from rtqa import __version__
-from rtqa.cli.common import debug_enabled
+from rtqa.cli.common import debug_enabled, parse_map
 from rtqa.errors import RtqaError
 from rtqa.results import EXIT_CODES, Report
-
-
-def _parse_map(items) -> dict[str, str]:
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise click.BadParameter(f"'{item}' is not STANDARD=ROI (e.g. SpinalCord=CORD_1)",
-                                     param_hint="--map")
-        std, roi = item.split("=", 1)
-        out[std.strip()] = roi.strip()
-    return out
 
 
 def _error_report(message: str, protocol: str) -> Report:
@@ -110,7 +99,7 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html
     """
     from rtqa.pipeline import CheckOptions, run_check
 
-    overrides = _parse_map(maps)
+    overrides = parse_map(maps)
     try:
         from rtqa.reading.scan import expand_paths
         refuse = {p.resolve() for p in expand_paths([plan_dir])}

@@ -50,6 +50,18 @@ def handle_errors(func):
     return wrapper
 
 
+def parse_map(items) -> dict[str, str]:
+    """``--map STANDARD=ROI`` options as {TG-263 name: plan ROI name} (last one wins)."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise click.BadParameter(f"'{item}' is not STANDARD=ROI (e.g. SpinalCord=CORD_1)",
+                                     param_hint="--map")
+        std, roi = item.split("=", 1)
+        out[std.strip()] = roi.strip()
+    return out
+
+
 def progress(enabled: bool | None = None):
     """A progress callback writing to stderr when it is a terminal (or when forced)."""
     show = sys.stderr.isatty() if enabled is None else enabled

@@ -52,6 +52,24 @@ class _LruCache:
         while len(self.cache) > self.size:
             self.cache.popitem(last=False)
 
+    def cached(self, key, compute):
+        """``compute()`` through the cache: a copy of the stored value, or the stored
+        RtqaError raised again; other exceptions are never cached."""
+        entry = self._lookup(key)
+        if entry is not None:
+            kind, value = entry
+            if kind == "error":
+                raise copy.copy(value)
+            return copy.deepcopy(value)
+        from rtqa.errors import RtqaError
+        try:
+            value = compute()
+        except RtqaError as exc:
+            self._store(key, ("error", _bare(exc)))
+            raise
+        self._store(key, ("ok", value))
+        return copy.deepcopy(value)
+
 
 class DvhMemo(_LruCache):
     """Memoise ``compute_dvh`` by a digest of every field of its arguments."""
@@ -130,20 +148,7 @@ class DvhMemo(_LruCache):
         except TypeError:
             self.misses += 1
             return self.original(structure, grid, **kwargs)
-        entry = self._lookup(key)
-        if entry is not None:
-            kind, value = entry
-            if kind == "error":
-                raise copy.copy(value)
-            return copy.deepcopy(value)
-        from rtqa.errors import RtqaError
-        try:
-            value = self.original(structure, grid, **kwargs)
-        except RtqaError as exc:
-            self._store(key, ("error", _bare(exc)))
-            raise
-        self._store(key, ("ok", value))
-        return copy.deepcopy(value)
+        return self.cached(key, lambda: self.original(structure, grid, **kwargs))
 
 
 class ReaderMemo(_LruCache):
@@ -186,20 +191,7 @@ class ReaderMemo(_LruCache):
                 return fn(path, *args, **kwargs)
             key = (name, str(path), hashlib.blake2b(data, digest_size=20).digest(),
                    repr(args), repr(sorted(kwargs.items())))
-            entry = memo._lookup(key)
-            if entry is not None:
-                kind, value = entry
-                if kind == "error":
-                    raise copy.copy(value)
-                return copy.deepcopy(value)
-            from rtqa.errors import RtqaError
-            try:
-                value = fn(path, *args, **kwargs)
-            except RtqaError as exc:
-                memo._store(key, ("error", _bare(exc)))
-                raise
-            memo._store(key, ("ok", value))
-            return copy.deepcopy(value)
+            return memo.cached(key, lambda: fn(path, *args, **kwargs))
         reader.__wrapped__ = fn
         reader._rtqa_fuzz_memo = True
         return reader

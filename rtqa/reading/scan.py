@@ -44,8 +44,9 @@ class ScanResult:
     skipped: tuple[tuple[Path, str], ...]  # (path, reason) of non-DICOM files
 
 
-def _looks_like_dicom(path: Path) -> bool:
-    if path.suffix.lower() in (".dcm", ".dicom"):
+def looks_like_dicom(path: str | Path) -> bool:
+    """A name ending .dcm/.dicom, or the DICM magic after the 128-byte preamble."""
+    if str(path).lower().endswith((".dcm", ".dicom")):
         return True
     try:
         with open(path, "rb") as fh:
@@ -120,7 +121,7 @@ def classify(path: Path, explicit: bool = False) -> Scanned | None:
         ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True,
                              specific_tags=_HEADER_TAGS)
     except InvalidDicomError:
-        if explicit or _looks_like_dicom(path):
+        if explicit or looks_like_dicom(path):
             raise DicomInputError("not a DICOM file (no DICOM header)", path) from None
         return None
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on broken files
@@ -131,7 +132,7 @@ def classify(path: Path, explicit: bool = False) -> Scanned | None:
     sop_class = str(ds.get("SOPClassUID", "") or "")
     sop_inst = str(ds.get("SOPInstanceUID", "") or "")
     if not sop_class:
-        if explicit or _looks_like_dicom(path):
+        if explicit or looks_like_dicom(path):
             raise DicomInputError("DICOM file without SOPClassUID", path)
         return None
     return Scanned(path, KIND.get(sop_class, "OTHER"), sop_class, sop_inst)
