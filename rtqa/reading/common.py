@@ -65,22 +65,31 @@ def required(ds, keyword: str, path: Path, what: str = ""):
     return value
 
 
-def whole(ds, keyword: str, path: Path, default: int | None = None,
-          empty_ok: bool = False) -> int | None:
-    """An integer attribute (IS/US/UL): ``default`` when absent (or present but empty, for
-    a Type 2 attribute: ``empty_ok``); an empty Type 1 value or anything that is not a
-    whole number is refused."""
+def present(ds, keyword: str, path: Path, empty_ok: bool = False):
+    """The value of an optional attribute: None when absent (or present but empty, for a
+    Type 2 attribute: ``empty_ok``). An empty Type 1 value, or one pydicom cannot convert
+    (it converts IS/DS lazily: 'Inf', 'x'), is refused."""
     if keyword not in ds:
-        return default
+        return None
     try:
         value = ds.get(keyword, None)
-    except Exception as exc:  # noqa: BLE001 - pydicom converts IS lazily ('Inf', 'x')
-        raise DicomInputError(f"{keyword} is not a whole number ({type(exc).__name__})",
+    except Exception as exc:  # noqa: BLE001 - pydicom's conversion errors vary
+        raise DicomInputError(f"{keyword} cannot be read ({type(exc).__name__})",
                               path) from None
     if value is None or value == "":
         if empty_ok:
-            return default
+            return None
         raise DicomInputError(f"{keyword} is present but empty", path)
+    return value
+
+
+def whole(ds, keyword: str, path: Path, default: int | None = None,
+          empty_ok: bool = False) -> int | None:
+    """An integer attribute (IS/US/UL): ``default`` when absent (see :func:`present`);
+    anything that is not a whole number is refused."""
+    value = present(ds, keyword, path, empty_ok)
+    if value is None:
+        return default
     try:
         f = float(value)
         if not math.isfinite(f) or f != int(f):

@@ -108,8 +108,9 @@ def read_dose(path: Path, max_voxels: int = MAX_DOSE_VOXELS) -> DoseGrid:
         raise DicomInputError("DoseType is ERROR (a dose difference, not a dose)", path)
     if "PixelData" not in ds:
         raise DicomInputError("missing PixelData (the dose values)", path)
-    required(ds, "Rows", path), required(ds, "Columns", path)
     rows, cols = whole(ds, "Rows", path), whole(ds, "Columns", path)
+    if rows is None or cols is None:
+        raise DicomInputError("missing required Rows or Columns", path)
     n_frames = whole(ds, "NumberOfFrames", path, default=1)
     if rows < 1 or cols < 1 or n_frames < 1:
         raise DicomInputError(f"empty dose grid ({n_frames}x{rows}x{cols})", path)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rtqa.errors import DicomInputError
-from rtqa.reading.common import read_dataset, reader, text, whole
+from rtqa.reading.common import present, read_dataset, reader, text, whole
 from rtqa.reading.dose import MAX_PLAUSIBLE_DOSE_GY
 
 
@@ -61,13 +61,9 @@ def _dose_or_none(item, keyword: str, path: Path, empty_ok: bool = False) -> flo
     """A dose in Gy: None when absent (or empty, with ``empty_ok``); a value that is not a
     finite number >= 0 is refused (dropping it would leave the plan checked against another
     prescription)."""
-    if keyword not in item:
+    raw = present(item, keyword, path, empty_ok)
+    if raw is None:
         return None
-    raw = item.get(keyword)
-    if raw is None or raw == "":
-        if empty_ok:
-            return None
-        raise DicomInputError(f"{keyword} is present but empty", path)
     try:
         v = float(raw)
     except (TypeError, ValueError, OverflowError):
