@@ -57,7 +57,7 @@ bench-batch: $(STAMP)
 # Mutated sample files (truncation, byte flips, tag deletion, value corruption): no crash,
 # no PASS on damaged input. FUZZ_ARGS e.g. "--cases 5000 --seed 7".
 fuzz: $(STAMP)
-	$(PY) -m rtqa.fuzz $(FUZZ_ARGS)
+	PYTHONPATH=devtools $(PY) -m rtqa_fuzz $(FUZZ_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-peer .pytest_cache build *.egg-info

@@ -1,14 +1,17 @@
 """Where rtqa finds its constraint library.
 
-The library is the top-level ``constraints/`` folder of the source tree (rtqa is
-installed editable, so the folder sits next to the ``rtqa`` package). Set the environment
-variable ``RTQA_CONSTRAINTS_DIR`` to use another folder (same layout: constraint sets,
-``names.toml`` and ``protocols/``).
+The library's source of truth is the top-level ``constraints/`` folder of the source tree.
+It ships inside the wheel as the package data folder ``rtqa/constraint_library`` and is
+found with :mod:`importlib.resources`, so an installed rtqa needs no checkout. In an
+editable install from a checkout, the checkout's ``constraints/`` folder is used directly.
+Set the environment variable ``RTQA_CONSTRAINTS_DIR`` to use another folder (same layout:
+constraint sets, ``names.toml`` and ``protocols/``); it is read at each call, not at import.
 """
 
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 
 from rtqa.errors import ConstraintFileError
@@ -16,6 +19,13 @@ from rtqa.errors import ConstraintFileError
 __all__ = ["ENV_VAR", "constraints_dir", "protocols_dir"]
 
 ENV_VAR = "RTQA_CONSTRAINTS_DIR"
+
+
+def _bundled() -> list[Path]:
+    """Candidate folders of the bundled library: the wheel's package data, then the
+    checkout's top-level ``constraints/`` (editable install)."""
+    package = Path(str(resources.files("rtqa")))
+    return [package / "constraint_library", package.parent / "constraints"]
 
 
 def constraints_dir() -> Path:
@@ -26,11 +36,12 @@ def constraints_dir() -> Path:
         if not path.is_dir():
             raise ConstraintFileError(f"{ENV_VAR} does not name a folder", path)
         return path
-    path = Path(__file__).resolve().parent.parent / "constraints"
-    if not path.is_dir():
-        raise ConstraintFileError("constraint library folder not found (install rtqa "
-                                  f"editable from its source tree, or set {ENV_VAR})", path)
-    return path
+    candidates = _bundled()
+    for path in candidates:
+        if (path / "protocols").is_dir():
+            return path
+    raise ConstraintFileError("constraint library folder not found (the rtqa installation is "
+                              f"incomplete: reinstall rtqa, or set {ENV_VAR})", candidates[0])
 
 
 def protocols_dir() -> Path:

@@ -28,7 +28,7 @@ from click.testing import CliRunner
 from rtqa.batch import (DEFAULT_TIMEOUT_S, TEST_FAULT_ENV, BatchOptions, CheckSettings,
                         discover, exit_code, run_batch, summary_csv)
 from rtqa.cli.batch import batch
-from rtqa.pipeline import run_check
+from rtqa.checks.pipeline import run_check
 from rtqa.sample import hcc_fail, hcc_pass, write_case
 
 KEEP = ("External", "Liver", "SpinalCord")

@@ -30,7 +30,7 @@ from click.testing import CliRunner
 
 import e2e_cases as cases
 from rtqa.cli import main
-from rtqa.report_json import schema_path
+from rtqa.report.json_report import schema_path
 from rtqa.sample import write_case
 
 jsonschema = pytest.importorskip("jsonschema")

@@ -7,10 +7,10 @@ from click.testing import CliRunner
 
 from rtqa.cli import main
 from rtqa.constraints import STATUSES, load_constraint_file, load_protocol
-from rtqa.metrics import parse_metric
-from rtqa.names import load_aliases
+from rtqa.dvh.metrics import parse_metric
+from rtqa.checks.names import load_aliases
 from rtqa.paths import constraints_dir
-from rtqa.structexpr import parse_structure
+from rtqa.constraints.structexpr import parse_structure
 
 LIB = constraints_dir()
 SET_FILES = sorted(p for p in LIB.glob("*.toml") if p.name != "names.toml")

@@ -11,7 +11,7 @@ Truth is computed here in closed form, never with rtqa:
   trilinear interpolation reproduces a linear field exactly, so the only error left is
   the engine's geometry.
 
-The engine's convention (rtqa.geometry): arc-interpolated cross-sections between contour
+The engine's convention (rtqa.dvh.geometry): arc-interpolated cross-sections between contour
 planes and half-slice end caps beyond the end planes. Spheres are contoured on planes
 symmetric about their centre, so the volume's centroid is the centre and the mean dose
 in a linear field is exactly the centre dose.
@@ -27,7 +27,7 @@ from scipy.optimize import brentq
 
 from rtqa.dvh import compute_dvh, trilinear
 from rtqa.errors import RtqaError
-from rtqa.metrics import evaluate, parse_metric, volume_at_least
+from rtqa.dvh.metrics import evaluate, parse_metric, volume_at_least
 
 try:
     import phantoms as ph

@@ -1,4 +1,4 @@
-"""A small deterministic slice of ``python -m rtqa.fuzz`` (the full run is ``make fuzz``),
+"""A small deterministic slice of ``python -m rtqa_fuzz`` (the full run is ``make fuzz``),
 and unit tests of the fuzzer's oracle, which decides what a false pass is.
 
 The slice: SLICE_CASES cases of seed SLICE_SEED in this process (one job, DVH memo on).
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rtqa import fuzz
+import rtqa_fuzz as fuzz
 
 SLICE_SEED = 1
 SLICE_CASES = 40

@@ -1,4 +1,4 @@
-"""Per-lesion BED (rtqa.lesion_bed) on synthetic exports with analytic truth.
+"""Per-lesion BED (rtqa.checks.bed) on synthetic exports with analytic truth.
 
 Each case is written once per module with the generator (``rtqa.sample``), read back
 with ``load_export`` and evaluated. The truth never uses rtqa's DVH engine: the analytic
@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from rtqa.constraints import Limit, LesionRule, load_protocol
-from rtqa.dvhdata import DVHData
+from rtqa.dvh.data import DVHData
 from rtqa.errors import RtqaError
-from rtqa.lesion_bed import evaluate_lesions, oligoprogression_checks
-from rtqa.lesions import Lesion, Target, discover_lesions
-from rtqa.names import match_rois
+from rtqa.checks.bed import evaluate_lesions, oligoprogression_checks
+from rtqa.checks.lesions import Lesion, Target, discover_lesions
+from rtqa.checks.names import match_rois
 from rtqa.reading import load_export
 from rtqa.results import FAIL, NOT_EVALUATED, PASS, WARN
 from rtqa.sample import (CaseSpec, CTSpec, DoseGridSpec, EllipticCylinder, LesionSpec,

@@ -1,4 +1,4 @@
-"""Lesion discovery (rtqa.lesions): targets, geometric grouping, names and organs.
+"""Lesion discovery (rtqa.checks.lesions): targets, geometric grouping, names and organs.
 
 Structures are built in memory from the generator's analytic solids (their planar
 sections on 3 mm planes), so the geometry is known exactly and no file is written.
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from rtqa.constraints import load_protocol
-from rtqa.lesion_bed import oligoprogression_checks
-from rtqa.lesions import (UNKNOWN_ORGAN, discover_lesions, lesion_name, organ_group)
-from rtqa.names import match_rois
+from rtqa.checks.bed import oligoprogression_checks
+from rtqa.checks.lesions import (UNKNOWN_ORGAN, discover_lesions, lesion_name, organ_group)
+from rtqa.checks.names import match_rois
 from rtqa.reading.structures import Structure, StructureSet
 from rtqa.results import FAIL, NOT_EVALUATED, PASS
 from rtqa.sample import Box, EllipticCylinder, Ellipsoid, Ring, sphere

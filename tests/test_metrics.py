@@ -15,9 +15,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from rtqa.dvhdata import DVHData
+from rtqa.dvh.data import DVHData
 from rtqa.errors import MetricSyntaxError, RtqaError
-from rtqa.metrics import (
+from rtqa.dvh.metrics import (
     Metric, cold_dose_at_volume, describe, dose_at_volume, evaluate, metric_unit_label,
     parse_metric, volume_at_least, volume_below,
 )

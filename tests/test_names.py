@@ -1,9 +1,9 @@
-"""ROI name matching to TG-263 standard names (rtqa.names, constraints/names.toml)."""
+"""ROI name matching to TG-263 standard names (rtqa.checks.names, constraints/names.toml)."""
 
 import pytest
 
 from rtqa.errors import ConstraintFileError, RtqaError
-from rtqa.names import (classify, fold, is_helper, load_aliases, match_rois, standard_name,
+from rtqa.checks.names import (classify, fold, is_helper, load_aliases, match_rois, standard_name,
                         target_class)
 
 

@@ -1,4 +1,4 @@
-"""Organ-at-risk evaluation (rtqa.oar): the sample plans against their analytic truths
+"""Organ-at-risk evaluation (rtqa.checks.oar): the sample plans against their analytic truths
 (plans_sample/README.md), and in-memory phantoms (analytic solids, uniform or linear
 dose) for the rules: missing/ambiguous/partial structures, spared-volume rules that cannot
 be met, metrics that cannot be evaluated, coverage by the dose grid, several plans.
@@ -15,9 +15,9 @@ import pytest
 
 from rtqa.constraints import load_protocol
 from rtqa.dvh import compute_dvh
-from rtqa.metrics import volume_at_least
-from rtqa.oar import MAX_CURVE_POINTS, evaluate_oars
-from rtqa.radiobiology import bed, eqd2
+from rtqa.dvh.metrics import volume_at_least
+from rtqa.checks.oar import MAX_CURVE_POINTS, evaluate_oars
+from rtqa.dvh.radiobiology import bed, eqd2
 from rtqa.reading.export import CourseDose, load_export
 from rtqa.reading.plan import Plan, TargetPrescription
 from rtqa.reading.structures import StructureSet

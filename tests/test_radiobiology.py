@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rtqa.radiobiology import (
+from rtqa.dvh.radiobiology import (
     bed, bed_grid, bed_to_eqd2, eqd2, eqd2_grid, fractions_needed, total_dose_for_bed,
 )
 

@@ -16,7 +16,7 @@ from pydicom.errors import BytesLengthException
 
 from rtqa.dvh import compute_dvh, trilinear
 from rtqa.errors import DicomInputError, RtqaError
-from rtqa.metrics import evaluate, parse_metric, volume_at_least
+from rtqa.dvh.metrics import evaluate, parse_metric, volume_at_least
 from rtqa.reading import load_export
 
 try:

@@ -17,7 +17,7 @@ import pytest
 from report_fixtures import (
     MATHTEXT, NONASCII, SCRIPT, error_report, hcc_report, hostile_report, passing_report,
 )
-from rtqa.report_html import alpha_beta_used, dvh_svg, render_html
+from rtqa.report.html import alpha_beta_used, dvh_svg, render_html
 from rtqa.results import Curve
 
 ESCAPED_SCRIPT = "&lt;script&gt;alert(1)&lt;/script&gt;"

@@ -15,10 +15,10 @@ import pytest
 from report_fixtures import (
     NONASCII, SCRIPT, error_report, hcc_report, hostile_report, passing_report,
 )
-from rtqa import atomic
-from rtqa.atomic import write_atomic
+from rtqa.report import atomic
+from rtqa.report.atomic import write_atomic
 from rtqa.errors import RtqaError
-from rtqa.report_json import TOP_LEVEL_KEYS, check_report, dumps, schema_path, to_dict
+from rtqa.report.json_report import TOP_LEVEL_KEYS, check_report, dumps, schema_path, to_dict
 from rtqa.results import (
     FAIL, PASS, SCHEMA, Check, InputFile, LesionResult, PlanInfo, Report, StructureInfo,
 )
@@ -44,7 +44,7 @@ def test_full_report_validates_against_schema(validator, make):
 
 
 def test_schema_is_package_data():
-    shipped = resources.files("rtqa") / "schema" / "rtqa-report-1.json"
+    shipped = resources.files("rtqa.report") / "schema" / "rtqa-report-1.json"
     assert shipped.is_file()
     assert json.loads(shipped.read_text(encoding="utf-8"))["properties"]["schema"]["const"] == SCHEMA
 

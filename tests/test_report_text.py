@@ -11,7 +11,7 @@ import pytest
 from report_fixtures import (
     CONTROL, NONASCII, SCRIPT, error_report, hcc_report, hostile_report, passing_report,
 )
-from rtqa.report_text import (
+from rtqa.report.text import (
     clean, counts, fmt_limit, fmt_number, fmt_value, render_text, short_source, summary_line,
 )
 from rtqa.results import FAIL, NOT_EVALUATED, PASS, WARN

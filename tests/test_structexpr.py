@@ -2,7 +2,7 @@
 
 import pytest
 
-from rtqa.structexpr import Operand, StructExprError, Term, parse_structure
+from rtqa.constraints.structexpr import Operand, StructExprError, Term, parse_structure
 
 
 def signs_and_names(text):

@@ -1,4 +1,4 @@
-"""Structure expressions evaluated geometrically (rtqa.structops), against analytic volumes.
+"""Structure expressions evaluated geometrically (rtqa.dvh.structops), against analytic volumes.
 
 Contours are regular polygons / rectangles on planes 2 mm apart. Each test checks
 (1) the plane areas exactly against the polygon formula (n/2 r^2 sin(2 pi/n) for a
@@ -17,10 +17,10 @@ import pytest
 
 from rtqa.dvh import compute_dvh
 from rtqa.errors import RtqaError
-from rtqa.geometry import plane_areas
+from rtqa.dvh.geometry import plane_areas
 from rtqa.reading.dose import DoseGrid
 from rtqa.reading.structures import Structure
-from rtqa.structops import DERIVED_ROI_NUMBER, build, plane_geometry, rings
+from rtqa.dvh.structops import DERIVED_ROI_NUMBER, build, plane_geometry, rings
 
 N = 256            # vertices per circle
 DZ = 2.0           # plane spacing, mm

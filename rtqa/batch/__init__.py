@@ -7,8 +7,8 @@ Three steps, each usable on its own:
    plan units, whatever the folder layout.
 2. **Checking**: every plan unit is checked exactly as ``rtqa check`` would check an
    export made of its files (:func:`check_plan` in :mod:`rtqa.batch.worker`, which runs
-   :func:`rtqa.pipeline.run_check` on the unit's file list), in a pool of local worker
-   processes (:mod:`rtqa.batch.pool`) or on a Dask cluster (:mod:`rtqa.batch_dask`).
+   :func:`rtqa.checks.pipeline.run_check` on the unit's file list), in a pool of local worker
+   processes (:mod:`rtqa.batch.pool`) or on a Dask cluster (:mod:`rtqa.batch.dask_cluster`).
    Plans are handed out lazily and every local worker process checks one plan and exits
    (by default), so a worker's memory is bounded by one plan and a plan that crashes its
    worker takes only itself down.
@@ -31,7 +31,7 @@ timestamps (``created``, ``run``, each row's ``report_created``) and ``run.execu
 Time limit (``BatchOptions.timeout``, ``--timeout``, default 900 s, 0: none): a plan
 still running after it is ERROR ("timed out after N s ...") and the batch goes on; its
 local worker process is killed (:mod:`rtqa.batch.pool`); on Dask the worker running it
-is restarted through its nanny (:mod:`rtqa.batch_dask` says exactly what happens).
+is restarted through its nanny (:mod:`rtqa.batch.dask_cluster` says exactly what happens).
 
 Every public name of the former single module ``rtqa/batch.py``, and the private ones
 other modules use, are importable from here.

@@ -138,7 +138,7 @@ class BatchOptions:
     max_tasks_per_child: int | None = 1
     #: Time limit per plan in seconds (``--timeout``); 0 or None: no limit. A plan still
     #: running then is ERROR ("timed out after N s") and its worker process is killed
-    #: (see :mod:`rtqa.batch.pool`; on Dask :mod:`rtqa.batch_dask`).
+    #: (see :mod:`rtqa.batch.pool`; on Dask :mod:`rtqa.batch.dask_cluster`).
     timeout: float | None = DEFAULT_TIMEOUT_S
 
 

@@ -45,7 +45,7 @@ __all__ = ["run_isolated", "run_local"]
 # Worker processes are forked from a server that has imported these modules and filled
 # the caches every plan uses (report template, ROI-name aliases), so a fresh worker per
 # plan costs a fork, not an interpreter start and imports.
-_PRELOAD = ["rtqa.pipeline", "rtqa.report_json", "rtqa.report_html", "rtqa.batch.worker",
+_PRELOAD = ["rtqa.checks.pipeline", "rtqa.report.json_report", "rtqa.report.html", "rtqa.batch.worker",
             "rtqa.batch.pool"]
 _WARM_ENV = "RTQA_BATCH_FORKSERVER_WARM_UP"
 
@@ -53,8 +53,8 @@ _WARM_ENV = "RTQA_BATCH_FORKSERVER_WARM_UP"
 def _warm_up() -> None:
     """Fill per-process caches (runs in the fork server only; never raises)."""
     try:
-        from rtqa.names import load_aliases
-        from rtqa.report_html import _environment
+        from rtqa.checks.names import load_aliases
+        from rtqa.report.html import _environment
         _environment().get_template("report.html.j2")
         load_aliases()
     except Exception:  # noqa: BLE001 - a cold cache is only slower

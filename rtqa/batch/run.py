@@ -49,7 +49,7 @@ def run_batch(root: str | os.PathLike, options: BatchOptions | None = None, *,
     out = Path(options.out).absolute()
     client = None
     if options.scheduler:   # connect first: a wrong address fails before discovery
-        from rtqa.batch_dask import connect
+        from rtqa.batch.dask_cluster import connect
         client = connect(options.scheduler, settings, fingerprint)
     try:
         disc = discover(root, per_plan=options.per_plan, exclude=[str(out)],
@@ -66,7 +66,7 @@ def run_batch(root: str | os.PathLike, options: BatchOptions | None = None, *,
             client.close()
         raise RtqaError(f"cannot create the output folder ({exc.strerror or exc})",
                         out) from None
-    from rtqa.atomic import write_atomic
+    from rtqa.report.atomic import write_atomic
 
     def write(path: Path, data: str, refuse=()) -> None:
         if os.path.realpath(path) in inputs_all:
@@ -94,7 +94,7 @@ def run_batch(root: str | os.PathLike, options: BatchOptions | None = None, *,
     workers = options.workers or default_workers()
     stats: list[dict] = []
     if options.scheduler:
-        from rtqa.batch_dask import run_dask
+        from rtqa.batch.dask_cluster import run_dask
         results = run_dask(tasks, client, limit)
         executor = f"dask {options.scheduler}"
     else:

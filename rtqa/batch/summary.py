@@ -110,8 +110,8 @@ def summary_csv(rows: list[dict]) -> str:
 def index_html(summary: dict) -> str:
     import jinja2
 
-    from rtqa.report_text import clean
-    env = jinja2.Environment(loader=jinja2.PackageLoader("rtqa", "templates"),
+    from rtqa.report.text import clean
+    env = jinja2.Environment(loader=jinja2.PackageLoader("rtqa.report", "templates"),
                              autoescape=True, undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True)
     env.filters["clean"] = clean

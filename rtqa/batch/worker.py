@@ -110,10 +110,10 @@ def _where(exc: BaseException) -> str:
 
 def render_reports(report) -> tuple[str, str | None, str]:
     """(JSON text, HTML text or None, note) of one report."""
-    from rtqa.report_json import dumps
+    from rtqa.report.json_report import dumps
     text = dumps(report)
     try:
-        from rtqa.report_html import render_html
+        from rtqa.report.html import render_html
         with _RENDER_LOCK:
             return text, render_html(report), ""
     except Exception as exc:  # noqa: BLE001 - the JSON report is still written
@@ -128,7 +128,7 @@ def check_plan(task: PlanTask) -> dict:
     global _TASKS_IN_PROCESS
     _TASKS_IN_PROCESS += 1
     t0, c0 = time.perf_counter(), time.process_time()
-    from rtqa.pipeline import CheckOptions, run_check
+    from rtqa.checks.pipeline import CheckOptions, run_check
     if task.problem:
         report = _error_report(task, task.problem, with_inputs=True)
     else:

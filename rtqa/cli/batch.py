@@ -73,7 +73,7 @@ def _tally(result, root: str) -> str:
     problems = [r for r in result.rows if r["status"] == "ERROR"] + \
                [r for r in result.rows if r["status"] == "FAIL"]
     from rtqa.batch import _reason
-    from rtqa.report_text import clean
+    from rtqa.report.text import clean
     for r in problems[:_SHOWN_PROBLEMS]:
         where = ", ".join(r["folders"])
         reason = clean(_reason(r))

@@ -7,7 +7,7 @@ import math
 import click
 import numpy as np
 
-from rtqa import radiobiology as rb
+from rtqa.dvh import radiobiology as rb
 
 
 class _InputError(click.ClickException):

@@ -26,15 +26,15 @@ def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path]) 
     """Render every requested report first, refuse any destination that is an input file
     before writing anything, then write (atomically): a refused or failed destination never
     leaves a report saying something else next to exit 2."""
-    from rtqa.atomic import refused, write_atomic
-    from rtqa.report_json import dumps
+    from rtqa.report.atomic import refused, write_atomic
+    from rtqa.report.json_report import dumps
     for dest in (json_path, html_path):
         if dest and dest != "-" and refused(dest, refuse):
             raise RtqaError("is an input file: refusing to write a report over it", dest)
     json_text = dumps(report) if json_path else None
     html_text = None
     if html_path:
-        from rtqa.report_html import render_html
+        from rtqa.report.html import render_html
         html_text = render_html(report)
     if json_path == "-":
         click.echo(json_text, nl=False)
@@ -43,7 +43,7 @@ def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path]) 
     if html_path:
         write_atomic(Path(html_path), html_text, refuse=refuse)
     if not quiet and json_path != "-":
-        from rtqa.report_text import render_text
+        from rtqa.report.text import render_text
         tty = sys.stdout.isatty()
         width = shutil.get_terminal_size().columns if tty else None
         click.echo(render_text(report, color=tty, width=width))
@@ -97,7 +97,7 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html
       rtqa check plan/ --fractions 5 --map SpinalCord=CORD_1
       rtqa check plan/ --protocol my-protocol.toml -c extra-limits.toml
     """
-    from rtqa.pipeline import CheckOptions, run_check
+    from rtqa.checks.pipeline import CheckOptions, run_check
 
     overrides = parse_map(maps)
     try:

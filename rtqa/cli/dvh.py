@@ -10,8 +10,8 @@ import click
 from rtqa.cli.common import EXIT_INPUT, handle_errors, progress
 from rtqa.dvh import compute_dvh
 from rtqa.errors import RtqaError
-from rtqa.metrics import evaluate, parse_metric
-from rtqa.plan_dvh import pairings
+from rtqa.dvh.metrics import evaluate, parse_metric
+from rtqa.dvh.plan_dvh import pairings
 from rtqa.reading import load_export
 
 BASE_METRICS = ("Min[Gy]", "Mean[Gy]", "Max[Gy]")

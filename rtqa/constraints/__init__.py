@@ -1,7 +1,7 @@
 """Dose constraints: model, TOML loading and validation, selection by fraction count.
 
-A constraint row says: on ``structure`` (a structure expression, see ``rtqa.structexpr``),
-the TG-263 ``metric`` (see ``rtqa.metrics``) must satisfy ``limit``. Units are those of the
+A constraint row says: on ``structure`` (a structure expression, see ``rtqa.constraints.structexpr``),
+the TG-263 ``metric`` (see ``rtqa.dvh.metrics``) must satisfy ``limit``. Units are those of the
 metric's result unit: Gy for dose metrics, cc or % for volume metrics. Every row carries
 its ``source`` (paper and table) and verification ``status``:
 
@@ -50,7 +50,7 @@ from rtqa.constraints.toml_reading import (_HEADER, _header_lines, _key_line, _n
 # names the former module imported, still reachable as rtqa.constraints.<name>
 from rtqa.errors import ConstraintFileError, MetricSyntaxError
 from rtqa.paths import constraints_dir, protocols_dir
-from rtqa.structexpr import TARGET_CLASSES, StructExpr, StructExprError, parse_structure
+from rtqa.constraints.structexpr import TARGET_CLASSES, StructExpr, StructExprError, parse_structure
 
 __all__ = [
     "Limit", "Constraint", "ConstraintSet", "Protocol", "SelectedRow", "LesionRule",

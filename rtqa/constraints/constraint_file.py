@@ -17,7 +17,7 @@ from rtqa.constraints.model import (DOSE_TYPES, PRIORITIES, STATUSES, Constraint
 from rtqa.constraints.toml_reading import (_header_lines, _key_line, _number, _read_toml,
                                            _RowError, _text, _top_level, _unknown_keys)
 from rtqa.errors import ConstraintFileError, MetricSyntaxError
-from rtqa.structexpr import StructExprError, parse_structure
+from rtqa.constraints.structexpr import StructExprError, parse_structure
 
 
 FORMAT_HELP = """\
@@ -73,7 +73,7 @@ def parse_fractions(value) -> tuple[frozenset[int], str]:
 
 
 def _parse_row(raw: dict, set_name: str, path: Path, line: int | None) -> Constraint:
-    from rtqa.metrics import parse_metric  # lazy: rtqa.metrics imports numpy
+    from rtqa.dvh.metrics import parse_metric  # lazy: rtqa.dvh.metrics imports numpy
 
     problem = _unknown_keys(raw, ROW_KEYS)
     if problem:

@@ -2,10 +2,10 @@
 and plan rules (frozen dataclasses).
 
 Units: a row's ``limit`` is in the metric's result unit: Gy for dose metrics, cc or % for
-volume metrics (``rtqa.metrics``); α/β in Gy; margins, slice spacing and pixel size in
+volume metrics (``rtqa.dvh.metrics``); α/β in Gy; margins, slice spacing and pixel size in
 mm; fraction counts are whole numbers >= 1.
 
-A constraint row says: on ``structure`` (a structure expression, see ``rtqa.structexpr``),
+A constraint row says: on ``structure`` (a structure expression, see ``rtqa.constraints.structexpr``),
 the TG-263 ``metric`` must satisfy ``limit``; it carries its ``source`` (paper and table)
 and verification ``status`` (one of ``STATUSES``: V, V2, U; only V rows are on by
 default). ``Limit.holds`` compares exactly and never passes a NaN or infinite value.
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rtqa.structexpr import StructExpr, parse_structure
+from rtqa.constraints.structexpr import StructExpr, parse_structure
 
 if TYPE_CHECKING:
     from rtqa.constraints.selection import SelectedRow

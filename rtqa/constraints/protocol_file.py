@@ -23,7 +23,7 @@ from rtqa.constraints.toml_reading import (_header_lines, _key_line, _number, _r
                                            _RowError, _text, _top_level, _unknown_keys)
 from rtqa.errors import ConstraintFileError, MetricSyntaxError
 from rtqa.paths import constraints_dir, protocols_dir
-from rtqa.structexpr import TARGET_CLASSES
+from rtqa.constraints.structexpr import TARGET_CLASSES
 
 
 PROTOCOL_SECTIONS = ("protocol", "lesions", "oligoprogression", "planning_ct", "ptv_margin",
@@ -69,7 +69,7 @@ def _check(table: dict, allowed: tuple[str, ...]) -> None:
 
 
 def _lesions(t: dict) -> LesionRule:
-    from rtqa.metrics import parse_metric
+    from rtqa.dvh.metrics import parse_metric
 
     _check(t, ("bed_limit", "alpha_beta", "coverage_metric", "coverage_structures",
                "source", "note"))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from rtqa.constraints.model import Constraint, _num
-from rtqa.structexpr import StructExpr
+from rtqa.constraints.structexpr import StructExpr
 
 
 #: α/β (Gy) used to convert conventional rows to EQD2: late-responding tissue / CNS.

@@ -1,16 +1,16 @@
 """The DVH engine: structure slabs x dose grid → cumulative DVH with exact metrics.
 
 Units: dose in Gy, coordinates and lengths in mm (patient coordinates), volumes in cc.
-Entry point: :func:`compute_dvh`, which returns a ``rtqa.dvhdata.DVHData`` (cumulative
+Entry point: :func:`compute_dvh`, which returns a ``rtqa.dvh.data.DVHData`` (cumulative
 DVH on 0.01 Gy nodes; conventions there).
 
 Method (vectorised numpy, one structure at a time); each step is given in full in the
 docstring of the module named:
 
-1. Slabs and cross-sections (rtqa.geometry): each contour plane is a slab (half-way
+1. Slabs and cross-sections (rtqa.dvh.geometry): each contour plane is a slab (half-way
    boundaries, half-slice end caps); between two planes of a run the cross-section is
    interpolated (circular arc of the signed distance through neighbouring planes).
-2. In-plane sampling (rtqa.geometry.raster; ``compute``, ``settings``): each dose voxel is
+2. In-plane sampling (rtqa.dvh.geometry.raster; ``compute``, ``settings``): each dose voxel is
    divided into m x m sub-cells, m chosen per structure from its size; only the voxels a
    contour passes through are classified sub-sample by sub-sample (even-odd rule); each
    plane's sample weights are rescaled to the exact contour area.
@@ -41,7 +41,7 @@ Modules:
 * ``compute``: ``compute_dvh``.
 
 No module of this package calls ``compute_dvh``: callers import it from ``rtqa.dvh``
-(where ``rtqa.fuzz.DvhMemo`` replaces it, and in the callers' namespaces). Every name the
+(where ``rtqa_fuzz.DvhMemo`` replaces it, and in the callers' namespaces). Every name the
 former single module ``rtqa/dvh.py`` held, private helpers included, is importable from
 ``rtqa.dvh``.
 """
@@ -60,9 +60,9 @@ from rtqa.dvh.interpolation import (_bilinear_parts, _frame_parts, _in_grid_xy, 
 from rtqa.dvh.settings import DEFAULT, Settings, _subdivision
 from rtqa.dvh.tables import _TABLES, _Tables, _tables, _voxel_mean_sd, _ZBins
 # names the former module imported, still reachable as rtqa.dvh.<name>
-from rtqa.dvhdata import BIN_GY, DVHData
+from rtqa.dvh.data import BIN_GY, DVHData
 from rtqa.errors import RtqaError
-from rtqa.geometry import (Edges, Raster, Slabs, band_crossings, nonzero, plane_areas, raster,
+from rtqa.dvh.geometry import (Edges, Raster, Slabs, band_crossings, nonzero, plane_areas, raster,
                            slabs_for)
 from rtqa.reading.dose import DoseGrid
 from rtqa.reading.structures import Structure

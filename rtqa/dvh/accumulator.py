@@ -1,6 +1,6 @@
 """Exact accumulation of dose elements into a cumulative DVH on 0.01 Gy nodes.
 
-Units: dose in Gy (node spacing ``rtqa.dvhdata.BIN_GY`` = 0.01 Gy); element weights and
+Units: dose in Gy (node spacing ``rtqa.dvh.data.BIN_GY`` = 0.01 Gy); element weights and
 the DVH in cc.
 
 An element is a volume spread uniformly over a dose interval [mean - width/2, mean +
@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from rtqa.dvhdata import BIN_GY
+from rtqa.dvh.data import BIN_GY
 
 
 def accumulate(mean: np.ndarray, width: np.ndarray, weight: np.ndarray,

@@ -1,12 +1,12 @@
 """``compute_dvh``: the cumulative DVH of one structure on one dose grid.
 
-Units: dose in Gy, coordinates in mm, volumes in cc (the result, ``rtqa.dvhdata.DVHData``).
+Units: dose in Gy, coordinates in mm, volumes in cc (the result, ``rtqa.dvh.data.DVHData``).
 
 The steps (overview in the package docstring, ``rtqa.dvh``):
 
-* slabs from the contour planes (``rtqa.geometry.slabs_for``; with ``Settings.interpolate``
+* slabs from the contour planes (``rtqa.dvh.geometry.slabs_for``; with ``Settings.interpolate``
   False, pure slabs: faces half-way between neighbouring planes, :func:`_half_way`);
-* in-plane sampling (``rtqa.geometry.raster``): each dose voxel (centred on a dose node) is
+* in-plane sampling (``rtqa.dvh.geometry.raster``): each dose voxel (centred on a dose node) is
   divided into m x m sub-cells (m from rtqa.dvh.settings). Samples are classified with
   the even-odd rule. Sampling is adaptive: a voxel that no contour edge touches lies
   wholly inside or outside (the even-odd state cannot change within it), so only the
@@ -32,9 +32,9 @@ from rtqa.dvh.engine import _Engine
 from rtqa.dvh.extremes import _surface_extremes
 from rtqa.dvh.settings import DEFAULT, Settings, _subdivision
 from rtqa.dvh.tables import _tables
-from rtqa.dvhdata import DVHData
+from rtqa.dvh.data import DVHData
 from rtqa.errors import RtqaError
-from rtqa.geometry import Edges, Slabs, plane_areas, raster, slabs_for
+from rtqa.dvh.geometry import Edges, Slabs, plane_areas, raster, slabs_for
 from rtqa.reading.dose import DoseGrid
 from rtqa.reading.structures import Structure
 

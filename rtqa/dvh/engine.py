@@ -4,7 +4,7 @@ Units: z in mm, volumes in mm^3 (``total_mm3``), element weights in cc.
 
 Columns: a sample inside on both planes of an interval is inside over the whole
 interval; one inside on only one of them up to the interpolated surface (a "band"
-piece, ``rtqa.geometry.band_crossings``); end caps extend the run's end planes by half a
+piece, ``rtqa.dvh.geometry.band_crossings``); end caps extend the run's end planes by half a
 slice. Every piece is cut at the dose frames (rtqa.dvh.tables._ZBins): within a frame
 interval the trilinear dose is linear in z.
 
@@ -23,7 +23,7 @@ from rtqa.dvh.accumulator import _Accumulator
 from rtqa.dvh.elements import (_bits, _cell_elements, _quadrant_moments, _sample_elements,
                                _trilinear_cells, _voxel_elements)
 from rtqa.dvh.tables import _Tables
-from rtqa.geometry import Raster, Slabs, band_crossings, nonzero
+from rtqa.dvh.geometry import Raster, Slabs, band_crossings, nonzero
 from rtqa.reading.dose import DoseGrid
 
 

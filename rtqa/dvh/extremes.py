@@ -19,7 +19,7 @@ import numpy as np
 
 from rtqa.dvh.interpolation import _bilinear_parts, _in_grid_xy
 from rtqa.dvh.tables import _Tables
-from rtqa.geometry import Edges
+from rtqa.dvh.geometry import Edges
 from rtqa.reading.dose import DoseGrid
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rtqa.dvh import compute_dvh
-from rtqa.metrics import dose_at_volume
+from rtqa.dvh.metrics import dose_at_volume
 from rtqa.reading import load_export
 
 METRICS = ("Volume", "Dmin", "Dmax", "Dmean", "D99", "D95", "D5", "D1", "D0.03cc")

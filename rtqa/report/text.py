@@ -28,7 +28,7 @@ import re
 import textwrap
 import unicodedata
 
-from rtqa.report_json import check_report, created_of, version_of
+from rtqa.report.json_report import check_report, created_of, version_of
 from rtqa.results import CATEGORIES, FAIL, NOT_EVALUATED, PASS, WARN, Check, Report
 
 __all__ = ["render_text", "summary_line", "counts", "short_source", "fmt_number",

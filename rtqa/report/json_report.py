@@ -1,7 +1,7 @@
 """The machine-readable report of ``rtqa check``: JSON, schema ``rtqa-report/1``.
 
 ``to_dict(report)`` gives the document, ``dumps(report)`` its text. The layout is fixed
-and documented field by field in ``rtqa/schema/rtqa-report-1.json`` (JSON Schema
+and documented field by field in ``rtqa/report/schema/rtqa-report-1.json`` (JSON Schema
 draft 2020-12, see ``schema_path()``). Rules:
 
 * Top-level keys, always in this order: ``schema``, ``status``, ``rtqa_version``,
@@ -44,8 +44,8 @@ _PROTOCOL_KEYS = ("name", "path", "source")
 
 
 def schema_path() -> Path:
-    """Path of the JSON Schema file shipped with rtqa (``rtqa/schema/rtqa-report-1.json``)."""
-    return Path(str(resources.files("rtqa") / "schema" / "rtqa-report-1.json"))
+    """Path of the JSON Schema file shipped with rtqa (``rtqa/report/schema/rtqa-report-1.json``)."""
+    return Path(str(resources.files("rtqa.report") / "schema" / "rtqa-report-1.json"))
 
 
 def check_report(report: Report) -> None:

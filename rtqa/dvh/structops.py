@@ -10,14 +10,14 @@ Planes of the result: the union of the operands' plane positions (positions clos
 ``PLANE_TOL_MM`` are one plane). On a result plane an operand contributes the contour of
 its plane at that position; when the operands are contoured on different plane sets, an
 operand contributes the contour of its nearest plane if the position lies within that
-plane's slab (half-way to the neighbouring planes; see ``rtqa.geometry.slabs_for``), and
+plane's slab (half-way to the neighbouring planes; see ``rtqa.dvh.geometry.slabs_for``), and
 the result's warnings say so. An operand with no plane there contributes nothing: a
 subtrahend removes nothing, an addend adds nothing. Planes where the result is empty are
 dropped.
 
 The result is a ``Structure`` whose planes hold rings: each polygon's exterior and each of
 its interiors as separate (N, 2) arrays, so that the even-odd rule of ``rtqa.dvh`` and
-``rtqa.geometry`` reads interiors as holes.
+``rtqa.dvh.geometry`` reads interiors as holes.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ import shapely
 from shapely.geometry import Polygon
 
 from rtqa.errors import RtqaError
-from rtqa.geometry import slabs_for
+from rtqa.dvh.geometry import slabs_for
 from rtqa.reading.structures import PLANE_TOL_MM, Structure
-from rtqa.structexpr import StructExpr, parse_structure
+from rtqa.constraints.structexpr import StructExpr, parse_structure
 
 __all__ = ["build", "plane_geometry", "rings", "DERIVED_ROI_NUMBER"]
 

@@ -44,7 +44,7 @@ class DVHData:
     def to_dicompyler(self):
         """A ``dicompylercore.dvh.DVH`` (cumulative, absolute cc, Gy).
 
-        Only the result type is used; rtqa's own metrics come from ``rtqa.metrics``.
+        Only the result type is used; rtqa's own metrics come from ``rtqa.dvh.metrics``.
         """
         from dicompylercore.dvh import DVH
 

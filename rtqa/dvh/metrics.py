@@ -13,7 +13,7 @@ The result unit in brackets is required. Units and types are case-sensitive; any
 else is rejected with ``MetricSyntaxError`` (never guessed: ``V2cc`` is not V2Gy).
 
 Evaluation treats the cumulative DVH as piecewise linear between its dose nodes (see
-``rtqa.dvhdata``) and interpolates; it never reads the nearest bin. Boundary convention:
+``rtqa.dvh.data``) and interpolates; it never reads the nearest bin. Boundary convention:
 V counts dose >= x, CV counts dose < x (the model has no point masses, so CV = total - V).
 A D/DC request for more volume than the structure has raises ``RtqaError``.
 """
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rtqa.dvhdata import DVHData
+from rtqa.dvh.data import DVHData
 from rtqa.errors import MetricSyntaxError, RtqaError
 
 __all__ = [
@@ -158,7 +158,7 @@ def describe(metric: Metric) -> str:
 # --- exact evaluation on arrays --------------------------------------------------------
 
 def _checked(edges, cum) -> tuple[np.ndarray, np.ndarray]:
-    """Validate a cumulative DVH (see rtqa.dvhdata) and return float arrays."""
+    """Validate a cumulative DVH (see rtqa.dvh.data) and return float arrays."""
     e = np.asarray(edges, dtype=float)
     c = np.asarray(cum, dtype=float)
     if e.ndim != 1 or c.shape != e.shape or e.size < 2:

@@ -1,4 +1,4 @@
-"""The command line of ``python -m rtqa.fuzz`` (``make fuzz``). Exit 0: no crash, no false
+"""The command line of ``python -m rtqa_fuzz`` (``make fuzz``). Exit 0: no crash, no false
 pass; 1: some; 2: the fuzzer itself could not run."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from .summary import Summary, format_summary
 
 def main(argv: list[str] | None = None) -> int:
     from . import __doc__ as overview  # the package's docstring (set up by now)
-    ap = argparse.ArgumentParser(prog="python -m rtqa.fuzz",
+    ap = argparse.ArgumentParser(prog="python -m rtqa_fuzz",
                                  description=overview.split("\n\n")[0])
     ap.add_argument("--cases", type=int, default=DEFAULT_CASES,
                     help=f"number of cases (default {DEFAULT_CASES})")

@@ -15,13 +15,14 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from rtqa import __version__, integrity
+from rtqa import __version__
+from rtqa.checks import integrity
 from rtqa.constraints import Protocol, load_constraint_file, load_protocol
-from rtqa.dosesum import combined
+from rtqa.dvh.dosesum import combined
 from rtqa.dvh import compute_dvh
-from rtqa.dvhdata import DVHData
+from rtqa.dvh.data import DVHData
 from rtqa.errors import RtqaError
-from rtqa.names import match_rois
+from rtqa.checks.names import match_rois
 from rtqa.reading import load_export
 from rtqa.reading.export import CourseDose, Export
 from rtqa.reading.structures import Structure, StructureSet
@@ -263,8 +264,8 @@ def _alpha_betas(checks, protocol) -> str:
 # --- lesions ------------------------------------------------------------------------------
 
 def _lesions(export, ss, courses, protocol, names, dose, options):
-    from rtqa.lesion_bed import evaluate_lesions, oligoprogression_checks
-    from rtqa.lesions import discover_lesions
+    from rtqa.checks.bed import evaluate_lesions, oligoprogression_checks
+    from rtqa.checks.lesions import discover_lesions
     lesions = discover_lesions(ss, names)
     if protocol.lesions is None:
         return [], oligoprogression_checks(lesions, protocol.oligoprogression), [], lesions
@@ -272,8 +273,8 @@ def _lesions(export, ss, courses, protocol, names, dose, options):
                           fractions_override=options.fractions, sum_plans=options.sum_plans,
                           dvh_for=lambda s, g: (dose.dvh(s) if g is dose.grid
                                                 else compute_dvh(s, g, ct_z=dose.ct_z)))
-    from rtqa.lesion_bed import coverage_target
-    from rtqa.metrics import dose_at_volume
+    from rtqa.checks.bed import coverage_target
+    from rtqa.dvh.metrics import dose_at_volume
     curves = []
     for r in ev.results:
         les = next((x for x in lesions if x.name == r.name), None)
@@ -295,7 +296,7 @@ def _lesions(export, ss, courses, protocol, names, dose, options):
 def _empty_targets(ss, names, protocol) -> list[Check]:
     """A target ROI without volume cannot be placed in a lesion: NOT EVALUATED (ERROR),
     never left out silently (the lesion would be judged on its other targets)."""
-    from rtqa.lesions import empty_targets
+    from rtqa.checks.lesions import empty_targets
     source = protocol.lesions.source if protocol.lesions else "lesion discovery"
     out = []
     for s in empty_targets(ss, names):
@@ -345,7 +346,7 @@ def _prescriptions(course, ss, lesions, dose):
               for p in plan.prescriptions if p.roi_number is not None]
     if linked:
         return linked
-    from rtqa.lesion_bed import coverage_target
+    from rtqa.checks.bed import coverage_target
     best, best_dose = None, -1.0
     for les in lesions:
         t = coverage_target(les, ("PTV", "GTV"))
@@ -363,8 +364,8 @@ def _prescriptions(course, ss, lesions, dose):
 # --- organs at risk ------------------------------------------------------------------------
 
 def _oars(protocol, ss, courses, names, dose, options):
-    from rtqa.lesion_bed import fractions_of
-    from rtqa.oar import evaluate_oars
+    from rtqa.checks.bed import fractions_of
+    from rtqa.checks.oar import evaluate_oars
     ns = fractions_of(courses, options.fractions)
     result = evaluate_oars(protocol, ss, courses, fractions=ns[0],
                            overrides=options.overrides or None, dvh_for=dose.dvh,

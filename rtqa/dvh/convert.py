@@ -4,7 +4,7 @@ For one plan of n fractions each point's BED is a monotone function of its physi
 f(D) = D (1 + D / (n a/b)), so the cumulative DVH in BED is exactly the physical one read
 at f^-1: V_BED(f(D)) = V(D). The result is re-sampled on 0.01 Gy nodes; the mean is the
 volume-weighted mean of f over the DVH (not f of the mean). Several plans with different
-fraction counts must be summed voxel-wise instead (rtqa.dosesum).
+fraction counts must be summed voxel-wise instead (rtqa.dvh.dosesum).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from rtqa.dvhdata import BIN_GY, DVHData
-from rtqa.radiobiology import bed, eqd2
+from rtqa.dvh.data import BIN_GY, DVHData
+from rtqa.dvh.radiobiology import bed, eqd2
 
 
 def _f(kind: str, fractions: int, alpha_beta: float):

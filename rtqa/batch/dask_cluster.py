@@ -107,8 +107,8 @@ def _check_on_worker(task: PlanTask, topic: str, key: str) -> dict:
     process id, for the time limit), then :func:`rtqa.batch.worker.check_plan`. The
     modules a check needs are imported first: a fresh worker's imports do not count
     towards the plan's time limit (local workers have them preloaded too)."""
-    import rtqa.pipeline  # noqa: F401
-    import rtqa.report_html  # noqa: F401
+    import rtqa.checks.pipeline  # noqa: F401
+    import rtqa.report.html  # noqa: F401
     if topic:
         try:
             from distributed import get_worker

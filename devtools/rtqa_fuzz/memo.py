@@ -74,7 +74,7 @@ class _LruCache:
 class DvhMemo(_LruCache):
     """Memoise ``compute_dvh`` by a digest of every field of its arguments."""
 
-    MODULES = ("rtqa.dvh", "rtqa.pipeline", "rtqa.oar", "rtqa.lesion_bed")
+    MODULES = ("rtqa.dvh", "rtqa.checks.pipeline", "rtqa.checks.oar", "rtqa.checks.bed")
 
     def __init__(self, size: int = 800):
         super().__init__(size)

@@ -1,4 +1,4 @@
-"""``python -m rtqa.fuzz``: mutate the sample plans and check that rtqa never crashes and
+"""``python -m rtqa_fuzz``: mutate the sample plans and check that rtqa never crashes and
 never passes a plan it did not really check (issue 6).
 
 Each case starts from one of the two bundled samples (``plans_sample/hcc_pass``, verdict
@@ -6,7 +6,7 @@ PASS, and ``plans_sample/hcc_fail``, verdict FAIL), applies one to three mutatio
 RTDOSE, RTSTRUCT, RTPLAN or a CT slice (truncation, bit flips, byte runs zeroed, element
 deletion, corruption of numeric values such as DoseGridScaling, ContourData,
 NumberOfFractionsPlanned, ImagePositionPatient, PixelSpacing, GridFrameOffsetVector,
-UID and ROI edits, a duplicated or missing file) and runs ``rtqa.pipeline.run_check``
+UID and ROI edits, a duplicated or missing file) and runs ``rtqa.checks.pipeline.run_check``
 in-process. Case *i* of seed *s* is fully determined by (*s*, *i*), whatever the number of
 worker processes: ``--only i`` reproduces it, ``--keep DIR`` writes the damaged export.
 
@@ -63,7 +63,7 @@ the real code; the ~85 untouched files and unchanged DVHs of a case are not reco
 that the memoised baseline reports equal the plain ones. Files are hard-linked, never
 copied.
 
-Usage: ``python -m rtqa.fuzz [--cases N] [--seed S] [--time-limit SEC] [--jobs J]
+Usage: ``python -m rtqa_fuzz [--cases N] [--seed S] [--time-limit SEC] [--jobs J]
 [--only I] [--keep DIR] [--no-memo] [--verify-memo] [--results FILE] [--judge-all]
 [--quiet]``. The run stops at the time limit
 (the summary says so). Exit 0: no crash, no false pass; 1: some; 2: the fuzzer itself

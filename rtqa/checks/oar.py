@@ -3,8 +3,8 @@
 
 ``evaluate_oars`` selects the protocol's rows for the fraction count
 (``Protocol.select``), finds each row's structure among the plan's ROIs
-(``rtqa.names.match_rois``; never guessed), builds expressions geometrically
-(``rtqa.structops``), computes DVHs and evaluates the TG-263 metric (``rtqa.metrics``).
+(``rtqa.checks.names.match_rois``; never guessed), builds expressions geometrically
+(``rtqa.dvh.structops``), computes DVHs and evaluates the TG-263 metric (``rtqa.dvh.metrics``).
 One ``Check`` per applied row; rules (fail closed):
 
 * PASS / FAIL from ``limit.holds(value)``; ``priority`` from the row ("optimal" rows that
@@ -22,8 +22,8 @@ One ``Check`` per applied row; rules (fail closed):
   WARN "no constraint for N fractions" (never PASS). Disabled rows are not reported.
 * Dose: physical rows on the course dose; EQD2/BED rows (and conventional rows converted
   to EQD2 by ``select``) on the exact dose-axis conversion of the physical DVH
-  (``rtqa.dvh_convert``) for one plan, with ``fractions``; on the voxel-wise sum
-  (``rtqa.dosesum.combined``, each plan with its own fraction count) for several plans.
+  (``rtqa.dvh.convert``) for one plan, with ``fractions``; on the voxel-wise sum
+  (``rtqa.dvh.dosesum.combined``, each plan with its own fraction count) for several plans.
   Several plans with different fraction counts: a fraction-specific physical row is NOT
   EVALUATED (its limit is defined for one fractionation); rows for any fraction count
   are evaluated on the physical sum.
@@ -57,18 +57,18 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from rtqa.constraints import APPLY, NONE, Constraint, Limit, Protocol, SelectedRow
-from rtqa.dosesum import combined, course_fractions
+from rtqa.dvh.dosesum import combined, course_fractions
 from rtqa.dvh import compute_dvh
-from rtqa.dvh_convert import convert_dvh
-from rtqa.dvhdata import DVHData
+from rtqa.dvh.convert import convert_dvh
+from rtqa.dvh.data import DVHData
 from rtqa.errors import RtqaError
-from rtqa.metrics import Metric, evaluate, parse_metric, volume_at_least
-from rtqa.names import NameMatch, load_aliases, match_rois
+from rtqa.dvh.metrics import Metric, evaluate, parse_metric, volume_at_least
+from rtqa.checks.names import NameMatch, load_aliases, match_rois
 from rtqa.reading.export import CourseDose
 from rtqa.reading.structures import Structure, StructureSet
 from rtqa.results import FAIL, NOT_EVALUATED, PASS, WARN, Check, Curve
-from rtqa.structexpr import StructExpr, parse_structure
-from rtqa.structops import DERIVED_ROI_NUMBER, build
+from rtqa.constraints.structexpr import StructExpr, parse_structure
+from rtqa.dvh.structops import DERIVED_ROI_NUMBER, build
 
 __all__ = ["OarResult", "evaluate_oars", "is_required", "REQUIRED_SET_FILES",
            "MAX_CURVE_POINTS", "CATEGORY"]

@@ -43,7 +43,7 @@ from types import MappingProxyType
 from typing import Iterable, Mapping
 
 from rtqa.errors import ConstraintFileError, RtqaError
-from rtqa.structexpr import TARGET_CLASSES
+from rtqa.constraints.structexpr import TARGET_CLASSES
 
 __all__ = ["AliasTable", "NameMatch", "fold", "load_aliases", "classify", "is_helper",
            "target_class", "standard_name", "match_rois"]

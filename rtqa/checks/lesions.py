@@ -2,9 +2,9 @@
 
 Targets
 -------
-A ROI is a target when its name starts with GTV, CTV, ITV or PTV (``rtqa.names``: TG-263
+A ROI is a target when its name starts with GTV, CTV, ITV or PTV (``rtqa.checks.names``: TG-263
 prefix) or, failing that, its RTROIInterpretedType is GTV, CTV, ITV or PTV. Helper
-structures (``zPTV_opt``, ``opt PTV``, ``PTV-GTV``, rings: ``rtqa.names.is_helper``) and ROIs
+structures (``zPTV_opt``, ``opt PTV``, ``PTV-GTV``, rings: ``rtqa.checks.names.is_helper``) and ROIs
 whose name is an organ's are never targets, whatever their type. A ROI without closed
 contours has no volume and is left out. When the name prefix and the type disagree the
 name wins and the lesion carries a note.
@@ -14,7 +14,7 @@ Grouping (geometry only, never names)
 Overlaps are computed plane by plane with shapely: on every contour plane of the inner
 ROI, the area of its cross-section (even-odd rule, so holes count) intersected with the
 outer ROI's cross-section on the same plane (or the outer plane whose slab holds that
-z), times the inner plane's slab thickness (``rtqa.geometry.slabs_for``).
+z), times the inner plane's slab thickness (``rtqa.dvh.geometry.slabs_for``).
 
 * A target is *inside* another when at least ``CONTAINED_FRACTION`` (90 %) of its volume
   lies in it. Its *parent* is the smallest target, of the same class or an outer one
@@ -38,7 +38,7 @@ are listed in the structure set's ROI order of their outermost ROI.
 
 Organ of a lesion
 -----------------
-Organ structures are the ROIs matched to a TG-263 standard name (``rtqa.names.match_rois``,
+Organ structures are the ROIs matched to a TG-263 standard name (``rtqa.checks.names.match_rois``,
 ambiguous matches included: they name the same organ) except External, Skin and PRVs,
 plus ROIs whose name says bone (``Vertebra_T10``, ``VB``, ``Sacrum``, ``Ribs``, ...). Organs
 are grouped for counting: Lung_L/Lung_R/Lungs -> ``Lung``, Kidney_L/R -> ``Kidney``, bones
@@ -66,8 +66,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import shapely
 
-from rtqa.geometry import slabs_for
-from rtqa.names import NameMatch, is_helper, target_class
+from rtqa.dvh.geometry import slabs_for
+from rtqa.checks.names import NameMatch, is_helper, target_class
 from rtqa.reading.structures import Structure, StructureSet
 
 __all__ = ["Target", "Lesion", "discover_lesions", "find_targets", "group_targets",
@@ -390,7 +390,7 @@ def organ_of(core: list[_Planes], organs: list[tuple[str, str, Structure, _Plane
 def discover_lesions(structure_set: StructureSet, name_match: NameMatch) -> list[Lesion]:
     """Every lesion of ``structure_set`` with its targets and organ (module docstring).
 
-    ``name_match``: ``rtqa.names.match_rois`` of the structure set's ROI names (with the
+    ``name_match``: ``rtqa.checks.names.match_rois`` of the structure set's ROI names (with the
     user's ``--map`` overrides), so that organs and helpers are recognised as elsewhere.
     """
     targets, type_notes = find_targets(structure_set, name_match)

@@ -14,7 +14,7 @@ import numpy as np
 
 from rtqa.dvh import trilinear
 from rtqa.errors import RtqaError
-from rtqa.radiobiology import bed_grid, eqd2_grid
+from rtqa.dvh.radiobiology import bed_grid, eqd2_grid
 from rtqa.reading.dose import DoseGrid
 from rtqa.reading.export import CourseDose
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-from rtqa.dvhdata import DVHData
-from rtqa.metrics import dose_at_volume
+from rtqa.dvh.data import DVHData
+from rtqa.dvh.metrics import dose_at_volume
 from rtqa.reading.export import CourseDose, Export
 from rtqa.reading.structures import Structure, StructureSet
 from rtqa.results import FAIL, NOT_EVALUATED, PASS, WARN, Check

@@ -22,11 +22,11 @@ contributes, every plan is summed and the lesion is marked untreated in the note
 BED of the coverage metric (Gy, LQ with the rule's α/β)
 ------------------------------------------------------
 * One contributing plan of n fractions: the physical metric D (Gy) on the structure's
-  DVH, then BED = D (1 + D / (n α/β)) (``rtqa.radiobiology.bed``; BED is monotone in
+  DVH, then BED = D (1 + D / (n α/β)) (``rtqa.dvh.radiobiology.bed``; BED is monotone in
   dose, so this is the metric of the voxel-wise BED distribution). A ``Mean`` metric is
-  taken on the DVH re-expressed in BED (``rtqa.dvh_convert.convert_dvh``).
+  taken on the DVH re-expressed in BED (``rtqa.dvh.convert.convert_dvh``).
 * Several contributing plans: the metric of the DVH of the voxel-wise BED sum, each plan
-  converted with its own n (``rtqa.dosesum.combined(courses, "BED", α/β)``), never a
+  converted with its own n (``rtqa.dvh.dosesum.combined(courses, "BED", α/β)``), never a
   physical sum converted with one n.
 The rule holds when ``rule.bed_limit.holds(BED)`` (exactly 60 Gy passes ">= 60"). A
 coverage structure reaching outside a contributing plan's dose grid by more than
@@ -51,14 +51,14 @@ from typing import Callable, Sequence
 import numpy as np
 
 from rtqa.constraints import Limit, LesionRule, OligoprogressionRule
-from rtqa.dosesum import combined
+from rtqa.dvh.dosesum import combined
 from rtqa.dvh import compute_dvh
-from rtqa.dvh_convert import convert_dvh
-from rtqa.dvhdata import DVHData
+from rtqa.dvh.convert import convert_dvh
+from rtqa.dvh.data import DVHData
 from rtqa.errors import RtqaError
-from rtqa.lesions import UNKNOWN_ORGAN, Lesion, Target
-from rtqa.metrics import Metric, evaluate, parse_metric
-from rtqa.radiobiology import bed
+from rtqa.checks.lesions import UNKNOWN_ORGAN, Lesion, Target
+from rtqa.dvh.metrics import Metric, evaluate, parse_metric
+from rtqa.dvh.radiobiology import bed
 from rtqa.reading.dose import DoseGrid
 from rtqa.reading.export import CourseDose
 from rtqa.reading.structures import Structure

@@ -2,7 +2,7 @@
 in-process, judge the outcome.
 
 ``Fuzzer.generate(i)`` is a pure function of (seed, i): the random stream is
-``random.Random(f"rtqa-fuzz:{seed}:{i}")``. ``run_case`` runs ``rtqa.pipeline.run_check``
+``random.Random(f"rtqa-fuzz:{seed}:{i}")``. ``run_case`` runs ``rtqa.checks.pipeline.run_check``
 (and, on a sample of cases, the report renderers and the CLI) on the damaged folder,
 consults the oracle on a PASS (or always with ``always_judge``) and classifies the
 outcome: crash, false_pass, ok, warned, inert, immaterial or silent_drift. The case
@@ -79,7 +79,7 @@ class Fuzzer:
 
     # -- baselines --------------------------------------------------------------------
     def compute_baselines(self) -> dict[str, dict]:
-        from rtqa.pipeline import run_check
+        from rtqa.checks.pipeline import run_check
         out = {}
         for b in BASES:
             rep = run_check([str(self.case_dir(b))])
@@ -168,7 +168,7 @@ class Fuzzer:
 
     def _run(self, index, base, muts) -> CaseResult:
         from rtqa.errors import RtqaError
-        from rtqa.pipeline import run_check
+        from rtqa.checks.pipeline import run_check
         bl = self.baseline[base]
         res = CaseResult(index, base, [(m.file, m.op, m.detail) for m in muts],
                          "not judged", [], "", "ok")
@@ -217,14 +217,14 @@ class Fuzzer:
         return res
 
     def _render(self, report, index: int, folder: str) -> str | None:
-        from rtqa.report_json import dumps
-        from rtqa.report_text import render_text
+        from rtqa.report.json_report import dumps
+        from rtqa.report.text import render_text
         from rtqa.results import EXIT_CODES
         try:
             render_text(report, color=False, width=None)
             json.loads(dumps(report))
             if index % HTML_EVERY == 0:
-                from rtqa.report_html import render_html
+                from rtqa.report.html import render_html
                 render_html(report)
         except Exception as exc:  # noqa: BLE001
             return f"report rendering: {type(exc).__name__}: {exc}\n" \

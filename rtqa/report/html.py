@@ -10,7 +10,7 @@ conventions, α/β values used); sign-off (dosimetrist, physicist, radiation onc
 
 Escaping: the template is rendered by jinja2 with ``autoescape=True``; every string from
 the input files (patient ID, plan labels, ROI names) is also stripped of control and
-format characters (shown as ``\\x1b``-style escapes, see ``rtqa.report_text.clean``).
+format characters (shown as ``\\x1b``-style escapes, see ``rtqa.report.text.clean``).
 Plot text goes to matplotlib with mathtext off and is escaped by its SVG writer.
 
 DVH plots: one small plot per ``Report.curves`` entry (cumulative DVH, volume % against
@@ -33,8 +33,8 @@ from markupsafe import Markup, escape
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
 
-from rtqa.report_json import check_report, created_of, version_of
-from rtqa.report_text import (
+from rtqa.report.json_report import check_report, created_of, version_of
+from rtqa.report.text import (
     clean, counts, fmt_exact, fmt_limit, fmt_number, fmt_value, summary_line,
 )
 from rtqa.results import CATEGORIES, FAIL, NOT_EVALUATED, PASS, WARN, Curve, Report
@@ -254,7 +254,7 @@ def _view(report: Report) -> dict:
 @functools.lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.PackageLoader("rtqa", "templates"),
+        loader=jinja2.PackageLoader("rtqa.report", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

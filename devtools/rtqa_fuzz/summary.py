@@ -101,7 +101,7 @@ def format_summary(s: Summary, seed: int, jobs: int, time_limit: float) -> str:
             lines.append(f"    oracle {r.verdict}: " + "; ".join(r.reasons)[:600])
             if r.message:
                 lines.append("    " + r.message.strip().replace("\n", "\n    ")[:1500])
-            lines.append(f"    reproduce: python -m rtqa.fuzz --seed {seed} --only {r.index} "
+            lines.append(f"    reproduce: python -m rtqa_fuzz --seed {seed} --only {r.index} "
                          "--keep /tmp/rtqa-fuzz-case")
     drifts = [r for r in s.results if r.category == "silent_drift"]
     for r in drifts[:5]:

@@ -1,0 +1,1 @@
+"""Reports: terminal text, JSON, HTML, with shared formatting and atomic writes."""
