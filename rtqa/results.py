@@ -10,11 +10,74 @@ Units: Gy, cc, mm, % as named in ``unit``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
-PASS, FAIL, WARN, NOT_EVALUATED = "PASS", "FAIL", "WARN", "NOT EVALUATED"
-STATUSES = (PASS, FAIL, WARN, NOT_EVALUATED)
-CATEGORIES = ("plan integrity", "lesions", "organs at risk", "protocol")
-SCHEMA = "rtqa-report/1"
+
+class Status(StrEnum):
+    """Status of one check row. A ``StrEnum``: ``Status.PASS == "PASS"``."""
+
+    PASS = "PASS"
+    FAIL = "FAIL"
+    WARN = "WARN"                    # reported, never fails the plan
+    NOT_EVALUATED = "NOT EVALUATED"  # makes the plan ERROR when the row is mandatory
+
+
+class Category(StrEnum):
+    """Report section of a check row."""
+
+    INTEGRITY = "plan integrity"
+    LESIONS = "lesions"
+    OARS = "organs at risk"
+    PROTOCOL = "protocol"
+
+
+class Priority(StrEnum):
+    MANDATORY = "mandatory"
+    OPTIMAL = "optimal"              # never fails the plan
+
+
+class DoseView(StrEnum):
+    """Which dose a row's value is on.
+
+    PHYSICAL: absorbed dose (Gy) of the plan(s) named by the row; EQD2 and BED: the
+    linear-quadratic equivalent dose in 2 Gy fractions and the biologically effective dose,
+    computed voxel by voxel at the row's ``alpha_beta`` (Gy) with each plan's own fraction
+    count, then summed. NONE: the row is not a dose (a volume, a count, a length)."""
+
+    PHYSICAL = "physical"
+    EQD2 = "EQD2"
+    BED = "BED"
+    NONE = "none"
+
+
+class Reason(StrEnum):
+    """Machine-readable reason of a NOT EVALUATED (or WARN) row; the ``note`` says it in
+    words. New codes may be added; existing ones never change meaning."""
+
+    STRUCTURE_MISSING = "structure_missing"          # protocol organ / target not in plan
+    STRUCTURE_UNRECOGNISED = "structure_unrecognised"  # organ-like ROI matched no name
+    STRUCTURE_AMBIGUOUS = "structure_ambiguous"      # several ROIs match one name
+    STRUCTURE_EMPTY = "structure_empty"              # no closed contours / no volume
+    CONTOUR_DAMAGE = "contour_damage"                # gaps, open contours, outside image
+    OUTSIDE_DOSE_GRID = "outside_dose_grid"          # the uncovered part could change it
+    NO_LIMIT = "no_limit"                            # no limit for this fraction count
+    FRACTIONS_UNKNOWN = "fractions_unknown"
+    FRACTIONS_INCONSISTENT = "fractions_inconsistent"
+    DOSE_MISSING = "dose_missing"
+    DOSE_INCONSISTENT = "dose_inconsistent"          # dose vs RTPLAN implausible
+    DOSE_DUPLICATE = "dose_duplicate"
+    PLANS_UNCONFIRMED = "plans_unconfirmed"          # several plans, course not confirmed
+    PRESCRIPTION_UNLINKED = "prescription_unlinked"
+    LESION_ORGAN_UNKNOWN = "lesion_organ_unknown"
+    METRIC_UNDEFINED = "metric_undefined"            # e.g. D700cc of a 500 cc organ
+    INPUT_UNDEFINED = "input_undefined"              # single CT slice, spacing NaN ...
+    OTHER = "other"
+
+
+PASS, FAIL, WARN, NOT_EVALUATED = Status.PASS, Status.FAIL, Status.WARN, Status.NOT_EVALUATED
+STATUSES = tuple(Status)
+CATEGORIES = tuple(c.value for c in Category)
+SCHEMA = "rtqa-report/2"
 
 
 @dataclass(frozen=True)
@@ -32,7 +95,12 @@ class Check:
     unit: str | None = None      # "Gy", "cc", "%", "mm", ...
     limit: str | None = None     # e.g. ">= 700"
     note: str = ""               # conversions, reasons for NOT EVALUATED, cannot-be-met...
-    priority: str = "mandatory"  # "mandatory" or "optimal" (optimal never fails the plan)
+    priority: str = "mandatory"  # Priority: "mandatory" or "optimal" (never fails the plan)
+    dose_view: DoseView = DoseView.NONE  # what ``value`` is: physical, EQD2 or BED dose
+    alpha_beta: float | None = None      # Gy, for EQD2 / BED rows
+    plans: tuple[str, ...] = ()          # labels of the plan(s) whose dose was evaluated
+    fractions: tuple[int, ...] = ()      # fraction count of each of those plans
+    reason: Reason | None = None         # machine-readable, when NOT EVALUATED (or WARN)
 
 
 @dataclass(frozen=True)

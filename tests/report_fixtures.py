@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from rtqa.results import (
+from rtqa.results import (DoseView, 
     FAIL, NOT_EVALUATED, PASS, WARN, Check, Curve, InputFile, LesionResult, PlanInfo,
     Report, StructureInfo,
 )
@@ -112,7 +112,8 @@ def _checks(names=None) -> tuple[Check, ...]:
         Check(id="oar.tg101.Duodenum.D5cc", category="organs at risk", status=FAIL,
               source=TG101, structure=duodenum, rois=(duodenum,), metric="D5cc[Gy]",
               value=19.84, unit="Gy", limit="< 18",
-              note="Volume max dose: less than 5 cc may reach the limit (5 fx row)."),
+              note="Volume max dose: less than 5 cc may reach the limit (5 fx row).",
+              dose_view=DoseView.PHYSICAL, plans=("LIVER_SBRT",), fractions=(5,)),
         Check(id="oar.tg101.Duodenum.D0.035cc", category="organs at risk", status=PASS,
               source=TG101, structure=duodenum, rois=(duodenum,), metric="D0.035cc[Gy]",
               value=28.06, unit="Gy", limit="< 32"),

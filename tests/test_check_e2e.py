@@ -274,7 +274,7 @@ def test_pass_normal_liver_volume_matches_the_truth(pass_run):
 def test_pass_json_validates_against_the_schema(pass_run):
     doc = pass_run.doc
     assert_valid(doc)
-    assert doc["schema"] == "rtqa-report/1"
+    assert doc["schema"] == "rtqa-report/2"
     kinds = sorted({i["kind"] for i in doc["inputs"]})
     assert kinds == ["CT", "RTDOSE", "RTPLAN", "RTSTRUCT"]
     assert len(doc["inputs"]) == 83 + 3

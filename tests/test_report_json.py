@@ -1,4 +1,4 @@
-"""JSON report (schema rtqa-report/1): layout, schema validation, determinism, nulls for
+"""JSON report (schema rtqa-report/2): layout, schema validation, determinism, nulls for
 non-finite numbers, fail-closed consistency check; and atomic report writing."""
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def test_full_report_validates_against_schema(validator, make):
 
 
 def test_schema_is_package_data():
-    shipped = resources.files("rtqa.report") / "schema" / "rtqa-report-1.json"
+    shipped = resources.files("rtqa.report") / "schema" / "rtqa-report-2.json"
     assert shipped.is_file()
     assert json.loads(shipped.read_text(encoding="utf-8"))["properties"]["schema"]["const"] == SCHEMA
 
@@ -99,7 +99,7 @@ def test_schema_rejects_unknown_status(validator):
 def test_top_level_keys_in_fixed_order():
     doc = json.loads(dumps(hcc_report()))
     assert tuple(doc) == TOP_LEVEL_KEYS
-    assert doc["schema"] == "rtqa-report/1"
+    assert doc["schema"] == "rtqa-report/2"
     assert doc["status"] == "FAIL"
     assert doc["protocol"] == {"name": "oligo-hcc",
                                "path": "constraints/protocols/oligo-hcc.toml",
@@ -120,7 +120,8 @@ def test_records_keep_their_order_and_content():
                    "value": 19.84, "unit": "Gy", "limit": "< 18", "status": "FAIL",
                    "source": "Benedict et al. Med Phys 2010;37(8):4078, Table III",
                    "note": "Volume max dose: less than 5 cc may reach the limit (5 fx row).",
-                   "priority": "mandatory"}
+                   "priority": "mandatory", "dose_view": "physical", "alpha_beta": None,
+                   "plans": ["LIVER_SBRT"], "fractions": [5], "reason": None}
     assert doc["inputs"][0]["sha256"] == report.inputs[0].sha256
     assert doc["conventions"] == report.conventions
 
@@ -134,7 +135,7 @@ def test_curves_are_not_in_the_json():
 def test_text_format_indent_unicode_final_newline():
     text = dumps(hostile_report())
     assert text.endswith("}\n")
-    assert text.startswith('{\n  "schema": "rtqa-report/1",\n  "status": "FAIL",')
+    assert text.startswith('{\n  "schema": "rtqa-report/2",\n  "status": "FAIL",')
     assert NONASCII in text and "\\u00c5" not in text          # ensure_ascii=False
     assert json.loads(text)["checks"][-3]["structure"] == SCRIPT
 

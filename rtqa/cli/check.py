@@ -60,7 +60,7 @@ def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path]) 
 @click.option("--map", "maps", multiple=True, metavar="STD=ROI",
               help="Map a TG-263 name to a plan ROI, e.g. --map SpinalCord=CORD_1 (repeatable).")
 @click.option("--json", "json_path", metavar="PATH|-",
-              help="Write the JSON report (schema rtqa-report/1) to PATH, or '-' for stdout.")
+              help="Write the JSON report (schema rtqa-report/2) to PATH, or '-' for stdout.")
 @click.option("--html", "html_path", metavar="PATH",
               help="Write the self-contained HTML report for peer review to PATH.")
 @click.option("--sum-plans", is_flag=True,

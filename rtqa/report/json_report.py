@@ -1,7 +1,7 @@
-"""The machine-readable report of ``rtqa check``: JSON, schema ``rtqa-report/1``.
+"""The machine-readable report of ``rtqa check``: JSON, schema ``rtqa-report/2``.
 
 ``to_dict(report)`` gives the document, ``dumps(report)`` its text. The layout is fixed
-and documented field by field in ``rtqa/report/schema/rtqa-report-1.json`` (JSON Schema
+and documented field by field in ``rtqa/report/schema/rtqa-report-2.json`` (JSON Schema
 draft 2020-12, see ``schema_path()``). Rules:
 
 * Top-level keys, always in this order: ``schema``, ``status``, ``rtqa_version``,
@@ -44,8 +44,8 @@ _PROTOCOL_KEYS = ("name", "path", "source")
 
 
 def schema_path() -> Path:
-    """Path of the JSON Schema file shipped with rtqa (``rtqa/report/schema/rtqa-report-1.json``)."""
-    return Path(str(resources.files("rtqa.report") / "schema" / "rtqa-report-1.json"))
+    """Path of the JSON Schema file shipped with rtqa (``rtqa/report/schema/rtqa-report-2.json``)."""
+    return Path(str(resources.files("rtqa.report") / "schema" / "rtqa-report-2.json"))
 
 
 def check_report(report: Report) -> None:
@@ -190,6 +190,11 @@ def to_dict(report: Report, *, now: datetime | None = None) -> dict:
             "source": c.source,
             "note": c.note,
             "priority": c.priority,
+            "dose_view": str(c.dose_view),
+            "alpha_beta": _num(c.alpha_beta),
+            "plans": list(c.plans),
+            "fractions": [_int(n) for n in c.fractions],
+            "reason": None if c.reason is None else str(c.reason),
         } for c in report.checks],
         "structures": [{
             "name": s.name,
