@@ -1,4 +1,4 @@
-"""Case builders for the end-to-end tests of ``rtqa check`` (tests/test_check_e2e.py).
+"""Case builders for the end-to-end tests of ``rtqa check`` (tests/acceptance/test_check_e2e.py).
 
 Every builder starts from :func:`rtqa.sample.hcc_pass` (which passes every check of the
 default protocol oligo-hcc) and changes ONE thing with ``dataclasses.replace``, so that

@@ -11,7 +11,7 @@ from rtqa.errors import DicomInputError
 from rtqa.reading import load_export
 from rtqa.reading.completeness import check_complete
 
-SAMPLE = Path(__file__).resolve().parents[1] / "plans_sample" / "hcc_pass"
+SAMPLE = Path(__file__).resolve().parents[2] / "plans_sample" / "hcc_pass"
 
 
 def _one(prefix: str) -> Path:

@@ -49,7 +49,7 @@ from rtqa.sample import (
 )
 from rtqa.sample.shapes import ellipse_loop, polygon_area
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CT_SOP = "1.2.840.10008.5.1.4.1.1.2"
 RTDOSE_SOP = "1.2.840.10008.5.1.4.1.1.481.2"
 RTSTRUCT_SOP = "1.2.840.10008.5.1.4.1.1.481.3"
@@ -215,22 +215,6 @@ def tiny_case(name: str = "tiny", grid_kw: dict | None = None, plan_kw: dict | N
 # ---------------------------------------------------------------------------------------
 # fixtures: the two named cases, written once per session
 # ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def pass_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("hcc_pass")
-    res = CliRunner().invoke(main, ["sample", str(out), "--case", "hcc_pass", "--force"])
-    assert res.exit_code == 0, res.output
-    assert "RS.hcc_pass.dcm" in res.output and "PASS" in res.output
-    return out
-
-
-@pytest.fixture(scope="session")
-def fail_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("hcc_fail")
-    write_case(hcc_fail(), out)
-    return out
 
 
 @pytest.fixture(scope="session")

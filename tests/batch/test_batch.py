@@ -269,6 +269,7 @@ def _gone(pid: int) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_timeout_is_an_error_the_worker_is_killed_and_the_others_complete(
         tree, tmp_path, monkeypatch):
     monkeypatch.setenv(TEST_FAULT_ENV, "sleep:PAT-001")
@@ -299,6 +300,7 @@ def test_timeout_is_an_error_the_worker_is_killed_and_the_others_complete(
     assert reason in r.output                 # the tally
 
 
+@pytest.mark.slow
 def test_timeout_kills_the_process_and_a_fresh_one_goes_on(tree, tmp_path, monkeypatch):
     """Kept worker processes (max_tasks_per_child=None): the one running the timed-out plan
     is killed (its pid is gone) and a new one checks the next plans."""
@@ -344,6 +346,7 @@ def dask_cluster():
         yield cluster
 
 
+@pytest.mark.slow
 def test_dask_gives_the_local_summary(local_run, tree, dask_cluster, tmp_path):
     res = run_batch(tree, BatchOptions(out=str(tmp_path / "out"),
                                        scheduler=dask_cluster.scheduler_address))
@@ -354,6 +357,7 @@ def test_dask_gives_the_local_summary(local_run, tree, dask_cluster, tmp_path):
     assert res.exit_code == local_run.exit_code == 2
 
 
+@pytest.mark.slow
 def test_dask_worker_crash_is_an_error(tree, dask_cluster, tmp_path, monkeypatch):
     monkeypatch.setenv(TEST_FAULT_ENV, "exit:PAT-002")
     res = run_batch(tree / "good", BatchOptions(out=str(tmp_path / "out"),
@@ -363,6 +367,7 @@ def test_dask_worker_crash_is_an_error(tree, dask_cluster, tmp_path, monkeypatch
     assert rows["PAT-001"]["status"] == "PASS"
 
 
+@pytest.mark.slow
 def test_dask_timeout_is_an_error_and_the_worker_is_restarted(tree, dask_cluster, tmp_path,
                                                               monkeypatch):
     monkeypatch.setenv(TEST_FAULT_ENV, "sleep:PAT-001")

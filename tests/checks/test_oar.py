@@ -24,10 +24,7 @@ from rtqa.reading.structures import StructureSet
 from rtqa.results import FAIL, NOT_EVALUATED, PASS, WARN, overall_status
 from rtqa.sample import hcc_fail, hcc_pass, write_case
 
-try:
-    import test_structops as so
-except ImportError:  # pragma: no cover
-    from tests import test_structops as so
+from tests.dvh import test_structops as so
 
 LIVER_RULE = "oar.normal_liver.Liver-GTV.CV15Gy"
 

@@ -14,7 +14,7 @@ import pytest
 
 from rtqa.validation.nelms import METRICS, cases, evaluate_case
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared/validation/nelms2015"
+DATA = Path(__file__).resolve().parents[2].parent / "shared/validation/nelms2015"
 
 PAIRS = [
     ("Sphere_20_0", "Linear_SupInf_2mm_Aligned.dcm"),

@@ -25,7 +25,9 @@ import pytest
 from rtqa.errors import DicomInputError
 from rtqa.reading.dose import MAX_DOSE_VOXELS, read_dose
 
-SAMPLE = Path(__file__).resolve().parent.parent / "plans_sample" / "hcc_pass"
+pytestmark = pytest.mark.slow
+
+SAMPLE = Path(__file__).resolve().parents[2] / "plans_sample" / "hcc_pass"
 RD = "RD.SBRT_5fx.dcm"
 RS = "RS.hcc_pass.dcm"
 

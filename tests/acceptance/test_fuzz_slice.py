@@ -18,6 +18,8 @@ import pytest
 
 import rtqa_fuzz as fuzz
 
+pytestmark = pytest.mark.slow
+
 SLICE_SEED = 1
 SLICE_CASES = 40
 

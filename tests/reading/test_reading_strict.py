@@ -23,7 +23,7 @@ from rtqa.reading.dose import read_dose
 from rtqa.reading.plan import read_plan
 from rtqa.reading.structures import read_structure_set
 
-SAMPLE = Path(__file__).resolve().parent.parent / "plans_sample" / "hcc_pass"
+SAMPLE = Path(__file__).resolve().parents[2] / "plans_sample" / "hcc_pass"
 RD, RP, RS, CT = "RD.SBRT_5fx.dcm", "RP.SBRT_5fx.dcm", "RS.hcc_pass.dcm", "CT.010.dcm"
 READERS = {RD: read_dose, RP: read_plan, RS: read_structure_set, CT: read_ct_slice}
 

@@ -35,7 +35,9 @@ except ImportError:  # tests collected as a package
 
 from rtqa.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
 NOBODY = 65534
 
 #: Cases where rtqa does not behave as defined: the bug, where it is, what it does.

@@ -33,6 +33,8 @@ from rtqa.cli import main
 from rtqa.report.json_report import schema_path
 from rtqa.sample import write_case
 
+pytestmark = pytest.mark.slow
+
 jsonschema = pytest.importorskip("jsonschema")
 
 SCHEMA = json.loads(schema_path().read_text(encoding="utf-8"))
