@@ -62,7 +62,7 @@ from rtqa.dvh.radiobiology import bed
 from rtqa.reading.dose import DoseGrid
 from rtqa.reading.export import CourseDose
 from rtqa.reading.structures import Structure
-from rtqa.results import FAIL, NOT_EVALUATED, PASS, WARN, Check, LesionResult
+from rtqa.results import FAIL, NOT_EVALUATED, PASS, WARN, Check, LesionResult, Reason
 
 __all__ = ["LesionEvaluation", "evaluate_lesions", "oligoprogression_checks",
            "fractions_of", "coverage_target", "CONTRIBUTION_FRACTION"]
@@ -366,13 +366,18 @@ def oligoprogression_checks(lesions: Sequence[Lesion], rule: OligoprogressionRul
     note = f"{lo} organ(s): {', '.join(known) or 'none'}"
     if unknown:
         note += f"; organ unknown for {', '.join(unknown)} (up to {hi} organs)"
+    reason = None
     if not o_lim.holds(lo):
         status = FAIL
     elif o_lim.holds(hi):
         status = PASS
     else:
-        status = NOT_EVALUATED
-        note += ": cannot tell whether the limit is met"
+        status, reason = NOT_EVALUATED, Reason.LESION_ORGAN_UNKNOWN
+        first = next(les for les in lesions if not les.organ or les.organ == UNKNOWN_ORGAN)
+        note += (": cannot tell whether the limit is met; name the organ of each such lesion, "
+                 f"e.g. --lesion-organ {first.targets[0].roi if first.targets else first.name}"
+                 "=<organ>")
     organ_check = Check("protocol.oligoprogression.organs", status=status, metric="organs",
-                        value=float(lo), unit="organs", limit=str(o_lim), note=note, **common)
+                        value=float(lo), unit="organs", limit=str(o_lim), note=note,
+                        reason=reason, **common)
     return [lesion_check, organ_check]

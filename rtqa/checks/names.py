@@ -627,9 +627,87 @@ def hidden_in(standard: str, match: NameMatch) -> tuple[tuple[str, str], ...]:
     return tuple(dict.fromkeys(out))
 
 
-def map_hint(standard: str, hidden: Iterable[tuple[str, str]]) -> str:
-    """The words telling the user how to resolve ``hidden_in(standard, ...)``."""
-    parts = [f"'{roi}' ({why}): --map {standard}='{roi}' if it is {standard}"
-             for roi, why in hidden]
-    return ("; ".join(parts) + "; if it is not, declare what it is with --roi-type "
-            "'<ROI>'=CONTROL (a structure no row uses)")
+def map_hint(hidden: Mapping[str, tuple[str, str]]) -> str:
+    """Words telling the user how to settle ``hidden``: ROI -> (standard, why), from
+    ``hidden_in``."""
+    parts = [f"'{roi}' ({why}): --map {std}='{roi}' if it is {std}"
+             for roi, (std, why) in hidden.items()]
+    return ("; ".join(parts) + "; if it is none of the protocol's organs, say what it is "
+            "with --roi-type '<ROI>'=CONTROL (a structure no row uses)")
+
+
+# --- report ----------------------------------------------------------------------------
+
+def _suggest_hint(roi: str, sug: tuple[tuple[str, str], ...]) -> str:
+    stds = [std for std, _ in sug if std != "bone"]
+    if not stds:
+        return f"--map <STANDARD>='{roi}' if it is an organ a protocol row names"
+    return " or ".join(f"--map {std}='{roi}'" for std in stds)
+
+
+def roi_infos(structures, match: NameMatch):
+    """``rtqa.results.RoiInfo`` of every ROI (structure-set order): role, reason, hint."""
+    from rtqa.results import RoiInfo
+    out = []
+    for s in structures:
+        c = match.classes.get(s.name)
+        if c is None:
+            continue
+        hint = ""
+        if c.kind in ("unmatched", "near") and s.name in match.suggestions:
+            sug = match.suggestions[s.name]
+            hint = _suggest_hint(s.name, sug)
+            if sug:
+                c = RoiClass(c.kind, c.standard, c.reason + "; may be " + ", ".join(
+                    f"{std} ({why})" for std, why in sug))
+        elif c.kind == "target-like":
+            t = match.types.get(s.name, "") or "ORGAN"
+            hint = f"--roi-type '{s.name}'={c.standard} or --roi-type '{s.name}'={t}"
+        elif c.kind == "ambiguous":
+            hint = f"--map {c.standard}=<ROI>"
+        out.append(RoiInfo(s.name, int(s.roi_number), s.interpreted_type.strip(), c.kind,
+                           c.standard, c.reason, hint))
+    return tuple(out)
+
+
+def unmatched_checks(match: NameMatch, category: str = "organs at risk"):
+    """A WARN row per unmatched organ-like ROI, with the ``--map`` that would use it."""
+    from rtqa.results import WARN, Check, Reason
+    out = []
+    for roi in match.organ_like_unmatched:
+        sug = match.suggestions.get(roi, ())
+        may = ("; may be " + ", ".join(f"{std} ({why})" for std, why in sug)) if sug else \
+            ": it may be any organ"
+        out.append(Check(
+            f"names.unmatched.{roi}", category, WARN,
+            "constraints/names.toml (AAPM TG-263 names)", structure=roi, rois=(roi,),
+            metric="ROI name", reason=Reason.STRUCTURE_UNRECOGNISED,
+            note=(f"organ-like ROI '{roi}' (RTROIInterpretedType "
+                  f"{match.types.get(roi) or 'absent'}) matches no TG-263 name and no row "
+                  f"uses it{may}; {_suggest_hint(roi, sug)}")))
+    return out
+
+
+#: RTROIInterpretedType values ``--roi-type`` accepts (PS3.3 C.8.8.8 defined terms).
+ROI_TYPES = TARGET_TYPES | NEVER_TARGET_TYPES
+
+
+def retype(structure_set, roi_types: Mapping[str, str]):
+    """``structure_set`` with the user's RTROIInterpretedType for some ROIs
+    (``--roi-type ROI=TYPE``); raises ``RtqaError`` for an unknown ROI or type."""
+    from dataclasses import replace
+    names = [s.name for s in structure_set.structures]
+    given = {}
+    for roi, typ in roi_types.items():
+        t = typ.strip().upper()
+        if t not in ROI_TYPES:
+            raise RtqaError(f"--roi-type {roi}={typ}: not an RTROIInterpretedType (one of "
+                            + ", ".join(sorted(ROI_TYPES)) + ")")
+        if names.count(roi) != 1:
+            raise RtqaError(f"--roi-type {roi}={typ}: the plan has " + (
+                f"no ROI named {roi!r}" if not names.count(roi) else
+                f"{names.count(roi)} ROIs named {roi!r}; cannot tell them apart"))
+        given[roi] = t
+    structures = tuple(replace(s, interpreted_type=given[s.name]) if s.name in given else s
+                       for s in structure_set.structures)
+    return replace(structure_set, structures=structures)

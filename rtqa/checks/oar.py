@@ -63,10 +63,10 @@ from rtqa.dvh.convert import convert_dvh
 from rtqa.dvh.data import DVHData
 from rtqa.errors import RtqaError
 from rtqa.dvh.metrics import Metric, evaluate, parse_metric, volume_at_least
-from rtqa.checks.names import NameMatch, load_aliases, match_rois
+from rtqa.checks.names import NameMatch, hidden_in, load_aliases, map_hint, match_rois
 from rtqa.reading.export import CourseDose
 from rtqa.reading.structures import Structure, StructureSet
-from rtqa.results import FAIL, NOT_EVALUATED, PASS, WARN, Check, Curve
+from rtqa.results import FAIL, NOT_EVALUATED, PASS, WARN, Check, Curve, Reason
 from rtqa.constraints.structexpr import StructExpr, parse_structure
 from rtqa.dvh.structops import DERIVED_ROI_NUMBER, build
 
@@ -149,6 +149,22 @@ class _Resolved:
         return build(self.expr, self.organs, self.targets, name=str(self.expr))
 
 
+def _combined(std: str, expr: StructExpr, match: NameMatch, notes: list) -> str | None:
+    """The combined ROI (``Lungs``) for ``Lung_L`` when the expression adds both sides,
+    neither side is in the plan and the combined one is (TG-263 combined names)."""
+    from rtqa.checks.names import combined_standard
+    comb = combined_standard(std)
+    other = std[:-1] + ("R" if std.endswith("L") else "L")
+    adds = {t.operand.name for t in expr.terms if t.sign > 0}
+    if (comb is None or match.roi(comb) is None or other not in adds
+            or match.roi(other) is not None or other in match.ambiguous):
+        return None
+    text = f"{std[:-2]}_L + {std[:-2]}_R taken as the combined ROI '{match.roi(comb)}' ({comb})"
+    if text not in notes:
+        notes.append(text)
+    return match.roi(comb)
+
+
 def _resolve(expr: StructExpr, match: NameMatch,
              by_name: Mapping[str, list[Structure]]) -> _Resolved:
     table = load_aliases()
@@ -169,6 +185,8 @@ def _resolve(expr: StructExpr, match: NameMatch,
         std = op.name if (op.name in match.standard_to_roi or op.name in match.ambiguous) \
             else (table.canonical(op.name) or op.name)
         roi = match.roi(std)
+        if roi is None and std not in match.ambiguous:
+            roi = _combined(std, expr, match, notes)
         if roi is not None:
             organs[op.name] = by_name[roi][0]
             used[op.name] = (roi,)
@@ -440,7 +458,18 @@ def evaluate_oars(protocol: Protocol, structure_set: StructureSet,
         problem = res.problem(roi_names)
         if problem:
             optional = not res.present and not required(row)
+            hidden: dict[str, tuple[str, str]] = {}
+            for m in res.missing:
+                for roi, why in hidden_in(m, match):
+                    hidden.setdefault(roi, (m, why))
+            if hidden:  # the organ may be there under a name rtqa did not recognise
+                optional = False
+                problem += "; the plan has organ-like ROIs it may be hidden in: " + \
+                    map_hint(hidden)
             base["priority"] = "optimal" if optional else "mandatory"
+            base["reason"] = (Reason.STRUCTURE_UNRECOGNISED if hidden else
+                              Reason.STRUCTURE_AMBIGUOUS if res.ambiguous else
+                              Reason.STRUCTURE_MISSING)
             notes = [n for n in (sel.conversion_note, problem) if n]
             checks.append(Check(status=NOT_EVALUATED, note="; ".join(notes), **base))
             continue

@@ -56,6 +56,12 @@ class CheckOptions:
     #: Several plans that each meet a lesion's BED rule alone are one course (summed);
     #: without it that lesion is NOT EVALUATED (they look like alternative plans).
     sum_plans: bool = False
+    #: Lesion (or one of its ROI names) -> organ, for lesions outside every organ contour
+    #: (``--lesion-organ PTV_LN=LymphNode``).
+    lesion_organs: dict[str, str] = field(default_factory=dict)
+    #: ROI name -> RTROIInterpretedType stated by the user (``--roi-type T10_PTV=PTV``);
+    #: replaces the declared type everywhere.
+    roi_types: dict[str, str] = field(default_factory=dict)
 
 
 class DoseContext:
@@ -140,6 +146,9 @@ def run_check(paths: list[str], options: CheckOptions | None = None) -> Report:
                     f"({p.fractions} fractions): --fractions is only for exports without an "
                     "RTPLAN", p.path)
     ss = _structure_set(export)
+    if options.roi_types:
+        from rtqa.checks.names import retype
+        ss = retype(ss, options.roi_types)
     courses = export.courses_in_frame(ss.frame_of_reference_uid)
     if not courses:
         raise RtqaError("no RTDOSE in the structure set's frame of reference", ss.path)
@@ -164,11 +173,17 @@ def run_check(paths: list[str], options: CheckOptions | None = None) -> Report:
     checks += lesion_checks
     curves += lesion_curves
     checks += _empty_targets(ss, names, protocol)
+    from rtqa.checks.lesions import mistyped_target_checks
+    from rtqa.checks.names import roi_infos, unmatched_checks
+    checks += mistyped_target_checks(
+        ss, names, lesions, protocol.lesions.source if protocol.lesions else
+        "lesion discovery", {k: v for k, v in options.roi_types.items()})
 
     say("organs at risk")
     oar_checks, oar_curves = _oars(protocol, ss, courses, names, dose, options)
     checks += oar_checks
     curves += oar_curves
+    checks += unmatched_checks(names)
 
     say("plan integrity")
     checks += integrity.links(export, ss, fractions_given=options.fractions is not None)
@@ -211,9 +226,13 @@ def run_check(paths: list[str], options: CheckOptions | None = None) -> Report:
     if protocol.ptv_margin:
         for les in lesions:
             ctv, ptv = _lesion_ctv_ptv(les)
+            m = protocol.ptv_margin
             if ctv is not None and ptv is not None:
-                m = protocol.ptv_margin
                 checks.append(integrity.ptv_margin(ctv, ptv, m.min_mm, m.max_mm, m.source))
+            elif ptv is not None and les.of_class("GTV"):  # no CTV: lower bound from GTV
+                gtv = max(les.of_class("GTV"), key=lambda t: t.volume_cc).structure
+                checks.append(integrity.ptv_margin(gtv, ptv, m.min_mm, m.max_mm, m.source,
+                                                   inner_is_gtv=True))
 
     say("structures")
     structures = []
@@ -246,7 +265,8 @@ def run_check(paths: list[str], options: CheckOptions | None = None) -> Report:
                   "source": protocol.source},
         patient_id=export.patient_ids[0] if export.patient_ids else "",
         plans=plans, lesions=tuple(lesion_results), checks=tuple(checks),
-        structures=tuple(structures), warnings=tuple(dict.fromkeys(warnings)), errors=(),
+        structures=tuple(structures), rois=roi_infos(ss.structures, names),
+        warnings=tuple(dict.fromkeys(warnings)), errors=(),
         inputs=_inputs(export), conventions=conventions, rtqa_version=__version__,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         curves=tuple(curves))
@@ -266,7 +286,7 @@ def _alpha_betas(checks, protocol) -> str:
 def _lesions(export, ss, courses, protocol, names, dose, options):
     from rtqa.checks.bed import evaluate_lesions, oligoprogression_checks
     from rtqa.checks.lesions import discover_lesions
-    lesions = discover_lesions(ss, names)
+    lesions = discover_lesions(ss, names, options.lesion_organs or None)
     if protocol.lesions is None:
         return [], oligoprogression_checks(lesions, protocol.oligoprogression), [], lesions
     ev = evaluate_lesions(lesions, courses, protocol.lesions,
