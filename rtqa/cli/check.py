@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from rtqa import __version__
-from rtqa.cli.common import debug_enabled, parse_map
+from rtqa.cli.common import debug_enabled, parse_map, parse_pairs
 from rtqa.errors import RtqaError
 from rtqa.results import EXIT_CODES, Report
 
@@ -59,6 +59,16 @@ def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path]) 
               help="Number of fractions when there is no RTPLAN (never guessed).")
 @click.option("--map", "maps", multiple=True, metavar="STD=ROI",
               help="Map a TG-263 name to a plan ROI, e.g. --map SpinalCord=CORD_1 (repeatable).")
+@click.option("--roi-type", "roi_types", multiple=True, metavar="ROI=TYPE",
+              help="State an ROI's RTROIInterpretedType (PTV, GTV, ORGAN, CONTROL, ...), "
+                   "replacing the declared one: --roi-type T10_PTV=PTV makes a mistyped "
+                   "target a target; --roi-type Hippo=CONTROL says an unrecognised ROI is "
+                   "no organ of the protocol (repeatable).")
+@click.option("--lesion-organ", "lesion_organs", multiple=True, metavar="LESION=ORGAN",
+              help="Name the organ of a lesion outside every organ contour, by the lesion "
+                   "or one of its ROIs, e.g. --lesion-organ PTV_LN=LymphNode (repeatable). "
+                   "Without it such a lesion's organ is unknown and the organ count may be "
+                   "NOT EVALUATED.")
 @click.option("--json", "json_path", metavar="PATH|-",
               help="Write the JSON report (schema rtqa-report/2) to PATH, or '-' for stdout.")
 @click.option("--html", "html_path", metavar="PATH",
@@ -68,8 +78,8 @@ def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path]) 
                    "delivered together (summed). Without it such a lesion is NOT "
                    "EVALUATED: the plans look like alternatives of one course.")
 @click.option("--quiet", "-q", is_flag=True, help="No terminal report, no progress.")
-def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html_path,
-          sum_plans, quiet):
+def check(plan_dir, protocol, constraint_files, fractions, maps, roi_types, lesion_organs,
+          json_path, html_path, sum_plans, quiet):
     """Check the plan export in PLAN_DIR against a protocol and report PASS/FAIL.
 
     \b
@@ -83,7 +93,11 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html
         (>= 700 cc of Liver - GTV below 15 Gy);
       * plan integrity (TG-275): UID links, frame of reference, dose-grid coverage,
         prescription vs target dose, ApprovalStatus, grid resolution, planning CT;
-      * protocol: <= 5 lesions in <= 3 organs, PTV margin 2-5 mm around the CTV.
+      * protocol: <= 5 lesions in <= 3 organs (a lesion's organ is the organ contour
+        holding most of its GTV), PTV margin 2-5 mm around the CTV (no CTV: at least
+        2 mm around the GTV).
+    ROIs are read by their declared RTROIInterpretedType first, then by name (every
+    ROI's role is in the report); rings, walls, PRVs and helpers are never lesions.
     Every row carries its source. Units: Gy, cc, mm.
 
     \b
@@ -95,11 +109,14 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html
       rtqa check plan/
       rtqa check plan/ --json report.json --html report.html
       rtqa check plan/ --fractions 5 --map SpinalCord=CORD_1
+      rtqa check plan/ --map Heart=Herz --roi-type T10_PTV=PTV --lesion-organ PTV_LN=LymphNode
       rtqa check plan/ --protocol my-protocol.toml -c extra-limits.toml
     """
     from rtqa.checks.pipeline import CheckOptions, run_check
 
     overrides = parse_map(maps)
+    types = parse_pairs(roi_types, "--roi-type", "ROI=TYPE (e.g. T10_PTV=PTV)")
+    organs = parse_pairs(lesion_organs, "--lesion-organ", "LESION=ORGAN (e.g. PTV_LN=LymphNode)")
     try:
         from rtqa.reading.scan import expand_paths
         refuse = {p.resolve() for p in expand_paths([plan_dir])}
@@ -120,7 +137,8 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html
     try:
         report = run_check([plan_dir], CheckOptions(protocol, tuple(constraint_files),
                                                     fractions, overrides, progress,
-                                                    sum_plans=sum_plans))
+                                                    sum_plans=sum_plans,
+                                                    lesion_organs=organs, roi_types=types))
     except RtqaError as exc:
         if show:
             sys.stderr.write("\r\033[K")
