@@ -328,8 +328,10 @@ def group_targets(targets: list[Target], planes: dict[int, _Planes] | None = Non
 
 
 def lesion_name(roi: str) -> str:
-    """``PTV_Liver`` -> ``Liver``; ``PTV1`` -> ``PTV1`` (nothing readable left)."""
+    """``PTV_Liver`` -> ``Liver``; ``T10_PTV`` -> ``T10``; ``PTV1`` -> ``PTV1`` (nothing
+    readable left)."""
     rest = re.sub(r"^\s*(?:GTV|CTV|ITV|PTV)[\s_\-.:]*", "", roi, flags=re.IGNORECASE).strip()
+    rest = re.sub(r"[\s_\-.:]+(?:GTV|CTV|ITV|PTV)\s*$", "", rest, flags=re.IGNORECASE).strip()
     return rest if re.search(r"[A-Za-z]", rest) else roi
 
 

@@ -157,7 +157,8 @@ def test_colliding_short_names_keep_roi_names():
 
 @pytest.mark.parametrize("roi_name, expected", [
     ("PTV_Liver", "Liver"), ("PTV T10", "T10"), ("gtv-lung_L", "lung_L"), ("PTV1", "PTV1"),
-    ("PTV_2", "PTV_2"), ("CTV", "CTV"), ("ITV:Lung", "Lung"),
+    ("PTV_2", "PTV_2"), ("CTV", "CTV"), ("ITV:Lung", "Lung"), ("T10_PTV", "T10"),
+    ("Liver GTV", "Liver"),
 ])
 def test_lesion_name(roi_name, expected):
     assert lesion_name(roi_name) == expected
