@@ -201,16 +201,20 @@ def _margin_mm(inner: Structure, outer: Structure) -> np.ndarray:
     return np.concatenate(out) if out else np.empty(0)
 
 
-def ptv_margin(ctv: Structure, ptv: Structure, min_mm: float, max_mm: float, source: str,
+def ptv_margin(ctv, ptv: Structure, min_mm: float, max_mm: float, source: str,
                tolerance_mm: float = 0.5, inner_is_gtv: bool = False) -> Check:
     """PTV margin around the CTV: 3-D distance from each CTV contour vertex to the PTV's
     surface (its contour lines and end planes); the 5th-95th percentile range must lie
     within [min, max] mm (± tolerance for contour discretisation).
 
-    ``inner_is_gtv``: the lesion has no CTV, ``ctv`` is its GTV. PTV − GTV is CTV margin
+    ``ctv``: a structure, or several (every GTV of a lesion: distances of all of them).
+    ``inner_is_gtv``: the lesion has no CTV, ``ctv`` is its GTV(s). PTV − GTV is CTV margin
     plus PTV margin, so only the lower bound can be judged (5th percentile >= min -
     tolerance); the upper bound cannot and the note says so."""
-    d = _margin_mm(ctv, ptv)
+    inner = [ctv] if isinstance(ctv, Structure) else list(ctv)
+    d = np.concatenate([_margin_mm(c, ptv) for c in inner]) if inner else np.empty(0)
+    ctv = inner[0]
+    label = " + ".join(c.name for c in inner)
     if d.size == 0 or not np.all(np.isfinite(d)):
         return Check(f"protocol.ptv_margin.{ptv.name}", "protocol", NOT_EVALUATED, source,
                      structure=f"{ptv.name} - {ctv.name}", rois=(ctv.name, ptv.name),
@@ -222,7 +226,8 @@ def ptv_margin(ctv: Structure, ptv: Structure, min_mm: float, max_mm: float, sou
     if inner_is_gtv:
         ok = lo >= min_mm - tolerance_mm
         return Check(f"protocol.ptv_margin.{ptv.name}", "protocol", PASS if ok else FAIL,
-                     source, structure=f"{ptv.name} - {ctv.name}", rois=(ctv.name, ptv.name),
+                     source, structure=f"{ptv.name} - {label}",
+                     rois=(*(c.name for c in inner), ptv.name),
                      metric="PTV margin around the GTV (5th percentile)", value=round(lo, 2),
                      unit="mm", limit=f">= {min_mm:g}",
                      note=f"no CTV: PTV - GTV measured instead, {lo:.1f}-{hi:.1f} mm (5th-95th "

@@ -26,7 +26,7 @@ from rtqa.checks.names import match_rois
 from rtqa.reading import load_export
 from rtqa.reading.export import CourseDose, Export
 from rtqa.reading.structures import Structure, StructureSet
-from rtqa.results import (NOT_EVALUATED, Check, Curve, InputFile, PlanInfo, Report,
+from rtqa.results import (NOT_EVALUATED, Check, Curve, InputFile, PlanInfo, Reason, Report,
                           StructureInfo, overall_status)
 
 CONVENTIONS = {
@@ -230,8 +230,8 @@ def run_check(paths: list[str], options: CheckOptions | None = None) -> Report:
             if ctv is not None and ptv is not None:
                 checks.append(integrity.ptv_margin(ctv, ptv, m.min_mm, m.max_mm, m.source))
             elif ptv is not None and les.of_class("GTV"):  # no CTV: lower bound from GTV
-                gtv = max(les.of_class("GTV"), key=lambda t: t.volume_cc).structure
-                checks.append(integrity.ptv_margin(gtv, ptv, m.min_mm, m.max_mm, m.source,
+                gtvs = [t.structure for t in les.of_class("GTV")]
+                checks.append(integrity.ptv_margin(gtvs, ptv, m.min_mm, m.max_mm, m.source,
                                                    inner_is_gtv=True))
 
     say("structures")
@@ -405,6 +405,7 @@ def _collapse_absent(checks: list[Check]) -> list[Check]:
     keep.append(Check(
         "oar.absent", "organs at risk", NOT_EVALUATED,
         "protocol constraint sets (see constraints list)", structure="organs not in the plan",
+        reason=Reason.STRUCTURE_MISSING,
         metric=f"{len(absent)} rows", note="no structure in the plan for: "
         + ", ".join(organs) + " — their rows are not evaluated (they do not fail the plan; "
         "map a differently named ROI with --map STANDARD=ROI)", priority="optimal"))

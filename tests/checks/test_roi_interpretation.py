@@ -344,3 +344,15 @@ def test_ptv_margin_around_the_ctv_keeps_both_bounds():
     # a CTV poking out of the PTV has margin 0 there
     c = ptv_margin(ctv, roi(2, "PTV", sphere((4, 0, 0), 12.0), "PTV"), 2, 5, "p")
     assert c.status == FAIL and "margin 0.0-" in c.note
+
+
+def test_ptv_margin_from_every_gtv_of_the_lesion():
+    # two GTVs in one PTV: the second reaches (nearly) to the PTV's surface
+    ptv = roi(3, "PTV", Ellipsoid((0, 0, 0), (40, 20, 20)), "PTV")
+    g1 = roi(1, "GTV_a", sphere((-15, 0, 0), 8.0), "GTV")
+    g2 = roi(2, "GTV_b", sphere((26, 0, 0), 12.0), "GTV")
+    alone = ptv_margin(g1, ptv, 2, 5, "p", inner_is_gtv=True)
+    both = ptv_margin([g1, g2], ptv, 2, 5, "p", inner_is_gtv=True)
+    assert alone.status == PASS
+    assert both.status == FAIL and both.rois == ("GTV_a", "GTV_b", "PTV")
+    assert both.value < 1.5
