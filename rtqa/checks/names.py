@@ -14,10 +14,14 @@ Each ROI name is classified, in this order:
      (z + lower case) or ``ZYGOMA`` are not helpers;
    * a leading ``_``; ``opt`` as a separate word (``opt PTV``, ``PTV_opt``, ``OPT_Liver``)
      or ``opt``/``Opt`` glued to a capital or digit (``optPTV``) - not ``Optic...``;
-   * ``ring`` or ``avoid`` anywhere (any case);
-   * two or more target words (``PTV-GTV``, ``PTV1+PTV2``): a derived structure.
-3. **target** - starts with GTV, CTV, ITV or PTV (any case): ``GTVp``, ``GTV_Liver``,
-   ``PTV1``, ``PTV_High`` are targets of that class.
+   * ``ring``, ``avoid`` or ``shell`` anywhere (any case); ``wall`` with a target word
+     (``PTV1_WALL``; ``Rectum_Wall`` is an organ-like name);
+   * two or more target words (``PTV-GTV``, ``PTV1+PTV2``), an expansion (``PTV+5mm``,
+     ``Cord+5mm``) or an organ combined with a target (``BRAIN - PTV``, ``Liver-GTV``):
+     a derived structure.
+3. **target** (by name; ``classify_roi`` then applies the declared type) - starts with
+   GTV, CTV, ITV or PTV (any case: ``GTVp``, ``GTV_Liver``, ``PTV1``, ``PTV_High``) or has
+   one as a separate word (``T10_PTV``) or glued after a lower-case letter (``LiverPTV``).
 4. **PRV** - contains ``PRV``: ``SpinalCord_PRV05``, ``Cord PRV 5mm`` -> the standard
    ``SpinalCord_PRV05`` (margin in mm, two digits; ``cm`` converted); no margin ->
    ``SpinalCord_PRV``. A PRV never matches the organ itself.
@@ -37,7 +41,7 @@ CONTROL, DOSE_REGION, SUPPORT, FIXATION, BOLUS, CAVITY, AVOIDANCE (and the other
 non-target types) are never targets; a target-like name (``PTV...``, ``T10_PTV``) makes a
 target only on an untyped ROI or one typed GTV/CTV/ITV/PTV. A target-like name on an
 ROI typed ORGAN (or AVOIDANCE, CONTROL, ... any volume type) is *target-like*: neither a
-target nor an organ, flagged in the report (``rtqa.checks.lesions.mistyped_targets``).
+target nor an organ, flagged in the report (``rtqa.checks.lesions.mistyped_target_checks``).
 Rings, walls, shells, PRVs, optimisation and derived structures (``PTV1_WALL``,
 ``PTV_shell``, ``PTV+5mm``, ``BRAIN - PTV``) are helpers whatever their prefix.
 
@@ -71,8 +75,9 @@ from rtqa.constraints.structexpr import TARGET_CLASSES
 
 __all__ = ["AliasTable", "NameMatch", "fold", "normalise", "load_aliases", "classify",
            "classify_roi", "RoiClass", "is_helper", "target_class", "target_like",
-           "standard_name", "match_rois", "suggest", "hidden_in", "combined_standard",
-           "TARGET_TYPES", "NEVER_TARGET_TYPES", "ORGAN_LIKE_TYPES"]
+           "standard_name", "match_rois", "suggest", "hidden_in", "map_hint",
+           "combined_standard", "roi_infos", "unmatched_checks", "retype", "lookalikes",
+           "TARGET_TYPES", "NEVER_TARGET_TYPES", "ORGAN_LIKE_TYPES", "ROI_TYPES"]
 
 #: RTROIInterpretedType of targets.
 TARGET_TYPES = frozenset({"GTV", "CTV", "ITV", "PTV"})
@@ -671,11 +676,14 @@ def roi_infos(structures, match: NameMatch):
 
 
 def unmatched_checks(match: NameMatch, category: str = "organs at risk"):
-    """A WARN row per unmatched organ-like ROI, with the ``--map`` that would use it."""
+    """A WARN row per unmatched organ-like ROI, with the ``--map`` that would use it
+    (none when every standard it may be was mapped by the user to another ROI)."""
     from rtqa.results import WARN, Check, Reason
     out = []
     for roi in match.organ_like_unmatched:
         sug = match.suggestions.get(roi, ())
+        if sug and all(std in match.overridden for std, _ in sug):
+            continue  # the user chose another ROI for what it may be (--map)
         may = ("; may be " + ", ".join(f"{std} ({why})" for std, why in sug)) if sug else \
             ": it may be any organ"
         out.append(Check(

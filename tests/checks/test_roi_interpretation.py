@@ -356,3 +356,14 @@ def test_ptv_margin_from_every_gtv_of_the_lesion():
     assert alone.status == PASS
     assert both.status == FAIL and both.rois == ("GTV_a", "GTV_b", "PTV")
     assert both.value < 1.5
+
+
+def test_an_edited_copy_is_settled_by_the_users_map():
+    m = match_rois(["Liver", "Liver_old"])
+    assert [c.id for c in unmatched_checks(m)] == []          # ambiguous, not unmatched
+    m = match_rois(["Liver", "Liver_old"], {"Liver": "Liver"})
+    assert unmatched_checks(m) == []                          # the user chose 'Liver'
+    m = match_rois(["Liver_old"])
+    (row,) = unmatched_checks(m)
+    assert "--map Liver='Liver_old'" in row.note
+    assert [r for r, _ in hidden_in("Liver", m)] == ["Liver_old"]
