@@ -40,8 +40,8 @@ Modules:
 * ``extremes``: Min/Max at the structure's surface;
 * ``compute``: ``compute_dvh``.
 
-No module of this package calls ``compute_dvh``: callers import it from ``rtqa.dvh``
-(where ``rtqa_fuzz.DvhMemo`` replaces it, and in the callers' namespaces). Every name the
+The checks get their DVHs from one ``rtqa.dvh.service.DoseService`` per check (every dose
+view, cached once, with an injectable cache such as the fuzzer's ``DvhMemo``). Every name the
 former single module ``rtqa/dvh.py`` held, private helpers included, is importable from
 ``rtqa.dvh``.
 """
