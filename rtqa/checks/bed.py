@@ -7,7 +7,8 @@ Every course is converted with its own plan's NumberOfFractionsPlanned, or with 
 user's ``fractions_override`` (``--fractions N``, applied to every course). A course
 without an RTPLAN (or whose RTPLAN has no fraction count) and no override raises
 ``RtqaError``: the BED cannot be computed. A dose still per fraction (DoseSummationType
-FRACTION that the reader could not scale) is multiplied by the override here.
+FRACTION that the reader could not scale) is multiplied by the override (in the dose
+service, ``rtqa.dvh.service``).
 
 Which plan treats a lesion
 --------------------------
