@@ -48,6 +48,9 @@ former single module ``rtqa/dvh.py`` held, private helpers included, is importab
 
 from __future__ import annotations
 
+import importlib
+import sys
+
 from rtqa.dvh.accumulator import _Accumulator, accumulate
 from rtqa.dvh.compute import _half_way, compute_dvh
 from rtqa.dvh.elements import (_ROW_TABLE_MAX_M, _ROW_TABLES, CHUNK, _bits, _cell_elements,
@@ -66,3 +69,15 @@ from rtqa.dvh.geometry import (Edges, Raster, Slabs, band_crossings, nonzero, pl
                            slabs_for)
 from rtqa.reading.dose import DoseGrid
 from rtqa.reading.structures import Structure
+
+
+class _CallableModule(type(importlib)):
+    """``rtqa.dvh(paths, ...)`` is the public ``rtqa.api.dvh``; the package stays the DVH
+    engine (``rtqa.dvh.compute_dvh`` ...)."""
+
+    def __call__(self, paths, **options):
+        from rtqa.api import dvh
+        return dvh(paths, **options)
+
+
+sys.modules[__name__].__class__ = _CallableModule
