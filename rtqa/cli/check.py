@@ -9,17 +9,9 @@ from pathlib import Path
 
 import click
 
-from rtqa import __version__
 from rtqa.cli.common import debug_enabled, parse_map, parse_pairs
 from rtqa.errors import RtqaError
 from rtqa.results import EXIT_CODES, Report
-
-
-def _error_report(message: str, protocol: str) -> Report:
-    from datetime import datetime, timezone
-    return Report(status="ERROR", protocol={"name": protocol, "path": "", "source": ""},
-                  patient_id="", errors=(message,), rtqa_version=__version__,
-                  created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
 def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path]) -> None:
@@ -112,7 +104,7 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, roi_types, lesi
       rtqa check plan/ --map Heart=Herz --roi-type T10_PTV=PTV --lesion-organ PTV_LN=LymphNode
       rtqa check plan/ --protocol my-protocol.toml -c extra-limits.toml
     """
-    from rtqa.checks.pipeline import CheckOptions, run_check
+    from rtqa.api import _error_report, check as run_check
 
     overrides = parse_map(maps)
     types = parse_pairs(roi_types, "--roi-type", "ROI=TYPE (e.g. T10_PTV=PTV)")
@@ -135,10 +127,10 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, roi_types, lesi
             sys.stderr.flush()
 
     try:
-        report = run_check([plan_dir], CheckOptions(protocol, tuple(constraint_files),
-                                                    fractions, overrides, progress,
-                                                    sum_plans=sum_plans,
-                                                    lesion_organs=organs, roi_types=types))
+        report = run_check([plan_dir], protocol=protocol, constraints=constraint_files,
+                           fractions=fractions, overrides=overrides, sum_plans=sum_plans,
+                           progress=progress, strict=True, roi_types=types,
+                           lesion_organs=organs)
     except RtqaError as exc:
         if show:
             sys.stderr.write("\r\033[K")
