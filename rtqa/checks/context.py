@@ -46,7 +46,8 @@ class CheckOptions:
     ``fractions``: fraction count when there is no RTPLAN; ``overrides``: TG-263 name ->
     plan ROI name (``--map``); ``sum_plans``: several plans that each meet a lesion's BED
     rule alone are one course (summed); ``dvh_cache``: a ``DvhCache`` the dose service
-    computes through (e.g. a memo shared across checks)."""
+    computes through (e.g. a memo shared across checks); ``lesion_organs`` (``--lesion-organ``)
+    and ``roi_types`` (``--roi-type``): see below."""
 
     protocol: str = "oligo-hcc"
     constraints: tuple[str, ...] = ()
@@ -57,6 +58,12 @@ class CheckOptions:
     #: without it that lesion is NOT EVALUATED (they look like alternative plans).
     sum_plans: bool = False
     dvh_cache: DvhCache | None = None
+    #: Lesion (or one of its ROI names) -> organ, for lesions outside every organ contour
+    #: (``--lesion-organ PTV_LN=LymphNode``).
+    lesion_organs: dict[str, str] = field(default_factory=dict)
+    #: ROI name -> RTROIInterpretedType stated by the user (``--roi-type T10_PTV=PTV``);
+    #: replaces the declared type everywhere.
+    roi_types: dict[str, str] = field(default_factory=dict)
 
 
 class Evaluation(NamedTuple):
@@ -143,7 +150,8 @@ class PlanContext:
     def lesions(self):
         """The lesions (``rtqa.checks.lesions.discover_lesions``), found once."""
         from rtqa.checks.lesions import discover_lesions
-        return tuple(discover_lesions(self.structure_set, self.names))
+        return tuple(discover_lesions(self.structure_set, self.names,
+                                      self.options.lesion_organs or None))
 
 
 def build_context(paths, options: CheckOptions | None = None) -> PlanContext:
@@ -165,6 +173,9 @@ def build_context(paths, options: CheckOptions | None = None) -> PlanContext:
                     f"({p.fractions} fractions): --fractions is only for exports without an "
                     "RTPLAN", p.path)
     ss = structure_set_of(export)
+    if options.roi_types:
+        from rtqa.checks.names import retype
+        ss = retype(ss, options.roi_types)
     courses = tuple(export.courses_in_frame(ss.frame_of_reference_uid))
     if not courses:
         raise RtqaError("no RTDOSE in the structure set's frame of reference", ss.path)

@@ -490,3 +490,16 @@ def mistyped_target_checks(structure_set: StructureSet, name_match: NameMatch,
                 "targets, so it may be an untreated target or the real PTV of a lesion "
                 f"judged on a smaller volume; not evaluated as either: {hint}"), **base))
     return out
+
+
+def evaluate_rois(ctx):
+    """The ROI-interpretation rows on a plan context (``rtqa.checks.context``): one row
+    per target-like ROI typed otherwise (``mistyped_target_checks``, category lesions) and
+    a WARN row per unmatched organ-like ROI (``rtqa.checks.names.unmatched_checks``,
+    category organs at risk)."""
+    from rtqa.checks.context import Evaluation
+    from rtqa.checks.names import unmatched_checks
+    source = ctx.protocol.lesions.source if ctx.protocol.lesions else "lesion discovery"
+    rows = mistyped_target_checks(ctx.structure_set, ctx.names, list(ctx.lesions), source,
+                                  dict(ctx.options.roi_types))
+    return Evaluation(tuple(rows) + tuple(unmatched_checks(ctx.names)))
