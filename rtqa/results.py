@@ -72,6 +72,7 @@ class Reason(StrEnum):
     METRIC_UNDEFINED = "metric_undefined"            # e.g. D700cc of a 500 cc organ
     INPUT_UNDEFINED = "input_undefined"              # single CT slice, spacing NaN ...
     OTHER = "other"
+    TPS_DISAGREEMENT = "tps_disagreement"            # rtqa's DVH vs the planning system's
 
 
 PASS, FAIL, WARN, NOT_EVALUATED = Status.PASS, Status.FAIL, Status.WARN, Status.NOT_EVALUATED

@@ -56,12 +56,17 @@ class CheckOptions:
     #: Several plans that each meet a lesion's BED rule alone are one course (summed);
     #: without it that lesion is NOT EVALUATED (they look like alternative plans).
     sum_plans: bool = False
+    #: end caps beyond a structure's outermost contour planes: "half" or "none"
+    #: (rtqa.dvh.geometry.END_CAPS); "half" matches the Nelms analytic truth
+    end_caps: str = "half"
 
 
 class DoseContext:
     """The physical course dose of the plan(s) and a DVH cache keyed by structure."""
 
-    def __init__(self, courses: list[CourseDose], ct_z):
+    def __init__(self, courses: list[CourseDose], ct_z, end_caps: str = "half"):
+        from rtqa.dvh.settings import Settings
+        self.settings = Settings(end_caps=end_caps)
         self.courses = courses
         self.grid = courses[0].grid if len(courses) == 1 else combined(courses, "physical")
         self.ct_z = ct_z
@@ -75,7 +80,8 @@ class DoseContext:
     def dvh(self, s: Structure) -> DVHData:
         key = id(s)
         if key not in self._cache:
-            self._cache[key] = (s, compute_dvh(s, self.grid, ct_z=self.ct_z))
+            self._cache[key] = (s, compute_dvh(s, self.grid, ct_z=self.ct_z,
+                                                  settings=self.settings))
         return self._cache[key][1]
 
 
@@ -145,7 +151,7 @@ def run_check(paths: list[str], options: CheckOptions | None = None) -> Report:
         raise RtqaError("no RTDOSE in the structure set's frame of reference", ss.path)
     protocol = _protocol(options)
     ct = export.ct_for(ss)
-    dose = DoseContext(courses, ct.z if ct is not None else None)
+    dose = DoseContext(courses, ct.z if ct is not None else None, options.end_caps)
     rois = [s for s in ss.structures if s.has_volume]
     names = match_rois([s.name for s in ss.structures], options.overrides or None,
                        roi_types={s.name: s.interpreted_type for s in ss.structures})
@@ -197,7 +203,8 @@ def run_check(paths: list[str], options: CheckOptions | None = None) -> Report:
             d = None
             if tgt is not None:
                 try:
-                    d = dose.dvh(tgt) if len(courses) == 1 else compute_dvh(tgt, course.grid)
+                    d = dose.dvh(tgt) if len(courses) == 1 else compute_dvh(
+                        tgt, course.grid, settings=dose.settings)
                 except RtqaError as exc:
                     warnings.append(f"prescription check of {tgt.name}: {exc.reason}")
                     tgt = None
@@ -214,6 +221,12 @@ def run_check(paths: list[str], options: CheckOptions | None = None) -> Report:
             if ctv is not None and ptv is not None:
                 m = protocol.ptv_margin
                 checks.append(integrity.ptv_margin(ctv, ptv, m.min_mm, m.max_mm, m.source))
+
+    from rtqa.checks.tps import compare as tps_compare
+    for course in courses:
+        checks += tps_compare(course, ss, dose.dvh if len(courses) == 1 else (
+            lambda s, g=course.grid: compute_dvh(s, g, ct_z=dose.ct_z, settings=dose.settings)),
+            options.end_caps)
 
     say("structures")
     structures = []
@@ -235,6 +248,10 @@ def run_check(paths: list[str], options: CheckOptions | None = None) -> Report:
                            c.plan.approval_status if c.plan else "",
                            str(c.plan.path if c.plan else c.grid.path)) for c in courses)
     conventions = dict(CONVENTIONS)
+    if options.end_caps != "half":
+        conventions["dvh_geometry"] = conventions["dvh_geometry"].replace(
+            "half-slice end caps", "no end caps (--end-caps none: structures end on their "
+            "outermost contour planes)")
     conventions["dose_used"] = "; ".join(c.note for c in courses)
     conventions["alpha_beta"] = _alpha_betas(checks, protocol)
     conventions["names"] = "; ".join(f"{k} = {v}" for k, v in sorted(
@@ -272,7 +289,8 @@ def _lesions(export, ss, courses, protocol, names, dose, options):
     ev = evaluate_lesions(lesions, courses, protocol.lesions,
                           fractions_override=options.fractions, sum_plans=options.sum_plans,
                           dvh_for=lambda s, g: (dose.dvh(s) if g is dose.grid
-                                                else compute_dvh(s, g, ct_z=dose.ct_z)))
+                                                else compute_dvh(s, g, ct_z=dose.ct_z,
+                                                            settings=dose.settings)))
     from rtqa.checks.bed import coverage_target
     from rtqa.dvh.metrics import dose_at_volume
     curves = []
