@@ -16,7 +16,7 @@ from rtqa.dvh.data import DVHData
 from rtqa.dvh.metrics import dose_at_volume
 from rtqa.reading.export import CourseDose, Export
 from rtqa.reading.structures import Structure, StructureSet
-from rtqa.results import FAIL, NOT_EVALUATED, PASS, WARN, Check
+from rtqa.results import FAIL, NOT_EVALUATED, PASS, WARN, Check, Reason
 
 CAT = "plan integrity"
 TG275 = "AAPM TG-275 (Ford et al. Med Phys 2020;47:e236) plan-review items"
@@ -157,17 +157,31 @@ def planning_ct(export: Export, ss: StructureSet, max_slice_mm: float, max_pixel
                 Check("integrity.ct.pixel_size", CAT, NOT_EVALUATED, source,
                       metric="CT pixel size", unit="mm", limit=f"<= {max_pixel_mm:g}",
                       note=note)]
-    spacing = float(np.max(ct.slice_spacings)) if ct.z.size > 1 else float("nan")
     pixel = max(ct.pixel_spacing)
+    pixel_row = Check("integrity.ct.pixel_size", CAT,
+                      PASS if pixel <= max_pixel_mm + 1e-6 else FAIL, source,
+                      metric="CT pixel size (largest of PixelSpacing)", value=round(pixel, 4),
+                      unit="mm", limit=f"<= {max_pixel_mm:g}")
+    spacings = np.asarray(ct.slice_spacings, dtype=float)
+    undefined = None
+    if ct.z.size < 2:
+        undefined = (f"the planning CT has {ct.z.size} slice(s): a slice spacing needs two "
+                     "(is the export missing the CT series?)")
+    elif spacings.size == 0 or not np.all(np.isfinite(spacings)):
+        undefined = "the slice spacing cannot be computed from ImagePositionPatient"
+    if undefined is not None:
+        return [Check("integrity.ct.slice_spacing", CAT, NOT_EVALUATED, source,
+                      metric="CT slice spacing (largest, from ImagePositionPatient)",
+                      unit="mm", limit=f"<= {max_slice_mm:g}", note=undefined,
+                      reason=Reason.INPUT_UNDEFINED), pixel_row]
+    spacing = float(np.max(spacings))
     return [
         Check("integrity.ct.slice_spacing", CAT,
               PASS if spacing <= max_slice_mm + 1e-6 else FAIL, source,
               metric="CT slice spacing (largest, from ImagePositionPatient)",
               value=round(spacing, 4), unit="mm", limit=f"<= {max_slice_mm:g}",
               note=f"{ct.z.size} slices"),
-        Check("integrity.ct.pixel_size", CAT, PASS if pixel <= max_pixel_mm + 1e-6 else FAIL,
-              source, metric="CT pixel size (largest of PixelSpacing)", value=round(pixel, 4),
-              unit="mm", limit=f"<= {max_pixel_mm:g}"),
+        pixel_row,
     ]
 
 

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from rtqa import __version__
-from rtqa.checks import integrity
+from rtqa.checks import integrity, prescription
 from rtqa.constraints import Protocol, load_constraint_file, load_protocol
 from rtqa.dvh.dosesum import combined
 from rtqa.dvh import compute_dvh
@@ -196,19 +196,10 @@ def run_check(paths: list[str], options: CheckOptions | None = None) -> Report:
             except RtqaError:
                 pass
     for course in courses:
-        for rx, tgt, missing in _prescriptions(course, ss, lesions, dose):
-            if missing is not None:
-                checks.append(integrity.prescription(course, rx, None, None, missing))
-                continue
-            d = None
-            if tgt is not None:
-                try:
-                    d = dose.dvh(tgt) if len(courses) == 1 else compute_dvh(
-                        tgt, course.grid, settings=dose.settings)
-                except RtqaError as exc:
-                    warnings.append(f"prescription check of {tgt.name}: {exc.reason}")
-                    tgt = None
-            checks.append(integrity.prescription(course, rx, tgt, d))
+        checks += prescription.evaluate(
+            course, ss, [t for les in lesions for t in _lesion_targets(les)],
+            dose.dvh if len(courses) == 1 else (lambda s, g=course.grid: compute_dvh(
+                s, g, ct_z=dose.ct_z, settings=dose.settings)))
         checks.append(integrity.approval(course))
         checks += integrity.grid_resolution(course, target_dvhs)
     if protocol.planning_ct:
@@ -347,36 +338,6 @@ def _lesion_ctv_ptv(lesion):
     inner = next((t.structure for cls in ("CTV", "ITV") for t in lesion.of_class(cls)), None)
     ptv = next((t.structure for t in lesion.of_class("PTV")), None)
     return inner, ptv
-
-
-def _prescriptions(course, ss, lesions, dose):
-    """(prescription Gy, target structure, missing ROI number) of a course's plan.
-
-    ROI-linked TargetPrescriptionDose items are checked against their own ROI (the third
-    item is the ROI number when the structure set lacks it); a plan-level prescription
-    against the hottest coverage target (PTV, else GTV) of the lesions."""
-    plan = course.plan
-    if plan is None:
-        return []
-    by_number = {s.roi_number: s for s in ss.structures}
-    linked = [(p.dose_gy, by_number.get(p.roi_number),
-               None if p.roi_number in by_number else p.roi_number)
-              for p in plan.prescriptions if p.roi_number is not None]
-    if linked:
-        return linked
-    from rtqa.checks.bed import coverage_target
-    best, best_dose = None, -1.0
-    for les in lesions:
-        t = coverage_target(les, ("PTV", "GTV"))
-        if t is None:
-            continue
-        try:
-            m = dose.dvh(t.structure).mean_gy
-        except RtqaError:
-            continue
-        if m > best_dose:
-            best, best_dose = t.structure, m
-    return [(plan.prescription_gy, best, None)]
 
 
 # --- organs at risk ------------------------------------------------------------------------
