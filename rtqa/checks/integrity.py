@@ -153,10 +153,10 @@ def planning_ct(export: Export, ss: StructureSet, max_slice_mm: float, max_pixel
     if note is not None:
         return [Check("integrity.ct.slice_spacing", CAT, NOT_EVALUATED, source,
                       metric="CT slice spacing", unit="mm", limit=f"<= {max_slice_mm:g}",
-                      note=note),
+                      note=note, reason=Reason.INPUT_UNDEFINED),
                 Check("integrity.ct.pixel_size", CAT, NOT_EVALUATED, source,
                       metric="CT pixel size", unit="mm", limit=f"<= {max_pixel_mm:g}",
-                      note=note)]
+                      note=note, reason=Reason.INPUT_UNDEFINED)]
     pixel = max(ct.pixel_spacing)
     pixel_row = Check("integrity.ct.pixel_size", CAT,
                       PASS if pixel <= max_pixel_mm + 1e-6 else FAIL, source,
