@@ -21,6 +21,7 @@ shared by every beam): the dose there against the sum of BeamDose x fractions.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -181,4 +182,6 @@ def evaluate(course: CourseDose, ss: StructureSet, lesion_targets: list[Structur
                                per_fx * plan.fractions, next(iter(points)),
                                "beam dose specification point (sum of BeamDose "
                                f"{per_fx:.3f} Gy x {plan.fractions} fractions)"))
-    return rows
+    return [r if r.plans else replace(r, **_common(course), dose_view=(
+        DoseView.PHYSICAL if r.unit == "Gy" or (r.metric or "").endswith("[Gy]")
+        else r.dose_view)) for r in rows]

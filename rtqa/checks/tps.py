@@ -83,18 +83,23 @@ def _cause(metric: str, s: Structure, d: DVHData, tps_volume: float | None, grid
                       "leaves them out; the planning system may count them)")
     if tps_volume is not None and not within(d.total_volume_cc, tps_volume, "cc"):
         other, alt = other_caps_volume(s, d, end_caps)
-        if abs(alt - tps_volume) < abs(d.total_volume_cc - tps_volume):
+        vol = d.total_volume_cc
+        if within(alt, tps_volume, "cc"):
             causes.append(f"end caps: with end caps '{other}' rtqa's volume would be "
-                          f"{alt:.2f} cc, nearer the planning system's {tps_volume:.2f} cc "
+                          f"{alt:.2f} cc, matching the planning system's {tps_volume:.2f} cc "
                           f"(--end-caps {other})")
-        elif d.total_volume_cc > tps_volume:
-            causes.append("the planning system's DVH covers less volume than the ROI: its "
-                          "dose calculation volume may stop short of the ROI, or it "
-                          "interprets the contours differently")
         else:
-            causes.append("the volumes differ beyond the end-cap conventions: contour "
-                          "interpretation (holes, several contours per plane, interpolation "
-                          "between planes)")
+            if abs(alt - tps_volume) < abs(vol - tps_volume):
+                causes.append(f"end caps '{other}' would explain {abs(vol - alt):.2f} cc of "
+                              f"the {abs(vol - tps_volume):.2f} cc difference")
+            if vol > tps_volume:
+                causes.append("the planning system's DVH covers less volume than the ROI: "
+                              "its dose calculation volume may stop short of the ROI, or it "
+                              "interprets the contours differently")
+            else:
+                causes.append("the planning system counts more volume: contour "
+                              "interpretation (holes, several contours per plane, "
+                              "interpolation between planes, its own voxelisation)")
     if s.z_planes.size <= 3:
         causes.append(f"the ROI spans {s.z_planes.size} contour plane(s): its ends weigh "
                       "heavily")

@@ -71,7 +71,7 @@ def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path]) 
               show_default=True,
               help="How far a structure extends beyond its first and last contour planes: "
                    "'half' a contour spacing (the Nelms 2015 analytic truth) or 'none' (the "
-                   "structure ends on its outermost planes, as Eclipse computes volumes). "
+                   "structure ends on its outermost planes; nearer Eclipse's volumes). "
                    "See docs/dicom-conventions.md.")
 @click.option("--quiet", "-q", is_flag=True, help="No terminal report, no progress.")
 def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html_path,
