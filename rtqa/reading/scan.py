@@ -147,12 +147,15 @@ def classify(path: Path, explicit: bool = False) -> Scanned | None:
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on broken files
         raise DicomInputError(f"unreadable DICOM ({type(exc).__name__}: {exc})", path) from None
     problem = check_complete(data)
+    claims = explicit or looks_like_dicom(path)
     if problem:
+        if note and not claims:  # resembled a bare data set, but is not one: not DICOM
+            return None
         raise DicomInputError(f"incomplete DICOM file ({problem})", path)
     sop_class = str(ds.get("SOPClassUID", "") or "")
     sop_inst = str(ds.get("SOPInstanceUID", "") or "")
     if not sop_class:
-        if explicit or looks_like_dicom(path) or note:
+        if claims:
             raise DicomInputError("DICOM file without SOPClassUID"
                                   + (f" ({note.split(':')[0]})" if note else ""), path)
         return None

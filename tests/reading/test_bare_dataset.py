@@ -83,17 +83,31 @@ def test_truncated_bare_data_set_is_refused(tmp_path):
     assert "incomplete DICOM file" in str(err.value) and "RD.dcm" in str(err.value)
 
 
-def test_bare_data_set_without_sop_class_is_refused(tmp_path):
+def test_bare_data_set_without_sop_class(tmp_path):
     bare = _export(tmp_path)
     ds = dcmread(bare / "RP.dcm")
     del ds.SOPClassUID
     fp = DicomBytesIO()
     fp.is_little_endian, fp.is_implicit_VR = True, True
     write_dataset(fp, ds)
+    # not named as DICOM: skipped and listed, like any file that is not DICOM
     (bare / "notes.bin").write_bytes(fp.getvalue())
+    ex = load_export([bare])
+    assert [p.name for p, _ in ex.scanned.skipped] == ["notes.bin"]
+    # named .dcm: it claims to be DICOM, and is refused with the reason
+    (bare / "notes.bin").rename(bare / "RP2.dcm")
     with pytest.raises(DicomInputError) as err:
         load_export([bare])
-    assert "without SOPClassUID" in str(err.value) and "notes.bin" in str(err.value)
+    assert "without SOPClassUID" in str(err.value) and "RP2.dcm" in str(err.value)
+
+
+def test_truncated_bare_data_set_not_named_dicom_is_not_read(tmp_path):
+    bare = _export(tmp_path)
+    data = _strip(bare / "RD.dcm")
+    (bare / "RD.dcm").unlink()
+    (bare / "dose.raw").write_bytes(data[:-1000])
+    ex = load_export([bare])  # no dose read from it: the check then has no RTDOSE
+    assert [p.name for p, _ in ex.scanned.skipped] == ["dose.raw"] and not ex.doses
 
 
 def test_files_that_only_resemble_a_data_set_are_not_read_on_a_guess(tmp_path):
