@@ -9,6 +9,8 @@ the PTV margin around the CTV (category "protocol", checked geometrically).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from scipy.spatial import cKDTree
 
@@ -16,7 +18,8 @@ from rtqa.dvh.data import DVHData
 from rtqa.dvh.metrics import dose_at_volume
 from rtqa.reading.export import CourseDose, Export
 from rtqa.reading.structures import Structure, StructureSet
-from rtqa.results import FAIL, NOT_EVALUATED, PASS, WARN, Check, Reason
+from rtqa.errors import RtqaError
+from rtqa.results import FAIL, NOT_EVALUATED, PASS, WARN, Check, DoseView, Reason
 
 CAT = "plan integrity"
 TG275 = "AAPM TG-275 (Ford et al. Med Phys 2020;47:e236) plan-review items"
@@ -205,3 +208,70 @@ def ptv_margin(ctv: Structure, ptv: Structure, min_mm: float, max_mm: float, sou
                  unit="mm", limit=f"{min_mm:g}-{max_mm:g}",
                  note=f"margin {lo:.1f}-{hi:.1f} mm (median {np.median(d):.1f} mm), "
                       f"tolerance ±{tolerance_mm} mm")
+
+
+# --- the family on a plan context -----------------------------------------------------
+
+def _fill(rows, *, plans=(), fractions=(), reason=None) -> list[Check]:
+    """``rows`` with the plan(s) and fraction count(s) they are about, and ``reason`` on
+    NOT EVALUATED rows that have none yet."""
+    out = []
+    for c in rows:
+        kw = {}
+        if plans and not c.plans:
+            kw.update(plans=tuple(plans), fractions=tuple(n for n in fractions if n))
+        if c.status == NOT_EVALUATED and c.reason is None:
+            kw["reason"] = reason or Reason.OTHER
+        out.append(replace(c, **kw) if kw else c)
+    return out
+
+
+def evaluate(ctx, checked_rows=()):
+    """The plan-integrity family on a plan context (``rtqa.checks.context``): links,
+    dose-grid coverage of every ROI used by ``checked_rows`` (the other families' rows),
+    per plan its prescription (on that plan's own physical dose, with the CT slice
+    positions), approval and grid resolution, and the planning CT."""
+    from rtqa.checks import prescription as prescription_rules, tps
+    from rtqa.checks.context import Evaluation
+    options, dose = ctx.options, ctx.dose
+    warnings: list[str] = []
+    labels = tuple(c.label for c in ctx.courses)
+    out = _fill(links(ctx.export, ctx.structure_set,
+                      fractions_given=options.fractions is not None),
+                reason=Reason.REFERENCE_BROKEN)
+    checked = {}
+    for c in checked_rows:
+        for r in c.rois:
+            s = ctx.by_name.get(r)
+            if s is not None and s.has_volume and c.category != CAT:
+                try:
+                    checked[r] = dose.dvh(s)
+                except RtqaError:
+                    pass
+    out += _fill(coverage(checked), plans=labels, fractions=ctx.fractions,
+                 reason=Reason.OUTSIDE_DOSE_GRID)
+    target_dvhs = {}
+    for les in ctx.lesions:
+        for t in les.targets:
+            try:
+                target_dvhs[t.structure.name] = dose.dvh(t.structure)
+            except RtqaError:
+                pass
+    for i, course in enumerate(ctx.courses):
+        own = dict(plans=(course.label,), fractions=(ctx.fractions[i],))
+        def physical(s, i=i):
+            return dose.dvh(s, DoseView.PHYSICAL, plans=(i,))
+        out += _fill(prescription_rules.evaluate(
+            course, ctx.structure_set, [t.structure for les in ctx.lesions
+                                        for t in les.targets], physical),
+            **own, reason=Reason.INPUT_UNDEFINED)
+        out += _fill(tps.compare(course, ctx.structure_set, physical, options.end_caps,
+                                 ctx.fractions[i]), **own, reason=Reason.INPUT_UNDEFINED)
+        out += _fill([approval(course)], **own)
+        out += _fill(grid_resolution(course, target_dvhs), **own)
+    rule = ctx.protocol.planning_ct
+    if rule:
+        out += _fill(planning_ct(ctx.export, ctx.structure_set, rule.max_slice_spacing_mm,
+                                 rule.max_pixel_size_mm, rule.source),
+                     reason=Reason.INPUT_UNDEFINED)
+    return Evaluation(tuple(out), (), tuple(warnings))

@@ -124,7 +124,8 @@ def evaluate(course: CourseDose, ss: StructureSet, lesion_targets: list[Structur
         if ref.roi_number is not None:
             s = by_number.get(ref.roi_number)
             if s is None:
-                rows.append(prescription(course, rx, None, None, ref.roi_number))
+                rows.append(replace(prescription(course, rx, None, None, ref.roi_number),
+                                    reason=Reason.PRESCRIPTION_UNLINKED))
             elif s.has_volume:
                 try:
                     d = dvh_for(s)

@@ -111,7 +111,8 @@ def _cause(metric: str, s: Structure, d: DVHData, tps_volume: float | None, grid
 
 
 def compare(course: CourseDose, ss: StructureSet,
-            dvh_for: Callable[[Structure], DVHData], end_caps: str = "half") -> list[Check]:
+            dvh_for: Callable[[Structure], DVHData], end_caps: str = "half",
+            fractions: int | None = None) -> list[Check]:
     """Check rows comparing rtqa with the planning system's DVHs in ``course``'s RTDOSE.
 
     No rows when the RTDOSE carries no DVHs. A dose built from
@@ -122,13 +123,14 @@ def compare(course: CourseDose, ss: StructureSet,
     items = read_tps_dvhs(course.sources[0])
     if not items:
         return []
-    factor = 1.0
-    if course.grid.summation_type == "FRACTION" and not course.per_fraction and course.plan:
-        factor = float(course.plan.fractions or 1)
+    factor = 1.0  # a FRACTION dose scaled to the course: its DVHs are of one fraction
+    n = fractions or (course.plan.fractions if course.plan else None)
+    if course.grid.summation_type == "FRACTION" and not course.per_fraction and n:
+        factor = float(n)
     by_number = {s.roi_number: s for s in ss.structures}
     grid_mm = float(max(course.grid.spacing))
     rows: list[Check] = []
-    fx = (course.plan.fractions,) if course.plan and course.plan.fractions else ()
+    fx = (n,) if n else ()
     label = course.label
     name_of = course.sources[0].name
     for t in items:
