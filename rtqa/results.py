@@ -74,6 +74,7 @@ class Reason(StrEnum):
     OTHER = "other"
     MIXED_FRACTIONATION = "mixed_fractionation"      # fraction-specific row, plans differ
     REFERENCE_BROKEN = "reference_broken"            # UID link / frame of reference
+    TPS_DISAGREEMENT = "tps_disagreement"            # rtqa's DVH vs the planning system's
     TARGET_TYPE_CONFLICT = "target_type_conflict"    # target-like name, non-target type
 
 
