@@ -9,7 +9,7 @@ SHARED ?= ../shared
 NELMS  := $(SHARED)/validation/nelms2015
 DEMO_OUT ?= rtqa-demo-report.html
 
-.PHONY: help install test demo demo-fail browser validate bench bench-batch fuzz clean
+.PHONY: help install test demo demo-fail browser dcmtk validate bench bench-batch bench-serve fuzz clean
 
 help:
 	@echo "make demo      run a full QA check on the bundled sample plan (plans_sample/hcc_pass)"
@@ -19,6 +19,7 @@ help:
 	@echo "make bench     whole-plan DVH speed and memory against dicompyler-core"
 	@echo "make fuzz      mutate the sample DICOM files: no crash, no false PASS"
 	@echo "make bench-batch  rtqa batch throughput, scaling and worker memory"
+	@echo "make bench-serve  rtqa serve: instances/s received, last instance to report"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +44,11 @@ demo-fail: $(STAMP)
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium could not be installed: the HTML browser test will be skipped"
 
+# dcmtk's storescu/echoscu (Debian package), the independent DICOM client of the
+# rtqa serve tests and benchmark; those tests skip without it.
+dcmtk:
+	@command -v storescu >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq dcmtk >/dev/null) || echo "dcmtk could not be installed: the rtqa serve client tests will be skipped"
+
 validate: $(STAMP)
 	$(PY) -m rtqa.validation.nelms $(NELMS)
 
@@ -53,6 +59,11 @@ bench: $(STAMP)
 # scaling ratio and worker memory.
 bench-batch: $(STAMP)
 	$(PY) bench/batch_bench.py $(BENCH_ARGS)
+
+# rtqa serve receiving the bundled sample from storescu: instances per second received,
+# and the time from the last instance to the finished report.
+bench-serve: $(STAMP) dcmtk
+	$(PY) bench/serve_bench.py $(BENCH_ARGS)
 
 # Mutated sample files (truncation, byte flips, tag deletion, value corruption): no crash,
 # no PASS on damaged input. FUZZ_ARGS e.g. "--cases 5000 --seed 7".

@@ -21,6 +21,8 @@ _COMMANDS = [
     ("rtqa.cli.bed", "bed"),
     ("rtqa.cli.sample", "sample"),
     ("rtqa.cli.constraints", "constraints"),
+    ("rtqa.cli.serve", "serve"),
+    ("rtqa.cli.serve", "watch"),
 ]
 
 
