@@ -46,12 +46,18 @@ font-size:.85em}
 .old{color:#888}.old .badge{opacity:.55}
 form{margin:0 0 1em}form *{margin-right:.5em}
 .small{font-size:.85em;color:#555}
-ul{margin:0;padding-left:1.1em}
+ul{margin:0;padding-left:1.1em;font-size:.9em}
 """
 
 
 def _e(value) -> str:
     return html.escape("" if value is None else str(value), quote=True)
+
+
+def _num(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return "-" if value is None else str(value)
 
 
 def _rows(db_path: str, verdict: str, patient: str, show_old: bool) -> list[dict]:
@@ -121,7 +127,7 @@ def render_index(db_path: str, query: str = "") -> str:
     for r in rows:
         cls = " class=\"old\"" if r["superseded_by"] else ""
         status = r["status"] if r["status"] in _VERDICTS else "ERROR"
-        items = [f"{_e(f.get('id'))}: {_e(f.get('value'))} {_e(f.get('unit') or '')} "
+        items = [f"{_e(f.get('id'))}: {_e(_num(f.get('value')))} {_e(f.get('unit') or '')} "
                  f"(limit {_e(f.get('limit'))}) {_e(f.get('status'))}"
                  for f in r["failing"][:8]]
         if len(r["failing"]) > 8:
