@@ -89,6 +89,7 @@ class Engine:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._cache: tuple | None = None
 
     # --- receiving -----------------------------------------------------------------
     def receive(self, data: bytes, *, source: str, sop_class: str | None = None,
@@ -122,7 +123,8 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - sqlite3.Error, disk full ...
             raise Refused(STATUS["out_of_resources"],
                           f"cannot be recorded in the database ({exc})") from None
-        self._wake.set()
+        # the scheduler is not woken: a set is due only after the settle time, and a
+        # look at every set after every instance would slow receiving down
         return inst
 
     # --- start-up and shutdown -----------------------------------------------------
@@ -178,15 +180,24 @@ class Engine:
         return not self._due_sets(time.time())
 
     # --- scheduling ----------------------------------------------------------------
+    def _sets(self) -> tuple[list[PlanSet], dict[str, float]]:
+        """The plan sets and each patient's latest receipt time (recomputed only when
+        an instance has arrived since the last call)."""
+        n = self.db.count_instances()
+        if self._cache is None or self._cache[0] != n:
+            instances = self.db.instances()
+            last_by_patient: dict[str, float] = {}
+            for i in instances:
+                last_by_patient[i.patient_id] = max(last_by_patient.get(i.patient_id, 0.0),
+                                                    i.received)
+            self._cache = (len(instances), plan_sets(instances), last_by_patient)
+        return self._cache[1], self._cache[2]
+
     def _due_sets(self, now: float) -> list[tuple[PlanSet, str, dict | None]]:
-        instances = self.db.instances()
-        last_by_patient: dict[str, float] = {}
-        for i in instances:
-            last_by_patient[i.patient_id] = max(last_by_patient.get(i.patient_id, 0.0),
-                                                i.received)
+        sets, last_by_patient = self._sets()
         last = self.db.last_checks()
         out = []
-        for s in plan_sets(instances):
+        for s in sets:
             prev = last.get(s.key)
             why = due(s, prev["max_seq"] if prev else 0, last_by_patient[s.patient_id], now,
                       self.options.settle, self.options.deadline)
