@@ -20,7 +20,7 @@ def _common(func):
         click.option("--spool", metavar="DIR", type=click.Path(file_okay=False, path_type=str),
                      help="Where received instances are kept (default OUT/spool)."),
         click.option("--db", "db", metavar="FILE", type=click.Path(dir_okay=False, path_type=str),
-                     help="SQLite database of receipts and results "
+                     help="SQLite database file of receipts and results "
                           "(default OUT/rtqa-serve.sqlite)."),
         click.option("--protocol", "-p", default="oligo-hcc", show_default=True,
                      metavar="NAME|FILE", help="Protocol, as for rtqa check."),
@@ -59,6 +59,9 @@ def _engine(out, spool, db, protocol, constraint_files, maps, settle, deadline, 
     from rtqa.batch.model import CheckSettings
     from rtqa.constraints import load_protocol
     from rtqa.serve.engine import Engine, EngineOptions
+    if db and "://" in db:
+        raise click.BadParameter("a database URL is not supported yet: give the path of a "
+                                 "SQLite file", param_hint="--db")
     settings = CheckSettings(protocol, tuple(constraint_files),
                              tuple(sorted(parse_map(maps).items())))
     load_protocol(settings.resolved().protocol)      # a typo stops before listening

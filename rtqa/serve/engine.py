@@ -172,13 +172,6 @@ class Engine:
             self._pool.shutdown(wait=True, cancel_futures=True)
         self.db.close()
 
-    def idle(self) -> bool:
-        """True when no check is running or due right now."""
-        with self._lock:
-            if self._inflight:
-                return False
-        return not self._due_sets(time.time())
-
     # --- scheduling ----------------------------------------------------------------
     def _sets(self) -> tuple[list[PlanSet], dict[str, float]]:
         """The plan sets and each patient's latest receipt time (recomputed only when

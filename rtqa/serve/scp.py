@@ -142,7 +142,7 @@ def start_scp(engine: Engine, options: ScpOptions):
 
     def on_accepted(event) -> None:
         log.info("association from %s (%s:%s) accepted",
-                 event.assoc.requestor.ae_title.strip(), *event.assoc.requestor.address[:1],
+                 event.assoc.requestor.ae_title.strip(), event.assoc.requestor.address,
                  event.assoc.requestor.port)
 
     def on_rejected(event) -> None:

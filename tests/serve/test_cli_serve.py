@@ -40,6 +40,13 @@ def test_unknown_protocol_stops_before_listening(tmp_path):
     assert "no-such-protocol" in res.output
 
 
+def test_a_database_url_is_refused(tmp_path):
+    res = CliRunner().invoke(main, ["serve", "--port", "0", "--out", str(tmp_path / "o"),
+                                    "--db", "postgresql://db/rtqa"])
+    assert res.exit_code == 2 and "SQLite file" in res.output
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.slow
 def test_watch_command_checks_an_export(tmp_path, sample_dir):
     folder, out = tmp_path / "export", tmp_path / "out"
