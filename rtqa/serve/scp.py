@@ -94,6 +94,11 @@ class _SizeGuard:
                 return
 
 
+    def forget(self, event) -> None:
+        with self.lock:
+            self.sizes.pop(id(event.assoc), None)
+
+
 def start_scp(engine: Engine, options: ScpOptions):
     """Start the server (non-blocking); returns the pynetdicom server (``.server_address``
     gives the port when ``options.port`` is 0; ``.shutdown()`` stops it)."""
@@ -149,9 +154,10 @@ def start_scp(engine: Engine, options: ScpOptions):
         log.warning("association from %s (%s) rejected",
                     event.assoc.requestor.ae_title.strip(), event.assoc.requestor.address)
 
+    guard = _SizeGuard(options.max_bytes)
     handlers = [(evt.EVT_C_ECHO, on_echo), (evt.EVT_C_STORE, on_store),
                 (evt.EVT_ACCEPTED, on_accepted), (evt.EVT_REJECTED, on_rejected),
-                (evt.EVT_PDU_RECV, _SizeGuard(options.max_bytes))]
+                (evt.EVT_PDU_RECV, guard), (evt.EVT_CONN_CLOSE, guard.forget)]
     return ae.start_server((options.host, options.port), block=False, evt_handlers=handlers)
 
 

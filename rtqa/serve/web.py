@@ -1,6 +1,7 @@
 """The read-only web view of ``rtqa serve --http PORT`` / ``rtqa watch --http PORT``.
 
-``GET /`` lists the checked plans, newest first, with a status badge, patient, plan,
+``GET /`` lists the plans received but not checked yet (incomplete: with what is
+missing; or settling) and then the checks, newest first, with a status badge, patient, plan,
 time, why the check ran, what failed or is missing, which check it supersedes (or is
 superseded by) and links to its reports; ``?verdict=PASS|FAIL|ERROR`` and
 ``?patient=ID`` filter it (both can be combined; ``?all=0`` hides superseded checks).
@@ -19,6 +20,7 @@ from __future__ import annotations
 import html
 import logging
 import threading
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -36,13 +38,13 @@ _LIMIT = 500
 
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
-h1{font-size:1.3em;margin:0 0 .6em}
+h1{font-size:1.3em;margin:0 0 .6em}h2{font-size:1.1em}
 table{border-collapse:collapse;width:100%}
 th,td{border-bottom:1px solid #ddd;padding:.35em .5em;text-align:left;vertical-align:top}
 th{background:#f4f4f4}
 .badge{display:inline-block;padding:.1em .55em;border-radius:.8em;color:#fff;font-weight:600;
 font-size:.85em}
-.PASS{background:#2e7d32}.FAIL{background:#c62828}.ERROR{background:#6a1b9a}
+.WAIT{background:#757575}.PASS{background:#2e7d32}.FAIL{background:#c62828}.ERROR{background:#6a1b9a}
 .old{color:#888}.old .badge{opacity:.55}
 form{margin:0 0 1em}form *{margin-right:.5em}
 .small{font-size:.85em;color:#555}
@@ -89,6 +91,30 @@ def _rows(db_path: str, verdict: str, patient: str, show_old: bool) -> list[dict
     return rows, patients
 
 
+def _waiting(db_path: str, patient: str) -> list[dict]:
+    """Plans received and not checked since (incomplete, settling or being checked)."""
+    from rtqa.serve.db import _INSTANCE_COLS, _instance
+    from rtqa.serve.grouping import plan_sets
+    conn = open_readonly(db_path)
+    try:
+        instances = [_instance(dict(r)) for r in conn.execute(
+            f"SELECT {', '.join(_INSTANCE_COLS)} FROM instances ORDER BY seq")]
+        covered = {r[0]: r[1] for r in conn.execute(
+            "SELECT plan_key, MAX(max_seq) FROM checks GROUP BY plan_key")}
+    finally:
+        conn.close()
+    out = []
+    for s in plan_sets(instances):
+        if patient and s.patient_id != patient:
+            continue
+        new = [m for m in s.members if m.seq > covered.get(s.key, 0)]
+        if new:
+            out.append({"key": s.key, "label": s.label, "patient": s.patient_id,
+                        "received": max(m.received for m in new), "n": len(s.members),
+                        "missing": s.missing})
+    return sorted(out, key=lambda w: -w["received"])
+
+
 def render_index(db_path: str, query: str = "") -> str:
     """The page for ``GET /?query``."""
     q = parse_qs(query)
@@ -118,6 +144,26 @@ def render_index(db_path: str, query: str = "") -> str:
                f"<option value=\"0\"{' selected' if not show_old else ''}>hidden</option>"
                "</select></label><button type=\"submit\">Filter</button>"
                "<a href=\"/\">clear</a></form>")
+    try:
+        waiting = [] if verdict in _VERDICTS else _waiting(db_path, patient)
+    except Exception as exc:  # noqa: BLE001 - e.g. no database yet
+        waiting = []
+        log.warning("web view: %s", exc)
+    if waiting:
+        out.append("<h2>Received, not checked yet</h2><table id=\"waiting\"><thead><tr>"
+                   "<th>State</th><th>Patient</th><th>Plan</th><th>Last received (UTC)</th>"
+                   "<th>Instances</th><th>Missing</th></tr></thead><tbody>")
+        for w in waiting:
+            when = datetime.fromtimestamp(w["received"], timezone.utc) \
+                .isoformat(timespec="seconds")
+            state = "incomplete" if w["missing"] else "complete, settling or being checked"
+            missing = "".join(f"<li>{_e(m)}</li>" for m in w["missing"])
+            out.append(f"<tr data-key=\"{_e(w['key'])}\"><td><span class=\"badge WAIT\">"
+                       f"WAITING</span> {_e(state)}</td><td>{_e(w['patient'])}</td>"
+                       f"<td>{_e(w['label'])}<div class=\"small\">{_e(w['key'])}</div></td>"
+                       f"<td>{_e(when)}</td><td>{int(w['n'])}</td>"
+                       f"<td>{f'<ul>{missing}</ul>' if missing else ''}</td></tr>")
+        out.append("</tbody></table><h2>Checks</h2>")
     out.append(f"<p class=\"small\" id=\"count\">{len(rows)} check(s)"
                + (f" with verdict {_e(verdict)}" if verdict in _VERDICTS else "")
                + (f" for patient {_e(patient)}" if patient else "") + "</p>")

@@ -99,3 +99,18 @@ def test_corrupt_data_set_is_refused(tmp_path, sample_dir, cut, monkeypatch):
         (inst,) = engine.db.instances()
         assert open(inst.path, "rb").read().endswith(whole[-2000:])
         assert len(list(engine.spool.files())) == 1
+
+
+@needs_dcmtk
+def test_an_oversized_message_aborts_the_association(tmp_path, sample_dir):
+    """A data set more than 1 MiB over the limit is not even buffered: the association
+    is aborted while it arrives."""
+    rd = sample_dir / "hcc_fail" / "RD.SBRT_5fx_bad.dcm"
+    assert rd.stat().st_size > 2**20 + 1000
+    with in_process_server(tmp_path / "out", max_bytes=1000) as (engine, port):
+        res = storescu(port, [rd])
+        assert res.returncode != 0
+        assert store_responses(res.stdout + res.stderr) == []     # no response at all
+        assert engine.db.count_instances() == 0
+        assert list(engine.spool.files()) == []
+        assert _echo(port).returncode == 0                          # the server goes on

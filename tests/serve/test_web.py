@@ -186,3 +186,19 @@ def test_in_headless_chromium(site, tmp_path):
     shot = tmp_path / "view.png"
     _browse(tmp_path, base + "/", f"--screenshot={shot}", "--window-size=1200,500")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plans_received_but_not_checked_are_listed(tmp_path, sample_dir):
+    from rtqa.serve.engine import Engine, EngineOptions
+    e = Engine(EngineOptions(out=str(tmp_path / "out")))
+    try:
+        for name in ("RP.SBRT_5fx_bad.dcm", "RD.SBRT_5fx_bad.dcm", "CT.001.dcm"):
+            e.receive((sample_dir / "hcc_fail" / name).read_bytes(), source="TPS")
+        html = render_index(e.db.path)
+    finally:
+        e.db.close()
+    section = html.split('<table id="waiting">')[1].split("</table>")[0]
+    assert section.count("<tr data-key=") == 1 and "SBRT_5fx_bad" in section
+    assert "WAITING</span> incomplete" in section
+    assert "RTSTRUCT 2.25." in section                 # what is missing, named
+    assert '<table id="waiting">' not in render_index(e.db.path, "verdict=PASS")
