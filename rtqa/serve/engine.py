@@ -239,9 +239,11 @@ class Engine:
                           "after the plan arrived (--deadline): " + "; ".join(s.missing))
         warnings = []
         if prev is not None:
+            why_again = ("instances missing then have arrived" if prev["missing"]
+                         else "instances of the plan were received again")
             warnings.append(f"this check supersedes check #{prev['id']} of {prev['finished']}"
                             f" ({prev['status']}, report {Path(prev['report_json']).name}): "
-                            "instances of the plan were received again")
+                            + why_again)
         warnings += s.changed
         sources = sorted({m.source for m in s.members})
         warnings.append(f"received by rtqa from {', '.join(sources[:5])}"

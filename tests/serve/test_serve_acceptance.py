@@ -105,11 +105,22 @@ def test_an_incomplete_export_is_checked_at_the_deadline(tmp_path, sample_dir):
         res = storescu(port, [f for f in files if f.name not in left_out])
         assert res.returncode == 0
         (row,) = wait_for(lambda: checks(engine.db.path), "the deadline check")
-    assert row["status"] == "ERROR" and row["reason"] == "deadline"
-    assert row["missing"] == [m for m in row["missing"] if "2 of 83 CT images" in m] != []
-    doc = json.loads(Path(row["report_json"]).read_text())
-    assert doc["status"] == "ERROR"
-    assert any("incomplete export" in e and "2 of 83 CT images" in e for e in doc["errors"])
+        assert row["status"] == "ERROR" and row["reason"] == "deadline"
+        assert row["missing"] == [m for m in row["missing"] if "2 of 83 CT images" in m] != []
+        doc = json.loads(Path(row["report_json"]).read_text())
+        assert doc["status"] == "ERROR"
+        assert any("incomplete export" in e and "2 of 83 CT images" in e
+                   for e in doc["errors"])
+        # the missing images arrive late: the complete plan gets its real verdict
+        res = storescu(port, [f for f in files if f.name in left_out])
+        assert res.returncode == 0
+        rows = wait_for(lambda: len(checks(engine.db.path)) >= 2 and checks(engine.db.path),
+                        "the completed plan checked")
+    assert rows[1]["status"] == "FAIL" and rows[1]["reason"] == "complete"
+    assert rows[1]["supersedes"] == row["id"] and rows[1]["missing"] == []
+    doc = json.loads(Path(rows[1]["report_json"]).read_text())
+    assert any(f"supersedes check #{row['id']}" in w and "missing then have arrived" in w
+               for w in doc["warnings"])
 
 
 def test_kill_9_mid_association_then_restart(tmp_path, sample_dir):
@@ -117,7 +128,7 @@ def test_kill_9_mid_association_then_restart(tmp_path, sample_dir):
     passing, failing = sample_dir / "hcc_pass", sample_dir / "hcc_fail"
     # slow answers so the kill lands inside the association; no check before the kill
     server = ServerProcess(out, "--settle", "3600",
-                           env={"RTQA_SERVE_TEST_STORE_DELAY": "0.05"})
+                           env={"RTQA_SERVE_TEST_STORE_DELAY": "0.1"})
     try:
         res = storescu(server.port, sorted(passing.glob("*.dcm")))
         assert res.returncode == 0
