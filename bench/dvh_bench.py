@@ -323,9 +323,11 @@ def worker_pm_metrics(spec_path: str) -> int:
         if item is None:
             out.append({})
             continue
-        edges, cols = _pm_histogram(item["csv"], item["column"])
-        out.append(pm_metrics(edges, cols[item["column"]],
-                              _mha_voxel_mm3(item["ss_img"]) / 1000.0))
+        edges, cols = _pm_histogram(item["csv"], None)
+        # the structure's column (ROI names in the files differ from the table's names;
+        # the other ROI is a marker point with no voxels)
+        name = item["column"] if item["column"] in cols else max(cols, key=lambda c: cols[c][0])
+        out.append(pm_metrics(edges, cols[name], _mha_voxel_mm3(item["ss_img"]) / 1000.0))
     print(json.dumps(out))
     return 0
 

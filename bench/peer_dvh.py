@@ -61,8 +61,10 @@ def nelms(root: str) -> int:
     out = []
     for name, sfile, dfile, _ in cases(root):
         rs = pydicom.dcmread(str(sfile))
-        roi = next(int(r.ROINumber) for r in rs.StructureSetROISequence
-                   if str(r.ROIName).strip() == name)
+        # the one ROI with closed contours (the files also hold a marker point, POI_1)
+        roi = next(int(rc.ReferencedROINumber) for rc in rs.ROIContourSequence
+                   if any(str(c.ContourGeometricType) == "CLOSED_PLANAR"
+                          for c in (rc.get("ContourSequence", []) or [])))
         try:
             d = dvhcalc.get_dvh(str(sfile), str(dfile), roi)
             vals = {"Volume": _num(d.volume), "Dmin": _num(d.min), "Dmax": _num(d.max),
