@@ -19,7 +19,7 @@ help:
 	@echo "make wheel-check  build the wheel, install it in a fresh venv, check the samples from /tmp"
 	@echo "make validate  Nelms 2015 analytic DVH benchmark (needs $(NELMS))"
 	@echo "make eclipse-example  fetch the Eclipse example plan with TPS DVHs (real-export tests)"
-	@echo "make bench     whole-plan DVH speed and memory against dicompyler-core"
+	@echo "make bench     whole-plan DVH time, memory and Nelms accuracy: rtqa, plastimatch, dicompyler-core"
 	@echo "make fuzz      mutate the sample DICOM files: no crash, no false PASS"
 	@echo "make bench-batch  rtqa batch throughput, scaling and worker memory"
 	@echo "make bench-serve  rtqa serve: instances/s received, last instance to report"
@@ -79,8 +79,11 @@ eclipse-example: $(STAMP)
 validate: $(STAMP)
 	$(PY) -m rtqa.validation.nelms $(NELMS)
 
+# rtqa, plastimatch (Debian package, installed here when absent) and dicompyler-core
+# (.venv-peer) on the same plans, interleaved. BENCH_DVH_ARGS e.g. "--runs 5 --profile".
 bench: $(STAMP)
-	$(PY) bench/dvh_bench.py
+	@command -v plastimatch >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq plastimatch >/dev/null) || echo "plastimatch could not be installed: the bench skips it"
+	$(PY) bench/dvh_bench.py $(BENCH_DVH_ARGS)
 
 # A few hundred generated plans (some broken) with 1 and 2 workers: plans per minute,
 # scaling ratio and worker memory.
