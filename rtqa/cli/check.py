@@ -64,9 +64,15 @@ def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path]) 
                    "then EQD2/BED) or sequential (EQD2/BED of each plan, summed). Default: "
                    "the conservative one for each side (higher organ dose, lower lesion "
                    "BED); the report says which was used.")
+@click.option("--end-caps", type=click.Choice(["half", "none"]), default="half",
+              show_default=True,
+              help="How far a structure extends beyond its first and last contour planes: "
+                   "'half' a contour spacing (the Nelms 2015 analytic truth) or 'none' (the "
+                   "structure ends on its outermost planes; nearer Eclipse's volumes). "
+                   "See docs/dicom-conventions.md.")
 @click.option("--quiet", "-q", is_flag=True, help="No terminal report, no progress.")
 def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html_path,
-          sum_plans, delivery, quiet):
+          sum_plans, delivery, end_caps, quiet):
     """Check the plan export in PLAN_DIR against a protocol and report PASS/FAIL.
 
     \b
@@ -117,7 +123,8 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html
     try:
         report = run_check([plan_dir], protocol=protocol, constraints=constraint_files,
                            fractions=fractions, overrides=overrides, sum_plans=sum_plans,
-                           delivery=delivery, progress=progress, strict=True)
+                           delivery=delivery, progress=progress, strict=True,
+                           end_caps=end_caps)
     except RtqaError as exc:
         if show:
             sys.stderr.write("\r\033[K")
