@@ -18,8 +18,14 @@ One ``Check`` per applied row; rules (fail closed):
     (``Lung_L + Lung_R`` without ``Lung_R``): NOT EVALUATED, mandatory;
   - a subtracted target class the plan lacks (``- GTV`` without GTV) removes nothing
     (noted). A positive operand's class must exist.
-* ``"none"`` selections (no enabled row for the fraction count) of an organ the plan has:
-  WARN "no constraint for N fractions" (never PASS). Disabled rows are not reported.
+* ``"none"`` selections (no enabled, derived or protocol row for the fraction count) of
+  an organ the plan has: NOT EVALUATED, mandatory, reason ``NO_LIMIT`` (a contoured organ
+  without a limit is never silently fine); ``"exempt"`` selections (the protocol's
+  ``[limits] no_limit`` names the organ): WARN "no limit by protocol" with the protocol's
+  justification. Disabled rows are not reported.
+* Derived rows (LQ isoeffect, ``rtqa.constraints.derivation``) carry
+  ``Check.derivation`` ("derived (LQ) from <source>, <n> fx"); informative conventional
+  rows (an SBRT row for the same structure and metric applies) are priority "optimal".
 * Dose: physical rows on the course dose; EQD2/BED rows (and conventional rows converted
   to EQD2 by ``select``) on the exact dose-axis conversion of the physical DVH
   (``rtqa.dvh.convert``) for one plan, with ``fractions``; on the voxel-wise sum
@@ -43,8 +49,9 @@ One ``Check`` per applied row; rules (fail closed):
   volume % at the mean dose), so every mark lies on the curve.
 
 Check ids: ``oar.<constraint file stem>.<structure, spaces removed>.<metric without its
-unit>`` (``oar.tg101.SpinalCord.D0.035cc``; a repeat gets ``#2``), ``oar.none.<structure>``
-for WARN rows. Units: Gy, cc, % as in each metric's result unit.
+unit>`` (``oar.tg101.SpinalCord.D0.035cc``; a repeat gets ``#2``; a derived row
+``oar.lq.<reference file stem>...``), ``oar.none.<structure>``
+for NOT EVALUATED / WARN rows of organs without a limit. Units: Gy, cc, % as in each metric's result unit.
 """
 
 from __future__ import annotations
@@ -56,7 +63,8 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from rtqa.constraints import APPLY, NONE, Constraint, Limit, Protocol, SelectedRow
+from rtqa.constraints import (APPLY, EXEMPT, NONE, Constraint, Limit, Protocol,
+                              SelectedRow)
 from rtqa.dvh.dosesum import combined, course_fractions
 from rtqa.dvh import compute_dvh
 from rtqa.dvh.convert import convert_dvh
@@ -66,7 +74,8 @@ from rtqa.dvh.metrics import Metric, evaluate, parse_metric, volume_at_least
 from rtqa.checks.names import NameMatch, load_aliases, match_rois
 from rtqa.reading.export import CourseDose
 from rtqa.reading.structures import Structure, StructureSet
-from rtqa.results import FAIL, NOT_EVALUATED, PASS, WARN, Check, Curve
+from rtqa.results import (FAIL, NOT_EVALUATED, PASS, WARN, Check, Curve, DoseView, Priority,
+                          Reason)
 from rtqa.constraints.structexpr import StructExpr, parse_structure
 from rtqa.dvh.structops import DERIVED_ROI_NUMBER, build
 
@@ -260,7 +269,8 @@ def _slug(text: str) -> str:
 def _row_id(row: Constraint) -> str:
     set_key = row.file.stem if row.file is not None else _slug(row.set_name)
     metric = row.metric.split("[", 1)[0]
-    return f"oar.{set_key}.{_slug(row.structure)}.{metric}"
+    lq = "lq." if row.derivation is not None else ""   # derived: oar.lq.tg101.Stomach.D10cc
+    return f"oar.{lq}{set_key}.{_slug(row.structure)}.{metric}"
 
 
 def _source(row: Constraint) -> str:
@@ -297,6 +307,24 @@ def _coverage(dvh: DVHData) -> list[str]:
         notes.append(f"{dvh.outside_cc:.2f} cc of {dvh.total_volume_cc:.2f} cc lie outside "
                      f"the dose grid: evaluated on the covered {dvh.volume_cc:.2f} cc")
     return notes
+
+
+def _no_limit(sel: SelectedRow, res: _Resolved, protocol: Protocol, dose: _Dose) -> Check:
+    """The row of a contoured organ with no applicable limit (``"none"``: NOT EVALUATED,
+    mandatory) or one the protocol deliberately leaves without a limit (``"exempt"``:
+    WARN)."""
+    common = dict(id=f"oar.none.{_slug(sel.structure)}", category=CATEGORY,
+                  structure=sel.structure, rois=res.rois, dose_view=DoseView.NONE,
+                  plans=tuple(c.label for c in dose.courses),
+                  fractions=tuple(n for n in dose.fx if n), reason=Reason.NO_LIMIT)
+    if sel.kind == EXEMPT:
+        return Check(status=WARN, priority=Priority.OPTIMAL, note=sel.reason,
+                     source=f"protocol {protocol.name}: [limits] no_limit", **common)
+    note = (f"{sel.reason}: no sourced, derived or protocol limit applies to this contoured "
+            "organ, so it is not evaluated; add a row for it to the protocol, or list it "
+            "under [limits] no_limit with a justification")
+    return Check(status=NOT_EVALUATED, priority=Priority.MANDATORY, note=note,
+                 source=f"protocol {protocol.name}: no applicable limit", **common)
 
 
 def _evaluate_row(sel: SelectedRow, res: _Resolved, dose: _Dose, structure: Structure | None,
@@ -415,19 +443,16 @@ def evaluate_oars(protocol: Protocol, structure_set: StructureSet,
     seen: dict[str, int] = {}
     by_structure: dict[str, list[tuple[SelectedRow, Check]]] = {}
     for sel in selection:
-        if sel.kind not in (APPLY, NONE):
+        if sel.kind not in (APPLY, NONE, EXEMPT):
             continue
         if sel.structure not in resolved:
             expr = sel.constraint.expr if sel.constraint is not None else \
                 parse_structure(sel.structure)
             resolved[sel.structure] = _resolve(expr, match, by_name)
         res = resolved[sel.structure]
-        if sel.kind == NONE:
+        if sel.kind in (NONE, EXEMPT):
             if res.present:
-                checks.append(Check(
-                    id=f"oar.none.{_slug(sel.structure)}", category=CATEGORY, status=WARN,
-                    source=f"protocol {protocol.name}: no enabled row for this fraction count",
-                    structure=sel.structure, rois=res.rois, note=sel.reason))
+                checks.append(_no_limit(sel, res, protocol, dose))
             continue
         row = sel.constraint
         cid = _row_id(row)
@@ -436,7 +461,8 @@ def evaluate_oars(protocol: Protocol, structure_set: StructureSet,
         base = dict(id=cid if seen[cid] == 1 else f"{cid}#{seen[cid]}", category=CATEGORY,
                     source=_source(row), structure=row.structure, rois=res.rois,
                     metric=row.metric, unit=metric.result_unit, limit=str(row.limit),
-                    priority=row.priority)
+                    priority=row.priority,
+                    derivation=row.derivation.label if row.derivation else None)
         problem = res.problem(roi_names)
         if problem:
             optional = not res.present and not required(row)
