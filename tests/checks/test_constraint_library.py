@@ -87,7 +87,7 @@ def test_trial_protocol_contents(trial):
     assert trial.name == "oligo-hcc"
     assert "NCT06261047" in trial.source and "KROG 20-04" in trial.source
     assert [s.path.name for s in trial.sets] == ["quantec.toml", "tg101.toml", "hytec.toml",
-                                                 "normal_liver.toml"]
+                                                 "normal_liver.toml", "rtog_sabr_4fx.toml"]
     les = trial.lesions
     assert (str(les.bed_limit), les.alpha_beta, les.coverage_metric,
             les.coverage_structures) == (">= 60", 10.0, "D95%[Gy]", ("PTV", "GTV"))

@@ -344,3 +344,25 @@ def test_cli_every_named_organ_has_a_row_or_no_limit_by_protocol(trial, n):
             assert " V " in ln and "NO SOURCE" not in ln and "[" in ln and ".toml:" in ln
             if ln.strip().startswith("[LQ]"):
                 assert "derived (LQ) from " in ln and " fx [" in ln
+
+
+# --- plausibility against published 4-fraction values ---------------------------------------
+
+#: RTOG 0915 4-fraction point maxima, NCCN NSCLC Table 3 (V2, shipped off in
+#: constraints/rtog_sabr_4fx.toml): Gy.
+RTOG_4FX = {"Esophagus": 30.0, "BrachialPlex_L": 27.2, "BrachialPlex_R": 27.2, "Heart": 34.0,
+            "GreatVes": 49.0, "Trachea + Bronchus": 34.8, "Rib": 40.0, "Skin": 36.0,
+            "Stomach": 27.2}
+
+
+def test_derived_4fx_point_maxima_are_at_or_below_the_rtog_0915_values(trial):
+    derived = {e.structure: e.constraint.limit.value for e in trial.select(4)
+               if e.applied and e.derived and e.constraint.metric == "D0.035cc[Gy]"}
+    for organ, published in RTOG_4FX.items():
+        assert organ in derived, organ
+        # conservative, and close: within 10 % below the trial values
+        assert 0.9 * published <= derived[organ] <= published, (organ, derived[organ])
+    off = [e for e in trial.select(4, derive=False) if e.kind == "disabled"
+           and e.constraint.file.name == "rtog_sabr_4fx.toml"]
+    assert {e.structure for e in off} == set(RTOG_4FX) | {"SpinalCord"}
+    assert all(e.constraint.status == "V2" and not e.constraint.enabled for e in off)
