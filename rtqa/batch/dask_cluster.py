@@ -102,7 +102,7 @@ def connect(address: str, settings, fingerprint: str | None = None):
     return client
 
 
-def _check_on_worker(task: PlanTask, topic: str, key: str) -> dict:
+def _check_on_worker(task: PlanTask, topic: str, key: str, check=None) -> dict:
     """The Dask task of one plan: report its start on ``topic`` (worker address and
     process id, for the time limit), then :func:`rtqa.batch.worker.check_plan`. The
     modules a check needs are imported first: a fresh worker's imports do not count
@@ -117,7 +117,7 @@ def _check_on_worker(task: PlanTask, topic: str, key: str) -> dict:
                                      "pid": os.getpid()})
         except Exception:  # noqa: BLE001 - no start event: no time limit for this plan
             pass
-    return check_plan(task)
+    return (check or check_plan)(task)
 
 
 def _failure_reason(exc: BaseException) -> str:
@@ -188,12 +188,13 @@ def _expire(client, inflight: dict, started: dict, limit: float) -> list:
     return results
 
 
-def run_dask(tasks: Iterable[PlanTask], client,
-             timeout: float | None = None) -> Iterator[tuple[PlanTask, dict]]:
+def run_dask(tasks: Iterable[PlanTask], client, timeout: float | None = None, *,
+             check=None) -> Iterator[tuple[PlanTask, dict]]:
     """Check ``tasks`` on the cluster of ``client`` (from :func:`connect`), yielding
     (task, result) as plans complete (like :func:`rtqa.batch.pool.run_local`);
-    ``timeout``: seconds per plan from its start on a worker (None or 0: no limit).
-    Closes the client at the end."""
+    ``timeout``: seconds per plan from its start on a worker (None or 0: no limit);
+    ``check``: what a worker runs per plan (default ``check_plan``). Closes the client at
+    the end."""
     from distributed import wait
     limit = timeout_limit(timeout)
     try:
@@ -212,8 +213,8 @@ def run_dask(tasks: Iterable[PlanTask], client,
 
         def submit(task: PlanTask) -> None:
             key = f"rtqa-check-{task.key}-{run_id}"
-            fut = client.submit(_check_on_worker, task, topic, key, pure=False, retries=0,
-                                key=key)
+            fut = client.submit(_check_on_worker, task, topic, key, check, pure=False,
+                                retries=0, key=key)
             inflight[key] = (fut, task)
 
         for task in it:
