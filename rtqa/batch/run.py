@@ -69,7 +69,7 @@ def run_batch(root: str | os.PathLike, options: BatchOptions | None = None, *,
                         progress=lambda n: say("discovering", {"files": n}))
     except BaseException:
         if client is not None:
-            client.close()
+            client.close(timeout=10)
         raise
     inputs_all = {os.path.realpath(f) for u in disc.units for f in u.files}
     try:
@@ -77,7 +77,7 @@ def run_batch(root: str | os.PathLike, options: BatchOptions | None = None, *,
         lock = OutputLock(out).acquire()
     except BaseException as exc:
         if client is not None:
-            client.close()
+            client.close(timeout=10)
         if isinstance(exc, OSError):
             raise RtqaError(f"cannot create the output folder ({exc.strerror or exc})",
                             out) from None
@@ -146,7 +146,7 @@ def _run_locked(disc, options: BatchOptions, settings: CheckSettings, fingerprin
         publish(complete=False)
     except BaseException:
         if client is not None:
-            client.close()
+            client.close(timeout=10)
         raise
     last_publish = time.monotonic()
     if options.scheduler:
@@ -194,7 +194,7 @@ def _run_locked(disc, options: BatchOptions, settings: CheckSettings, fingerprin
         if close:
             close()
         if client is not None:
-            client.close()
+            client.close(timeout=10)
         try:
             summary, ordered, code, seconds = publish(complete)
         except Exception:
