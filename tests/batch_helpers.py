@@ -88,14 +88,20 @@ def replace_during_check(text: str, path: str, data_path: str, task):
 
 
 def always_changing(text: str, path: str, task):
-    """For a plan matching ``text``: ``path`` changes during every check."""
+    """For a plan matching ``text``: the DICOM file ``path`` (an RTPLAN) is edited (its
+    RTPlanDescription) during every check."""
     from rtqa.batch.worker import check_plan
     from rtqa.checks.pipeline import run_check
 
     def run(files, options):
+        import pydicom
         report = run_check(files, options)
-        with open(path, "ab") as fh:
-            fh.write(b"\0")
+        ds = pydicom.dcmread(path)
+        ds.RTPlanDescription = f"edited during check {os.getpid()}-{len(edits)}"
+        edits.append(path)
+        ds.save_as(path)
         return report
+
+    edits: list[str] = []
 
     return check_plan(task, run=run) if _hit(text, task) else check_plan(task)
