@@ -92,7 +92,8 @@ def check_destination(path: str | os.PathLike, *,
     changed. Returns the resolved destination."""
     target = _target(path, refuse)
     if not target.parent.is_dir():
-        raise RtqaError("cannot write the report (its folder does not exist)", path)
+        what = "is not a folder" if target.parent.exists() else "does not exist"
+        raise RtqaError(f"cannot write the report ({target.parent} {what})", path)
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
                                         dir=target.parent)
