@@ -3,9 +3,11 @@ locally or on Dask, write every report and the summary.
 
 Conventions:
 
-* Nothing is written before discovery succeeds and the protocol loads (a typo stops the
-  batch before it starts). Then ``OUT`` is locked (:mod:`rtqa.batch.lock`): a second
-  batch on the same ``--out`` stops at once (exit 2) instead of mixing its plans in.
+* The protocol loads first (a typo stops the batch before it starts). Then ``OUT`` is
+  created and locked (:mod:`rtqa.batch.lock`): a second batch on the same ``--out`` stops
+  at once (exit 2) instead of mixing its plans in. No report is written before discovery
+  succeeds, and none into an ``OUT`` holding the summary of a batch on another ROOT
+  (its plans would drop out of the summary).
 * Reports are written as results arrive, never over an input file: a plan's JSON and
   HTML are written in full to temporary files, the old pair is removed, and the new pair
   renamed in (:func:`rtqa.report.atomic.write_all`), so the two never disagree.
@@ -33,7 +35,8 @@ from rtqa.batch.model import (PLANS_DIR, BatchOptions, BatchResult,
                               CheckSettings, PlanTask, PlanUnit, ProgressFn,
                               default_workers, exit_code, now, timeout_limit)
 from rtqa.batch.pool import run_local
-from rtqa.batch.resume import _load_previous, _up_to_date, settings_fingerprint
+from rtqa.batch.resume import (_load_previous, _up_to_date, previous_root,
+                               settings_fingerprint)
 from rtqa.batch.summary import counts_of, index_html, make_row, summary_csv, summary_doc
 from rtqa.errors import RtqaError
 
@@ -60,6 +63,23 @@ def run_batch(root: str | os.PathLike, options: BatchOptions | None = None, *,
     settings = options.settings.resolved()
     fingerprint = settings_fingerprint(settings)
     out = Path(options.out).absolute()
+    try:   # lock --out first: a second batch on it stops before any work
+        out.mkdir(parents=True, exist_ok=True)
+        lock = OutputLock(out).acquire()
+    except OSError as exc:
+        raise RtqaError(f"cannot create the output folder ({exc.strerror or exc})",
+                        out) from None
+    try:
+        return _discover_and_run(root, options, settings, fingerprint, out, limit, say,
+                                  started, t0)
+    finally:
+        lock.release()
+
+
+def _discover_and_run(root, options: BatchOptions, settings: CheckSettings,
+                       fingerprint: str, out: Path, limit, say, started: str,
+                       t0: float) -> BatchResult:
+    """Connect (Dask), discover, then :func:`_run_locked` (``out`` is locked)."""
     client = None
     if options.scheduler:   # connect first: a wrong address fails before discovery
         from rtqa.batch.dask_cluster import connect
@@ -67,14 +87,14 @@ def run_batch(root: str | os.PathLike, options: BatchOptions | None = None, *,
     try:
         disc = discover(root, per_plan=options.per_plan, exclude=[str(out)],
                         progress=lambda n: say("discovering", {"files": n}))
-    except BaseException:
-        if client is not None:
-            client.close(timeout=10)
-        raise
-    inputs_all = {os.path.realpath(f) for u in disc.units for f in u.files}
-    try:
-        (out / PLANS_DIR).mkdir(parents=True, exist_ok=True)
-        lock = OutputLock(out).acquire()
+        inputs_all = {os.path.realpath(f) for u in disc.units for f in u.files}
+        other = previous_root(out)
+        if other is not None and os.path.normcase(other) != os.path.normcase(disc.root):
+            # its summary would lose that batch's plans: one --out per ROOT
+            raise RtqaError(f"holds the reports of a batch on {other}, not {disc.root}: "
+                            "choose another --out (or remove its summary.json to start "
+                            "afresh)", out)
+        (out / PLANS_DIR).mkdir(exist_ok=True)
     except BaseException as exc:
         if client is not None:
             client.close(timeout=10)
@@ -82,11 +102,8 @@ def run_batch(root: str | os.PathLike, options: BatchOptions | None = None, *,
             raise RtqaError(f"cannot create the output folder ({exc.strerror or exc})",
                             out) from None
         raise
-    try:
-        return _run_locked(disc, options, settings, fingerprint, out, client, inputs_all,
-                           limit, say, started, t0)
-    finally:
-        lock.release()
+    return _run_locked(disc, options, settings, fingerprint, out, client, inputs_all,
+                       limit, say, started, t0)
 
 
 def _run_locked(disc, options: BatchOptions, settings: CheckSettings, fingerprint: str,

@@ -158,8 +158,7 @@ def test_second_batch_on_a_locked_out_stops_with_one_line(plans, tmp_path):
         assert re.fullmatch(rf"rtqa: error: {re.escape(str(out))}: is in use by another "
                             rf"rtqa batch \(pid {os.getpid()} on .+, started .+\): wait for "
                             r"it to end or choose another --out", lines[0]), lines[0]
-        assert sorted(p.name for p in out.iterdir()) == [".rtqa-batch.lock", "plans"]
-        assert not any((out / "plans").iterdir())       # nothing written
+        assert [p.name for p in out.iterdir()] == [".rtqa-batch.lock"]   # nothing else
     r = CliRunner().invoke(batch, [str(plans["PAT-001"]), "--out", str(out)])
     assert r.exit_code == 0, r.output
 
@@ -307,3 +306,20 @@ def test_input_that_keeps_changing_is_an_error(plans, tmp_path):
     assert row["errors"] == [f"input files changed while being checked ({rp.name}), 3 "
                              "times: check the plan again once its export is complete"]
     assert row["inputs"] == {"files": 0, "sha256": None}    # --resume checks it again
+
+
+def test_out_of_a_batch_on_another_root_is_refused(plans, tmp_path):
+    """Two batches, one after the other, on different ROOTs into one --out: the second
+    would drop the first one's plans from the summary; it stops with one line instead."""
+    out = tmp_path / "out"
+    first = run_batch(plans["PAT-001"], BatchOptions(out=str(out), workers=1))
+    before = (out / "summary.json").read_text()
+    r = CliRunner().invoke(batch, [str(plans["PAT-002"]), "--out", str(out)])
+    assert r.exit_code == 2
+    assert r.stderr.strip() == (
+        f"rtqa: error: {out}: holds the reports of a batch on {first.summary['root']}, not "
+        f"{plans['PAT-002']}: choose another --out (or remove its summary.json to start "
+        "afresh)")
+    assert (out / "summary.json").read_text() == before
+    # the same ROOT again is fine
+    assert run_batch(plans["PAT-001"], BatchOptions(out=str(out), workers=1)).exit_code == 0

@@ -118,7 +118,8 @@ def test_a_silent_scheduler_fails_with_one_line(tmp_path, server, short_handshak
     assert s.address in line
     assert "accepts connections but does not answer as a Dask scheduler" in line
     assert "no handshake within 0.5 s" in line
-    assert not (tmp_path / "out").exists()  # stopped before discovery and any output
+    # stopped before discovery: --out holds only its lock, released
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [".rtqa-batch.lock"]
 
 
 def test_an_http_port_fails_with_one_line(tmp_path, server, short_handshake):
