@@ -20,7 +20,7 @@ import pytest
 from batch_helpers import small
 from click.testing import CliRunner
 
-import rtqa.checks.pipeline as pipeline
+import rtqa.api as api
 import rtqa.report.atomic as atomic
 from rtqa.cli.check import check
 from rtqa.sample import hcc_pass, write_case
@@ -49,7 +49,7 @@ def no_check(monkeypatch):
     """The check must not run (the output path is refused first)."""
     def refuse(*_a, **_k):
         raise AssertionError("the plan was checked before the output path was tested")
-    monkeypatch.setattr(pipeline, "run_check", refuse)
+    monkeypatch.setattr(api, "check", refuse)
 
 
 def test_both_reports_written_and_the_verdict_is_the_exit_code(plan, tmp_path):
