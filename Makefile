@@ -10,7 +10,7 @@ SHARED ?= ../shared
 NELMS  := $(SHARED)/validation/nelms2015
 DEMO_OUT ?= rtqa-demo-report.html
 
-.PHONY: help install test test-fast demo demo-fail browser validate bench bench-batch fuzz wheel-check clean
+.PHONY: help install test test-fast demo demo-fail browser eclipse-example validate bench bench-batch fuzz wheel-check clean
 
 help:
 	@echo "make demo      run a full QA check on the bundled sample plan (plans_sample/hcc_pass)"
@@ -18,6 +18,7 @@ help:
 	@echo "make test      run the test suite (pytest); make test-fast skips the slow tests"
 	@echo "make wheel-check  build the wheel, install it in a fresh venv, check the samples from /tmp"
 	@echo "make validate  Nelms 2015 analytic DVH benchmark (needs $(NELMS))"
+	@echo "make eclipse-example  fetch the Eclipse example plan with TPS DVHs (real-export tests)"
 	@echo "make bench     whole-plan DVH speed and memory against dicompyler-core"
 	@echo "make fuzz      mutate the sample DICOM files: no crash, no false PASS"
 	@echo "make bench-batch  rtqa batch throughput, scaling and worker memory"
@@ -57,6 +58,17 @@ demo-fail: $(BASE)
 # Headless Chromium for the HTML report test (Debian package); the test skips without it.
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium could not be installed: the HTML browser test will be skipped"
+
+# Varian Eclipse example plan with the planning system's own DVHs (dicompyler-core 0.5.6's
+# source distribution on PyPI): tests/acceptance/test_real_exports.py compares rtqa with it
+# and skips when it is absent. Set RTQA_ECLIPSE_EXAMPLE to use a copy elsewhere.
+EXAMPLE_CACHE := .cache/real-exports
+eclipse-example: $(STAMP)
+	@test -d $(EXAMPLE_CACHE)/dicompyler-core-0.5.6/tests/testdata/example_data || ( \
+	  mkdir -p $(EXAMPLE_CACHE) && \
+	  $(PY) -m pip download -q --no-binary :all: --no-deps -d $(EXAMPLE_CACHE) dicompyler-core==0.5.6 && \
+	  tar -xzf $(EXAMPLE_CACHE)/dicompyler-core-0.5.6.tar.gz -C $(EXAMPLE_CACHE) \
+	    dicompyler-core-0.5.6/tests/testdata/example_data )
 
 validate: $(STAMP)
 	$(PY) -m rtqa.validation.nelms $(NELMS)

@@ -53,7 +53,7 @@ def _error_report(message: str, protocol: str) -> Report:
 def check(paths, *, protocol: str = "oligo-hcc", constraints: Iterable[str] = (),
           fractions: int | None = None, overrides: Mapping[str, str] | None = None,
           sum_plans: bool = False, progress: Callable[[str], None] | None = None,
-          strict: bool = False) -> Report:
+          strict: bool = False, end_caps: str = "half") -> Report:
     """Check a plan export against a protocol: what ``rtqa check`` does, as a function.
 
     Parameters
@@ -79,6 +79,10 @@ def check(paths, *, protocol: str = "oligo-hcc", constraints: Iterable[str] = ()
     strict : bool, default False
         Raise ``RtqaError`` for an export that cannot be checked at all, instead of
         returning an ERROR report with the reason in ``errors``.
+    end_caps : {"half", "none"}, default "half"
+        How far each structure extends beyond its first and last contour planes: half a
+        contour spacing (the Nelms 2015 analytic truth) or not at all (nearer Eclipse's
+        volumes; see docs/dicom-conventions.md). ``--end-caps`` of ``rtqa check``.
 
     Returns
     -------
@@ -120,7 +124,7 @@ def check(paths, *, protocol: str = "oligo-hcc", constraints: Iterable[str] = ()
     """
     from rtqa.checks.pipeline import CheckOptions, run_check
     options = CheckOptions(protocol, tuple(constraints), fractions, dict(overrides or {}),
-                           progress, sum_plans=sum_plans)
+                           progress, sum_plans=sum_plans, end_caps=end_caps)
     try:
         return run_check(_paths(paths), options)
     except RtqaError as exc:

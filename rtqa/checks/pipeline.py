@@ -95,6 +95,10 @@ def _report(ctx: PlanContext, checks, lesion_results, structures, warnings, curv
                            c.plan.approval_status if c.plan else "",
                            str(c.plan.path if c.plan else c.grid.path)) for c in ctx.courses)
     conventions = dict(CONVENTIONS)
+    if options.end_caps != "half":
+        conventions["dvh_geometry"] = conventions["dvh_geometry"].replace(
+            "half-slice end caps", "no end caps (--end-caps none: structures end on their "
+            "outermost contour planes)")
     conventions["dose_used"] = "; ".join(c.note for c in ctx.courses)
     conventions["alpha_beta"] = _alpha_betas(checks, protocol)
     conventions["names"] = "; ".join(f"{k} = {v}" for k, v in sorted(
