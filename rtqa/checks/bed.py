@@ -62,7 +62,7 @@ from rtqa.dvh.radiobiology import bed
 from rtqa.reading.dose import DoseGrid
 from rtqa.reading.export import CourseDose
 from rtqa.reading.structures import Structure
-from rtqa.results import FAIL, NOT_EVALUATED, PASS, WARN, Check, LesionResult
+from rtqa.results import FAIL, NOT_EVALUATED, PASS, WARN, Check, LesionResult, Reason
 
 __all__ = ["LesionEvaluation", "evaluate_lesions", "oligoprogression_checks",
            "fractions_of", "coverage_target", "CONTRIBUTION_FRACTION"]
@@ -196,8 +196,8 @@ def _prescription(course: CourseDose, lesion: Lesion, target: Target,
 
 
 def _check(lesion: Lesion, rule: LesionRule, target: Target | None, status: str,
-           value: float | None, note: str) -> Check:
-    return Check(
+           value: float | None, note: str, reason=None) -> Check:
+    return Check(reason=reason,
         id=f"lesion.{lesion.name}.bed", category="lesions", status=status,
         source=rule.source, structure=target.roi if target else None,
         rois=(target.roi,) if target else (),
@@ -207,20 +207,24 @@ def _check(lesion: Lesion, rule: LesionRule, target: Target | None, status: str,
 
 def _alternatives(cov: _Coverage, courses, ns, used, rule: LesionRule, metric: Metric,
                   ab: float) -> str:
-    """'' unless every contributing plan alone meets the BED rule at this lesion: then they
-    look like alternative plans (or a re-plan) of one course, whose sum would pass a
-    lesion that each plan alone might not cover as planned; never summed unconfirmed."""
+    """'' unless the contributing courses come from several RTPLANs (the fraction groups of
+    one RTPLAN are one course): several plans treating one lesion are alternatives (a
+    re-plan, a copy) or one course, which only the user can tell; never summed
+    unconfirmed, whether each plan alone meets the rule or not (a failing plan plus a
+    second copy of its dose would pass on the sum)."""
+    plan_ids = {courses[i].plan.sop_instance_uid if courses[i].plan else courses[i].label
+                for i in used}
+    if len(plan_ids) < 2:
+        return ""
     try:
         alone = [_bed_of(metric, cov.dvhs[i], ns[i], ab)[1] for i in used]
+        each = ", ".join(f"'{courses[i].label}' {b:.1f} Gy" for i, b in zip(used, alone))
     except RtqaError:
-        return ""  # the summed evaluation below reports the problem
-    if not all(rule.bed_limit.holds(b) for b in alone):
-        return ""
-    each = ", ".join(f"'{courses[i].label}' {b:.1f} Gy" for i, b in zip(used, alone))
-    return (f"every plan treating {cov.target.roi} meets the BED rule alone (BED{ab:g} of "
-            f"{metric}: {each}): alternative plans, not one course? Not summed: check one "
-            "plan at a time (give its files), or confirm with --sum-plans that they are "
-            "delivered together")
+        each = ", ".join(f"'{courses[i].label}'" for i in used)
+    return (f"{len(plan_ids)} plans treat {cov.target.roi} (BED{ab:g} of {metric} of each "
+            f"alone: {each}): alternative plans, not one course? Not summed: check one "
+            "plan at a time (--plan LABEL, or give its files), or confirm with --sum-plans "
+            "that they are delivered together")
 
 
 def _evaluate_one(lesion: Lesion, cov: _Coverage, courses, ns, rule: LesionRule,
@@ -242,8 +246,10 @@ def _evaluate_one(lesion: Lesion, cov: _Coverage, courses, ns, rule: LesionRule,
         if outside:
             error = (f"{cov.target.roi} reaches outside the dose grid of "
                      f"{', '.join(outside)}: its {metric} cannot be trusted")
+    reason = None
     if not error and len(used) > 1 and not sum_plans:
         error = _alternatives(cov, courses, ns, used, rule, metric, ab)
+        reason = Reason.PLANS_UNCONFIRMED if error else None
     if not error:
         try:
             if len(used) == 1:
@@ -293,7 +299,8 @@ def _evaluate_one(lesion: Lesion, cov: _Coverage, courses, ns, rule: LesionRule,
     note = "; ".join(notes)
     result = LesionResult(**base, dose_gy=dose, bed_gy=value, status=status,
                           prescribed_bed_gy=prescribed, note=note)
-    return result, [_check(lesion, rule, cov.target, status, value, note), *checks]
+    return result, [_check(lesion, rule, cov.target, status, value, note,
+                           reason if status == NOT_EVALUATED else None), *checks]
 
 
 def evaluate_lesions(lesions: Sequence[Lesion], courses: Sequence[CourseDose],

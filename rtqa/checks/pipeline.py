@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from rtqa import __version__
-from rtqa.checks import integrity
+from rtqa.checks import accounting, integrity
 from rtqa.constraints import Protocol, load_constraint_file, load_protocol
 from rtqa.dvh.dosesum import combined
 from rtqa.dvh import compute_dvh
@@ -26,7 +26,7 @@ from rtqa.checks.names import match_rois
 from rtqa.reading import load_export
 from rtqa.reading.export import CourseDose, Export
 from rtqa.reading.structures import Structure, StructureSet
-from rtqa.results import (NOT_EVALUATED, Check, Curve, InputFile, PlanInfo, Report,
+from rtqa.results import (NOT_EVALUATED, Check, Curve, InputFile, Report,
                           StructureInfo, overall_status)
 
 CONVENTIONS = {
@@ -56,6 +56,8 @@ class CheckOptions:
     #: Several plans that each meet a lesion's BED rule alone are one course (summed);
     #: without it that lesion is NOT EVALUATED (they look like alternative plans).
     sum_plans: bool = False
+    #: Label of the one RTPLAN to check (--plan): the others are listed, not checked.
+    plan: str | None = None
 
 
 class DoseContext:
@@ -140,9 +142,7 @@ def run_check(paths: list[str], options: CheckOptions | None = None) -> Report:
                     f"({p.fractions} fractions): --fractions is only for exports without an "
                     "RTPLAN", p.path)
     ss = _structure_set(export)
-    courses = export.courses_in_frame(ss.frame_of_reference_uid)
-    if not courses:
-        raise RtqaError("no RTDOSE in the structure set's frame of reference", ss.path)
+    courses = accounting.select_courses(export, ss, options.plan)
     protocol = _protocol(options)
     ct = export.ct_for(ss)
     dose = DoseContext(courses, ct.z if ct is not None else None)
@@ -172,6 +172,15 @@ def run_check(paths: list[str], options: CheckOptions | None = None) -> Report:
 
     say("plan integrity")
     checks += integrity.links(export, ss, fractions_given=options.fractions is not None)
+    checks += accounting.dose_accounting(export)
+    checks += accounting.several_plans(courses, options.sum_plans)
+    plans, plan_rows = accounting.plan_listing(export, courses, ss.frame_of_reference_uid,
+                                               options.plan, options.fractions)
+    checks += plan_rows
+    checks += accounting.fraction_consistency(
+        export, courses, ss, lambda s, c: dose.dvh(s) if len(courses) == 1
+        else compute_dvh(s, c.grid, ct_z=dose.ct_z))
+    checks += accounting.plausibility(courses)
     checked = {}
     for c in checks:
         for r in c.rois:
@@ -229,11 +238,6 @@ def run_check(paths: list[str], options: CheckOptions | None = None) -> Report:
             structures.append(StructureInfo(s.name, float("nan"), None, None, None, std))
 
     warnings += _contour_warnings(ss, dose)
-    plans = tuple(PlanInfo(c.label, c.plan.sop_instance_uid if c.plan else "",
-                           c.plan.fractions if c.plan else options.fractions,
-                           c.plan.prescription_gy if c.plan else None,
-                           c.plan.approval_status if c.plan else "",
-                           str(c.plan.path if c.plan else c.grid.path)) for c in courses)
     conventions = dict(CONVENTIONS)
     conventions["dose_used"] = "; ".join(c.note for c in courses)
     conventions["alpha_beta"] = _alpha_betas(checks, protocol)
@@ -245,7 +249,8 @@ def run_check(paths: list[str], options: CheckOptions | None = None) -> Report:
         protocol={"name": protocol.name, "path": str(protocol.path or ""),
                   "source": protocol.source},
         patient_id=export.patient_ids[0] if export.patient_ids else "",
-        plans=plans, lesions=tuple(lesion_results), checks=tuple(checks),
+        plans=plans, doses=accounting.dose_files(export, ss.frame_of_reference_uid),
+        lesions=tuple(lesion_results), checks=tuple(checks),
         structures=tuple(structures), warnings=tuple(dict.fromkeys(warnings)), errors=(),
         inputs=_inputs(export), conventions=conventions, rtqa_version=__version__,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),

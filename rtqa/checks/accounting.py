@@ -1,0 +1,362 @@
+"""Dose accounting, fraction consistency, every plan listed and dose plausibility.
+
+Rows (category "plan integrity", all mandatory, every NOT EVALUATED carries a ``Reason``):
+
+``integrity.dose_accounting``
+    Each RTDOSE is counted exactly once (rtqa.reading.export decides each file's role). A
+    duplicate (near-identical grid under another UID), two disagreeing representations of
+    one plan (PLAN vs the sum of its BEAMs vs FRACTION x n), a beam dosed twice, a plan sum
+    (MULTI_PLAN) that cannot be split, or a dose of a multi-group plan not linked to one
+    fraction group: NOT EVALUATED naming the files (``DOSE_DUPLICATE``,
+    ``DOSE_INCONSISTENT``, ``FRACTIONS_INCONSISTENT``).
+``integrity.plans.course``
+    Doses of several RTPLANs on one structure set are summed only when the user confirms
+    they form one course (``--sum-plans``); otherwise NOT EVALUATED (``PLANS_UNCONFIRMED``).
+``integrity.plan_without_dose.<label>``
+    Every RTPLAN is listed (``PlanInfo.checked``/``note``). An APPROVED plan with no dose in
+    the export is NOT EVALUATED (``DOSE_MISSING``) unless the user named the plan to check
+    (``--plan LABEL``): a checked unapproved sibling never stands in silently for it.
+``integrity.fractions.<plan>``
+    The RTPLAN's own numbers agree: for each target prescription, the BeamDose (Gy per
+    fraction at the beam dose points) of the beams aimed at it, times each fraction
+    group's NumberOfFractionsPlanned, lies within ``BEAM_DOSE_RATIO`` (0.9-1.7) of the
+    TargetPrescriptionDose. The upper bound allows a beam dose point at the isocentre of
+    a plan prescribed to the 60 % isodose (1/0.6 = 1.67); a fraction count edited after
+    the dose was computed (5 -> 3: 19 Gy against 32 Gy) gives 0.6: NOT EVALUATED
+    (``FRACTIONS_INCONSISTENT``).
+``integrity.dose_vs_plan.<plan>``
+    The dose grid agrees with the plan: BeamDose x fractions of a prescription (the dose at
+    the beam dose point, inside the target) lies within the target's D98%-D2% range widened
+    by ``GRID_TOLERANCE`` (10 %). Else NOT EVALUATED (``DOSE_INCONSISTENT``).
+``integrity.dose_plausibility.<plan>``
+    The course dose maximum lies within ``PLAUSIBLE_MAX_RATIO`` (0.5-2) of the plan's
+    highest prescription; a FRACTION dose whose stored (per-fraction) maximum already
+    reaches ``FRACTION_LOOKS_TOTAL`` (90 %) of the course prescription (n > 1) holds the
+    course total. Either: NOT EVALUATED (``DOSE_INCONSISTENT``) saying which numbers
+    disagree; the dose is never rescaled silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from rtqa.dvh.data import DVHData
+from rtqa.dvh.metrics import dose_at_volume
+from rtqa.errors import RtqaError
+from rtqa.reading.export import CourseDose, DoseRole, Export
+from rtqa.reading.plan import Plan
+from rtqa.reading.structures import Structure, StructureSet
+from rtqa.results import (NOT_EVALUATED, PASS, Check, DoseFileInfo, DoseView, PlanInfo,
+                          Reason)
+
+CAT = "plan integrity"
+SRC_DOSE = "DICOM PS3.3 C.8.8.3 (RT Dose: DoseSummationType, ReferencedRTPlanSequence)"
+SRC_PLAN = "DICOM PS3.3 C.8.8.10/C.8.8.13 (RT Prescription, RT Fraction Scheme)"
+BEAM_DOSE_RATIO = (0.9, 1.7)
+GRID_TOLERANCE = 0.10
+PLAUSIBLE_MAX_RATIO = (0.5, 2.0)
+FRACTION_LOOKS_TOTAL = 0.9
+#: Per-fraction dose maximum (Gy) above which a FRACTION dose of n > 1 fractions without a
+#: known prescription is taken as a course total (no clinical fraction is that high).
+FRACTION_MAX_GY = 30.0
+
+DvhFor = Callable[[Structure, CourseDose], DVHData]
+
+
+def _fx(c: CourseDose) -> tuple[int, ...]:
+    return (int(c.plan.fractions),) if c.plan is not None and c.plan.fractions else ()
+
+
+def _row(cid: str, status, note: str, *, reason=None, source=SRC_DOSE, metric=None,
+         value=None, unit=None, limit=None, plans=(), fractions=(), rois=(), structure=None,
+         dose_view=DoseView.NONE) -> Check:
+    return Check(cid, CAT, status, source, structure=structure, rois=tuple(rois),
+                 metric=metric, value=value, unit=unit, limit=limit, note=note,
+                 dose_view=dose_view, plans=tuple(plans), fractions=tuple(fractions),
+                 reason=reason)
+
+
+# --- dose accounting ------------------------------------------------------------------------
+
+def select_courses(export: Export, ss: StructureSet, named: str | None = None
+                   ) -> list[CourseDose]:
+    """The course doses to check: those in the structure set's frame of reference, only
+    the plan named with --plan when given. Raises ``RtqaError`` when none is left, naming
+    the accounting problem that left none."""
+    courses = export.courses_in_frame(ss.frame_of_reference_uid)
+    if named is not None:
+        labels = sorted({c.plan.display for c in courses if c.plan is not None}
+                        | {p.display for p in export.plans})
+        courses = [c for c in courses if c.plan is not None
+                   and named in (c.plan.label, c.plan.display, c.label)]
+        if not courses:
+            raise RtqaError(f"--plan {named}: no plan of that label has a usable dose in the "
+                            "structure set's frame of reference (plans: "
+                            + (", ".join(labels) or "none") + ")")
+    if not courses:
+        if export.accounting_problems:
+            raise RtqaError("no usable RTDOSE: " + export.accounting_problems[0].message)
+        raise RtqaError("no RTDOSE in the structure set's frame of reference", ss.path)
+    return courses
+
+
+def dose_accounting(export: Export) -> list[Check]:
+    """One NOT EVALUATED row per dose that could not be counted exactly once; a PASS row
+    summing up the roles otherwise."""
+    out = []
+    for i, p in enumerate(export.accounting_problems):
+        labels = tuple(pl.display for u in p.plan_uids
+                       if (pl := export.plan_by_uid(u)) is not None)
+        out.append(_row(f"integrity.dose_accounting.{i + 1}", NOT_EVALUATED, p.message,
+                        reason=Reason(p.reason), metric="dose files counted once",
+                        plans=labels))
+    if not out:
+        used = sum(1 for r in export.dose_roles if r.used)
+        out.append(_row("integrity.dose_accounting", PASS,
+                        f"{len(export.dose_roles)} RTDOSE file(s), {used} used; each dose "
+                        "counted once (see the dose files)", metric="dose files counted once",
+                        value=float(len(export.dose_roles)), unit="files"))
+    return out
+
+
+def dose_files(export: Export, frame_uid: str) -> tuple[DoseFileInfo, ...]:
+    """Every RTDOSE with its role, for the report; a dose in another frame of reference
+    than the structure set is listed as not used."""
+    by_path = {d.path: d for d in export.doses}
+    out = []
+    for r in export.dose_roles:
+        d = by_path[r.path]
+        role, used, note = str(r.role), r.used, r.note
+        if d.frame_of_reference_uid != frame_uid:
+            role, used = "other frame", False
+            note = ("not used: in another frame of reference than the structure set "
+                    f"({d.frame_of_reference_uid or 'none'})")
+        group = f" FG{r.fraction_group}" if r.fraction_group is not None and \
+            "FG" not in r.plan_label else ""
+        out.append(DoseFileInfo(str(r.path), r.sop_instance_uid, r.summation_type,
+                                r.plan_label + group, role, used, note))
+    return tuple(out)
+
+
+def several_plans(courses: Sequence[CourseDose], sum_plans: bool) -> list[Check]:
+    """Doses of several RTPLANs on one structure set: summed only with --sum-plans."""
+    uids = list(dict.fromkeys(c.plan.sop_instance_uid if c.plan else c.grid.path.name
+                              for c in courses))
+    if len(uids) < 2:
+        return []
+    labels = tuple(c.label for c in courses)
+    fx = tuple(n for c in courses for n in _fx(c))
+    listing = ", ".join(f"'{x}'" for x in labels)
+    if sum_plans:
+        return [_row("integrity.plans.course", PASS,
+                     f"{len(uids)} plans ({listing}) summed as one course (--sum-plans)",
+                     metric="plans in one course", value=float(len(uids)), unit="plans",
+                     plans=labels, fractions=fx)]
+    return [_row("integrity.plans.course", NOT_EVALUATED,
+                 f"{len(uids)} RTPLANs with doses on one structure set ({listing}): alternative "
+                 "plans (a re-plan next to the original) or one course? Their doses are not "
+                 "summed without confirmation: check one plan at a time (--plan LABEL), or "
+                 "confirm with --sum-plans that they are delivered together",
+                 reason=Reason.PLANS_UNCONFIRMED, metric="plans in one course",
+                 value=float(len(uids)), unit="plans", limit="1 or --sum-plans",
+                 plans=labels, fractions=fx)]
+
+
+# --- every plan listed ----------------------------------------------------------------------
+
+def plan_listing(export: Export, courses: Sequence[CourseDose], frame_uid: str,
+                 named: str | None, fractions_override: int | None = None
+                 ) -> tuple[tuple[PlanInfo, ...], list[Check]]:
+    """A PlanInfo for every RTPLAN (checked or not, and why; and for every dose checked
+    without an RTPLAN) and a NOT EVALUATED row for every APPROVED plan without a dose,
+    unless ``named`` (--plan) chose the plan to check."""
+    checked = {c.plan.sop_instance_uid for c in courses if c.plan is not None}
+    roles = {}
+    for r in export.dose_roles:
+        if r.plan_uid:
+            roles.setdefault(r.plan_uid, []).append(r)
+    infos, rows = [], []
+    for p in export.plans:
+        status = p.approval_status or "absent"
+        own = roles.get(p.sop_instance_uid, [])
+        if p.sop_instance_uid in checked:
+            groups = [c.label for c in courses
+                      if c.plan is not None and c.plan.sop_instance_uid == p.sop_instance_uid]
+            why = f"checked (ApprovalStatus {status}); dose: " + "; ".join(
+                c.note for c in courses
+                if c.plan is not None and c.plan.sop_instance_uid == p.sop_instance_uid)
+            if len(groups) > 1:
+                why += f"; fraction groups checked separately: {', '.join(groups)}"
+            infos.append(_info(p, True, why))
+            continue
+        if named is not None and named not in (p.label, p.display):
+            why = f"not checked: --plan {named} names another plan (ApprovalStatus {status})"
+        elif p.frame_of_reference_uid and p.frame_of_reference_uid != frame_uid:
+            why = f"not checked: in another frame of reference (ApprovalStatus {status})"
+        elif own:
+            why = (f"not checked: none of its {len(own)} dose file(s) could be used "
+                   f"(ApprovalStatus {status}): " + "; ".join(r.note for r in own))
+        else:
+            why = f"not checked: no RTDOSE in the export references it (ApprovalStatus {status})"
+        infos.append(_info(p, False, why))
+        if p.approval_status == "APPROVED" and named is None and not own:
+            others = ", ".join(f"'{c.label}'" for c in courses) or "none"
+            rows.append(_row(
+                f"integrity.plan_without_dose.{p.display}", NOT_EVALUATED,
+                f"RTPLAN '{p.display}' is APPROVED but the export has no RTDOSE for it: the "
+                f"approved plan cannot be checked (checked instead: {others}). Export its "
+                "dose, or name the plan to check with --plan LABEL",
+                reason=Reason.DOSE_MISSING, source="DICOM PS3.3 C.8.8.16 (Approval)",
+                metric="approved plan has a dose", plans=(p.display,),
+                fractions=(p.fractions,) if p.fractions else ()))
+    for c in courses:
+        if c.plan is None:
+            infos.append(PlanInfo(c.label, "", fractions_override, None, "",
+                                  str(c.grid.path), True, "checked without an RTPLAN: "
+                                  + c.note))
+    return tuple(infos), rows
+
+
+def _info(p: Plan, checked: bool, note: str) -> PlanInfo:
+    return PlanInfo(p.display, p.sop_instance_uid, p.fractions, p.prescription_gy,
+                    p.approval_status, str(p.path), checked, note)
+
+
+# --- fraction consistency -------------------------------------------------------------------
+
+def _beam_total(plan: Plan, uid: str, single: bool) -> tuple[float, str] | None:
+    """(sum over fraction groups of BeamDose x NumberOfFractionsPlanned of the beams aimed
+    at dose reference ``uid`` (all beams when ``single``), the arithmetic in words)."""
+    total, parts = 0.0, []
+    for g in plan.fraction_groups:
+        bd = g.beam_dose_per_fraction_gy if single else g.beam_dose_for(uid)
+        if bd is None:
+            if g.beams and (single or any(b.dose_reference_uid == uid for b in g.beams)):
+                return None
+            continue
+        if not g.fractions:
+            return None
+        total += bd * g.fractions
+        parts.append(f"{bd:.4g} Gy x {g.fractions} fx")
+    return (total, " + ".join(parts)) if parts else None
+
+
+def fraction_consistency(export: Export, courses: Sequence[CourseDose], ss: StructureSet,
+                         dvh_for: DvhFor) -> list[Check]:
+    """BeamDose x fractions against each prescription (the plan's own numbers), and against
+    the target's dose in the grid."""
+    out = []
+    seen = set()
+    by_number = {s.roi_number: s for s in ss.structures}
+    for c in courses:
+        if c.plan is None or c.plan.sop_instance_uid in seen:
+            continue
+        seen.add(c.plan.sop_instance_uid)
+        plan = export.plan_by_uid(c.plan.sop_instance_uid) or c.plan
+        plan_courses = [k for k in courses if k.plan is not None
+                        and k.plan.sop_instance_uid == plan.sop_instance_uid]
+        labels = tuple(k.label for k in plan_courses)
+        fx = tuple(g.fractions for g in plan.fraction_groups if g.fractions)
+        single = len(plan.prescriptions) == 1
+        bad, good, grid_bad, grid_good = [], [], [], []
+        for rx in plan.prescriptions:
+            found = _beam_total(plan, rx.uid, single) if (rx.uid or single) else None
+            if found is None:
+                continue
+            total, how = found
+            ratio = total / rx.dose_gy
+            lo, hi = BEAM_DOSE_RATIO
+            where = rx.description or (f"ROI {rx.roi_number}" if rx.roi_number else "target")
+            text = (f"{where}: BeamDose {how} = {total:.2f} Gy against TargetPrescriptionDose "
+                    f"{rx.dose_gy:g} Gy (ratio {ratio:.2f})")
+            (good if lo <= ratio <= hi else bad).append(text)
+            tgt = by_number.get(rx.roi_number) if rx.roi_number is not None else None
+            if tgt is None or not tgt.has_volume or len(plan_courses) != 1:
+                continue
+            try:
+                d = dvh_for(tgt, plan_courses[0])
+            except RtqaError:
+                continue
+            if d.volume_cc <= 0:
+                continue
+            d98 = float(dose_at_volume(d.edges_gy, d.cum_cc, 0.98 * d.volume_cc))
+            d2 = float(dose_at_volume(d.edges_gy, d.cum_cc, 0.02 * d.volume_cc))
+            ok = (1 - GRID_TOLERANCE) * d98 <= total <= (1 + GRID_TOLERANCE) * d2
+            msg = (f"{tgt.name}: BeamDose x fractions {total:.2f} Gy against the grid's "
+                   f"D98%-D2% {d98:.2f}-{d2:.2f} Gy")
+            (grid_good if ok else grid_bad).append((msg, tgt.name))
+        if bad or good:
+            lo, hi = BEAM_DOSE_RATIO
+            out.append(_row(
+                f"integrity.fractions.{plan.display}", NOT_EVALUATED if bad else PASS,
+                ("the RTPLAN's numbers disagree (fraction count edited after the dose was "
+                 "computed?): " if bad else "") + "; ".join(bad + good),
+                reason=Reason.FRACTIONS_INCONSISTENT if bad else None, source=SRC_PLAN,
+                metric="BeamDose x fractions / prescription", limit=f"{lo:g}-{hi:g}",
+                plans=labels, fractions=fx))
+        if grid_bad or grid_good:
+            out.append(_row(
+                f"integrity.dose_vs_plan.{plan.display}", NOT_EVALUATED if grid_bad else PASS,
+                ("the dose grid does not match the RTPLAN (dose computed for another "
+                 "fraction count or prescription?): " if grid_bad else "")
+                + "; ".join(m for m, _ in grid_bad + grid_good)
+                + f" (tolerance {100 * GRID_TOLERANCE:g}%)",
+                reason=Reason.DOSE_INCONSISTENT if grid_bad else None, source=SRC_PLAN,
+                metric="BeamDose x fractions within target D98%-D2%",
+                rois=tuple(dict.fromkeys(n for _, n in grid_bad + grid_good)),
+                plans=labels, fractions=fx, dose_view=DoseView.PHYSICAL))
+    return out
+
+
+# --- plausibility ---------------------------------------------------------------------------
+
+def plausibility(courses: Sequence[CourseDose]) -> list[Check]:
+    """The course dose maximum against the plan's prescription; a FRACTION dose that
+    already holds the course total."""
+    out = []
+    for c in courses:
+        if c.per_fraction:
+            continue
+        plan = c.plan
+        rx = plan.prescription_gy if plan is not None else None
+        n = plan.fractions if plan is not None else None
+        dmax = float(np.max(c.grid.dose)) if c.grid.dose.size else 0.0
+        frac = c.grid.summation_type == "FRACTION"
+        stored = dmax / n if frac and n else None
+        lo, hi = PLAUSIBLE_MAX_RATIO
+        problems = []
+        if frac and n and n > 1:
+            if rx and stored >= FRACTION_LOOKS_TOTAL * rx:
+                problems.append(
+                    f"the FRACTION dose's own maximum {stored:.2f} Gy (one fraction) is already "
+                    f"{100 * stored / rx:.0f}% of the course prescription {rx:g} Gy: its values "
+                    f"look like the course total; x {n} fractions would give {dmax:.1f} Gy")
+            elif not rx and stored > FRACTION_MAX_GY:
+                problems.append(
+                    f"the FRACTION dose's own maximum is {stored:.1f} Gy per fraction "
+                    f"(> {FRACTION_MAX_GY:g} Gy): its values look like a course total; x {n} "
+                    f"fractions would give {dmax:.1f} Gy")
+        if rx and not problems:
+            ratio = dmax / rx
+            if ratio > hi:
+                problems.append(f"course dose maximum {dmax:.2f} Gy is {ratio:.2f} x the "
+                                f"prescription {rx:g} Gy (> {hi:g} x)")
+            elif ratio < lo:
+                problems.append(f"course dose maximum {dmax:.2f} Gy is only {ratio:.2f} x the "
+                                f"prescription {rx:g} Gy (< {lo:g} x): a per-fraction dose "
+                                "labelled as the whole plan?")
+        if rx is None and not problems:
+            continue
+        note = ("; ".join(problems) + ": the dose does not match its RTPLAN and is not "
+                "rescaled; check the export") if problems else (
+            f"course dose maximum {dmax:.2f} Gy = {dmax / rx:.2f} x the prescription {rx:g} Gy")
+        out.append(_row(f"integrity.dose_plausibility.{c.label}",
+                        NOT_EVALUATED if problems else PASS, note,
+                        reason=Reason.DOSE_INCONSISTENT if problems else None,
+                        source=SRC_DOSE + "; " + SRC_PLAN, metric="dose maximum / prescription",
+                        value=round(dmax / rx, 3) if rx else None, unit="",
+                        limit=f"{lo:g}-{hi:g}", plans=(c.label,), fractions=_fx(c),
+                        dose_view=DoseView.PHYSICAL))
+    return out
