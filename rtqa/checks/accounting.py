@@ -39,6 +39,7 @@ Rows (category "plan integrity", all mandatory, every NOT EVALUATED carries a ``
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -48,7 +49,7 @@ from rtqa.errors import RtqaError
 from rtqa.reading.export import CourseDose, DoseRole, Export
 from rtqa.reading.plan import Plan
 from rtqa.reading.structures import Structure, StructureSet
-from rtqa.results import (NOT_EVALUATED, PASS, Check, DoseFileInfo, DoseView, PlanInfo,
+from rtqa.results import (NOT_EVALUATED, PASS, WARN, Check, DoseFileInfo, DoseView, PlanInfo,
                           Reason)
 
 CAT = "plan integrity"
@@ -360,3 +361,188 @@ def plausibility(courses: Sequence[CourseDose]) -> list[Check]:
                         limit=f"{lo:g}-{hi:g}", plans=(c.label,), fractions=_fx(c),
                         dose_view=DoseView.PHYSICAL))
     return out
+
+
+# --- contour damage -------------------------------------------------------------------------
+
+#: A damaged part of a contour is "clearly away from the high-dose region" when the dose
+#: grid's maximum over its region (bounding box of the neighbouring contours + margin) is
+#: at most this fraction of the course dose maximum.
+AWAY_FRACTION = 0.2
+AWAY_MARGIN_MM = 5.0
+SRC_CONTOURS = "DICOM PS3.3 C.8.8.6 (ROI Contour); " + \
+    "AAPM TG-275 (Ford et al. Med Phys 2020;47:e236) plan-review items"
+
+
+class ContourDamage:
+    """Gaps, open contours and points outside the CT image of one ROI, and whether every
+    damaged part is clearly away from the high-dose region."""
+
+    def __init__(self, structure: Structure):
+        self.structure = structure
+        self.findings: list[str] = []
+        self.regions: list[tuple[np.ndarray, np.ndarray]] = []  # (lo xyz, hi xyz)
+        self.region_max: float | None = None
+        self.cleared = False
+
+    def __bool__(self) -> bool:
+        return bool(self.findings)
+
+
+def _box(points: np.ndarray, z_lo: float, z_hi: float) -> tuple[np.ndarray, np.ndarray]:
+    lo = np.array([points[:, 0].min() - AWAY_MARGIN_MM, points[:, 1].min() - AWAY_MARGIN_MM,
+                   z_lo])
+    hi = np.array([points[:, 0].max() + AWAY_MARGIN_MM, points[:, 1].max() + AWAY_MARGIN_MM,
+                   z_hi])
+    return lo, hi
+
+
+def _region_max(grid, lo: np.ndarray, hi: np.ndarray) -> float | None:
+    """Largest grid dose at the nodes inside the box, or at the nearest nodes when the box
+    falls between them; None when the box is outside the grid."""
+    idx = []
+    for axis, c in enumerate((grid.x, grid.y, grid.z)):
+        a, b = lo[axis], hi[axis]
+        if b < c[0] or a > c[-1]:
+            return None
+        i0 = max(0, int(np.searchsorted(c, a, side="right")) - 1)
+        i1 = min(c.size - 1, int(np.searchsorted(c, b, side="left")))
+        idx.append(slice(i0, i1 + 1))
+    block = grid.dose[idx[2], idx[1], idx[0]]
+    return float(block.max()) if block.size else None
+
+
+def contour_damage(ss: StructureSet, ct, grid) -> dict[str, ContourDamage]:
+    """Per ROI with volume: planes missing inside its z extent, open contours, contour
+    points outside the planning CT image; and whether all of it lies clearly away from
+    the high-dose region of ``grid`` (the course dose)."""
+    out = {}
+    dmax = float(np.max(grid.dose)) if grid is not None and grid.dose.size else 0.0
+    bounds = ct.xy_bounds if ct is not None else None
+    ct_z = ct.z if ct is not None and ct.z.size else None
+    for s in ss.structures:
+        if s.interpreted_type == "EXTERNAL" or not (s.has_volume or s.open_contours):
+            continue
+        dmg = ContourDamage(s)
+        planes = dict(s.planes)
+        for z0, z1, n in s.gaps():
+            near = np.concatenate(list(planes[z0]) + list(planes[z1]))
+            dmg.findings.append(f"{n} contour plane(s) missing between z = {z0:.1f} and "
+                                f"{z1:.1f} mm")
+            dmg.regions.append(_box(near, z0, z1))
+        if s.open_contours:
+            dmg.findings.append(f"{len(s.open_contours)} open contour(s) (OPEN_PLANAR: no "
+                                "volume) at z = " + ", ".join(
+                                    f"{float(np.mean(p[:, 2])):.1f}" for p in s.open_contours[:5])
+                                + (" ..." if len(s.open_contours) > 5 else "") + " mm")
+            for p in s.open_contours:
+                z = float(np.mean(p[:, 2]))
+                dmg.regions.append(_box(p, z - AWAY_MARGIN_MM, z + AWAY_MARGIN_MM))
+        if s.has_volume and (bounds is not None or ct_z is not None):
+            pts = np.concatenate([np.column_stack([p, np.full(len(p), z)])
+                                  for z, polys in s.planes for p in polys])
+            outside = np.zeros(len(pts), dtype=bool)
+            if bounds is not None:
+                x0, x1, y0, y1 = bounds
+                outside |= (pts[:, 0] < x0) | (pts[:, 0] > x1) | (pts[:, 1] < y0) | \
+                    (pts[:, 1] > y1)
+            if ct_z is not None and ct_z.size > 1:
+                half = 0.5 * float(np.min(np.diff(ct_z)))
+                outside |= (pts[:, 2] < ct_z[0] - half - 1e-3) | \
+                    (pts[:, 2] > ct_z[-1] + half + 1e-3)
+            if outside.any():
+                bad = pts[outside]
+                dmg.findings.append(f"{int(outside.sum())} contour point(s) outside the "
+                                    "planning CT image")
+                dmg.regions.append(_box(bad, float(bad[:, 2].min()) - AWAY_MARGIN_MM,
+                                        float(bad[:, 2].max()) + AWAY_MARGIN_MM))
+        if not dmg:
+            continue
+        maxima = [_region_max(grid, lo, hi) for lo, hi in dmg.regions] if grid is not None \
+            else [None]
+        if dmax > 0 and all(m is not None for m in maxima):
+            dmg.region_max = max(maxima)
+            dmg.cleared = dmg.region_max <= AWAY_FRACTION * dmax
+        out[s.name] = dmg
+    return out
+
+
+def contour_rows(damage: dict[str, ContourDamage], guarded: dict[str, int], grid
+                 ) -> list[Check]:
+    """One row per damaged ROI: WARN (reported), saying how many limit rows it made NOT
+    EVALUATED or why they were kept."""
+    out = []
+    dmax = float(np.max(grid.dose)) if grid is not None and grid.dose.size else 0.0
+    for name, d in damage.items():
+        where = ("the damaged part's region receives at most "
+                 f"{d.region_max:.2f} Gy" if d.region_max is not None
+                 else "the dose in the damaged part's region is unknown (outside the grid)")
+        if d.cleared:
+            verdict = (f"{where}, <= {100 * AWAY_FRACTION:g}% of the plan maximum "
+                       f"{dmax:.2f} Gy: clearly away from the high-dose region; its rows "
+                       "are evaluated")
+        elif guarded.get(name):
+            verdict = (f"{where} (plan maximum {dmax:.2f} Gy): {guarded[name]} limit row(s) "
+                       "of this ROI NOT EVALUATED")
+        else:
+            verdict = f"{where} (plan maximum {dmax:.2f} Gy)"
+        out.append(_row(f"integrity.contours.{name}", WARN,
+                        f"ROI '{name}': " + "; ".join(d.findings) + f"; {verdict}",
+                        reason=Reason.CONTOUR_DAMAGE, source=SRC_CONTOURS, structure=name,
+                        rois=(name,), metric="contour damage",
+                        value=float(d.region_max) if d.region_max is not None else None,
+                        unit="Gy", dose_view=DoseView.PHYSICAL))
+    return out
+
+
+# --- rows a damaged or uncovered structure cannot support -----------------------------------
+
+#: A structure with more than this fraction of its volume outside the dose grid is
+#: "mostly outside": its rows that the uncovered part could change are NOT EVALUATED.
+MOSTLY_OUTSIDE = 0.5
+
+
+def _changeable(c: Check) -> bool:
+    """Could a part of the structure without dose change the row's verdict from PASS?
+    Every metric except a spared volume (CV...) held to a lower bound can."""
+    metric = (c.metric or "").replace(" ", "")
+    limit = (c.limit or "").replace(" ", "")
+    return not (metric.startswith("CV") and limit.startswith(">"))
+
+
+def guard_rows(checks: Sequence[Check], damage: dict[str, ContourDamage],
+               outside: dict[str, tuple[float, float]]) -> tuple[list[Check], dict[str, int]]:
+    """Organ-at-risk rows on a damaged ROI (not cleared) or on a ROI mostly outside the
+    dose grid (``outside``: name -> (cc outside, total cc)) become NOT EVALUATED
+    (``CONTOUR_DAMAGE`` / ``OUTSIDE_DOSE_GRID``) when they PASS or WARN and the missing
+    part could change them; a FAIL stands (the missing part can only add to it or is
+    reported by the ROI's row). Returns the rows and, per ROI, how many were changed."""
+    out, changed = [], {}
+    for c in checks:
+        if c.category != "organs at risk" or c.status not in (PASS, WARN) or \
+                c.priority != "mandatory" or not c.rois:
+            out.append(c)
+            continue
+        why, reason = [], None
+        for r in c.rois:
+            d = damage.get(r)
+            if d and not d.cleared:
+                why.append(f"ROI '{r}' has damaged contours ({'; '.join(d.findings)}), not "
+                           "clearly away from the high-dose region")
+                reason = reason or Reason.CONTOUR_DAMAGE
+            o = outside.get(r)
+            if o and o[1] > 0 and o[0] / o[1] > MOSTLY_OUTSIDE and _changeable(c):
+                why.append(f"ROI '{r}' is {100 * o[0] / o[1]:.2f}% outside the dose grid "
+                           f"({o[0]:.2f} of {o[1]:.2f} cc): its uncovered part could change "
+                           f"{c.metric}")
+                reason = reason or Reason.OUTSIDE_DOSE_GRID
+        if not why:
+            out.append(c)
+            continue
+        for r in c.rois:
+            changed[r] = changed.get(r, 0) + 1
+        was = f"{c.value:.4g} {c.unit or ''}".strip() if c.value is not None else "no value"
+        note = "; ".join(why) + f" (on the drawn/covered part: {was}, {c.status})"
+        out.append(replace(c, status=NOT_EVALUATED, reason=reason,
+                           note=note + ("; " + c.note if c.note else "")))
+    return out, changed

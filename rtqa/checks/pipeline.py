@@ -191,6 +191,10 @@ def run_check(paths: list[str], options: CheckOptions | None = None) -> Report:
                 except RtqaError:
                     pass
     checks += integrity.coverage(checked)
+    damage = accounting.contour_damage(ss, ct, dose.grid)
+    outside = {s.name: (d.outside_cc, d.total_volume_cc) for s, d in dose.cached()}
+    checks, guarded = accounting.guard_rows(checks, damage, outside)
+    checks += accounting.contour_rows(damage, guarded, dose.grid)
     target_dvhs = {}
     for les in lesions:
         for t in _lesion_targets(les):

@@ -183,9 +183,17 @@ class _Accounting:
         if len(plan.fraction_groups) <= 1:
             return plan
         g = next(g for g in plan.fraction_groups if g.number == number)
+        # the group's share of each prescription: BeamDose of the beams aimed at it x the
+        # group's fraction count (a whole-course TargetPrescriptionDose spans all groups)
+        shares = []
+        for rx in plan.prescriptions:
+            bd = g.beam_dose_for(rx.uid) if rx.uid else None
+            if bd is not None and g.fractions:
+                shares.append(replace(rx, dose_gy=bd * g.fractions))
         return replace(plan, label=f"{plan.display} FG{number}", fractions=g.fractions,
                        beam_dose_per_fraction_gy=g.beam_dose_per_fraction_gy,
-                       prescriptions=(), fraction_group=number)
+                       prescriptions=tuple(shares), fraction_group=number,
+                       fraction_groups=(g,))
 
     def account_plan(self, plan: Plan, doses: list[DoseGrid]) -> None:
         numbers = [g.number for g in plan.fraction_groups]
