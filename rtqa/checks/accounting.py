@@ -347,7 +347,8 @@ def plausibility(courses: Sequence[CourseDose]) -> list[Check]:
             elif ratio < lo:
                 problems.append(f"course dose maximum {dmax:.2f} Gy is only {ratio:.2f} x the "
                                 f"prescription {rx:g} Gy (< {lo:g} x): a per-fraction dose "
-                                "labelled as the whole plan?")
+                                "labelled as the whole plan, or a grid that misses the "
+                                "targets?")
         if rx is None and not problems:
             continue
         note = ("; ".join(problems) + ": the dose does not match its RTPLAN and is not "

@@ -40,7 +40,11 @@ CONVENTIONS = {
     "point_max": "point maximum evaluated as D0.035cc (TG-101 convention) where a row says so",
     "radiobiology": "linear-quadratic model; BED = D(1 + D/(n a/b)); EQD2 = BED/(1 + 2/(a/b)); "
                     "plans with different fractionation summed voxel-wise as BED/EQD2",
-    "dose_summation": "RTDOSE FRACTION x NumberOfFractionsPlanned; BEAM doses summed per plan",
+    "dose_summation": "each RTDOSE counted once: one representation per plan (or fraction "
+                      "group): PLAN, else the sum of its BEAM doses, else FRACTION x the "
+                      "group's NumberOfFractionsPlanned; plan sums (MULTI_PLAN) never added "
+                      "to their plans' doses; duplicates are errors; several RTPLANs summed "
+                      "only with --sum-plans",
 }
 
 Progress = Callable[[str], None]
