@@ -5,24 +5,31 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 RTQA   := $(VENV)/bin/rtqa
 STAMP  := $(VENV)/.rtqa-installed
+BASE   := $(VENV)/.rtqa-base
 SHARED ?= ../shared
 NELMS  := $(SHARED)/validation/nelms2015
 DEMO_OUT ?= rtqa-demo-report.html
 
-.PHONY: help install test demo demo-fail browser validate bench bench-batch fuzz clean
+.PHONY: help install test test-fast demo demo-fail browser validate bench bench-batch fuzz wheel-check clean
 
 help:
 	@echo "make demo      run a full QA check on the bundled sample plan (plans_sample/hcc_pass)"
 	@echo "make demo-fail the same on a plan that fails a few checks (exit 1 expected)"
-	@echo "make test      run the test suite (pytest)"
+	@echo "make test      run the test suite (pytest); make test-fast skips the slow tests"
+	@echo "make wheel-check  build the wheel, install it in a fresh venv, check the samples from /tmp"
 	@echo "make validate  Nelms 2015 analytic DVH benchmark (needs $(NELMS))"
 	@echo "make bench     whole-plan DVH speed and memory against dicompyler-core"
 	@echo "make fuzz      mutate the sample DICOM files: no crash, no false PASS"
 	@echo "make bench-batch  rtqa batch throughput, scaling and worker memory"
 
-$(STAMP): pyproject.toml
+# The demo needs rtqa alone; the tests and batch also need the test and Dask extras.
+$(BASE): pyproject.toml setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	@touch $(BASE)
+
+$(STAMP): $(BASE)
 	$(PY) -m pip install -q -e '.[test,dask]'
 	@touch $(STAMP)
 
@@ -31,12 +38,20 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
-demo: $(STAMP)
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
+# The product is the wheel: build it from this tree, install it into a fresh venv and
+# check both samples from another folder (no checkout on the path, no constraints/ folder).
+wheel-check:
+	bash devtools/wheel_check.sh $(PYTHON)
+
+demo: $(BASE)
 	$(RTQA) check plans_sample/hcc_pass --html $(DEMO_OUT)
 	@echo "HTML report for peer review: $(DEMO_OUT)"
 
 # The second sample fails a few checks on purpose (exit code 1 is expected).
-demo-fail: $(STAMP)
+demo-fail: $(BASE)
 	-$(RTQA) check plans_sample/hcc_fail --html rtqa-demo-fail.html
 
 # Headless Chromium for the HTML report test (Debian package); the test skips without it.

@@ -72,6 +72,8 @@ class Reason(StrEnum):
     METRIC_UNDEFINED = "metric_undefined"            # e.g. D700cc of a 500 cc organ
     INPUT_UNDEFINED = "input_undefined"              # single CT slice, spacing NaN ...
     OTHER = "other"
+    MIXED_FRACTIONATION = "mixed_fractionation"      # fraction-specific row, plans differ
+    REFERENCE_BROKEN = "reference_broken"            # UID link / frame of reference
 
 
 PASS, FAIL, WARN, NOT_EVALUATED = Status.PASS, Status.FAIL, Status.WARN, Status.NOT_EVALUATED
@@ -118,6 +120,7 @@ class LesionResult:
     organ: str | None = None
     prescribed_bed_gy: float | None = None
     note: str = ""
+    comparator: str = ">="       # of the rule: bed_gy <comparator> required_bed_gy
 
 
 @dataclass(frozen=True)

@@ -198,9 +198,13 @@ def move_structure_set_to_other_frame(src: Path, dst: Path) -> Path:
 
 
 def alternative_plans() -> CaseSpec:
-    """hcc_pass with a second, identical plan under another label: a re-plan exported
-    next to the original. Each plan alone covers every lesion; their sum would pass every
-    lesion on twice the dose."""
+    """hcc_pass with a re-plan under another label at 95 % of the prescriptions (not an
+    identical grid, which would be a duplicate dose): exported next to the original. Each
+    plan alone covers every lesion; their sum would pass every lesion on ~1.95 x the
+    dose."""
     base = hcc_pass()
     p = _plan(base)
-    return replace(base, name="alternatives", plans=(p, replace(p, label="SBRT_5fx_v2")))
+    v2 = replace(p, label="SBRT_5fx_v2",
+                 targets=tuple(replace(t, prescription_gy=0.95 * t.prescription_gy)
+                               for t in p.targets))
+    return replace(base, name="alternatives", plans=(p, v2))

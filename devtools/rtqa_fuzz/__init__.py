@@ -56,8 +56,10 @@ on every case for statistics. A sample of the cases also goes through the CLI in
 
 Speed: rtqa's per-file readers (``rtqa.reading.scan.classify`` with its completeness
 check, ``read_dose``, ``read_plan``, ``read_structure_set``, ``read_ct_slice``) are
-memoised by (path, content digest) and ``rtqa.dvh.compute_dvh`` by a digest of every
-field of its arguments: the damaged file, and every DVH it changes, always go through
+memoised by (path, content digest), and DVHs by a digest of every field of the
+structure, dose grid and CT slice positions (``DvhMemo``, injected into each check's dose
+service through ``CheckOptions(dvh_cache=...)``; the CLI runs are not memoised): the
+damaged file, and every DVH it changes, always go through
 the real code; the ~85 untouched files and unchanged DVHs of a case are not recomputed.
 ``--no-memo`` switches this off; multi-process runs (and ``--verify-memo``) first check
 that the memoised baseline reports equal the plain ones. Files are hard-linked, never

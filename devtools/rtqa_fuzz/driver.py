@@ -79,8 +79,7 @@ def run(cases: int = DEFAULT_CASES, seed: int = 1, time_limit: float = DEFAULT_T
                     if progress:
                         progress(summary)
             finally:
-                if fz.memo is not None:
-                    fz.memo.uninstall()
+                if fz.reader_memo is not None:
                     fz.reader_memo.uninstall()
         else:
             plain = Fuzzer(workdir, seed, memo=False)  # the truth: no memo in this process
@@ -117,10 +116,10 @@ def run(cases: int = DEFAULT_CASES, seed: int = 1, time_limit: float = DEFAULT_T
 
 def _check_memo(fz: Fuzzer) -> None:
     with_memo = fz.baseline
-    fz.memo.uninstall()
+    memo, fz.memo = fz.memo, None
     fz.reader_memo.uninstall()
     plain = fz.compute_baselines()
-    fz.memo.install()
+    fz.memo = memo
     fz.reader_memo.install()
     _same_baselines(plain, with_memo)
 

@@ -1,10 +1,12 @@
 """Memos that keep the fuzzer fast without changing what rtqa computes.
 
 ``ReaderMemo`` memoises rtqa's per-file readers by (path, content digest, arguments);
-``DvhMemo`` memoises ``rtqa.dvh.compute_dvh`` by a digest of every field of its
-arguments. A damaged file, and every DVH it changes, is a new key and always goes
-through the real code; the ~85 untouched files and unchanged DVHs of a case are not
-recomputed. Only RtqaError is cached (as a bare copy); any other exception propagates
+``DvhMemo`` is a DVH cache injected into the check's dose service
+(``CheckOptions(dvh_cache=memo)``, see ``rtqa.dvh.service.DvhCache``), keyed by a digest
+of every field of the structure, the dose grid and the CT slice positions: no production
+module is patched for it. A damaged file, and every DVH it changes, is a new key and
+always goes through the real code; the ~85 untouched files and unchanged DVHs of a case
+are not recomputed. Only RtqaError is cached (as a bare copy); any other exception propagates
 and is never cached. The wrappers call the real function directly (no helper frame in
 between), so a crash's traceback looks as it would without the memo.
 """
@@ -72,36 +74,12 @@ class _LruCache:
 
 
 class DvhMemo(_LruCache):
-    """Memoise ``compute_dvh`` by a digest of every field of its arguments."""
-
-    MODULES = ("rtqa.dvh", "rtqa.checks.pipeline", "rtqa.checks.oar", "rtqa.checks.bed")
+    """A ``rtqa.dvh.service.DvhCache``: DVHs by a digest of every field of the structure,
+    the dose grid and the CT slice positions. Pass it as ``CheckOptions(dvh_cache=...)``."""
 
     def __init__(self, size: int = 800):
         super().__init__(size)
         self._digests = weakref.WeakKeyDictionary()
-        self.original = None
-
-    def install(self):
-        import importlib
-        dvh = importlib.import_module("rtqa.dvh")
-        self.original = getattr(dvh.compute_dvh, "__wrapped__", dvh.compute_dvh)
-        memo = self
-
-        def compute_dvh(structure, grid, **kwargs):
-            return memo.call(structure, grid, **kwargs)
-        compute_dvh.__wrapped__ = self.original
-        self._set(compute_dvh)
-        return self
-
-    def uninstall(self):
-        self._set(self.original)
-
-    def _set(self, fn):
-        import importlib
-        for name in self.MODULES:
-            mod = importlib.import_module(name)
-            if hasattr(mod, "compute_dvh"):
-                mod.compute_dvh = fn
 
     def _digest_obj(self, obj) -> bytes:
         try:
@@ -141,14 +119,15 @@ class DvhMemo(_LruCache):
         else:
             raise TypeError(type(x))
 
-    def call(self, structure, grid, **kwargs):
+    def get(self, structure, grid, ct_z, compute):
+        """``compute()`` (the DVH of ``structure`` on ``grid`` with ``ct_z``), memoised."""
         try:
             key = (self._digest_obj(structure), self._digest_obj(grid),
-                   tuple(sorted((k, self._digest_kw(v)) for k, v in kwargs.items())))
+                   self._digest_kw(ct_z))
         except TypeError:
             self.misses += 1
-            return self.original(structure, grid, **kwargs)
-        return self.cached(key, lambda: self.original(structure, grid, **kwargs))
+            return compute()
+        return self.cached(key, compute)
 
 
 class ReaderMemo(_LruCache):

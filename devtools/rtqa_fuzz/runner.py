@@ -61,7 +61,7 @@ class Fuzzer:
         self.pydicom_modes = (pdconfig.settings.reading_validation_mode,
                               pdconfig.settings.writing_validation_mode)
         self.pristine_dirs = {b: workdir / "pristine" / b for b in BASES}
-        self.memo = DvhMemo().install() if memo else None
+        self.memo = DvhMemo() if memo else None  # injected into every run_check
         self.reader_memo = ReaderMemo().install() if memo else None
         self.bases = {}
         for b in BASES:
@@ -77,12 +77,17 @@ class Fuzzer:
         self.baseline: dict[str, dict] = {}
         self.case_dirs: dict[str, Path] = {}
 
+    def options(self):
+        """The check options of every run: the DVH memo injected when memoising."""
+        from rtqa.checks.pipeline import CheckOptions
+        return CheckOptions(dvh_cache=self.memo)
+
     # -- baselines --------------------------------------------------------------------
     def compute_baselines(self) -> dict[str, dict]:
         from rtqa.checks.pipeline import run_check
         out = {}
         for b in BASES:
-            rep = run_check([str(self.case_dir(b))])
+            rep = run_check([str(self.case_dir(b))], self.options())
             out[b] = {"status": rep.status, "values": report_values(rep),
                       "checked": sorted(checked_rois(rep))}
         return out
@@ -180,7 +185,7 @@ class Fuzzer:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                report = run_check([folder])
+                report = run_check([folder], self.options())
             except RtqaError as exc:
                 report = None
                 msg = str(exc)

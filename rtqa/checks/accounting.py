@@ -63,7 +63,8 @@ FRACTION_LOOKS_TOTAL = 0.9
 #: known prescription is taken as a course total (no clinical fraction is that high).
 FRACTION_MAX_GY = 30.0
 
-DvhFor = Callable[[Structure, CourseDose], DVHData]
+#: (structure, index of the course in the courses given) -> that course's physical DVH
+DvhFor = Callable[[Structure, int], DVHData]
 
 
 def _fx(c: CourseDose) -> tuple[int, ...]:
@@ -277,7 +278,8 @@ def fraction_consistency(export: Export, courses: Sequence[CourseDose], ss: Stru
             if tgt is None or not tgt.has_volume or len(plan_courses) != 1:
                 continue
             try:
-                d = dvh_for(tgt, plan_courses[0])
+                d = dvh_for(tgt, next(i for i, k in enumerate(courses)
+                                      if k is plan_courses[0]))
             except RtqaError:
                 continue
             if d.volume_cc <= 0:
@@ -547,3 +549,30 @@ def guard_rows(checks: Sequence[Check], damage: dict[str, ContourDamage],
         out.append(replace(c, status=NOT_EVALUATED, reason=reason,
                            note=note + ("; " + c.note if c.note else "")))
     return out, changed
+
+
+# --- the family on a plan context -----------------------------------------------------------
+
+def evaluate(ctx, checks: Sequence[Check]):
+    """The accounting family on a plan context (``rtqa.checks.context``), run after the
+    other families: returns (their ``checks`` with the rows a damaged or mostly uncovered
+    ROI cannot support made NOT EVALUATED, this family's ``Evaluation``, a ``PlanInfo``
+    for every RTPLAN, a ``DoseFileInfo`` for every RTDOSE)."""
+    from rtqa.checks.context import Evaluation
+    export, ss, options = ctx.export, ctx.structure_set, ctx.options
+    courses = ctx.courses
+    frame = ss.frame_of_reference_uid
+    out = dose_accounting(export)
+    out += several_plans(courses, options.sum_plans)
+    infos, rows = plan_listing(export, courses, frame, options.plan, options.fractions)
+    out += rows
+    out += fraction_consistency(
+        export, courses, ss, lambda s, i: ctx.dose.dvh(s, DoseView.PHYSICAL, plans=(i,)))
+    out += plausibility(courses)
+    grid = ctx.dose.grid(DoseView.PHYSICAL)
+    ct = export.ct_for(ss)
+    damage = contour_damage(ss, ct, grid)
+    outside = {s.name: (d.outside_cc, d.total_volume_cc) for s, d in ctx.dose.computed()}
+    guarded_checks, guarded = guard_rows(checks, damage, outside)
+    out += contour_rows(damage, guarded, grid)
+    return guarded_checks, Evaluation(tuple(out)), infos, dose_files(export, frame)

@@ -7,7 +7,8 @@ Every course is converted with its own plan's NumberOfFractionsPlanned, or with 
 user's ``fractions_override`` (``--fractions N``, applied to every course). A course
 without an RTPLAN (or whose RTPLAN has no fraction count) and no override raises
 ``RtqaError``: the BED cannot be computed. A dose still per fraction (DoseSummationType
-FRACTION that the reader could not scale) is multiplied by the override here.
+FRACTION that the reader could not scale) is multiplied by the override (in the dose
+service, ``rtqa.dvh.service``).
 
 Which plan treats a lesion
 --------------------------
@@ -26,8 +27,8 @@ BED of the coverage metric (Gy, LQ with the rule's α/β)
   dose, so this is the metric of the voxel-wise BED distribution). A ``Mean`` metric is
   taken on the DVH re-expressed in BED (``rtqa.dvh.convert.convert_dvh``).
 * Several contributing plans: the metric of the DVH of the voxel-wise BED sum, each plan
-  converted with its own n (``rtqa.dvh.dosesum.combined(courses, "BED", α/β)``), never a
-  physical sum converted with one n.
+  converted with its own n (the dose service's BED view of those plans,
+  ``rtqa.dvh.service``), never a physical sum converted with one n.
 The rule holds when ``rule.bed_limit.holds(BED)`` (exactly 60 Gy passes ">= 60"). A
 coverage structure reaching outside a contributing plan's dose grid by more than
 ``OUTSIDE_TOLERANCE`` of its volume, or any other failure to compute, gives NOT EVALUATED.
@@ -45,34 +46,31 @@ dose grid reads low at the steep edge of a small PTV, and is not flagged).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Callable, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
 from rtqa.constraints import Limit, LesionRule, OligoprogressionRule
-from rtqa.dvh.dosesum import combined
-from rtqa.dvh import compute_dvh
 from rtqa.dvh.convert import convert_dvh
 from rtqa.dvh.data import DVHData
 from rtqa.errors import RtqaError
 from rtqa.checks.lesions import UNKNOWN_ORGAN, Lesion, Target
-from rtqa.dvh.metrics import Metric, evaluate, parse_metric
+from rtqa.dvh.metrics import Metric, parse_metric
+from rtqa.dvh.metrics import evaluate as metric_value
 from rtqa.dvh.radiobiology import bed
-from rtqa.reading.dose import DoseGrid
+from rtqa.dvh.service import DoseService
 from rtqa.reading.export import CourseDose
-from rtqa.reading.structures import Structure
-from rtqa.results import FAIL, NOT_EVALUATED, PASS, WARN, Check, LesionResult, Reason
+from rtqa.results import (FAIL, NOT_EVALUATED, PASS, WARN, Category, Check, DoseView,
+                          LesionResult, Reason)
 
-__all__ = ["LesionEvaluation", "evaluate_lesions", "oligoprogression_checks",
+__all__ = ["LesionEvaluation", "evaluate", "evaluate_lesions", "oligoprogression_checks",
            "fractions_of", "coverage_target", "CONTRIBUTION_FRACTION"]
 
 CONTRIBUTION_FRACTION = 0.20
 OUTSIDE_TOLERANCE = 0.001  # fraction of the coverage structure's volume
 PRESCRIPTION_TOLERANCE = 0.02  # relative BED shortfall below the prescription not flagged
 NO_PLAN = "no RTPLAN: the number of fractions is unknown; give --fractions N"
-
-DvhFor = Callable[[Structure, DoseGrid], DVHData]
 
 
 @dataclass(frozen=True)
@@ -108,13 +106,6 @@ def fractions_of(courses: Sequence[CourseDose], override: int | None = None
     return tuple(out)
 
 
-def _totals(courses: Sequence[CourseDose], ns: tuple[int, ...]) -> list[CourseDose]:
-    """Courses with any per-fraction dose multiplied by its fraction count."""
-    return [replace(c, grid=c.grid.scaled(float(n), f"x {n} fractions (--fractions)"),
-                    per_fraction=False, note=c.note + f"; x {n} fractions (--fractions)")
-            if c.per_fraction else c for c, n in zip(courses, ns)]
-
-
 def coverage_target(lesion: Lesion, classes: Sequence[str]) -> Target | None:
     """The lesion's outermost target of the first class in ``classes`` it has."""
     for cls in classes:
@@ -131,9 +122,9 @@ def _reference_gy(c: CourseDose) -> float:
 
 def _bed_of(metric: Metric, dvh: DVHData, n: int, ab: float) -> tuple[float, float]:
     """(physical metric value, its BED) for one plan of n fractions (Gy)."""
-    dose = evaluate(metric, dvh)
+    dose = metric_value(metric, dvh)
     if metric.kind == "Mean":
-        return dose, evaluate(metric, convert_dvh(dvh, "BED", n, ab))
+        return dose, metric_value(metric, convert_dvh(dvh, "BED", n, ab))
     return dose, float(bed(max(dose, 0.0), n, ab))
 
 
@@ -152,20 +143,22 @@ class _Coverage:
     contributors: tuple[int, ...] = ()
     notes: tuple[str, ...] = ()
     error: str = ""
+    reason: Reason | None = None
 
 
 def _coverage(lesion: Lesion, courses, rule: LesionRule, metric: Metric,
-              dvh_for: DvhFor) -> _Coverage:
+              dose: DoseService) -> _Coverage:
     target = coverage_target(lesion, rule.coverage_structures)
     if target is None:
         return _Coverage(None, error=f"no {' or '.join(rule.coverage_structures)} in this "
-                                     "lesion: the coverage rule cannot be applied")
+                                     "lesion: the coverage rule cannot be applied",
+                         reason=Reason.STRUCTURE_MISSING)
     dvhs, values, notes = [], [], []
-    for c in courses:
+    for i, c in enumerate(courses):
         try:
-            d = dvh_for(target.structure, c.grid)
+            d = dose.dvh(target.structure, DoseView.PHYSICAL, plans=(i,))
             dvhs.append(d)
-            values.append(evaluate(metric, d))
+            values.append(metric_value(metric, d))
         except RtqaError as exc:
             dvhs.append(None)
             values.append(None)
@@ -175,7 +168,7 @@ def _coverage(lesion: Lesion, courses, rule: LesionRule, metric: Metric,
                     if values[i] >= CONTRIBUTION_FRACTION * _reference_gy(courses[i]))
     if not ok:
         return _Coverage(target, tuple(dvhs), tuple(values), (), tuple(notes),
-                         f"{target.roi} has no dose in any plan")
+                         f"{target.roi} has no dose in any plan", Reason.OUTSIDE_DOSE_GRID)
     if not contrib:
         notes.append(f"no plan gives {metric} >= {100 * CONTRIBUTION_FRACTION:.0f}% of its "
                      "prescription here (lesion untreated?): BED from all plans summed")
@@ -196,13 +189,16 @@ def _prescription(course: CourseDose, lesion: Lesion, target: Target,
 
 
 def _check(lesion: Lesion, rule: LesionRule, target: Target | None, status: str,
-           value: float | None, note: str, reason=None) -> Check:
-    return Check(reason=reason,
-        id=f"lesion.{lesion.name}.bed", category="lesions", status=status,
+           value: float | None, note: str, plans: tuple[str, ...], fx: tuple[int, ...],
+           reason: Reason | None) -> Check:
+    return Check(
+        id=f"lesion.{lesion.name}.bed", category=Category.LESIONS, status=status,
         source=rule.source, structure=target.roi if target else None,
         rois=(target.roi,) if target else (),
         metric=f"BED{rule.alpha_beta:g} of {rule.coverage_metric}", value=value, unit="Gy",
-        limit=str(rule.bed_limit), note=note)
+        limit=str(rule.bed_limit), note=note, dose_view=DoseView.BED,
+        alpha_beta=float(rule.alpha_beta), plans=plans, fractions=fx,
+        reason=reason if status == NOT_EVALUATED else None)
 
 
 def _alternatives(cov: _Coverage, courses, ns, used, rule: LesionRule, metric: Metric,
@@ -228,7 +224,7 @@ def _alternatives(cov: _Coverage, courses, ns, used, rule: LesionRule, metric: M
 
 
 def _evaluate_one(lesion: Lesion, cov: _Coverage, courses, ns, rule: LesionRule,
-                  metric: Metric, dvh_for: DvhFor, override: int | None,
+                  metric: Metric, dose_service: DoseService, override: int | None,
                   treated_by: dict[int, int], sum_plans: bool = False
                   ) -> tuple[LesionResult, list[Check]]:
     ab = float(rule.alpha_beta)
@@ -238,15 +234,16 @@ def _evaluate_one(lesion: Lesion, cov: _Coverage, courses, ns, rule: LesionRule,
     fx = tuple(ns[i] for i in used)
     base = dict(name=lesion.name, targets=lesion.roi_names, plans=plans, fractions=fx,
                 metric=rule.coverage_metric, alpha_beta=ab,
-                required_bed_gy=rule.bed_limit.value, organ=lesion.organ)
+                required_bed_gy=rule.bed_limit.value, organ=lesion.organ,
+                comparator=rule.bed_limit.comparator)
     dose = value = prescribed = None
-    status, error = NOT_EVALUATED, cov.error
+    status, error, reason = NOT_EVALUATED, cov.error, cov.reason
     if not error:
         outside = [courses[i].label for i in used if _outside(cov.dvhs[i])]
         if outside:
             error = (f"{cov.target.roi} reaches outside the dose grid of "
                      f"{', '.join(outside)}: its {metric} cannot be trusted")
-    reason = None
+            reason = Reason.OUTSIDE_DOSE_GRID
     if not error and len(used) > 1 and not sum_plans:
         error = _alternatives(cov, courses, ns, used, rule, metric, ab)
         reason = Reason.PLANS_UNCONFIRMED if error else None
@@ -258,17 +255,19 @@ def _evaluate_one(lesion: Lesion, cov: _Coverage, courses, ns, rule: LesionRule,
                 notes.insert(0, f"{metric} {dose:.2f} Gy in {ns[i]} fx ({plans[0]}) -> "
                                 f"BED{ab:g} {value:.2f} Gy")
             else:
-                grid = combined([courses[i] for i in used], "BED", ab, override)
-                d = dvh_for(cov.target.structure, grid)
+                d = dose_service.dvh(cov.target.structure, DoseView.BED, plans=used,
+                                     alpha_beta=ab)
                 if _outside(d):
+                    reason = Reason.OUTSIDE_DOSE_GRID
                     raise RtqaError(f"{cov.target.roi} reaches outside the summed dose grid")
-                value = evaluate(metric, d)
+                value = metric_value(metric, d)
                 parts = " + ".join(f"{p} ({n} fx)" for p, n in zip(plans, fx))
                 notes.insert(0, f"{metric} of the voxel-wise BED{ab:g} sum of {parts}: "
                                 f"{value:.2f} Gy")
             status = PASS if rule.bed_limit.holds(value) else FAIL
         except RtqaError as exc:
             error, value, dose = exc.reason, None, None
+            reason = reason or Reason.OTHER
     if error:
         notes.insert(0, error)
     checks = []
@@ -285,7 +284,9 @@ def _evaluate_one(lesion: Lesion, cov: _Coverage, courses, ns, rule: LesionRule,
                             f"{r:g} Gy in {ns[i]} fx" for r, i in zip(rx, used)) + ")")
                 notes.append(text)
                 checks.append(Check(
-                    id=f"lesion.{lesion.name}.prescription", category="lesions", status=WARN,
+                    id=f"lesion.{lesion.name}.prescription", category=Category.LESIONS,
+                    status=WARN, dose_view=DoseView.BED, alpha_beta=ab, plans=plans,
+                    fractions=fx,
                     source="RTPLAN DoseReferenceSequence TargetPrescriptionDose ("
                            + ", ".join(plans) + ")",
                     structure=cov.target.roi, rois=(cov.target.roi,),
@@ -299,41 +300,45 @@ def _evaluate_one(lesion: Lesion, cov: _Coverage, courses, ns, rule: LesionRule,
     note = "; ".join(notes)
     result = LesionResult(**base, dose_gy=dose, bed_gy=value, status=status,
                           prescribed_bed_gy=prescribed, note=note)
-    return result, [_check(lesion, rule, cov.target, status, value, note,
-                           reason if status == NOT_EVALUATED else None), *checks]
+    return result, [_check(lesion, rule, cov.target, status, value, note, plans, fx,
+                           reason or Reason.OTHER), *checks]
 
 
 def evaluate_lesions(lesions: Sequence[Lesion], courses: Sequence[CourseDose],
                      rule: LesionRule, *, fractions_override: int | None = None,
-                     dvh_for: DvhFor | None = None, sum_plans: bool = False
+                     dose: DoseService | None = None, sum_plans: bool = False
                      ) -> LesionEvaluation:
     """Evaluate the protocol's per-lesion BED rule (see the module docstring).
 
-    ``courses``: the course doses in the lesions' frame of reference. ``dvh_for``:
-    ``(structure, grid) -> DVHData`` (default ``rtqa.dvh.compute_dvh``; pass one with
-    ``ct_z`` or a cache). ``sum_plans``: the user confirmed that several plans each
+    ``courses``: the course doses in the lesions' frame of reference. ``dose``: the dose
+    service of those courses (the plan context's; default one built here without CT
+    slice positions). ``sum_plans``: the user confirmed that several plans each
     meeting the rule alone at one lesion are delivered together (else that lesion is NOT
     EVALUATED: they look like alternatives). Raises ``RtqaError`` when a fraction count
     is unknown or there is no dose at all.
     """
-    dvh_for = dvh_for or (lambda s, g: compute_dvh(s, g))
     metric = parse_metric(rule.coverage_metric)
     if not lesions:
         return LesionEvaluation((), (Check(
-            id="lesions.found", category="lesions", status=NOT_EVALUATED, source=rule.source,
+            id="lesions.found", category=Category.LESIONS, status=NOT_EVALUATED,
+            source=rule.source, reason=Reason.STRUCTURE_MISSING,
             note="no target structure (GTV, CTV, ITV, PTV) found: no lesion to check"),))
     if not courses:
         raise RtqaError("no RTDOSE: there is no dose to evaluate the lesions on")
     ns = fractions_of(courses, fractions_override)
-    courses = _totals(courses, ns)
-    covs = [_coverage(les, courses, rule, metric, dvh_for) for les in lesions]
+    if dose is None:
+        dose = DoseService(courses, fractions=ns)
+    elif dose.fractions != ns or len(dose.courses) != len(courses):
+        raise ValueError("the dose service does not hold these courses and fraction counts")
+    courses = dose.courses  # per-fraction doses multiplied by their fraction count
+    covs = [_coverage(les, courses, rule, metric, dose) for les in lesions]
     treated_by: dict[int, int] = {}
     for cov in covs:
         for i in cov.contributors:
             treated_by[i] = treated_by.get(i, 0) + 1
     results, checks = [], []
     for les, cov in zip(lesions, covs):
-        r, cs = _evaluate_one(les, cov, courses, ns, rule, metric, dvh_for,
+        r, cs = _evaluate_one(les, cov, courses, ns, rule, metric, dose,
                               fractions_override, treated_by, sum_plans)
         results.append(r)
         checks.extend(cs)
@@ -355,13 +360,16 @@ def oligoprogression_checks(lesions: Sequence[Lesion], rule: OligoprogressionRul
     count = sum(max(1, les.n_gtv) for les in lesions)
     listing = ", ".join(f"{les.name} ({les.organ or UNKNOWN_ORGAN})" for les in lesions)
     rois = tuple(les.targets[0].roi for les in lesions if les.targets)
-    common = dict(category="protocol", source=rule.source, rois=rois)
+    common = dict(category=Category.PROTOCOL, source=rule.source, rois=rois,
+                  dose_view=DoseView.NONE)
     if not lesions:
         why = "no lesion found (no GTV, CTV, ITV or PTV): cannot count"
         return [Check("protocol.oligoprogression.lesions", status=NOT_EVALUATED,
-                      metric="lesions", unit="lesions", limit=str(n_lim), note=why, **common),
+                      metric="lesions", unit="lesions", limit=str(n_lim), note=why,
+                      reason=Reason.STRUCTURE_MISSING, **common),
                 Check("protocol.oligoprogression.organs", status=NOT_EVALUATED,
-                      metric="organs", unit="organs", limit=str(o_lim), note=why, **common)]
+                      metric="organs", unit="organs", limit=str(o_lim), note=why,
+                      reason=Reason.STRUCTURE_MISSING, **common)]
     extra = "" if count == len(lesions) else f" ({count} GTVs in {len(lesions)} PTV groups)"
     lesion_check = Check(
         "protocol.oligoprogression.lesions", status=PASS if n_lim.holds(count) else FAIL,
@@ -381,5 +389,56 @@ def oligoprogression_checks(lesions: Sequence[Lesion], rule: OligoprogressionRul
         status = NOT_EVALUATED
         note += ": cannot tell whether the limit is met"
     organ_check = Check("protocol.oligoprogression.organs", status=status, metric="organs",
-                        value=float(lo), unit="organs", limit=str(o_lim), note=note, **common)
+                        value=float(lo), unit="organs", limit=str(o_lim), note=note,
+                        reason=Reason.LESION_ORGAN_UNKNOWN if status == NOT_EVALUATED
+                        else None, **common)
     return [lesion_check, organ_check]
+
+
+def evaluate(ctx) -> "Evaluation":
+    """The lesion family on a plan context (``rtqa.checks.context``): one BED row (and
+    ``LesionResult``) per lesion, a NOT EVALUATED row per target ROI without volume, and
+    the coverage structure's physical DVH curve with its D95 point marked."""
+    from rtqa.checks.context import Evaluation, curve
+    from rtqa.dvh.metrics import dose_at_volume
+    rule = ctx.protocol.lesions
+    empty = _empty_targets(ctx)
+    if rule is None:
+        return Evaluation(tuple(empty))
+    ev = evaluate_lesions(ctx.lesions, ctx.courses, rule,
+                          fractions_override=ctx.fractions_override, dose=ctx.dose,
+                          sum_plans=ctx.options.sum_plans)
+    curves = []
+    by_name = {les.name: les for les in ctx.lesions}
+    for r in ev.results:
+        les = by_name.get(r.name)
+        target = coverage_target(les, rule.coverage_structures) if les else None
+        if target is None:
+            continue
+        try:
+            d = ctx.dose.dvh(target.structure)
+        except RtqaError:
+            continue
+        d95 = dose_at_volume(d.edges_gy, d.cum_cc, 0.95 * d.volume_cc)
+        text = "n/a" if r.bed_gy is None else f"{r.bed_gy:.1f} Gy"
+        curves.append(curve(target.roi, d, [(float(d95), 95.0, f"{r.metric} (BED {text})",
+                                             r.status)]))
+    return Evaluation(ev.checks + tuple(empty), tuple(curves), (), ev.results)
+
+
+def _empty_targets(ctx) -> list[Check]:
+    """A target ROI without volume cannot be placed in a lesion: NOT EVALUATED (ERROR),
+    never left out silently (the lesion would be judged on its other targets)."""
+    from rtqa.checks.lesions import empty_targets
+    rule = ctx.protocol.lesions
+    source = rule.source if rule else "lesion discovery"
+    out = []
+    for s in empty_targets(ctx.structure_set, ctx.names):
+        why = "; ".join(s.warnings[:3]) if s.warnings else "it has no closed contours"
+        out.append(Check(
+            f"lesion.target_without_volume.{s.name}", Category.LESIONS, NOT_EVALUATED,
+            source, structure=s.name, rois=(s.name,), metric="target volume",
+            reason=Reason.STRUCTURE_EMPTY,
+            note=f"target ROI '{s.name}' has no volume ({why}): its lesion cannot be "
+                 "evaluated; remove the ROI from the export if it is an unused placeholder"))
+    return out

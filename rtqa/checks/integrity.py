@@ -9,6 +9,8 @@ the PTV margin around the CTV (category "protocol", checked geometrically).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from scipy.spatial import cKDTree
 
@@ -16,7 +18,8 @@ from rtqa.dvh.data import DVHData
 from rtqa.dvh.metrics import dose_at_volume
 from rtqa.reading.export import CourseDose, Export
 from rtqa.reading.structures import Structure, StructureSet
-from rtqa.results import FAIL, NOT_EVALUATED, PASS, WARN, Check
+from rtqa.errors import RtqaError
+from rtqa.results import FAIL, NOT_EVALUATED, PASS, WARN, Check, DoseView, Reason
 
 CAT = "plan integrity"
 TG275 = "AAPM TG-275 (Ford et al. Med Phys 2020;47:e236) plan-review items"
@@ -192,3 +195,108 @@ def ptv_margin(ctv: Structure, ptv: Structure, min_mm: float, max_mm: float, sou
                  unit="mm", limit=f"{min_mm:g}-{max_mm:g}",
                  note=f"margin {lo:.1f}-{hi:.1f} mm (median {np.median(d):.1f} mm), "
                       f"tolerance ±{tolerance_mm} mm")
+
+
+# --- the family on a plan context -----------------------------------------------------
+
+def _fill(rows, *, plans=(), fractions=(), reason=None) -> list[Check]:
+    """``rows`` with the plan(s) and fraction count(s) they are about, and ``reason`` on
+    NOT EVALUATED rows that have none yet."""
+    out = []
+    for c in rows:
+        kw = {}
+        if plans and not c.plans:
+            kw.update(plans=tuple(plans), fractions=tuple(n for n in fractions if n))
+        if c.status == NOT_EVALUATED and c.reason is None:
+            kw["reason"] = reason or Reason.OTHER
+        out.append(replace(c, **kw) if kw else c)
+    return out
+
+
+def _prescriptions(ctx, course):
+    """(prescription Gy, target structure, missing ROI number) of a course's plan.
+
+    ROI-linked TargetPrescriptionDose items are checked against their own ROI (the third
+    item is the ROI number when the structure set lacks it); a plan-level prescription
+    against the hottest coverage target (PTV, else GTV) of the lesions (by mean physical
+    dose of all plans)."""
+    from rtqa.checks.bed import coverage_target
+    plan = course.plan
+    if plan is None:
+        return []
+    by_number = {s.roi_number: s for s in ctx.structure_set.structures}
+    linked = [(p.dose_gy, by_number.get(p.roi_number),
+               None if p.roi_number in by_number else p.roi_number)
+              for p in plan.prescriptions if p.roi_number is not None]
+    if linked:
+        return linked
+    best, best_dose = None, -1.0
+    for les in ctx.lesions:
+        t = coverage_target(les, ("PTV", "GTV"))
+        if t is None:
+            continue
+        try:
+            m = ctx.dose.dvh(t.structure).mean_gy
+        except RtqaError:
+            continue
+        if m > best_dose:
+            best, best_dose = t.structure, m
+    return [(plan.prescription_gy, best, None)]
+
+
+def evaluate(ctx, checked_rows=()):
+    """The plan-integrity family on a plan context (``rtqa.checks.context``): links,
+    dose-grid coverage of every ROI used by ``checked_rows`` (the other families' rows),
+    per plan its prescription (on that plan's own physical dose, with the CT slice
+    positions), approval and grid resolution, and the planning CT."""
+    from rtqa.checks.context import Evaluation
+    options, dose = ctx.options, ctx.dose
+    warnings: list[str] = []
+    labels = tuple(c.label for c in ctx.courses)
+    out = _fill(links(ctx.export, ctx.structure_set,
+                      fractions_given=options.fractions is not None),
+                reason=Reason.REFERENCE_BROKEN)
+    checked = {}
+    for c in checked_rows:
+        for r in c.rois:
+            s = ctx.by_name.get(r)
+            if s is not None and s.has_volume and c.category != CAT:
+                try:
+                    checked[r] = dose.dvh(s)
+                except RtqaError:
+                    pass
+    out += _fill(coverage(checked), plans=labels, fractions=ctx.fractions,
+                 reason=Reason.OUTSIDE_DOSE_GRID)
+    target_dvhs = {}
+    for les in ctx.lesions:
+        for t in les.targets:
+            try:
+                target_dvhs[t.structure.name] = dose.dvh(t.structure)
+            except RtqaError:
+                pass
+    for i, course in enumerate(ctx.courses):
+        own = dict(plans=(course.label,), fractions=(ctx.fractions[i],))
+        for rx, tgt, missing in _prescriptions(ctx, course):
+            if missing is not None:
+                out += _fill([prescription(course, rx, None, None, missing)], **own,
+                             reason=Reason.PRESCRIPTION_UNLINKED)
+                continue
+            d = None
+            if tgt is not None:
+                try:
+                    d = dose.dvh(tgt, DoseView.PHYSICAL, plans=(i,))
+                except RtqaError as exc:
+                    warnings.append(f"prescription check of {tgt.name}: {exc.reason}")
+                    tgt = None
+            row = prescription(course, rx, tgt, d)
+            if row.value is not None:
+                row = replace(row, dose_view=DoseView.PHYSICAL)
+            out += _fill([row], **own, reason=Reason.INPUT_UNDEFINED)
+        out += _fill([approval(course)], **own)
+        out += _fill(grid_resolution(course, target_dvhs), **own)
+    rule = ctx.protocol.planning_ct
+    if rule:
+        out += _fill(planning_ct(ctx.export, ctx.structure_set, rule.max_slice_spacing_mm,
+                                 rule.max_pixel_size_mm, rule.source),
+                     reason=Reason.INPUT_UNDEFINED)
+    return Evaluation(tuple(out), (), tuple(warnings))

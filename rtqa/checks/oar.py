@@ -20,10 +20,10 @@ One ``Check`` per applied row; rules (fail closed):
     (noted). A positive operand's class must exist.
 * ``"none"`` selections (no enabled row for the fraction count) of an organ the plan has:
   WARN "no constraint for N fractions" (never PASS). Disabled rows are not reported.
-* Dose: physical rows on the course dose; EQD2/BED rows (and conventional rows converted
-  to EQD2 by ``select``) on the exact dose-axis conversion of the physical DVH
-  (``rtqa.dvh.convert``) for one plan, with ``fractions``; on the voxel-wise sum
-  (``rtqa.dvh.dosesum.combined``, each plan with its own fraction count) for several plans.
+* Dose: every DVH comes from the plan context's dose service (``rtqa.dvh.service``):
+  physical rows on the course dose; EQD2/BED rows (and conventional rows converted
+  to EQD2 by ``select``) on the exact dose-axis conversion of the physical DVH for one
+  plan; on the voxel-wise sum (each plan with its own fraction count) for several plans.
   Several plans with different fraction counts: a fraction-specific physical row is NOT
   EVALUATED (its limit is defined for one fractionation); rows for any fraction count
   are evaluated on the physical sum.
@@ -57,27 +57,28 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from rtqa.constraints import APPLY, NONE, Constraint, Limit, Protocol, SelectedRow
-from rtqa.dvh.dosesum import combined, course_fractions
-from rtqa.dvh import compute_dvh
-from rtqa.dvh.convert import convert_dvh
+from rtqa.dvh.dosesum import course_fractions
 from rtqa.dvh.data import DVHData
+from rtqa.dvh.service import DoseService
+from rtqa.checks.context import MAX_CURVE_POINTS, Evaluation, curve
 from rtqa.errors import RtqaError
-from rtqa.dvh.metrics import Metric, evaluate, parse_metric, volume_at_least
+from rtqa.dvh.metrics import Metric, parse_metric, volume_at_least
+from rtqa.dvh.metrics import evaluate as metric_value
 from rtqa.checks.names import NameMatch, load_aliases, match_rois
 from rtqa.reading.export import CourseDose
 from rtqa.reading.structures import Structure, StructureSet
-from rtqa.results import FAIL, NOT_EVALUATED, PASS, WARN, Check, Curve
+from rtqa.results import (FAIL, NOT_EVALUATED, PASS, WARN, Category, Check, Curve, DoseView,
+                          Reason)
 from rtqa.constraints.structexpr import StructExpr, parse_structure
-from rtqa.dvh.structops import DERIVED_ROI_NUMBER, build
+from rtqa.dvh.structops import build
 
-__all__ = ["OarResult", "evaluate_oars", "is_required", "REQUIRED_SET_FILES",
+__all__ = ["OarResult", "evaluate", "evaluate_oars", "is_required", "REQUIRED_SET_FILES",
            "MAX_CURVE_POINTS", "CATEGORY"]
 
-CATEGORY = "organs at risk"
+CATEGORY = Category.OARS
 #: Constraint-set files whose rows are mandatory even when their structure is absent
 #: (the oligo-hcc trial requires the normal-liver rule).
 REQUIRED_SET_FILES = frozenset({"normal_liver.toml"})
-MAX_CURVE_POINTS = 400
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,14 @@ class _Resolved:
             out.append(f"'{self.expr}' cannot be built without every operand")
         return "; ".join(out) or None
 
+    def reason(self) -> Reason:
+        """The reason code of ``problem``: ambiguous, missing, else empty."""
+        if self.ambiguous:
+            return Reason.STRUCTURE_AMBIGUOUS
+        if self.missing:
+            return Reason.STRUCTURE_MISSING
+        return Reason.STRUCTURE_EMPTY
+
     def structure(self) -> Structure:
         """The ROI itself for a plain organ (no non-empty subtraction), else built."""
         plain = not self.targets and len(self.expr.organs) == 1 and all(
@@ -183,32 +192,37 @@ def _resolve(expr: StructExpr, match: NameMatch,
 
 # --- dose ------------------------------------------------------------------------------
 
-class _Dose:
-    """The dose rows are evaluated on, with per-call caches of grids and DVHs."""
+class _Plans:
+    """The plan(s) the rows are evaluated for: their doses come from ``service``."""
 
-    def __init__(self, courses: Sequence[CourseDose], structure_set: StructureSet,
-                 fractions: int, ct_z, dvh_for):
+    def __init__(self, service: DoseService, structure_set: StructureSet, fractions: int):
         frame = structure_set.frame_of_reference_uid
-        self.courses = tuple(c for c in courses if not frame
-                             or not c.grid.frame_of_reference_uid
-                             or c.grid.frame_of_reference_uid == frame)
-        self.fractions, self.ct_z, self.dvh_for = fractions, ct_z, dvh_for
-        self.problem = None
+        self.service = service
+        courses = service.courses
+        self.index = tuple(i for i, c in enumerate(courses) if not frame
+                           or not c.grid.frame_of_reference_uid
+                           or c.grid.frame_of_reference_uid == frame)
+        self.courses = tuple(courses[i] for i in self.index)
+        self.fractions = fractions
+        self.problem = self.reason = None
         if not courses:
             self.problem = "no RTDOSE: no dose to evaluate the limit on"
+            self.reason = Reason.DOSE_MISSING
         elif not self.courses:
             self.problem = (f"no RTDOSE in the structure set's frame of reference "
                             f"{frame} (doses: {', '.join(c.label for c in courses)})")
+            self.reason = Reason.DOSE_MISSING
         for c in self.courses:
             if c.per_fraction:
                 self.problem = (f"{c.label}: the dose is per fraction and the fraction count "
                                 "is unknown; whole-course limits cannot be checked")
+                self.reason = Reason.FRACTIONS_UNKNOWN
         self.fx = tuple(course_fractions(c) for c in self.courses)
         self.mixed = len(self.courses) > 1 and len(set(self.fx)) > 1
         single = len(self.courses) == 1 and self.courses[0].plan is not None
         self.prescription_gy = self.courses[0].plan.prescription_gy if single else None
-        self._grids: dict = {}
-        self._dvhs: dict = {}
+        self.labels = tuple(c.label for c in self.courses)
+        self.counts = tuple(service.fractions[i] or 0 for i in self.index)
 
     @property
     def dose_per_fraction_gy(self) -> float | None:
@@ -219,36 +233,9 @@ class _Dose:
     def plans_text(self) -> str:
         return " + ".join(f"{c.label} ({n or '?'} fx)" for c, n in zip(self.courses, self.fx))
 
-    def _grid(self, kind: str, ab: float | None):
-        key = (kind, ab)
-        if key not in self._grids:
-            self._grids[key] = combined(list(self.courses), kind, ab)
-        return self._grids[key]
-
-    def dvh(self, key: str, structure: Structure, kind: str, ab: float | None) -> DVHData:
-        """DVH of ``structure`` (cache key ``key``) in ``kind`` dose (physical/EQD2/BED)."""
-        ck = (key, kind, ab if kind != "physical" else None)
-        if ck not in self._dvhs:
-            try:
-                self._dvhs[ck] = self._compute(key, structure, kind, ab)
-            except RtqaError as exc:
-                self._dvhs[ck] = exc
-        got = self._dvhs[ck]
-        if isinstance(got, RtqaError):
-            raise got
-        return got
-
-    def _compute(self, key, structure, kind, ab) -> DVHData:
-        if kind == "physical":
-            if self.dvh_for is not None and structure.roi_number != DERIVED_ROI_NUMBER:
-                return self.dvh_for(structure)
-            grid = self.courses[0].grid if len(self.courses) == 1 else \
-                self._grid("physical", None)
-            return compute_dvh(structure, grid, ct_z=self.ct_z)
-        if len(self.courses) == 1:
-            return convert_dvh(self.dvh(key, structure, "physical", None), kind,
-                               self.fractions, ab)
-        return compute_dvh(structure, self._grid(kind, ab), ct_z=self.ct_z)
+    def dvh(self, structure: Structure, kind: str, ab: float | None) -> DVHData:
+        """DVH of ``structure`` in ``kind`` dose (physical/EQD2/BED) of these plans."""
+        return self.service.dvh(structure, kind, self.index, ab)
 
 
 # --- one row ---------------------------------------------------------------------------
@@ -299,44 +286,47 @@ def _coverage(dvh: DVHData) -> list[str]:
     return notes
 
 
-def _evaluate_row(sel: SelectedRow, res: _Resolved, dose: _Dose, structure: Structure | None,
+def _evaluate_row(sel: SelectedRow, res: _Resolved, dose: _Plans, structure: Structure | None,
                   base: dict) -> Check:
     row = sel.constraint
     metric = parse_metric(row.metric)
     notes = [n for n in (sel.conversion_note,) if n] + list(res.notes)
 
-    def out(status, value=None, extra=()):
-        return Check(status=status, value=value, note="; ".join([*notes, *extra]), **base)
+    def out(status, value=None, extra=(), reason=None):
+        return Check(status=status, value=value, note="; ".join([*notes, *extra]),
+                     reason=(reason or Reason.OTHER) if status == NOT_EVALUATED else None,
+                     **base)
 
     if dose.problem:
-        return out(NOT_EVALUATED, extra=[dose.problem])
+        return out(NOT_EVALUATED, extra=[dose.problem], reason=dose.reason)
     kind = sel.dose_type or "physical"
     if dose.mixed and kind == "physical" and row.fractions is not None:
-        return out(NOT_EVALUATED, extra=[
+        return out(NOT_EVALUATED, reason=Reason.MIXED_FRACTIONATION, extra=[
             f"a fraction-specific limit ({row.fraction_label}) cannot be applied to a sum of "
             f"plans with different fractionation ({dose.plans_text}); only EQD2/BED rows "
             "are evaluated on the voxel-wise sum"])
     if kind != "physical" and metric.needs_prescription:
-        return out(NOT_EVALUATED, extra=[f"{metric} gives its dose in % of the prescription "
-                                         f"(physical Gy), which cannot be read on {kind}"])
+        return out(NOT_EVALUATED, reason=Reason.METRIC_UNDEFINED,
+                   extra=[f"{metric} gives its dose in % of the prescription "
+                          f"(physical Gy), which cannot be read on {kind}"])
     if len(dose.courses) > 1:
         notes.append(f"voxel-wise {kind} sum of {dose.plans_text}")
     elif kind != "physical" and dose.fx[0] and dose.fx[0] != dose.fractions:
         notes.append(f"converted for {dose.fractions} fractions (RTPLAN "
                      f"{dose.courses[0].label}: {dose.fx[0]})")
     try:
-        dvh = dose.dvh(str(res.expr), structure, kind, sel.alpha_beta)
+        dvh = dose.dvh(structure, kind, sel.alpha_beta)
     except RtqaError as exc:
         return out(NOT_EVALUATED, extra=[str(exc)])
     notes.extend(_coverage(dvh))
     cannot = _cannot_meet(metric, row.limit, dvh.total_volume_cc, res.expr)
     try:
         rx = dose.prescription_gy if kind == "physical" else None
-        value = evaluate(metric, dvh, rx)
+        value = metric_value(metric, dvh, rx)
     except RtqaError as exc:
         if cannot:
             return out(FAIL, extra=[cannot])
-        return out(NOT_EVALUATED, extra=[str(exc)])
+        return out(NOT_EVALUATED, extra=[str(exc)], reason=Reason.METRIC_UNDEFINED)
     ok = row.limit.holds(value)
     return out(PASS if ok else FAIL, value, [cannot] if cannot and not ok else [])
 
@@ -366,21 +356,12 @@ def _mark(metric: Metric, value: float, dvh: DVHData, rx: float | None):
     return gy_value, 100.0 * float(volume_at_least(dvh.edges_gy, dvh.cum_cc, gy_value)) / vol
 
 
-def _curve(name: str, dvh: DVHData, marks) -> Curve:
-    n = dvh.edges_gy.size
-    idx = np.unique(np.round(np.linspace(0, n - 1, min(n, MAX_CURVE_POINTS))).astype(int))
-    pct = 100.0 * dvh.cum_cc[idx] / dvh.volume_cc
-    return Curve(name=name, dose_gy=tuple(float(v) for v in dvh.edges_gy[idx]),
-                 volume_pct=tuple(float(v) for v in pct), volume_cc=float(dvh.volume_cc),
-                 marks=tuple(marks))
-
-
 # --- entry point -----------------------------------------------------------------------
 
 def evaluate_oars(protocol: Protocol, structure_set: StructureSet,
                   courses: Sequence[CourseDose], *, fractions: int,
                   overrides: Mapping[str, str] | None = None,
-                  dvh_for: Callable[[Structure], DVHData] | None = None,
+                  dose: DoseService | None = None, match: NameMatch | None = None,
                   ct_z: np.ndarray | None = None, alpha_beta: float | None = None,
                   required: Callable[[Constraint], bool] | None = None) -> OarResult:
     """Evaluate the protocol's organ-at-risk rows on one structure set and its dose.
@@ -388,23 +369,26 @@ def evaluate_oars(protocol: Protocol, structure_set: StructureSet,
     ``courses``: the course doses (only those in the structure set's frame of reference
     are used; several are summed voxel-wise). ``fractions``: the fraction count rows are
     selected for (and a single plan is converted to EQD2/BED with). ``overrides``: TG-263
-    name -> ROI name (``--map``). ``dvh_for``: the physical DVH of one of the plan's ROIs on
-    this dose (one plan: its dose; several: their physical sum), e.g. the pipeline's
-    cached function; default ``compute_dvh``. Structures built from expressions
-    (``Liver - GTV``) exist only during the call and are never passed to ``dvh_for``
-    (a cache keyed by object id could confuse them later); their DVHs are computed here,
-    once per dose kind. ``ct_z``: planning-CT slice positions (mm), for
-    the DVH engine's slab gaps. ``alpha_beta``: global α/β (Gy) for conventional rows
-    (see ``constraints.select``). ``required(row)``: rows mandatory even when their
-    structure is absent (default ``is_required``). Rules: see the module docstring.
+    name -> ROI name (``--map``). ``dose``: the dose service of ``courses`` (the plan
+    context's; default: one built here with ``ct_z``, the planning-CT slice positions in
+    mm). ``match``: the ROI name matches (default: ``match_rois`` with ``overrides``).
+    ``alpha_beta``: global α/β (Gy) for conventional rows (see ``constraints.select``).
+    ``required(row)``: rows mandatory even when their structure is absent (default
+    ``is_required``). Rules: see the module docstring.
     """
     roi_names = [s.name for s in structure_set.structures]
-    types = {s.name: s.interpreted_type for s in structure_set.structures}
-    match = match_rois(roi_names, overrides, roi_types=types)
+    if match is None:
+        types = {s.name: s.interpreted_type for s in structure_set.structures}
+        match = match_rois(roi_names, overrides, roi_types=types)
     by_name: dict[str, list[Structure]] = {}
     for s in structure_set.structures:
         by_name.setdefault(s.name, []).append(s)
-    dose = _Dose(courses, structure_set, fractions, ct_z, dvh_for)
+    if dose is None:
+        # a per-fraction dose stays unscaled: its fraction count is unknown (NOT EVALUATED)
+        counts = [None if c.per_fraction else fractions if len(courses) == 1
+                  else course_fractions(c) or fractions for c in courses]
+        dose = DoseService(courses, ct_z, counts)
+    dose = _Plans(dose, structure_set, fractions)
     selection = protocol.select(fractions, dose_per_fraction_gy=dose.dose_per_fraction_gy,
                                 alpha_beta=alpha_beta)
     required = required or (lambda row: is_required(protocol, row))
@@ -427,7 +411,8 @@ def evaluate_oars(protocol: Protocol, structure_set: StructureSet,
                 checks.append(Check(
                     id=f"oar.none.{_slug(sel.structure)}", category=CATEGORY, status=WARN,
                     source=f"protocol {protocol.name}: no enabled row for this fraction count",
-                    structure=sel.structure, rois=res.rois, note=sel.reason))
+                    structure=sel.structure, rois=res.rois, note=sel.reason,
+                    plans=dose.labels, fractions=dose.counts, reason=Reason.NO_LIMIT))
             continue
         row = sel.constraint
         cid = _row_id(row)
@@ -436,13 +421,16 @@ def evaluate_oars(protocol: Protocol, structure_set: StructureSet,
         base = dict(id=cid if seen[cid] == 1 else f"{cid}#{seen[cid]}", category=CATEGORY,
                     source=_source(row), structure=row.structure, rois=res.rois,
                     metric=row.metric, unit=metric.result_unit, limit=str(row.limit),
-                    priority=row.priority)
+                    priority=row.priority, dose_view=DoseView(sel.dose_type or "physical"),
+                    alpha_beta=sel.alpha_beta if (sel.dose_type or "physical") != "physical"
+                    else None, plans=dose.labels, fractions=dose.counts)
         problem = res.problem(roi_names)
         if problem:
             optional = not res.present and not required(row)
             base["priority"] = "optimal" if optional else "mandatory"
             notes = [n for n in (sel.conversion_note, problem) if n]
-            checks.append(Check(status=NOT_EVALUATED, note="; ".join(notes), **base))
+            checks.append(Check(status=NOT_EVALUATED, note="; ".join(notes),
+                                reason=res.reason(), **base))
             continue
         if sel.structure not in built:
             try:
@@ -451,7 +439,8 @@ def evaluate_oars(protocol: Protocol, structure_set: StructureSet,
                 built[sel.structure] = exc
         structure = built[sel.structure]
         if isinstance(structure, RtqaError):
-            checks.append(Check(status=NOT_EVALUATED, note=str(structure), **base))
+            checks.append(Check(status=NOT_EVALUATED, note=str(structure), reason=Reason.OTHER,
+                                **base))
             continue
         check = _evaluate_row(sel, res, dose, structure, base)
         checks.append(check)
@@ -463,13 +452,13 @@ def evaluate_oars(protocol: Protocol, structure_set: StructureSet,
     return OarResult(tuple(checks), tuple(curves), MappingProxyType(used))
 
 
-def _curves(by_structure, resolved, built, dose: _Dose) -> list[Curve]:
+def _curves(by_structure, resolved, built, dose: _Plans) -> list[Curve]:
     out = []
     for text, items in by_structure.items():
         if not any(c.status in (PASS, FAIL) for _, c in items):
             continue
         try:
-            dvh = dose.dvh(str(resolved[text].expr), built[text], "physical", None)
+            dvh = dose.dvh(built[text], "physical", None)
         except RtqaError:
             continue
         marks = []
@@ -480,5 +469,37 @@ def _curves(by_structure, resolved, built, dose: _Dose) -> list[Curve]:
             if point is not None:
                 marks.append((float(point[0]), float(point[1]),
                               f"{c.metric} {c.limit}", c.status))
-        out.append(_curve(text, dvh, marks))
+        out.append(curve(text, dvh, marks))
     return out
+
+
+def evaluate(ctx) -> Evaluation:
+    """The organ-at-risk family on a plan context (``rtqa.checks.context``): rows
+    selected for the fraction count of the first plan, on the plans' summed dose (see
+    the module docstring); the rows of organs the plan does not have (optional) are
+    collapsed into one row ``oar.absent``."""
+    from rtqa.checks.bed import fractions_of
+    ns = fractions_of(ctx.courses, ctx.fractions_override)
+    result = evaluate_oars(ctx.protocol, ctx.structure_set, ctx.courses, fractions=ns[0],
+                           overrides=ctx.options.overrides or None, dose=ctx.dose,
+                           match=ctx.names)
+    return Evaluation(tuple(_collapse_absent(list(result.checks))), result.curves)
+
+
+def _collapse_absent(checks: list[Check]) -> list[Check]:
+    """Rows of organs the plan does not contain (optional, NOT EVALUATED) become one row
+    naming those organs and how many rows they carry, instead of one row each."""
+    absent = [c for c in checks if c.status == NOT_EVALUATED and c.priority == "optimal"
+              and c.reason == Reason.STRUCTURE_MISSING]
+    if not absent:
+        return checks
+    organs = list(dict.fromkeys(c.structure for c in absent))
+    keep = [c for c in checks if c not in absent]
+    keep.append(Check(
+        "oar.absent", CATEGORY, NOT_EVALUATED,
+        "protocol constraint sets (see constraints list)", structure="organs not in the plan",
+        metric=f"{len(absent)} rows", note="no structure in the plan for: "
+        + ", ".join(organs) + " — their rows are not evaluated (they do not fail the plan; "
+        "map a differently named ROI with --map STANDARD=ROI)", priority="optimal",
+        reason=Reason.STRUCTURE_MISSING))
+    return keep

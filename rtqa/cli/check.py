@@ -9,17 +9,9 @@ from pathlib import Path
 
 import click
 
-from rtqa import __version__
 from rtqa.cli.common import debug_enabled, parse_map
 from rtqa.errors import RtqaError
 from rtqa.results import EXIT_CODES, Report
-
-
-def _error_report(message: str, protocol: str) -> Report:
-    from datetime import datetime, timezone
-    return Report(status="ERROR", protocol={"name": protocol, "path": "", "source": ""},
-                  patient_id="", errors=(message,), rtqa_version=__version__,
-                  created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
 def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path]) -> None:
@@ -89,7 +81,7 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html
         prescription vs target dose, ApprovalStatus, grid resolution, planning CT;
         dose accounting (each RTDOSE counted once: duplicates, PLAN + BEAM, plan
         sums), every RTPLAN listed, BeamDose x fractions vs prescription and grid,
-        dose maximum vs prescription;
+        dose maximum vs prescription, contour gaps and open contours per ROI;
       * protocol: <= 5 lesions in <= 3 organs, PTV margin 2-5 mm around the CTV.
     Every row carries its source. Units: Gy, cc, mm.
 
@@ -104,7 +96,7 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html
       rtqa check plan/ --fractions 5 --map SpinalCord=CORD_1
       rtqa check plan/ --protocol my-protocol.toml -c extra-limits.toml
     """
-    from rtqa.checks.pipeline import CheckOptions, run_check
+    from rtqa.api import _error_report, check as run_check
 
     overrides = parse_map(maps)
     try:
@@ -125,10 +117,9 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html
             sys.stderr.flush()
 
     try:
-        report = run_check([plan_dir], CheckOptions(protocol, tuple(constraint_files),
-                                                    fractions, overrides, progress,
-                                                    sum_plans=sum_plans,
-                                                    plan=plan_label))
+        report = run_check([plan_dir], protocol=protocol, constraints=constraint_files,
+                           fractions=fractions, overrides=overrides, sum_plans=sum_plans,
+                           progress=progress, strict=True, plan=plan_label)
     except RtqaError as exc:
         if show:
             sys.stderr.write("\r\033[K")

@@ -40,13 +40,16 @@ Modules:
 * ``extremes``: Min/Max at the structure's surface;
 * ``compute``: ``compute_dvh``.
 
-No module of this package calls ``compute_dvh``: callers import it from ``rtqa.dvh``
-(where ``rtqa_fuzz.DvhMemo`` replaces it, and in the callers' namespaces). Every name the
+The checks get their DVHs from one ``rtqa.dvh.service.DoseService`` per check (every dose
+view, cached once, with an injectable cache such as the fuzzer's ``DvhMemo``). Every name the
 former single module ``rtqa/dvh.py`` held, private helpers included, is importable from
 ``rtqa.dvh``.
 """
 
 from __future__ import annotations
+
+import importlib
+import sys
 
 from rtqa.dvh.accumulator import _Accumulator, accumulate
 from rtqa.dvh.compute import _half_way, compute_dvh
@@ -66,3 +69,15 @@ from rtqa.dvh.geometry import (Edges, Raster, Slabs, band_crossings, nonzero, pl
                            slabs_for)
 from rtqa.reading.dose import DoseGrid
 from rtqa.reading.structures import Structure
+
+
+class _CallableModule(type(importlib)):
+    """``rtqa.dvh(paths, ...)`` is the public ``rtqa.api.dvh``; the package stays the DVH
+    engine (``rtqa.dvh.compute_dvh`` ...)."""
+
+    def __call__(self, paths, **options):
+        from rtqa.api import dvh
+        return dvh(paths, **options)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -41,8 +41,9 @@ class DVHData:
         """Whole structure volume (in and outside the dose grid), cc."""
         return self.volume_cc + self.outside_cc
 
-    def to_dicompyler(self):
-        """A ``dicompylercore.dvh.DVH`` (cumulative, absolute cc, Gy).
+    def to_dicompyler(self, rx_dose: float | None = None):
+        """A ``dicompylercore.dvh.DVH`` (cumulative, absolute cc, Gy), with ``rx_dose``
+        (prescription, Gy) when given.
 
         Only the result type is used; rtqa's own metrics come from ``rtqa.dvh.metrics``.
         """
@@ -51,4 +52,4 @@ class DVHData:
         counts = np.asarray(self.cum_cc[:-1], dtype=float)
         bins = np.asarray(self.edges_gy, dtype=float)
         return DVH(counts, bins, dvh_type="cumulative", dose_units="Gy",
-                   volume_units="cm3", name=self.name)
+                   volume_units="cm3", rx_dose=rx_dose, name=self.name)

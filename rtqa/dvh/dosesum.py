@@ -47,20 +47,24 @@ def course_fractions(course: CourseDose, override: int | None = None) -> int | N
 
 
 def combined(courses: list[CourseDose], kind: str = "physical",
-             alpha_beta: float | None = None, fractions_override: int | None = None
-             ) -> DoseGrid:
-    """One DoseGrid holding the voxel-wise sum of ``courses`` in Gy, BED or EQD2."""
+             alpha_beta: float | None = None, fractions_override: int | None = None,
+             fractions=None) -> DoseGrid:
+    """One DoseGrid holding the voxel-wise sum of ``courses`` in Gy, BED or EQD2.
+
+    ``fractions``: the fraction count of each course (default: ``fractions_override`` or
+    its RTPLAN's)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
     if not courses:
         raise RtqaError("no dose to combine")
     onto = courses[0].grid
     total = np.zeros_like(onto.dose)
-    for c in courses:
+    if fractions is None:
+        fractions = [course_fractions(c, fractions_override) for c in courses]
+    for c, n in zip(courses, fractions, strict=True):
         if c.per_fraction and kind != "physical":
             raise RtqaError(f"{c.label}: dose is per fraction and the fraction count is "
                             "unknown: cannot convert to " + kind, c.grid.path)
-        total += convert(resample(c.grid, onto), kind, course_fractions(c, fractions_override),
-                         alpha_beta)
+        total += convert(resample(c.grid, onto), kind, n, alpha_beta)
     labels = " + ".join(c.label for c in courses)
     return replace(onto, dose=total, scaling_note=f"voxel-wise {kind} sum of {labels}")

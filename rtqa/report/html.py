@@ -133,13 +133,10 @@ def dvh_svg(curve: Curve, index: int = 0) -> Markup:
 
 # --- view model --------------------------------------------------------------------
 
-_AB_TEXT = re.compile(r"(?:α/β|alpha/beta|alpha_beta)\s*(?:=|of)?\s*(\d+(?:\.\d+)?)\s*Gy",
-                      re.IGNORECASE)
-
-
 def alpha_beta_used(report: Report) -> list[tuple[str, list[str]]]:
-    """α/β values (Gy) the report used and what for: from the lesions (exact), and as
-    stated in the check notes and conventions. Sorted by value."""
+    """α/β values (Gy) the report used and what for, from the ``alpha_beta`` and
+    ``dose_view`` fields of the lesions and the check rows (never from note text).
+    Sorted by value."""
     uses: dict[float, list[str]] = {}
 
     def add(value, what):
@@ -152,13 +149,10 @@ def alpha_beta_used(report: Report) -> list[tuple[str, list[str]]]:
     for les in report.lesions:
         add(les.alpha_beta, f"BED of lesion {clean(les.name)}")
     for c in report.checks:
-        for m in _AB_TEXT.finditer(c.note or ""):
-            what = " ".join(clean(x) for x in (c.structure, c.metric) if x) or clean(c.id)
-            add(float(m[1]), f"{what} (check {clean(c.id)})")
-    for key, text in (report.conventions or {}).items():
-        if isinstance(text, str):
-            for m in _AB_TEXT.finditer(text):
-                add(float(m[1]), f"convention “{clean(key)}”")
+        if c.alpha_beta is None or str(c.dose_view) not in ("EQD2", "BED"):
+            continue
+        what = " ".join(clean(x) for x in (c.structure, c.metric) if x) or clean(c.id)
+        add(c.alpha_beta, f"{what} on {c.dose_view} (check {clean(c.id)})")
     return [(fmt_exact(v) + " Gy", whats) for v, whats in sorted(uses.items())]
 
 

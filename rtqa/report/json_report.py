@@ -187,6 +187,7 @@ def to_dict(report: Report, *, now: datetime | None = None) -> dict:
             "organ": les.organ,
             "prescribed_bed_gy": _num(les.prescribed_bed_gy),
             "note": les.note,
+            "comparator": les.comparator,
         } for les in report.lesions],
         "checks": [{
             "id": c.id,

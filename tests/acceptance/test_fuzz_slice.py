@@ -185,28 +185,28 @@ def test_drift():
 
 
 def test_memo_is_transparent():
-    """The DVH memo returns what compute_dvh returns, and computes a changed structure
-    afresh."""
+    """The DVH memo, injected into the dose service, returns what compute_dvh returns,
+    computes a changed structure afresh, and patches no rtqa module."""
+    import dataclasses
+
     from rtqa import dvh as dvh_mod
+    from rtqa.dvh.service import DoseService
     from rtqa.reading import load_export
+    original = dvh_mod.compute_dvh
     export = load_export([fuzz.SAMPLES / "hcc_pass"])
-    ss, grid = export.structure_sets[0], export.courses[0].grid
+    ss, courses = export.structure_sets[0], export.courses
     s = ss.by_name("GTV_Lung")
-    plain = dvh_mod.compute_dvh(s, grid)
-    memo = fuzz.DvhMemo().install()
-    try:
-        a = dvh_mod.compute_dvh(s, grid)
-        b = dvh_mod.compute_dvh(s, grid)
-        assert memo.hits == 1 and memo.misses == 1
-        for d in (a, b):
-            assert np.array_equal(d.cum_cc, plain.cum_cc) and d.mean_gy == plain.mean_gy
-        import dataclasses
-        moved = dataclasses.replace(s, planes=tuple((z + 3.0, p) for z, p in s.planes))
-        c = dvh_mod.compute_dvh(moved, grid)
-        assert memo.misses == 2 and c.mean_gy != plain.mean_gy
-    finally:
-        memo.uninstall()
-    assert dvh_mod.compute_dvh is memo.original
+    plain = dvh_mod.compute_dvh(s, courses[0].grid)
+    memo = fuzz.DvhMemo()
+    a = DoseService(courses, cache=memo).dvh(s)
+    b = DoseService(courses, cache=memo).dvh(s)  # a new check: a memo hit
+    assert memo.hits == 1 and memo.misses == 1
+    for d in (a, b):
+        assert np.array_equal(d.cum_cc, plain.cum_cc) and d.mean_gy == plain.mean_gy
+    moved = dataclasses.replace(s, planes=tuple((z + 3.0, p) for z, p in s.planes))
+    c = DoseService(courses, cache=memo).dvh(moved)
+    assert memo.misses == 2 and c.mean_gy != plain.mean_gy
+    assert dvh_mod.compute_dvh is original
 
 
 def test_mutations_are_reproducible():

@@ -19,6 +19,7 @@ from rtqa.constraints import Limit, LesionRule, load_protocol
 from rtqa.dvh.data import DVHData
 from rtqa.errors import RtqaError
 from rtqa.checks.bed import evaluate_lesions, oligoprogression_checks
+from rtqa.dvh.service import DoseService
 from rtqa.checks.lesions import Lesion, Target, discover_lesions
 from rtqa.checks.names import match_rois
 from rtqa.reading import load_export
@@ -301,6 +302,22 @@ def test_hcc_fail_t10_fails(folders):
 
 # --- Limit semantics and fail-closed paths (injected DVHs) -------------------------------
 
+class _Fixed:
+    """An injected DVH cache that answers every computation with one DVH."""
+
+    def __init__(self, dvh):
+        self.dvh, self.calls = dvh, 0
+
+    def get(self, structure, grid, ct_z, compute):
+        self.calls += 1
+        return self.dvh
+
+
+def fixed(dvh, courses):
+    """A dose service of ``courses`` whose every DVH is ``dvh``."""
+    return DoseService(courses, cache=_Fixed(dvh))
+
+
 def step_dvh(d95: float, volume: float = 20.0) -> DVHData:
     """A DVH whose D95% is exactly ``d95`` Gy: 95 % of the volume gets >= d95."""
     edges = np.array([0.0, d95, d95 + 1.0, d95 + 2.0])
@@ -323,7 +340,7 @@ def three_fx(tmp_path_factory):
 @pytest.mark.parametrize("d95, status", [(30.0, PASS), (29.99, FAIL)])
 def test_exactly_60_passes(three_fx, d95, status):
     lesions, courses = three_fx
-    ev = evaluate_lesions(lesions, courses, RULE, dvh_for=lambda s, g: step_dvh(d95))
+    ev = evaluate_lesions(lesions, courses, RULE, dose=fixed(step_dvh(d95), courses))
     (r,) = ev.results
     assert r.dose_gy == d95
     assert (r.bed_gy == 60.0) is (d95 == 30.0)
@@ -333,7 +350,7 @@ def test_exactly_60_passes(three_fx, d95, status):
 
 def test_prescription_shortfall_warns(three_fx):
     lesions, courses = three_fx
-    ev = evaluate_lesions(lesions, courses, RULE, dvh_for=lambda s, g: step_dvh(25.0))
+    ev = evaluate_lesions(lesions, courses, RULE, dose=fixed(step_dvh(25.0), courses))
     bed_check, warn = ev.checks
     assert bed_check.status == FAIL
     assert (warn.id, warn.status, warn.limit) == ("lesion.C.prescription", WARN, ">= 60.0")
@@ -344,7 +361,7 @@ def test_prescription_shortfall_warns(three_fx):
 def test_structure_outside_the_dose_grid_is_not_evaluated(three_fx):
     lesions, courses = three_fx
     cut = replace(step_dvh(35.0), outside_cc=1.0)
-    ev = evaluate_lesions(lesions, courses, RULE, dvh_for=lambda s, g: cut)
+    ev = evaluate_lesions(lesions, courses, RULE, dose=fixed(cut, courses))
     assert ev.results[0].status == ev.checks[0].status == NOT_EVALUATED
     assert ev.results[0].bed_gy is None and "outside the dose grid" in ev.results[0].note
 
@@ -368,7 +385,7 @@ def test_no_lesions_is_not_evaluated_and_no_dose_raises(three_fx):
 def test_alpha_beta_and_limit_come_from_the_rule(three_fx):
     lesions, courses = three_fx
     rule = LesionRule(Limit(">=", 100.0), 3.0, "D95%[Gy]", ("PTV", "GTV"), "test rule")
-    ev = evaluate_lesions(lesions, courses, rule, dvh_for=lambda s, g: step_dvh(30.0))
+    ev = evaluate_lesions(lesions, courses, rule, dose=fixed(step_dvh(30.0), courses))
     r, c = ev.results[0], ev.checks[0]
     assert r.bed_gy == pytest.approx(30.0 * (1 + 10.0 / 3.0)) and r.status == PASS
     assert (c.metric, c.limit, c.source) == ("BED3 of D95%[Gy]", ">= 100", "test rule")
@@ -410,7 +427,7 @@ def test_mean_metric_is_the_mean_of_the_bed_distribution(three_fx):
     edges = np.round(np.arange(0, 3201) * 0.01, 2)
     cum = 20.0 * np.clip((32.0 - edges) / 2.0, 0.0, 1.0)
     dvh = DVHData("PTV", edges, cum, 20.0, 30.0, 32.0, 31.0)
-    ev = evaluate_lesions(lesions, courses, rule, dvh_for=lambda s, g: dvh)
+    ev = evaluate_lesions(lesions, courses, rule, dose=fixed(dvh, courses))
     # mean of d (1 + d/30) over U[30, 32] = f(31) + var/30, var = 2²/12 (BED10, 3 fx)
     truth = 31.0 * (1 + 31.0 / 30.0) + (4.0 / 12.0) / 30.0
     assert ev.results[0].bed_gy == pytest.approx(truth, rel=1e-6)

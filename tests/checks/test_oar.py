@@ -17,6 +17,7 @@ from rtqa.constraints import load_protocol
 from rtqa.dvh import compute_dvh
 from rtqa.dvh.metrics import volume_at_least
 from rtqa.checks.oar import MAX_CURVE_POINTS, evaluate_oars
+from rtqa.dvh.service import DoseService
 from rtqa.dvh.radiobiology import bed, eqd2
 from rtqa.reading.export import CourseDose, load_export
 from rtqa.reading.plan import Plan, TargetPrescription
@@ -193,18 +194,23 @@ def test_ambiguous_liver_is_never_guessed_and_map_resolves_it(protocol, hcc_pass
     assert c.value == pytest.approx(_by_id(pass5)[LIVER_RULE].value)
 
 
-def test_dvh_for_is_called_once_per_structure(protocol, hcc_pass_plan):
+def test_each_dvh_is_computed_once_through_the_injected_cache(protocol, hcc_pass_plan):
     ss, courses, ct_z = hcc_pass_plan
     calls = []
 
-    def dvh_for(structure):
-        calls.append(structure.name)
-        return compute_dvh(structure, courses[0].grid, ct_z=ct_z)
+    class Counting:
+        def get(self, structure, grid, ct_z_, compute):
+            assert ct_z_ is ct_z  # the CT slice positions go with every computation
+            calls.append(structure.name)
+            return compute()
 
-    result = _run(protocol, hcc_pass_plan, dvh_for=dvh_for)
-    # the plan's own ROIs, once each (several rows and EQD2 conversions share one DVH);
-    # structures built from expressions are computed inside evaluate_oars
-    assert sorted(calls) == ["Duodenum", "Esophagus", "Heart", "SpinalCord", "Stomach"]
+    dose = DoseService(courses, ct_z, cache=Counting())
+    result = _run(protocol, hcc_pass_plan, dose=dose)
+    # one physical DVH per structure, the plan's ROIs and those built from expressions;
+    # several rows and EQD2 conversions (one plan: dose-axis conversion) share it
+    assert len(calls) == len(set(calls))
+    assert sorted(calls) == ["Duodenum", "Esophagus", "Heart", "Kidney_L + Kidney_R",
+                             "Liver - GTV", "Lung_L + Lung_R - GTV", "SpinalCord", "Stomach"]
     assert len(result.curves) == 8
     assert _by_id(result)[LIVER_RULE].status == PASS
 
