@@ -34,6 +34,18 @@ Rows (category "plan integrity", all mandatory, every NOT EVALUATED carries a ``
     reaches ``FRACTION_LOOKS_TOTAL`` (90 %) of the course prescription (n > 1) holds the
     course total. Either: NOT EVALUATED (``DOSE_INCONSISTENT``) saying which numbers
     disagree; the dose is never rescaled silently.
+``integrity.contours.<ROI>``
+    WARN per ROI with planes missing inside its z extent (a step between contour planes
+    > ``GAP_FACTOR`` 1.5 x its median plane spacing), open contours, or contour points
+    outside the planning CT image, with the dose the damaged part's region receives.
+    Organ-at-risk rows on such a ROI that PASS or WARN become NOT EVALUATED
+    (``CONTOUR_DAMAGE``) unless that region (bounding box of the neighbouring contours +
+    5 mm) receives at most ``AWAY_FRACTION`` (20 %) of the course dose maximum: then the
+    damage is clearly away from the high-dose region and the row says so.
+Rows on a structure mostly outside the dose grid (> ``MOSTLY_OUTSIDE``, 50 % of its
+volume) that PASS or WARN and whose metric the uncovered part could change (every metric
+but a spared volume CVx held to a lower bound) become NOT EVALUATED
+(``OUTSIDE_DOSE_GRID``): never numbers of the covered sliver. A FAIL stands.
 """
 
 from __future__ import annotations
