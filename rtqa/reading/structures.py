@@ -59,7 +59,8 @@ class Structure:
     def gaps(self, factor: float = GAP_FACTOR) -> tuple[tuple[float, float, int], ...]:
         """Planes missing inside the ROI's z extent: (z below, z above, planes missing) for
         every step between consecutive contour planes larger than ``factor`` x the ROI's
-        usual (median) plane spacing."""
+        usual (median) plane spacing, where the contours on both sides overlap in x-y (a
+        step between parts that do not overlap, two lesions in one ROI, is no gap)."""
         zs = self.z_planes
         if zs.size < 3:
             return ()
@@ -68,8 +69,18 @@ class Structure:
         if not usual > 0:
             return ()
         big = np.flatnonzero(steps > factor * usual)
-        return tuple((float(zs[k]), float(zs[k + 1]),
-                      max(1, int(round(steps[k] / usual)) - 1)) for k in big)
+        out = []
+        for k in big:
+            # contours on both sides of the step that overlap in x-y: the same object goes
+            # on (a gap); no overlap: separate parts of one ROI (two lesions in one PTV)
+            a = np.concatenate(self.planes[k][1])
+            b = np.concatenate(self.planes[k + 1][1])
+            if (a[:, 0].max() < b[:, 0].min() or b[:, 0].max() < a[:, 0].min()
+                    or a[:, 1].max() < b[:, 1].min() or b[:, 1].max() < a[:, 1].min()):
+                continue
+            out.append((float(zs[k]), float(zs[k + 1]),
+                        max(1, int(round(steps[k] / usual)) - 1)))
+        return tuple(out)
 
 
 @dataclass(frozen=True, eq=False)
