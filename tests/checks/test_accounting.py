@@ -474,3 +474,20 @@ def test_structure_mostly_outside_the_grid_is_not_evaluated(tmp_path):
     assert cord and all(c.status == NOT_EVALUATED for c in cord)
     assert any(c.reason == Reason.OUTSIDE_DOSE_GRID and "outside the dose grid" in c.note
                for c in cord)
+
+
+def test_gap_is_a_step_between_overlapping_contours_only():
+    """Planes every 3 mm; 8 planes missing in one column of squares is a gap of 8; the same
+    step between two squares 100 mm apart (two lesions in one ROI) is no gap."""
+    from rtqa.reading.structures import Structure
+
+    def square(cx):
+        return np.array([[cx - 5, -5], [cx + 5, -5], [cx + 5, 5], [cx - 5, 5]], float)
+
+    zs = [0, 3, 6, 9, 36, 39, 42]
+    one = Structure(1, "Cord", "ORGAN", tuple((float(z), (square(0),)) for z in zs),
+                    np.empty((0, 3)))
+    assert one.gaps() == ((9.0, 36.0, 8),)
+    two = Structure(2, "PTV_ALL", "PTV", tuple((float(z), (square(0 if z < 20 else 100),))
+                                              for z in zs), np.empty((0, 3)))
+    assert two.gaps() == ()
