@@ -53,7 +53,8 @@ def _error_report(message: str, protocol: str) -> Report:
 def check(paths, *, protocol: str = "oligo-hcc", constraints: Iterable[str] = (),
           fractions: int | None = None, overrides: Mapping[str, str] | None = None,
           sum_plans: bool = False, progress: Callable[[str], None] | None = None,
-          strict: bool = False, plan: str | None = None) -> Report:
+          strict: bool = False, end_caps: str = "half",
+          plan: str | None = None) -> Report:
     """Check a plan export against a protocol: what ``rtqa check`` does, as a function.
 
     Parameters
@@ -79,6 +80,10 @@ def check(paths, *, protocol: str = "oligo-hcc", constraints: Iterable[str] = ()
     strict : bool, default False
         Raise ``RtqaError`` for an export that cannot be checked at all, instead of
         returning an ERROR report with the reason in ``errors``.
+    end_caps : {"half", "none"}, default "half"
+        How far each structure extends beyond its first and last contour planes: half a
+        contour spacing (the Nelms 2015 analytic truth) or not at all (nearer Eclipse's
+        volumes; see docs/dicom-conventions.md). ``--end-caps`` of ``rtqa check``.
     plan : str, optional
         RTPlanLabel of the one plan to check (``--plan``); the other RTPLANs are listed
         as not checked (an APPROVED plan without dose is then no error).
@@ -123,7 +128,8 @@ def check(paths, *, protocol: str = "oligo-hcc", constraints: Iterable[str] = ()
     """
     from rtqa.checks.pipeline import CheckOptions, run_check
     options = CheckOptions(protocol, tuple(constraints), fractions, dict(overrides or {}),
-                           progress, sum_plans=sum_plans, plan=plan)
+                           progress, sum_plans=sum_plans, end_caps=end_caps,
+                           plan=plan)
     try:
         return run_check(_paths(paths), options)
     except RtqaError as exc:

@@ -74,6 +74,7 @@ class Reason(StrEnum):
     OTHER = "other"
     MIXED_FRACTIONATION = "mixed_fractionation"      # fraction-specific row, plans differ
     REFERENCE_BROKEN = "reference_broken"            # UID link / frame of reference
+    TPS_DISAGREEMENT = "tps_disagreement"            # rtqa's DVH vs the planning system's
 
 
 PASS, FAIL, WARN, NOT_EVALUATED = Status.PASS, Status.FAIL, Status.WARN, Status.NOT_EVALUATED

@@ -57,6 +57,9 @@ class CheckOptions:
     #: without it that lesion is NOT EVALUATED (they look like alternative plans).
     sum_plans: bool = False
     dvh_cache: DvhCache | None = None
+    #: end caps beyond a structure's outermost contour planes: "half" (the Nelms analytic
+    #: truth) or "none" (``rtqa.dvh.geometry.END_CAPS``; ``--end-caps``)
+    end_caps: str = "half"
     #: Label of the one RTPLAN to check (--plan): the others are listed, not checked.
     plan: str | None = None
 
@@ -173,7 +176,9 @@ def build_context(paths, options: CheckOptions | None = None) -> PlanContext:
     ct = export.ct_for(ss)
     ct_z = ct.z if ct is not None else None
     fractions = [options.fractions or (c.plan.fractions if c.plan else None) for c in courses]
-    dose = DoseService(courses, ct_z, fractions, cache=options.dvh_cache)
+    from rtqa.dvh.settings import Settings
+    dose = DoseService(courses, ct_z, fractions, cache=options.dvh_cache,
+                       settings=Settings(end_caps=options.end_caps))
     names = match_rois([s.name for s in ss.structures], options.overrides or None,
                        roi_types={s.name: s.interpreted_type for s in ss.structures})
     by_name = {s.name for s in ss.structures}

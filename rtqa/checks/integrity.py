@@ -157,21 +157,35 @@ def planning_ct(export: Export, ss: StructureSet, max_slice_mm: float, max_pixel
     if note is not None:
         return [Check("integrity.ct.slice_spacing", CAT, NOT_EVALUATED, source,
                       metric="CT slice spacing", unit="mm", limit=f"<= {max_slice_mm:g}",
-                      note=note),
+                      note=note, reason=Reason.INPUT_UNDEFINED),
                 Check("integrity.ct.pixel_size", CAT, NOT_EVALUATED, source,
                       metric="CT pixel size", unit="mm", limit=f"<= {max_pixel_mm:g}",
-                      note=note)]
-    spacing = float(np.max(ct.slice_spacings)) if ct.z.size > 1 else float("nan")
+                      note=note, reason=Reason.INPUT_UNDEFINED)]
     pixel = max(ct.pixel_spacing)
+    pixel_row = Check("integrity.ct.pixel_size", CAT,
+                      PASS if pixel <= max_pixel_mm + 1e-6 else FAIL, source,
+                      metric="CT pixel size (largest of PixelSpacing)", value=round(pixel, 4),
+                      unit="mm", limit=f"<= {max_pixel_mm:g}")
+    spacings = np.asarray(ct.slice_spacings, dtype=float)
+    undefined = None
+    if ct.z.size < 2:
+        undefined = (f"the planning CT has {ct.z.size} slice(s): a slice spacing needs two "
+                     "(is the export missing the CT series?)")
+    elif spacings.size == 0 or not np.all(np.isfinite(spacings)):
+        undefined = "the slice spacing cannot be computed from ImagePositionPatient"
+    if undefined is not None:
+        return [Check("integrity.ct.slice_spacing", CAT, NOT_EVALUATED, source,
+                      metric="CT slice spacing (largest, from ImagePositionPatient)",
+                      unit="mm", limit=f"<= {max_slice_mm:g}", note=undefined,
+                      reason=Reason.INPUT_UNDEFINED), pixel_row]
+    spacing = float(np.max(spacings))
     return [
         Check("integrity.ct.slice_spacing", CAT,
               PASS if spacing <= max_slice_mm + 1e-6 else FAIL, source,
               metric="CT slice spacing (largest, from ImagePositionPatient)",
               value=round(spacing, 4), unit="mm", limit=f"<= {max_slice_mm:g}",
               note=f"{ct.z.size} slices"),
-        Check("integrity.ct.pixel_size", CAT, PASS if pixel <= max_pixel_mm + 1e-6 else FAIL,
-              source, metric="CT pixel size (largest of PixelSpacing)", value=round(pixel, 4),
-              unit="mm", limit=f"<= {max_pixel_mm:g}"),
+        pixel_row,
     ]
 
 
@@ -213,42 +227,12 @@ def _fill(rows, *, plans=(), fractions=(), reason=None) -> list[Check]:
     return out
 
 
-def _prescriptions(ctx, course):
-    """(prescription Gy, target structure, missing ROI number) of a course's plan.
-
-    ROI-linked TargetPrescriptionDose items are checked against their own ROI (the third
-    item is the ROI number when the structure set lacks it); a plan-level prescription
-    against the hottest coverage target (PTV, else GTV) of the lesions (by mean physical
-    dose of all plans)."""
-    from rtqa.checks.bed import coverage_target
-    plan = course.plan
-    if plan is None:
-        return []
-    by_number = {s.roi_number: s for s in ctx.structure_set.structures}
-    linked = [(p.dose_gy, by_number.get(p.roi_number),
-               None if p.roi_number in by_number else p.roi_number)
-              for p in plan.prescriptions if p.roi_number is not None]
-    if linked:
-        return linked
-    best, best_dose = None, -1.0
-    for les in ctx.lesions:
-        t = coverage_target(les, ("PTV", "GTV"))
-        if t is None:
-            continue
-        try:
-            m = ctx.dose.dvh(t.structure).mean_gy
-        except RtqaError:
-            continue
-        if m > best_dose:
-            best, best_dose = t.structure, m
-    return [(plan.prescription_gy, best, None)]
-
-
 def evaluate(ctx, checked_rows=()):
     """The plan-integrity family on a plan context (``rtqa.checks.context``): links,
     dose-grid coverage of every ROI used by ``checked_rows`` (the other families' rows),
     per plan its prescription (on that plan's own physical dose, with the CT slice
     positions), approval and grid resolution, and the planning CT."""
+    from rtqa.checks import prescription as prescription_rules, tps
     from rtqa.checks.context import Evaluation
     options, dose = ctx.options, ctx.dose
     warnings: list[str] = []
@@ -276,22 +260,14 @@ def evaluate(ctx, checked_rows=()):
                 pass
     for i, course in enumerate(ctx.courses):
         own = dict(plans=(course.label,), fractions=(ctx.fractions[i],))
-        for rx, tgt, missing in _prescriptions(ctx, course):
-            if missing is not None:
-                out += _fill([prescription(course, rx, None, None, missing)], **own,
-                             reason=Reason.PRESCRIPTION_UNLINKED)
-                continue
-            d = None
-            if tgt is not None:
-                try:
-                    d = dose.dvh(tgt, DoseView.PHYSICAL, plans=(i,))
-                except RtqaError as exc:
-                    warnings.append(f"prescription check of {tgt.name}: {exc.reason}")
-                    tgt = None
-            row = prescription(course, rx, tgt, d)
-            if row.value is not None:
-                row = replace(row, dose_view=DoseView.PHYSICAL)
-            out += _fill([row], **own, reason=Reason.INPUT_UNDEFINED)
+        def physical(s, i=i):
+            return dose.dvh(s, DoseView.PHYSICAL, plans=(i,))
+        out += _fill(prescription_rules.evaluate(
+            course, ctx.structure_set, [t.structure for les in ctx.lesions
+                                        for t in les.targets], physical),
+            **own, reason=Reason.INPUT_UNDEFINED)
+        out += _fill(tps.compare(course, ctx.structure_set, physical, options.end_caps,
+                                 ctx.fractions[i]), **own, reason=Reason.INPUT_UNDEFINED)
         out += _fill([approval(course)], **own)
         out += _fill(grid_resolution(course, target_dvhs), **own)
     rule = ctx.protocol.planning_ct

@@ -96,8 +96,12 @@ def _structures(ctx: PlanContext, warnings: list[str]) -> list[StructureInfo]:
 
 def _report(ctx: PlanContext, checks, lesion_results, structures, warnings, curves,
             plans: tuple[PlanInfo, ...], doses: tuple[DoseFileInfo, ...]) -> Report:
-    protocol = ctx.protocol
+    options, protocol = ctx.options, ctx.protocol
     conventions = dict(CONVENTIONS)
+    if options.end_caps != "half":
+        conventions["dvh_geometry"] = conventions["dvh_geometry"].replace(
+            "half-slice end caps", "no end caps (--end-caps none: structures end on their "
+            "outermost contour planes)")
     conventions["dose_used"] = "; ".join(c.note for c in ctx.courses)
     conventions["alpha_beta"] = _alpha_betas(checks, protocol)
     conventions["names"] = "; ".join(f"{k} = {v}" for k, v in sorted(

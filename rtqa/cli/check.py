@@ -63,9 +63,15 @@ def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path]) 
 @click.option("--plan", "plan_label", metavar="LABEL",
               help="Check only the RTPLAN with this RTPlanLabel; the other plans are "
                    "listed as not checked (an APPROVED plan without dose is then no error).")
+@click.option("--end-caps", type=click.Choice(["half", "none"]), default="half",
+              show_default=True,
+              help="How far a structure extends beyond its first and last contour planes: "
+                   "'half' a contour spacing (the Nelms 2015 analytic truth) or 'none' (the "
+                   "structure ends on its outermost planes; nearer Eclipse's volumes). "
+                   "See docs/dicom-conventions.md.")
 @click.option("--quiet", "-q", is_flag=True, help="No terminal report, no progress.")
 def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html_path,
-          sum_plans, plan_label, quiet):
+          sum_plans, plan_label, end_caps, quiet):
     """Check the plan export in PLAN_DIR against a protocol and report PASS/FAIL.
 
     \b
@@ -119,7 +125,8 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html
     try:
         report = run_check([plan_dir], protocol=protocol, constraints=constraint_files,
                            fractions=fractions, overrides=overrides, sum_plans=sum_plans,
-                           progress=progress, strict=True, plan=plan_label)
+                           progress=progress, strict=True, end_caps=end_caps,
+                           plan=plan_label)
     except RtqaError as exc:
         if show:
             sys.stderr.write("\r\033[K")

@@ -67,7 +67,7 @@ def compute_dvh(structure: Structure, grid: DoseGrid, *, ct_z: np.ndarray | None
             single_plane_mm = float(np.min(np.diff(grid.z)))
             warnings.append(f"drawn on one plane only: given a slab of {single_plane_mm:.2f} mm "
                             "(the dose frame spacing)")
-    slabs = slabs_for(zs, single_plane_mm or 0.0, ct_z)
+    slabs = slabs_for(zs, single_plane_mm or 0.0, ct_z, settings.end_caps)
     polys = [p for _, p in planes]
     edges = Edges.of(polys)
     areas = plane_areas(planes, edges)

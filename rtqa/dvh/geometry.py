@@ -46,11 +46,22 @@ class Slabs:
         return self.hi - self.lo
 
 
-def slabs_for(z: np.ndarray, single_plane_mm: float, ct_z: np.ndarray | None = None) -> Slabs:
+#: End-cap conventions: how far a run's first and last contour planes are extruded.
+#: ``half``: half a contour spacing (the Nelms 2015 analytic truth; rtqa's default);
+#: ``none``: not at all, the structure ends on its outermost planes (what several
+#: planning systems do; see docs/dicom-conventions.md). A run of a single plane keeps a
+#: slab of one spacing under both (it has no volume otherwise).
+END_CAPS = ("half", "none")
+
+
+def slabs_for(z: np.ndarray, single_plane_mm: float, ct_z: np.ndarray | None = None,
+              end_caps: str = "half") -> Slabs:
     """Slab faces for sorted plane positions ``z`` (mm).
 
     ``single_plane_mm`` is the thickness given to a structure drawn on one plane only
-    (the CT slice spacing when known)."""
+    (the CT slice spacing when known). ``end_caps``: see :data:`END_CAPS`."""
+    if end_caps not in END_CAPS:
+        raise ValueError(f"end_caps must be one of {END_CAPS}, not {end_caps!r}")
     z = np.asarray(z, dtype=float)
     if z.size == 1:
         h = single_plane_mm / 2.0
@@ -68,6 +79,12 @@ def slabs_for(z: np.ndarray, single_plane_mm: float, ct_z: np.ndarray | None = N
     half = np.where(gap, typical / 2.0, d / 2.0)
     lo = z - np.concatenate([[typical / 2.0], half])
     hi = z + np.concatenate([half, [typical / 2.0]])
+    if end_caps == "none":
+        start = np.concatenate([[True], gap])  # first plane of a run
+        end = np.concatenate([gap, [True]])    # last plane of a run
+        multi = ~(start & end)                 # runs of one plane keep their slab
+        lo = np.where(start & multi, z, lo)
+        hi = np.where(end & multi, z, hi)
     return Slabs(z, lo, hi, gap)
 
 
@@ -413,7 +430,8 @@ def raster(planes_polys: list[tuple[np.ndarray, ...]], node_x0: float, node_y0: 
     cls = _parity_rows(rows, (np.arange(K)[:, None] * fine.ny + np.arange(NJ) * m
                               + h).reshape(-1), m, h, NI).reshape(K, NJ, NI) * np.uint8(2)
     rast = Raster(m, I0, J0, NI, NJ, x0, y0, dx, dy, fine, cls,
-                  (cls // 2).astype(np.int32), np.zeros((2, m), dtype=code_dtype(m)),
+                  cls // 2 if m == 1 else (cls // 2).astype(np.int32),
+                  np.zeros((2, m), dtype=code_dtype(m)),
                   list(planes_polys), e)
     rast.__dict__["rows"] = rows
     rast.blocks[1] = _full(m)

@@ -41,6 +41,7 @@ from rtqa.dvh.compute import compute_dvh
 from rtqa.dvh.convert import convert_dvh
 from rtqa.dvh.data import DVHData
 from rtqa.dvh.dosesum import combined
+from rtqa.dvh.settings import DEFAULT, Settings
 from rtqa.errors import RtqaError
 from rtqa.reading.dose import DoseGrid
 from rtqa.reading.export import CourseDose
@@ -78,12 +79,15 @@ class DoseService:
         Fraction count of each course (default: its RTPLAN's); None where unknown (EQD2
         and BED of that plan then raise ``RtqaError``).
     cache : DvhCache, optional
-        Where DVH computations go through (default: computed directly).
+        Where DVH computations go through (default: computed directly); not used with
+        non-default ``settings`` (a cache keyed by structure and grid would mix them).
+    settings : Settings, optional
+        DVH engine settings (``rtqa.dvh.settings``), e.g. the end-cap convention.
     """
 
     def __init__(self, courses: Sequence[CourseDose], ct_z: np.ndarray | None = None,
                  fractions: Sequence[int | None] | None = None,
-                 cache: DvhCache | None = None):
+                 cache: DvhCache | None = None, settings: Settings = DEFAULT):
         if fractions is None:
             fractions = [c.plan.fractions if c.plan else None for c in courses]
         if len(fractions) != len(courses):
@@ -95,7 +99,8 @@ class DoseService:
                     per_fraction=False, note=c.note + f"; x {n} fractions (--fractions)")
             if c.per_fraction and n else c for c, n in zip(courses, self.fractions))
         self.ct_z = ct_z
-        self.cache = cache
+        self.settings = settings
+        self.cache = cache if settings == DEFAULT else None
         self._grids: dict = {}
         # key -> (structure kept alive so its id is never reused, DVHData or RtqaError)
         self._dvhs: dict = {}
@@ -159,7 +164,7 @@ class DoseService:
                                alpha_beta)
         grid = self.grid(view, idx, alpha_beta)
         if self.cache is None:
-            return compute_dvh(structure, grid, ct_z=self.ct_z)
+            return compute_dvh(structure, grid, ct_z=self.ct_z, settings=self.settings)
         return self.cache.get(structure, grid, self.ct_z,
                               lambda: compute_dvh(structure, grid, ct_z=self.ct_z))
 

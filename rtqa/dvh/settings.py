@@ -34,6 +34,9 @@ class Settings:
     max_samples: int = 6_000_000
     #: interpolate the cross-section between contour planes (False: pure slabs)
     interpolate: bool = True
+    #: end caps beyond a run's outermost contour planes: "half" (half a contour spacing,
+    #: the Nelms analytic truth) or "none" (see ``rtqa.dvh.geometry.END_CAPS``)
+    end_caps: str = "half"
 
 
 DEFAULT = Settings()

@@ -39,15 +39,69 @@ def reader(what: str):
     return wrap
 
 
+#: Transfer syntaxes of a bare data set (no Part 10 header), by encoding.
+_BARE_TS = {"implicit": "1.2.840.10008.1.2", "explicit": "1.2.840.10008.1.2.1"}
+_VRS = {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT",
+        b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST",
+        b"SV", b"TM", b"UC", b"UI", b"UL", b"UN", b"UR", b"US", b"UT", b"UV"}
+
+
+def bare_encoding(head: bytes) -> str | None:
+    """'implicit' or 'explicit' when ``head`` (the first bytes of a file) starts like a DICOM
+    data set written without the PS3.10 preamble and 'DICM' prefix (as Elekta Monaco
+    writes its RT objects): a little-endian first element in group 0002 (File Meta) or
+    0008 (Identifying), with a plausible element number. None otherwise: such files
+    are never read on a guess."""
+    if len(head) < 8 or head[128:132] == b"DICM":
+        return None
+    group, elem = int.from_bytes(head[0:2], "little"), int.from_bytes(head[2:4], "little")
+    if group not in (0x0002, 0x0008) or elem > 0x00FF:
+        return None
+    if head[4:6] in _VRS:
+        return "explicit"
+    length = int.from_bytes(head[4:8], "little")
+    return "implicit" if length < 0x10000 else None
+
+
+def bare_note(head: bytes) -> str:
+    """What a bare data set lacks, in words (for the warning naming the file)."""
+    enc = bare_encoding(head)
+    meta = int.from_bytes(head[0:2], "little") == 0x0002
+    missing = ("the 128-byte preamble and 'DICM' prefix" if meta else
+               "the 128-byte preamble, 'DICM' prefix and File Meta Information")
+    how = ("with its File Meta transfer syntax" if meta else
+           f"as {enc} VR little endian (the encoding its first element shows)")
+    return f"not a DICOM Part 10 file: {missing} missing (PS3.10 7.1); read {how}"
+
+
 def read_dataset(path: Path, stop_before_pixels: bool = False) -> pydicom.Dataset:
-    """Read a whole DICOM file, turning every failure into a one-line DicomInputError."""
+    """Read a whole DICOM file, turning every failure into a one-line DicomInputError.
+
+    A bare data set (no Part 10 header, see :func:`bare_encoding`) is read with its
+    encoding set explicitly, so that its pixel data can be decoded; the scan has already
+    warned about it (``rtqa.reading.scan``)."""
     try:
         return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
     except InvalidDicomError:
-        raise DicomInputError("not a DICOM file", path) from None
+        pass
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on broken files
         raise DicomInputError(f"unreadable or truncated DICOM ({type(exc).__name__}: {exc})",
                               path) from None
+    try:  # not Part 10: a bare data set?
+        with open(path, "rb") as fh:
+            enc = bare_encoding(fh.read(132))
+    except OSError:
+        enc = None
+    if enc is None:
+        raise DicomInputError("not a DICOM file", path)
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=True)
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on broken files
+        raise DicomInputError(f"unreadable or truncated DICOM ({type(exc).__name__}: {exc})",
+                              path) from None
+    if "TransferSyntaxUID" not in ds.file_meta:
+        ds.file_meta.TransferSyntaxUID = _BARE_TS[enc]
+    return ds
 
 
 def text(ds, keyword: str, default: str = "") -> str:

@@ -20,6 +20,7 @@ _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _UNDEFINED = 0xFFFFFFFF
 _PIXEL_DATA = 0x7FE00010
 IMPLICIT_LE = "1.2.840.10008.1.2"
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
 EXPLICIT_BE = "1.2.840.10008.1.2.2"
 DEFLATED = "1.2.840.10008.1.2.1.99"
 
@@ -143,6 +144,10 @@ def check_complete(data: bytes) -> str | None:
             return "file meta information without TransferSyntaxUID (damaged header)"
         if ts == DEFLATED:
             return None
+        if not ts:  # a bare data set: its first element shows the encoding (little endian)
+            explicit = pos + 6 <= len(data) and data[pos + 4:pos + 6].isalpha() \
+                and data[pos + 4:pos + 6].isupper()
+            ts = EXPLICIT_LE if explicit else IMPLICIT_LE
         body = _Walker(data, ts != IMPLICIT_LE, ts != EXPLICIT_BE)
         end = body.elements(pos, len(data), None)
         if end != len(data):

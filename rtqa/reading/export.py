@@ -435,7 +435,7 @@ def load_export(paths: list[str | Path], fractions_override: int | None = None) 
                     "object twice (a copy?) would be counted twice", f.path)
             seen[f.sop_instance_uid] = f.path
     doses, plans, sets, ct_slices = [], [], [], []
-    warnings: list[str] = []
+    warnings: list[str] = list(result.warnings)  # files without a Part 10 header
     for f in result.files:
         if f.kind == "RTDOSE":
             doses.append(read_dose(f.path))

@@ -17,7 +17,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from rtqa.errors import DicomInputError
-from rtqa.reading.common import reader
+from rtqa.reading.common import bare_encoding, bare_note, reader
 from rtqa.reading.completeness import check_complete
 from rtqa.reading.sopclass import KIND
 
@@ -36,12 +36,20 @@ class Scanned:
     kind: str
     sop_class_uid: str
     sop_instance_uid: str
+    #: why the file is not a DICOM Part 10 file when it was read as a bare data set
+    #: (no preamble / 'DICM' / File Meta Information); empty for a Part 10 file
+    header_note: str = ""
 
 
 @dataclass(frozen=True)
 class ScanResult:
     files: tuple[Scanned, ...]
     skipped: tuple[tuple[Path, str], ...]  # (path, reason) of non-DICOM files
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """One warning per file read without its Part 10 header, naming the file."""
+        return tuple(f"{f.path}: {f.header_note}" for f in self.files if f.header_note)
 
 
 def looks_like_dicom(path: str | Path) -> bool:
@@ -117,25 +125,44 @@ def classify(path: Path, explicit: bool = False) -> Scanned | None:
         raise DicomInputError("cannot be read (permission denied)", path) from None
     except OSError as exc:
         raise DicomInputError(f"cannot be read ({exc.strerror or exc})", path) from None
+    note = ""
     try:
         ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True,
                              specific_tags=_HEADER_TAGS)
     except InvalidDicomError:
-        if explicit or looks_like_dicom(path):
-            raise DicomInputError("not a DICOM file (no DICOM header)", path) from None
-        return None
+        if bare_encoding(data[:132]) is None:
+            if explicit or looks_like_dicom(path):
+                raise DicomInputError(
+                    "not a DICOM file (no Part 10 header, and it does not start like a "
+                    "DICOM data set)", path) from None
+            return None
+        # a bare data set (Elekta Monaco): read it, with the same completeness check
+        note = bare_note(data[:132])
+        try:
+            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True,
+                                 specific_tags=_HEADER_TAGS, force=True)
+        except Exception as exc:  # noqa: BLE001 - pydicom raises many types
+            raise DicomInputError(f"unreadable DICOM data set without Part 10 header "
+                                  f"({type(exc).__name__}: {exc})", path) from None
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on broken files
         raise DicomInputError(f"unreadable DICOM ({type(exc).__name__}: {exc})", path) from None
     problem = check_complete(data)
+    claims = explicit or looks_like_dicom(path)
     if problem:
+        if note and not claims:  # resembled a bare data set, but is not one: not DICOM
+            return None
         raise DicomInputError(f"incomplete DICOM file ({problem})", path)
     sop_class = str(ds.get("SOPClassUID", "") or "")
     sop_inst = str(ds.get("SOPInstanceUID", "") or "")
     if not sop_class:
-        if explicit or looks_like_dicom(path):
-            raise DicomInputError("DICOM file without SOPClassUID", path)
+        if claims:
+            raise DicomInputError("DICOM file without SOPClassUID"
+                                  + (f" ({note.split(':')[0]})" if note else ""), path)
         return None
-    return Scanned(path, KIND.get(sop_class, "OTHER"), sop_class, sop_inst)
+    if note and not sop_inst:
+        raise DicomInputError(f"DICOM data set without SOPInstanceUID ({note.split(':')[0]})",
+                              path)
+    return Scanned(path, KIND.get(sop_class, "OTHER"), sop_class, sop_inst, note)
 
 
 def scan(paths: list[str | Path]) -> ScanResult:
