@@ -586,5 +586,34 @@ def evaluate(ctx, checks: Sequence[Check]):
     damage = contour_damage(ss, ct, grid)
     outside = {s.name: (d.outside_cc, d.total_volume_cc) for s, d in ctx.dose.computed()}
     guarded_checks, guarded = guard_rows(checks, damage, outside)
+    guarded_checks = _guard_fractions(guarded_checks, out)
     out += contour_rows(damage, guarded, grid)
     return guarded_checks, Evaluation(tuple(out)), infos, dose_files(export, frame)
+
+
+def _guard_fractions(checks: Sequence[Check], rows: Sequence[Check]) -> list[Check]:
+    """BED / EQD2 rows that PASS or WARN on a plan whose fraction count contradicts its own
+    numbers become NOT EVALUATED (``FRACTIONS_INCONSISTENT``): their conversion used that
+    count (a fraction count edited after the dose was computed must not pass a lesion)."""
+    bad = {p for r in rows if r.reason == Reason.FRACTIONS_INCONSISTENT
+           and r.status == NOT_EVALUATED for p in r.plans}
+    out = []
+    for c in checks:
+        if bad and c.status in (PASS, WARN) and set(c.plans) & bad and \
+                c.dose_view in (DoseView.BED, DoseView.EQD2):
+            c = replace(c, status=NOT_EVALUATED, reason=Reason.FRACTIONS_INCONSISTENT,
+                        note=f"converted with the fraction count of "
+                             f"{', '.join(sorted(set(c.plans) & bad))}, which contradicts "
+                             f"the plan's own numbers (see integrity.fractions); "
+                             + c.note)
+        out.append(c)
+    return out
+
+
+def guard_lesions(results, checks: Sequence[Check]):
+    """Lesion results whose ``lesion.<name>.bed`` row was made NOT EVALUATED here."""
+    ne = {c.id for c in checks if c.status == NOT_EVALUATED}
+    return tuple(replace(r, status=NOT_EVALUATED, bed_gy=r.bed_gy,
+                         note="see " + f"lesion.{r.name}.bed" + ": not evaluated; " + r.note)
+                 if f"lesion.{r.name}.bed" in ne and r.status != NOT_EVALUATED else r
+                 for r in results)

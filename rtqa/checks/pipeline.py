@@ -73,7 +73,8 @@ def run_check(paths: list[str], options: CheckOptions | None = None) -> Report:
     say("structures")
     structures = _structures(ctx, warnings)
     warnings += _contour_warnings(ctx)
-    return _report(ctx, checks, lesions.lesions, structures, warnings,
+    return _report(ctx, checks, accounting.guard_lesions(lesions.lesions, checks),
+                   structures, warnings,
                    tuple(c for f in families for c in f.curves), plans, doses)
 
 

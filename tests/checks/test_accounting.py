@@ -263,6 +263,10 @@ def test_fractions_edited_after_the_dose_do_not_turn_fail_into_pass(tmp_path):
     assert "6 Gy x 3 fx = 18.00 Gy against TargetPrescriptionDose 30 Gy" in fx.note
     (grid,) = rows(r, "integrity.dose_vs_plan.")
     assert grid.status == NOT_EVALUATED and grid.reason == Reason.DOSE_INCONSISTENT
+    # the lesion converted with the edited count is not passed either
+    (t10,) = rows(r, "lesion.T10.bed")
+    assert t10.status == NOT_EVALUATED and t10.reason == Reason.FRACTIONS_INCONSISTENT
+    assert lesion(r, "T10").status == NOT_EVALUATED
 
 
 def _two_group_plan(folder: Path, a: float, b: float, split_dose: bool) -> None:
