@@ -52,9 +52,9 @@ def _error_report(message: str, protocol: str) -> Report:
 
 def check(paths, *, protocol: str = "oligo-hcc", constraints: Iterable[str] = (),
           fractions: int | None = None, overrides: Mapping[str, str] | None = None,
-          sum_plans: bool = False, progress: Callable[[str], None] | None = None,
-          strict: bool = False, end_caps: str = "half",
-          plan: str | None = None) -> Report:
+          sum_plans: bool = False, delivery: str | None = None,
+          progress: Callable[[str], None] | None = None, strict: bool = False,
+          end_caps: str = "half", plan: str | None = None) -> Report:
     """Check a plan export against a protocol: what ``rtqa check`` does, as a function.
 
     Parameters
@@ -75,6 +75,11 @@ def check(paths, *, protocol: str = "oligo-hcc", constraints: Iterable[str] = ()
     sum_plans : bool, default False
         The RTPLANs on one structure set are delivered together as one course (summed).
         Without it several plans with doses give ERROR (they may be alternatives).
+    delivery : {"concurrent", "sequential"}, optional
+        How several plans are delivered: concurrent (same days: EQD2/BED of the physical
+        sum) or sequential (each plan's EQD2/BED, summed). Default: the conservative one
+        for each side, the higher organ dose and the lower lesion BED
+        (``report.conventions["delivery"]`` says which was used).
     progress : callable, optional
         Called with a short text as each stage starts.
     strict : bool, default False
@@ -128,8 +133,8 @@ def check(paths, *, protocol: str = "oligo-hcc", constraints: Iterable[str] = ()
     """
     from rtqa.checks.pipeline import CheckOptions, run_check
     options = CheckOptions(protocol, tuple(constraints), fractions, dict(overrides or {}),
-                           progress, sum_plans=sum_plans, end_caps=end_caps,
-                           plan=plan)
+                           progress, sum_plans=sum_plans, delivery=delivery,
+                           end_caps=end_caps, plan=plan)
     try:
         return run_check(_paths(paths), options)
     except RtqaError as exc:

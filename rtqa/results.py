@@ -104,6 +104,7 @@ class Check:
     plans: tuple[str, ...] = ()          # labels of the plan(s) whose dose was evaluated
     fractions: tuple[int, ...] = ()      # fraction count of each of those plans
     reason: Reason | None = None         # machine-readable, when NOT EVALUATED (or WARN)
+    derivation: str | None = None        # "derived (LQ) from <source>, <n> fx"; None = sourced
 
 
 @dataclass(frozen=True)

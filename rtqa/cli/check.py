@@ -14,15 +14,41 @@ from rtqa.errors import RtqaError
 from rtqa.results import EXIT_CODES, Report
 
 
-def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path]) -> None:
-    """Render every requested report first, refuse any destination that is an input file
-    before writing anything, then write (atomically): a refused or failed destination never
-    leaves a report saying something else next to exit 2."""
-    from rtqa.report.atomic import refused, write_atomic
+def _destinations(json_path, html_path, refuse: set[Path]) -> list[str]:
+    """The report files asked for, each tested before any computation (its folder exists
+    and is writable, it is not a folder nor an input file); RtqaError names the first
+    that cannot be written."""
+    from rtqa.report.atomic import check_destination
+    dests = [d for d in (json_path, html_path) if d and d != "-"]
+    if len(dests) == 2 and Path(dests[0]).resolve() == Path(dests[1]).resolve():
+        raise RtqaError("--json and --html name the same file", dests[0])
+    for dest in dests:
+        check_destination(dest, refuse=refuse)
+    return dests
+
+
+def _discard_stale(dests: list[str], refuse: set[Path]) -> list[str]:
+    """Remove the files an unwritten report would have replaced (an earlier run's report
+    must not stand beside this run's exit code); returns those removed."""
+    from rtqa.report.atomic import refused
+    removed = []
+    for dest in dests:
+        target = Path(dest).resolve()
+        try:
+            if target.is_file() and not refused(target, refuse):
+                target.unlink()
+                removed.append(dest)
+        except OSError:
+            pass
+    return removed
+
+
+def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path]) -> str:
+    """Show the terminal report (unless ``quiet``; the JSON on stdout with ``--json -``)
+    and write the report files all or none (:func:`rtqa.report.atomic.write_all`).
+    Returns "" or the one-line reason why no report file was written."""
+    from rtqa.report.atomic import write_all
     from rtqa.report.json_report import dumps
-    for dest in (json_path, html_path):
-        if dest and dest != "-" and refused(dest, refuse):
-            raise RtqaError("is an input file: refusing to write a report over it", dest)
     json_text = dumps(report) if json_path else None
     html_text = None
     if html_path:
@@ -30,15 +56,22 @@ def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path]) 
         html_text = render_html(report)
     if json_path == "-":
         click.echo(json_text, nl=False)
-    elif json_path:
-        write_atomic(Path(json_path), json_text, refuse=refuse)
-    if html_path:
-        write_atomic(Path(html_path), html_text, refuse=refuse)
-    if not quiet and json_path != "-":
+    elif not quiet:
         from rtqa.report.text import render_text
         tty = sys.stdout.isatty()
         width = shutil.get_terminal_size().columns if tty else None
         click.echo(render_text(report, color=tty, width=width))
+    files = [(p, t) for p, t in ((json_path, json_text), (html_path, html_text))
+             if p and p != "-"]
+    if not files:
+        return ""
+    try:
+        write_all(files, refuse=refuse)
+    except RtqaError as exc:
+        removed = _discard_stale([p for p, _ in files], refuse)
+        return (f"{exc}; no report file written"
+                + (f" (the earlier {', '.join(removed)} removed)" if removed else ""))
+    return ""
 
 
 @click.command("check")
@@ -63,6 +96,11 @@ def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path]) 
 @click.option("--plan", "plan_label", metavar="LABEL",
               help="Check only the RTPLAN with this RTPlanLabel; the other plans are "
                    "listed as not checked (an APPROVED plan without dose is then no error).")
+@click.option("--delivery", type=click.Choice(["concurrent", "sequential"]),
+              help="How several plans are delivered: concurrent (same days: physical sum, "
+                   "then EQD2/BED) or sequential (EQD2/BED of each plan, summed). Default: "
+                   "the conservative one for each side (higher organ dose, lower lesion "
+                   "BED); the report says which was used.")
 @click.option("--end-caps", type=click.Choice(["half", "none"]), default="half",
               show_default=True,
               help="How far a structure extends beyond its first and last contour planes: "
@@ -71,7 +109,7 @@ def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path]) 
                    "See docs/dicom-conventions.md.")
 @click.option("--quiet", "-q", is_flag=True, help="No terminal report, no progress.")
 def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html_path,
-          sum_plans, plan_label, end_caps, quiet):
+          sum_plans, delivery, plan_label, end_caps, quiet):
     """Check the plan export in PLAN_DIR against a protocol and report PASS/FAIL.
 
     \b
@@ -93,7 +131,15 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html
 
     \b
     Exit codes: 0 every check passes; 1 a check fails; 2 something required could not
-    be evaluated (input error, missing structure, no dose). Never 0 in that case.
+    be evaluated (input error, missing structure, no dose), or a report file asked for
+    could not be written. Never 0 in that case.
+
+    \b
+    Report files (--json, --html) are checked before the plan is read: a folder that
+    does not exist or cannot be written stops at once. They are written all or none:
+    if one cannot be written (full disk ...), none is (earlier files at those paths are
+    removed), the terminal report is still shown, one line names the file and the
+    reason, and the exit code is 2 whatever the verdict.
 
     \b
     Examples:
@@ -115,6 +161,11 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html
         where = getattr(exc, "filename", None) or plan_dir
         click.echo(f"rtqa: error: {where}: {getattr(exc, 'strerror', None) or exc}", err=True)
         raise SystemExit(2)
+    try:
+        _destinations(json_path, html_path, refuse)
+    except RtqaError as exc:   # before any computation
+        click.echo(f"rtqa: error: {exc}", err=True)
+        raise SystemExit(2)
     show = (not quiet) and sys.stderr.isatty()
 
     def progress(msg: str) -> None:
@@ -125,8 +176,8 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html
     try:
         report = run_check([plan_dir], protocol=protocol, constraints=constraint_files,
                            fractions=fractions, overrides=overrides, sum_plans=sum_plans,
-                           progress=progress, strict=True, end_caps=end_caps,
-                           plan=plan_label)
+                           delivery=delivery, progress=progress, strict=True,
+                           end_caps=end_caps, plan=plan_label)
     except RtqaError as exc:
         if show:
             sys.stderr.write("\r\033[K")
@@ -134,10 +185,10 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html
             traceback.print_exc()
         click.echo(f"rtqa: error: {exc}", err=True)
         if json_path or html_path:  # an ERROR report replaces any earlier one at the paths
-            try:
-                _emit(_error_report(str(exc), protocol), json_path, html_path, True, refuse)
-            except (RtqaError, ValueError) as exc2:
-                click.echo(f"rtqa: error: cannot write the report: {exc2}", err=True)
+            failed = _emit(_error_report(str(exc), protocol), json_path, html_path, True,
+                           refuse)
+            if failed:
+                click.echo(f"rtqa: error: {failed}", err=True)
         raise SystemExit(2)
     except Exception as exc:  # noqa: BLE001
         if debug_enabled():
@@ -147,9 +198,8 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html
         raise SystemExit(2)
     if show:
         sys.stderr.write("\r\033[K")
-    try:
-        _emit(report, json_path, html_path, quiet, refuse)
-    except (RtqaError, ValueError) as exc:
-        click.echo(f"rtqa: error: cannot write the report: {exc}", err=True)
+    failed = _emit(report, json_path, html_path, quiet, refuse)
+    if failed:   # the report was shown; the files asked for are not there: exit 2
+        click.echo(f"rtqa: error: {failed}", err=True)
         raise SystemExit(2)
     raise SystemExit(EXIT_CODES[report.status])

@@ -207,6 +207,7 @@ def to_dict(report: Report, *, now: datetime | None = None) -> dict:
             "plans": list(c.plans),
             "fractions": [_int(n) for n in c.fractions],
             "reason": None if c.reason is None else str(c.reason),
+            "derivation": c.derivation,
         } for c in report.checks],
         "structures": [{
             "name": s.name,

@@ -121,7 +121,8 @@ def test_records_keep_their_order_and_content():
                    "source": "Benedict et al. Med Phys 2010;37(8):4078, Table III",
                    "note": "Volume max dose: less than 5 cc may reach the limit (5 fx row).",
                    "priority": "mandatory", "dose_view": "physical", "alpha_beta": None,
-                   "plans": ["LIVER_SBRT"], "fractions": [5], "reason": None}
+                   "plans": ["LIVER_SBRT"], "fractions": [5], "reason": None,
+                   "derivation": None}
     assert doc["inputs"][0]["sha256"] == report.inputs[0].sha256
     assert doc["conventions"] == report.conventions
 
