@@ -445,7 +445,8 @@ def test_delivery_of_two_plans_treating_one_lesion(folders, delivery):
     lesions = discover_lesions(ss, match_rois([s.name for s in ss.structures],
                                               roi_types={s.name: s.interpreted_type
                                                          for s in ss.structures}))
-    (r,) = evaluate_lesions(lesions, export.courses, RULE, delivery=delivery).results
+    (r,) = evaluate_lesions(lesions, export.courses, RULE, delivery=delivery,
+                            sum_plans=True).results  # two RTPLANs: confirmed one course
     sequential = truth_bed(case, "C", [("C_5fx", 5), ("C_3fx", 3)])
     pts, _ = sample_inside(case.lesions[0].ptv, 0.5)
     physical = np.percentile(plan_dose(case, "C_5fx", pts) + plan_dose(case, "C_3fx", pts), 5)
