@@ -128,12 +128,31 @@ class LesionResult:
 
 @dataclass(frozen=True)
 class PlanInfo:
+    """One RTPLAN of the export (every one is listed, checked or not)."""
+
     label: str
     sop_instance_uid: str
     fractions: int | None
     prescription_gy: float | None
     approval_status: str = ""
     file: str = ""
+    checked: bool = True         # its dose was evaluated
+    note: str = ""               # why it was or was not checked
+
+
+@dataclass(frozen=True)
+class DoseFileInfo:
+    """One RTDOSE of the export and the role rtqa gave it (dose accounting: every dose is
+    counted exactly once)."""
+
+    file: str
+    sop_instance_uid: str
+    summation_type: str          # DoseSummationType as stored
+    plan: str                    # label of the plan (or fraction group) it belongs to
+    role: str                    # plan dose, beam dose, fraction dose, plan sum, alternative,
+    #                              duplicate, conflicting, unusable, other frame
+    used: bool                   # part of the evaluated dose
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -191,6 +210,7 @@ class Report:
     protocol: dict                # {"name", "path", "source"}
     patient_id: str
     plans: tuple[PlanInfo, ...] = ()
+    doses: tuple[DoseFileInfo, ...] = ()
     lesions: tuple[LesionResult, ...] = ()
     checks: tuple[Check, ...] = ()
     structures: tuple[StructureInfo, ...] = ()

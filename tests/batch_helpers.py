@@ -23,7 +23,7 @@ def small(case, name: str, patient_id: str, grid_mm: float = 6.0):
                           targets=tuple(t for t in p.targets if t.lesion in LESIONS))
                   for p in case.plans)
     return replace(case, name=name, seed=name, patient_id=patient_id,
-                   ct=replace(case.ct, rows=48, columns=48), plans=plans,
+                   ct=case.ct, plans=plans,  # full image: contours inside it
                    contour_spacing_mm=4.0, min_contour_points=12,
                    structures=tuple(s for s in case.structures if s.name in KEEP),
                    lesions=tuple(les for les in case.lesions if les.name in LESIONS))

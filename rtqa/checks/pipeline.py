@@ -14,12 +14,13 @@ import hashlib
 from datetime import datetime, timezone
 
 from rtqa import __version__
-from rtqa.checks import bed, integrity, oar, protocol as protocol_rules
+from rtqa.checks import accounting, bed, integrity, oar, protocol as protocol_rules
 from rtqa.checks.context import CheckOptions, PlanContext, build_context
 from rtqa.checks.names import roi_infos
 from rtqa.errors import RtqaError
 from rtqa.reading.export import Export
-from rtqa.results import (Check, DoseView, InputFile, PlanInfo, Report, StructureInfo,
+from rtqa.results import (Check, DoseFileInfo, DoseView, InputFile, PlanInfo, Report,
+                          StructureInfo,
                           overall_status)
 
 __all__ = ["run_check", "CheckOptions", "CONVENTIONS"]
@@ -35,7 +36,11 @@ CONVENTIONS = {
     "point_max": "point maximum evaluated as D0.035cc (TG-101 convention) where a row says so",
     "radiobiology": "linear-quadratic model; BED = D(1 + D/(n a/b)); EQD2 = BED/(1 + 2/(a/b)); "
                     "plans with different fractionation summed voxel-wise as BED/EQD2",
-    "dose_summation": "RTDOSE FRACTION x NumberOfFractionsPlanned; BEAM doses summed per plan",
+    "dose_summation": "each RTDOSE counted once: one representation per plan (or fraction "
+                      "group): PLAN, else the sum of its BEAM doses, else FRACTION x the "
+                      "group's NumberOfFractionsPlanned; plan sums (MULTI_PLAN) never added "
+                      "to their plans' doses; duplicates are errors; several RTPLANs summed "
+                      "only with --sum-plans",
 }
 
 
@@ -62,14 +67,18 @@ def run_check(paths: list[str], options: CheckOptions | None = None) -> Report:
     say("plan integrity")
     plan = integrity.evaluate(ctx, lesions.checks + oars.checks)
     from rtqa.checks.lesions import evaluate_rois
-    families = (lesions, oars, rules, plan, evaluate_rois(ctx))
-    checks = [c for f in families for c in f.checks]
+    rois = evaluate_rois(ctx)
+    checks, accounts, plans, doses = accounting.evaluate(
+        ctx, [c for f in (lesions, oars, rules, plan, rois) for c in f.checks])
+    families = (lesions, oars, rules, plan, rois, accounts)
+    checks += accounts.checks
     warnings = list(ctx.warnings) + [w for f in families for w in f.warnings]
     say("structures")
     structures = _structures(ctx, warnings)
     warnings += _contour_warnings(ctx)
-    return _report(ctx, checks, lesions.lesions, structures, warnings,
-                   tuple(c for f in families for c in f.curves))
+    return _report(ctx, checks, accounting.guard_lesions(lesions.lesions, checks),
+                   structures, warnings,
+                   tuple(c for f in families for c in f.curves), plans, doses)
 
 
 def _structures(ctx: PlanContext, warnings: list[str]) -> list[StructureInfo]:
@@ -89,13 +98,9 @@ def _structures(ctx: PlanContext, warnings: list[str]) -> list[StructureInfo]:
     return out
 
 
-def _report(ctx: PlanContext, checks, lesion_results, structures, warnings, curves) -> Report:
+def _report(ctx: PlanContext, checks, lesion_results, structures, warnings, curves,
+            plans: tuple[PlanInfo, ...], doses: tuple[DoseFileInfo, ...]) -> Report:
     options, protocol = ctx.options, ctx.protocol
-    plans = tuple(PlanInfo(c.label, c.plan.sop_instance_uid if c.plan else "",
-                           c.plan.fractions if c.plan else options.fractions,
-                           c.plan.prescription_gy if c.plan else None,
-                           c.plan.approval_status if c.plan else "",
-                           str(c.plan.path if c.plan else c.grid.path)) for c in ctx.courses)
     conventions = dict(CONVENTIONS)
     if options.end_caps != "half":
         conventions["dvh_geometry"] = conventions["dvh_geometry"].replace(
@@ -112,7 +117,7 @@ def _report(ctx: PlanContext, checks, lesion_results, structures, warnings, curv
         protocol={"name": protocol.name, "path": str(protocol.path or ""),
                   "source": protocol.source},
         patient_id=export.patient_ids[0] if export.patient_ids else "",
-        plans=plans, lesions=tuple(lesion_results), checks=tuple(checks),
+        plans=plans, doses=doses, lesions=tuple(lesion_results), checks=tuple(checks),
         structures=tuple(structures), rois=roi_infos(ctx.structure_set.structures, ctx.names),
         warnings=tuple(dict.fromkeys(warnings)), errors=(),
         inputs=_inputs(export), conventions=conventions, rtqa_version=__version__,

@@ -99,9 +99,13 @@ def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path]) 
 @click.option("--html", "html_path", metavar="PATH",
               help="Write the self-contained HTML report for peer review to PATH.")
 @click.option("--sum-plans", is_flag=True,
-              help="Confirm that plans which each meet a lesion's BED rule alone are "
-                   "delivered together (summed). Without it such a lesion is NOT "
-                   "EVALUATED: the plans look like alternatives of one course.")
+              help="Confirm that the RTPLANs on one structure set are delivered together "
+                   "as one course (their doses are summed). Without it several plans with "
+                   "doses are an ERROR: they may be alternatives (a re-plan next to the "
+                   "original).")
+@click.option("--plan", "plan_label", metavar="LABEL",
+              help="Check only the RTPLAN with this RTPlanLabel; the other plans are "
+                   "listed as not checked (an APPROVED plan without dose is then no error).")
 @click.option("--delivery", type=click.Choice(["concurrent", "sequential"]),
               help="How several plans are delivered: concurrent (same days: physical sum, "
                    "then EQD2/BED) or sequential (EQD2/BED of each plan, summed). Default: "
@@ -115,20 +119,23 @@ def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path]) 
                    "See docs/dicom-conventions.md.")
 @click.option("--quiet", "-q", is_flag=True, help="No terminal report, no progress.")
 def check(plan_dir, protocol, constraint_files, fractions, maps, roi_types, lesion_organs,
-          json_path, html_path, sum_plans, delivery, end_caps, quiet):
+          json_path, html_path, sum_plans, delivery, plan_label, end_caps, quiet):
     """Check the plan export in PLAN_DIR against a protocol and report PASS/FAIL.
 
     \b
     What is checked (default protocol: oligo-hcc, the phase II trial of radiotherapy for
     oligoprogressive HCC, NCT06261047):
       * lesions: every lesion's BED (LQ, α/β 10 Gy) of D95% of its PTV >= 60 Gy,
-        each with its own plan's fractions (plans summed voxel-wise as BED; plans that
-        each cover a lesion fully alone are not summed without --sum-plans);
+        each with its own plan's (or fraction group's) fractions; several plans are
+        summed voxel-wise as BED only with --sum-plans (else ERROR);
       * organs at risk: QUANTEC / TG-101 / HyTEC rows chosen by fraction count
         (conventional limits on voxel-wise EQD2), the normal-liver rule
         (>= 700 cc of Liver - GTV below 15 Gy);
       * plan integrity (TG-275): UID links, frame of reference, dose-grid coverage,
         prescription vs target dose, ApprovalStatus, grid resolution, planning CT;
+        dose accounting (each RTDOSE counted once: duplicates, PLAN + BEAM, plan
+        sums), every RTPLAN listed, BeamDose x fractions vs prescription and grid,
+        dose maximum vs prescription, contour gaps and open contours per ROI;
       * protocol: <= 5 lesions in <= 3 organs (a lesion's organ is the organ contour
         holding most of its GTV), PTV margin 2-5 mm around the CTV (no CTV: at least
         2 mm around the GTV).
@@ -187,7 +194,8 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, roi_types, lesi
         report = run_check([plan_dir], protocol=protocol, constraints=constraint_files,
                            fractions=fractions, overrides=overrides, sum_plans=sum_plans,
                            delivery=delivery, progress=progress, strict=True,
-                           end_caps=end_caps, roi_types=types, lesion_organs=organs)
+                           end_caps=end_caps, plan=plan_label, roi_types=types,
+                           lesion_organs=organs)
     except RtqaError as exc:
         if show:
             sys.stderr.write("\r\033[K")

@@ -5,7 +5,7 @@ and documented field by field in ``rtqa/report/schema/rtqa-report-2.json`` (JSON
 draft 2020-12, see ``schema_path()``). Rules:
 
 * Top-level keys, always in this order: ``schema``, ``status``, ``rtqa_version``,
-  ``created``, ``protocol``, ``patient_id``, ``plans``, ``lesions``, ``checks``,
+  ``created``, ``protocol``, ``patient_id``, ``plans``, ``doses``, ``lesions``, ``checks``,
   ``structures``, ``rois``, ``warnings``, ``errors``, ``inputs``, ``conventions``.
 * Records keep the order the pipeline gave them; keys within a record are in the fixed
   order of the schema. Every field is present (``null`` when unknown).
@@ -37,7 +37,7 @@ __all__ = ["to_dict", "dumps", "check_report", "created_of", "version_of", "sche
 OVERALL_STATUSES = ("PASS", "FAIL", "ERROR")
 PRIORITIES = ("mandatory", "optimal")
 TOP_LEVEL_KEYS = ("schema", "status", "rtqa_version", "created", "protocol", "patient_id",
-                  "plans", "lesions", "checks", "structures", "rois", "warnings", "errors",
+                  "plans", "doses", "lesions", "checks", "structures", "rois", "warnings", "errors",
                   "inputs", "conventions")
 _SEVERITY = {"PASS": 0, "FAIL": 1, "ERROR": 2}
 _PROTOCOL_KEYS = ("name", "path", "source")
@@ -161,7 +161,18 @@ def to_dict(report: Report, *, now: datetime | None = None) -> dict:
             "prescription_gy": _num(p.prescription_gy),
             "approval_status": p.approval_status,
             "file": p.file,
+            "checked": bool(p.checked),
+            "note": p.note,
         } for p in report.plans],
+        "doses": [{
+            "file": d.file,
+            "sop_instance_uid": d.sop_instance_uid,
+            "summation_type": d.summation_type,
+            "plan": d.plan,
+            "role": str(d.role),
+            "used": bool(d.used),
+            "note": d.note,
+        } for d in report.doses],
         "lesions": [{
             "name": les.name,
             "targets": list(les.targets),

@@ -20,8 +20,8 @@ from rtqa.report.atomic import write_atomic
 from rtqa.errors import RtqaError
 from rtqa.report.json_report import TOP_LEVEL_KEYS, check_report, dumps, schema_path, to_dict
 from rtqa.results import (
-    FAIL, PASS, SCHEMA, Check, InputFile, LesionResult, PlanInfo, Report, RoiInfo,
-    StructureInfo,
+    FAIL, PASS, SCHEMA, Check, DoseFileInfo, InputFile, LesionResult, PlanInfo, Report,
+    RoiInfo, StructureInfo,
 )
 
 #: How the ROIs of a plan were interpreted (Report.rois), for the schema tests.
@@ -80,7 +80,7 @@ def test_schema_documents_every_field():
 def test_schema_records_match_the_result_model():
     """A field added to rtqa/results.py must be added to the JSON and its schema."""
     schema = json.loads(schema_path().read_text(encoding="utf-8"))["properties"]
-    model = {"plans": PlanInfo, "lesions": LesionResult, "checks": Check,
+    model = {"plans": PlanInfo, "doses": DoseFileInfo, "lesions": LesionResult, "checks": Check,
              "structures": StructureInfo, "inputs": InputFile}
     doc = to_dict(hcc_report(rois=ROIS))
     model["rois"] = RoiInfo
