@@ -104,11 +104,16 @@ def _stored_values(ds, path: Path, n_frames: int, rows: int, cols: int) -> np.nd
         meta = getattr(ds, "file_meta", None)
         tsu = meta.get("TransferSyntaxUID", None) if meta is not None else None
         bits, stored = ds.get("BitsAllocated", None), ds.get("BitsStored", None)
-        rep, spp = ds.get("PixelRepresentation", None), ds.get("SamplesPerPixel", 1)
+        rep, spp = ds.get("PixelRepresentation", None), ds.get("SamplesPerPixel", None)
+        high, photometric = ds.get("HighBit", None), ds.get("PhotometricInterpretation", None)
         data = ds.PixelData
         n = n_frames * rows * cols
+        # every element of the pixel description present and as PS3.3 C.8.8.3.4 requires
+        # for RT Dose (SamplesPerPixel 1, MONOCHROME2, HighBit = BitsStored - 1); a missing
+        # or odd one goes to pydicom, which refuses what it cannot decode
         if (tsu in _NATIVE_LE and bits in (16, 32) and stored == bits and rep in (0, 1)
-                and spp == 1 and isinstance(data, bytes)
+                and spp == 1 and high == bits - 1 and photometric == "MONOCHROME2"
+                and isinstance(data, bytes)
                 and len(data) in (n * bits // 8, n * bits // 8 + 1)):
             dt = np.dtype(f"<{'ui'[int(rep)]}{int(bits) // 8}")
             return np.frombuffer(data, dtype=dt, count=n).reshape(n_frames, rows, cols)

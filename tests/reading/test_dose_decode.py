@@ -60,3 +60,25 @@ def test_stored_values_read_in_place_equal_pixel_array(tmp_path, bits, syntax):
     assert np.shares_memory(got, np.frombuffer(ds.PixelData, np.uint8))  # no copy
     assert got.dtype == want.dtype and np.array_equal(got, want)
     assert got.max() > 0
+
+
+@pytest.mark.parametrize("keyword,value", [("SamplesPerPixel", None), ("SamplesPerPixel", 3),
+                                           ("PhotometricInterpretation", None)])
+def test_incomplete_pixel_description_is_refused_not_guessed(tmp_path, sample_dir, keyword,
+                                                             value):
+    """The in-place fast path reads PixelData only when every element of the pixel
+    description is present and as RT Dose requires; otherwise pydicom decodes, and refuses
+    what it cannot decode. Found by make fuzz (seed 1, cases 323, 1269): a deleted
+    SamplesPerPixel was taken as 1 and the damaged plan PASSed."""
+    from rtqa.errors import DicomInputError
+    from rtqa.reading.dose import read_dose
+    ds = pydicom.dcmread(sample_dir / "hcc_pass" / "RD.SBRT_5fx.dcm")
+    if value is None:
+        del ds[keyword]
+    else:
+        setattr(ds, keyword, value)
+    path = tmp_path / "RD.dcm"
+    ds.save_as(path)
+    with pytest.raises(DicomInputError) as err:
+        read_dose(path)
+    assert str(path) in str(err.value)
