@@ -34,9 +34,11 @@ from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
 
 from rtqa.report.json_report import check_report, created_of, version_of
-from rtqa.report.text import (
-    clean, counts, fmt_exact, fmt_limit, fmt_number, fmt_value, summary_line,
+from rtqa.report.formatting import (
+    Folded, check_metric, clean, fmt_exact, fmt_limit, fmt_number, fmt_value, fold_passes,
+    reason_rows, short_source, view_label,
 )
+from rtqa.report.text import counts, summary_line
 from rtqa.results import CATEGORIES, FAIL, NOT_EVALUATED, PASS, WARN, Curve, Report
 
 __all__ = ["render_html", "dvh_svg", "alpha_beta_used", "STATUS_COLORS"]
@@ -156,13 +158,29 @@ def alpha_beta_used(report: Report) -> list[tuple[str, list[str]]]:
     return [(fmt_exact(v) + " Gy", whats) for v, whats in sorted(uses.items())]
 
 
+def _view_words(c) -> str:
+    """The dose view of a row in words: "physical", "EQD2, α/β 3 Gy", "" (not a dose)."""
+    view = str(c.dose_view)
+    if view in ("EQD2", "BED"):
+        ab = "?" if c.alpha_beta is None else fmt_exact(c.alpha_beta)
+        return f"{view}, α/β {ab} Gy"
+    return "physical" if view == "physical" else ""
+
+
 def _check_view(c):
+    if isinstance(c, Folded):
+        first = c.first
+        view = _check_view(first)
+        view.update(structure=f"{len(c.checks)} structures", id=clean(first.id),
+                    rois="each of: " + ", ".join(c.structures), folded=len(c.checks))
+        return view
     rois = tuple(c.rois)
     return {
+        "folded": 0, "view": _view_words(c),
         "status": c.status, "cls": _STATUS_CLASS[c.status], "id": clean(c.id),
         "structure": clean(c.structure) if c.structure else "—",
         "rois": ", ".join(clean(r) for r in rois) if rois and rois != (c.structure,) else "",
-        "metric": clean(c.metric) if c.metric else "—",
+        "metric": check_metric(c),
         "value": fmt_value(c.value, c.unit), "limit": fmt_limit(c.limit, c.unit),
         "source": clean(c.source), "note": clean(c.note),
         "optimal": c.priority != "mandatory",
@@ -190,8 +208,10 @@ def _verdict_text(report: Report, n: dict) -> str:
 
 def _view(report: Report) -> dict:
     n = counts(report)
-    by_cat = {cat: [_check_view(c) for c in report.checks if c.category == cat]
-              for cat in CATEGORIES}
+    by_cat = {cat: [_check_view(c) for c in fold_passes(
+        [c for c in report.checks if c.category == cat])] for cat in CATEGORIES}
+    reasons = [dict(_check_view(r.check), reason=r.reason, binds=r.binds, group=r.group)
+               for r in reason_rows(report.checks)]
     protocol = report.protocol or {}
     return {
         "status": report.status, "status_cls": _STATUS_CLASS[report.status],
@@ -219,7 +239,7 @@ def _view(report: Report) -> dict:
                      "required": fmt_exact(les.required_bed_gy),
                      "prescribed": fmt_value(les.prescribed_bed_gy, "Gy"),
                      "note": clean(les.note)} for les in report.lesions],
-        "checks": by_cat,
+        "checks": by_cat, "reasons": reasons,
         "structures": [{"name": clean(s.name),
                         "standard": clean(s.standard_name) if s.standard_name else "—",
                         "volume": fmt_number(s.volume_cc), "min": fmt_number(s.min_gy),
