@@ -125,6 +125,15 @@ class LesionResult:
 
 
 @dataclass(frozen=True)
+class TargetPrescription:
+    """One target prescription of an RTPLAN (DoseReferenceSequence TARGET item)."""
+
+    roi: str                     # ROI name it is linked to; "" when not linked
+    dose_gy: float | None        # TargetPrescriptionDose, whole course
+    description: str = ""        # DoseReferenceDescription
+
+
+@dataclass(frozen=True)
 class PlanInfo:
     label: str
     sop_instance_uid: str
@@ -132,6 +141,10 @@ class PlanInfo:
     prescription_gy: float | None
     approval_status: str = ""
     file: str = ""
+    name: str = ""               # RTPlanName
+    reviewer: str = ""           # ReviewerName (DICOM PN as written)
+    review_date: str = ""        # ReviewDate + ReviewTime, ISO "YYYY-MM-DD[THH:MM[:SS]]"
+    targets: tuple[TargetPrescription, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -171,6 +184,7 @@ class Report:
     protocol: dict                # {"name", "path", "source"}
     patient_id: str
     plans: tuple[PlanInfo, ...] = ()
+    patient_name: str = ""        # PatientName (DICOM PN as written, "Family^Given")
     lesions: tuple[LesionResult, ...] = ()
     checks: tuple[Check, ...] = ()
     structures: tuple[StructureInfo, ...] = ()

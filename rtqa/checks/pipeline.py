@@ -19,6 +19,7 @@ from rtqa.checks.context import CheckOptions, PlanContext, build_context
 from rtqa.errors import RtqaError
 from rtqa.reading.export import Export
 from rtqa.results import (Check, DoseView, InputFile, PlanInfo, Report, StructureInfo,
+                          TargetPrescription,
                           overall_status)
 
 __all__ = ["run_check", "CheckOptions", "CONVENTIONS"]
@@ -89,11 +90,7 @@ def _structures(ctx: PlanContext, warnings: list[str]) -> list[StructureInfo]:
 
 def _report(ctx: PlanContext, checks, lesion_results, structures, warnings, curves) -> Report:
     options, protocol = ctx.options, ctx.protocol
-    plans = tuple(PlanInfo(c.label, c.plan.sop_instance_uid if c.plan else "",
-                           c.plan.fractions if c.plan else options.fractions,
-                           c.plan.prescription_gy if c.plan else None,
-                           c.plan.approval_status if c.plan else "",
-                           str(c.plan.path if c.plan else c.grid.path)) for c in ctx.courses)
+    plans = tuple(_plan_info(c, ctx) for c in ctx.courses)
     conventions = dict(CONVENTIONS)
     if options.end_caps != "half":
         conventions["dvh_geometry"] = conventions["dvh_geometry"].replace(
@@ -109,11 +106,45 @@ def _report(ctx: PlanContext, checks, lesion_results, structures, warnings, curv
         protocol={"name": protocol.name, "path": str(protocol.path or ""),
                   "source": protocol.source},
         patient_id=export.patient_ids[0] if export.patient_ids else "",
+        patient_name=next((c.plan.patient_name for c in ctx.courses
+                           if c.plan and c.plan.patient_name), ""),
         plans=plans, lesions=tuple(lesion_results), checks=tuple(checks),
         structures=tuple(structures), warnings=tuple(dict.fromkeys(warnings)), errors=(),
         inputs=_inputs(export), conventions=conventions, rtqa_version=__version__,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         curves=tuple(curves))
+
+
+def _review_date(date: str, time: str) -> str:
+    """DICOM DA + TM as ISO 8601 ("2025-03-14T09:26:53"); the text as written when it is
+    not a well-formed date."""
+    d = date.strip()
+    if not (len(d) == 8 and d.isdigit()):
+        return d
+    iso = f"{d[:4]}-{d[4:6]}-{d[6:]}"
+    t = time.strip().split(".")[0]
+    if len(t) >= 4 and t.isdigit():
+        iso += f"T{t[:2]}:{t[2:4]}" + (f":{t[4:6]}" if len(t) >= 6 else "")
+    return iso
+
+
+def _plan_info(c, ctx: PlanContext) -> PlanInfo:
+    """What the report says of one plan: label, name, fractions, prescription (highest
+    target), approval with reviewer and date, and each target prescription with the name
+    of the ROI it is linked to."""
+    plan = c.plan
+    if plan is None:
+        return PlanInfo(c.label, "", ctx.options.fractions, None, "", str(c.grid.path))
+    names = {s.roi_number: s.name for s in ctx.structure_set.structures} \
+        if ctx.structure_set is not None else {}
+    targets = tuple(TargetPrescription(names.get(t.roi_number, "") if t.roi_number is not None
+                                       else "", t.dose_gy, t.description)
+                    for t in plan.prescriptions)
+    return PlanInfo(c.label, plan.sop_instance_uid, plan.fractions, plan.prescription_gy,
+                    plan.approval_status, str(plan.path), name=plan.name,
+                    reviewer=plan.reviewer,
+                    review_date=_review_date(plan.review_date, plan.review_time),
+                    targets=targets)
 
 
 def _alpha_betas(checks: list[Check], protocol) -> str:

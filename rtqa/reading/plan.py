@@ -42,6 +42,10 @@ class Plan:
     beam_numbers: tuple[int, ...]
     n_fraction_groups: int
     prescription_text: str
+    patient_name: str = ""   # PatientName (0010,0010) as written (PN, "Family^Given")
+    reviewer: str = ""       # ReviewerName (300E,0008), when approved/rejected
+    review_date: str = ""    # ReviewDate (300E,0004) YYYYMMDD
+    review_time: str = ""    # ReviewTime (300E,0005) HHMMSS
 
     @property
     def display(self) -> str:
@@ -120,4 +124,6 @@ def read_plan(path: Path) -> Plan:
         fractions=fractions, referenced_structure_set_uid=rs_uid,
         prescriptions=tuple(prescriptions), beam_dose_per_fraction_gy=beam_dose,
         beam_numbers=beams, n_fraction_groups=len(groups),
-        prescription_text=text(ds, "PrescriptionDescription"))
+        prescription_text=text(ds, "PrescriptionDescription"),
+        patient_name=text(ds, "PatientName"), reviewer=text(ds, "ReviewerName"),
+        review_date=text(ds, "ReviewDate"), review_time=text(ds, "ReviewTime"))

@@ -306,3 +306,69 @@ def fold_passes(checks, minimum: int = FOLD_MIN) -> list:
             continue
         out.append(c)
     return out
+
+
+# --- identification and provenance ---------------------------------------------------
+
+def fmt_person(pn) -> str:
+    """A DICOM person name for people: "Family^Given^Middle^Prefix^Suffix" is shown as
+    "Family, Prefix Given Middle Suffix"; the ideographic/phonetic groups after "=" are
+    dropped. "" when empty."""
+    text = clean(pn).split("=")[0].strip()
+    if not text:
+        return ""
+    parts = [p.strip() for p in text.split("^")]
+    parts += [""] * (5 - len(parts))
+    family, given, middle, prefix, suffix = parts[:5]
+    rest = " ".join(x for x in (prefix, given, middle, suffix) if x)
+    return f"{family}, {rest}" if family and rest else (family or rest)
+
+
+def fmt_approval(plan) -> str:
+    """"APPROVED by Physicist, RTQA on 2025-03-14T09:26" from a ``PlanInfo``; "—" when
+    the RTPLAN has no approval status."""
+    status = clean(plan.approval_status) or "—"
+    if plan.reviewer:
+        status += f" by {fmt_person(plan.reviewer)}"
+    if plan.review_date:
+        status += f" on {clean(plan.review_date)}"
+    return status
+
+
+def fmt_targets(plan) -> str:
+    """Each target prescription of a ``PlanInfo``: "PTV_Liver 50 Gy; PTV_T10 30 Gy"."""
+    out = []
+    for t in plan.targets:
+        name = clean(t.roi) or clean(t.description) or "target (no ROI link)"
+        out.append(f"{name} {fmt_value(t.dose_gy, 'Gy')}")
+    return "; ".join(out)
+
+
+@dataclass(frozen=True)
+class ProvenanceLine:
+    """One line of the provenance summary: a file, or a whole CT series."""
+
+    kind: str
+    path: str
+    uid: str        # SOP Instance UID, or "" for a series
+    sha256: str     # of the file, or of the series (see ``provenance``)
+    count: int = 1
+
+
+def provenance(inputs) -> list[ProvenanceLine]:
+    """The input files summarised: all CT images as one line (first and last path, the
+    count, and a digest: SHA-256 of the files' SHA-256 hex digests in path order, one per
+    line), every other file one line."""
+    ct = sorted((f for f in inputs if str(f.kind).upper() == "CT"), key=lambda f: f.path)
+    out = []
+    if ct:
+        import hashlib
+        digest = hashlib.sha256("".join(f"{f.sha256}\n" for f in ct).encode()).hexdigest()
+        span = clean(ct[0].path) if len(ct) == 1 else f"{clean(ct[0].path)} … {clean(ct[-1].path)}"
+        out.append(ProvenanceLine("CT", span, "", digest, len(ct)))
+    out += [ProvenanceLine(clean(f.kind), clean(f.path), clean(f.sop_instance_uid),
+                           clean(f.sha256)) for f in inputs if str(f.kind).upper() != "CT"]
+    return out
+
+
+__all__ += ["fmt_person", "fmt_approval", "fmt_targets", "provenance", "ProvenanceLine"]

@@ -35,7 +35,7 @@ from matplotlib.figure import Figure
 
 from rtqa.report.json_report import check_report, created_of, version_of
 from rtqa.report.formatting import (
-    Folded, check_metric, clean, fmt_exact, fmt_limit, fmt_number, fmt_value, fold_passes,
+    Folded, check_metric, clean, fmt_approval, fmt_exact, fmt_person, fmt_targets, provenance, fmt_limit, fmt_number, fmt_value, fold_passes,
     reason_rows, short_source, view_label,
 )
 from rtqa.report.text import counts, summary_line
@@ -187,6 +187,15 @@ def _check_view(c):
     }
 
 
+def _running_head(report: Report) -> str:
+    """Patient and plan for the top of every printed page (CSS @page margin box)."""
+    who = fmt_person(report.patient_name)
+    pid = clean(report.patient_id) or "—"
+    patient = f"{who} (ID {pid})" if who else f"Patient ID {pid}"
+    plans = ", ".join(clean(p.label) for p in report.plans) or "no plan"
+    return f"{patient} · plan {plans} · rtqa {report.status}"
+
+
 def _verdict_text(report: Report, n: dict) -> str:
     if report.status == "PASS":
         return "All mandatory checks pass."
@@ -217,6 +226,8 @@ def _view(report: Report) -> dict:
         "status": report.status, "status_cls": _STATUS_CLASS[report.status],
         "verdict_text": _verdict_text(report, n), "summary": summary_line(report),
         "counts": n, "patient_id": clean(report.patient_id) or "—",
+        "patient_name": fmt_person(report.patient_name) or "—",
+        "running": _running_head(report),
         "created": clean(created_of(report)), "version": clean(version_of(report)),
         "protocol": {"name": clean(protocol.get("name") or "—"),
                      "path": clean(protocol.get("path") or "—"),
@@ -226,7 +237,9 @@ def _view(report: Report) -> dict:
         "plans": [{"label": clean(p.label), "uid": clean(p.sop_instance_uid),
                    "fractions": "—" if p.fractions is None else str(p.fractions),
                    "prescription": fmt_value(p.prescription_gy, "Gy"),
-                   "approval": clean(p.approval_status) or "—", "file": clean(p.file)}
+                   "approval": clean(p.approval_status) or "—", "file": clean(p.file),
+                   "name": clean(p.name) or "—", "approval_full": fmt_approval(p),
+                   "targets": fmt_targets(p) or "—"}
                   for p in report.plans],
         "lesions": [{"status": les.status, "cls": _STATUS_CLASS[les.status],
                      "name": clean(les.name), "organ": clean(les.organ) if les.organ else "—",
@@ -249,9 +262,10 @@ def _view(report: Report) -> dict:
                        for s in report.structures],
         "warnings": [clean(w) for w in report.warnings],
         "errors": [clean(e) for e in report.errors],
-        "inputs": [{"path": clean(f.path), "kind": clean(f.kind),
-                    "uid": clean(f.sop_instance_uid) or "—", "sha256": clean(f.sha256)}
-                   for f in report.inputs],
+        "inputs": [{"path": line.path, "kind": line.kind, "uid": line.uid or "—",
+                    "sha256": line.sha256, "count": line.count}
+                   for line in provenance(report.inputs)],
+        "n_inputs": len(report.inputs),
         "conventions": [(clean(k), clean(v) if isinstance(v, str) else clean(repr(v)))
                         for k, v in (report.conventions or {}).items()],
         "alpha_beta": alpha_beta_used(report),

@@ -5,7 +5,7 @@ and documented field by field in ``rtqa/report/schema/rtqa-report-2.json`` (JSON
 draft 2020-12, see ``schema_path()``). Rules:
 
 * Top-level keys, always in this order: ``schema``, ``status``, ``rtqa_version``,
-  ``created``, ``protocol``, ``patient_id``, ``plans``, ``lesions``, ``checks``,
+  ``created``, ``protocol``, ``patient_id``, ``patient_name``, ``plans``, ``lesions``, ``checks``,
   ``structures``, ``warnings``, ``errors``, ``inputs``, ``conventions``.
 * Records keep the order the pipeline gave them; keys within a record are in the fixed
   order of the schema. Every field is present (``null`` when unknown).
@@ -37,7 +37,7 @@ __all__ = ["to_dict", "dumps", "check_report", "created_of", "version_of", "sche
 OVERALL_STATUSES = ("PASS", "FAIL", "ERROR")
 PRIORITIES = ("mandatory", "optimal")
 TOP_LEVEL_KEYS = ("schema", "status", "rtqa_version", "created", "protocol", "patient_id",
-                  "plans", "lesions", "checks", "structures", "warnings", "errors",
+                  "patient_name", "plans", "lesions", "checks", "structures", "warnings", "errors",
                   "inputs", "conventions")
 _SEVERITY = {"PASS": 0, "FAIL": 1, "ERROR": 2}
 _PROTOCOL_KEYS = ("name", "path", "source")
@@ -154,6 +154,7 @@ def to_dict(report: Report, *, now: datetime | None = None) -> dict:
         "created": created_of(report, now),
         "protocol": _protocol(report.protocol),
         "patient_id": report.patient_id,
+        "patient_name": report.patient_name,
         "plans": [{
             "label": p.label,
             "sop_instance_uid": p.sop_instance_uid,
@@ -161,6 +162,11 @@ def to_dict(report: Report, *, now: datetime | None = None) -> dict:
             "prescription_gy": _num(p.prescription_gy),
             "approval_status": p.approval_status,
             "file": p.file,
+            "name": p.name,
+            "reviewer": p.reviewer,
+            "review_date": p.review_date,
+            "targets": [{"roi": t.roi, "dose_gy": _num(t.dose_gy),
+                         "description": t.description} for t in p.targets],
         } for p in report.plans],
         "lesions": [{
             "name": les.name,

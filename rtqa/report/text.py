@@ -27,7 +27,7 @@ import textwrap
 import unicodedata
 
 from rtqa.report.formatting import (
-    Folded, check_metric, clean, fmt_exact, fmt_limit, fmt_number, fmt_value, fold_passes,
+    Folded, check_metric, clean, fmt_approval, fmt_exact, fmt_person, fmt_targets, fmt_limit, fmt_number, fmt_value, fold_passes,
     reason_rows, short_source,
 )
 from rtqa.report.json_report import check_report, created_of, version_of
@@ -315,7 +315,8 @@ def _header(report: Report, width: int, color: bool) -> list[str]:
     lines = [title + " " * room + created] if room >= 2 else [title, created]
     lines.append("")
     protocol = report.protocol or {}
-    lines.append(f"{'Patient ID':<12}{clean(report.patient_id) or '—'}")
+    lines.append(f"{'Patient':<12}{fmt_person(report.patient_name) or 'name not given'}"
+                 f"  (ID {clean(report.patient_id) or '—'})")
     proto = clean(protocol.get("name") or "—")
     if protocol.get("path"):
         proto += f"  ({clean(protocol['path'])})"
@@ -331,6 +332,16 @@ def _header(report: Report, width: int, color: bool) -> list[str]:
         extra = f"  {clean(p.approval_status)}" if p.approval_status else ""
         head = "Plans" if i == 0 else ""
         lines.append(f"{head:<12}{_pad(labels[i], lw)}  {fx:>5}  {rx:>9}{extra}")
+        more = []
+        if p.name and p.name != p.label:
+            more.append(f"name {clean(p.name)}")
+        if p.targets:
+            more.append("targets " + fmt_targets(p))
+        if p.reviewer or p.review_date:
+            more.append(fmt_approval(p))
+        for text in more:
+            lines += textwrap.wrap(text, width=max(20, width - 14), initial_indent=" " * 14,
+                                   subsequent_indent=" " * 16, break_on_hyphens=False)
     lines.append(f"{'Status':<12}" + _paint(report.status, report.status + "!"
                                              if report.status != "ERROR" else "ERROR", color))
     return lines

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import hashlib
 import re
 import shutil
 import struct
@@ -91,9 +92,15 @@ def test_verdict_colours():
 def test_provenance_and_signoff():
     report = hcc_report()
     text = Page(render_html(report)).all_text
+    ct = sorted((f for f in report.inputs if f.kind == "CT"), key=lambda f: f.path)
     for f in report.inputs:
-        assert f.sha256 in text and f.path in text
-        assert (f.sop_instance_uid or "—") in text
+        if f.kind != "CT":
+            assert f.sha256 in text and f.path in text
+            assert (f.sop_instance_uid or "—") in text
+    # the CT series is one line: first … last path, count, digest of the digests
+    series = hashlib.sha256("".join(f.sha256 + "\n" for f in ct).encode()).hexdigest()
+    assert f"{ct[0].path} … {ct[-1].path}" in text and series in text
+    assert f"CT ({len(ct)} files)" in text and ct[1].sha256 not in text
     for p in report.plans:
         assert p.sop_instance_uid in text
     assert "constraints/protocols/oligo-hcc.toml" in text and "KROG 20-04" in text
@@ -117,7 +124,9 @@ def test_alpha_beta_values_used():
 
 def test_print_layout_css():
     html = render_html(hcc_report())
-    assert "@page { size: A4; margin: 15mm;" in html
+    assert "@page { size: A4; margin:" in html
+    assert "@top-left { content: string(running)" in html and "counter(pages)" in html
+    assert '<div class="running">Nguyen, Thi Lan (ID HCC-0042) · plan LIVER_SBRT, PVTT_BOOST' in html
     assert "break-inside: avoid" in html and "page-break-inside: avoid" in html
 
 

@@ -95,10 +95,12 @@ def test_header():
     lines = plain().splitlines()
     assert lines[0].startswith("rtqa 0.1.0 — radiotherapy plan QA report")
     assert lines[0].endswith("2025-03-14T09:26:53+00:00")
-    head = "\n".join(lines[:8])
-    assert "Patient ID  HCC-0042" in head
+    head = "\n".join(lines[:12])
+    assert "Patient     Nguyen, Thi Lan  (ID HCC-0042)" in head
     assert "Protocol    oligo-hcc  (constraints/protocols/oligo-hcc.toml)" in head
-    assert re.search(r"Plans +LIVER_SBRT +4 fx +60 Gy +APPROVED", head)
+    assert re.search(r"Plans +LIVER_SBRT +4 fx +60 Gy +APPROVED$", head, re.M)
+    assert re.search(r"^ +APPROVED by Curie, Marie on 2025-03-13T16:05$", head, re.M)
+    assert "name Liver SBRT 60 Gy/4" in head and "targets PTV_L1 60 Gy; PTV_L2 60 Gy" in head
     assert re.search(r" +PVTT_BOOST +5 fx +35 Gy +UNAPPROVED", head)
     assert "Status      FAIL" in head
 

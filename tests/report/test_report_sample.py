@@ -1,0 +1,89 @@
+"""The reports of the failing sample (hcc_fail) as a reviewer reads them: identification
+from the DICOM files (two patient identifiers, plan label and name, each target's
+prescription, approval with reviewer and date), reasons first in the terminal, the CT
+series as one provenance line. Values are those the sample writer puts in the files
+(``rtqa/sample``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from rtqa.report.html import render_html
+from rtqa.report.json_report import dumps
+from rtqa.report.text import render_text
+from rtqa.results import FAIL, NOT_EVALUATED
+
+
+@pytest.fixture(scope="module")
+def report(fail_dir):
+    from rtqa.api import check
+    return check([str(fail_dir)])
+
+
+def test_two_patient_identifiers_and_plan_identification(report, fail_dir):
+    import pydicom
+    rp = pydicom.dcmread(next(fail_dir.glob("RP.*.dcm")))
+    assert report.patient_id == rp.PatientID and report.patient_name == str(rp.PatientName)
+    assert report.patient_name  # the sample names its patient
+    (plan,) = report.plans
+    assert plan.label == rp.RTPlanLabel and plan.name == rp.RTPlanName
+    assert plan.reviewer == str(rp.ReviewerName)
+    d, t = rp.ReviewDate, rp.ReviewTime
+    assert plan.review_date == f"{d[:4]}-{d[4:6]}-{d[6:8]}T{t[:2]}:{t[2:4]}:{t[4:6]}"
+    # each target's prescription, linked to its ROI by number
+    rs = pydicom.dcmread(next(fail_dir.glob("RS.*.dcm")))
+    names = {int(r.ROINumber): r.ROIName for r in rs.StructureSetROISequence}
+    expected = [(names[int(x.ReferencedROINumber)], float(x.TargetPrescriptionDose))
+                for x in rp.DoseReferenceSequence if "TargetPrescriptionDose" in x]
+    assert [(t.roi, t.dose_gy) for t in plan.targets] == expected
+    assert len(expected) == 3
+
+
+def test_identification_in_every_report(report):
+    (plan,) = report.plans
+    family = report.patient_name.split("^")[0]
+    text = render_text(report, color=False)
+    head = "\n".join(text.splitlines()[:10])
+    assert family in head and report.patient_id in head and plan.name in head
+    for t in plan.targets:
+        assert f"{t.roi} {t.dose_gy:g} Gy" in head
+    assert f"APPROVED by " in head and plan.review_date in head
+    html = render_html(report)
+    assert family in html and plan.name in html and plan.review_date in html
+    doc = json.loads(dumps(report))
+    assert doc["patient_name"] == report.patient_name
+    assert doc["plans"][0]["targets"][0] == {"roi": plan.targets[0].roi,
+                                             "dose_gy": plan.targets[0].dose_gy,
+                                             "description": plan.targets[0].description}
+
+
+def test_reasons_first_on_the_sample(report):
+    lines = render_text(report, color=False).splitlines()
+    first_fail = next(i for i, x in enumerate(lines) if x.startswith("FAIL ")) + 1
+    assert first_fail <= 15  # was line 54 before the reasons came first
+    details = lines.index("DETAILS")
+    n = sum(c.status in (FAIL, NOT_EVALUATED) for c in report.checks)
+    assert sum(x.startswith(("FAIL ", "NOT EVALUATED ")) for x in lines[:details]) == n
+    # the 16 "0 cc outside the dose grid" rows fold into one line
+    assert sum("volume outside dose grid" in x for x in lines) == 1
+    assert len(lines) < 178  # the report before this change
+    # every EQD2 row is labelled with its α/β
+    for c in report.checks:
+        if str(c.dose_view) == "EQD2":
+            assert any(f"EQD2(α/β {c.alpha_beta:g}) " in x and c.structure[:8] in x
+                       for x in lines), c.id
+
+
+def test_ct_series_is_one_provenance_line(report):
+    html = render_html(report)
+    ct = sorted((f for f in report.inputs if f.kind == "CT"), key=lambda f: f.path)
+    assert len(ct) > 10
+    series = hashlib.sha256("".join(f.sha256 + "\n" for f in ct).encode()).hexdigest()
+    assert series in html and f"CT ({len(ct)} files)" in html
+    assert sum(f.sha256 in html for f in ct) == 0
+    for f in report.inputs:
+        if f.kind != "CT":
+            assert f.sha256 in html
