@@ -14,13 +14,14 @@ from rtqa.errors import RtqaError
 from rtqa.results import EXIT_CODES, Report
 
 
-def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path]) -> None:
+def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path],
+          pdf_path=None) -> None:
     """Render every requested report first, refuse any destination that is an input file
     before writing anything, then write (atomically): a refused or failed destination never
     leaves a report saying something else next to exit 2."""
     from rtqa.report.atomic import refused, write_atomic
     from rtqa.report.json_report import dumps
-    for dest in (json_path, html_path):
+    for dest in (json_path, html_path, pdf_path):
         if dest and dest != "-" and refused(dest, refuse):
             raise RtqaError("is an input file: refusing to write a report over it", dest)
     json_text = dumps(report) if json_path else None
@@ -28,12 +29,18 @@ def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path]) 
     if html_path:
         from rtqa.report.html import render_html
         html_text = render_html(report)
+    pdf_bytes = None
+    if pdf_path:
+        from rtqa.report.pdf import render_pdf
+        pdf_bytes = render_pdf(report)
     if json_path == "-":
         click.echo(json_text, nl=False)
     elif json_path:
         write_atomic(Path(json_path), json_text, refuse=refuse)
     if html_path:
         write_atomic(Path(html_path), html_text, refuse=refuse)
+    if pdf_path:
+        write_atomic(Path(pdf_path), pdf_bytes, refuse=refuse)
     if not quiet and json_path != "-":
         from rtqa.report.text import render_text
         tty = sys.stdout.isatty()
@@ -55,6 +62,9 @@ def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path]) 
               help="Write the JSON report (schema rtqa-report/2) to PATH, or '-' for stdout.")
 @click.option("--html", "html_path", metavar="PATH",
               help="Write the self-contained HTML report for peer review to PATH.")
+@click.option("--pdf", "pdf_path", metavar="PATH",
+              help="Write the same report as an A4 PDF to PATH (patient, plan and page "
+                   "number on every page; needs the 'pdf' extra: pip install 'rtqa[pdf]').")
 @click.option("--sum-plans", is_flag=True,
               help="Confirm that plans which each meet a lesion's BED rule alone are "
                    "delivered together (summed). Without it such a lesion is NOT "
@@ -67,7 +77,7 @@ def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path]) 
                    "See docs/dicom-conventions.md.")
 @click.option("--quiet", "-q", is_flag=True, help="No terminal report, no progress.")
 def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html_path,
-          sum_plans, end_caps, quiet):
+          sum_plans, end_caps, quiet, pdf_path=None):
     """Check the plan export in PLAN_DIR against a protocol and report PASS/FAIL.
 
     \b
@@ -91,7 +101,7 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html
     \b
     Examples:
       rtqa check plan/
-      rtqa check plan/ --json report.json --html report.html
+      rtqa check plan/ --json report.json --html report.html --pdf report.pdf
       rtqa check plan/ --fractions 5 --map SpinalCord=CORD_1
       rtqa check plan/ --protocol my-protocol.toml -c extra-limits.toml
     """
@@ -108,6 +118,12 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html
         where = getattr(exc, "filename", None) or plan_dir
         click.echo(f"rtqa: error: {where}: {getattr(exc, 'strerror', None) or exc}", err=True)
         raise SystemExit(2)
+    if pdf_path:  # before any computation: say so now, not after the check
+        from rtqa.report.pdf import pdf_available
+        problem = pdf_available()
+        if problem:
+            click.echo(f"rtqa: error: --pdf {pdf_path}: {problem}", err=True)
+            raise SystemExit(2)
     show = (not quiet) and sys.stderr.isatty()
 
     def progress(msg: str) -> None:
@@ -125,9 +141,10 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html
         if debug_enabled():
             traceback.print_exc()
         click.echo(f"rtqa: error: {exc}", err=True)
-        if json_path or html_path:  # an ERROR report replaces any earlier one at the paths
+        if json_path or html_path or pdf_path:  # an ERROR report replaces earlier ones
             try:
-                _emit(_error_report(str(exc), protocol), json_path, html_path, True, refuse)
+                _emit(_error_report(str(exc), protocol), json_path, html_path, True, refuse,
+                      pdf_path)
             except (RtqaError, ValueError) as exc2:
                 click.echo(f"rtqa: error: cannot write the report: {exc2}", err=True)
         raise SystemExit(2)
@@ -140,7 +157,7 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html
     if show:
         sys.stderr.write("\r\033[K")
     try:
-        _emit(report, json_path, html_path, quiet, refuse)
+        _emit(report, json_path, html_path, quiet, refuse, pdf_path)
     except (RtqaError, ValueError) as exc:
         click.echo(f"rtqa: error: cannot write the report: {exc}", err=True)
         raise SystemExit(2)

@@ -154,7 +154,7 @@ def alpha_beta_used(report: Report) -> list[tuple[str, list[str]]]:
         if c.alpha_beta is None or str(c.dose_view) not in ("EQD2", "BED"):
             continue
         what = " ".join(clean(x) for x in (c.structure, c.metric) if x) or clean(c.id)
-        add(c.alpha_beta, f"{what} on {c.dose_view} (check {clean(c.id)})")
+        add(c.alpha_beta, f"{what} on {c.dose_view}")
     return [(fmt_exact(v) + " Gy", whats) for v, whats in sorted(uses.items())]
 
 
@@ -182,7 +182,8 @@ def _check_view(c):
         "rois": ", ".join(clean(r) for r in rois) if rois and rois != (c.structure,) else "",
         "metric": check_metric(c),
         "value": fmt_value(c.value, c.unit), "limit": fmt_limit(c.limit, c.unit),
-        "source": clean(c.source), "note": clean(c.note),
+        "source": clean(c.source), "short_source": short_source(c.source),
+        "note": clean(c.note),
         "optimal": c.priority != "mandatory",
     }
 
@@ -217,8 +218,31 @@ def _verdict_text(report: Report, n: dict) -> str:
 
 def _view(report: Report) -> dict:
     n = counts(report)
-    by_cat = {cat: [_check_view(c) for c in fold_passes(
-        [c for c in report.checks if c.category == cat])] for cat in CATEGORIES}
+    lesion_notes = {les.note for les in report.lesions if les.note}
+    by_cat, notes_by_cat = {}, {}
+    for cat in CATEGORIES:
+        rows = [_check_view(c) for c in fold_passes(
+            [c for c in report.checks if c.category == cat])]
+        counted: dict[str, int] = {}
+        for v in rows:
+            if v["note"]:
+                counted[v["note"]] = counted.get(v["note"], 0) + 1
+        numbered: dict[str, int] = {}
+        for v in rows:
+            note = v["note"]
+            if cat == "lesions" and note in lesion_notes:
+                v["note"] = "as in the lesion table"
+            elif note and counted[note] > 1:
+                numbered.setdefault(note, len(numbered) + 1)
+                v["note"] = f"note {numbered[note]}"
+        by_cat[cat] = rows
+        notes_by_cat[cat] = [(k, note) for note, k in numbered.items()]
+    grouped: dict[str, list[str]] = {}
+    for c in report.checks:
+        full = grouped.setdefault(short_source(c.source), [])
+        if clean(c.source) not in full:
+            full.append(clean(c.source))
+    sources = sorted(grouped.items())
     reasons = [dict(_check_view(r.check), reason=r.reason, binds=r.binds, group=r.group)
                for r in reason_rows(report.checks)]
     protocol = report.protocol or {}
@@ -252,7 +276,7 @@ def _view(report: Report) -> dict:
                      "required": fmt_exact(les.required_bed_gy),
                      "prescribed": fmt_value(les.prescribed_bed_gy, "Gy"),
                      "note": clean(les.note)} for les in report.lesions],
-        "checks": by_cat, "reasons": reasons,
+        "checks": by_cat, "reasons": reasons, "notes": notes_by_cat, "sources": sources,
         "structures": [{"name": clean(s.name),
                         "standard": clean(s.standard_name) if s.standard_name else "—",
                         "volume": fmt_number(s.volume_cc), "min": fmt_number(s.min_gy),
