@@ -10,7 +10,7 @@ SHARED ?= ../shared
 NELMS  := $(SHARED)/validation/nelms2015
 DEMO_OUT ?= rtqa-demo-report.html
 
-.PHONY: pdf-tools help install test test-fast demo demo-fail browser eclipse-example validate bench bench-batch fuzz wheel-check clean
+.PHONY: help install test test-fast demo demo-fail browser dcmtk eclipse-example validate bench bench-batch bench-serve pdf-tools fuzz wheel-check clean
 
 help:
 	@echo "make demo      run a full QA check on the bundled sample plan (plans_sample/hcc_pass)"
@@ -19,9 +19,10 @@ help:
 	@echo "make wheel-check  build the wheel, install it in a fresh venv, check the samples from /tmp"
 	@echo "make validate  Nelms 2015 analytic DVH benchmark (needs $(NELMS))"
 	@echo "make eclipse-example  fetch the Eclipse example plan with TPS DVHs (real-export tests)"
-	@echo "make bench     whole-plan DVH speed and memory against dicompyler-core"
+	@echo "make bench     whole-plan DVH time, memory and Nelms accuracy: rtqa, plastimatch, dicompyler-core"
 	@echo "make fuzz      mutate the sample DICOM files: no crash, no false PASS"
 	@echo "make bench-batch  rtqa batch throughput, scaling and worker memory"
+	@echo "make bench-serve  rtqa serve: instances/s received, last instance to report"
 
 # The demo needs rtqa alone; the tests and batch also need the test and Dask extras.
 $(BASE): pyproject.toml setup.py
@@ -59,6 +60,11 @@ demo-fail: $(BASE)
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium could not be installed: the HTML browser test will be skipped"
 
+# dcmtk's storescu/echoscu (Debian package), the independent DICOM client of the
+# rtqa serve tests and benchmark; those tests skip without it.
+dcmtk:
+	@command -v storescu >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq dcmtk >/dev/null) || echo "dcmtk could not be installed: the rtqa serve client tests will be skipped"
+
 # Pango for WeasyPrint (rtqa check --pdf) and poppler's pdftoppm/pdftotext for the PDF
 # report test (Debian packages); the test skips without them.
 pdf-tools:
@@ -78,13 +84,21 @@ eclipse-example: $(STAMP)
 validate: $(STAMP)
 	$(PY) -m rtqa.validation.nelms $(NELMS)
 
+# rtqa, plastimatch (Debian package, installed here when absent) and dicompyler-core
+# (.venv-peer) on the same plans, interleaved. BENCH_DVH_ARGS e.g. "--runs 5 --profile".
 bench: $(STAMP)
-	$(PY) bench/dvh_bench.py
+	@command -v plastimatch >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq plastimatch >/dev/null) || echo "plastimatch could not be installed: the bench skips it"
+	$(PY) bench/dvh_bench.py $(BENCH_DVH_ARGS)
 
 # A few hundred generated plans (some broken) with 1 and 2 workers: plans per minute,
 # scaling ratio and worker memory.
 bench-batch: $(STAMP)
 	$(PY) bench/batch_bench.py $(BENCH_ARGS)
+
+# rtqa serve receiving the bundled sample from storescu: instances per second received,
+# and the time from the last instance to the finished report.
+bench-serve: $(STAMP) dcmtk
+	$(PY) bench/serve_bench.py $(BENCH_ARGS)
 
 # Mutated sample files (truncation, byte flips, tag deletion, value corruption): no crash,
 # no PASS on damaged input. FUZZ_ARGS e.g. "--cases 5000 --seed 7".

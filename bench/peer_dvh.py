@@ -49,9 +49,40 @@ def _num(x):
     return x if math.isfinite(x) else None
 
 
+def nelms(root: str) -> int:
+    """The Nelms 2015 values of dicompyler-core at its defaults: for every case of
+    bench/nelms_cases.py, get_dvh then the DVH class's own readings (volume, min, max,
+    mean, D99, D95, D5, D1, D0.03cc). One JSON list on stdout, in case order."""
+    import pydicom
+    from dicompylercore import dvhcalc
+
+    from nelms_cases import cases
+
+    out = []
+    for name, sfile, dfile, _ in cases(root):
+        rs = pydicom.dcmread(str(sfile))
+        # the one ROI with closed contours (the files also hold a marker point, POI_1)
+        roi = next(int(rc.ReferencedROINumber) for rc in rs.ROIContourSequence
+                   if any(str(c.ContourGeometricType) == "CLOSED_PLANAR"
+                          for c in (rc.get("ContourSequence", []) or [])))
+        try:
+            d = dvhcalc.get_dvh(str(sfile), str(dfile), roi)
+            vals = {"Volume": _num(d.volume), "Dmin": _num(d.min), "Dmax": _num(d.max),
+                    "Dmean": _num(d.mean)}
+            for m in ("D99", "D95", "D5", "D1", "D0.03cc"):
+                vals[m] = _num(d.statistic(m).value)
+        except Exception as exc:  # noqa: BLE001 - a case it cannot compute fails
+            vals = {"error": f"{type(exc).__name__}: {exc}"}
+        out.append(vals)
+    print(json.dumps(out))
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) == 2 and argv[0] == "--nelms":
+        return nelms(argv[1])
     if len(argv) != 2:
-        print("usage: peer_dvh.py RTSTRUCT RTDOSE", file=sys.stderr)
+        print("usage: peer_dvh.py RTSTRUCT RTDOSE | --nelms DIR", file=sys.stderr)
         return 2
     rs_path, rd_path = argv
     import pydicom

@@ -52,8 +52,9 @@ def _error_report(message: str, protocol: str) -> Report:
 
 def check(paths, *, protocol: str = "oligo-hcc", constraints: Iterable[str] = (),
           fractions: int | None = None, overrides: Mapping[str, str] | None = None,
-          sum_plans: bool = False, progress: Callable[[str], None] | None = None,
-          strict: bool = False, end_caps: str = "half") -> Report:
+          sum_plans: bool = False, delivery: str | None = None,
+          progress: Callable[[str], None] | None = None, strict: bool = False,
+          end_caps: str = "half") -> Report:
     """Check a plan export against a protocol: what ``rtqa check`` does, as a function.
 
     Parameters
@@ -74,6 +75,11 @@ def check(paths, *, protocol: str = "oligo-hcc", constraints: Iterable[str] = ()
     sum_plans : bool, default False
         Several plans that each meet a lesion's BED rule alone are delivered together
         (summed). Without it such a lesion is NOT EVALUATED (they look like alternatives).
+    delivery : {"concurrent", "sequential"}, optional
+        How several plans are delivered: concurrent (same days: EQD2/BED of the physical
+        sum) or sequential (each plan's EQD2/BED, summed). Default: the conservative one
+        for each side, the higher organ dose and the lower lesion BED
+        (``report.conventions["delivery"]`` says which was used).
     progress : callable, optional
         Called with a short text as each stage starts.
     strict : bool, default False
@@ -124,7 +130,8 @@ def check(paths, *, protocol: str = "oligo-hcc", constraints: Iterable[str] = ()
     """
     from rtqa.checks.pipeline import CheckOptions, run_check
     options = CheckOptions(protocol, tuple(constraints), fractions, dict(overrides or {}),
-                           progress, sum_plans=sum_plans, end_caps=end_caps)
+                           progress, sum_plans=sum_plans, delivery=delivery,
+                           end_caps=end_caps)
     try:
         return run_check(_paths(paths), options)
     except RtqaError as exc:

@@ -27,8 +27,10 @@ BED of the coverage metric (Gy, LQ with the rule's α/β)
   dose, so this is the metric of the voxel-wise BED distribution). A ``Mean`` metric is
   taken on the DVH re-expressed in BED (``rtqa.dvh.convert.convert_dvh``).
 * Several contributing plans: the metric of the DVH of the voxel-wise BED sum, each plan
-  converted with its own n (the dose service's BED view of those plans,
-  ``rtqa.dvh.service``), never a physical sum converted with one n.
+  converted with its own n (sequential delivery; the dose service's BED view of those
+  plans, ``rtqa.dvh.service``), or of the BED of their voxel-wise physical sum in the
+  largest n (concurrent delivery: same days). Unless the delivery is stated
+  (``--delivery``), both are computed and the lower BED is used (fail-safe for coverage).
 The rule holds when ``rule.bed_limit.holds(BED)`` (exactly 60 Gy passes ">= 60"). A
 coverage structure reaching outside a contributing plan's dose grid by more than
 ``OUTSIDE_TOLERANCE`` of its volume, or any other failure to compute, gives NOT EVALUATED.
@@ -59,7 +61,7 @@ from rtqa.checks.lesions import UNKNOWN_ORGAN, Lesion, Target
 from rtqa.dvh.metrics import Metric, parse_metric
 from rtqa.dvh.metrics import evaluate as metric_value
 from rtqa.dvh.radiobiology import bed
-from rtqa.dvh.service import DoseService
+from rtqa.dvh.service import DELIVERIES, DoseService
 from rtqa.reading.export import CourseDose
 from rtqa.results import (FAIL, NOT_EVALUATED, PASS, WARN, Category, Check, DoseView,
                           LesionResult, Reason)
@@ -221,7 +223,8 @@ def _alternatives(cov: _Coverage, courses, ns, used, rule: LesionRule, metric: M
 
 def _evaluate_one(lesion: Lesion, cov: _Coverage, courses, ns, rule: LesionRule,
                   metric: Metric, dose_service: DoseService, override: int | None,
-                  treated_by: dict[int, int], sum_plans: bool = False
+                  treated_by: dict[int, int], sum_plans: bool = False,
+                  delivery: str | None = None
                   ) -> tuple[LesionResult, list[Check]]:
     ab = float(rule.alpha_beta)
     notes = list(cov.notes)
@@ -251,15 +254,30 @@ def _evaluate_one(lesion: Lesion, cov: _Coverage, courses, ns, rule: LesionRule,
                 notes.insert(0, f"{metric} {dose:.2f} Gy in {ns[i]} fx ({plans[0]}) -> "
                                 f"BED{ab:g} {value:.2f} Gy")
             else:
-                d = dose_service.dvh(cov.target.structure, DoseView.BED, plans=used,
-                                     alpha_beta=ab)
-                if _outside(d):
-                    reason = Reason.OUTSIDE_DOSE_GRID
-                    raise RtqaError(f"{cov.target.roi} reaches outside the summed dose grid")
-                value = metric_value(metric, d)
+                found = {}
+                for how in ((delivery,) if delivery else DELIVERIES):
+                    d = dose_service.dvh(cov.target.structure, DoseView.BED, plans=used,
+                                         alpha_beta=ab, delivery=how, fractions=max(fx))
+                    if _outside(d):
+                        reason = Reason.OUTSIDE_DOSE_GRID
+                        raise RtqaError(f"{cov.target.roi} reaches outside the summed dose "
+                                        "grid")
+                    found[how] = metric_value(metric, d)
+                how = min(found, key=lambda k: (found[k], k))  # the lower BED: fail-safe
+                value = found[how]
                 parts = " + ".join(f"{p} ({n} fx)" for p, n in zip(plans, fx))
-                notes.insert(0, f"{metric} of the voxel-wise BED{ab:g} sum of {parts}: "
-                                f"{value:.2f} Gy")
+                if how == "concurrent":
+                    text = (f"{metric} of the BED{ab:g} of the voxel-wise physical sum of "
+                            f"{parts} in {max(fx)} fractions (concurrent delivery)")
+                else:
+                    text = (f"{metric} of the voxel-wise BED{ab:g} sum of {parts} "
+                            "(sequential delivery)")
+                text += f": {value:.2f} Gy"
+                if len(found) > 1:
+                    other = "sequential" if how == "concurrent" else "concurrent"
+                    text += (f" (the lower of the two deliveries; {other}: "
+                             f"{found[other]:.2f} Gy; --delivery to state it)")
+                notes.insert(0, text)
             status = PASS if rule.bed_limit.holds(value) else FAIL
         except RtqaError as exc:
             error, value, dose = exc.reason, None, None
@@ -302,7 +320,8 @@ def _evaluate_one(lesion: Lesion, cov: _Coverage, courses, ns, rule: LesionRule,
 
 def evaluate_lesions(lesions: Sequence[Lesion], courses: Sequence[CourseDose],
                      rule: LesionRule, *, fractions_override: int | None = None,
-                     dose: DoseService | None = None, sum_plans: bool = False
+                     dose: DoseService | None = None, sum_plans: bool = False,
+                     delivery: str | None = None
                      ) -> LesionEvaluation:
     """Evaluate the protocol's per-lesion BED rule (see the module docstring).
 
@@ -310,7 +329,9 @@ def evaluate_lesions(lesions: Sequence[Lesion], courses: Sequence[CourseDose],
     service of those courses (the plan context's; default one built here without CT
     slice positions). ``sum_plans``: the user confirmed that several plans each
     meeting the rule alone at one lesion are delivered together (else that lesion is NOT
-    EVALUATED: they look like alternatives). Raises ``RtqaError`` when a fraction count
+    EVALUATED: they look like alternatives). ``delivery``: how several plans treating
+    one lesion add up ("sequential": sum of BED; "concurrent": BED of the physical sum
+    in the largest fraction count); None: both, and the lower BED is used. Raises ``RtqaError`` when a fraction count
     is unknown or there is no dose at all.
     """
     metric = parse_metric(rule.coverage_metric)
@@ -335,7 +356,7 @@ def evaluate_lesions(lesions: Sequence[Lesion], courses: Sequence[CourseDose],
     results, checks = [], []
     for les, cov in zip(lesions, covs):
         r, cs = _evaluate_one(les, cov, courses, ns, rule, metric, dose,
-                              fractions_override, treated_by, sum_plans)
+                              fractions_override, treated_by, sum_plans, delivery)
         results.append(r)
         checks.extend(cs)
     return LesionEvaluation(tuple(results), tuple(checks))
@@ -403,7 +424,7 @@ def evaluate(ctx) -> "Evaluation":
         return Evaluation(tuple(empty))
     ev = evaluate_lesions(ctx.lesions, ctx.courses, rule,
                           fractions_override=ctx.fractions_override, dose=ctx.dose,
-                          sum_plans=ctx.options.sum_plans)
+                          sum_plans=ctx.options.sum_plans, delivery=ctx.options.delivery)
     curves = []
     by_name = {les.name: les for les in ctx.lesions}
     for r in ev.results:

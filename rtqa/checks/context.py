@@ -57,6 +57,10 @@ class CheckOptions:
     #: without it that lesion is NOT EVALUATED (they look like alternative plans).
     sum_plans: bool = False
     dvh_cache: DvhCache | None = None
+    #: How several plans add up: "concurrent" (same days: physical sum, then LQ) or
+    #: "sequential" (sum of EQD2/BED); None: the conservative one for each side (see
+    #: ``rtqa.checks.oar`` and ``rtqa.checks.bed``).
+    delivery: str | None = None
     #: end caps beyond a structure's outermost contour planes: "half" (the Nelms analytic
     #: truth) or "none" (``rtqa.dvh.geometry.END_CAPS``; ``--end-caps``)
     end_caps: str = "half"
@@ -156,6 +160,8 @@ def build_context(paths, options: CheckOptions | None = None) -> PlanContext:
     ``--fractions`` that contradicts an RTPLAN, no or ambiguous RTSTRUCT, no RTDOSE in its
     frame of reference, an unreadable protocol)."""
     options = options or CheckOptions()
+    if options.delivery not in (None, "concurrent", "sequential"):
+        raise RtqaError(f"delivery must be concurrent or sequential, got {options.delivery!r}")
     export = load_export(list(paths), fractions_override=options.fractions)
     if len(export.patient_ids) > 1:
         raise RtqaError("the export holds several patients (PatientID "
@@ -168,7 +174,10 @@ def build_context(paths, options: CheckOptions | None = None) -> PlanContext:
                     f"({p.fractions} fractions): --fractions is only for exports without an "
                     "RTPLAN", p.path)
     ss = structure_set_of(export)
-    courses = tuple(export.courses_in_frame(ss.frame_of_reference_uid))
+    # one order whatever the file names, file order or plan labels
+    courses = tuple(sorted(export.courses_in_frame(ss.frame_of_reference_uid),
+                           key=lambda c: (c.plan.sop_instance_uid if c.plan else "",
+                                          c.grid.sop_instance_uid)))
     if not courses:
         raise RtqaError("no RTDOSE in the structure set's frame of reference", ss.path)
     protocol = _protocol(options)

@@ -23,10 +23,19 @@ One ``Check`` per applied row; rules (fail closed):
 * Dose: every DVH comes from the plan context's dose service (``rtqa.dvh.service``):
   physical rows on the course dose; EQD2/BED rows (and conventional rows converted
   to EQD2 by ``select``) on the exact dose-axis conversion of the physical DVH for one
-  plan; on the voxel-wise sum (each plan with its own fraction count) for several plans.
-  Several plans with different fraction counts: a fraction-specific physical row is NOT
-  EVALUATED (its limit is defined for one fractionation); rows for any fraction count
-  are evaluated on the physical sum.
+  plan. Several plans (in an order that does not depend on files or labels):
+
+  - delivered concurrently (same days) with one fraction count n: the rows of n on the
+    physical sum, EQD2/BED rows on the LQ dose of the physical sum in n fractions;
+  - otherwise (different fraction counts, or ``delivery="sequential"``): each plan's
+    fraction-specific physical rows on that plan's own dose with its own count (ids
+    ``...@<plan label>``; "no constraint" WARNs per plan too), and every other row once
+    on the voxel-wise sum: physical rows for any count on the physical sum, EQD2/BED
+    rows sequential (each plan's EQD2/BED with its own count, summed) or concurrent
+    (LQ dose of the physical sum in the fewest fractions of the plans).
+  - Delivery not stated: concurrent, the conservative assumption for organs (the LQ dose
+    of a physical sum in the fewest fractions is at least the sequential sum in every
+    voxel).
 * Spared-volume rules (a V/CV[cc] metric with a lower limit, e.g. the normal-liver rule
   ``CV15Gy[cc] >= 700`` on ``Liver - GTV``; or ``DCxcc``): when the whole structure is
   smaller than the limit the check FAILs with "normal liver is only X cc: the rule
@@ -195,13 +204,17 @@ def _resolve(expr: StructExpr, match: NameMatch,
 class _Plans:
     """The plan(s) the rows are evaluated for: their doses come from ``service``."""
 
-    def __init__(self, service: DoseService, structure_set: StructureSet, fractions: int):
+    def __init__(self, service: DoseService, structure_set: StructureSet, fractions: int,
+                 index: tuple[int, ...] | None = None, delivery: str = "sequential",
+                 concurrent_fractions: int | None = None):
         frame = structure_set.frame_of_reference_uid
         self.service = service
         courses = service.courses
-        self.index = tuple(i for i, c in enumerate(courses) if not frame
-                           or not c.grid.frame_of_reference_uid
-                           or c.grid.frame_of_reference_uid == frame)
+        self.delivery, self.concurrent_fractions = delivery, concurrent_fractions
+        self.index = index if index is not None else tuple(
+            i for i, c in enumerate(courses) if not frame
+            or not c.grid.frame_of_reference_uid
+            or c.grid.frame_of_reference_uid == frame)
         self.courses = tuple(courses[i] for i in self.index)
         self.fractions = fractions
         self.problem = self.reason = None
@@ -235,7 +248,27 @@ class _Plans:
 
     def dvh(self, structure: Structure, kind: str, ab: float | None) -> DVHData:
         """DVH of ``structure`` in ``kind`` dose (physical/EQD2/BED) of these plans."""
-        return self.service.dvh(structure, kind, self.index, ab)
+        return self.service.dvh(structure, kind, self.index, ab, self.delivery,
+                                self.concurrent_fractions)
+
+    def only(self, k: int, fractions: int) -> "_Plans":
+        """The k-th of these plans alone, for rows of its own fraction count."""
+        return _Plans(self.service, _NO_FRAME, fractions, (self.index[k],))
+
+    def sum_note(self, kind: str) -> str:
+        if kind == "physical":
+            return f"voxel-wise physical sum of {self.plans_text}"
+        if self.delivery == "concurrent":
+            return (f"{kind} of the voxel-wise physical sum of {self.plans_text} in "
+                    f"{self.concurrent_fractions} fractions (concurrent delivery)")
+        return f"voxel-wise {kind} sum of {self.plans_text} (sequential delivery)"
+
+
+class _NoFrame:
+    frame_of_reference_uid = ""
+
+
+_NO_FRAME = _NoFrame()
 
 
 # --- one row ---------------------------------------------------------------------------
@@ -310,7 +343,7 @@ def _evaluate_row(sel: SelectedRow, res: _Resolved, dose: _Plans, structure: Str
                    extra=[f"{metric} gives its dose in % of the prescription "
                           f"(physical Gy), which cannot be read on {kind}"])
     if len(dose.courses) > 1:
-        notes.append(f"voxel-wise {kind} sum of {dose.plans_text}")
+        notes.append(dose.sum_note(kind))
     elif kind != "physical" and dose.fx[0] and dose.fx[0] != dose.fractions:
         notes.append(f"converted for {dose.fractions} fractions (RTPLAN "
                      f"{dose.courses[0].label}: {dose.fx[0]})")
@@ -363,7 +396,8 @@ def evaluate_oars(protocol: Protocol, structure_set: StructureSet,
                   overrides: Mapping[str, str] | None = None,
                   dose: DoseService | None = None, match: NameMatch | None = None,
                   ct_z: np.ndarray | None = None, alpha_beta: float | None = None,
-                  required: Callable[[Constraint], bool] | None = None) -> OarResult:
+                  required: Callable[[Constraint], bool] | None = None,
+                  delivery: str | None = None) -> OarResult:
     """Evaluate the protocol's organ-at-risk rows on one structure set and its dose.
 
     ``courses``: the course doses (only those in the structure set's frame of reference
@@ -374,7 +408,9 @@ def evaluate_oars(protocol: Protocol, structure_set: StructureSet,
     mm). ``match``: the ROI name matches (default: ``match_rois`` with ``overrides``).
     ``alpha_beta``: global α/β (Gy) for conventional rows (see ``constraints.select``).
     ``required(row)``: rows mandatory even when their structure is absent (default
-    ``is_required``). Rules: see the module docstring.
+    ``is_required``). ``delivery``: how several plans add up, "concurrent" or
+    "sequential" (default: concurrent, the conservative one for organs; see ``_jobs``).
+    Rules: see the module docstring.
     """
     roi_names = [s.name for s in structure_set.structures]
     if match is None:
@@ -384,23 +420,21 @@ def evaluate_oars(protocol: Protocol, structure_set: StructureSet,
     for s in structure_set.structures:
         by_name.setdefault(s.name, []).append(s)
     if dose is None:
+        courses = sorted(courses, key=_plan_key)  # one order whatever the file order
         # a per-fraction dose stays unscaled: its fraction count is unknown (NOT EVALUATED)
         counts = [None if c.per_fraction else fractions if len(courses) == 1
                   else course_fractions(c) or fractions for c in courses]
         dose = DoseService(courses, ct_z, counts)
     dose = _Plans(dose, structure_set, fractions)
-    selection = protocol.select(fractions, dose_per_fraction_gy=dose.dose_per_fraction_gy,
-                                alpha_beta=alpha_beta)
     required = required or (lambda row: is_required(protocol, row))
+    jobs = _jobs(protocol, dose, fractions, alpha_beta, delivery)
 
     resolved: dict[str, _Resolved] = {}
     built: dict[str, Structure | RtqaError] = {}
     checks: list[Check] = []
     seen: dict[str, int] = {}
     by_structure: dict[str, list[tuple[SelectedRow, Check]]] = {}
-    for sel in selection:
-        if sel.kind not in (APPLY, NONE):
-            continue
+    for sel, plans, suffix in jobs:
         if sel.structure not in resolved:
             expr = sel.constraint.expr if sel.constraint is not None else \
                 parse_structure(sel.structure)
@@ -409,13 +443,14 @@ def evaluate_oars(protocol: Protocol, structure_set: StructureSet,
         if sel.kind == NONE:
             if res.present:
                 checks.append(Check(
-                    id=f"oar.none.{_slug(sel.structure)}", category=CATEGORY, status=WARN,
+                    id=f"oar.none.{_slug(sel.structure)}{suffix}", category=CATEGORY,
+                    status=WARN,
                     source=f"protocol {protocol.name}: no enabled row for this fraction count",
                     structure=sel.structure, rois=res.rois, note=sel.reason,
-                    plans=dose.labels, fractions=dose.counts, reason=Reason.NO_LIMIT))
+                    plans=plans.labels, fractions=plans.counts, reason=Reason.NO_LIMIT))
             continue
         row = sel.constraint
-        cid = _row_id(row)
+        cid = _row_id(row) + suffix
         seen[cid] = seen.get(cid, 0) + 1
         metric = parse_metric(row.metric)
         base = dict(id=cid if seen[cid] == 1 else f"{cid}#{seen[cid]}", category=CATEGORY,
@@ -423,7 +458,7 @@ def evaluate_oars(protocol: Protocol, structure_set: StructureSet,
                     metric=row.metric, unit=metric.result_unit, limit=str(row.limit),
                     priority=row.priority, dose_view=DoseView(sel.dose_type or "physical"),
                     alpha_beta=sel.alpha_beta if (sel.dose_type or "physical") != "physical"
-                    else None, plans=dose.labels, fractions=dose.counts)
+                    else None, plans=plans.labels, fractions=plans.counts)
         problem = res.problem(roi_names)
         if problem:
             optional = not res.present and not required(row)
@@ -442,14 +477,62 @@ def evaluate_oars(protocol: Protocol, structure_set: StructureSet,
             checks.append(Check(status=NOT_EVALUATED, note=str(structure), reason=Reason.OTHER,
                                 **base))
             continue
-        check = _evaluate_row(sel, res, dose, structure, base)
+        check = _evaluate_row(sel, res, plans, structure, base)
         checks.append(check)
-        by_structure.setdefault(sel.structure, []).append((sel, check))
+        if plans is dose:
+            by_structure.setdefault(sel.structure, []).append((sel, check))
 
     curves = _curves(by_structure, resolved, built, dose)
     used = {op: rois for res in resolved.values() if res.present
             for op, rois in res.used.items()}
     return OarResult(tuple(checks), tuple(curves), MappingProxyType(used))
+
+
+def _plan_key(course: CourseDose) -> tuple[str, str]:
+    """Order of plans that does not depend on file names, file order or labels."""
+    uid = course.plan.sop_instance_uid if course.plan else ""
+    return (uid, course.grid.sop_instance_uid)
+
+
+def _jobs(protocol: Protocol, dose: _Plans, fractions: int, alpha_beta: float | None,
+          delivery: str | None) -> list[tuple[SelectedRow, _Plans, str]]:
+    """(selected row, plans it is evaluated on, id suffix) for every row to report.
+
+    One plan, or several of one fraction count delivered concurrently: the rows of that
+    count on the plans' (summed) dose. Otherwise (different fraction counts, or
+    sequential delivery) each plan's fraction-specific physical rows on that plan's own
+    dose with its own count (ids end in ``@<plan label>``), and every other row
+    (EQD2/BED, conventional rows on EQD2, rows for any count) once, on the voxel-wise sum
+    of all plans. ``delivery`` None is conservative for organs: concurrent (the physical
+    sum then LQ with the fewest fractions: voxel-wise at least the sequential EQD2/BED)."""
+    keep = (APPLY, NONE)
+    counts = [n for n in dose.counts if n]
+    if len(dose.courses) <= 1 or len(counts) != len(dose.courses):
+        sel = protocol.select(fractions, dose_per_fraction_gy=dose.dose_per_fraction_gy,
+                              alpha_beta=alpha_beta)
+        return [(s, dose, "") for s in sel if s.kind in keep]
+    delivery = delivery or "concurrent"
+    dose.delivery, dose.concurrent_fractions = delivery, min(counts)
+    if delivery == "concurrent" and len(set(counts)) == 1:
+        sel = protocol.select(counts[0], alpha_beta=alpha_beta)
+        return [(s, dose, "") for s in sel if s.kind in keep]
+    own, shared, seen = [], [], set()
+    for k in sorted(range(len(dose.courses)), key=lambda k: _plan_key(dose.courses[k])):
+        n = dose.counts[k]
+        alone = dose.only(k, n)
+        rx = alone.dose_per_fraction_gy
+        for s in protocol.select(n, dose_per_fraction_gy=rx, alpha_beta=alpha_beta):
+            if s.kind not in keep:
+                continue
+            kind = s.dose_type or "physical"
+            if s.kind == NONE or (kind == "physical" and s.constraint.fractions is not None):
+                own.append((s, alone, f"@{dose.courses[k].label}"))
+                continue
+            key = (id(s.constraint), kind, s.alpha_beta)
+            if key not in seen:
+                seen.add(key)
+                shared.append((s, dose, ""))
+    return own + shared
 
 
 def _curves(by_structure, resolved, built, dose: _Plans) -> list[Curve]:
@@ -482,7 +565,7 @@ def evaluate(ctx) -> Evaluation:
     ns = fractions_of(ctx.courses, ctx.fractions_override)
     result = evaluate_oars(ctx.protocol, ctx.structure_set, ctx.courses, fractions=ns[0],
                            overrides=ctx.options.overrides or None, dose=ctx.dose,
-                           match=ctx.names)
+                           match=ctx.names, delivery=ctx.options.delivery)
     return Evaluation(tuple(_collapse_absent(list(result.checks))), result.curves)
 
 

@@ -98,6 +98,7 @@ def _report(ctx: PlanContext, checks, lesion_results, structures, warnings, curv
             "outermost contour planes)")
     conventions["dose_used"] = "; ".join(c.note for c in ctx.courses)
     conventions["alpha_beta"] = _alpha_betas(checks, protocol)
+    conventions["delivery"] = _delivery(ctx)
     conventions["names"] = "; ".join(f"{k} = {v}" for k, v in sorted(
         ctx.names.standard_to_roi.items()))
     export = ctx.export
@@ -163,6 +164,23 @@ def _alpha_betas(checks: list[Check], protocol) -> str:
     for (view, ab), names in sorted(uses.items()):
         parts.append(f"organs at risk on {view}: α/β = {ab:g} Gy ({', '.join(names)})")
     return "; ".join(parts)
+
+
+def _delivery(ctx: PlanContext) -> str:
+    """Which delivery assumption summed several plans (the rows' notes say it too)."""
+    if len(ctx.courses) < 2:
+        return "one plan: no summation of plans"
+    stated = ctx.options.delivery
+    if stated == "concurrent":
+        return ("concurrent (stated): plans delivered on the same days; EQD2/BED of the "
+                "voxel-wise physical sum (organs: in the fewest fractions of the plans; "
+                "lesions: in the most)")
+    if stated == "sequential":
+        return ("sequential (stated): each plan's EQD2/BED with its own fraction count, "
+                "summed voxel-wise; fraction-specific physical limits on each plan's own dose")
+    return ("not stated (--delivery): conservative per side; organ rows as concurrent (the "
+            "physical sum, then EQD2/BED in the fewest fractions: at least the sequential "
+            "sum in every voxel); lesion coverage the lower BED of concurrent and sequential")
 
 
 def _contour_warnings(ctx: PlanContext) -> list[str]:

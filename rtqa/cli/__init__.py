@@ -29,6 +29,10 @@ _COMMANDS = {
     "sample": ("rtqa.cli.sample", "sample", "Write a synthetic DICOM RT export into OUTDIR."),
     "constraints": ("rtqa.cli.constraints", "constraints",
                     "Sourced dose-constraint library: list what a protocol applies."),
+    "serve": ("rtqa.cli.serve", "serve",
+              "Run a DICOM node that checks every plan sent to it (Storage SCP)."),
+    "watch": ("rtqa.cli.serve", "watch",
+              "Check every plan exported into FOLDER (a planning system's export folder)."),
 }
 
 

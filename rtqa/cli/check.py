@@ -69,6 +69,11 @@ def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path],
               help="Confirm that plans which each meet a lesion's BED rule alone are "
                    "delivered together (summed). Without it such a lesion is NOT "
                    "EVALUATED: the plans look like alternatives of one course.")
+@click.option("--delivery", type=click.Choice(["concurrent", "sequential"]),
+              help="How several plans are delivered: concurrent (same days: physical sum, "
+                   "then EQD2/BED) or sequential (EQD2/BED of each plan, summed). Default: "
+                   "the conservative one for each side (higher organ dose, lower lesion "
+                   "BED); the report says which was used.")
 @click.option("--end-caps", type=click.Choice(["half", "none"]), default="half",
               show_default=True,
               help="How far a structure extends beyond its first and last contour planes: "
@@ -77,7 +82,7 @@ def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path],
                    "See docs/dicom-conventions.md.")
 @click.option("--quiet", "-q", is_flag=True, help="No terminal report, no progress.")
 def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html_path,
-          sum_plans, end_caps, quiet, pdf_path=None):
+          sum_plans, delivery, end_caps, quiet, pdf_path=None):
     """Check the plan export in PLAN_DIR against a protocol and report PASS/FAIL.
 
     \b
@@ -134,7 +139,8 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html
     try:
         report = run_check([plan_dir], protocol=protocol, constraints=constraint_files,
                            fractions=fractions, overrides=overrides, sum_plans=sum_plans,
-                           progress=progress, strict=True, end_caps=end_caps)
+                           delivery=delivery, progress=progress, strict=True,
+                           end_caps=end_caps)
     except RtqaError as exc:
         if show:
             sys.stderr.write("\r\033[K")

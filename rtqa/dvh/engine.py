@@ -42,6 +42,9 @@ class _Engine:
         self.iw = (max(0, -r.I0), min(r.NI, tab.nx - r.I0))
         self.jw = (max(0, -r.J0), min(r.NJ, tab.ny - r.J0))
         self.in_plane = self.iw[1] > self.iw[0] and self.jw[1] > self.jw[0]
+        if self.in_plane:  # the nodes whose tables the whole-voxel elements look up
+            tab.use_window(r.J0 + self.jw[0], r.J0 + self.jw[1], r.I0 + self.iw[0],
+                           r.I0 + self.iw[1])
         start = np.ones(K, dtype=bool)
         end = np.ones(K, dtype=bool)
         start[1:] = slabs.gap
@@ -65,7 +68,8 @@ class _Engine:
         set is coded in the bits of a small integer per voxel and bin, and the weight and
         t moments of each code are tabulated (exactly: sums over the pieces)."""
         r, s, tab, zb = self.r, self.slabs, self.tab, self.tab.bins
-        full = r.cls == 2
+        # whole voxels (with m = 1, bid is cls // 2 as 0/1 bytes: a view, no copy)
+        full = r.bid.view(np.bool_) if r.m == 1 else r.cls == 2
         K = r.K
         lk = self.linked
         st, en = np.flatnonzero(self.start), np.flatnonzero(self.end)
@@ -80,7 +84,11 @@ class _Engine:
             return
         nv = r.NJ * r.NI
         per_plane = np.count_nonzero(full.reshape(K, nv), axis=1)
-        both = np.count_nonzero((full[1:] & full[:-1]).reshape(K - 1, nv), axis=1)[lk]
+        both = np.empty(lk.size, dtype=np.intp)  # whole on both planes (16 planes at once:
+        for c in range(0, lk.size, 16):          # no temporary of the raster's size)
+            kk = lk[c:c + 16]
+            both[c:c + 16] = np.count_nonzero((full[kk] & full[kk + 1]).reshape(kk.size, nv),
+                                              axis=1)
         counts = np.concatenate([both, per_plane[st], per_plane[en]]).astype(float)
         self.total_mm3 += float(np.sum(counts * (zbb - za) * wsc))
         if not self.in_plane:
@@ -132,13 +140,16 @@ class _Engine:
         stride = 1 << nbit
         nJ, nI = j1 - j0, i1 - i0
         nw = nJ * nI
-        # the window masks of the sources in use (one row each)
-        used, src_row = np.unique(q, return_inverse=True)
-        M = np.empty((used.size, nw), dtype=np.uint8)
-        ints = used < n_int
-        ki = lk[used[ints]]
-        M[ints] = (full[ki, j0:j1, i0:i1] & full[ki + 1, j0:j1, i0:i1]).reshape(-1, nw)
-        M[~ints] = full[src_plane[used[~ints]], j0:j1, i0:i1].reshape(-1, nw)
+        def masks(src):  # the window masks of sources src (whole over the source)
+            out = np.empty((src.size, nw), dtype=np.uint8)
+            it = src < n_int
+            if it.any():
+                ki = lk[src[it]]
+                out[it] = (full[ki, j0:j1, i0:i1] & full[ki + 1, j0:j1, i0:i1]).reshape(-1, nw)
+            if not it.all():
+                out[~it] = full[src_plane[src[~it]], j0:j1, i0:i1].reshape(-1, nw)
+            return out
+
         group = max(1, 131072 // nw)
         for g0 in range(0, n_lay, group):
             g1 = min(n_lay, g0 + group)
@@ -147,7 +158,7 @@ class _Engine:
             for p in range(nbit):  # the pieces with bit p (at most one per layer)
                 sp = sel[bit[sel] == p]
                 if sp.size:
-                    code[layer[sp] - g0] |= M[src_row[sp]] << np.uint8(p)
+                    code[layer[sp] - g0] |= masks(q[sp]) << np.uint8(p)
             lay, cell = nonzero(code)
             row = code[lay, cell].astype(np.intp)
             lay += g0

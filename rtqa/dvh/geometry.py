@@ -430,7 +430,8 @@ def raster(planes_polys: list[tuple[np.ndarray, ...]], node_x0: float, node_y0: 
     cls = _parity_rows(rows, (np.arange(K)[:, None] * fine.ny + np.arange(NJ) * m
                               + h).reshape(-1), m, h, NI).reshape(K, NJ, NI) * np.uint8(2)
     rast = Raster(m, I0, J0, NI, NJ, x0, y0, dx, dy, fine, cls,
-                  (cls // 2).astype(np.int32), np.zeros((2, m), dtype=code_dtype(m)),
+                  cls // 2 if m == 1 else (cls // 2).astype(np.int32),
+                  np.zeros((2, m), dtype=code_dtype(m)),
                   list(planes_polys), e)
     rast.__dict__["rows"] = rows
     rast.blocks[1] = _full(m)

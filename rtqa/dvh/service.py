@@ -6,11 +6,15 @@ indices into ``courses``; default all of them):
 * ``PHYSICAL``: absorbed dose (Gy). One plan: its own course dose. Several: their
   voxel-wise sum, resampled (trilinear) onto the grid of the first plan named
   (``rtqa.dvh.dosesum.combined``).
-* ``EQD2`` / ``BED`` at ``alpha_beta`` (Gy), linear-quadratic model, each plan with its own
-  fraction count. One plan: the exact dose-axis conversion of its physical DVH
+* ``EQD2`` / ``BED`` at ``alpha_beta`` (Gy), linear-quadratic model. One plan: the exact
+  dose-axis conversion of its physical DVH with its own fraction count
   (``rtqa.dvh.convert.convert_dvh``; EQD2 and BED are monotone in the dose of one plan).
-  Several plans: the DVH of the voxel-wise sum of each plan's EQD2/BED, never a physical
-  sum converted with one fraction count.
+  Several plans, by ``delivery``:
+
+  - ``"sequential"`` (default): the voxel-wise sum of each plan's EQD2/BED, each plan
+    with its own fraction count;
+  - ``"concurrent"`` (delivered on the same days): the voxel-wise physical sum, then
+    EQD2/BED with ``fractions`` (the caller's count, e.g. the plans' common count).
 
 Every DVH is computed with the same geometry conventions: the planning-CT slice positions
 ``ct_z`` (mm) are passed to ``rtqa.dvh.compute_dvh`` every time. Each (structure, view,
@@ -40,7 +44,7 @@ import numpy as np
 from rtqa.dvh.compute import compute_dvh
 from rtqa.dvh.convert import convert_dvh
 from rtqa.dvh.data import DVHData
-from rtqa.dvh.dosesum import combined
+from rtqa.dvh.dosesum import combined, convert
 from rtqa.dvh.settings import DEFAULT, Settings
 from rtqa.errors import RtqaError
 from rtqa.reading.dose import DoseGrid
@@ -48,7 +52,10 @@ from rtqa.reading.export import CourseDose
 from rtqa.reading.structures import Structure
 from rtqa.results import DoseView
 
-__all__ = ["DoseService", "DvhCache"]
+__all__ = ["DoseService", "DvhCache", "DELIVERIES"]
+
+#: How several plans add up in EQD2/BED views (see the module docstring).
+DELIVERIES = ("sequential", "concurrent")
 
 
 class DvhCache(Protocol):
@@ -115,35 +122,60 @@ class DoseService:
             raise ValueError(f"plans must name courses 0..{len(self.courses) - 1}, got {plans}")
         return out
 
+    def _delivery(self, view, idx, delivery, fractions):
+        """The (delivery, fraction count) part of a cache key: only several plans in an
+        EQD2/BED view depend on it."""
+        if delivery not in DELIVERIES:
+            raise ValueError(f"delivery must be one of {DELIVERIES}, got {delivery!r}")
+        if view is DoseView.PHYSICAL or len(idx) == 1 or delivery == "sequential":
+            return ("sequential", None)
+        if not fractions:
+            raise RtqaError(f"concurrent {view} of several plans needs a fraction count")
+        return ("concurrent", int(fractions))
+
     def grid(self, view=DoseView.PHYSICAL, plans: Sequence[int] | None = None,
-             alpha_beta: float | None = None) -> DoseGrid:
+             alpha_beta: float | None = None, delivery: str = "sequential",
+             fractions: int | None = None) -> DoseGrid:
         """The dose grid of a view (Gy): one plan's own grid, or a voxel-wise sum."""
         view, idx = _view(view), self.plans_of(plans)
         if view is DoseView.NONE:
             raise ValueError("the dose view 'none' has no dose")
+        how = self._delivery(view, idx, delivery, fractions)
         if view is DoseView.PHYSICAL:
             alpha_beta = None
             if len(idx) == 1:
                 return self.courses[idx[0]].grid
-        key = (view, idx, alpha_beta)
+        key = (view, idx, alpha_beta, how)
         if key not in self._grids:
-            self._grids[key] = combined([self.courses[i] for i in idx], str(view),
-                                        alpha_beta, fractions=[self.fractions[i] for i in idx])
+            if how[0] == "concurrent":
+                if alpha_beta is None:
+                    raise RtqaError(f"{view} needs an alpha/beta")
+                total = self.grid(DoseView.PHYSICAL, idx)
+                self._grids[key] = replace(
+                    total, dose=convert(total.dose, str(view), how[1], alpha_beta),
+                    scaling_note=f"{view} of the {total.scaling_note} in {how[1]} fractions")
+            else:
+                self._grids[key] = combined(
+                    [self.courses[i] for i in idx], str(view), alpha_beta,
+                    fractions=[self.fractions[i] for i in idx])
         return self._grids[key]
 
     # -- DVHs ---------------------------------------------------------------------------
     def dvh(self, structure: Structure, view=DoseView.PHYSICAL,
-            plans: Sequence[int] | None = None, alpha_beta: float | None = None) -> DVHData:
-        """The cumulative DVH of ``structure`` in ``view`` (Gy, cc); see the module."""
+            plans: Sequence[int] | None = None, alpha_beta: float | None = None,
+            delivery: str = "sequential", fractions: int | None = None) -> DVHData:
+        """The cumulative DVH of ``structure`` in ``view`` (Gy, cc); see the module.
+        ``delivery`` and ``fractions`` matter only for several plans in EQD2/BED."""
         view, idx = _view(view), self.plans_of(plans)
         if view is DoseView.PHYSICAL:
             alpha_beta = None
         elif view is DoseView.NONE:
             raise ValueError("the dose view 'none' has no dose")
-        key = (id(structure), view, idx, alpha_beta)
+        how = self._delivery(view, idx, delivery, fractions)
+        key = (id(structure), view, idx, alpha_beta, how)
         if key not in self._dvhs:
             try:
-                got = self._compute(structure, view, idx, alpha_beta)
+                got = self._compute(structure, view, idx, alpha_beta, how)
             except RtqaError as exc:
                 got = exc
             self._dvhs[key] = (structure, got)
@@ -152,7 +184,7 @@ class DoseService:
             raise got
         return got
 
-    def _compute(self, structure, view, idx, alpha_beta) -> DVHData:
+    def _compute(self, structure, view, idx, alpha_beta, how) -> DVHData:
         if view is not DoseView.PHYSICAL and len(idx) == 1:
             n = self.fractions[idx[0]]
             if not n:
@@ -162,15 +194,16 @@ class DoseService:
                 raise RtqaError(f"{view} needs an alpha/beta")
             return convert_dvh(self.dvh(structure, DoseView.PHYSICAL, idx), str(view), n,
                                alpha_beta)
-        grid = self.grid(view, idx, alpha_beta)
+        grid = self.grid(view, idx, alpha_beta, *how)
         if self.cache is None:
             return compute_dvh(structure, grid, ct_z=self.ct_z, settings=self.settings)
         return self.cache.get(structure, grid, self.ct_z,
-                              lambda: compute_dvh(structure, grid, ct_z=self.ct_z))
+                              lambda: compute_dvh(structure, grid, ct_z=self.ct_z,
+                                                  settings=self.settings))
 
     def computed(self, view=DoseView.PHYSICAL, plans: Sequence[int] | None = None
                  ) -> list[tuple[Structure, DVHData]]:
         """Every (structure, DVH) of ``view`` computed so far (errors left out), in order."""
         view, idx = _view(view), self.plans_of(plans)
-        return [(s, d) for (_, v, i, _), (s, d) in self._dvhs.items()
+        return [(s, d) for (_, v, i, _, _), (s, d) in self._dvhs.items()
                 if v is view and i == idx and isinstance(d, DVHData)]

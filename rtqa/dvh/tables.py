@@ -15,6 +15,7 @@ Units: dose in Gy, z in mm; t is the position between two dose frames (0 on fram
 from __future__ import annotations
 
 import weakref
+from collections import OrderedDict
 
 import numpy as np
 
@@ -42,7 +43,8 @@ def _voxel_mean_sd(d: np.ndarray, delta: np.ndarray, sd: np.ndarray) -> None:
         out = np.empty_like(a)
         out[..., 0] = g[..., 0]
         np.subtract(g[..., 1:], g[..., :-1], out=out[..., 1:-1])
-        np.negative(g[..., -1], out=out[..., -1])
+        # (not np.negative(..., out=): NumPy 2.4 negates strided float32 views wrongly)
+        out[..., -1] = -g[..., -1]
         return np.moveaxis(out, -1, axis)
 
     def add_var(var, a, axis):  # 5 (gl^2 + gr^2) / 192 + gl gr / 32 along axis
@@ -80,26 +82,116 @@ def _voxel_mean_sd(d: np.ndarray, delta: np.ndarray, sd: np.ndarray) -> None:
     np.sqrt(var, out=sd)
 
 
-class _Tables:
-    """Per-grid data, computed once per grid: for every node and frame the mean (as its
-    offset from the node dose, so that a uniform or linear dose stays exact in float64)
-    and the standard deviation of the in-plane (bilinear) dose over the dose voxel
-    centred on the node (float32 pairs), and the z bins."""
+#: Grids whose tables (two float32 per node) take at most this many bytes get them
+#: computed whole, once per grid (a fixed amount of memory: 6 M nodes).
+WHOLE_TABLE_BYTES = 48_000_000
+#: Larger grids get them per structure window, in blocks of frames on first use, keeping
+#: at most this many bytes (issue 16: the engine's peak memory at fine grids is the dose
+#: grid plus a fixed amount, not twice the grid).
+TABLE_BUDGET_BYTES = 8_000_000
+#: Bytes per block of frames (large grids).
+TABLE_BLOCK_BYTES = 1_000_000
 
-    def __init__(self, grid: DoseGrid):
+
+class _Tables:
+    """Per-grid data: for every node and frame the mean (as its offset from the node dose,
+    so that a uniform or linear dose stays exact in float64) and the standard deviation of
+    the in-plane (bilinear) dose over the dose voxel centred on the node (float32 pairs,
+    :meth:`pair_at`), and the z bins.
+
+    A grid whose pairs fit in ``WHOLE_TABLE_BYTES`` gets them once, whole. A larger grid
+    gets them for the in-plane window of the structure at hand (:meth:`use_window`), in
+    blocks of frames computed on first use; at most the budget is kept (least recently
+    used blocks are dropped and recomputed if needed again). A node's pair depends only on
+    its 3 x 3 in-plane neighbourhood of its own frame, so a window computed with a
+    one-node margin gives the same values, bit for bit, as the whole grid."""
+
+    def __init__(self, grid: DoseGrid, budget_bytes: int | None = None,
+                 whole_bytes: int | None = None):
         d = self.dose = grid.dose
         nz, ny, nx = d.shape
         self.nx, self.ny, self.nz = nx, ny, nz
         self.nxy = nx * ny
         self.flat = d.reshape(-1)
-        self.ms = np.empty((nz, ny, nx, 2), dtype=np.float32)
-        step = max(1, 131072 // self.nxy)
-        for f in range(0, nz, step):
-            _voxel_mean_sd(d[f:f + step], self.ms[f:f + step, ..., 0],
-                           self.ms[f:f + step, ..., 1])
-        self.pair = self.ms.reshape(-1, 2).view(np.complex64).reshape(-1)
+        self.budget = TABLE_BUDGET_BYTES if budget_bytes is None else budget_bytes
+        self.pair = None
+        self._win: tuple[int, int, int, int] | None = None
+        if d.size * 8 <= (WHOLE_TABLE_BYTES if whole_bytes is None else whole_bytes):
+            self.pair = self._compute(0, nz, (0, ny, 0, nx))
+        else:
+            self._cache: "OrderedDict[int, np.ndarray]" = OrderedDict()
+            self.use_window(0, ny, 0, nx)
         self.max = float(d.max()) if d.size else 0.0
         self.bins = _ZBins(np.asarray(grid.z, dtype=float))
+
+    def use_window(self, j0: int, j1: int, i0: int, i1: int) -> None:
+        """The node rows j0..j1-1 and columns i0..i1-1 that the next :meth:`pair_at`
+        calls look up (large grids only; whole tables cover every node)."""
+        if self.pair is not None:
+            return
+        j0, j1 = max(0, j0), min(self.ny, max(j1, j0 + 1))
+        i0, i1 = max(0, i0), min(self.nx, max(i1, i0 + 1))
+        if (j0, j1, i0, i1) == self._win:
+            return
+        self._win = (j0, j1, i0, i1)
+        self._cache.clear()
+        area = (j1 - j0) * (i1 - i0)
+        self.block = max(1, min(self.nz, TABLE_BLOCK_BYTES // (8 * area)))
+        self._cap = max(2, self.budget // (8 * area * self.block))
+
+    def _compute(self, f0: int, f1: int, win) -> np.ndarray:
+        """The (mean offset, sd) pairs of frames f0..f1-1 over the window (node rows
+        j0..j1-1, columns i0..i1-1) as complex64, flat (frame, row, column)."""
+        j0, j1, i0, i1 = win
+        ja, jb = max(j0 - 1, 0), min(j1 + 1, self.ny)
+        ia, ib = max(i0 - 1, 0), min(i1 + 1, self.nx)
+        d = self.dose
+        ms = np.empty((f1 - f0, j1 - j0, i1 - i0, 2), dtype=np.float32)
+        whole = (ja, jb, ia, ib) == (j0, j1, i0, i1)
+        step = max(1, 131072 // ((jb - ja) * (ib - ia)))
+        for f in range(f0, f1, step):
+            e = min(f + step, f1)
+            if whole:
+                _voxel_mean_sd(d[f:e, j0:j1, i0:i1], ms[f - f0:e - f0, ..., 0],
+                               ms[f - f0:e - f0, ..., 1])
+                continue
+            tmp = np.empty((e - f, jb - ja, ib - ia, 2), dtype=np.float32)
+            _voxel_mean_sd(d[f:e, ja:jb, ia:ib], tmp[..., 0], tmp[..., 1])
+            ms[f - f0:e - f0] = tmp[:, j0 - ja:j1 - ja, i0 - ia:i1 - ia]
+        return ms.reshape(-1, 2).view(np.complex64).reshape(-1)
+
+    def _block(self, b: int) -> np.ndarray:
+        t = self._cache.get(b)
+        if t is None:
+            f0 = b * self.block
+            t = self._cache[b] = self._compute(f0, min(f0 + self.block, self.nz), self._win)
+            while len(self._cache) > self._cap:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(b)
+        return t
+
+    def pair_at(self, g: np.ndarray) -> np.ndarray:
+        """The (mean offset, sd) pairs (complex64: view as float32 pairs) at flat node
+        indices ``g`` (inside the window of :meth:`use_window` for large grids)."""
+        if self.pair is not None:
+            return self.pair[g]
+        j0, j1, i0, i1 = self._win
+        f, rem = np.divmod(g, self.nxy)
+        j, i = np.divmod(rem, self.nx)
+        b = f // self.block
+        local = ((f - b * self.block) * (j1 - j0) + (j - j0)) * (i1 - i0) + (i - i0)
+        lo, hi = int(b.min(initial=0)), int(b.max(initial=0))
+        if lo == hi:
+            return self._block(lo)[local]
+        out = np.empty(g.size, dtype=np.complex64)
+        order = np.argsort(b, kind="stable")
+        bs = b[order]
+        cuts = np.flatnonzero(np.diff(bs)) + 1
+        for s, e in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [bs.size]])):
+            sel = order[s:e]
+            out[sel] = self._block(int(bs[s]))[local[sel]]
+        return out
 
 
 _TABLES: "weakref.WeakKeyDictionary[DoseGrid, _Tables]" = weakref.WeakKeyDictionary()

@@ -28,6 +28,9 @@ from rtqa.reading.common import (MAX_COORDINATE_MM, floats, read_dataset, reader
                                  text, whole)
 from rtqa.reading.orientation import axial_mapping
 
+#: Transfer syntaxes whose PixelData is stored native, little-endian (read in place).
+_NATIVE_LE = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
+
 #: A dose above this (Gy) anywhere in a grid is taken as a corrupt DoseGridScaling.
 MAX_PLAUSIBLE_DOSE_GY = 1000.0
 #: Dose grid spacings (mm) outside this range are corrupt values, not a calculation grid.
@@ -89,6 +92,47 @@ def _frame_z(ds, path: Path, ipp_z: float, normal_z: int, n_frames: int) -> np.n
         f"ImagePositionPatient z {ipp_z} (absolute positions)", path)
 
 
+def _stored_values(ds, path: Path, n_frames: int, rows: int, cols: int) -> np.ndarray:
+    """The stored pixel values as a (frames, rows, columns) integer array. Native
+    little-endian data with BitsStored = BitsAllocated (16 or 32) is read in place (a
+    view of the PixelData bytes, no copy); anything else is decoded by pydicom."""
+    try:
+        meta = getattr(ds, "file_meta", None)
+        tsu = meta.get("TransferSyntaxUID", None) if meta is not None else None
+        bits, stored = ds.get("BitsAllocated", None), ds.get("BitsStored", None)
+        rep, spp = ds.get("PixelRepresentation", None), ds.get("SamplesPerPixel", 1)
+        data = ds.PixelData
+        n = n_frames * rows * cols
+        if (tsu in _NATIVE_LE and bits in (16, 32) and stored == bits and rep in (0, 1)
+                and spp == 1 and isinstance(data, bytes)
+                and len(data) in (n * bits // 8, n * bits // 8 + 1)):
+            dt = np.dtype(f"<{'ui'[int(rep)]}{int(bits) // 8}")
+            return np.frombuffer(data, dtype=dt, count=n).reshape(n_frames, rows, cols)
+    except Exception:  # noqa: BLE001 - any doubt: pydicom decodes (and reports) it
+        pass
+    try:
+        raw = ds.pixel_array
+    except Exception as exc:  # pydicom raises many types for broken pixel data
+        raise DicomInputError(f"cannot decode PixelData ({type(exc).__name__}: {exc})",
+                              path) from None
+    return np.asarray(raw).reshape(n_frames, rows, cols)
+
+
+def _scaled_float64(arr: np.ndarray, order: np.ndarray, scaling: float) -> np.ndarray:
+    """``arr[order].astype(float64) * scaling`` written straight into one C-contiguous
+    float64 array (no integer or float64 temporaries; the same values bit for bit)."""
+    dose = np.empty(arr.shape, dtype=np.float64)
+    n = order.size
+    if np.array_equal(order, np.arange(n)):
+        np.multiply(arr, scaling, out=dose)
+    elif np.array_equal(order, np.arange(n)[::-1]):
+        np.multiply(arr[::-1], scaling, out=dose)
+    else:
+        for k, src in enumerate(order):
+            np.multiply(arr[src], scaling, out=dose[k])
+    return dose
+
+
 @reader("RTDOSE")
 def read_dose(path: Path, max_voxels: int = MAX_DOSE_VOXELS) -> DoseGrid:
     """Read one RTDOSE file into a :class:`DoseGrid` (dose in Gy as stored, not yet
@@ -131,12 +175,7 @@ def read_dose(path: Path, max_voxels: int = MAX_DOSE_VOXELS) -> DoseGrid:
         raise DicomInputError(f"DoseGridScaling must be positive, is {scaling}", path)
     z = _frame_z(ds, path, ipp[2], mapping.normal_z, n_frames)
 
-    try:
-        raw = ds.pixel_array
-    except Exception as exc:  # pydicom raises many types for broken pixel data
-        raise DicomInputError(f"cannot decode PixelData ({type(exc).__name__}: {exc})",
-                              path) from None
-    arr = np.asarray(raw).reshape(n_frames, rows, cols)
+    arr = _stored_values(ds, path, n_frames, rows, cols)
     if np.issubdtype(arr.dtype, np.signedinteger) and arr.min() < 0:
         raise DicomInputError("negative stored dose values", path)
     dmax = float(arr.max()) * scaling if arr.size else 0.0  # before scaling the array:
@@ -144,29 +183,31 @@ def read_dose(path: Path, max_voxels: int = MAX_DOSE_VOXELS) -> DoseGrid:
         raise DicomInputError(
             f"maximum dose {dmax:.4g} Gy is implausible (DoseGridScaling {scaling:.6g}): "
             "corrupt scaling?", path)
-    dose = arr.astype(np.float64) * scaling
 
-    # Image axes -> patient axes. Columns run along the row direction cosine.
+    # Image axes -> patient axes (views of the stored values). Columns run along the row
+    # direction cosine.
     col_coords = ipp[mapping.row_axis] + mapping.row_sign * dcol * np.arange(cols)
     row_coords = ipp[mapping.col_axis] + mapping.col_sign * drow * np.arange(rows)
     if mapping.row_axis == 0:
         x, y = col_coords, row_coords
     else:
         x, y = row_coords, col_coords
-        dose = dose.transpose(0, 2, 1)
+        arr = arr.transpose(0, 2, 1)
     if x.size > 1 and x[1] < x[0]:
-        x, dose = x[::-1], dose[:, :, ::-1]
+        x, arr = x[::-1], arr[:, :, ::-1]
     if y.size > 1 and y[1] < y[0]:
-        y, dose = y[::-1], dose[:, ::-1, :]
+        y, arr = y[::-1], arr[:, ::-1, :]
     for axis, c in (("x", x), ("y", y), ("z", z)):
         if c.size and float(np.max(np.abs(c))) > MAX_COORDINATE_MM:
             raise DicomInputError(f"dose grid {axis} coordinates reach {float(np.max(np.abs(c))):.4g}"
                                   f" mm, beyond +/-{MAX_COORDINATE_MM:g} mm: corrupt position "
                                   "or spacing", path)
     order = np.argsort(z, kind="stable")
-    z, dose = z[order], dose[order]
+    z = z[order]
     if z.size > 1 and np.any(np.diff(z) <= 1e-6):
         raise DicomInputError("dose frames at repeated z positions", path)
+    dose = _scaled_float64(arr, order, float(scaling))
+    del arr
 
     ref_plan = None
     beams: list[int] = []
@@ -182,7 +223,7 @@ def read_dose(path: Path, max_voxels: int = MAX_DOSE_VOXELS) -> DoseGrid:
         frame_of_reference_uid=text(ds, "FrameOfReferenceUID"),
         patient_id=text(ds, "PatientID"),
         x=np.ascontiguousarray(x, dtype=float), y=np.ascontiguousarray(y, dtype=float),
-        z=np.ascontiguousarray(z, dtype=float), dose=np.ascontiguousarray(dose),
+        z=np.ascontiguousarray(z, dtype=float), dose=dose,
         summation_type=summation,
         dose_type=dose_type or "PHYSICAL",
         referenced_plan_uid=ref_plan,

@@ -426,3 +426,26 @@ def test_mean_metric_is_the_mean_of_the_bed_distribution(three_fx):
     truth = 31.0 * (1 + 31.0 / 30.0) + (4.0 / 12.0) / 30.0
     assert ev.results[0].bed_gy == pytest.approx(truth, rel=1e-6)
     assert ev.results[0].dose_gy == pytest.approx(31.0)
+
+
+@pytest.mark.parametrize("delivery", [None, "sequential", "concurrent"])
+def test_delivery_of_two_plans_treating_one_lesion(folders, delivery):
+    """Sequential: D95 of the voxel-wise BED sum (each plan with its own count);
+    concurrent: BED of the physical sum in the largest count (5); not stated: the lower
+    of the two (here the sequential one), said in the note."""
+    folder, case = folders["summed"]
+    export = load_export([folder])
+    ss = export.structure_sets[0]
+    lesions = discover_lesions(ss, match_rois([s.name for s in ss.structures],
+                                              roi_types={s.name: s.interpreted_type
+                                                         for s in ss.structures}))
+    (r,) = evaluate_lesions(lesions, export.courses, RULE, delivery=delivery).results
+    sequential = truth_bed(case, "C", [("C_5fx", 5), ("C_3fx", 3)])
+    pts, _ = sample_inside(case.lesions[0].ptv, 0.5)
+    physical = np.percentile(plan_dose(case, "C_5fx", pts) + plan_dose(case, "C_3fx", pts), 5)
+    concurrent = lq_bed(physical, 5)
+    assert concurrent > sequential * (1 + 5 * REL)  # the two deliveries differ here
+    expected = concurrent if delivery == "concurrent" else sequential
+    assert r.bed_gy == pytest.approx(expected, rel=REL)
+    assert f"({delivery or 'sequential'} delivery)" in r.note
+    assert ("the lower of the two deliveries" in r.note) is (delivery is None)

@@ -120,3 +120,41 @@ def test_curve_of_an_empty_dvh_is_zero_not_nan():
     c = curve("x", d)
     assert len(c.dose_gy) == 400 and set(c.volume_pct) == {0.0}
     assert c.dose_gy[0] == 0.0 and c.dose_gy[-1] == 10.0
+
+
+@pytest.mark.slow
+def test_two_plans_of_different_fraction_counts_in_either_file_order(tmp_path):
+    """hcc_pass plus a 3-fraction boost of the liver lesion: each plan's fraction-specific
+    organ rows on its own dose and count, composite rows on the sum; the same report
+    whichever plan's files come first."""
+    import shutil
+    from dataclasses import replace as dc_replace
+
+    from rtqa.sample import hcc_pass
+    base = hcc_pass()
+    p = base.plans[0]
+    case = dc_replace(base, name="boost", plans=(
+        p, dc_replace(p, label="Boost_3fx", fractions=3, targets=p.targets[:1])))
+    first = tmp_path / "first"
+    write_case(case, first)
+    second = tmp_path / "second"
+    second.mkdir()
+    for f in first.iterdir():  # the boost's files sort first here, last there
+        name = ("a_" if "Boost" in f.name else "z_") + f.name
+        shutil.copy(f, second / name)
+    reports = [run_check([str(d)], CheckOptions(sum_plans=True)) for d in (first, second)]
+    rows = [[(c.id, c.status, c.value, c.plans, c.fractions) for c in r.checks]
+            for r in reports]
+    assert rows[0] == rows[1]
+    assert reports[0].status == reports[1].status
+    by_id = {c.id: c for c in reports[0].checks}
+    own = {c.id.rsplit("@", 1)[1] for c in reports[0].checks if "@" in c.id}
+    assert own == {"SBRT_5fx", "Boost_3fx"}
+    for c in reports[0].checks:
+        if "@" in c.id and c.dose_view == DoseView.PHYSICAL:
+            label = c.id.rsplit("@", 1)[1]
+            assert c.plans == (label,) and c.fractions == ((3,) if "Boost" in label else (5,))
+    eqd2 = [c for c in by_id.values() if c.dose_view == DoseView.EQD2
+            and c.category == "organs at risk" and c.status != NOT_EVALUATED]
+    assert eqd2 and all(set(c.plans) == {"SBRT_5fx", "Boost_3fx"} for c in eqd2)
+    assert "not stated" in reports[0].conventions["delivery"]

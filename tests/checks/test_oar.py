@@ -363,27 +363,87 @@ def test_dose_grid_coverage(tmp_path):
     assert result.curves[0].volume_cc == pytest.approx(so.sphere_slab_cc(15) / 2, rel=0.02)
 
 
-def test_several_plans_with_different_fractionation(tmp_path):
+SEVERAL_PLAN_ROWS = (
+    _row("Liver", "Mean[Gy]", "< 25", fractions=[5]),
+    _row("Liver", "Max[Gy]", "< 8", fractions=[3]),
+    _row("Liver", "Max[Gy]", "< 35"),
+    _row("Liver", "D50%[Gy]", "< 40", dose_type="EQD2", alpha_beta=3),
+    _row("Liver", "Mean[Gy]", "< 45", dose_type="BED", alpha_beta=10))
+
+
+def _several_plans(tmp_path, reverse=False, delivery=None):
+    """Plan A: 20 Gy uniform in 5 fx; plan AB: 9 Gy uniform in 3 fx (same grid nodes)."""
     ss = _phantom("Liver", "GTV_Liver")
     g1 = so.uniform_grid((-60, -60, -60), (60, 60, 60), 20.0, uid="1.2.3.1")
     g2 = so.uniform_grid((-60, -60, -60), (60, 60, 60), 9.0, uid="1.2.3.2")
     courses = [_course(g1, 5, 20.0, "A"), _course(g2, 3, 9.0, "AB")]
-    _, result = _eval(tmp_path, [
-        _row("Liver", "Mean[Gy]", "< 25", fractions=[5]),
-        _row("Liver", "Max[Gy]", "< 35"),
-        _row("Liver", "D50%[Gy]", "< 40", dose_type="EQD2", alpha_beta=3),
-        _row("Liver", "Mean[Gy]", "< 45", dose_type="BED", alpha_beta=10)], ss, courses)
-    rows = {(c.metric, c.limit): c for c in result.checks if c.structure == "Liver"}
-    fx = rows[("Mean[Gy]", "< 25")]
-    assert fx.status == NOT_EVALUATED and fx.priority == "mandatory"
-    assert "cannot be applied to a sum of plans with different fractionation" in fx.note
-    assert "A (5 fx) + AB (3 fx)" in fx.note
-    assert rows[("Max[Gy]", "< 35")].value == pytest.approx(29.0, abs=1e-6)  # physical sum
-    eq = rows[("D50%[Gy]", "< 40")]
+    if reverse:
+        courses.reverse()
+    _, result = _eval(tmp_path, SEVERAL_PLAN_ROWS, ss, courses, fractions=courses[0].plan.fractions,
+                      delivery=delivery)
+    return {c.id: c for c in result.checks if c.structure == "Liver"}
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_each_plan_gets_the_rows_of_its_own_fraction_count(tmp_path, reverse):
+    rows = _several_plans(tmp_path, reverse)
+    # fraction-specific physical rows: on each plan's own dose, with its own count
+    a = rows["oar.phantom.Liver.Mean@A"]
+    assert (a.value, a.status, a.plans, a.fractions) == (pytest.approx(20.0), PASS, ("A",), (5,))
+    ab = rows["oar.phantom.Liver.Max@AB"]
+    assert (ab.value, ab.status, ab.plans, ab.fractions) == (pytest.approx(9.0), FAIL, ("AB",),
+                                                             (3,))
+    assert "oar.phantom.Liver.Mean@AB" not in rows and "oar.phantom.Liver.Max@A" not in rows
+    # a row for any fraction count: on the physical sum
+    total = rows["oar.phantom.Liver.Max"]
+    assert total.value == pytest.approx(29.0, abs=1e-6) and total.dose_view == "physical"
+    # composite rows on the voxel-wise sum; delivery not stated: concurrent for organs
+    # (the physical sum in the fewest fractions: 29 Gy in 3 fx), the higher organ dose
+    eq = rows["oar.phantom.Liver.D50%"]
+    assert eq.value == pytest.approx(eqd2(29.0, 3, 3.0), abs=0.01)  # 73.5 Gy
+    assert eq.value > eqd2(20.0, 5, 3.0) + eqd2(9.0, 3, 3.0)        # sequential: 38.8 Gy
+    assert eq.status == FAIL and "concurrent delivery" in eq.note
+    assert set(eq.plans) == {"A", "AB"} and eq.alpha_beta == 3.0
+    b = rows["oar.phantom.Liver.Mean"]
+    assert b.value == pytest.approx(bed(29.0, 3, 10.0), abs=1e-6)
+
+
+def test_rows_do_not_depend_on_the_order_of_the_plans(tmp_path):
+    one, other = _several_plans(tmp_path), _several_plans(tmp_path, reverse=True)
+    assert list(one) == list(other)
+    for cid, c in one.items():
+        assert (c.status, c.value, c.plans, c.fractions) == \
+            (other[cid].status, other[cid].value, other[cid].plans, other[cid].fractions)
+
+
+def test_sequential_delivery_sums_each_plans_eqd2(tmp_path):
+    rows = _several_plans(tmp_path, delivery="sequential")
+    eq = rows["oar.phantom.Liver.D50%"]
     assert eq.value == pytest.approx(eqd2(20.0, 5, 3.0) + eqd2(9.0, 3, 3.0), abs=0.01)  # 38.8
-    assert eq.status == PASS and "voxel-wise EQD2 sum" in eq.note
-    b = rows[("Mean[Gy]", "< 45")]
+    assert eq.status == PASS and "sequential delivery" in eq.note
+    b = rows["oar.phantom.Liver.Mean"]
     assert b.value == pytest.approx(bed(20.0, 5, 10.0) + bed(9.0, 3, 10.0), abs=1e-6)  # 39.7
+    assert rows["oar.phantom.Liver.Mean@A"].value == pytest.approx(20.0)
+
+
+def test_concurrent_plans_of_one_fraction_count_are_one_physical_sum(tmp_path):
+    """Two 5-fraction plans delivered on the same days: the 5-fraction physical rows on
+    their physical sum, EQD2 of that sum in 5 fractions (not the sum of each plan's)."""
+    ss = _phantom("Liver", "GTV_Liver")
+    g1 = so.uniform_grid((-60, -60, -60), (60, 60, 60), 10.0, uid="1.2.3.1")
+    g2 = so.uniform_grid((-60, -60, -60), (60, 60, 60), 6.0, uid="1.2.3.2")
+    courses = [_course(g1, 5, 10.0, "A"), _course(g2, 5, 6.0, "B")]
+    rows = [_row("Liver", "Mean[Gy]", "< 20", fractions=[5]),
+            _row("Liver", "Mean[Gy]", "< 30", dose_type="EQD2", alpha_beta=3)]
+    by_id = {c.id: c for c in _eval(tmp_path, rows, ss, courses)[1].checks}
+    assert by_id["oar.phantom.Liver.Mean"].value == pytest.approx(16.0)       # 5 fx, sum
+    assert by_id["oar.phantom.Liver.Mean#2"].value == pytest.approx(eqd2(16.0, 5, 3.0))
+    by_id = {c.id: c for c in _eval(tmp_path, rows, ss, courses, delivery="sequential")[1]
+             .checks}
+    assert by_id["oar.phantom.Liver.Mean@A"].value == pytest.approx(10.0)
+    assert by_id["oar.phantom.Liver.Mean@B"].value == pytest.approx(6.0)
+    assert by_id["oar.phantom.Liver.Mean"].value == pytest.approx(
+        eqd2(10.0, 5, 3.0) + eqd2(6.0, 5, 3.0))
 
 
 def test_conventional_rows_follow_the_dose_per_fraction(tmp_path):

@@ -199,3 +199,26 @@ def test_bad_arguments():
     with pytest.raises(RtqaError, match="alpha/beta"):
         service.dvh(BOX, DoseView.EQD2)
     assert replace(BOX) is not BOX  # a copy is another structure: computed afresh
+
+
+def test_concurrent_delivery_is_the_lq_dose_of_the_physical_sum():
+    # 10 Gy + 12 Gy, both in 5 fractions, α/β 10: concurrent BED of 22 Gy in 5 fx
+    # = 31.68 Gy; sequential 12 + 14.88 = 26.88 Gy
+    service = DoseService([course(10.0, label="A"), course(12.0, label="B")])
+    conc = service.dvh(BOX, DoseView.BED, alpha_beta=10.0, delivery="concurrent",
+                       fractions=5)
+    seq = service.dvh(BOX, DoseView.BED, alpha_beta=10.0)
+    assert conc.mean_gy == pytest.approx(lq_bed(22.0, 5, 10.0), abs=1e-9)  # 31.68
+    assert seq.mean_gy == pytest.approx(lq_bed(10.0, 5, 10.0) + lq_bed(12.0, 5, 10.0),
+                                        abs=1e-9)
+    assert conc is not seq
+    assert service.dvh(BOX, DoseView.BED, alpha_beta=10.0, delivery="concurrent",
+                       fractions=5) is conc
+    # one plan: the delivery does not matter
+    one = service.dvh(BOX, DoseView.BED, plans=(0,), alpha_beta=10.0,
+                      delivery="concurrent", fractions=5)
+    assert one is service.dvh(BOX, DoseView.BED, plans=(0,), alpha_beta=10.0)
+    with pytest.raises(RtqaError, match="fraction count"):
+        service.dvh(BOX, DoseView.BED, alpha_beta=10.0, delivery="concurrent")
+    with pytest.raises(ValueError):
+        service.dvh(BOX, DoseView.BED, alpha_beta=10.0, delivery="together")

@@ -1,0 +1,281 @@
+"""The engine shared by ``rtqa serve`` and ``rtqa watch``: receive, group, check, record.
+
+* :meth:`Engine.receive` takes the encoded bytes of one instance (from the DICOM
+  server or a watched file): it verifies the element stream is whole
+  (:func:`rtqa.reading.completeness.check_complete`) and the header readable (and, from
+  the network, that the SOP Class and Instance UIDs match the request), writes it to the
+  spool durably, records the receipt in the database, and only then returns success.
+  A data set that cannot be stored raises :class:`Refused` with a DIMSE status and the
+  reason (nothing is half-written: see :mod:`rtqa.serve.spool`).
+* A scheduler thread looks at the received plan sets (:mod:`rtqa.serve.grouping`)
+  every ``tick`` seconds (and after every receipt and finished check) and hands every
+  set that is due to one of ``workers`` checking threads; each runs the check in a
+  worker process with the time limit (:mod:`rtqa.serve.worker`).
+* A finished check writes ``OUT/plans/<patient>_<label>_<key>_c<N>.json`` and ``.html``
+  (atomically) and then its database row (:mod:`rtqa.serve.db`).
+* :meth:`Engine.start` first recovers: removes partial files from the spool's ``tmp/``,
+  indexes spool files the database does not know (a crash after the spool write), and
+  the scheduler then checks every set left unchecked (a crash before or while checking).
+
+Re-sent plans: a set that was checked and then receives any of its instances again
+(identical or changed) is checked again once due; the new report says which check it
+supersedes, and the database row links to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from rtqa.batch.model import DEFAULT_TIMEOUT_S, CheckSettings, _hash, _safe
+from rtqa.reading.completeness import check_complete
+from rtqa.serve.db import Database
+from rtqa.serve.grouping import PlanSet, describe, due, plan_sets
+from rtqa.serve.spool import Spool
+
+__all__ = ["Engine", "EngineOptions", "Refused", "STATUS"]
+
+log = logging.getLogger("rtqa.serve")
+
+#: DIMSE C-STORE statuses used (PS3.4 B.2.3).
+STATUS = {"success": 0x0000, "out_of_resources": 0xA700, "sop_class_mismatch": 0xA900,
+          "cannot_understand": 0xC000}
+
+
+class Refused(Exception):
+    """An instance that is not stored: ``status`` (DIMSE) and the reason."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass
+class EngineOptions:
+    out: str
+    spool: str | None = None            # default OUT/spool
+    db: str | None = None               # default OUT/rtqa-serve.sqlite
+    settings: CheckSettings = field(default_factory=CheckSettings)
+    settle: float = 10.0                # seconds without new instances for the patient
+    deadline: float = 600.0             # seconds: incomplete sets are checked anyway
+    timeout: float | None = DEFAULT_TIMEOUT_S
+    workers: int = 1
+    tick: float = 0.5
+
+
+def _iso(t: float | None = None) -> str:
+    return datetime.fromtimestamp(time.time() if t is None else t, timezone.utc) \
+        .isoformat(timespec="seconds")
+
+
+class Engine:
+    def __init__(self, options: EngineOptions):
+        self.options = options
+        self.out = Path(options.out).absolute()
+        self.plans_dir = self.out / "plans"
+        self.plans_dir.mkdir(parents=True, exist_ok=True)
+        self.spool = Spool(options.spool or self.out / "spool")
+        self.db = Database(options.db or self.out / "rtqa-serve.sqlite")
+        self.settings = options.settings.resolved()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._inflight: set[str] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._cache: tuple | None = None
+
+    # --- receiving -----------------------------------------------------------------
+    def receive(self, data: bytes, *, source: str, sop_class: str | None = None,
+                sop_uid: str | None = None, received: float | None = None):
+        """Store one instance (see the module docstring); returns its
+        :class:`~rtqa.serve.grouping.Instance`. Raises :class:`Refused`."""
+        problem = check_complete(data)
+        if problem:
+            raise Refused(STATUS["cannot_understand"], f"corrupt data set ({problem})")
+        try:
+            header = describe(data)
+        except ValueError as exc:
+            raise Refused(STATUS["cannot_understand"], f"corrupt data set ({exc})") from None
+        if sop_class is not None and header["sop_class"] != sop_class:
+            raise Refused(STATUS["sop_class_mismatch"],
+                          f"the data set's SOPClassUID {header['sop_class']} is not the "
+                          f"request's {sop_class}")
+        if sop_uid is not None and header["sop_uid"] != sop_uid:
+            raise Refused(STATUS["sop_class_mismatch"],
+                          f"the data set's SOPInstanceUID {header['sop_uid']} is not the "
+                          f"request's {sop_uid}")
+        try:
+            path, digest = self.spool.write(data)
+        except OSError as exc:
+            raise Refused(STATUS["out_of_resources"],
+                          f"cannot be stored in the spool ({exc.strerror or exc})") from None
+        try:
+            inst = self.db.add_instance(received=time.time() if received is None else received,
+                                        source=source, path=str(path), sha256=digest,
+                                        **header)
+        except Exception as exc:  # noqa: BLE001 - sqlite3.Error, disk full ...
+            raise Refused(STATUS["out_of_resources"],
+                          f"cannot be recorded in the database ({exc})") from None
+        # the scheduler is not woken: a set is due only after the settle time, and a
+        # look at every set after every instance would slow receiving down
+        return inst
+
+    # --- start-up and shutdown -----------------------------------------------------
+    def recover(self) -> int:
+        """Remove partial spool files and index spool files the database lacks;
+        returns how many were indexed."""
+        removed = self.spool.clean_tmp()
+        if removed:
+            log.warning("removed %d partial file(s) from %s", removed, self.spool.tmp)
+        known = self.db.digests()
+        n = 0
+        for path, digest in self.spool.files():
+            if digest in known:
+                continue
+            data = path.read_bytes()
+            try:
+                if check_complete(data):
+                    raise ValueError(check_complete(data))
+                header = describe(data)
+            except ValueError as exc:
+                log.error("spool file %s cannot be indexed: %s", path, exc)
+                continue
+            self.db.add_instance(received=path.stat().st_mtime,
+                                 source="spool (indexed at start-up)", path=str(path),
+                                 sha256=digest, **header)
+            n += 1
+        if n:
+            log.warning("indexed %d spool file(s) the database did not know", n)
+        return n
+
+    def start(self) -> None:
+        self.recover()
+        self._pool = ThreadPoolExecutor(max_workers=max(1, self.options.workers),
+                                        thread_name_prefix="rtqa-check")
+        self._thread = threading.Thread(target=self._loop, name="rtqa-scheduler",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(30)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self.db.close()
+
+    # --- scheduling ----------------------------------------------------------------
+    def _sets(self) -> tuple[list[PlanSet], dict[str, float]]:
+        """The plan sets and each patient's latest receipt time (recomputed only when
+        an instance has arrived since the last call)."""
+        n = self.db.count_instances()
+        if self._cache is None or self._cache[0] != n:
+            instances = self.db.instances()
+            last_by_patient: dict[str, float] = {}
+            for i in instances:
+                last_by_patient[i.patient_id] = max(last_by_patient.get(i.patient_id, 0.0),
+                                                    i.received)
+            self._cache = (len(instances), plan_sets(instances), last_by_patient)
+        return self._cache[1], self._cache[2]
+
+    def _due_sets(self, now: float) -> list[tuple[PlanSet, str, dict | None]]:
+        sets, last_by_patient = self._sets()
+        last = self.db.last_checks()
+        out = []
+        for s in sets:
+            prev = last.get(s.key)
+            why = due(s, prev["max_seq"] if prev else 0, last_by_patient[s.patient_id], now,
+                      self.options.settle, self.options.deadline)
+            if why:
+                out.append((s, why, prev))
+        return out
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.options.tick)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                for s, why, prev in self._due_sets(time.time()):
+                    with self._lock:
+                        if s.key in self._inflight:
+                            continue
+                        self._inflight.add(s.key)
+                    self._pool.submit(self._check, s, why, prev)
+            except Exception:  # noqa: BLE001 - logged; the server keeps receiving
+                log.exception("scheduler error")
+
+    def _check(self, s: PlanSet, why: str, prev: dict | None) -> None:
+        try:
+            self._check_inner(s, why, prev)
+        except Exception:  # noqa: BLE001 - the plan stays pending; logged
+            log.exception("checking plan %s failed", s.key)
+            self._stop.wait(5)
+        finally:
+            with self._lock:
+                self._inflight.discard(s.key)
+            self._wake.set()
+
+    def _check_inner(self, s: PlanSet, why: str, prev: dict | None) -> None:
+        from rtqa.report.atomic import write_atomic
+        from rtqa.serve.worker import plan_task, run_check_process
+        started = _iso()
+        n = self.db.count_checks(s.key) + 1
+        name = (f"{_safe(s.patient_id, 32)}_{_safe(s.label, 32)}_{_hash(s.patient_id, s.key)}"
+                f"_c{n}")
+        task = plan_task(s.key, name, s.patient_id, s.members, self.settings)
+        errors = []
+        if s.missing:
+            errors.append(f"incomplete export: still missing {self.options.deadline:g} s "
+                          "after the plan arrived (--deadline): " + "; ".join(s.missing))
+        warnings = []
+        if prev is not None:
+            why_again = ("instances missing then have arrived" if prev["missing"]
+                         else "instances of the plan were received again")
+            warnings.append(f"this check supersedes check #{prev['id']} of {prev['finished']}"
+                            f" ({prev['status']}, report {Path(prev['report_json']).name}): "
+                            + why_again)
+        warnings += s.changed
+        sources = sorted({m.source for m in s.members})
+        warnings.append(f"received by rtqa from {', '.join(sources[:5])}"
+                        + (f" and {len(sources) - 5} more" if len(sources) > 5 else ""))
+        log.info("checking %s (%s, %d instances%s)", name, why, len(s.members),
+                 f", supersedes #{prev['id']}" if prev else "")
+        result = run_check_process(task, errors, warnings, self.options.timeout, self._stop)
+        if result is None:
+            return      # shutting down: the plan stays pending
+        import json
+        doc = json.loads(result["json"])
+        json_path = self.plans_dir / f"{name}.json"
+        html_path = self.plans_dir / f"{name}.html"
+        refuse = [m.path for m in s.members]
+        write_atomic(json_path, result["json"], refuse=refuse)
+        if result.get("html") is not None:
+            write_atomic(html_path, result["html"], refuse=refuse)
+        failing = [{k: c.get(k) for k in ("id", "structure", "metric", "value", "unit",
+                                          "limit", "status", "source")}
+                   for c in doc.get("checks", [])
+                   if c.get("status") in ("FAIL", "NOT EVALUATED")
+                   and c.get("priority") != "optimal"]   # the rows that decide the verdict
+        check_id = self.db.add_check({
+            "plan_key": s.key, "plan_label": s.label, "patient_id": s.patient_id,
+            "study_uid": s.study_uid, "frame_uid": s.frame_uid, "started": started,
+            "finished": _iso(), "finished_at": time.time(), "status": doc["status"],
+            "reason": why, "failing": failing, "errors": list(doc.get("errors", [])),
+            "missing": list(s.missing), "report_json": str(json_path),
+            "report_html": str(html_path) if result.get("html") is not None else "",
+            "inputs": doc.get("inputs") or [{"path": m.path, "kind": m.kind,
+                                            "sop_instance_uid": m.sop_uid,
+                                            "sha256": m.sha256} for m in s.members],
+            "max_seq": s.max_seq, "last_received": max(m.received for m in s.members),
+            "supersedes": prev["id"] if prev else None})
+        log.info("check #%d %s: %s (%s)", check_id, name, doc["status"], json_path)
