@@ -536,23 +536,32 @@ def _jobs(protocol: Protocol, dose: _Plans, fractions: int, alpha_beta: float | 
 
 
 def _curves(by_structure, resolved, built, dose: _Plans) -> list[Curve]:
+    """One curve per structure and dose view (physical; EQD2/BED at each α/β its rows
+    use), each row marked on the curve of its own dose view."""
     out = []
     for text, items in by_structure.items():
-        if not any(c.status in (PASS, FAIL) for _, c in items):
-            continue
-        try:
-            dvh = dose.dvh(built[text], "physical", None)
-        except RtqaError:
-            continue
-        marks = []
+        views: dict[tuple, list] = {}
         for sel, c in items:
-            if (sel.dose_type or "physical") != "physical" or c.value is None:
+            kind = sel.dose_type or "physical"
+            ab = sel.alpha_beta if kind != "physical" else None
+            views.setdefault((kind, ab), []).append((sel, c))
+        for (kind, ab), rows in views.items():
+            if not any(c.status in (PASS, FAIL) for _, c in rows):
                 continue
-            point = _mark(parse_metric(c.metric), c.value, dvh, dose.prescription_gy)
-            if point is not None:
-                marks.append((float(point[0]), float(point[1]),
-                              f"{c.metric} {c.limit}", c.status))
-        out.append(curve(text, dvh, marks))
+            try:
+                dvh = dose.dvh(built[text], kind, ab)
+            except RtqaError:
+                continue
+            marks = []
+            for sel, c in rows:
+                if c.value is None:
+                    continue
+                point = _mark(parse_metric(c.metric), c.value, dvh, dose.prescription_gy)
+                if point is not None:
+                    marks.append((float(point[0]), float(point[1]),
+                                  f"{c.metric} {c.limit}", c.status))
+            name = text if kind == "physical" else f"{text} — {kind}(α/β {ab:g})"
+            out.append(curve(name, dvh, marks))
     return out
 
 

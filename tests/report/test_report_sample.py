@@ -87,3 +87,27 @@ def test_ct_series_is_one_provenance_line(report):
     for f in report.inputs:
         if f.kind != "CT":
             assert f.sha256 in html
+
+
+def test_every_eqd2_row_is_on_a_curve_of_its_own_dose_view(report):
+    """Each EQD2 row with a value is marked on the EQD2 curve (at its α/β) of its
+    structure, each physical row on the physical curve; marks sit on their curve."""
+    import numpy as np
+    curves = {c.name: c for c in report.curves}
+    eqd2 = [c for c in report.checks if str(c.dose_view) == "EQD2" and c.value is not None]
+    assert len(eqd2) >= 10
+    for c in eqd2 + [c for c in report.checks if c.category == "organs at risk"
+                     and str(c.dose_view) == "physical" and c.value is not None]:
+        name = (c.structure if str(c.dose_view) == "physical"
+                else f"{c.structure} — EQD2(α/β {c.alpha_beta:g})")
+        assert name in curves, (c.id, sorted(curves))
+        labels = [m[2] for m in curves[name].marks]
+        assert f"{c.metric} {c.limit}" in labels, c.id
+    # the EQD2 mean of Liver - GTV (a FAIL) sits on its EQD2 curve, not the physical one
+    liver = curves["Liver - GTV — EQD2(α/β 3)"]
+    (mark,) = [m for m in liver.marks if m[2].startswith("Mean")]
+    assert mark[3] == FAIL and mark[0] == pytest.approx(66.22, abs=0.01)
+    vol = np.interp(mark[0], liver.dose_gy, liver.volume_pct)
+    assert mark[1] == pytest.approx(vol, abs=1.0)
+    html = render_html(report)
+    assert "Cumulative DVH of Liver - GTV — EQD2(α/β 3)" in html
