@@ -176,6 +176,9 @@ class Curve:
     volume_pct: tuple[float, ...]
     volume_cc: float
     marks: tuple[tuple[float, float, str, str], ...] = ()
+    #: per mark, where its limit lies on the same axes (dose Gy, volume %): the objective
+    #: the achieved point is measured against; None when the limit has no such point
+    objectives: tuple[tuple[float, float] | None, ...] = ()
 
 
 @dataclass(frozen=True)

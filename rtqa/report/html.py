@@ -79,13 +79,20 @@ def dvh_svg(curve: Curve, index: int = 0) -> Markup:
         points = _finite_pairs(curve.dose_gy, curve.volume_pct)
         marks = [m for m in curve.marks if all(
             v is not None and math.isfinite(v) for v in (m[0], m[1]))]
-        dmax = max([d for d, _ in points] + [m[0] for m in marks] + [1.0])
+        objectives = [o if o is not None and all(math.isfinite(v) for v in o) else None
+                      for o in curve.objectives] if curve.objectives else []
+        objectives = dict(zip([id(m) for m in curve.marks], objectives + [None] * len(
+            curve.marks)))
+        # the axes include every limit as well as every achieved point
+        dmax = max([d for d, _ in points] + [m[0] for m in marks]
+                   + [o[0] for o in objectives.values() if o] + [1.0])
         if points:
             ax.plot([d for d, _ in points], [v for _, v in points], color=_CURVE_COLOR,
                     linewidth=1.3, solid_joinstyle="round")
         else:
             ax.text(0.5, 0.5, "no DVH data", transform=ax.transAxes, ha="center",
                     va="center", color="#8250df", parse_math=False)
+        mark_of = {tuple(m): m for m in curve.marks}
         level, last = 0, None
         for dose, vol, label, status in sorted(marks, key=lambda m: m[0]):
             # stagger labels of marks close in dose so that they do not overlap
@@ -93,6 +100,13 @@ def dvh_svg(curve: Curve, index: int = 0) -> Markup:
             last = dose
             color = STATUS_COLORS.get(status, "#555555")
             failing = status == FAIL
+            goal = objectives.get(id(mark_of[(dose, vol, label, status)]))
+            if goal is not None:  # the limit as the objective: open diamond, joined
+                ax.plot([goal[0], dose], [goal[1], vol], color=color, linewidth=0.7,
+                        linestyle=":", zorder=4)
+                ax.plot([goal[0]], [goal[1]], linestyle="none", marker="D", markersize=4.5,
+                        markerfacecolor="white", markeredgecolor=color,
+                        markeredgewidth=1.0, zorder=5)
             ax.plot([dose], [vol], linestyle="none", marker="X" if failing else "o",
                     markersize=8 if failing else 5, color=color,
                     markeredgecolor="white" if not failing else "#7a0010",

@@ -111,3 +111,19 @@ def test_every_eqd2_row_is_on_a_curve_of_its_own_dose_view(report):
     assert mark[1] == pytest.approx(vol, abs=1.0)
     html = render_html(report)
     assert "Cumulative DVH of Liver - GTV — EQD2(α/β 3)" in html
+
+
+def test_limits_are_drawn_as_objectives_and_inside_the_axes(report):
+    """Each mark has its limit on the same axes: the dose limit at the achieved volume for
+    a D row (D0.035cc < 50 Gy -> 50 Gy), the volume limit at the dose of a V row."""
+    curves = {c.name: c for c in report.curves}
+    cord = curves["SpinalCord — EQD2(α/β 2)"]
+    ((dose, vol, label, status),), (goal,) = cord.marks, cord.objectives
+    assert label == "D0.035cc[Gy] < 50" and status == FAIL
+    assert goal == (50.0, pytest.approx(vol))
+    lung = curves["Lung_L + Lung_R - GTV — EQD2(α/β 3)"]
+    v20 = lung.marks.index(next(m for m in lung.marks if m[2].startswith("V20Gy")))
+    assert lung.objectives[v20] == (20.0, 30.0)
+    from rtqa.report.html import dvh_svg
+    svg = str(dvh_svg(curves["Heart"], 0))
+    assert ">35<" in svg or ">40<" in svg  # the x axis reaches the 38 Gy limit (max 11 Gy)
