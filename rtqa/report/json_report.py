@@ -13,7 +13,9 @@ draft 2020-12, see ``schema_path()``). Rules:
   contains ``NaN`` or ``Infinity``.
 * Deterministic: two renders of the same report differ only in ``created``, the
   report's timestamp (taken from ``Report.created``; the current UTC time when empty).
-* DVH curves (``Report.curves``) are for the HTML report and are not in the JSON.
+* DVH curves (``Report.curves``) are exported last (``curves``): each cumulative DVH as
+  dose (Gy) and volume (% of the structure) nodes, the constraint marks on it and, per
+  mark, its limit as a point on the same axes (``objectives``).
 
 ``check_report(report)`` is the consistency check every renderer runs first: a status,
 category or priority outside the result model, or an overall status milder than the
@@ -38,7 +40,7 @@ OVERALL_STATUSES = ("PASS", "FAIL", "ERROR")
 PRIORITIES = ("mandatory", "optimal")
 TOP_LEVEL_KEYS = ("schema", "status", "rtqa_version", "created", "protocol", "patient_id",
                   "patient_name", "plans", "lesions", "checks", "structures", "warnings", "errors",
-                  "inputs", "conventions")
+                  "inputs", "conventions", "curves")
 _SEVERITY = {"PASS": 0, "FAIL": 1, "ERROR": 2}
 _PROTOCOL_KEYS = ("name", "path", "source")
 
@@ -221,6 +223,17 @@ def to_dict(report: Report, *, now: datetime | None = None) -> dict:
             "sha256": f.sha256,
         } for f in report.inputs],
         "conventions": _jsonable(dict(report.conventions or {}), "conventions"),
+        "curves": [{
+            "name": cv.name,
+            "dose_gy": [_num(x) for x in cv.dose_gy],
+            "volume_pct": [_num(x) for x in cv.volume_pct],
+            "volume_cc": _num(cv.volume_cc),
+            "marks": [{"dose_gy": _num(m[0]), "volume_pct": _num(m[1]), "label": m[2],
+                       "status": str(m[3])} for m in cv.marks],
+            "objectives": [None if o is None else {"dose_gy": _num(o[0]),
+                                                   "volume_pct": _num(o[1])}
+                           for o in cv.objectives],
+        } for cv in report.curves],
     }
 
 
