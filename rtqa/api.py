@@ -54,7 +54,7 @@ def check(paths, *, protocol: str = "oligo-hcc", constraints: Iterable[str] = ()
           fractions: int | None = None, overrides: Mapping[str, str] | None = None,
           sum_plans: bool = False, delivery: str | None = None,
           progress: Callable[[str], None] | None = None, strict: bool = False,
-          end_caps: str = "half") -> Report:
+          end_caps: str = "half", plan: str | None = None) -> Report:
     """Check a plan export against a protocol: what ``rtqa check`` does, as a function.
 
     Parameters
@@ -73,8 +73,8 @@ def check(paths, *, protocol: str = "oligo-hcc", constraints: Iterable[str] = ()
         TG-263 standard name -> plan ROI name, e.g. ``{"SpinalCord": "CORD_1"}``
         (``--map SpinalCord=CORD_1``).
     sum_plans : bool, default False
-        Several plans that each meet a lesion's BED rule alone are delivered together
-        (summed). Without it such a lesion is NOT EVALUATED (they look like alternatives).
+        The RTPLANs on one structure set are delivered together as one course (summed).
+        Without it several plans with doses give ERROR (they may be alternatives).
     delivery : {"concurrent", "sequential"}, optional
         How several plans are delivered: concurrent (same days: EQD2/BED of the physical
         sum) or sequential (each plan's EQD2/BED, summed). Default: the conservative one
@@ -89,6 +89,9 @@ def check(paths, *, protocol: str = "oligo-hcc", constraints: Iterable[str] = ()
         How far each structure extends beyond its first and last contour planes: half a
         contour spacing (the Nelms 2015 analytic truth) or not at all (nearer Eclipse's
         volumes; see docs/dicom-conventions.md). ``--end-caps`` of ``rtqa check``.
+    plan : str, optional
+        RTPlanLabel of the one plan to check (``--plan``); the other RTPLANs are listed
+        as not checked (an APPROVED plan without dose is then no error).
 
     Returns
     -------
@@ -131,7 +134,7 @@ def check(paths, *, protocol: str = "oligo-hcc", constraints: Iterable[str] = ()
     from rtqa.checks.pipeline import CheckOptions, run_check
     options = CheckOptions(protocol, tuple(constraints), fractions, dict(overrides or {}),
                            progress, sum_plans=sum_plans, delivery=delivery,
-                           end_caps=end_caps)
+                           end_caps=end_caps, plan=plan)
     try:
         return run_check(_paths(paths), options)
     except RtqaError as exc:

@@ -104,6 +104,7 @@ class Check:
     plans: tuple[str, ...] = ()          # labels of the plan(s) whose dose was evaluated
     fractions: tuple[int, ...] = ()      # fraction count of each of those plans
     reason: Reason | None = None         # machine-readable, when NOT EVALUATED (or WARN)
+    derivation: str | None = None        # "derived (LQ) from <source>, <n> fx"; None = sourced
 
 
 @dataclass(frozen=True)
@@ -135,16 +136,35 @@ class TargetPrescription:
 
 @dataclass(frozen=True)
 class PlanInfo:
+    """One RTPLAN of the export (every one is listed, checked or not)."""
+
     label: str
     sop_instance_uid: str
     fractions: int | None
     prescription_gy: float | None
     approval_status: str = ""
     file: str = ""
+    checked: bool = True         # its dose was evaluated
+    note: str = ""               # why it was or was not checked
     name: str = ""               # RTPlanName
     reviewer: str = ""           # ReviewerName (DICOM PN as written)
     review_date: str = ""        # ReviewDate + ReviewTime, ISO "YYYY-MM-DD[THH:MM[:SS]]"
     targets: tuple[TargetPrescription, ...] = ()
+
+
+@dataclass(frozen=True)
+class DoseFileInfo:
+    """One RTDOSE of the export and the role rtqa gave it (dose accounting: every dose is
+    counted exactly once)."""
+
+    file: str
+    sop_instance_uid: str
+    summation_type: str          # DoseSummationType as stored
+    plan: str                    # label of the plan (or fraction group) it belongs to
+    role: str                    # plan dose, beam dose, fraction dose, plan sum, alternative,
+    #                              duplicate, conflicting, unusable, other frame
+    used: bool                   # part of the evaluated dose
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -187,6 +207,7 @@ class Report:
     protocol: dict                # {"name", "path", "source"}
     patient_id: str
     plans: tuple[PlanInfo, ...] = ()
+    doses: tuple[DoseFileInfo, ...] = ()
     patient_name: str = ""        # PatientName (DICOM PN as written, "Family^Given")
     lesions: tuple[LesionResult, ...] = ()
     checks: tuple[Check, ...] = ()

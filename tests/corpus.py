@@ -587,11 +587,15 @@ CASES: tuple[Case, ...] = (
          "two ROIs named SpinalCord: ambiguous, cord rows NOT EVALUATED, ERROR", None,
          ("spinalcord",), slow=True),
     Case("contour_two_points", _edited(RS, _two_point_contours("Liver", every=False)),
-         "warn", "one Liver contour with 2 points: dropped with a warning naming the ROI",
-         None, ("2 point",), slow=True),
+         "error", "one Liver contour with 2 points: dropped with a warning naming the ROI; "
+         "the plane it leaves missing near the liver lesion makes the Liver rows NOT "
+         "EVALUATED (issue 13: contour gaps)", None, ("2 point", "plane(s) missing"),
+         slow=True),
     Case("contour_two_points_cord", _edited(RS, _two_point_contours("SpinalCord", every=False)),
-         "warn", "one SpinalCord contour with 2 points: dropped with a warning in the cord "
-         "rows", None, ("2 point",), slow=True),
+         "error", "one SpinalCord contour with 2 points: dropped with a warning in the cord "
+         "rows; the plane it leaves missing (z 6 mm) is at the level of the T10 lesion, the "
+         "cord's hottest part: cord rows NOT EVALUATED (issue 13: contour gaps)", None,
+         ("2 point", "plane(s) missing"), slow=True),
     Case("self_intersecting_contour", _edited(RS, _bow_tie("PTV_Liver")), "warn",
          "a PTV_Liver contour replaced by a figure-eight: reported (self-intersecting), "
          "even-odd fill", None, ("self-intersecting",), slow=True),

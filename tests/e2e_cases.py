@@ -198,9 +198,14 @@ def move_structure_set_to_other_frame(src: Path, dst: Path) -> Path:
 
 
 def alternative_plans() -> CaseSpec:
-    """hcc_pass with a second, identical plan under another label: a re-plan exported
-    next to the original. Each plan alone covers every lesion; their sum would pass every
-    lesion on twice the dose."""
+    """hcc_pass with a re-plan under another label, exported next to the original: the
+    same dose plus a 3 Gy blob (sphere r 5 mm in the upper mediastinum, z 110 mm, clear of
+    every organ), so that the grids differ (an identical grid would be a duplicate dose).
+    Each plan alone covers every lesion; their sum would pass every lesion on twice the
+    dose."""
     base = hcc_pass()
     p = _plan(base)
-    return replace(base, name="alternatives", plans=(p, replace(p, label="SBRT_5fx_v2")))
+    v2 = replace(p, label="SBRT_5fx_v2",
+                 clouds=p.clouds + (DoseCloud(sphere((0.0, -60.0, 110.0), 5.0), 3.0,
+                                              label="re-plan difference"),))
+    return replace(base, name="alternatives", plans=(p, v2))

@@ -17,8 +17,8 @@ import math
 import numpy as np
 
 from rtqa.results import (DoseView, 
-    FAIL, NOT_EVALUATED, PASS, WARN, Check, Curve, InputFile, LesionResult, PlanInfo,
-    Report, StructureInfo, TargetPrescription,
+    FAIL, NOT_EVALUATED, PASS, WARN, Check, Curve, DoseFileInfo, InputFile, LesionResult,
+    PlanInfo, Report, StructureInfo, TargetPrescription,
 )
 
 QUANTEC = "Marks et al. IJROBP 2010;76(3S):S10, Table 1"
@@ -183,6 +183,14 @@ def hcc_report(**changes) -> Report:
                  file="plan/RP.PVTT_BOOST.dcm",
                  targets=(TargetPrescription("", 35.0, "PVTT boost"),)),
     )
+    doses = (
+        DoseFileInfo(file="plan/RD.LIVER_SBRT.dcm", sop_instance_uid=UID + "3.1",
+                     summation_type="PLAN", plan="LIVER_SBRT", role="plan dose", used=True,
+                     note="DoseSummationType PLAN: dose used as stored"),
+        DoseFileInfo(file="plan/RD.PVTT_BOOST.dcm", sop_instance_uid=UID + "3.2",
+                     summation_type="PLAN", plan="PVTT_BOOST", role="plan dose", used=True,
+                     note="DoseSummationType PLAN: dose used as stored"),
+    )
     lesions = (
         LesionResult(name="L1 segment VIII", targets=("PTV_L1", "CTV_L1", "GTV_L1"),
                      plans=("LIVER_SBRT",), fractions=(4,), metric="D95%[Gy]", dose_gy=50.4,
@@ -249,7 +257,8 @@ def hcc_report(**changes) -> Report:
         protocol={"name": "oligo-hcc", "path": "constraints/protocols/oligo-hcc.toml",
                   "source": "Study protocol, NCT06261047, Ther Adv Med Oncol 2025;17; SABR "
                             "conventions from KROG 20-04, Cancers 2022;14:5848"},
-        patient_id=PATIENT, patient_name="Nguyen^Thi Lan", plans=plans, lesions=lesions, checks=_checks(),
+        patient_id=PATIENT, patient_name="Nguyen^Thi Lan", plans=plans, doses=doses,
+        lesions=lesions, checks=_checks(),
         structures=structures,
         warnings=("BODY: 2.1 cc outside the dose grid of plan/RD.PVTT_BOOST.dcm (left out of "
                   "the DVH, not counted as 0 Gy)",

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from rtqa.batch.discovery import _HEADER_TAGS, _walk, discover, read_header
 from rtqa.batch.model import (DEFAULT_TIMEOUT_S, MAX_DEPTH, PLANS_DIR, SUMMARY_SCHEMA,
-                              TEST_FAULT_ENV, BatchOptions, BatchResult, CheckSettings,
+                              BatchOptions, BatchResult, CheckSettings,
                               Discovery, Header, PlanTask, PlanUnit, ProgressFn, _hash,
                               _relpath, _safe,
                               default_workers, exit_code, sha256_file, timeout_limit)
@@ -52,11 +52,10 @@ from rtqa.batch.resume import _load_previous, _up_to_date, settings_fingerprint
 from rtqa.batch.run import plan_task_for, run_batch
 from rtqa.batch.summary import (CSV_COLUMNS, _csv_cell, _inputs_digest, _reason, counts_of,
                                 index_html, make_row, summary_csv)
-from rtqa.batch.worker import (_FAULT_EXIT_CODE, _death_reason, _error_report, _fault,
-                               check_plan, crash_result, render_reports, timeout_reason)
+from rtqa.batch.worker import (_death_reason, _error_report, check_plan, crash_result, render_reports, timeout_reason)
 
 __all__ = [
     "BatchOptions", "BatchResult", "CheckSettings", "DEFAULT_TIMEOUT_S", "Discovery",
-    "Header", "PlanTask", "PlanUnit", "SUMMARY_SCHEMA", "TEST_FAULT_ENV", "check_plan",
+    "Header", "PlanTask", "PlanUnit", "SUMMARY_SCHEMA", "check_plan",
     "discover", "exit_code", "read_header", "run_batch",
 ]

@@ -44,6 +44,17 @@ this is done from here):
   running on that worker.
 * A plan whose start event never arrives (the event is lost, or logging it fails on
   the worker) has no time limit.
+
+Bounded waits (the constants below): before the Dask client is made, :func:`probe`
+connects to the address itself (``CONNECT_TIMEOUT_S``) and waits for the scheduler's
+handshake (``HANDSHAKE_TIMEOUT_S``, asked once more with an HTTP request if silent), so
+an address that accepts connections but never answers, a web server (HTTP) or another
+protocol each give one line and exit 2 within about a minute, not a hang or a
+MemoryError traceback from Dask's reader. The client's own connection then has
+``CLIENT_TIMEOUT_S`` in all; the workers joining, the identity check, worker restarts
+and closing each have their own bound; during the run the connection is looked at every
+``IDLE_POLL_S`` and the batch stops (summary written, ``complete: false``) when the
+scheduler stays unreachable for ``LOST_TIMEOUT_S``.
 """
 
 from __future__ import annotations
@@ -58,11 +69,19 @@ from rtqa.batch.resume import settings_fingerprint
 from rtqa.batch.worker import check_plan, crash_result, timeout_reason
 from rtqa.errors import RtqaError
 
-__all__ = ["connect", "run_dask", "worker_identity"]
+__all__ = ["connect", "probe", "run_dask", "worker_identity"]
 
-CONNECT_TIMEOUT_S = 30
+# Every wait on the cluster is bounded (seconds):
+CONNECT_TIMEOUT_S = 30   # TCP connection; a worker to join; the client's own connect
+HANDSHAKE_TIMEOUT_S = 10 # the scheduler's handshake after the connection (see probe)
+CLIENT_TIMEOUT_S = 90    # the whole Client() construction
+CLOSE_TIMEOUT_S = 10     # closing the client
+IDENTITY_TIMEOUT_S = 120 # the workers' rtqa version and fingerprint
 RESTART_TIMEOUT_S = 60   # restart of the worker of a timed-out plan
+LOST_TIMEOUT_S = 60      # how long the scheduler may stay unreachable during a run
 POLL_S = 0.5             # with a time limit: how often deadlines are looked at
+IDLE_POLL_S = 5.0        # without one: how often the connection is looked at
+_MAX_HANDSHAKE_BYTES = 1 << 20
 
 
 def worker_identity(settings) -> dict:
@@ -84,25 +103,131 @@ def _import_distributed():
     return distributed
 
 
+def _host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of a ``tcp://HOST:PORT`` (or ``HOST:PORT``) address; None for other
+    schemes (tls://, ucx://, ...), which are not probed. Raises ``RtqaError`` for an
+    address that names no port."""
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        scheme, rest = "tcp", address
+    if scheme != "tcp":
+        return None
+    host, _, port = rest.rstrip("/").rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise RtqaError(f"--scheduler {address!r} is not a Dask scheduler address "
+                        "(expected tcp://HOST:PORT, e.g. tcp://10.0.0.5:8786)")
+    return host, int(port)
+
+
+def _recv(sock, n: int, deadline: float) -> bytes:
+    """Up to ``n`` bytes, reading until ``deadline`` (monotonic) or the peer closes."""
+    import socket
+    data = b""
+    while len(data) < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(n - len(data))
+        except (socket.timeout, TimeoutError):
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def probe(address: str) -> None:
+    """Raise ``RtqaError`` (one line, within ``CONNECT_TIMEOUT_S + 2 x
+    HANDSHAKE_TIMEOUT_S`` seconds) unless a Dask scheduler answers at ``address``.
+
+    A Dask scheduler sends its handshake (an 8-byte frame length, then a small msgpack
+    message naming ``python`` and ``pickle-protocol``) as soon as a connection is
+    accepted. Anything else is told apart: a refused or unreachable address, a peer that
+    accepts the connection but stays silent (asked once more with an HTTP request, so a
+    web server shows itself), a peer that answers HTTP, one that speaks another
+    protocol. Other schemes than tcp:// are not probed."""
+    import socket
+    import struct
+    hp = _host_port(address)
+    if hp is None:
+        return
+    try:
+        sock = socket.create_connection(hp, timeout=CONNECT_TIMEOUT_S)
+    except OSError as exc:
+        reason = (f"no answer within {CONNECT_TIMEOUT_S} s"
+                  if isinstance(exc, (TimeoutError, socket.timeout))
+                  else exc.strerror or str(exc))
+        raise RtqaError(f"cannot connect to the Dask scheduler at {address} ({reason})"
+                        ) from None
+    with sock:
+        head = _recv(sock, 8, time.monotonic() + HANDSHAKE_TIMEOUT_S)
+        if not head:
+            try:   # silent: a web server answers an HTTP request
+                sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            except OSError:
+                pass
+            head = _recv(sock, 8, time.monotonic() + HANDSHAKE_TIMEOUT_S)
+            if not head:
+                raise RtqaError(
+                    f"{address} accepts connections but does not answer as a Dask "
+                    f"scheduler (no handshake within {HANDSHAKE_TIMEOUT_S} s): is it the "
+                    "scheduler's address and port (usually 8786)?")
+        if head.startswith(b"HTTP/") or head[:1] == b"<":
+            raise RtqaError(f"{address} answers HTTP, not the Dask protocol: give the "
+                            "scheduler's port (usually 8786), not a web or dashboard port")
+        if len(head) < 8:
+            raise RtqaError(f"{address} is not a Dask scheduler (it closed the "
+                            f"connection after {len(head)} byte(s))")
+        (length,) = struct.unpack("<Q", head)
+        body = (_recv(sock, length, time.monotonic() + HANDSHAKE_TIMEOUT_S)
+                if 0 < length <= _MAX_HANDSHAKE_BYTES else b"")
+        if len(body) != length or b"pickle-protocol" not in body or b"python" not in body:
+            raise RtqaError(f"{address} is not a Dask scheduler (it answers in another "
+                            "protocol): give the scheduler's address and port "
+                            "(usually 8786)")
+
+
 def connect(address: str, settings, fingerprint: str | None = None):
     """A Dask client for ``address`` whose workers are checked to give the local result
-    (same rtqa version and constraint library); raises ``RtqaError`` otherwise."""
+    (same rtqa version and constraint library); raises ``RtqaError`` otherwise, with one
+    line, within bounded time: :func:`probe` first, then the client's own connection
+    within ``CLIENT_TIMEOUT_S``."""
     distributed = _import_distributed()
-    try:
-        client = distributed.Client(address, timeout=CONNECT_TIMEOUT_S,
-                                    set_as_default=False)
-    except Exception as exc:  # noqa: BLE001 - OSError, TimeoutError, ValueError ...
+    probe(address)
+    import threading
+    box: dict = {}
+
+    def make() -> None:
+        try:
+            box["client"] = distributed.Client(address, timeout=CONNECT_TIMEOUT_S,
+                                               set_as_default=False)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            box["error"] = exc
+
+    maker = threading.Thread(target=make, name="rtqa-dask-connect", daemon=True)
+    maker.start()
+    maker.join(CLIENT_TIMEOUT_S)
+    if maker.is_alive():   # the thread is left behind (daemon); nothing waits for it
+        raise RtqaError(f"cannot connect to the Dask scheduler at {address} (the "
+                        f"connection did not complete within {CLIENT_TIMEOUT_S} s)")
+    if "error" in box:
+        exc = box["error"]
+        first = (str(exc).strip().splitlines() or [""])[0]
         raise RtqaError(f"cannot connect to the Dask scheduler at {address} "
-                        f"({type(exc).__name__}: {exc})") from None
+                        f"({type(exc).__name__}{': ' + first if first else ''})") from None
+    client = box["client"]
     try:
         _preflight(client, settings, fingerprint)
     except BaseException:
-        client.close()
+        client.close(timeout=CLOSE_TIMEOUT_S)
         raise
     return client
 
 
-def _check_on_worker(task: PlanTask, topic: str, key: str) -> dict:
+def _check_on_worker(task: PlanTask, topic: str, key: str, check=None) -> dict:
     """The Dask task of one plan: report its start on ``topic`` (worker address and
     process id, for the time limit), then :func:`rtqa.batch.worker.check_plan`. The
     modules a check needs are imported first: a fresh worker's imports do not count
@@ -117,7 +242,7 @@ def _check_on_worker(task: PlanTask, topic: str, key: str) -> dict:
                                      "pid": os.getpid()})
         except Exception:  # noqa: BLE001 - no start event: no time limit for this plan
             pass
-    return check_plan(task)
+    return (check or check_plan)(task)
 
 
 def _failure_reason(exc: BaseException) -> str:
@@ -188,12 +313,13 @@ def _expire(client, inflight: dict, started: dict, limit: float) -> list:
     return results
 
 
-def run_dask(tasks: Iterable[PlanTask], client,
-             timeout: float | None = None) -> Iterator[tuple[PlanTask, dict]]:
+def run_dask(tasks: Iterable[PlanTask], client, timeout: float | None = None, *,
+             check=None) -> Iterator[tuple[PlanTask, dict]]:
     """Check ``tasks`` on the cluster of ``client`` (from :func:`connect`), yielding
     (task, result) as plans complete (like :func:`rtqa.batch.pool.run_local`);
-    ``timeout``: seconds per plan from its start on a worker (None or 0: no limit).
-    Closes the client at the end."""
+    ``timeout``: seconds per plan from its start on a worker (None or 0: no limit);
+    ``check``: what a worker runs per plan (default ``check_plan``). Closes the client at
+    the end."""
     from distributed import wait
     limit = timeout_limit(timeout)
     try:
@@ -212,16 +338,17 @@ def run_dask(tasks: Iterable[PlanTask], client,
 
         def submit(task: PlanTask) -> None:
             key = f"rtqa-check-{task.key}-{run_id}"
-            fut = client.submit(_check_on_worker, task, topic, key, pure=False, retries=0,
-                                key=key)
+            fut = client.submit(_check_on_worker, task, topic, key, check, pure=False,
+                                retries=0, key=key)
             inflight[key] = (fut, task)
 
         for task in it:
             submit(task)
             if len(inflight) >= cap:
                 break
+        unreachable_since: float | None = None
         while inflight:
-            wait_s = None
+            wait_s = IDLE_POLL_S
             if limit:
                 # wake up at the first deadline, and at least every POLL_S for the
                 # deadlines of plans whose start event arrives meanwhile
@@ -234,6 +361,18 @@ def run_dask(tasks: Iterable[PlanTask], client,
                                 return_when="FIRST_COMPLETED").done
             except TimeoutError:
                 done = set()
+            if not done:   # is the scheduler still there? (bounded: LOST_TIMEOUT_S)
+                if client.status == "running":
+                    unreachable_since = None
+                else:
+                    unreachable_since = unreachable_since or time.monotonic()
+                    if (client.status in ("closed", "closing", "failed")
+                            or time.monotonic() - unreachable_since > LOST_TIMEOUT_S):
+                        raise RtqaError(
+                            "lost the connection to the Dask scheduler (client "
+                            f"{client.status} for more than {LOST_TIMEOUT_S} s): the "
+                            "plans not reported yet were not checked; run again with "
+                            "--resume")
             finished = []
             for fut in done:
                 _, task = inflight.pop(fut.key)
@@ -253,7 +392,7 @@ def run_dask(tasks: Iterable[PlanTask], client,
                 if nxt is not None:
                     submit(nxt)
     finally:
-        client.close()
+        client.close(timeout=CLOSE_TIMEOUT_S)
 
 
 def _preflight(client, settings, fingerprint: str | None) -> None:
@@ -266,7 +405,8 @@ def _preflight(client, settings, fingerprint: str | None) -> None:
             raise RtqaError(f"no Dask worker joined the scheduler within "
                             f"{CONNECT_TIMEOUT_S} s ({type(exc).__name__})") from None
     try:
-        ident = client.submit(worker_identity, settings, pure=False).result(timeout=120)
+        ident = client.submit(worker_identity, settings, pure=False).result(
+            timeout=IDENTITY_TIMEOUT_S)
     except Exception as exc:  # noqa: BLE001 - e.g. rtqa not installed on the workers
         raise RtqaError("the Dask workers cannot run rtqa "
                         f"({type(exc).__name__}: {exc})") from None

@@ -34,6 +34,11 @@ within one PatientID.
   cannot be read joins every plan with a file in the same folder (so that plan is
   ERROR with the reader's reason, as ``rtqa check`` of that folder would be); alone in
   its folder it becomes an ERROR entry of its own, because it may hide a plan.
+* A folder the walk does not search is never dropped silently: a folder that cannot be
+  listed (permission, I/O error), a folder deeper than ``MAX_DEPTH`` levels under ROOT,
+  and the output folder (``--out``) when it holds DICOM files (``--out`` pointed at a
+  plan folder) each become an ERROR entry of their own ("not searched: it may hide a
+  plan"), so the exit code counts them.
 * RTSTRUCTs and CT series that no plan or dose uses are listed as ``unassigned`` in
   ``summary.json`` (not errors).
 """
@@ -119,20 +124,62 @@ def read_header(path: str, rel: str = "") -> Header | None:
                   refs=tuple(dict.fromkeys(r for r in refs if r)))
 
 
-def _walk(root: str, exclude: Iterable[str] = ()) -> Iterator[str]:
+def _walk(root: str, exclude: Iterable[str] = (),
+          skipped: Callable[[str, str], None] | None = None) -> Iterator[str]:
     """Regular files under ``root`` in a stable order; links and ``exclude`` folders
-    (resolved paths) are skipped."""
+    (resolved paths) are skipped. ``skipped(folder, why)`` is told of every folder not
+    searched: ``"unreadable: REASON"``, ``"depth"`` (below ``MAX_DEPTH`` levels) and
+    ``"excluded"``."""
     skip = {os.path.realpath(e) for e in exclude}
+    tell = skipped or (lambda _f, _w: None)
     depth0 = root.rstrip(os.sep).count(os.sep)
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+
+    def onerror(exc: OSError) -> None:
+        where = exc.filename or root
+        tell(os.fspath(where), f"unreadable: {exc.strerror or exc}")
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror, followlinks=False):
+        kept = []
+        for d in sorted(dirnames):
+            full = os.path.join(dirpath, d)
+            if os.path.realpath(full) in skip:
+                tell(full, "excluded")
+            elif not os.path.islink(full):
+                kept.append(d)
         if dirpath.count(os.sep) - depth0 >= MAX_DEPTH:
-            dirnames[:] = []
-        dirnames[:] = sorted(d for d in dirnames
-                             if os.path.realpath(os.path.join(dirpath, d)) not in skip)
+            for d in kept:
+                tell(os.path.join(dirpath, d), "depth")
+            kept = []
+        dirnames[:] = kept
         for name in sorted(filenames):
             p = os.path.join(dirpath, name)
             if not os.path.islink(p) and os.path.isfile(p):
                 yield p
+
+
+def _dicom_files_under(folder: str) -> int:
+    """How many files under ``folder`` look like DICOM (name or magic)."""
+    n = 0
+    for dirpath, _dirs, files in os.walk(folder, followlinks=False):
+        n += sum(looks_like_dicom(os.path.join(dirpath, f)) for f in files)
+    return n
+
+
+def _skipped_reason(why: str, folder_abs: str) -> str | None:
+    """The ERROR reason of a folder the walk did not search, or None when nothing can
+    hide there (an output folder without DICOM files)."""
+    if why.startswith("unreadable: "):
+        return (f"folder cannot be read ({why.removeprefix('unreadable: ')}): not "
+                "searched, it may hide a plan")
+    if why == "depth":
+        return (f"folder deeper than the scan limit ({MAX_DEPTH} folder levels under "
+                "ROOT): not searched, it may hide a plan")
+    n = _dicom_files_under(folder_abs)
+    if not n:
+        return None
+    return (f"folder is the output folder (--out) or inside it, so it is not searched, "
+            f"but it holds {n} DICOM file(s) that may be a plan: choose an --out "
+            "folder outside the plan exports")
 
 
 def discover(root: str | os.PathLike, *, per_plan: bool = False,
@@ -144,8 +191,9 @@ def discover(root: str | os.PathLike, *, per_plan: bool = False,
         raise RtqaError("is not a folder", root)
     headers: list[Header] = []
     unreadable: list[tuple[str, str, str]] = []   # (abs, rel, reason)
+    skipped: list[tuple[str, str]] = []            # (abs folder, why)
     n_files = 0
-    for p in _walk(root_abs, exclude):
+    for p in _walk(root_abs, exclude, lambda f, why: skipped.append((f, why))):
         n_files += 1
         rel = os.path.relpath(p, root_abs).replace(os.sep, "/")
         try:
@@ -337,6 +385,17 @@ def discover(root: str | os.PathLike, *, per_plan: bool = False,
                 problem=("DICOM file(s) whose header cannot be read, in a folder with no "
                          "readable plan: they may hide a plan — " + "; ".join(
                              f"{rel}: {why}" for _, rel, why in items))))
+    # folders not searched: an ERROR entry each (never a plan lost without notice)
+    for folder_abs, why in skipped:
+        reason = _skipped_reason(why, folder_abs)
+        if reason is None:
+            continue
+        folder = _relpath(folder_abs, root_abs)
+        key = _hash("skipped", folder)
+        units.append(PlanUnit(
+            key=key, name=f"skipped_{_safe(folder, 48)}_{key}", patient_id="",
+            label="folder not searched", folders=(folder or ".",),
+            problem=f"{folder}: {reason}"))
     for h in sorted(obj.values(), key=lambda h: h.rel):
         if h.path not in used and h.kind in ("RTSTRUCT", "RTPLAN", "RTDOSE"):
             unassigned.append({"path": h.rel, "kind": h.kind,

@@ -24,17 +24,11 @@ from pathlib import Path
 __all__ = [
     "BatchOptions", "BatchResult", "CheckSettings", "DEFAULT_TIMEOUT_S", "Discovery",
     "Header", "MAX_DEPTH", "PLANS_DIR", "PlanTask", "PlanUnit", "ProgressFn",
-    "SUMMARY_SCHEMA", "TEST_FAULT_ENV", "default_workers", "exit_code", "now",
+    "SUMMARY_SCHEMA", "default_workers", "exit_code", "now",
     "sha256_file", "timeout_limit",
 ]
 
 SUMMARY_SCHEMA = "rtqa-batch/1"
-#: Test hook (read by the parent and passed to the worker with each task, so it works
-#: with any start method and on Dask): ``exit:TEXT`` makes the worker process checking a
-#: plan whose report name or any input path contains TEXT die with ``os._exit(70)``;
-#: ``raise:TEXT`` makes it raise RuntimeError; ``sleep:TEXT`` makes it sleep for 10 minutes
-#: (without using CPU) before checking, to test the time limit. Never set it outside tests.
-TEST_FAULT_ENV = "RTQA_BATCH_TEST_FAULT"
 PLANS_DIR = "plans"
 MAX_DEPTH = 32
 #: Default time limit per plan (``--timeout``), in seconds.
@@ -122,7 +116,6 @@ class PlanTask:
     uids: tuple[str, ...]
     settings: CheckSettings
     problem: str = ""
-    fault: str = ""               # test hook, see TEST_FAULT_ENV
 
 
 @dataclass
@@ -140,6 +133,11 @@ class BatchOptions:
     #: running then is ERROR ("timed out after N s") and its worker process is killed
     #: (see :mod:`rtqa.batch.pool`; on Dask :mod:`rtqa.batch.dask_cluster`).
     timeout: float | None = DEFAULT_TIMEOUT_S
+    #: What a worker runs for each plan (default :func:`rtqa.batch.worker.check_plan`), for
+    #: tools and tests: ``check(task) -> result`` as ``check_plan``. It crosses a process
+    #: boundary, so it must be picklable (a module-level function or a
+    #: ``functools.partial`` of one).
+    check: Callable[[PlanTask], dict] | None = None
 
 
 @dataclass

@@ -125,11 +125,11 @@ def _other_rtqa(expected: str) -> str:
     return f"the worker process imported rtqa from {mine}, not {expected} as the batch"
 
 
-def _worker_main(conn, max_tasks: int | None, rtqa_file: str) -> None:
+def _worker_main(conn, max_tasks: int | None, rtqa_file: str, check=check_plan) -> None:
     """A worker process: check the plans received on ``conn`` one by one and send back
     ``("ok", result)`` (or ``("error", text)`` when a result cannot be sent, or when this
     process imported another rtqa than ``rtqa_file``, the parent's), until ``max_tasks``
-    plans, ``None`` or the end of the pipe."""
+    plans, ``None`` or the end of the pipe. ``check``: what checks one plan."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the parent handles Ctrl-C
     wrong = _other_rtqa(rtqa_file)
     served = 0
@@ -145,7 +145,7 @@ def _worker_main(conn, max_tasks: int | None, rtqa_file: str) -> None:
             if wrong:
                 conn.send(("error", wrong))
                 continue
-            result = check_plan(task)
+            result = check(task)
             try:
                 conn.send(("ok", result))
             except (EOFError, OSError):        # the parent is gone
@@ -161,10 +161,10 @@ class _Worker:
 
     __slots__ = ("proc", "conn", "task", "t0", "deadline", "served")
 
-    def __init__(self, ctx, max_tasks: int | None):
+    def __init__(self, ctx, max_tasks: int | None, check=check_plan):
         parent, child = ctx.Pipe(duplex=True)
-        self.proc = ctx.Process(target=_worker_main, args=(child, max_tasks, _rtqa_file()),
-                                daemon=True)
+        self.proc = ctx.Process(target=_worker_main,
+                                args=(child, max_tasks, _rtqa_file(), check), daemon=True)
         self.proc.start()
         child.close()
         self.conn = parent
@@ -214,13 +214,15 @@ class _Worker:
 
 def run_local(tasks: Iterable[PlanTask], workers: int,
               max_tasks_per_child: int | None = 1, timeout: float | None = None, *,
-              ctx=None) -> Iterator[tuple[PlanTask, dict]]:
+              ctx=None, check=None) -> Iterator[tuple[PlanTask, dict]]:
     """Check ``tasks`` in ``workers`` worker processes, yielding (task, result) as plans
-    complete; ``timeout``: seconds per plan (None or 0: no limit). See the module
-    docstring."""
+    complete; ``timeout``: seconds per plan (None or 0: no limit); ``check``: what a
+    worker runs per plan (default :func:`~rtqa.batch.worker.check_plan`; picklable).
+    See the module docstring."""
     if max_tasks_per_child is not None and max_tasks_per_child < 1:
         raise ValueError("max_tasks_per_child must be at least 1 (or None)")
     limit = timeout_limit(timeout)
+    check = check or check_plan
     ctx = ctx or _mp_context()
     pending = iter(tasks)
     busy: list[_Worker] = []
@@ -237,7 +239,7 @@ def run_local(tasks: Iterable[PlanTask], workers: int,
                     break
                 while idle and idle[-1].proc.exitcode is not None:
                     idle.pop().stop()          # a kept worker that died while idle
-                w = idle.pop() if idle else _Worker(ctx, max_tasks_per_child)
+                w = idle.pop() if idle else _Worker(ctx, max_tasks_per_child, check)
                 w.assign(task, limit)
                 busy.append(w)
             if exhausted and idle:             # no more plans: let kept workers exit
@@ -287,9 +289,10 @@ def run_local(tasks: Iterable[PlanTask], workers: int,
             w.stop()
 
 
-def run_isolated(task: PlanTask, ctx=None, timeout: float | None = None) -> dict:
+def run_isolated(task: PlanTask, ctx=None, timeout: float | None = None, *,
+                 check=None) -> dict:
     """Check one plan alone in a fresh process; a crash or a timeout is that plan's
     (ERROR)."""
-    for _, result in run_local([task], 1, 1, timeout, ctx=ctx):
+    for _, result in run_local([task], 1, 1, timeout, ctx=ctx, check=check):
         return result
     raise AssertionError("run_local yielded no result")  # pragma: no cover

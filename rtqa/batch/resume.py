@@ -52,6 +52,18 @@ def settings_fingerprint(settings: CheckSettings) -> str:
 
 
 
+def previous_root(out: Path) -> str | None:
+    """The ROOT of the batch whose ``summary.json`` is in ``out`` (None: none there)."""
+    try:
+        doc = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("schema") != SUMMARY_SCHEMA:
+        return None
+    root = doc.get("root")
+    return root if isinstance(root, str) else None
+
+
 def _load_previous(out: Path) -> dict:
     try:
         doc = json.loads((out / "summary.json").read_text(encoding="utf-8"))

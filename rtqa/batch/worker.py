@@ -14,9 +14,16 @@ Conventions:
   may skip the plan while they are unchanged); ERRORs for other reasons (internal
   error, worker crash, time limit, out of memory) record no inputs, so the plan is
   always checked again.
+* Inputs are hashed (SHA-256) *before* the check and again after it; the check's own
+  record (the report's ``inputs``) must agree with both. When a file changed during the
+  check (an export still being written, an RTDOSE replaced), the plan is checked again,
+  up to ``CHECK_ATTEMPTS`` times, and then is ERROR ("input files changed while being
+  checked", no inputs recorded, so ``--resume`` checks it again). A report therefore
+  never records a file content other than the one its verdict was computed from.
 * Everything a plan needs is in its :class:`~rtqa.batch.model.PlanTask`; nothing is read
-  from the environment here (the test hook ``RTQA_BATCH_TEST_FAULT`` is read by the
-  parent and travels in the task).
+  from the environment here. Tools and tests change what a worker runs by passing
+  another callable (``BatchOptions.check``, or ``run`` to :func:`check_plan`), never
+  through hooks in this module.
 """
 
 from __future__ import annotations
@@ -30,13 +37,13 @@ import traceback
 from datetime import datetime, timezone
 
 from rtqa import __version__
-from rtqa.batch.model import TEST_FAULT_ENV, PlanTask, sha256_file
+from rtqa.batch.model import PlanTask, sha256_file
 from rtqa.errors import RtqaError
 
 __all__ = ["check_plan", "crash_result", "render_reports", "timeout_reason"]
 
-_FAULT_EXIT_CODE = 70
-_FAULT_SLEEP_S = 600
+#: How many times a plan whose input files change during its check is checked.
+CHECK_ATTEMPTS = 3
 
 _TASKS_IN_PROCESS = 0
 _RENDER_LOCK = threading.Lock()   # matplotlib is not thread-safe (Dask threads)
@@ -63,19 +70,6 @@ def _peak_rss_kb() -> int | None:
         return int(r // 1024) if sys.platform == "darwin" else int(r)
     except (ImportError, OSError):
         return None
-
-
-def _fault(task: PlanTask) -> None:
-    if not task.fault or ":" not in task.fault:
-        return
-    mode, _, text = task.fault.partition(":")
-    if text and (text in task.name or any(text in f for f in task.files)):
-        if mode == "exit":
-            os._exit(_FAULT_EXIT_CODE)
-        if mode == "raise":
-            raise RuntimeError(f"test fault injected by {TEST_FAULT_ENV}")
-        if mode == "sleep":
-            time.sleep(_FAULT_SLEEP_S)
 
 
 def _error_report(task: PlanTask, message: str, *, with_inputs: bool):
@@ -120,31 +114,68 @@ def render_reports(report) -> tuple[str, str | None, str]:
         return text, None, f"HTML report not written ({type(exc).__name__}: {exc})"
 
 
-def check_plan(task: PlanTask) -> dict:
+def _digests(files) -> dict[str, str | None]:
+    """SHA-256 of every file (None when it cannot be read)."""
+    out: dict[str, str | None] = {}
+    for f in files:
+        try:
+            out[f] = sha256_file(f)
+        except OSError:
+            out[f] = None
+    return out
+
+
+def _changed(before: dict, after: dict, report) -> list[str]:
+    """Files whose content differs between the hash before the check, the check's own
+    record (``report.inputs``) and the hash after it."""
+    recorded = {i.path: i.sha256 for i in getattr(report, "inputs", ()) or ()}
+    return [f for f in before
+            if before[f] != after.get(f) or recorded.get(f, before[f]) != before[f]]
+
+
+def check_plan(task: PlanTask, *, run=None) -> dict:
     """Check one plan as ``rtqa check`` would; never raises for a plan's own problems.
 
     Returns ``{"key", "json": text, "html": text | None, "note", "stats"}``; runs in a
-    worker process (pool or Dask)."""
+    worker process (pool or Dask). ``run(files, options) -> Report``: the check itself
+    (default :func:`rtqa.checks.pipeline.run_check`; tests pass one that changes a file
+    meanwhile)."""
     global _TASKS_IN_PROCESS
     _TASKS_IN_PROCESS += 1
     t0, c0 = time.perf_counter(), time.process_time()
     from rtqa.checks.pipeline import CheckOptions, run_check
+    run = run or run_check
+    attempts = 0
     if task.problem:
         report = _error_report(task, task.problem, with_inputs=True)
     else:
-        try:
-            _fault(task)
-            report = run_check(list(task.files), CheckOptions(
-                task.settings.protocol, tuple(task.settings.constraints), None,
-                dict(task.settings.overrides)))
-        except RtqaError as exc:
-            report = _error_report(task, str(exc), with_inputs=True)
-        except MemoryError:
-            report = _error_report(task, "out of memory while checking this plan",
-                                   with_inputs=False)
-        except Exception as exc:  # noqa: BLE001 - recorded, the batch goes on
-            report = _error_report(task, f"internal error ({type(exc).__name__}: {exc})"
-                                   f"{_where(exc)}; please report it", with_inputs=False)
+        while True:
+            attempts += 1
+            before = _digests(task.files)
+            try:
+                report = run(list(task.files), CheckOptions(
+                    task.settings.protocol, tuple(task.settings.constraints), None,
+                    dict(task.settings.overrides)))
+            except RtqaError as exc:
+                report = _error_report(task, str(exc), with_inputs=True)
+            except MemoryError:
+                report = _error_report(task, "out of memory while checking this plan",
+                                       with_inputs=False)
+            except Exception as exc:  # noqa: BLE001 - recorded, the batch goes on
+                report = _error_report(task, f"internal error ({type(exc).__name__}: "
+                                       f"{exc}){_where(exc)}; please report it",
+                                       with_inputs=False)
+            changed = _changed(before, _digests(task.files), report)
+            if not changed:
+                break
+            if attempts >= CHECK_ATTEMPTS:
+                names = ", ".join(os.path.basename(f) for f in changed[:5])
+                more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+                report = _error_report(
+                    task, f"input files changed while being checked ({names}{more}), "
+                    f"{attempts} times: check the plan again once its export is complete",
+                    with_inputs=False)
+                break
     try:
         json_text, html_text, note = render_reports(report)
     except Exception as exc:  # noqa: BLE001 - an inconsistent report is an ERROR
@@ -155,7 +186,7 @@ def check_plan(task: PlanTask) -> dict:
             "stats": {"pid": os.getpid(), "seconds": round(time.perf_counter() - t0, 3),
                       "cpu_s": round(time.process_time() - c0, 3),
                       "peak_rss_kb": _peak_rss_kb(), "rss_kb": _proc_status_kb("VmRSS"),
-                      "tasks_in_process": _TASKS_IN_PROCESS}}
+                      "tasks_in_process": _TASKS_IN_PROCESS, "attempts": attempts}}
 
 
 def crash_result(task: PlanTask, reason: str) -> dict:

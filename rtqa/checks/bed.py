@@ -205,20 +205,24 @@ def _check(lesion: Lesion, rule: LesionRule, target: Target | None, status: str,
 
 def _alternatives(cov: _Coverage, courses, ns, used, rule: LesionRule, metric: Metric,
                   ab: float) -> str:
-    """'' unless every contributing plan alone meets the BED rule at this lesion: then they
-    look like alternative plans (or a re-plan) of one course, whose sum would pass a
-    lesion that each plan alone might not cover as planned; never summed unconfirmed."""
+    """'' unless the contributing courses come from several RTPLANs (the fraction groups of
+    one RTPLAN are one course): several plans treating one lesion are alternatives (a
+    re-plan, a copy) or one course, which only the user can tell; never summed
+    unconfirmed, whether each plan alone meets the rule or not (a failing plan plus a
+    second copy of its dose would pass on the sum)."""
+    plan_ids = {courses[i].plan.sop_instance_uid if courses[i].plan else courses[i].label
+                for i in used}
+    if len(plan_ids) < 2:
+        return ""
     try:
         alone = [_bed_of(metric, cov.dvhs[i], ns[i], ab)[1] for i in used]
+        each = ", ".join(f"'{courses[i].label}' {b:.1f} Gy" for i, b in zip(used, alone))
     except RtqaError:
-        return ""  # the summed evaluation below reports the problem
-    if not all(rule.bed_limit.holds(b) for b in alone):
-        return ""
-    each = ", ".join(f"'{courses[i].label}' {b:.1f} Gy" for i, b in zip(used, alone))
-    return (f"every plan treating {cov.target.roi} meets the BED rule alone (BED{ab:g} of "
-            f"{metric}: {each}): alternative plans, not one course? Not summed: check one "
-            "plan at a time (give its files), or confirm with --sum-plans that they are "
-            "delivered together")
+        each = ", ".join(f"'{courses[i].label}'" for i in used)
+    return (f"{len(plan_ids)} plans treat {cov.target.roi} (BED{ab:g} of {metric} of each "
+            f"alone: {each}): alternative plans, not one course? Not summed: check one "
+            "plan at a time (--plan LABEL, or give its files), or confirm with --sum-plans "
+            "that they are delivered together")
 
 
 def _evaluate_one(lesion: Lesion, cov: _Coverage, courses, ns, rule: LesionRule,

@@ -64,6 +64,8 @@ class CheckOptions:
     #: end caps beyond a structure's outermost contour planes: "half" (the Nelms analytic
     #: truth) or "none" (``rtqa.dvh.geometry.END_CAPS``; ``--end-caps``)
     end_caps: str = "half"
+    #: Label of the one RTPLAN to check (--plan): the others are listed, not checked.
+    plan: str | None = None
 
 
 class Evaluation(NamedTuple):
@@ -174,12 +176,11 @@ def build_context(paths, options: CheckOptions | None = None) -> PlanContext:
                     f"({p.fractions} fractions): --fractions is only for exports without an "
                     "RTPLAN", p.path)
     ss = structure_set_of(export)
+    from rtqa.checks.accounting import select_courses
     # one order whatever the file names, file order or plan labels
-    courses = tuple(sorted(export.courses_in_frame(ss.frame_of_reference_uid),
+    courses = tuple(sorted(select_courses(export, ss, options.plan),
                            key=lambda c: (c.plan.sop_instance_uid if c.plan else "",
                                           c.grid.sop_instance_uid)))
-    if not courses:
-        raise RtqaError("no RTDOSE in the structure set's frame of reference", ss.path)
     protocol = _protocol(options)
     ct = export.ct_for(ss)
     ct_z = ct.z if ct is not None else None

@@ -75,8 +75,9 @@ def coverage(checked: dict[str, DVHData]) -> list[Check]:
         frac = d.outside_cc / d.total_volume_cc if d.total_volume_cc > 0 else 1.0
         status = PASS if d.outside_cc == 0 else (NOT_EVALUATED if d.volume_cc <= 0 else WARN)
         note = "" if status == PASS else (
-            f"{d.outside_cc:.2f} cc ({100 * frac:.1f}%) outside the dose grid: evaluated on "
-            "the covered part")
+            f"{d.outside_cc:.2f} cc ({100 * frac:.1f}%) outside the dose grid: "
+            + ("mostly outside: its rows that the uncovered part could change are NOT "
+               "EVALUATED" if frac > 0.5 else "evaluated on the covered part"))
         out.append(Check(f"integrity.coverage.{name}", CAT, status, TG275, structure=name,
                          rois=(name,), metric="volume outside dose grid",
                          value=round(d.outside_cc, 4), unit="cc", limit="= 0", note=note))

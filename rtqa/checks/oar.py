@@ -18,8 +18,14 @@ One ``Check`` per applied row; rules (fail closed):
     (``Lung_L + Lung_R`` without ``Lung_R``): NOT EVALUATED, mandatory;
   - a subtracted target class the plan lacks (``- GTV`` without GTV) removes nothing
     (noted). A positive operand's class must exist.
-* ``"none"`` selections (no enabled row for the fraction count) of an organ the plan has:
-  WARN "no constraint for N fractions" (never PASS). Disabled rows are not reported.
+* ``"none"`` selections (no enabled, derived or protocol row for the fraction count) of
+  an organ the plan has: NOT EVALUATED, mandatory, reason ``NO_LIMIT`` (a contoured organ
+  without a limit is never silently fine); ``"exempt"`` selections (the protocol's
+  ``[limits] no_limit`` names the organ): WARN "no limit by protocol" with the protocol's
+  justification. Disabled rows are not reported.
+* Derived rows (LQ isoeffect, ``rtqa.constraints.derivation``) carry
+  ``Check.derivation`` ("derived (LQ) from <source>, <n> fx"); informative conventional
+  rows (an SBRT row for the same structure and metric applies) are priority "optimal".
 * Dose: every DVH comes from the plan context's dose service (``rtqa.dvh.service``):
   physical rows on the course dose; EQD2/BED rows (and conventional rows converted
   to EQD2 by ``select``) on the exact dose-axis conversion of the physical DVH for one
@@ -52,8 +58,9 @@ One ``Check`` per applied row; rules (fail closed):
   volume % at the mean dose), so every mark lies on the curve.
 
 Check ids: ``oar.<constraint file stem>.<structure, spaces removed>.<metric without its
-unit>`` (``oar.tg101.SpinalCord.D0.035cc``; a repeat gets ``#2``), ``oar.none.<structure>``
-for WARN rows. Units: Gy, cc, % as in each metric's result unit.
+unit>`` (``oar.tg101.SpinalCord.D0.035cc``; a repeat gets ``#2``; a derived row
+``oar.lq.<reference file stem>...``), ``oar.none.<structure>``
+for NOT EVALUATED / WARN rows of organs without a limit. Units: Gy, cc, % as in each metric's result unit.
 """
 
 from __future__ import annotations
@@ -65,7 +72,8 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from rtqa.constraints import APPLY, NONE, Constraint, Limit, Protocol, SelectedRow
+from rtqa.constraints import (APPLY, EXEMPT, NONE, Constraint, Limit, Protocol,
+                              SelectedRow)
 from rtqa.dvh.dosesum import course_fractions
 from rtqa.dvh.data import DVHData
 from rtqa.dvh.service import DoseService
@@ -77,7 +85,7 @@ from rtqa.checks.names import NameMatch, load_aliases, match_rois
 from rtqa.reading.export import CourseDose
 from rtqa.reading.structures import Structure, StructureSet
 from rtqa.results import (FAIL, NOT_EVALUATED, PASS, WARN, Category, Check, Curve, DoseView,
-                          Reason)
+                          Priority, Reason)
 from rtqa.constraints.structexpr import StructExpr, parse_structure
 from rtqa.dvh.structops import build
 
@@ -280,7 +288,8 @@ def _slug(text: str) -> str:
 def _row_id(row: Constraint) -> str:
     set_key = row.file.stem if row.file is not None else _slug(row.set_name)
     metric = row.metric.split("[", 1)[0]
-    return f"oar.{set_key}.{_slug(row.structure)}.{metric}"
+    lq = "lq." if row.derivation is not None else ""   # derived: oar.lq.tg101.Stomach.D10cc
+    return f"oar.{lq}{set_key}.{_slug(row.structure)}.{metric}"
 
 
 def _source(row: Constraint) -> str:
@@ -317,6 +326,24 @@ def _coverage(dvh: DVHData) -> list[str]:
         notes.append(f"{dvh.outside_cc:.2f} cc of {dvh.total_volume_cc:.2f} cc lie outside "
                      f"the dose grid: evaluated on the covered {dvh.volume_cc:.2f} cc")
     return notes
+
+
+def _no_limit(sel: SelectedRow, res: _Resolved, protocol: Protocol, dose: _Plans,
+              suffix: str = "") -> Check:
+    """The row of a contoured organ with no applicable limit (``"none"``: NOT EVALUATED,
+    mandatory) or one the protocol deliberately leaves without a limit (``"exempt"``:
+    WARN)."""
+    common = dict(id=f"oar.none.{_slug(sel.structure)}{suffix}", category=CATEGORY,
+                  structure=sel.structure, rois=res.rois, dose_view=DoseView.NONE,
+                  plans=dose.labels, fractions=dose.counts, reason=Reason.NO_LIMIT)
+    if sel.kind == EXEMPT:
+        return Check(status=WARN, priority=Priority.OPTIMAL, note=sel.reason,
+                     source=f"protocol {protocol.name}: [limits] no_limit", **common)
+    note = (f"{sel.reason}: no sourced, derived or protocol limit applies to this contoured "
+            "organ, so it is not evaluated; add a row for it to the protocol, or list it "
+            "under [limits] no_limit with a justification")
+    return Check(status=NOT_EVALUATED, priority=Priority.MANDATORY, note=note,
+                 source=f"protocol {protocol.name}: no applicable limit", **common)
 
 
 def _evaluate_row(sel: SelectedRow, res: _Resolved, dose: _Plans, structure: Structure | None,
@@ -440,14 +467,9 @@ def evaluate_oars(protocol: Protocol, structure_set: StructureSet,
                 parse_structure(sel.structure)
             resolved[sel.structure] = _resolve(expr, match, by_name)
         res = resolved[sel.structure]
-        if sel.kind == NONE:
+        if sel.kind in (NONE, EXEMPT):
             if res.present:
-                checks.append(Check(
-                    id=f"oar.none.{_slug(sel.structure)}{suffix}", category=CATEGORY,
-                    status=WARN,
-                    source=f"protocol {protocol.name}: no enabled row for this fraction count",
-                    structure=sel.structure, rois=res.rois, note=sel.reason,
-                    plans=plans.labels, fractions=plans.counts, reason=Reason.NO_LIMIT))
+                checks.append(_no_limit(sel, res, protocol, plans, suffix))
             continue
         row = sel.constraint
         cid = _row_id(row) + suffix
@@ -458,7 +480,8 @@ def evaluate_oars(protocol: Protocol, structure_set: StructureSet,
                     metric=row.metric, unit=metric.result_unit, limit=str(row.limit),
                     priority=row.priority, dose_view=DoseView(sel.dose_type or "physical"),
                     alpha_beta=sel.alpha_beta if (sel.dose_type or "physical") != "physical"
-                    else None, plans=plans.labels, fractions=plans.counts)
+                    else None, plans=plans.labels, fractions=plans.counts,
+                    derivation=row.derivation.label if row.derivation else None)
         problem = res.problem(roi_names)
         if problem:
             optional = not res.present and not required(row)
@@ -505,7 +528,7 @@ def _jobs(protocol: Protocol, dose: _Plans, fractions: int, alpha_beta: float | 
     (EQD2/BED, conventional rows on EQD2, rows for any count) once, on the voxel-wise sum
     of all plans. ``delivery`` None is conservative for organs: concurrent (the physical
     sum then LQ with the fewest fractions: voxel-wise at least the sequential EQD2/BED)."""
-    keep = (APPLY, NONE)
+    keep = (APPLY, NONE, EXEMPT)
     counts = [n for n in dose.counts if n]
     if len(dose.courses) <= 1 or len(counts) != len(dose.courses):
         sel = protocol.select(fractions, dose_per_fraction_gy=dose.dose_per_fraction_gy,
@@ -525,7 +548,8 @@ def _jobs(protocol: Protocol, dose: _Plans, fractions: int, alpha_beta: float | 
             if s.kind not in keep:
                 continue
             kind = s.dose_type or "physical"
-            if s.kind == NONE or (kind == "physical" and s.constraint.fractions is not None):
+            if s.kind in (NONE, EXEMPT) or (kind == "physical"
+                                             and s.constraint.fractions is not None):
                 own.append((s, alone, f"@{dose.courses[k].label}"))
                 continue
             key = (id(s.constraint), kind, s.alpha_beta)

@@ -10,16 +10,18 @@ conventions used. Input that cannot be read raises RtqaError (the CLI exits 2).
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 from datetime import datetime, timezone
 
 from rtqa import __version__
-from rtqa.checks import bed, integrity, oar, protocol as protocol_rules
+from rtqa.checks import accounting, bed, integrity, oar, protocol as protocol_rules
 from rtqa.checks.context import CheckOptions, PlanContext, build_context
 from rtqa.errors import RtqaError
 from rtqa.reading.export import Export
-from rtqa.results import (Check, DoseView, InputFile, PlanInfo, Report, StructureInfo,
-                          TargetPrescription,
+from rtqa.results import (Check, DoseFileInfo, DoseView, InputFile, PlanInfo, Report,
+                          StructureInfo, TargetPrescription,
                           overall_status)
 
 __all__ = ["run_check", "CheckOptions", "CONVENTIONS"]
@@ -35,7 +37,11 @@ CONVENTIONS = {
     "point_max": "point maximum evaluated as D0.035cc (TG-101 convention) where a row says so",
     "radiobiology": "linear-quadratic model; BED = D(1 + D/(n a/b)); EQD2 = BED/(1 + 2/(a/b)); "
                     "plans with different fractionation summed voxel-wise as BED/EQD2",
-    "dose_summation": "RTDOSE FRACTION x NumberOfFractionsPlanned; BEAM doses summed per plan",
+    "dose_summation": "each RTDOSE counted once: one representation per plan (or fraction "
+                      "group): PLAN, else the sum of its BEAM doses, else FRACTION x the "
+                      "group's NumberOfFractionsPlanned; plan sums (MULTI_PLAN) never added "
+                      "to their plans' doses; duplicates are errors; several RTPLANs summed "
+                      "only with --sum-plans",
 }
 
 
@@ -61,14 +67,17 @@ def run_check(paths: list[str], options: CheckOptions | None = None) -> Report:
     rules = protocol_rules.evaluate(ctx)
     say("plan integrity")
     plan = integrity.evaluate(ctx, lesions.checks + oars.checks)
-    families = (lesions, oars, rules, plan)
-    checks = [c for f in families for c in f.checks]
+    checks, accounts, plans, doses = accounting.evaluate(
+        ctx, [c for f in (lesions, oars, rules, plan) for c in f.checks])
+    families = (lesions, oars, rules, plan, accounts)
+    checks += accounts.checks
     warnings = list(ctx.warnings) + [w for f in families for w in f.warnings]
     say("structures")
     structures = _structures(ctx, warnings)
     warnings += _contour_warnings(ctx)
-    return _report(ctx, checks, lesions.lesions, structures, warnings,
-                   tuple(c for f in families for c in f.curves))
+    return _report(ctx, checks, accounting.guard_lesions(lesions.lesions, checks),
+                   structures, warnings,
+                   tuple(c for f in families for c in f.curves), plans, doses)
 
 
 def _structures(ctx: PlanContext, warnings: list[str]) -> list[StructureInfo]:
@@ -88,9 +97,10 @@ def _structures(ctx: PlanContext, warnings: list[str]) -> list[StructureInfo]:
     return out
 
 
-def _report(ctx: PlanContext, checks, lesion_results, structures, warnings, curves) -> Report:
+def _report(ctx: PlanContext, checks, lesion_results, structures, warnings, curves,
+            plans: tuple[PlanInfo, ...], doses: tuple[DoseFileInfo, ...]) -> Report:
     options, protocol = ctx.options, ctx.protocol
-    plans = tuple(_plan_info(c, ctx) for c in ctx.courses)
+    plans = tuple(_identified(p, ctx) for p in plans)
     conventions = dict(CONVENTIONS)
     if options.end_caps != "half":
         conventions["dvh_geometry"] = conventions["dvh_geometry"].replace(
@@ -107,9 +117,8 @@ def _report(ctx: PlanContext, checks, lesion_results, structures, warnings, curv
         protocol={"name": protocol.name, "path": str(protocol.path or ""),
                   "source": protocol.source},
         patient_id=export.patient_ids[0] if export.patient_ids else "",
-        patient_name=next((c.plan.patient_name for c in ctx.courses
-                           if c.plan and c.plan.patient_name), ""),
-        plans=plans, lesions=tuple(lesion_results), checks=tuple(checks),
+        patient_name=_patient_name(ctx),
+        plans=plans, doses=doses, lesions=tuple(lesion_results), checks=tuple(checks),
         structures=tuple(structures), warnings=tuple(dict.fromkeys(warnings)), errors=(),
         inputs=_inputs(export), conventions=conventions, rtqa_version=__version__,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -129,23 +138,25 @@ def _review_date(date: str, time: str) -> str:
     return iso
 
 
-def _plan_info(c, ctx: PlanContext) -> PlanInfo:
-    """What the report says of one plan: label, name, fractions, prescription (highest
-    target), approval with reviewer and date, and each target prescription with the name
-    of the ROI it is linked to."""
-    plan = c.plan
+def _identified(info: PlanInfo, ctx: PlanContext) -> PlanInfo:
+    """``info`` with what identifies its RTPLAN for sign-off: plan name, approval reviewer
+    and date, and each target prescription with the name of the ROI it is linked to."""
+    plan = next((p for p in ctx.export.plans if info.sop_instance_uid
+                 and p.sop_instance_uid == info.sop_instance_uid), None)
     if plan is None:
-        return PlanInfo(c.label, "", ctx.options.fractions, None, "", str(c.grid.path))
+        return info
     names = {s.roi_number: s.name for s in ctx.structure_set.structures} \
         if ctx.structure_set is not None else {}
     targets = tuple(TargetPrescription(names.get(t.roi_number, "") if t.roi_number is not None
                                        else "", t.dose_gy, t.description)
                     for t in plan.prescriptions)
-    return PlanInfo(c.label, plan.sop_instance_uid, plan.fractions, plan.prescription_gy,
-                    plan.approval_status, str(plan.path), name=plan.name,
-                    reviewer=plan.reviewer,
-                    review_date=_review_date(plan.review_date, plan.review_time),
-                    targets=targets)
+    return dataclasses.replace(info, name=plan.name, reviewer=plan.reviewer,
+                               review_date=_review_date(plan.review_date, plan.review_time),
+                               targets=targets)
+
+
+def _patient_name(ctx: PlanContext) -> str:
+    return next((p.patient_name for p in ctx.export.plans if p.patient_name), "")
 
 
 def _alpha_betas(checks: list[Check], protocol) -> str:

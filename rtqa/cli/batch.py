@@ -102,13 +102,16 @@ def _tally(result, root: str) -> str:
               help="Worker processes (default: the number of CPU cores).")
 @click.option("--out", "-o", "out", default="rtqa-batch", show_default=True, metavar="DIR",
               type=click.Path(file_okay=False, path_type=str),
-              help="Folder for the reports, summary.csv, summary.json and index.html.")
+              help="Folder for the reports, summary.csv, summary.json and index.html; "
+                   "locked while the batch runs (a second batch on it stops, exit 2).")
 @click.option("--resume", is_flag=True,
               help="Skip plans whose report in DIR is up to date with their files (SHA-256) "
                    "and settings.")
 @click.option("--scheduler", metavar="ADDRESS",
               help="Run on a Dask distributed cluster, e.g. tcp://10.0.0.5:8786 "
-                   "(needs rtqa[dask]; same files, rtqa and constraints on the workers).")
+                   "(needs rtqa[dask]; same files, rtqa and constraints on the workers). "
+                   "An address that does not answer as a Dask scheduler within 30 s "
+                   "(connection) + 10 s (handshake) stops the batch with one line.")
 @click.option("--timeout", "timeout", type=click.FloatRange(min=0), default=900,
               show_default=True, metavar="SECONDS",
               help="Time limit per plan, in seconds (0: no limit). A plan still running "
@@ -136,6 +139,13 @@ def batch(root, protocol, constraint_files, maps, workers, out, resume, schedule
     \b
     Output in DIR: plans/<patient>_<plan>_<id>.json and .html per plan, summary.csv,
     summary.json and index.html (every plan with its status, failing checks and links).
+    The index is rewritten as reports arrive and lists only plans whose reports are
+    written: after a crash or kill it is incomplete, never wrong (--resume continues).
+    A plan whose files change while it is checked is checked again.
+
+    \b
+    Nothing is skipped silently: a folder that cannot be read, a folder deeper than 32
+    levels, or an --out pointing at a plan folder is an ERROR row.
 
     \b
     Exit codes: 0 every plan passes; 1 a plan fails; 2 a plan could not be evaluated

@@ -14,16 +14,42 @@ from rtqa.errors import RtqaError
 from rtqa.results import EXIT_CODES, Report
 
 
+def _destinations(json_path, html_path, refuse: set[Path], pdf_path=None) -> list[str]:
+    """The report files asked for, each tested before any computation (its folder exists
+    and is writable, it is not a folder nor an input file); RtqaError names the first
+    that cannot be written."""
+    from rtqa.report.atomic import check_destination
+    dests = [d for d in (json_path, html_path, pdf_path) if d and d != "-"]
+    if len({Path(d).resolve() for d in dests}) < len(dests):
+        raise RtqaError("--json, --html and --pdf must name different files", dests[0])
+    for dest in dests:
+        check_destination(dest, refuse=refuse)
+    return dests
+
+
+def _discard_stale(dests: list[str], refuse: set[Path]) -> list[str]:
+    """Remove the files an unwritten report would have replaced (an earlier run's report
+    must not stand beside this run's exit code); returns those removed."""
+    from rtqa.report.atomic import refused
+    removed = []
+    for dest in dests:
+        target = Path(dest).resolve()
+        try:
+            if target.is_file() and not refused(target, refuse):
+                target.unlink()
+                removed.append(dest)
+        except OSError:
+            pass
+    return removed
+
+
 def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path],
-          pdf_path=None) -> None:
-    """Render every requested report first, refuse any destination that is an input file
-    before writing anything, then write (atomically): a refused or failed destination never
-    leaves a report saying something else next to exit 2."""
-    from rtqa.report.atomic import refused, write_atomic
+          pdf_path=None) -> str:
+    """Show the terminal report (unless ``quiet``; the JSON on stdout with ``--json -``)
+    and write the report files all or none (:func:`rtqa.report.atomic.write_all`).
+    Returns "" or the one-line reason why no report file was written."""
+    from rtqa.report.atomic import write_all
     from rtqa.report.json_report import dumps
-    for dest in (json_path, html_path, pdf_path):
-        if dest and dest != "-" and refused(dest, refuse):
-            raise RtqaError("is an input file: refusing to write a report over it", dest)
     json_text = dumps(report) if json_path else None
     html_text = None
     if html_path:
@@ -35,17 +61,22 @@ def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path],
         pdf_bytes = render_pdf(report)
     if json_path == "-":
         click.echo(json_text, nl=False)
-    elif json_path:
-        write_atomic(Path(json_path), json_text, refuse=refuse)
-    if html_path:
-        write_atomic(Path(html_path), html_text, refuse=refuse)
-    if pdf_path:
-        write_atomic(Path(pdf_path), pdf_bytes, refuse=refuse)
-    if not quiet and json_path != "-":
+    elif not quiet:
         from rtqa.report.text import render_text
         tty = sys.stdout.isatty()
         width = shutil.get_terminal_size().columns if tty else None
         click.echo(render_text(report, color=tty, width=width))
+    files = [(p, t) for p, t in ((json_path, json_text), (html_path, html_text),
+                                 (pdf_path, pdf_bytes)) if p and p != "-"]
+    if not files:
+        return ""
+    try:
+        write_all(files, refuse=refuse)
+    except RtqaError as exc:
+        removed = _discard_stale([p for p, _ in files], refuse)
+        return (f"{exc}; no report file written"
+                + (f" (the earlier {', '.join(removed)} removed)" if removed else ""))
+    return ""
 
 
 @click.command("check")
@@ -66,9 +97,13 @@ def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path],
               help="Write the same report as an A4 PDF to PATH (patient, plan and page "
                    "number on every page; needs the 'pdf' extra: pip install 'rtqa[pdf]').")
 @click.option("--sum-plans", is_flag=True,
-              help="Confirm that plans which each meet a lesion's BED rule alone are "
-                   "delivered together (summed). Without it such a lesion is NOT "
-                   "EVALUATED: the plans look like alternatives of one course.")
+              help="Confirm that the RTPLANs on one structure set are delivered together "
+                   "as one course (their doses are summed). Without it several plans with "
+                   "doses are an ERROR: they may be alternatives (a re-plan next to the "
+                   "original).")
+@click.option("--plan", "plan_label", metavar="LABEL",
+              help="Check only the RTPLAN with this RTPlanLabel; the other plans are "
+                   "listed as not checked (an APPROVED plan without dose is then no error).")
 @click.option("--delivery", type=click.Choice(["concurrent", "sequential"]),
               help="How several plans are delivered: concurrent (same days: physical sum, "
                    "then EQD2/BED) or sequential (EQD2/BED of each plan, summed). Default: "
@@ -82,26 +117,37 @@ def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path],
                    "See docs/dicom-conventions.md.")
 @click.option("--quiet", "-q", is_flag=True, help="No terminal report, no progress.")
 def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html_path,
-          sum_plans, delivery, end_caps, quiet, pdf_path=None):
+          sum_plans, delivery, plan_label, end_caps, quiet, pdf_path=None):
     """Check the plan export in PLAN_DIR against a protocol and report PASS/FAIL.
 
     \b
     What is checked (default protocol: oligo-hcc, the phase II trial of radiotherapy for
     oligoprogressive HCC, NCT06261047):
       * lesions: every lesion's BED (LQ, α/β 10 Gy) of D95% of its PTV >= 60 Gy,
-        each with its own plan's fractions (plans summed voxel-wise as BED; plans that
-        each cover a lesion fully alone are not summed without --sum-plans);
+        each with its own plan's (or fraction group's) fractions; several plans are
+        summed voxel-wise as BED only with --sum-plans (else ERROR);
       * organs at risk: QUANTEC / TG-101 / HyTEC rows chosen by fraction count
         (conventional limits on voxel-wise EQD2), the normal-liver rule
         (>= 700 cc of Liver - GTV below 15 Gy);
       * plan integrity (TG-275): UID links, frame of reference, dose-grid coverage,
         prescription vs target dose, ApprovalStatus, grid resolution, planning CT;
+        dose accounting (each RTDOSE counted once: duplicates, PLAN + BEAM, plan
+        sums), every RTPLAN listed, BeamDose x fractions vs prescription and grid,
+        dose maximum vs prescription, contour gaps and open contours per ROI;
       * protocol: <= 5 lesions in <= 3 organs, PTV margin 2-5 mm around the CTV.
     Every row carries its source. Units: Gy, cc, mm.
 
     \b
     Exit codes: 0 every check passes; 1 a check fails; 2 something required could not
-    be evaluated (input error, missing structure, no dose). Never 0 in that case.
+    be evaluated (input error, missing structure, no dose), or a report file asked for
+    could not be written. Never 0 in that case.
+
+    \b
+    Report files (--json, --html) are checked before the plan is read: a folder that
+    does not exist or cannot be written stops at once. They are written all or none:
+    if one cannot be written (full disk ...), none is (earlier files at those paths are
+    removed), the terminal report is still shown, one line names the file and the
+    reason, and the exit code is 2 whatever the verdict.
 
     \b
     Examples:
@@ -129,6 +175,11 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html
         if problem:
             click.echo(f"rtqa: error: --pdf {pdf_path}: {problem}", err=True)
             raise SystemExit(2)
+    try:
+        _destinations(json_path, html_path, refuse, pdf_path)
+    except RtqaError as exc:   # before any computation
+        click.echo(f"rtqa: error: {exc}", err=True)
+        raise SystemExit(2)
     show = (not quiet) and sys.stderr.isatty()
 
     def progress(msg: str) -> None:
@@ -140,7 +191,7 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html
         report = run_check([plan_dir], protocol=protocol, constraints=constraint_files,
                            fractions=fractions, overrides=overrides, sum_plans=sum_plans,
                            delivery=delivery, progress=progress, strict=True,
-                           end_caps=end_caps)
+                           end_caps=end_caps, plan=plan_label)
     except RtqaError as exc:
         if show:
             sys.stderr.write("\r\033[K")
@@ -148,11 +199,10 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html
             traceback.print_exc()
         click.echo(f"rtqa: error: {exc}", err=True)
         if json_path or html_path or pdf_path:  # an ERROR report replaces earlier ones
-            try:
-                _emit(_error_report(str(exc), protocol), json_path, html_path, True, refuse,
-                      pdf_path)
-            except (RtqaError, ValueError) as exc2:
-                click.echo(f"rtqa: error: cannot write the report: {exc2}", err=True)
+            failed = _emit(_error_report(str(exc), protocol), json_path, html_path, True,
+                           refuse, pdf_path)
+            if failed:
+                click.echo(f"rtqa: error: {failed}", err=True)
         raise SystemExit(2)
     except Exception as exc:  # noqa: BLE001
         if debug_enabled():
@@ -162,9 +212,8 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html
         raise SystemExit(2)
     if show:
         sys.stderr.write("\r\033[K")
-    try:
-        _emit(report, json_path, html_path, quiet, refuse, pdf_path)
-    except (RtqaError, ValueError) as exc:
-        click.echo(f"rtqa: error: cannot write the report: {exc}", err=True)
+    failed = _emit(report, json_path, html_path, quiet, refuse, pdf_path)
+    if failed:   # the report was shown; the files asked for are not there: exit 2
+        click.echo(f"rtqa: error: {failed}", err=True)
         raise SystemExit(2)
     raise SystemExit(EXIT_CODES[report.status])

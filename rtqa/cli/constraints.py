@@ -95,7 +95,7 @@ def _dose(entry: SelectedRow) -> str:
 def _row_line(label: str, middle: str, row: Constraint, off: str = "",
               width: int = 16) -> list[str]:
     lines = [f"  {off}{label:<24} {middle:<{width}} {_status(row)}  {_source(row)}"]
-    if row.note:
+    if row.note and row.derivation is None:   # a derived row's note is its conversion note
         lines.append(f"      note: {row.note}")
     return lines
 
@@ -111,10 +111,15 @@ def _by_fraction(protocol: Protocol, n: int, dpf: float | None, show_all: bool) 
             out.append("")
             out.append(current)
         if entry.kind == "none":
-            out.append(f"  NO CONSTRAINT: {entry.reason}; nothing is checked here")
+            out.append(f"  NO CONSTRAINT: {entry.reason}; a contoured {current} is NOT "
+                       "EVALUATED (plan ERROR)")
+            continue
+        if entry.kind == "exempt":
+            out.append(f"  NO LIMIT BY PROTOCOL: {entry.reason.removeprefix('no limit by protocol: ')}")
             continue
         row = entry.constraint
-        off = "[OFF] " if entry.kind == "disabled" else ""
+        off = ("[OFF] " if entry.kind == "disabled" else "[INFO] " if entry.informative
+               else "[LQ] " if entry.derived else "")
         middle = _dose(entry) if entry.applied else "-"
         out.extend(_row_line(row.label, middle, row, off))
         if entry.applied and entry.conversion_note:
@@ -156,6 +161,13 @@ def _settings(protocol: Protocol) -> list[str]:
                "  planning CT: not defined")
     out.append(f"  PTV margin: {ptv.min_mm:g}-{ptv.max_mm:g} mm around the CTV  "
                f"[{ptv.source}]" if ptv else "  PTV margin: not defined")
+    lim = protocol.limits
+    out.append("  limits: fraction counts without a sourced row get rows derived by LQ "
+               "isoeffect from the nearest sourced schedule (α/β 3 Gy, 2 Gy CNS; the lower "
+               "limit when two are equally near), marked [LQ]" if lim.derive_lq else
+               "  limits: no LQ derivation (derive_lq = false)")
+    if lim.no_limit:
+        out.append(f"  no limit by protocol: {', '.join(lim.no_limit)}  [{lim.no_limit_source}]")
     return out
 
 
@@ -177,8 +189,13 @@ def list_cmd(fractions: str | None, protocol: str, show_all: bool, dpf: str | No
 
     Each row: metric and limit (Gy, cc or % as the metric's [unit]), dose type (physical,
     or EQD2/BED with α/β in Gy), priority, status (V verified, V2, U) and source
-    [file:line]. With --fractions N, structures with no enabled row for N fractions are
-    listed as NO CONSTRAINT (nothing is checked there).
+    [file:line]. With --fractions N: rows derived by LQ isoeffect for a fraction count
+    no source tabulates are marked [LQ] with their reference ("derived (LQ) from
+    <source>, <n> fx") and arithmetic; conventional rows that only inform because an
+    SBRT row for the same structure and metric applies are marked [INFO] (optimal);
+    structures the protocol gives no limit say NO LIMIT BY PROTOCOL with its reason; any
+    other structure without a limit says NO CONSTRAINT (a contoured one is NOT
+    EVALUATED, plan ERROR).
     """
     n = _pos_int(fractions, "--fractions")
     d = _pos_float(dpf, "--dose-per-fraction")
@@ -194,6 +211,8 @@ def list_cmd(fractions: str | None, protocol: str, show_all: bool, dpf: str | No
     if n is None:
         head.append("  all fraction counts" + ("" if show_all else " (enabled rows; --all "
                                                                   "adds disabled rows)"))
+        head.append("  sourced rows only: rows derived by LQ for counts no source tabulates "
+                    "are listed with --fractions N")
         body = _everything(proto, show_all)
     else:
         hypo = is_hypofractionated(n, d)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from rtqa.constraints.structexpr import StructExpr, parse_structure
 
 if TYPE_CHECKING:
+    from rtqa.constraints.derivation import Derivation
     from rtqa.constraints.selection import SelectedRow
 
 
@@ -84,7 +85,9 @@ class Limit:
 class Constraint:
     """One constraint row. ``structure`` is the canonical expression text (the grouping
     key); ``fractions`` None means any fraction count; ``file``/``line`` locate the row's
-    ``[[constraint]]`` header; ``set_name`` is the ``name`` of its file."""
+    ``[[constraint]]`` header; ``set_name`` is the ``name`` of its file. ``derivation``
+    is set on rows derived by LQ isoeffect for a fraction count no source covers
+    (``rtqa.constraints.derivation``; ``file``/``line`` then locate the reference row)."""
 
     structure: str
     metric: str
@@ -103,6 +106,7 @@ class Constraint:
     set_name: str = ""
     file: Path | None = None
     line: int | None = None
+    derivation: "Derivation | None" = field(default=None, compare=False)
 
     def __post_init__(self):
         expr = self.expr if self.expr is not None else parse_structure(self.structure)
@@ -122,6 +126,10 @@ class Constraint:
         if self.conventional:
             return "conventional"
         return "any" if self.fractions is None else f"{self.fractions_text} fx"
+
+    @property
+    def derived(self) -> bool:
+        return self.derivation is not None
 
     @property
     def ref(self) -> str:
@@ -184,9 +192,24 @@ class PTVMarginRule:
 
 
 @dataclass(frozen=True)
+class LimitsRule:
+    """``[limits]`` of a protocol: ``derive_lq`` fills fraction counts without a sourced
+    row by LQ isoeffect (``rtqa.constraints.derivation``); ``no_limit`` names structures
+    (canonical expression text) the protocol deliberately gives no limit, with
+    ``no_limit_source`` saying why. A contoured organ with no applicable limit that is
+    not in ``no_limit`` is NOT EVALUATED."""
+
+    derive_lq: bool = True
+    no_limit: tuple[str, ...] = ()
+    no_limit_source: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class Protocol:
     """A protocol: included constraint sets plus its own rows, and its settings (each
-    None when the protocol file has no such section)."""
+    None when the protocol file has no such section; ``limits`` defaults to deriving
+    limits by LQ and no organ without a limit)."""
 
     name: str
     sets: tuple[ConstraintSet, ...]
@@ -197,13 +220,18 @@ class Protocol:
     oligoprogression: OligoprogressionRule | None = None
     planning_ct: PlanningCTRule | None = None
     ptv_margin: PTVMarginRule | None = None
+    limits: LimitsRule = field(default_factory=LimitsRule)
 
     @property
     def constraints(self) -> tuple[Constraint, ...]:
         return tuple(c for s in self.sets for c in s.constraints)
 
     def select(self, fractions: int, **kwargs) -> list["SelectedRow"]:
-        """``select(self.constraints, fractions, **kwargs)``."""
+        """``select(self.constraints, fractions, **kwargs)`` with this protocol's
+        ``[limits]`` settings (LQ derivation, organs without a limit)."""
         from rtqa.constraints.selection import select  # (selection imports this module)
 
+        kwargs.setdefault("derive", self.limits.derive_lq)
+        kwargs.setdefault("no_limit", {s: self.limits.no_limit_source
+                                       for s in self.limits.no_limit})
         return select(self.constraints, fractions, **kwargs)

@@ -17,17 +17,18 @@ import re
 from pathlib import Path
 
 from rtqa.constraints.constraint_file import _rows, load_constraint_file
-from rtqa.constraints.model import (ConstraintSet, LesionRule, Limit, OligoprogressionRule,
+from rtqa.constraints.model import (ConstraintSet, LesionRule, Limit, LimitsRule,
+                                    OligoprogressionRule,
                                     PlanningCTRule, Protocol, PTVMarginRule, _num)
 from rtqa.constraints.toml_reading import (_header_lines, _key_line, _number, _read_toml,
                                            _RowError, _text, _top_level, _unknown_keys)
 from rtqa.errors import ConstraintFileError, MetricSyntaxError
 from rtqa.paths import constraints_dir, protocols_dir
-from rtqa.constraints.structexpr import TARGET_CLASSES
+from rtqa.constraints.structexpr import TARGET_CLASSES, StructExprError, parse_structure
 
 
 PROTOCOL_SECTIONS = ("protocol", "lesions", "oligoprogression", "planning_ct", "ptv_margin",
-                     "constraint")
+                     "limits", "constraint")
 
 
 def resolve_protocol(name_or_path: str | Path) -> Path:
@@ -116,6 +117,30 @@ def _margin(t: dict) -> PTVMarginRule:
     return PTVMarginRule(lo, hi, _text(t, "source", required=True), _text(t, "note") or "")
 
 
+def _limits(t: dict) -> LimitsRule:
+    _check(t, ("derive_lq", "no_limit", "no_limit_source", "note"))
+    derive = t.get("derive_lq", True)
+    if not isinstance(derive, bool):
+        raise _RowError(f"derive_lq must be true or false, got {derive!r}", "derive_lq")
+    names = t.get("no_limit", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
+        raise _RowError("no_limit must be a list of structure names or expressions, e.g. "
+                        "[\"Skin\"]", "no_limit")
+    canonical = []
+    for n in names:
+        try:
+            canonical.append(str(parse_structure(n)))
+        except StructExprError as exc:
+            raise _RowError(f"no_limit: {exc}", "no_limit") from None
+    if len(set(canonical)) != len(canonical):
+        raise _RowError("no_limit names a structure twice", "no_limit")
+    source = _text(t, "no_limit_source") or ""
+    if canonical and not source.strip():
+        raise _RowError("no_limit needs no_limit_source: the source or justification for "
+                        "giving these organs no limit", "no_limit_source")
+    return LimitsRule(derive, tuple(canonical), source, _text(t, "note") or "")
+
+
 def _include(entry, folder: Path) -> Path | None:
     p = Path(entry).expanduser()
     for cand in ([p] if p.is_absolute() else [folder / p, constraints_dir() / p]):
@@ -129,8 +154,10 @@ def load_protocol(name_or_path: str | Path) -> Protocol:
     path. Its ``[protocol]`` table has ``name``, ``description``, ``source`` and
     ``include`` (constraint-set files, looked up in the protocol's own folder first, then
     in the constraints folder); optional sections ``[lesions]``, ``[oligoprogression]``,
-    ``[planning_ct]``, ``[ptv_margin]`` (each with its ``source``) and the protocol's own
-    ``[[constraint]]`` rows."""
+    ``[planning_ct]``, ``[ptv_margin]`` (each with its ``source``), ``[limits]``
+    (``derive_lq`` = true|false: derive limits for fraction counts without a sourced row
+    by LQ isoeffect, default true; ``no_limit`` = structures deliberately given no limit,
+    with ``no_limit_source``) and the protocol's own ``[[constraint]]`` rows."""
     path = resolve_protocol(name_or_path)
     lines, data = _read_toml(path)
     if "protocol" not in data:
@@ -168,4 +195,5 @@ def load_protocol(name_or_path: str | Path) -> Protocol:
         lesions=_section(data, "lesions", lines, path, _lesions),
         oligoprogression=_section(data, "oligoprogression", lines, path, _oligo),
         planning_ct=_section(data, "planning_ct", lines, path, _ct),
-        ptv_margin=_section(data, "ptv_margin", lines, path, _margin))
+        ptv_margin=_section(data, "ptv_margin", lines, path, _margin),
+        limits=_section(data, "limits", lines, path, _limits) or LimitsRule())

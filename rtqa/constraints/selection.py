@@ -5,9 +5,17 @@ Units: dose and dose per fraction in Gy, α/β in Gy.
 Rows marked ``fractionation = "conventional"`` hold for 1.8-2 Gy fractions; for a
 hypofractionated plan (``is_hypofractionated``) they are evaluated on the voxel-wise EQD2
 distribution, EQD2 = D·(D/n + α/β)/(2 + α/β), with the row's α/β, else the global one,
-else 2 Gy for CNS structures and 3 Gy otherwise (``default_alpha_beta``). A structure
-with no enabled row for the fraction count gets a ``"none"`` entry, "no constraint for N
-fractions": never a pass.
+else 2 Gy for CNS structures and 3 Gy otherwise (``default_alpha_beta``).
+
+A (structure, metric) family with sourced rows for other fraction counts but none for
+this one gets a row derived by LQ isoeffect from the nearest sourced schedule
+(``rtqa.constraints.derivation``; its ``Constraint.derivation`` says so). Where an SBRT
+row (sourced or derived) applies to a structure and metric, the conventional row for the
+same structure and metric, converted to EQD2, is informative only (``informative``,
+priority "optimal"): it never overrides the SBRT row. A structure with no applicable
+enabled row gets a ``"none"`` entry, "no constraint for N fractions" (the organ, when
+contoured, is NOT EVALUATED), unless the protocol lists it as having no limit
+(``"exempt"`` entry, with the protocol's justification).
 """
 
 from __future__ import annotations
@@ -15,7 +23,8 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Iterable
+from dataclasses import replace
+from typing import Iterable, Mapping
 
 from rtqa.constraints.model import Constraint, _num
 from rtqa.constraints.structexpr import StructExpr
@@ -36,7 +45,7 @@ CNS_STRUCTURES = frozenset({
 CONVENTIONAL_MAX_DOSE_PER_FRACTION_GY = 2.0
 CONVENTIONAL_MIN_FRACTIONS = 25
 
-APPLY, DISABLED, NONE = "apply", "disabled", "none"
+APPLY, DISABLED, NONE, EXEMPT = "apply", "disabled", "none", "exempt"
 
 
 @dataclass(frozen=True)
@@ -45,8 +54,13 @@ class SelectedRow:
 
     ``kind``: ``"apply"`` (evaluate ``constraint`` on ``dose_type`` dose: physical, EQD2 or
     BED with ``alpha_beta`` Gy, explained in ``conversion_note``), ``"disabled"`` (listed,
-    not applied; ``reason`` says why) or ``"none"`` (no enabled row for this structure at
-    this fraction count: ``reason`` = "no constraint for N fractions"; never a pass).
+    not applied; ``reason`` says why), ``"none"`` (no enabled row for this structure at
+    this fraction count: ``reason`` = "no constraint for N fractions"; never a pass) or
+    ``"exempt"`` (no row, and the protocol says this structure has no limit; ``reason``
+    gives the protocol's justification). ``informative``: a conventional row shown for
+    information only because an SBRT row for the same structure and metric applies
+    (its constraint's priority is "optimal"). A derived row's constraint has
+    ``derivation`` set.
     """
 
     structure: str
@@ -57,6 +71,11 @@ class SelectedRow:
     alpha_beta: float | None = None
     conversion_note: str = ""
     reason: str = ""
+    informative: bool = False
+
+    @property
+    def derived(self) -> bool:
+        return self.constraint is not None and self.constraint.derivation is not None
 
     @property
     def applied(self) -> bool:
@@ -105,7 +124,20 @@ def _apply(row: Constraint, n: int, hypo: bool, alpha_beta: float | None) -> Sel
         note = (f"limit in {row.dose_type} (α/β = {_num(row.alpha_beta)} Gy, row setting), "
                 f"voxel-wise for {fx}")
         return SelectedRow(row.structure, n, APPLY, row, row.dose_type, row.alpha_beta, note)
+    if row.derivation is not None:
+        return SelectedRow(row.structure, n, APPLY, row, "physical", None,
+                           f"{row.derivation.label}: {row.derivation.detail}")
     return SelectedRow(row.structure, n, APPLY, row, "physical")
+
+
+def _informative(sel: SelectedRow, sbrt: list[Constraint]) -> SelectedRow:
+    """A conventional EQD2 row shown for information: priority optimal, marked."""
+    what = "; ".join(f"{r.label} ({r.source or r.set_name})" for r in sbrt)
+    note = (f"informative only (priority optimal): the SBRT row for the same structure "
+            f"and metric applies at {sel.fractions} fx: {what}")
+    return replace(sel, constraint=replace(sel.constraint, priority="optimal"),
+                   informative=True,
+                   conversion_note="; ".join(n for n in (sel.conversion_note, note) if n))
 
 
 def _why_disabled(row: Constraint) -> str:
@@ -116,13 +148,19 @@ def _why_disabled(row: Constraint) -> str:
 
 def select(rows: Iterable[Constraint], fractions: int, *,
            dose_per_fraction_gy: float | None = None,
-           alpha_beta: float | None = None) -> list[SelectedRow]:
+           alpha_beta: float | None = None, derive: bool = True,
+           no_limit: Mapping[str, str] | None = None) -> list[SelectedRow]:
     """What applies to a plan of ``fractions`` fractions, grouped by structure.
 
     For each structure (in order of first appearance): the enabled rows that apply
-    (``fractions`` in their spec, or no spec), then the disabled rows that would apply.
-    If no enabled row applies, a ``"none"`` entry comes first: "no constraint for N
-    fractions". Conventional rows of a hypofractionated plan (``is_hypofractionated``)
+    (``fractions`` in their spec, or no spec), then (``derive``) rows derived by LQ
+    isoeffect for families without a sourced row at this count
+    (``derivation.derive_rows``), then the disabled rows that would apply. A
+    conventional row whose structure and metric also has an applicable SBRT row is
+    informative only (``SelectedRow.informative``, priority "optimal").
+    If no enabled or derived row applies, an ``"exempt"`` entry comes first when
+    ``no_limit`` (structure text -> justification) names the structure, else a ``"none"``
+    entry: "no constraint for N fractions". Conventional rows of a hypofractionated plan (``is_hypofractionated``)
     are evaluated on EQD2 with α/β = the row's ``alpha_beta``, else the global
     ``alpha_beta`` argument (Gy), else 2 Gy for CNS structures and 3 Gy otherwise:
     voxel-wise, each voxel's total dose D of n fractions becomes
@@ -132,7 +170,11 @@ def select(rows: Iterable[Constraint], fractions: int, *,
         raise ValueError(f"fractions must be a positive integer, got {fractions!r}")
     if alpha_beta is not None and not (math.isfinite(alpha_beta) and alpha_beta > 0):
         raise ValueError(f"alpha_beta must be > 0 Gy, got {alpha_beta!r}")
+    from rtqa.constraints.derivation import derive_rows  # (imports this module)
+    from rtqa.constraints.structexpr import parse_structure
+
     hypo = is_hypofractionated(fractions, dose_per_fraction_gy)
+    exempt = {str(parse_structure(k)): v for k, v in (no_limit or {}).items()}
     groups: dict[str, list[Constraint]] = {}
     for row in rows:
         groups.setdefault(row.structure, []).append(row)
@@ -141,12 +183,25 @@ def select(rows: Iterable[Constraint], fractions: int, *,
         relevant = [r for r in group if r.applies_to(fractions)]
         on = [r for r in relevant if r.enabled]
         off = [r for r in relevant if not r.enabled]
-        if not on:
-            reason = f"no constraint for {fractions} fraction{'s' if fractions != 1 else ''}"
-            if off:
-                reason += f" ({len(off)} disabled row{'s' if len(off) != 1 else ''})"
-            out.append(SelectedRow(structure, fractions, NONE, reason=reason))
-        out.extend(_apply(r, fractions, hypo, alpha_beta) for r in on)
+        derived = derive_rows(group, fractions, hypofractionated=hypo) if derive else []
+        if not on and not derived:
+            if structure in exempt:
+                out.append(SelectedRow(structure, fractions, EXEMPT,
+                                       reason=f"no limit by protocol: {exempt[structure]}"))
+            else:
+                reason = f"no constraint for {fractions} fraction" \
+                    f"{'s' if fractions != 1 else ''}"
+                if off:
+                    reason += f" ({len(off)} disabled row{'s' if len(off) != 1 else ''})"
+                out.append(SelectedRow(structure, fractions, NONE, reason=reason))
+        sbrt = [r for r in on + derived if not r.conventional]
+        for r in on:
+            sel = _apply(r, fractions, hypo, alpha_beta)
+            same = [s for s in sbrt if s.metric == r.metric]
+            if r.conventional and hypo and same:
+                sel = _informative(sel, same)
+            out.append(sel)
+        out.extend(_apply(r, fractions, hypo, alpha_beta) for r in derived)
         out.extend(SelectedRow(structure, fractions, DISABLED, r, reason=_why_disabled(r))
                    for r in off)
     return out

@@ -29,6 +29,9 @@ class CTSeries:
     pixel_spacing: tuple[float, float]  # (row spacing, column spacing), mm; the largest seen
     slice_thickness: float | None
     axial: bool = True  # every slice axial (rows/columns along patient x/y)
+    #: (x min, x max, y min, y max) mm covered by the images (pixel edges, union of the
+    #: slices); None when unknown (Rows/Columns absent, not axial).
+    xy_bounds: tuple[float, float, float, float] | None = None
 
     @property
     def slice_spacings(self) -> np.ndarray:
@@ -45,6 +48,7 @@ class _Slice:
     spacing: tuple[float, float]
     thickness: float | None
     axial: bool
+    xy_bounds: tuple[float, float, float, float] | None = None
 
 
 @reader("CT image")
@@ -76,8 +80,28 @@ def read_ct_slice(path: Path) -> _Slice:
         thickness = None
     if thickness is not None and not (math.isfinite(thickness) and thickness > 0):
         thickness = None
+    bounds = None
+    rows, cols = ds.get("Rows", None), ds.get("Columns", None)
+    if axial and isinstance(rows, int) and isinstance(cols, int) and rows > 0 and cols > 0:
+        # corners of the pixel centres, widened by half a pixel: the area the image shows
+        origin = np.asarray(ipp[:2])
+        a = row[:2] * ps[1] * (cols - 1)
+        b = col[:2] * ps[0] * (rows - 1)
+        corners = np.array([origin, origin + a, origin + b, origin + a + b])
+        half = 0.5 * max(ps)
+        bounds = (float(corners[:, 0].min() - half), float(corners[:, 0].max() + half),
+                  float(corners[:, 1].min() - half), float(corners[:, 1].max() + half))
     return _Slice(path, text(ds, "SeriesInstanceUID"), text(ds, "FrameOfReferenceUID"),
-                  text(ds, "PatientID"), float(ipp[2]), (ps[0], ps[1]), thickness, axial)
+                  text(ds, "PatientID"), float(ipp[2]), (ps[0], ps[1]), thickness, axial,
+                  bounds)
+
+
+def _union(bounds):
+    if not bounds or any(b is None for b in bounds):
+        return None
+    b = np.array(bounds)
+    return (float(b[:, 0].min()), float(b[:, 1].max()), float(b[:, 2].min()),
+            float(b[:, 3].max()))
 
 
 def assemble_series(slices: list[_Slice]) -> list[CTSeries]:
@@ -104,5 +128,6 @@ def assemble_series(slices: list[_Slice]) -> list[CTSeries]:
             patient_id=items[0].patient, paths=tuple(s.path for s in items),
             z=np.array([s.z for s in items]),
             pixel_spacing=(max(s.spacing[0] for s in items), max(s.spacing[1] for s in items)),
-            slice_thickness=items[0].thickness, axial=all(s.axial for s in items)))
+            slice_thickness=items[0].thickness, axial=all(s.axial for s in items),
+            xy_bounds=_union([s.xy_bounds for s in items])))
     return out

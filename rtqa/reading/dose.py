@@ -62,6 +62,10 @@ class DoseGrid:
     referenced_beam_numbers: tuple[int, ...]
     #: How the stored dose was turned into course dose, for the report.
     scaling_note: str = ""
+    #: Every RTPLAN the ReferencedRTPlanSequence names (a MULTI_PLAN dose names several).
+    referenced_plan_uids: tuple[str, ...] = ()
+    #: ReferencedFractionGroupNumber values of the ReferencedRTPlanSequence items.
+    referenced_fraction_groups: tuple[int, ...] = ()
 
     @property
     def spacing(self) -> tuple[float, float, float]:
@@ -209,11 +213,18 @@ def read_dose(path: Path, max_voxels: int = MAX_DOSE_VOXELS) -> DoseGrid:
     dose = _scaled_float64(arr, order, float(scaling))
     del arr
 
-    ref_plan = None
+    ref_plans: list[str] = []
     beams: list[int] = []
+    groups: list[int] = []
     for item in ds.get("ReferencedRTPlanSequence", []) or []:
-        ref_plan = text(item, "ReferencedSOPInstanceUID") or ref_plan
+        uid = text(item, "ReferencedSOPInstanceUID")
+        if uid and uid not in ref_plans:
+            ref_plans.append(uid)
         for fg in item.get("ReferencedFractionGroupSequence", []) or []:
+            if "ReferencedFractionGroupNumber" in fg:
+                number = whole(fg, "ReferencedFractionGroupNumber", path, empty_ok=True)
+                if number is not None and number not in groups:
+                    groups.append(number)
             for b in fg.get("ReferencedBeamSequence", []) or []:
                 if "ReferencedBeamNumber" in b:
                     beams.append(whole(b, "ReferencedBeamNumber", path))
@@ -226,6 +237,8 @@ def read_dose(path: Path, max_voxels: int = MAX_DOSE_VOXELS) -> DoseGrid:
         z=np.ascontiguousarray(z, dtype=float), dose=dose,
         summation_type=summation,
         dose_type=dose_type or "PHYSICAL",
-        referenced_plan_uid=ref_plan,
+        referenced_plan_uid=ref_plans[0] if ref_plans else None,
         referenced_beam_numbers=tuple(beams),
+        referenced_plan_uids=tuple(ref_plans),
+        referenced_fraction_groups=tuple(groups),
     )

@@ -1,7 +1,9 @@
 """RTPLAN → fraction count, prescription and links.
 
-* Fractions: ``FractionGroupSequence[0].NumberOfFractionsPlanned`` (several fraction
-  groups are reported as a warning; rtqa evaluates the first).
+* Fractions: ``FractionGroupSequence[i].NumberOfFractionsPlanned``, per fraction group
+  (:class:`FractionGroup`). ``Plan.fractions`` is the count of a plan with one fraction
+  group; with several groups each dose is linked to its own group when linking
+  (rtqa.reading.export), never the first group's count for all.
 * Prescription (Gy, whole course): ``DoseReferenceSequence`` TARGET items with
   ``TargetPrescriptionDose`` (linked to an ROI through ``ReferencedROINumber`` when
   present); otherwise the sum of ``ReferencedBeamSequence.BeamDose`` (Gy per fraction)
@@ -24,6 +26,34 @@ class TargetPrescription:
     dose_gy: float  # whole course
     roi_number: int | None
     description: str
+    uid: str = ""  # DoseReferenceUID (beams point at it with ReferencedDoseReferenceUID)
+
+
+@dataclass(frozen=True)
+class BeamDose:
+    """One ReferencedBeamSequence item of a fraction group."""
+
+    beam_number: int | None
+    dose_gy: float | None  # BeamDose: Gy per fraction at the beam dose point
+    dose_reference_uid: str = ""  # ReferencedDoseReferenceUID
+
+
+@dataclass(frozen=True)
+class FractionGroup:
+    number: int | None
+    fractions: int | None
+    beams: tuple[BeamDose, ...] = ()
+
+    @property
+    def beam_dose_per_fraction_gy(self) -> float | None:
+        """Sum of BeamDose (Gy per fraction), None unless every treatment beam has one."""
+        doses = [b.dose_gy for b in self.beams]
+        return float(sum(doses)) if doses and all(d is not None for d in doses) else None
+
+    def beam_dose_for(self, dose_reference_uid: str) -> float | None:
+        """Sum of BeamDose (Gy per fraction) of the beams aimed at one dose reference."""
+        doses = [b.dose_gy for b in self.beams if b.dose_reference_uid == dose_reference_uid]
+        return float(sum(doses)) if doses and all(d is not None for d in doses) else None
 
 
 @dataclass(frozen=True)
@@ -42,6 +72,9 @@ class Plan:
     beam_numbers: tuple[int, ...]
     n_fraction_groups: int
     prescription_text: str
+    fraction_groups: tuple[FractionGroup, ...] = ()
+    #: Set when this Plan stands for one fraction group of a multi-group RTPLAN.
+    fraction_group: int | None = None
     patient_name: str = ""   # PatientName (0010,0010) as written (PN, "Family^Given")
     reviewer: str = ""       # ReviewerName (300E,0008), when approved/rejected
     review_date: str = ""    # ReviewDate (300E,0004) YYYYMMDD
@@ -81,18 +114,22 @@ def _dose_or_none(item, keyword: str, path: Path, empty_ok: bool = False) -> flo
 def read_plan(path: Path) -> Plan:
     ds = read_dataset(path)
     groups = list(ds.get("FractionGroupSequence", []) or [])
-    fractions = None
-    beam_dose = None
-    if groups:
-        g = groups[0]
-        fractions = whole(g, "NumberOfFractionsPlanned", path, empty_ok=True)  # Type 2
-        if fractions is not None:
-            if fractions < 1:
-                raise DicomInputError(f"NumberOfFractionsPlanned is {fractions}", path)
-        doses = [_dose_or_none(b, "BeamDose", path, empty_ok=True)  # setup beams: empty
-                 for b in g.get("ReferencedBeamSequence", []) or []]
-        if doses and all(d is not None for d in doses):
-            beam_dose = float(sum(doses))
+    fraction_groups = []
+    for g in groups:
+        n = whole(g, "NumberOfFractionsPlanned", path, empty_ok=True)  # Type 2
+        if n is not None and n < 1:
+            raise DicomInputError(f"NumberOfFractionsPlanned is {n}", path)
+        beams = tuple(BeamDose(whole(b, "ReferencedBeamNumber", path, empty_ok=True)
+                               if "ReferencedBeamNumber" in b else None,
+                               _dose_or_none(b, "BeamDose", path, empty_ok=True),  # setup: empty
+                               text(b, "ReferencedDoseReferenceUID"))
+                      for b in g.get("ReferencedBeamSequence", []) or [])
+        number = whole(g, "FractionGroupNumber", path, empty_ok=True) \
+            if "FractionGroupNumber" in g else None
+        fraction_groups.append(FractionGroup(number, n, beams))
+    fractions = fraction_groups[0].fractions if len(fraction_groups) == 1 else None
+    beam_dose = fraction_groups[0].beam_dose_per_fraction_gy if len(fraction_groups) == 1 \
+        else None
     prescriptions = []
     for ref in ds.get("DoseReferenceSequence", []) or []:
         if text(ref, "DoseReferenceType").upper() != "TARGET":
@@ -109,7 +146,8 @@ def read_plan(path: Path) -> Plan:
             raise DicomInputError(f"a {kind} target prescription of {dose:g} Gy without "
                                   "ReferencedROINumber: which ROI it is for cannot be told",
                                   path)
-        prescriptions.append(TargetPrescription(dose, roi, text(ref, "DoseReferenceDescription")))
+        prescriptions.append(TargetPrescription(dose, roi, text(ref, "DoseReferenceDescription"),
+                                                text(ref, "DoseReferenceUID")))
     rs_uid = None
     for item in ds.get("ReferencedStructureSetSequence", []) or []:
         rs_uid = text(item, "ReferencedSOPInstanceUID") or rs_uid
@@ -125,5 +163,6 @@ def read_plan(path: Path) -> Plan:
         prescriptions=tuple(prescriptions), beam_dose_per_fraction_gy=beam_dose,
         beam_numbers=beams, n_fraction_groups=len(groups),
         prescription_text=text(ds, "PrescriptionDescription"),
+        fraction_groups=tuple(fraction_groups),
         patient_name=text(ds, "PatientName"), reviewer=text(ds, "ReviewerName"),
         review_date=text(ds, "ReviewDate"), review_time=text(ds, "ReviewTime"))

@@ -23,6 +23,9 @@ from rtqa.errors import DicomInputError
 from rtqa.reading.common import MAX_COORDINATE_MM, read_dataset, reader, text, whole
 
 _CONTOUR_DATA = Tag(0x3006, 0x0050)
+#: A step between contour planes larger than this multiple of the ROI's median plane
+#: spacing is a gap (planes missing inside the ROI's extent).
+GAP_FACTOR = 1.5
 #: Contour points within this distance (mm) in z belong to one plane.
 PLANE_TOL_MM = 0.01
 #: Refuse structure sets with more contour points than this (a clinical one has a few
@@ -42,6 +45,8 @@ class Structure:
     points: np.ndarray  # (M, 3) POINT contour coordinates, mm
     n_open_contours: int = 0
     warnings: tuple[str, ...] = ()
+    #: OPEN_PLANAR / OPEN_NONPLANAR contour points, (N, 3) mm each (no volume).
+    open_contours: tuple[np.ndarray, ...] = ()
 
     @property
     def has_volume(self) -> bool:
@@ -50,6 +55,32 @@ class Structure:
     @property
     def z_planes(self) -> np.ndarray:
         return np.array([z for z, _ in self.planes], dtype=float)
+
+    def gaps(self, factor: float = GAP_FACTOR) -> tuple[tuple[float, float, int], ...]:
+        """Planes missing inside the ROI's z extent: (z below, z above, planes missing) for
+        every step between consecutive contour planes larger than ``factor`` x the ROI's
+        usual (median) plane spacing, where the contours on both sides overlap in x-y (a
+        step between parts that do not overlap, two lesions in one ROI, is no gap)."""
+        zs = self.z_planes
+        if zs.size < 3:
+            return ()
+        steps = np.diff(zs)
+        usual = float(np.median(steps))
+        if not usual > 0:
+            return ()
+        big = np.flatnonzero(steps > factor * usual)
+        out = []
+        for k in big:
+            # contours on both sides of the step that overlap in x-y: the same object goes
+            # on (a gap); no overlap: separate parts of one ROI (two lesions in one PTV)
+            a = np.concatenate(self.planes[k][1])
+            b = np.concatenate(self.planes[k + 1][1])
+            if (a[:, 0].max() < b[:, 0].min() or b[:, 0].max() < a[:, 0].min()
+                    or a[:, 1].max() < b[:, 1].min() or b[:, 1].max() < a[:, 1].min()):
+                continue
+            out.append((float(zs[k]), float(zs[k + 1]),
+                        max(1, int(round(steps[k] / usual)) - 1)))
+        return tuple(out)
 
 
 @dataclass(frozen=True, eq=False)
@@ -164,6 +195,7 @@ def read_structure_set(path: Path) -> StructureSet:
         polys: list[tuple[float, np.ndarray]] = []
         points: list[np.ndarray] = []
         n_open = 0
+        open_pts: list[np.ndarray] = []
         rc = contours.get(number)
         for item in (rc.get("ContourSequence", []) or []) if rc is not None else []:
             gtype = text(item, "ContourGeometricType").upper()
@@ -178,6 +210,8 @@ def read_structure_set(path: Path) -> StructureSet:
                 continue
             if gtype == "OPEN_PLANAR" or gtype == "OPEN_NONPLANAR":
                 n_open += 1
+                if len(pts):
+                    open_pts.append(pts)
                 continue
             if gtype != "CLOSED_PLANAR":
                 warnings.append(f"contour of type '{gtype or 'missing'}' ignored")
@@ -196,7 +230,8 @@ def read_structure_set(path: Path) -> StructureSet:
             roi_number=number, name=name, interpreted_type=types.get(number, ""),
             planes=_group_planes(polys),
             points=np.concatenate(points) if points else np.empty((0, 3)),
-            n_open_contours=n_open, warnings=tuple(warnings)))
+            n_open_contours=n_open, warnings=tuple(warnings),
+            open_contours=tuple(open_pts)))
 
     series: list[str] = []
     frame = ""

@@ -99,10 +99,16 @@ _PS33 = re.compile(r"^DICOM (?P<part>PS3\.\d+)\s+(?P<sec>[A-Z]?[\d.]+\d)")
 _NCT = re.compile(r"\b(?P<nct>NCT\d{8})\b")
 
 
+_DERIVED = "derived (LQ) from "
+
+
 def short_source(source) -> str:
     """A short form of a source for the terminal: "Benedict 2010, Table III",
-    "PS3.3 C.8.8.16", "NCT06261047 protocol"; otherwise its first clause."""
+    "PS3.3 C.8.8.16", "NCT06261047 protocol"; otherwise its first clause. A derived
+    limit's source ("derived (LQ) from Benedict et al. ...") -> "LQ from Benedict 2010"."""
     s = clean(source).strip()
+    if s.startswith(_DERIVED):
+        return "LQ from " + short_source(s[len(_DERIVED):])
     m = _AUTHOR_YEAR.match(s)
     if m:
         t = _TABLE.search(s)

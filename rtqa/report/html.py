@@ -300,6 +300,10 @@ def _view(report: Report) -> dict:
                        for s in report.structures],
         "warnings": [clean(w) for w in report.warnings],
         "errors": [clean(e) for e in report.errors],
+        "doses": [{"file": clean(d.file), "summation": clean(d.summation_type),
+                   "plan": clean(d.plan) or "—", "role": clean(d.role),
+                   "used": "yes" if d.used else "no", "note": clean(d.note)}
+                  for d in report.doses],
         "inputs": [{"path": line.path, "kind": line.kind, "uid": line.uid or "—",
                     "sha256": line.sha256, "count": line.count}
                    for line in provenance(report.inputs)],

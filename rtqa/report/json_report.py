@@ -5,7 +5,8 @@ and documented field by field in ``rtqa/report/schema/rtqa-report-2.json`` (JSON
 draft 2020-12, see ``schema_path()``). Rules:
 
 * Top-level keys, always in this order: ``schema``, ``status``, ``rtqa_version``,
-  ``created``, ``protocol``, ``patient_id``, ``patient_name``, ``plans``, ``lesions``, ``checks``,
+  ``created``, ``protocol``, ``patient_id``, ``patient_name``, ``plans``, ``doses``,
+  ``lesions``, ``checks``,
   ``structures``, ``warnings``, ``errors``, ``inputs``, ``conventions``.
 * Records keep the order the pipeline gave them; keys within a record are in the fixed
   order of the schema. Every field is present (``null`` when unknown).
@@ -39,8 +40,8 @@ __all__ = ["to_dict", "dumps", "check_report", "created_of", "version_of", "sche
 OVERALL_STATUSES = ("PASS", "FAIL", "ERROR")
 PRIORITIES = ("mandatory", "optimal")
 TOP_LEVEL_KEYS = ("schema", "status", "rtqa_version", "created", "protocol", "patient_id",
-                  "patient_name", "plans", "lesions", "checks", "structures", "warnings", "errors",
-                  "inputs", "conventions", "curves")
+                  "patient_name", "plans", "doses", "lesions", "checks", "structures",
+                  "warnings", "errors", "inputs", "conventions", "curves")
 _SEVERITY = {"PASS": 0, "FAIL": 1, "ERROR": 2}
 _PROTOCOL_KEYS = ("name", "path", "source")
 
@@ -164,12 +165,23 @@ def to_dict(report: Report, *, now: datetime | None = None) -> dict:
             "prescription_gy": _num(p.prescription_gy),
             "approval_status": p.approval_status,
             "file": p.file,
+            "checked": bool(p.checked),
+            "note": p.note,
             "name": p.name,
             "reviewer": p.reviewer,
             "review_date": p.review_date,
             "targets": [{"roi": t.roi, "dose_gy": _num(t.dose_gy),
                          "description": t.description} for t in p.targets],
         } for p in report.plans],
+        "doses": [{
+            "file": d.file,
+            "sop_instance_uid": d.sop_instance_uid,
+            "summation_type": d.summation_type,
+            "plan": d.plan,
+            "role": str(d.role),
+            "used": bool(d.used),
+            "note": d.note,
+        } for d in report.doses],
         "lesions": [{
             "name": les.name,
             "targets": list(les.targets),
@@ -204,6 +216,7 @@ def to_dict(report: Report, *, now: datetime | None = None) -> dict:
             "plans": list(c.plans),
             "fractions": [_int(n) for n in c.fractions],
             "reason": None if c.reason is None else str(c.reason),
+            "derivation": c.derivation,
         } for c in report.checks],
         "structures": [{
             "name": s.name,

@@ -330,8 +330,12 @@ def _header(report: Report, width: int, color: bool) -> list[str]:
         rx = fmt_value(p.prescription_gy, "Gy")
         rx = "prescription unknown" if rx in ("—", "n/a") else rx
         extra = f"  {clean(p.approval_status)}" if p.approval_status else ""
+        if not p.checked:
+            extra += "  NOT CHECKED"
         head = "Plans" if i == 0 else ""
         lines.append(f"{head:<12}{_pad(labels[i], lw)}  {fx:>5}  {rx:>9}{extra}")
+        if not p.checked and p.note:
+            lines.append(" " * 12 + "  " + clean(p.note)[:width - 14])
         more = []
         if p.name and p.name != p.label:
             more.append(f"name {clean(p.name)}")
@@ -342,6 +346,13 @@ def _header(report: Report, width: int, color: bool) -> list[str]:
         for text in more:
             lines += textwrap.wrap(text, width=max(20, width - 14), initial_indent=" " * 14,
                                    subsequent_indent=" " * 16, break_on_hyphens=False)
+    for i, d in enumerate(report.doses):
+        head = "Dose files" if i == 0 else ""
+        name = clean(d.file).replace("\\", "/").rsplit("/", 1)[-1]
+        used = "" if d.used else " (not used)"
+        plan = f" of {clean(d.plan)}" if d.plan else ""
+        lines.append(f"{head:<12}{name}  {clean(d.summation_type)}: {clean(d.role)}{plan}{used}")
+    # the verdict last, so that the reasons follow it directly
     lines.append(f"{'Status':<12}" + _paint(report.status, report.status + "!"
                                              if report.status != "ERROR" else "ERROR", color))
     return lines

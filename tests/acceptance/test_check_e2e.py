@@ -42,7 +42,9 @@ VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 
 RD, RS, RP = "RD.SBRT_5fx.dcm", "RS.hcc_pass.dcm", "RP.SBRT_5fx.dcm"
 CV15 = "oar.normal_liver.Liver-GTV.CV15Gy"
-LIVER_MEAN = "oar.quantec.Liver-GTV.Mean"
+LIVER_MEAN = "oar.quantec.Liver-GTV.Mean"          # conventional, on EQD2: informative at 5 fx
+LIVER_MEAN_SBRT = "oar.lq.quantec.Liver-GTV.Mean"  # SBRT 6 fx row derived (LQ) for 5 fx
+LIVER_DC700 = "oar.lq.tg101.Liver-GTV.DC700cc"     # TG-101 1 fx row derived (LQ) for 5 fx
 ESO_MAX = "oar.tg101.Esophagus.D0.035cc"
 
 
@@ -236,7 +238,7 @@ def test_pass_exit_0_and_every_mandatory_check_passes(pass_run):
                 "integrity.prescription.SBRT_5fx.PTV_Liver", "integrity.coverage.PTV_Lung",
                 "lesion.Liver.bed", "lesion.Lung.bed", "lesion.T10.bed",
                 "protocol.oligoprogression.lesions", "protocol.oligoprogression.organs",
-                "protocol.ptv_margin.PTV_Liver", CV15, LIVER_MEAN, ESO_MAX,
+                "protocol.ptv_margin.PTV_Liver", CV15, LIVER_MEAN_SBRT, ESO_MAX,
                 "oar.tg101.SpinalCord.D0.035cc", "oar.quantec.Lung_L+Lung_R-GTV.Mean"):
         assert by_id[cid]["status"] == "PASS", (cid, by_id[cid])
         assert by_id[cid]["priority"] == "mandatory"
@@ -348,7 +350,9 @@ FAILURES = {
     "underdosed": ("lesion.Lung.bed", "PTV_Lung", "BED10 of D95%[Gy]", ">= 60", 48.5, 1.5,
                    {"Liver": "PASS", "Lung": "FAIL", "T10": "PASS"}),
     "liver700": (CV15, "Liver - GTV", "CV15Gy[cc]", ">= 700", 606.0, 45.0, None),
-    "liver_mean": (LIVER_MEAN, "Liver - GTV", "Mean[Gy]", "< 28", 39.8, 2.0, None),
+    # physical mean of normal liver, analytic truth 17.95 Gy (rtqa.sample.phantom.sample_dose);
+    # QUANTEC's 18 Gy/6 fx SBRT row derived (LQ, α/β 3) for 5 fx: < 16.91 Gy
+    "liver_mean": (LIVER_MEAN_SBRT, "Liver - GTV", "Mean[Gy]", "< 16.91", 17.95, 0.3, None),
     "esophagus": (ESO_MAX, "Esophagus", "D0.035cc[Gy]", "< 35", 46.2, 2.0, None),
 }
 
@@ -388,6 +392,9 @@ def test_normal_liver_rule_and_mean_are_told_apart(failure_run):
     assert spread[LIVER_MEAN]["value"] == pytest.approx(23.3, abs=2.0)  # EQD2, truth
     hot = checks_by_id(failure_run("liver_mean").doc)
     assert hot[LIVER_MEAN]["status"] == "FAIL" and hot[CV15]["status"] == "PASS"
+    # the conventional EQD2 row fails too but only informs: the SBRT row applies at 5 fx
+    assert hot[LIVER_MEAN]["priority"] == "optimal" and "informative only" in hot[LIVER_MEAN]["note"]
+    assert hot[LIVER_MEAN_SBRT]["status"] == "FAIL" and hot[LIVER_MEAN_SBRT]["derivation"]
     assert hot[CV15]["value"] == pytest.approx(933.0, abs=45.0)
     assert "EQD2" in hot[LIVER_MEAN]["note"]
 
@@ -515,8 +522,9 @@ def test_ambiguous_liver_is_error_until_mapped(export, runs):
     doc = run.doc
     assert_valid(doc)
     assert doc["status"] == "ERROR"
-    assert mandatory_not_passing(doc) == {CV15: "NOT EVALUATED", LIVER_MEAN: "NOT EVALUATED"}
-    for cid in (CV15, LIVER_MEAN):
+    liver_rows = (CV15, LIVER_MEAN, LIVER_MEAN_SBRT, LIVER_DC700)
+    assert mandatory_not_passing(doc) == {cid: "NOT EVALUATED" for cid in liver_rows}
+    for cid in liver_rows:
         note = checks_by_id(doc)[cid]["note"]
         assert "'Liver' is ambiguous" in note and "'Liver_old'" in note and "--map" in note
 
@@ -524,7 +532,7 @@ def test_ambiguous_liver_is_error_until_mapped(export, runs):
     assert mapped.code == 0, mapped.stderr
     doc = mapped.doc
     assert doc["status"] == "PASS" and mandatory_not_passing(doc) == {}
-    for cid in (CV15, LIVER_MEAN):
+    for cid in liver_rows:
         row = checks_by_id(doc)[cid]
         assert row["status"] == "PASS"
         assert "Liver" in row["rois"] and "Liver_old" not in row["rois"]

@@ -17,35 +17,23 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
+import batch_helpers as hooks
 import pydicom
 import pytest
+from batch_helpers import small
 from click.testing import CliRunner
 
-from rtqa.batch import (DEFAULT_TIMEOUT_S, TEST_FAULT_ENV, BatchOptions, CheckSettings,
-                        discover, exit_code, run_batch, summary_csv)
+from rtqa.batch import (DEFAULT_TIMEOUT_S, BatchOptions, CheckSettings, discover, exit_code,
+                        run_batch, summary_csv)
 from rtqa.cli.batch import batch
 from rtqa.checks.pipeline import run_check
 from rtqa.sample import hcc_fail, hcc_pass, write_case
 
-KEEP = ("External", "Liver", "SpinalCord")
-LESIONS = ("Liver", "T10")
 FAILING = {"lesion.T10.bed", "oar.normal_liver.Liver-GTV.CV15Gy"}
-
-
-def small(case, name: str, patient_id: str, grid_mm: float = 6.0):
-    """A ~1 s variant of a sample case with its own UIDs (name and seed) and patient."""
-    plans = tuple(replace(p, grid=replace(p.grid, spacing_mm=(grid_mm,) * 3),
-                          targets=tuple(t for t in p.targets if t.lesion in LESIONS))
-                  for p in case.plans)
-    return replace(case, name=name, seed=name, patient_id=patient_id,
-                   ct=replace(case.ct, rows=48, columns=48), plans=plans,
-                   contour_spacing_mm=4.0, min_contour_points=12,
-                   structures=tuple(s for s in case.structures if s.name in KEEP),
-                   lesions=tuple(les for les in case.lesions if les.name in LESIONS))
 
 
 def _move(files, dest: Path) -> None:
@@ -231,9 +219,9 @@ def test_resume_skips_unchanged_and_rechecks_changed(tree, tmp_path):
     assert other.resumed == 0
 
 
-def test_worker_crash_is_an_error_and_the_others_complete(tree, tmp_path, monkeypatch):
-    monkeypatch.setenv(TEST_FAULT_ENV, "exit:PAT-002")
-    res = run_batch(tree, BatchOptions(out=str(tmp_path / "out"), workers=2))
+def test_worker_crash_is_an_error_and_the_others_complete(tree, tmp_path):
+    res = run_batch(tree, BatchOptions(out=str(tmp_path / "out"), workers=2,
+                                       check=partial(hooks.crash_on, "PAT-002")))
     rows = _by_patient(res.rows)
     assert rows["PAT-002"]["status"] == "ERROR"
     assert "worker process checking this plan died (exit code 70)" in rows["PAT-002"]["errors"][0]
@@ -242,23 +230,27 @@ def test_worker_crash_is_an_error_and_the_others_complete(tree, tmp_path, monkey
     assert res.exit_code == 2 and res.summary["complete"]
     assert (res.out / rows["PAT-002"]["html"]).is_file()
     # a crash records no inputs: --resume checks the plan again
-    monkeypatch.delenv(TEST_FAULT_ENV)
     again = run_batch(tree, BatchOptions(out=str(tmp_path / "out"), workers=2, resume=True))
     assert again.checked == 1 and _by_patient(again.rows)["PAT-002"]["status"] == "FAIL"
 
 
-def test_exception_in_a_plan_is_an_error(tree, tmp_path, monkeypatch):
-    monkeypatch.setenv(TEST_FAULT_ENV, "raise:PAT-001")
-    res = run_batch(tree / "good", BatchOptions(out=str(tmp_path / "out"), workers=1))
+def test_exception_in_a_plan_is_an_error(tree, tmp_path):
+    res = run_batch(tree / "good", BatchOptions(out=str(tmp_path / "out"), workers=1,
+                                                check=partial(hooks.raise_on, "PAT-001")))
     rows = _by_patient(res.rows)
     assert rows["PAT-001"]["status"] == "ERROR"
-    assert rows["PAT-001"]["errors"][0].startswith("internal error (RuntimeError: test fault")
+    assert rows["PAT-001"]["errors"][0].startswith(
+        "internal error (RuntimeError: test fault injected by the test)")
     assert rows["PAT-002"]["status"] == "FAIL" and res.exit_code == 2
 
 
 # --- time limit per plan (--timeout) -------------------------------------------------------
 
-LIMIT_S = 4   # a sample plan takes about 1 s; the "sleep" fault sleeps 600 s
+# The hung plan (hooks.hang_on) blocks until killed; the other plans take about 1 s, so
+# this limit only has to be long enough for them. No test bounds how long anything takes:
+# they wait for the batch to end (the hung worker killed at its deadline) and then look
+# at the hung worker's process id, which it wrote in a marker file.
+LIMIT_S = 15
 
 
 def _gone(pid: int) -> bool:
@@ -269,18 +261,35 @@ def _gone(pid: int) -> bool:
     return False
 
 
+def _hung_pids(marker_dir: Path) -> list[int]:
+    return sorted(int(p.name) for p in marker_dir.iterdir() if p.name.isdigit())
+
+
+def _hang(monkeypatch, text: str, marker_dir: Path) -> None:
+    """Every local batch of this test hangs the plans matching ``text`` (the CLI has no
+    hook option: the pool the batch calls is given the test's check)."""
+    import rtqa.batch.pool as pool
+    import rtqa.batch.run as run_mod
+    marker_dir.mkdir(exist_ok=True)
+    hook = partial(hooks.hang_on, text, str(marker_dir))
+
+    def run_local(*args, check=None, **kwargs):
+        return pool.run_local(*args, check=hook, **kwargs)
+
+    monkeypatch.setattr(run_mod, "run_local", run_local)
+
+
 @pytest.mark.slow
 def test_timeout_is_an_error_the_worker_is_killed_and_the_others_complete(
         tree, tmp_path, monkeypatch):
-    monkeypatch.setenv(TEST_FAULT_ENV, "sleep:PAT-001")
+    _hang(monkeypatch, "PAT-001", tmp_path / "hung")
     out = tmp_path / "out"
-    t0 = time.monotonic()
     r = CliRunner().invoke(batch, [str(tree / "good"), "--out", str(out), "-j", "2",
                                    "--timeout", str(LIMIT_S)])
-    elapsed = time.monotonic() - t0
     # without the time limit this batch exits 1 (PASS + FAIL): 2 comes from the timeout
     assert r.exit_code == 2, r.output
-    assert elapsed < 15
+    [pid] = _hung_pids(tmp_path / "hung")     # the plan did start and hang ...
+    assert _gone(pid)                         # ... and its process was killed and reaped
     reason = (f"timed out after {LIMIT_S} s (time limit per plan, --timeout): its worker "
               "process was killed")
     summary = json.loads((out / "summary.json").read_text())
@@ -301,19 +310,22 @@ def test_timeout_is_an_error_the_worker_is_killed_and_the_others_complete(
 
 
 @pytest.mark.slow
-def test_timeout_kills_the_process_and_a_fresh_one_goes_on(tree, tmp_path, monkeypatch):
+def test_timeout_kills_the_process_and_a_fresh_one_goes_on(tree, tmp_path):
     """Kept worker processes (max_tasks_per_child=None): the one running the timed-out plan
     is killed (its pid is gone) and a new one checks the next plans."""
-    monkeypatch.setenv(TEST_FAULT_ENV, "sleep:PAT-001")
+    (tmp_path / "hung").mkdir()
     res = run_batch(tree, BatchOptions(out=str(tmp_path / "out"), workers=1,
-                                       max_tasks_per_child=None, timeout=LIMIT_S))
+                                       max_tasks_per_child=None, timeout=LIMIT_S,
+                                       check=partial(hooks.hang_on, "PAT-001",
+                                                     str(tmp_path / "hung"))))
     rows = _by_patient(res.rows)
     assert rows["PAT-001"]["errors"][0].startswith(f"timed out after {LIMIT_S} s")
     assert rows["PAT-002"]["status"] == "FAIL"
     assert "incomplete DICOM file" in rows["PAT-003"]["errors"][0]
     killed = [s for s in res.stats if s.get("timed_out")]
     assert [s["key"] for s in killed] == [rows["PAT-001"]["key"]]
-    assert LIMIT_S <= killed[0]["seconds"] < LIMIT_S + 5
+    assert killed[0]["seconds"] >= LIMIT_S          # never before its deadline
+    assert _hung_pids(tmp_path / "hung") == [killed[0]["pid"]]
     assert _gone(killed[0]["pid"])
     others = [s for s in res.stats if not s.get("timed_out")]
     assert len(others) == 2 and len({s["pid"] for s in others}) == 1    # one kept process
@@ -358,25 +370,22 @@ def test_dask_gives_the_local_summary(local_run, tree, dask_cluster, tmp_path):
 
 
 @pytest.mark.slow
-def test_dask_worker_crash_is_an_error(tree, dask_cluster, tmp_path, monkeypatch):
-    monkeypatch.setenv(TEST_FAULT_ENV, "exit:PAT-002")
+def test_dask_worker_crash_is_an_error(tree, dask_cluster, tmp_path):
     res = run_batch(tree / "good", BatchOptions(out=str(tmp_path / "out"),
-                                                scheduler=dask_cluster.scheduler_address))
+                                                scheduler=dask_cluster.scheduler_address,
+                                                check=partial(hooks.crash_on, "PAT-002")))
     rows = _by_patient(res.rows)
     assert rows["PAT-002"]["status"] == "ERROR" and "KilledWorker" in rows["PAT-002"]["errors"][0]
     assert rows["PAT-001"]["status"] == "PASS"
 
 
 @pytest.mark.slow
-def test_dask_timeout_is_an_error_and_the_worker_is_restarted(tree, dask_cluster, tmp_path,
-                                                              monkeypatch):
-    monkeypatch.setenv(TEST_FAULT_ENV, "sleep:PAT-001")
-    t0 = time.monotonic()
+def test_dask_timeout_is_an_error_and_the_worker_is_restarted(tree, dask_cluster, tmp_path):
+    (tmp_path / "hung").mkdir()
     res = run_batch(tree / "good", BatchOptions(out=str(tmp_path / "out"), timeout=LIMIT_S,
-                                                scheduler=dask_cluster.scheduler_address))
-    # about 11 s: 4 s limit + the nanny's restart (4 s grace, then SIGKILL) + the rest;
-    # the bound only shows that the batch did not wait for the 600 s sleep
-    assert time.monotonic() - t0 < 30
+                                                scheduler=dask_cluster.scheduler_address,
+                                                check=partial(hooks.hang_on, "PAT-001",
+                                                              str(tmp_path / "hung"))))
     rows = _by_patient(res.rows)
     reason = rows["PAT-001"]["errors"][0]
     assert rows["PAT-001"]["status"] == "ERROR"
@@ -387,6 +396,8 @@ def test_dask_timeout_is_an_error_and_the_worker_is_restarted(tree, dask_cluster
     assert res.summary["complete"]
     killed = [s for s in res.stats if s.get("timed_out")]
     assert len(killed) == 1 and killed[0]["restart"] == "OK"
+    assert killed[0]["seconds"] >= LIMIT_S
+    assert _hung_pids(tmp_path / "hung") == [killed[0]["pid"]]
     assert _gone(killed[0]["pid"])             # LocalCluster: the worker ran on this machine
 
 
@@ -421,7 +432,6 @@ def test_workers_run_the_batch_rtqa_not_one_in_the_current_folder(tmp_path):
         "    task = PlanTask('k', 'n', 'P', (), (), (), CheckSettings().resolved(), 'problem')\n"
         "    print(json.dumps(json.loads(run_isolated(task)['json'])['errors']))\n")
     env = dict(os.environ, PYTHONPATH=str(Path(rtqa.__file__).parent.parent))
-    env.pop(TEST_FAULT_ENV, None)
     out = subprocess.run([sys.executable, str(driver)], cwd=decoy, env=env, text=True,
                          capture_output=True, timeout=120)
     assert out.returncode == 0, out.stderr

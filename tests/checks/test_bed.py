@@ -59,14 +59,16 @@ def lesion_case(name: str, lesions: tuple[LesionSpec, ...], plans, **grid_kw) ->
     return CaseSpec(name, (body,), ct, lesions, specs)
 
 
-def evaluate_folder(folder: Path, fractions_override=None, load_override=None):
+def evaluate_folder(folder: Path, fractions_override=None, load_override=None,
+                    sum_plans=False):
     export = load_export([folder], fractions_override=load_override)
     ss = export.structure_sets[0]
     match = match_rois([s.name for s in ss.structures],
                        roi_types={s.name: s.interpreted_type for s in ss.structures})
     lesions = discover_lesions(ss, match)
     return lesions, evaluate_lesions(lesions, export.courses, RULE,
-                                     fractions_override=fractions_override)
+                                     fractions_override=fractions_override,
+                                     sum_plans=sum_plans)
 
 
 def results_by_name(evaluation):
@@ -173,7 +175,11 @@ def test_each_lesion_uses_its_own_plans_fractions(folders):
 
 def test_lesion_treated_by_two_plans_sums_bed_voxel_wise(folders):
     folder, case = folders["summed"]
-    (r,) = evaluate_folder(folder)[1].results
+    (unconfirmed,) = evaluate_folder(folder)[1].results
+    # two RTPLANs treating one lesion are never summed unconfirmed, even when neither
+    # meets the rule alone (issue 13: a failing plan plus a copy of its dose passed)
+    assert unconfirmed.status == NOT_EVALUATED and "--sum-plans" in unconfirmed.note
+    (r,) = evaluate_folder(folder, sum_plans=True)[1].results
     truth = truth_bed(case, "C", [("C_5fx", 5), ("C_3fx", 3)])
     assert dict(zip(r.plans, r.fractions)) == {"C_5fx": 5, "C_3fx": 3}
     assert r.dose_gy is None  # no single physical dose stands for a BED sum
@@ -226,7 +232,7 @@ def test_two_plans_on_different_grids(tmp_path):
     case = replace(case, name="summed_grids",
                    plans=(case.plans[0], replace(case.plans[1], grid=shifted)))
     write_case(case, tmp_path)
-    (r,) = evaluate_folder(tmp_path)[1].results
+    (r,) = evaluate_folder(tmp_path, sum_plans=True)[1].results
     assert r.bed_gy == pytest.approx(truth_bed(case, "C", [("C_5fx", 5), ("C_3fx", 3)]), rel=REL)
 
 
@@ -439,7 +445,8 @@ def test_delivery_of_two_plans_treating_one_lesion(folders, delivery):
     lesions = discover_lesions(ss, match_rois([s.name for s in ss.structures],
                                               roi_types={s.name: s.interpreted_type
                                                          for s in ss.structures}))
-    (r,) = evaluate_lesions(lesions, export.courses, RULE, delivery=delivery).results
+    (r,) = evaluate_lesions(lesions, export.courses, RULE, delivery=delivery,
+                            sum_plans=True).results  # two RTPLANs: confirmed one course
     sequential = truth_bed(case, "C", [("C_5fx", 5), ("C_3fx", 3)])
     pts, _ = sample_inside(case.lesions[0].ptv, 0.5)
     physical = np.percentile(plan_dose(case, "C_5fx", pts) + plan_dose(case, "C_3fx", pts), 5)

@@ -9,7 +9,7 @@ from rtqa.cli import main
 from rtqa.constraints import STATUSES, load_constraint_file, load_protocol
 from rtqa.dvh.metrics import parse_metric
 from rtqa.checks.names import load_aliases
-from rtqa.paths import constraints_dir
+from rtqa.paths import constraints_dir, protocols_dir
 from rtqa.constraints.structexpr import parse_structure
 
 LIB = constraints_dir()
@@ -87,7 +87,7 @@ def test_trial_protocol_contents(trial):
     assert trial.name == "oligo-hcc"
     assert "NCT06261047" in trial.source and "KROG 20-04" in trial.source
     assert [s.path.name for s in trial.sets] == ["quantec.toml", "tg101.toml", "hytec.toml",
-                                                 "normal_liver.toml"]
+                                                 "normal_liver.toml", "rtog_sabr_4fx.toml"]
     les = trial.lesions
     assert (str(les.bed_limit), les.alpha_beta, les.coverage_metric,
             les.coverage_structures) == (">= 60", 10.0, "D95%[Gy]", ("PTV", "GTV"))
@@ -114,13 +114,15 @@ def test_normal_liver_rule(trial):
     rule = [c for c in trial.constraints if c.metric == "CV15Gy[cc]"]
     assert len(rule) == 1
     c = rule[0]
-    assert (c.structure, str(c.limit), c.fractions, c.status, c.enabled) == (
-        "Liver - GTV", ">= 700", frozenset({3, 4, 5}), "V", True)
+    # the trial: liver constraints "should at least meet" the rule, no fraction restriction
+    assert (c.structure, str(c.limit), c.fractions, c.status, c.enabled, c.dose_type) == (
+        "Liver - GTV", ">= 700", None, "V", True, "physical")
+    assert not c.conventional
     assert "spared" in c.note.lower() or "Spared" in c.note
-    for n in (3, 4, 5):
+    for n in (1, 2, 3, 4, 5, 6, 7, 8, 10, 30):
         assert "CV15Gy[cc] >= 700" in applied(trial, n, "Liver - GTV")
-    for n in (1, 2, 6):
-        assert "CV15Gy[cc] >= 700" not in applied(trial, n, "Liver - GTV")
+        rule = [e for e in trial.select(n) if e.applied and e.constraint is c][0]
+        assert rule.dose_type == "physical" and not rule.derived
     assert "DC700cc[Gy] < 9.1" in applied(trial, 1, "Liver - GTV")
 
 
@@ -128,7 +130,8 @@ def test_trial_cord_limits_per_fraction_count(trial):
     assert applied(trial, 1, "SpinalCord") == {
         "D0.035cc[Gy] < 50", "D0.035cc[Gy] < 13", "D0.35cc[Gy] < 10", "D0.035cc[Gy] < 14",
         "D1.2cc[Gy] < 7", "D0.035cc[Gy] < 12.4"}
-    assert applied(trial, 4, "SpinalCord") == {"D0.035cc[Gy] < 50", "D0.035cc[Gy] < 23"}
+    assert applied(trial, 4, "SpinalCord") == {"D0.035cc[Gy] < 50", "D0.035cc[Gy] < 23",
+                                              "D0.35cc[Gy] < 20.33", "D1.2cc[Gy] < 13.32"}
     assert applied(trial, 5, "SpinalCord") == {
         "D0.035cc[Gy] < 50", "D0.35cc[Gy] < 23", "D0.035cc[Gy] < 30", "D1.2cc[Gy] < 14.5",
         "D0.035cc[Gy] < 25.3"}
@@ -137,10 +140,16 @@ def test_trial_cord_limits_per_fraction_count(trial):
     assert (cord.dose_type, cord.alpha_beta) == ("EQD2", 2.0)
 
 
-def test_trial_four_fractions_gaps_are_explicit(trial):
-    none = {e.structure for e in trial.select(4) if e.kind == "none"}
-    assert {"Duodenum", "GreatVes", "Trachea + Bronchus", "Rib", "Skin", "Colon"} <= none
-    assert "Liver - GTV" not in none and "SpinalCord" not in none
+def test_trial_four_fractions_gaps_are_filled_by_derivation(trial):
+    sel = trial.select(4)
+    assert not [e for e in sel if e.kind == "none"]
+    derived = {e.structure for e in sel if e.applied and e.derived}
+    assert {"Duodenum", "GreatVes", "Trachea + Bronchus", "Rib", "Skin", "Colon",
+            "Stomach"} <= derived
+    # HyTEC has a 4 fx cord point maximum: sourced, not derived
+    cord = [e for e in sel if e.structure == "SpinalCord" and e.applied
+            and e.constraint.metric == "D0.035cc[Gy]" and not e.constraint.conventional]
+    assert [(e.constraint.limit.value, e.derived) for e in cord] == [(23.0, False)]
 
 
 def test_v2_and_u_rows_are_listed_but_not_applied(trial):
@@ -180,11 +189,25 @@ def test_cli_grouped_by_structure():
     assert any("CV15Gy[cc] >= 700" in line and "mandatory V" in line for line in block)
 
 
-def test_cli_four_fractions_says_no_constraint():
+def test_cli_four_fractions_shows_derived_rows():
     out = run("--fractions", "4").output
-    assert "no constraint for 4 fractions" in out
+    i = out.index("\nDuodenum\n")
+    block = out[i:out.index("\n\n", i + 1)]
+    assert "[LQ] D5cc[Gy] < 16.6" in block
+    assert "derived (LQ) from Benedict et al. Med Phys 2010;37(8):4078, Table III, 5 fx" in block
+    assert "NO CONSTRAINT" not in out
+
+
+def test_cli_without_derivation_says_no_constraint(tmp_path):
+    text = (protocols_dir() / "oligo-hcc.toml").read_text()
+    text = text.replace("derive_lq = true", "derive_lq = false")
+    (tmp_path / "p.toml").write_text(text)
+    for name in ("quantec.toml", "tg101.toml", "hytec.toml", "normal_liver.toml"):
+        (tmp_path / name).write_text((constraints_dir() / name).read_text())
+    out = run("--fractions", "4", "--protocol", str(tmp_path / "p.toml")).output
     i = out.index("\nDuodenum\n")
     assert "NO CONSTRAINT: no constraint for 4 fractions" in out[i:i + 100]
+    assert "NOT EVALUATED" in out[i:i + 200]
 
 
 def test_cli_all_marks_disabled_rows():
@@ -195,7 +218,7 @@ def test_cli_all_marks_disabled_rows():
 def test_cli_without_fractions_lists_fraction_specs():
     res = run()
     assert res.exit_code == 0
-    assert "3-5 fx" in res.output and "conventional" in res.output and "1 fx" in res.output
+    assert "conventional" in res.output and "1 fx" in res.output and "any" in res.output
     assert "[OFF]" not in res.output
     assert "[OFF]" in run("--all").output
 

@@ -301,7 +301,7 @@ def entries(selection, structure):
 
 
 def test_selection_one_fraction(rows):
-    sel = select(rows, 1)
+    sel = select(rows, 1, derive=False)
     assert entries(sel, "SpinalCord") == [("apply", "D0.035cc[Gy] < 50"),
                                           ("apply", "D0.035cc[Gy] < 13")]
     assert entries(sel, "Liver - GTV") == [("apply", "DC700cc[Gy] < 9.1")]
@@ -309,7 +309,7 @@ def test_selection_one_fraction(rows):
 
 
 def test_selection_three_fractions(rows):
-    sel = select(rows, 3)
+    sel = select(rows, 3, derive=False)
     assert entries(sel, "Liver - GTV") == [
         ("apply", "CV15Gy[cc] >= 700"), ("disabled", "DC700cc[Gy] < 19.2")]
     assert entries(sel, "Duodenum") == [("apply", "D5cc[Gy] < 16.5")]
@@ -318,7 +318,7 @@ def test_selection_three_fractions(rows):
 
 
 def test_selection_four_fractions_reports_missing_constraints(rows):
-    sel = select(rows, 4)
+    sel = select(rows, 4, derive=False)
     assert entries(sel, "Duodenum") == [("none", "no constraint for 4 fractions")]
     assert entries(sel, "Liver - GTV") == [("apply", "CV15Gy[cc] >= 700")]
     assert entries(sel, "SpinalCord") == [("apply", "D0.035cc[Gy] < 50")]
@@ -326,7 +326,7 @@ def test_selection_four_fractions_reports_missing_constraints(rows):
 
 
 def test_selection_five_fractions_lists_disabled_rows(rows):
-    sel = select(rows, 5)
+    sel = select(rows, 5, derive=False)
     assert entries(sel, "Femur_Head_L") == [
         ("none", "no constraint for 5 fractions (1 disabled row)"),
         ("disabled", "D10cc[Gy] < 30")]
@@ -335,7 +335,7 @@ def test_selection_five_fractions_lists_disabled_rows(rows):
 
 
 def test_selection_thirty_fractions_conventional_on_physical_dose(rows):
-    sel = select(rows, 30)
+    sel = select(rows, 30, derive=False)
     assert entries(sel, "Liver - GTV") == [("none", "no constraint for 30 fractions")]
     heart = [e for e in sel if e.structure == "Heart"][0]
     assert heart.applied and heart.dose_type == "physical" and heart.alpha_beta is None
@@ -358,14 +358,14 @@ def by_structure(selection, structure):
     ("Heart", 3.0, "late-responding tissue"), ("Kidney_L + Kidney_R", 2.5, "row setting"),
 ])
 def test_eqd2_conversion_and_alpha_beta_choice(rows, structure, ab, why):
-    e = by_structure(select(rows, 5), structure)
+    e = by_structure(select(rows, 5, derive=False), structure)
     assert (e.dose_type, e.alpha_beta) == ("EQD2", ab)
     assert e.conversion_note == (f"TEST conventional limit evaluated on EQD2 (α/β = {ab:g} Gy, "
                                  f"{why}), voxel-wise, 5 fractions")
 
 
 def test_global_alpha_beta_overrides_defaults_not_rows(rows):
-    sel = select(rows, 5, alpha_beta=4)
+    sel = select(rows, 5, alpha_beta=4, derive=False)
     assert by_structure(sel, "SpinalCord").alpha_beta == 4.0
     assert "global setting" in by_structure(sel, "Heart").conversion_note
     assert by_structure(sel, "Kidney_L + Kidney_R").alpha_beta == 2.5

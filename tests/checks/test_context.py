@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from rtqa.checks import bed, context, integrity, names, oar, protocol
+from rtqa.checks import accounting, bed, context, integrity, names, oar, protocol
 from rtqa.checks.context import CheckOptions, Evaluation, build_context, curve
 from rtqa.checks.pipeline import run_check
 from rtqa.dvh.data import DVHData
@@ -69,7 +69,9 @@ def test_run_check_is_the_families_in_order(pass_dir):
     plan = integrity.evaluate(ctx, lesions.checks + oars.checks)
     for ev in (lesions, oars, rules, plan):
         assert isinstance(ev, Evaluation)
-    expected = [c.id for ev in (lesions, oars, rules, plan) for c in ev.checks]
+    guarded, accounts, _, _ = accounting.evaluate(
+        ctx, [c for ev in (lesions, oars, rules, plan) for c in ev.checks])
+    expected = [c.id for c in guarded] + [c.id for c in accounts.checks]
     report = run_check([str(pass_dir)])
     assert [c.id for c in report.checks] == expected
     assert report.status == "PASS"

@@ -20,7 +20,8 @@ from rtqa.report.atomic import write_atomic
 from rtqa.errors import RtqaError
 from rtqa.report.json_report import TOP_LEVEL_KEYS, check_report, dumps, schema_path, to_dict
 from rtqa.results import (
-    FAIL, PASS, SCHEMA, Check, Curve, InputFile, LesionResult, PlanInfo, Report, StructureInfo,
+    FAIL, PASS, SCHEMA, Check, Curve, DoseFileInfo, InputFile, LesionResult, PlanInfo, Report,
+    StructureInfo,
 )
 
 ALL_REPORTS = [hcc_report, passing_report, error_report, hostile_report]
@@ -72,7 +73,7 @@ def test_schema_documents_every_field():
 def test_schema_records_match_the_result_model():
     """A field added to rtqa/results.py must be added to the JSON and its schema."""
     schema = json.loads(schema_path().read_text(encoding="utf-8"))["properties"]
-    model = {"plans": PlanInfo, "lesions": LesionResult, "checks": Check,
+    model = {"plans": PlanInfo, "doses": DoseFileInfo, "lesions": LesionResult, "checks": Check,
              "structures": StructureInfo, "inputs": InputFile}
     doc = to_dict(hcc_report())
     for key, cls in model.items():
@@ -123,7 +124,8 @@ def test_records_keep_their_order_and_content():
                    "source": "Benedict et al. Med Phys 2010;37(8):4078, Table III",
                    "note": "Volume max dose: less than 5 cc may reach the limit (5 fx row).",
                    "priority": "mandatory", "dose_view": "physical", "alpha_beta": None,
-                   "plans": ["LIVER_SBRT"], "fractions": [5], "reason": None}
+                   "plans": ["LIVER_SBRT"], "fractions": [5], "reason": None,
+                   "derivation": None}
     assert doc["inputs"][0]["sha256"] == report.inputs[0].sha256
     assert doc["conventions"] == report.conventions
 

@@ -69,7 +69,6 @@ def test_reasons_first_on_the_sample(report):
     assert sum(x.startswith(("FAIL ", "NOT EVALUATED ")) for x in lines[:details]) == n
     # the 16 "0 cc outside the dose grid" rows fold into one line
     assert sum("volume outside dose grid" in x for x in lines) == 1
-    assert len(lines) < 178  # the report before this change
     # every EQD2 row is labelled with its α/β
     for c in report.checks:
         if str(c.dose_view) == "EQD2":

@@ -95,7 +95,7 @@ def test_header():
     lines = plain().splitlines()
     assert lines[0].startswith("rtqa 0.1.0 — radiotherapy plan QA report")
     assert lines[0].endswith("2025-03-14T09:26:53+00:00")
-    head = "\n".join(lines[:12])
+    head = "\n".join(lines[:16])
     assert "Patient     Nguyen, Thi Lan  (ID HCC-0042)" in head
     assert "Protocol    oligo-hcc  (constraints/protocols/oligo-hcc.toml)" in head
     assert re.search(r"Plans +LIVER_SBRT +4 fx +60 Gy +APPROVED$", head, re.M)
