@@ -21,7 +21,9 @@ def _destinations(json_path, html_path, refuse: set[Path], pdf_path=None) -> lis
     from rtqa.report.atomic import check_destination
     dests = [d for d in (json_path, html_path, pdf_path) if d and d != "-"]
     if len({Path(d).resolve() for d in dests}) < len(dests):
-        raise RtqaError("--json, --html and --pdf must name different files", dests[0])
+        names = [n for n, d in (("--json", json_path), ("--html", html_path),
+                                ("--pdf", pdf_path)) if d and d != "-"]
+        raise RtqaError(f"{' and '.join(names)} name the same file", dests[0])
     for dest in dests:
         check_destination(dest, refuse=refuse)
     return dests

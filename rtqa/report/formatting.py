@@ -370,7 +370,11 @@ def provenance(inputs) -> list[ProvenanceLine]:
     if ct:
         import hashlib
         digest = hashlib.sha256("".join(f"{f.sha256}\n" for f in ct).encode()).hexdigest()
-        span = clean(ct[0].path) if len(ct) == 1 else f"{clean(ct[0].path)} … {clean(ct[-1].path)}"
+        first, last = clean(ct[0].path), clean(ct[-1].path)
+        head, _, name = last.replace("\\", "/").rpartition("/")
+        if head and first.replace("\\", "/").startswith(head + "/"):
+            last = name  # same folder: named once
+        span = first if len(ct) == 1 else f"{first} … {last}"
         out.append(ProvenanceLine("CT", span, "", digest, len(ct)))
     out += [ProvenanceLine(clean(f.kind), clean(f.path), clean(f.sop_instance_uid),
                            clean(f.sha256)) for f in inputs if str(f.kind).upper() != "CT"]

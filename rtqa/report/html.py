@@ -244,11 +244,12 @@ def _view(report: Report) -> dict:
         numbered: dict[str, int] = {}
         for v in rows:
             note = v["note"]
+            v["ref"] = ""
             if cat == "lesions" and note in lesion_notes:
-                v["note"] = "as in the lesion table"
+                v["note"], v["ref"] = "", "note as in the lesion table"
             elif note and counted[note] > 1:
                 numbered.setdefault(note, len(numbered) + 1)
-                v["note"] = f"note {numbered[note]}"
+                v["note"], v["ref"] = "", f"note {numbered[note]}"
         by_cat[cat] = rows
         notes_by_cat[cat] = [(k, note) for note, k in numbered.items()]
     grouped: dict[str, list[str]] = {}

@@ -99,7 +99,7 @@ def test_provenance_and_signoff():
             assert (f.sop_instance_uid or "—") in text
     # the CT series is one line: first … last path, count, digest of the digests
     series = hashlib.sha256("".join(f.sha256 + "\n" for f in ct).encode()).hexdigest()
-    assert f"{ct[0].path} … {ct[-1].path}" in text and series in text
+    assert f"{ct[0].path} … {ct[-1].path.rsplit('/', 1)[-1]}" in text and series in text
     assert f"CT ({len(ct)} files)" in text and ct[1].sha256 not in text
     for p in report.plans:
         assert p.sop_instance_uid in text
