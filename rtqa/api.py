@@ -54,7 +54,9 @@ def check(paths, *, protocol: str = "oligo-hcc", constraints: Iterable[str] = ()
           fractions: int | None = None, overrides: Mapping[str, str] | None = None,
           sum_plans: bool = False, delivery: str | None = None,
           progress: Callable[[str], None] | None = None, strict: bool = False,
-          end_caps: str = "half", plan: str | None = None) -> Report:
+          end_caps: str = "half", plan: str | None = None,
+          roi_types: Mapping[str, str] | None = None,
+          lesion_organs: Mapping[str, str] | None = None) -> Report:
     """Check a plan export against a protocol: what ``rtqa check`` does, as a function.
 
     Parameters
@@ -92,6 +94,12 @@ def check(paths, *, protocol: str = "oligo-hcc", constraints: Iterable[str] = ()
     plan : str, optional
         RTPlanLabel of the one plan to check (``--plan``); the other RTPLANs are listed
         as not checked (an APPROVED plan without dose is then no error).
+    roi_types : mapping of str to str, optional
+        ROI name -> RTROIInterpretedType stated by the user, replacing the declared one,
+        e.g. ``{"T10_PTV": "PTV"}`` (``--roi-type T10_PTV=PTV``).
+    lesion_organs : mapping of str to str, optional
+        Lesion (or one of its ROI names) -> organ, for a lesion outside every organ
+        contour, e.g. ``{"PTV_LN": "LymphNode"}`` (``--lesion-organ PTV_LN=LymphNode``).
 
     Returns
     -------
@@ -134,7 +142,8 @@ def check(paths, *, protocol: str = "oligo-hcc", constraints: Iterable[str] = ()
     from rtqa.checks.pipeline import CheckOptions, run_check
     options = CheckOptions(protocol, tuple(constraints), fractions, dict(overrides or {}),
                            progress, sum_plans=sum_plans, delivery=delivery,
-                           end_caps=end_caps, plan=plan)
+                           end_caps=end_caps, plan=plan, roi_types=dict(roi_types or {}),
+                           lesion_organs=dict(lesion_organs or {}))
     try:
         return run_check(_paths(paths), options)
     except RtqaError as exc:

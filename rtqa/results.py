@@ -75,6 +75,7 @@ class Reason(StrEnum):
     MIXED_FRACTIONATION = "mixed_fractionation"      # fraction-specific row, plans differ
     REFERENCE_BROKEN = "reference_broken"            # UID link / frame of reference
     TPS_DISAGREEMENT = "tps_disagreement"            # rtqa's DVH vs the planning system's
+    TARGET_TYPE_CONFLICT = "target_type_conflict"    # target-like name, non-target type
 
 
 PASS, FAIL, WARN, NOT_EVALUATED = Status.PASS, Status.FAIL, Status.WARN, Status.NOT_EVALUATED
@@ -179,6 +180,24 @@ class StructureInfo:
 
 
 @dataclass(frozen=True)
+class RoiInfo:
+    """How one ROI of the structure set was interpreted (declared type first).
+
+    ``role``: target, organ, prv, external, helper, ignored (by its declared type),
+    target-like (a target name on an ROI typed otherwise), ambiguous, near (an edited
+    copy of an organ name) or unmatched. ``standard``: TG-263 name or target class.
+    ``hint``: what the user can give to use or settle it (``--map Heart=Herz``)."""
+
+    name: str
+    roi_number: int
+    interpreted_type: str        # RTROIInterpretedType as declared ("" when absent)
+    role: str
+    standard: str | None = None
+    reason: str = ""
+    hint: str = ""
+
+
+@dataclass(frozen=True)
 class InputFile:
     path: str
     kind: str
@@ -212,6 +231,7 @@ class Report:
     lesions: tuple[LesionResult, ...] = ()
     checks: tuple[Check, ...] = ()
     structures: tuple[StructureInfo, ...] = ()
+    rois: tuple[RoiInfo, ...] = ()  # how each ROI was classified
     warnings: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
     inputs: tuple[InputFile, ...] = ()

@@ -359,7 +359,9 @@ def _second_patient(ds: Dataset) -> None:
 
 def _hostile_names(ds: Dataset) -> None:
     ds.SpecificCharacterSet = "ISO_IR 192"
-    rois(ds)["opt_avoid"][0].ROIName = HOSTILE_NAME
+    # on the CONTROL-typed ring: an unrecognised name typed AVOIDANCE (or ORGAN) is an
+    # organ-like ROI that may hide a protocol organ, and would stop the PASS
+    rois(ds)["zRing_PTV"][0].ROIName = HOSTILE_NAME
 
 
 def _empty_folder(work: Path) -> Path:
@@ -611,7 +613,7 @@ CASES: tuple[Case, ...] = (
          "a Liver ContourData value NaN: refused", RS, ("contourdata",)),
     # hostile names, folders, permissions, links
     Case("hostile_roi_name", _edited(RS, _hostile_names), "same",
-         "a helper ROI named with HTML/script and non-ASCII text: reports escape it (no "
+         "a CONTROL ROI named with HTML/script and non-ASCII text: reports escape it (no "
          "<script> element), JSON keeps it exactly", slow=True, extra=("escaped",)),
     Case("empty_folder", _empty_folder, "refuse", "an empty folder: refused", None,
          ("no dicom",)),

@@ -15,7 +15,7 @@ no RTSTRUCT, ...) are made by copying a written hcc_pass folder and editing it
 from __future__ import annotations
 
 import shutil
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rtqa.sample import (
@@ -209,3 +209,145 @@ def alternative_plans() -> CaseSpec:
                  clouds=p.clouds + (DoseCloud(sphere((0.0, -60.0, 110.0), 5.0), 3.0,
                                               label="re-plan difference"),))
     return replace(base, name="alternatives", plans=(p, v2))
+
+
+
+# --- ROI interpretation (issue 14 item 2, issue 13 mis-typed targets, issue 12 items 5, 8) --
+
+
+@dataclass(frozen=True)
+class Union:
+    """Disjoint solids drawn as one ROI (``Lungs``: both lungs), for the sample writer."""
+
+    parts: tuple
+
+    @property
+    def centre(self):
+        return self.parts[0].centre
+
+    def contains(self, p):
+        out = self.parts[0].contains(p)
+        for s in self.parts[1:]:
+            out = out | s.contains(p)
+        return out
+
+    def signed_distance(self, p):
+        import numpy as np
+        return np.minimum.reduce([s.signed_distance(p) for s in self.parts])
+
+    def sections(self, z, spacing_mm=1.0, min_points=32):
+        return [loop for s in self.parts for loop in s.sections(z, spacing_mm, min_points)]
+
+    def bounds(self):
+        import numpy as np
+        lo, hi = zip(*(s.bounds() for s in self.parts))
+        return np.min(lo, axis=0), np.max(hi, axis=0)
+
+    @property
+    def volume_cc(self):
+        return sum(s.volume_cc for s in self.parts)
+
+    def expanded(self, margin_mm):
+        return Union(tuple(s.expanded(margin_mm) for s in self.parts))
+
+
+#: Cyrillic small letter ie (U+0435), a look-alike of the Latin 'e'.
+CYRILLIC_LIVER = "Liv\u0435r"
+
+
+def renamed_organs() -> CaseSpec:
+    """hcc_pass with the organs named as real exports name them: one ``Lungs`` ROI (both
+    lungs) and one ``Kidneys`` ROI, ``Herz`` (German) for the heart, ``STOM`` for the
+    stomach, ``Cord_PRV0`` for the spinal cord. The liver gets its Cyrillic look-alike
+    name afterwards (:func:`rename_roi`: the writer's character set is Latin-1). Same
+    solids, same dose: every value equals hcc_pass's once the names are resolved."""
+    base = hcc_pass()
+    s = {x.name: x for x in base.structures}
+    rename = {"Heart": "Herz", "Stomach": "STOM", "SpinalCord": "Cord_PRV0"}
+    out = []
+    for x in base.structures:
+        if x.name in ("Lung_L", "Kidney_L"):
+            continue
+        if x.name == "Lung_R":
+            x = replace(x, name="Lungs", shape=Union((s["Lung_R"].shape, s["Lung_L"].shape)))
+        elif x.name == "Kidney_R":
+            x = replace(x, name="Kidneys",
+                        shape=Union((s["Kidney_R"].shape, s["Kidney_L"].shape)))
+        elif x.name in rename:
+            x = replace(x, name=rename[x.name])
+        out.append(x)
+    return replace(base, name="e2e_renamed", structures=tuple(out))
+
+
+def rename_roi(folder: Path, old: str, new: str) -> None:
+    """Rename an ROI in the export's RTSTRUCT (UTF-8, ISO_IR 192)."""
+    import pydicom
+
+    (rs,) = sorted(folder.glob("RS.*.dcm"))
+    ds = pydicom.dcmread(rs)
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    (item,) = [r for r in ds.StructureSetROISequence if r.ROIName == old]
+    item.ROIName = new
+    for ob in ds.get("RTROIObservationsSequence", []):
+        if ob.get("ROIObservationLabel") == old:
+            ob.ROIObservationLabel = new
+    ds.save_as(rs, enforce_file_format=True)
+
+
+def retype_roi(folder: Path, name: str, roi_type: str) -> None:
+    """Set an ROI's RTROIInterpretedType in the export's RTSTRUCT."""
+    import pydicom
+
+    (rs,) = sorted(folder.glob("RS.*.dcm"))
+    ds = pydicom.dcmread(rs)
+    (number,) = [r.ROINumber for r in ds.StructureSetROISequence if r.ROIName == name]
+    (ob,) = [o for o in ds.RTROIObservationsSequence if o.ReferencedROINumber == number]
+    ob.RTROIInterpretedType = roi_type
+    ds.save_as(rs, enforce_file_format=True)
+
+
+def mistyped_target_and_ring() -> CaseSpec:
+    """hcc_pass whose T10 PTV is named ``T10_PTV`` (retyped ORGAN after writing, with
+    :func:`retype_roi`) and with a ring ``PTV1_WALL`` (typed ORGAN) 3-8 mm around
+    PTV_Liver, as RayStation writes rings. Truth: 3 lesions (a ring is never a lesion);
+    the T10 lesion is found by its GTV alone until the user states the PTV's type."""
+    base = hcc_pass()
+    lesions = tuple(replace(les, ptv_name="T10_PTV") if les.name == "T10" else les
+                    for les in base.lesions)
+    ptv_r = 15.0 + 5.0 + 4.0
+    ring = StructureSpec("PTV1_WALL", Ring(sphere(LIVER_LESION, ptv_r + 8.0),
+                                           sphere(LIVER_LESION, ptv_r + 3.0)), "ORGAN",
+                         color=(90, 90, 200))
+    return replace(base, name="e2e_mistyped", lesions=lesions,
+                   structures=base.structures + (ring,))
+
+
+def lung_ptv_half_mm() -> CaseSpec:
+    """hcc_pass with PTV_Lung = GTV_Lung + 0.5 mm (no CTV): the protocol's 2 mm lower
+    bound fails; the measured margin is 0.5 mm. Dose conformed to the smaller PTV."""
+    base = hcc_pass()
+    lesions = tuple(replace(les, ptv_margin_mm=0.5) if les.name == "Lung" else les
+                    for les in base.lesions)
+    return replace(base, name="e2e_margin05", lesions=lesions)
+
+
+#: A lymph node r 6 mm whose surface lies 11 mm in front of the liver (the liver's front
+#: surface is at y = -26 - 64 = -90 mm at x = -58, z = -56).
+NODE_CENTRE = (-58.0, -90.0 - 11.0 - 6.0, -56.0)
+
+
+def node_outside_liver() -> CaseSpec:
+    """hcc_pass plus a lymph node (GTV_LN r 6 mm, PTV_LN +3 mm) 11 mm outside the liver,
+    40 Gy in 5 fractions. Truth: its organ is unknown (it is in no organ contour); the
+    plan has Liver, Lung and two lesions of unknown organ (T10, LN): 2 to 4 organs, so
+    the <= 3 organs row cannot be judged until the user names them."""
+    from rtqa.sample import LesionSpec, TargetDose, all_structures
+    from rtqa.sample.cases import _organ_grid
+
+    base = hcc_pass()
+    node = LesionSpec("LN", sphere(NODE_CENTRE, 6.0), ptv_margin_mm=3.0)
+    case = replace(base, name="e2e_node", lesions=base.lesions + (node,))
+    p = _plan(case)
+    grid = _organ_grid(all_structures(case), case.ct)
+    targets = p.targets + (TargetDose("LN", 40.0, falloff_mm=6.0, falloff_power=2.0),)
+    return replace(case, plans=(replace(p, grid=grid, targets=targets),))

@@ -402,17 +402,20 @@ def oligoprogression_checks(lesions: Sequence[Lesion], rule: OligoprogressionRul
     note = f"{lo} organ(s): {', '.join(known) or 'none'}"
     if unknown:
         note += f"; organ unknown for {', '.join(unknown)} (up to {hi} organs)"
+    reason = None
     if not o_lim.holds(lo):
         status = FAIL
     elif o_lim.holds(hi):
         status = PASS
     else:
-        status = NOT_EVALUATED
-        note += ": cannot tell whether the limit is met"
+        status, reason = NOT_EVALUATED, Reason.LESION_ORGAN_UNKNOWN
+        first = next(les for les in lesions if not les.organ or les.organ == UNKNOWN_ORGAN)
+        note += (": cannot tell whether the limit is met; name the organ of each such lesion, "
+                 f"e.g. --lesion-organ {first.targets[0].roi if first.targets else first.name}"
+                 "=<organ>")
     organ_check = Check("protocol.oligoprogression.organs", status=status, metric="organs",
                         value=float(lo), unit="organs", limit=str(o_lim), note=note,
-                        reason=Reason.LESION_ORGAN_UNKNOWN if status == NOT_EVALUATED
-                        else None, **common)
+                        reason=reason, **common)
     return [lesion_check, organ_check]
 
 

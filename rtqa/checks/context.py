@@ -46,7 +46,8 @@ class CheckOptions:
     ``fractions``: fraction count when there is no RTPLAN; ``overrides``: TG-263 name ->
     plan ROI name (``--map``); ``sum_plans``: several plans that each meet a lesion's BED
     rule alone are one course (summed); ``dvh_cache``: a ``DvhCache`` the dose service
-    computes through (e.g. a memo shared across checks)."""
+    computes through (e.g. a memo shared across checks); ``lesion_organs`` (``--lesion-organ``)
+    and ``roi_types`` (``--roi-type``): see below."""
 
     protocol: str = "oligo-hcc"
     constraints: tuple[str, ...] = ()
@@ -66,6 +67,12 @@ class CheckOptions:
     end_caps: str = "half"
     #: Label of the one RTPLAN to check (--plan): the others are listed, not checked.
     plan: str | None = None
+    #: Lesion (or one of its ROI names) -> organ, for lesions outside every organ contour
+    #: (``--lesion-organ PTV_LN=LymphNode``).
+    lesion_organs: dict[str, str] = field(default_factory=dict)
+    #: ROI name -> RTROIInterpretedType stated by the user (``--roi-type T10_PTV=PTV``);
+    #: replaces the declared type everywhere.
+    roi_types: dict[str, str] = field(default_factory=dict)
 
 
 class Evaluation(NamedTuple):
@@ -152,7 +159,8 @@ class PlanContext:
     def lesions(self):
         """The lesions (``rtqa.checks.lesions.discover_lesions``), found once."""
         from rtqa.checks.lesions import discover_lesions
-        return tuple(discover_lesions(self.structure_set, self.names))
+        return tuple(discover_lesions(self.structure_set, self.names,
+                                      self.options.lesion_organs or None))
 
 
 def build_context(paths, options: CheckOptions | None = None) -> PlanContext:
@@ -177,6 +185,9 @@ def build_context(paths, options: CheckOptions | None = None) -> PlanContext:
                     "RTPLAN", p.path)
     ss = structure_set_of(export)
     from rtqa.checks.accounting import select_courses
+    if options.roi_types:
+        from rtqa.checks.names import retype
+        ss = retype(ss, options.roi_types)
     # one order whatever the file names, file order or plan labels
     courses = tuple(sorted(select_courses(export, ss, options.plan),
                            key=lambda c: (c.plan.sop_instance_uid if c.plan else "",

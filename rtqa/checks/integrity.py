@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from rtqa.dvh.data import DVHData
 from rtqa.dvh.metrics import dose_at_volume
@@ -189,25 +188,77 @@ def planning_ct(export: Export, ss: StructureSet, max_slice_mm: float, max_pixel
     ]
 
 
-def _vertices(s: Structure) -> np.ndarray:
-    return np.concatenate([np.column_stack([p, np.full(len(p), z)])
-                           for z, polys in s.planes for p in polys])
+def _margin_mm(inner: Structure, outer: Structure) -> np.ndarray:
+    """Distance (mm) from every contour vertex of ``inner`` to the surface of ``outer``:
+    the 3-D distance to the contour lines of ``outer``'s planes (through the plane
+    offset); 0 for a vertex outside ``outer`` (outside its cross-section on the nearest
+    plane, or beyond its first or last plane by more than half a plane spacing).
+    Vectorised per plane pair with shapely."""
+    import shapely
+    from rtqa.dvh.structops import plane_geometry
+    oz = outer.z_planes
+    geoms = [plane_geometry(polys) for _, polys in outer.planes]
+    bounds = [g.boundary for g in geoms]
+    half = 0.5 * float(np.median(np.diff(oz))) if oz.size > 1 else 1.5
+    out = []
+    for z, polys in inner.planes:
+        pts = np.concatenate(polys)
+        pts_geom = shapely.points(pts[:, 0], pts[:, 1])
+        near = int(np.argmin(np.abs(oz - z)))
+        if abs(oz[near] - z) > half + 1e-3:
+            out.append(np.zeros(len(pts)))
+            continue
+        best = np.full(len(pts), np.inf)
+        for j in np.argsort(np.abs(oz - z)):
+            dz = abs(oz[j] - z)
+            if dz >= best.max():
+                break
+            best = np.minimum(best, np.hypot(shapely.distance(pts_geom, bounds[j]), dz))
+        best[shapely.distance(pts_geom, geoms[near]) > 1e-6] = 0.0
+        out.append(best)
+    return np.concatenate(out) if out else np.empty(0)
 
 
-def ptv_margin(ctv: Structure, ptv: Structure, min_mm: float, max_mm: float, source: str,
-               tolerance_mm: float = 0.5) -> Check:
-    """PTV margin around the CTV: 3-D distance from each CTV contour vertex to the nearest
-    PTV contour vertex; the 5th-95th percentile range must lie within [min, max] mm
-    (± tolerance for contour discretisation)."""
-    c, p = _vertices(ctv), _vertices(ptv)
-    d, _ = cKDTree(p).query(c)
-    lo, hi = float(np.percentile(d, 5)), float(np.percentile(d, 95))
+def ptv_margin(ctv, ptv: Structure, min_mm: float, max_mm: float, source: str,
+               tolerance_mm: float = 0.5, inner_is_gtv: bool = False) -> Check:
+    """PTV margin around the CTV: 3-D distance from each CTV contour vertex to the PTV's
+    surface (its contour lines and end planes); the 5th-95th percentile range must lie
+    within [min, max] mm (± tolerance for contour discretisation).
+
+    ``ctv``: a structure, or several (every GTV of a lesion: distances of all of them).
+    ``inner_is_gtv``: the lesion has no CTV, ``ctv`` is its GTV(s). PTV − GTV is CTV margin
+    plus PTV margin, so only the lower bound can be judged (5th percentile >= min -
+    tolerance); the upper bound cannot and the note says so."""
+    inner = [ctv] if isinstance(ctv, Structure) else list(ctv)
+    d = np.concatenate([_margin_mm(c, ptv) for c in inner]) if inner else np.empty(0)
+    ctv = inner[0]
+    label = " + ".join(c.name for c in inner)
+    if d.size == 0 or not np.all(np.isfinite(d)):
+        return Check(f"protocol.ptv_margin.{ptv.name}", "protocol", NOT_EVALUATED, source,
+                     structure=f"{ptv.name} - {ctv.name}", rois=(ctv.name, ptv.name),
+                     metric="PTV margin", unit="mm", limit=f"{min_mm:g}-{max_mm:g}",
+                     reason=Reason.INPUT_UNDEFINED,
+                     note="no contour points to measure the margin on")
+    lo, hi, med = (float(np.percentile(d, 5)), float(np.percentile(d, 95)),
+                   float(np.median(d)))
+    if inner_is_gtv:
+        ok = lo >= min_mm - tolerance_mm
+        return Check(f"protocol.ptv_margin.{ptv.name}", "protocol", PASS if ok else FAIL,
+                     source, structure=f"{ptv.name} - {label}",
+                     rois=(*(c.name for c in inner), ptv.name),
+                     metric="PTV margin around the GTV (5th percentile)", value=round(lo, 2),
+                     unit="mm", limit=f">= {min_mm:g}",
+                     note=f"no CTV: PTV - GTV measured instead, {lo:.1f}-{hi:.1f} mm (5th-95th "
+                          f"percentile, median {med:.1f} mm), tolerance ±{tolerance_mm} mm; "
+                          f"only the lower bound ({min_mm:g} mm) can be judged from the GTV "
+                          f"(it includes the CTV margin), the upper bound ({max_mm:g} mm) "
+                          "cannot")
     ok = lo >= min_mm - tolerance_mm and hi <= max_mm + tolerance_mm
     return Check(f"protocol.ptv_margin.{ptv.name}", "protocol", PASS if ok else FAIL, source,
                  structure=f"{ptv.name} - {ctv.name}", rois=(ctv.name, ptv.name),
-                 metric="PTV margin (5th-95th percentile)", value=round(float(np.median(d)), 2),
+                 metric="PTV margin (5th-95th percentile)", value=round(med, 2),
                  unit="mm", limit=f"{min_mm:g}-{max_mm:g}",
-                 note=f"margin {lo:.1f}-{hi:.1f} mm (median {np.median(d):.1f} mm), "
+                 note=f"margin {lo:.1f}-{hi:.1f} mm (median {med:.1f} mm), "
                       f"tolerance ±{tolerance_mm} mm")
 
 

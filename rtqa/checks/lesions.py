@@ -2,12 +2,24 @@
 
 Targets
 -------
-A ROI is a target when its name starts with GTV, CTV, ITV or PTV (``rtqa.checks.names``: TG-263
-prefix) or, failing that, its RTROIInterpretedType is GTV, CTV, ITV or PTV. Helper
-structures (``zPTV_opt``, ``opt PTV``, ``PTV-GTV``, rings: ``rtqa.checks.names.is_helper``) and ROIs
-whose name is an organ's are never targets, whatever their type. A ROI without closed
-contours has no volume and is left out. When the name prefix and the type disagree the
-name wins and the lesion carries a note.
+Declared type first (``rtqa.checks.names.classify_roi``): a ROI is a target when its name
+suggests one (starts with GTV, CTV, ITV or PTV, or has one as a word: ``T10_PTV``) and it
+is untyped or typed GTV/CTV/ITV/PTV, or when its RTROIInterpretedType is GTV, CTV, ITV or
+PTV. Types that say what an ROI is not (ISOCENTER, MARKER, CONTROL, AVOIDANCE, ORGAN ...)
+are never targets, whatever the name. Helper structures (``zPTV_opt``, ``PTV-GTV``,
+rings, walls, shells, expansions: ``rtqa.checks.names.is_helper``) and ROIs whose name is
+an organ's are never targets. A ROI without closed contours has no volume and is left
+out. When the name's class and the type's disagree the name wins and the lesion carries a
+note.
+
+A target-like name on an ROI typed otherwise (``T10_PTV`` typed ORGAN) is never silently
+a lesion nor silently dropped (``mistyped_target_checks``): when at least
+``CONTAINED_FRACTION`` of its volume lies inside the recognised targets (a composite such
+as ``ptv 4 AND 5``, a cropped copy) it is a WARN row; otherwise it could be an untreated
+target or the real PTV of a lesion judged on a smaller volume, and the row is NOT
+EVALUATED (mandatory) with the hint ``--roi-type ROI=PTV`` (it is a target) or
+``--roi-type ROI=ORGAN`` (the type is right). A type given with ``--roi-type`` is the
+user's statement: the row is then a WARN naming it.
 
 Grouping (geometry only, never names)
 -------------------------------------
@@ -43,16 +55,14 @@ ambiguous matches included: they name the same organ) except External, Skin and 
 plus ROIs whose name says bone (``Vertebra_T10``, ``VB``, ``Sacrum``, ``Ribs``, ...). Organs
 are grouped for counting: Lung_L/Lung_R/Lungs -> ``Lung``, Kidney_L/R -> ``Kidney``, bones
 -> ``Bone``, other paired organs drop their side. The lesion's core is its innermost class
-(its GTVs, else CTVs, ...):
-
-1. the organ structure holding the largest part of the core, if at least
-   ``ORGAN_FRACTION`` (50 %) of it;
-2. otherwise the organ structure whose surface is nearest the core's centroid, if that
-   surface lies within ``NEAREST_GAP_MM`` of the core's surface (centroid distance minus
-   the core's equivalent-sphere radius). A lesion outside every organ whose nearest
-   structure is the spinal cord, canal, thecal sac or cauda equina lies in the spine:
-   ``Bone`` (the vertebrae are rarely contoured);
-3. otherwise ``"unknown"``. Every choice is explained in ``Lesion.organ_note``.
+(its GTVs, else CTVs, ...). The lesion's organ is the organ structure that *contains* it:
+the one holding the largest part of the core, if at least ``ORGAN_FRACTION`` (50 %) of it
+(volume overlap plane by plane, shapely). Otherwise the organ is ``"unknown"`` (a lymph
+node 11 mm outside the liver is not a liver lesion; nearness is never used), with the
+nearest organ surface in the note for orientation only. The user names the organ of such
+a lesion with ``lesion_organs`` (``--lesion-organ PTV_LN=LymphNode``, by any of the
+lesion's ROI names or the lesion's name). Every choice is explained in
+``Lesion.organ_note``.
 
 Units: mm, cc.
 """
@@ -67,24 +77,25 @@ import numpy as np
 import shapely
 
 from rtqa.dvh.geometry import slabs_for
-from rtqa.checks.names import NameMatch, is_helper, target_class
+from rtqa.errors import RtqaError
+from rtqa.checks.names import NameMatch, is_helper
 from rtqa.reading.structures import Structure, StructureSet
+from rtqa.results import NOT_EVALUATED, WARN, Check, Reason
 
 __all__ = ["Target", "Lesion", "discover_lesions", "find_targets", "group_targets",
-           "organ_structures", "organ_group", "organ_of", "lesion_name", "UNKNOWN_ORGAN"]
+           "organ_structures", "organ_group", "organ_of", "lesion_name", "UNKNOWN_ORGAN",
+           "mistyped_target_checks"]
 
 CLASS_RANK = {"GTV": 0, "CTV": 1, "ITV": 2, "PTV": 3}
 CONTAINED_FRACTION = 0.90
 PARTIAL_FRACTION = 0.10
 ORGAN_FRACTION = 0.50
-NEAREST_GAP_MM = 20.0
 #: Slab thickness (mm) given to a ROI drawn on one plane only (overlap fractions of such a
 #: ROI do not depend on it; only its volume does).
 SINGLE_PLANE_MM = 3.0
 UNKNOWN_ORGAN = "unknown"
 
 _NOT_ORGANS = frozenset({"External", "Skin"})
-_SPINE = frozenset({"SpinalCord", "SpinalCanal", "ThecalSac", "CaudaEquina"})
 _GROUPS = {"Lungs": "Lung", "Kidneys": "Kidney", "Kidney_Cortex": "Kidney", "Rib": "Bone",
            "Femur_Head": "Bone"}
 _BONE_NAME = re.compile(
@@ -218,17 +229,14 @@ class Lesion:
 
 def _target_classes(structure_set: StructureSet, name_match: NameMatch):
     """(structure, class by name, class by RTROIInterpretedType) of every ROI that is a
-    target (GTV, CTV, ITV, PTV) by name or type and neither an organ nor a helper."""
-    organs = set(name_match.standard_to_roi.values())
-    organs.update(r for rois in name_match.ambiguous.values() for r in rois)
-    helpers = set(name_match.helpers)
+    target by ``rtqa.checks.names.classify_roi`` (declared type first)."""
+    from rtqa.checks.names import target_like
     for s in structure_set.structures:
-        typed = s.interpreted_type.upper() if s.interpreted_type.upper() in CLASS_RANK else None
-        named = target_class(s.name)
-        if s.name in helpers or is_helper(s.name) or s.name in organs:
+        c = name_match.classes.get(s.name)
+        if c is None or c.kind != "target" or is_helper(s.name):
             continue
-        if named or typed:
-            yield s, named, typed
+        typ = s.interpreted_type.strip().upper()
+        yield s, target_like(s.name), (typ if typ in CLASS_RANK else None)
 
 
 def empty_targets(structure_set: StructureSet, name_match: NameMatch) -> list[Structure]:
@@ -320,8 +328,10 @@ def group_targets(targets: list[Target], planes: dict[int, _Planes] | None = Non
 
 
 def lesion_name(roi: str) -> str:
-    """``PTV_Liver`` -> ``Liver``; ``PTV1`` -> ``PTV1`` (nothing readable left)."""
+    """``PTV_Liver`` -> ``Liver``; ``T10_PTV`` -> ``T10``; ``PTV1`` -> ``PTV1`` (nothing
+    readable left)."""
     rest = re.sub(r"^\s*(?:GTV|CTV|ITV|PTV)[\s_\-.:]*", "", roi, flags=re.IGNORECASE).strip()
+    rest = re.sub(r"[\s_\-.:]+(?:GTV|CTV|ITV|PTV)\s*$", "", rest, flags=re.IGNORECASE).strip()
     return rest if re.search(r"[A-Za-z]", rest) else roi
 
 
@@ -363,7 +373,8 @@ def organ_structures(structure_set: StructureSet, name_match: NameMatch
 
 def organ_of(core: list[_Planes], organs: list[tuple[str, str, Structure, _Planes]]
              ) -> tuple[str, str | None, str]:
-    """(organ group, organ ROI, explanation) for a lesion core (see the module docstring)."""
+    """(organ group, organ ROI, explanation) for a lesion core (see the module docstring):
+    the organ containing most of the core, else unknown."""
     if not core or not organs:
         return UNKNOWN_ORGAN, None, "no organ structure to place the lesion in"
     vol = sum(p.volume_mm3 for p in core)
@@ -375,36 +386,120 @@ def organ_of(core: list[_Planes], organs: list[tuple[str, str, Structure, _Plane
     w = np.array([p.volume_mm3 for p in core])
     centre = np.average(np.array([_centroid(p) for p in core]), axis=0, weights=w)
     dist = [_surface_distance(op, centre) for *_, op in organs]
-    k = int(np.argmin(dist))
-    group, std, s, _ = organs[k]
-    gap = dist[k] - (3 * vol / (4 * math.pi)) ** (1 / 3)
-    where = (f"not within an organ structure; nearest {s.name} ({dist[k]:.0f} mm from its "
-             "centroid)")
-    if gap > NEAREST_GAP_MM:
-        return UNKNOWN_ORGAN, None, where + ": too far, organ unknown"
-    if std in _SPINE:
-        return "Bone", s.name, where + ": a spine (vertebra) lesion"
-    return group, s.name, where
+    j = int(np.argmin(dist))
+    gap = max(dist[j] - (3 * vol / (4 * math.pi)) ** (1 / 3), 0.0)
+    inside = (f"; {100 * fracs[k]:.0f}% inside {s.name}" if fracs[k] > 0 else "")
+    return UNKNOWN_ORGAN, None, (
+        f"not within an organ structure (less than {100 * ORGAN_FRACTION:.0f}% of the core "
+        f"inside any{inside}; nearest {organs[j][2].name}, about {gap:.0f} mm from the core's "
+        "surface): organ unknown; name it with --lesion-organ")
 
 
-def discover_lesions(structure_set: StructureSet, name_match: NameMatch) -> list[Lesion]:
+def _lesion_organ_override(lesion: Lesion, given: dict[str, str]) -> str | None:
+    for key in (lesion.name, *lesion.roi_names):
+        if key in given:
+            return given[key]
+    return None
+
+
+def discover_lesions(structure_set: StructureSet, name_match: NameMatch,
+                     lesion_organs: dict[str, str] | None = None) -> list[Lesion]:
     """Every lesion of ``structure_set`` with its targets and organ (module docstring).
 
     ``name_match``: ``rtqa.checks.names.match_rois`` of the structure set's ROI names (with the
     user's ``--map`` overrides), so that organs and helpers are recognised as elsewhere.
+    ``lesion_organs``: lesion name or one of its ROI names -> organ (``--lesion-organ``);
+    a key that names no lesion raises ``RtqaError``.
     """
     targets, type_notes = find_targets(structure_set, name_match)
     planes = {t.roi_number: _planes(t.structure) for t in targets}
     groups, notes = group_targets(targets, planes)
     organs = [(g, std, s, _planes(s)) for g, std, s in organ_structures(structure_set, name_match)]
+    given = dict(lesion_organs or {})
     out = []
     for name, group in zip(_names([g[0] for g in groups]), groups):
         les = Lesion(name, tuple(group))
         organ, roi, why = organ_of([planes[t.roi_number] for t in les.core], organs)
+        named = _lesion_organ_override(les, given)
+        if named is not None:
+            was = "unknown" if organ == UNKNOWN_ORGAN else f"{organ} by containment"
+            organ, roi, why = named, None, f"named by --lesion-organ (geometry: {was}; {why})"
         text = [type_notes[t.roi_number] for t in group if t.roi_number in type_notes]
         text += [n for t in group for n in notes[t.roi_number]]
         if les.n_gtv > 1:
             gtvs = ", ".join(t.roi for t in les.of_class("GTV"))
             text.append(f"{les.n_gtv} GTVs in one lesion ({gtvs}): each counts as a lesion")
         out.append(Lesion(name, tuple(group), organ, roi, why, tuple(dict.fromkeys(text))))
+    known = {k for les in out for k in (les.name, *les.roi_names)}
+    unused = [k for k in given if k not in known]
+    if unused:
+        raise RtqaError("--lesion-organ " + ", ".join(f"{k}={given[k]}" for k in unused)
+                        + ": no lesion has that name or ROI (lesions: " + ", ".join(
+                            f"{les.name} [{', '.join(les.roi_names)}]" for les in out)
+                        + ")")
     return out
+
+
+def mistyped_target_checks(structure_set: StructureSet, name_match: NameMatch,
+                           lesions: list[Lesion], source: str,
+                           user_types: dict[str, str] | None = None) -> list[Check]:
+    """One row per ROI whose name suggests a target but whose declared type says it is not
+    one (``T10_PTV`` typed ORGAN): WARN when it lies inside the recognised targets or its
+    type was given by the user, else NOT EVALUATED (module docstring)."""
+    user_types = user_types or {}
+    by_name = {s.name: s for s in structure_set.structures}
+    known = [t for les in lesions for t in les.targets]
+    roots = [les.targets[0] for les in lesions if les.targets]
+    out = []
+    for roi in name_match.target_like:
+        s = by_name.get(roi)
+        if s is None:
+            continue
+        cls = name_match.classes[roi].standard
+        typ = name_match.types.get(roi, "") or "absent"
+        base = dict(category="lesions", source=source, structure=roi, rois=(roi,),
+                    metric="target interpretation", reason=Reason.TARGET_TYPE_CONFLICT)
+        cid = f"lesion.mistyped_target.{roi}"
+        hint = (f"if it is a target: --roi-type '{roi}'={cls}; if RTROIInterpretedType "
+                f"{typ} is right: --roi-type '{roi}'={typ}")
+        if roi in user_types:
+            out.append(Check(cid, status=WARN, note=(
+                f"name suggests a {cls}; --roi-type gives {typ}: not a target, by the "
+                "user's statement"), **base))
+            continue
+        if not s.has_volume:
+            out.append(Check(cid, status=WARN, note=(
+                f"name suggests a {cls} but RTROIInterpretedType is {typ}; no volume: "
+                "not a target"), **base))
+            continue
+        p = _planes(s)
+        vol = p.volume_mm3
+        single = max((_overlap_mm3(p, _planes(t.structure)) for t in known), default=0.0)
+        summed = sum(_overlap_mm3(p, _planes(t.structure)) for t in roots)
+        frac = min(1.0, max(single, summed) / vol) if vol > 0 else 1.0
+        if frac >= CONTAINED_FRACTION:
+            out.append(Check(cid, status=WARN, value=round(100 * frac, 1), unit="%", note=(
+                f"name suggests a {cls} but RTROIInterpretedType is {typ}: not taken as a "
+                f"target; {100 * frac:.0f}% of it lies inside the recognised targets (a "
+                f"composite or copy of them); {hint}"), **base))
+        else:
+            out.append(Check(cid, status=NOT_EVALUATED, value=round(100 * frac, 1), unit="%",
+                             note=(
+                f"name suggests a {cls} but RTROIInterpretedType is {typ}: only "
+                f"{100 * frac:.0f}% of its {vol / 1000:.2f} cc lies inside the recognised "
+                "targets, so it may be an untreated target or the real PTV of a lesion "
+                f"judged on a smaller volume; not evaluated as either: {hint}"), **base))
+    return out
+
+
+def evaluate_rois(ctx):
+    """The ROI-interpretation rows on a plan context (``rtqa.checks.context``): one row
+    per target-like ROI typed otherwise (``mistyped_target_checks``, category lesions) and
+    a WARN row per unmatched organ-like ROI (``rtqa.checks.names.unmatched_checks``,
+    category organs at risk)."""
+    from rtqa.checks.context import Evaluation
+    from rtqa.checks.names import unmatched_checks
+    source = ctx.protocol.lesions.source if ctx.protocol.lesions else "lesion discovery"
+    rows = mistyped_target_checks(ctx.structure_set, ctx.names, list(ctx.lesions), source,
+                                  dict(ctx.options.roi_types))
+    return Evaluation(tuple(rows) + tuple(unmatched_checks(ctx.names)))

@@ -81,7 +81,7 @@ from rtqa.checks.context import MAX_CURVE_POINTS, Evaluation, curve
 from rtqa.errors import RtqaError
 from rtqa.dvh.metrics import Metric, parse_metric, volume_at_least
 from rtqa.dvh.metrics import evaluate as metric_value
-from rtqa.checks.names import NameMatch, load_aliases, match_rois
+from rtqa.checks.names import NameMatch, hidden_in, load_aliases, map_hint, match_rois
 from rtqa.reading.export import CourseDose
 from rtqa.reading.structures import Structure, StructureSet
 from rtqa.results import (FAIL, NOT_EVALUATED, PASS, WARN, Category, Check, Curve, DoseView,
@@ -175,6 +175,22 @@ class _Resolved:
         return build(self.expr, self.organs, self.targets, name=str(self.expr))
 
 
+def _combined(std: str, expr: StructExpr, match: NameMatch, notes: list) -> str | None:
+    """The combined ROI (``Lungs``) for ``Lung_L`` when the expression adds both sides,
+    neither side is in the plan and the combined one is (TG-263 combined names)."""
+    from rtqa.checks.names import combined_standard
+    comb = combined_standard(std)
+    other = std[:-1] + ("R" if std.endswith("L") else "L")
+    adds = {t.operand.name for t in expr.terms if t.sign > 0}
+    if (comb is None or match.roi(comb) is None or other not in adds
+            or match.roi(other) is not None or other in match.ambiguous):
+        return None
+    text = f"{std[:-2]}_L + {std[:-2]}_R taken as the combined ROI '{match.roi(comb)}' ({comb})"
+    if text not in notes:
+        notes.append(text)
+    return match.roi(comb)
+
+
 def _resolve(expr: StructExpr, match: NameMatch,
              by_name: Mapping[str, list[Structure]]) -> _Resolved:
     table = load_aliases()
@@ -195,6 +211,8 @@ def _resolve(expr: StructExpr, match: NameMatch,
         std = op.name if (op.name in match.standard_to_roi or op.name in match.ambiguous) \
             else (table.canonical(op.name) or op.name)
         roi = match.roi(std)
+        if roi is None and std not in match.ambiguous:
+            roi = _combined(std, expr, match, notes)
         if roi is not None:
             organs[op.name] = by_name[roi][0]
             used[op.name] = (roi,)
@@ -485,10 +503,18 @@ def evaluate_oars(protocol: Protocol, structure_set: StructureSet,
         problem = res.problem(roi_names)
         if problem:
             optional = not res.present and not required(row)
+            hidden: dict[str, tuple[str, str]] = {}
+            for m in res.missing:
+                for roi, why in hidden_in(m, match):
+                    hidden.setdefault(roi, (m, why))
+            if hidden:  # the organ may be there under a name rtqa did not recognise
+                optional = False
+                problem += "; the plan has organ-like ROIs it may be hidden in: " + \
+                    map_hint(hidden)
             base["priority"] = "optimal" if optional else "mandatory"
             notes = [n for n in (sel.conversion_note, problem) if n]
-            checks.append(Check(status=NOT_EVALUATED, note="; ".join(notes),
-                                reason=res.reason(), **base))
+            checks.append(Check(status=NOT_EVALUATED, note="; ".join(notes), reason=(
+                Reason.STRUCTURE_UNRECOGNISED if hidden else res.reason()), **base))
             continue
         if sel.structure not in built:
             try:

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from rtqa import __version__
 from rtqa.checks import accounting, bed, integrity, oar, protocol as protocol_rules
 from rtqa.checks.context import CheckOptions, PlanContext, build_context
+from rtqa.checks.names import roi_infos
 from rtqa.errors import RtqaError
 from rtqa.reading.export import Export
 from rtqa.results import (Check, DoseFileInfo, DoseView, InputFile, PlanInfo, Report,
@@ -67,9 +68,11 @@ def run_check(paths: list[str], options: CheckOptions | None = None) -> Report:
     rules = protocol_rules.evaluate(ctx)
     say("plan integrity")
     plan = integrity.evaluate(ctx, lesions.checks + oars.checks)
+    from rtqa.checks.lesions import evaluate_rois
+    rois = evaluate_rois(ctx)
     checks, accounts, plans, doses = accounting.evaluate(
-        ctx, [c for f in (lesions, oars, rules, plan) for c in f.checks])
-    families = (lesions, oars, rules, plan, accounts)
+        ctx, [c for f in (lesions, oars, rules, plan, rois) for c in f.checks])
+    families = (lesions, oars, rules, plan, rois, accounts)
     checks += accounts.checks
     warnings = list(ctx.warnings) + [w for f in families for w in f.warnings]
     say("structures")
@@ -119,7 +122,8 @@ def _report(ctx: PlanContext, checks, lesion_results, structures, warnings, curv
         patient_id=export.patient_ids[0] if export.patient_ids else "",
         patient_name=_patient_name(ctx),
         plans=plans, doses=doses, lesions=tuple(lesion_results), checks=tuple(checks),
-        structures=tuple(structures), warnings=tuple(dict.fromkeys(warnings)), errors=(),
+        structures=tuple(structures), rois=roi_infos(ctx.structure_set.structures, ctx.names),
+        warnings=tuple(dict.fromkeys(warnings)), errors=(),
         inputs=_inputs(export), conventions=conventions, rtqa_version=__version__,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         curves=tuple(curves))

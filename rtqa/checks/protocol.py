@@ -3,7 +3,9 @@
 * Oligoprogression: at most ``max_lesions`` lesions in at most ``max_organs`` organs
   (``rtqa.checks.bed.oligoprogression_checks``; each GTV counts as a lesion).
 * PTV margin: the PTV's distance around the lesion's CTV (ITV) within the protocol's
-  bounds (``rtqa.checks.integrity.ptv_margin``), for every lesion with both.
+  bounds (``rtqa.checks.integrity.ptv_margin``), for every lesion with both; a lesion
+  with a PTV and GTV(s) but no CTV: PTV - GTV at least the lower bound (the upper bound
+  cannot be judged from the GTV).
 
 Rows carry ``dose_view`` none (counts and lengths); a count that cannot be made carries a
 ``reason`` code.
@@ -34,4 +36,7 @@ def evaluate(ctx) -> Evaluation:
             ctv, ptv = _ctv_ptv(les)
             if ctv is not None and ptv is not None:
                 rows.append(ptv_margin(ctv, ptv, m.min_mm, m.max_mm, m.source))
+            elif ptv is not None and les.of_class("GTV"):  # no CTV: lower bound from GTV
+                rows.append(ptv_margin([t.structure for t in les.of_class("GTV")], ptv,
+                                       m.min_mm, m.max_mm, m.source, inner_is_gtv=True))
     return Evaluation(tuple(rows))

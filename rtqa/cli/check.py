@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from rtqa.cli.common import debug_enabled, parse_map
+from rtqa.cli.common import debug_enabled, parse_map, parse_pairs
 from rtqa.errors import RtqaError
 from rtqa.results import EXIT_CODES, Report
 
@@ -91,6 +91,16 @@ def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path],
               help="Number of fractions when there is no RTPLAN (never guessed).")
 @click.option("--map", "maps", multiple=True, metavar="STD=ROI",
               help="Map a TG-263 name to a plan ROI, e.g. --map SpinalCord=CORD_1 (repeatable).")
+@click.option("--roi-type", "roi_types", multiple=True, metavar="ROI=TYPE",
+              help="State an ROI's RTROIInterpretedType (PTV, GTV, ORGAN, CONTROL, ...), "
+                   "replacing the declared one: --roi-type T10_PTV=PTV makes a mistyped "
+                   "target a target; --roi-type Hippo=CONTROL says an unrecognised ROI is "
+                   "no organ of the protocol (repeatable).")
+@click.option("--lesion-organ", "lesion_organs", multiple=True, metavar="LESION=ORGAN",
+              help="Name the organ of a lesion outside every organ contour, by the lesion "
+                   "or one of its ROIs, e.g. --lesion-organ PTV_LN=LymphNode (repeatable). "
+                   "Without it such a lesion's organ is unknown and the organ count may be "
+                   "NOT EVALUATED.")
 @click.option("--json", "json_path", metavar="PATH|-",
               help="Write the JSON report (schema rtqa-report/2) to PATH, or '-' for stdout.")
 @click.option("--html", "html_path", metavar="PATH",
@@ -118,8 +128,8 @@ def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path],
                    "structure ends on its outermost planes; nearer Eclipse's volumes). "
                    "See docs/dicom-conventions.md.")
 @click.option("--quiet", "-q", is_flag=True, help="No terminal report, no progress.")
-def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html_path,
-          sum_plans, delivery, plan_label, end_caps, quiet, pdf_path=None):
+def check(plan_dir, protocol, constraint_files, fractions, maps, roi_types, lesion_organs,
+          json_path, html_path, sum_plans, delivery, plan_label, end_caps, quiet, pdf_path=None):
     """Check the plan export in PLAN_DIR against a protocol and report PASS/FAIL.
 
     \b
@@ -136,7 +146,11 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html
         dose accounting (each RTDOSE counted once: duplicates, PLAN + BEAM, plan
         sums), every RTPLAN listed, BeamDose x fractions vs prescription and grid,
         dose maximum vs prescription, contour gaps and open contours per ROI;
-      * protocol: <= 5 lesions in <= 3 organs, PTV margin 2-5 mm around the CTV.
+      * protocol: <= 5 lesions in <= 3 organs (a lesion's organ is the organ contour
+        holding most of its GTV), PTV margin 2-5 mm around the CTV (no CTV: at least
+        2 mm around the GTV).
+    ROIs are read by their declared RTROIInterpretedType first, then by name (every
+    ROI's role is in the report); rings, walls, PRVs and helpers are never lesions.
     Every row carries its source. Units: Gy, cc, mm.
 
     \b
@@ -156,11 +170,14 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html
       rtqa check plan/
       rtqa check plan/ --json report.json --html report.html --pdf report.pdf
       rtqa check plan/ --fractions 5 --map SpinalCord=CORD_1
+      rtqa check plan/ --map Heart=Herz --roi-type T10_PTV=PTV --lesion-organ PTV_LN=LymphNode
       rtqa check plan/ --protocol my-protocol.toml -c extra-limits.toml
     """
     from rtqa.api import _error_report, check as run_check
 
     overrides = parse_map(maps)
+    types = parse_pairs(roi_types, "--roi-type", "ROI=TYPE (e.g. T10_PTV=PTV)")
+    organs = parse_pairs(lesion_organs, "--lesion-organ", "LESION=ORGAN (e.g. PTV_LN=LymphNode)")
     try:
         from rtqa.reading.scan import expand_paths
         refuse = {p.resolve() for p in expand_paths([plan_dir])}
@@ -193,7 +210,8 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, json_path, html
         report = run_check([plan_dir], protocol=protocol, constraints=constraint_files,
                            fractions=fractions, overrides=overrides, sum_plans=sum_plans,
                            delivery=delivery, progress=progress, strict=True,
-                           end_caps=end_caps, plan=plan_label)
+                           end_caps=end_caps, plan=plan_label, roi_types=types,
+                           lesion_organs=organs)
     except RtqaError as exc:
         if show:
             sys.stderr.write("\r\033[K")

@@ -62,6 +62,19 @@ def parse_map(items) -> dict[str, str]:
     return out
 
 
+def parse_pairs(items, option: str, form: str) -> dict[str, str]:
+    """``NAME=VALUE`` options as a dict (last one wins); names keep inner spaces."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise click.BadParameter(f"'{item}' is not {form}", param_hint=option)
+        key, value = item.split("=", 1)
+        if not key.strip() or not value.strip():
+            raise click.BadParameter(f"'{item}' is not {form}", param_hint=option)
+        out[key.strip()] = value.strip()
+    return out
+
+
 def progress(enabled: bool | None = None):
     """A progress callback writing to stderr when it is a terminal (or when forced)."""
     show = sys.stderr.isatty() if enabled is None else enabled

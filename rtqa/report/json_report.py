@@ -6,8 +6,8 @@ draft 2020-12, see ``schema_path()``). Rules:
 
 * Top-level keys, always in this order: ``schema``, ``status``, ``rtqa_version``,
   ``created``, ``protocol``, ``patient_id``, ``patient_name``, ``plans``, ``doses``,
-  ``lesions``, ``checks``,
-  ``structures``, ``warnings``, ``errors``, ``inputs``, ``conventions``.
+  ``lesions``, ``checks``, ``structures``, ``rois``, ``warnings``, ``errors``, ``inputs``,
+  ``conventions``, ``curves``.
 * Records keep the order the pipeline gave them; keys within a record are in the fixed
   order of the schema. Every field is present (``null`` when unknown).
 * A number that is not finite (NaN, ±inf) is written as ``null``; the text never
@@ -40,7 +40,7 @@ __all__ = ["to_dict", "dumps", "check_report", "created_of", "version_of", "sche
 OVERALL_STATUSES = ("PASS", "FAIL", "ERROR")
 PRIORITIES = ("mandatory", "optimal")
 TOP_LEVEL_KEYS = ("schema", "status", "rtqa_version", "created", "protocol", "patient_id",
-                  "patient_name", "plans", "doses", "lesions", "checks", "structures",
+                  "patient_name", "plans", "doses", "lesions", "checks", "structures", "rois",
                   "warnings", "errors", "inputs", "conventions", "curves")
 _SEVERITY = {"PASS": 0, "FAIL": 1, "ERROR": 2}
 _PROTOCOL_KEYS = ("name", "path", "source")
@@ -227,6 +227,15 @@ def to_dict(report: Report, *, now: datetime | None = None) -> dict:
             "standard_name": s.standard_name,
             "outside_cc": _num(s.outside_cc),
         } for s in report.structures],
+        "rois": [{
+            "name": r.name,
+            "roi_number": _int(r.roi_number),
+            "interpreted_type": r.interpreted_type,
+            "role": r.role,
+            "standard": r.standard,
+            "reason": r.reason,
+            "hint": r.hint,
+        } for r in report.rois],
         "warnings": list(report.warnings),
         "errors": list(report.errors),
         "inputs": [{

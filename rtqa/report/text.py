@@ -358,6 +358,39 @@ def _header(report: Report, width: int, color: bool) -> list[str]:
     return lines
 
 
+_ROLE_TITLES = (("target", "targets"), ("organ", "organs"), ("prv", "PRVs"),
+                ("external", "external"), ("ambiguous", "ambiguous"),
+                ("target-like", "target-like"), ("unmatched", "unmatched"),
+                ("near", "edited copies"), ("helper", "helpers"),
+                ("ignored", "ignored by type"))
+
+
+def _roi_lines(report: Report, width: int) -> list[str]:
+    """The ROIS section: how each ROI was interpreted, one line per role (ROIs whose role
+    needs the user's attention get their hint)."""
+    if not report.rois:
+        return []
+    lines = ["", f"ROIS ({len(report.rois)}): how each ROI was interpreted (declared type first)"]
+    for role, title in _ROLE_TITLES:
+        items = [r for r in report.rois if r.role == role]
+        if not items:
+            continue
+        parts = []
+        for r in items:
+            extra = r.standard if r.standard and r.standard != r.name else ""
+            if role in ("ignored", "target-like") or (role == "unmatched" and r.interpreted_type):
+                extra = ", ".join(x for x in (extra, r.interpreted_type or "untyped") if x)
+            text = f"{r.name} ({extra})" if extra else r.name
+            if r.hint and role in ("target-like", "unmatched", "near", "ambiguous"):
+                text += f" [{r.hint}]"
+            parts.append(text)
+        body = textwrap.wrap(clean("; ".join(parts)), width=width - 18,
+                             break_on_hyphens=False)
+        for j, part in enumerate(body or [""]):
+            lines.append(f"  {title if j == 0 else '':<15} {part}")
+    return lines
+
+
 def render_text(report: Report, *, color: bool, width: int | None = None) -> str:
     """The terminal report of ``report`` (ends with the summary line and a newline).
 
@@ -397,6 +430,7 @@ def render_text(report: Report, *, color: bool, width: int | None = None) -> str
             lines += _note_lines(notes, width, sources)
         elif not (category == "lesions" and report.lesions):
             lines.append("  (none)")
+    lines += _roi_lines(report, width)
     for title, items, key in (("WARNINGS", report.warnings, WARN),
                               ("ERRORS", report.errors, "ERROR")):
         lines += ["", f"{title} ({len(items)})"]

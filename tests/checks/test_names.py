@@ -121,7 +121,8 @@ def test_targets_grouped_by_class():
 def test_organ_minus_target_names_are_not_the_organ():
     m = match_rois(["Liver", "Liver-GTV", "Lungs-GTV"])
     assert m.standard_to_roi == {"Liver": "Liver"}
-    assert m.unmatched == ("Liver-GTV", "Lungs-GTV")
+    # organ minus target: a derived helper, never the organ and never a target
+    assert m.helpers == ("Liver-GTV", "Lungs-GTV") and m.targets == {}
 
 
 @pytest.mark.parametrize("rois, std", [
@@ -149,7 +150,8 @@ def test_near_match_alone_is_not_used():
 def test_expansion_without_prv_label_is_not_the_organ():
     m = match_rois(["SpinalCord", "SpinalCord_05", "Cord+5mm"])
     assert m.standard_to_roi == {"SpinalCord": "SpinalCord"}
-    assert m.unmatched == ("SpinalCord_05", "Cord+5mm")
+    assert m.unmatched == ("SpinalCord_05",)
+    assert m.helpers == ("Cord+5mm",)  # an expansion: a derived helper
 
 
 def test_override_wins_and_resolves_ambiguity():

@@ -21,8 +21,15 @@ from rtqa.errors import RtqaError
 from rtqa.report.json_report import TOP_LEVEL_KEYS, check_report, dumps, schema_path, to_dict
 from rtqa.results import (
     FAIL, PASS, SCHEMA, Check, Curve, DoseFileInfo, InputFile, LesionResult, PlanInfo, Report,
-    StructureInfo,
+    RoiInfo, StructureInfo,
 )
+
+#: How the ROIs of a plan were interpreted (Report.rois), for the schema tests.
+ROIS = (RoiInfo("PTV_L1", 4, "PTV", "target", "PTV", "name says PTV"),
+        RoiInfo("PTV1_WALL", 9, "ORGAN", "helper", None, "helper name"),
+        RoiInfo("ptv4", 10, "ISOCENTER", "ignored", None, "RTROIInterpretedType ISOCENTER"),
+        RoiInfo("Herz", 11, "ORGAN", "unmatched", None, "matches no TG-263 name; may be "
+                "Heart", "--map Heart='Herz'"))
 
 ALL_REPORTS = [hcc_report, passing_report, error_report, hostile_report]
 
@@ -75,7 +82,8 @@ def test_schema_records_match_the_result_model():
     schema = json.loads(schema_path().read_text(encoding="utf-8"))["properties"]
     model = {"plans": PlanInfo, "doses": DoseFileInfo, "lesions": LesionResult, "checks": Check,
              "structures": StructureInfo, "inputs": InputFile}
-    doc = to_dict(hcc_report())
+    doc = to_dict(hcc_report(rois=ROIS))
+    model["rois"] = RoiInfo
     for key, cls in model.items():
         fields = {f.name for f in dataclasses.fields(cls)}
         documented = list(schema[key]["items"]["properties"])
@@ -86,6 +94,17 @@ def test_schema_records_match_the_result_model():
     curve_fields = {f.name for f in dataclasses.fields(Curve)}
     assert set(schema["curves"]["items"]["properties"]) == curve_fields
     assert report_fields | {"schema"} == set(TOP_LEVEL_KEYS)
+
+
+def test_rois_validate_and_keep_their_order(validator):
+    doc = json.loads(dumps(hcc_report(rois=ROIS)))
+    assert not list(validator.iter_errors(doc))
+    assert [(r["name"], r["role"], r["roi_number"]) for r in doc["rois"]] == [
+        ("PTV_L1", "target", 4), ("PTV1_WALL", "helper", 9), ("ptv4", "ignored", 10),
+        ("Herz", "unmatched", 11)]
+    assert doc["rois"][3]["hint"] == "--map Heart='Herz'"
+    doc["rois"][0]["role"] = "lesion"       # not a role of the result model
+    assert not validator.is_valid(doc)
 
 
 def test_schema_rejects_unknown_status(validator):

@@ -230,3 +230,23 @@ def test_number_formatting():
     assert fmt_value(3.1, "%") == "3.10%" and fmt_value(None, "Gy") == "—"
     assert fmt_limit(">= 700", "cc") == ">= 700 cc" and fmt_limit("APPROVED", "") == "APPROVED"
     assert fmt_limit(None, "Gy") == "—"
+
+
+def test_rois_section_groups_roles_with_hints():
+    from rtqa.results import RoiInfo
+    rois = (RoiInfo("PTV_L1", 4, "PTV", "target", "PTV", "name says PTV"),
+            RoiInfo("PTV1_WALL", 9, "ORGAN", "helper", None, "helper name"),
+            RoiInfo("ptv4", 10, "ISOCENTER", "ignored", None, "ISOCENTER"),
+            RoiInfo("T10_PTV", 12, "ORGAN", "target-like", "PTV", "typed ORGAN",
+                    "--roi-type 'T10_PTV'=PTV or --roi-type 'T10_PTV'=ORGAN"),
+            RoiInfo("Herz", 11, "ORGAN", "unmatched", None, "no name", "--map Heart='Herz'"))
+    text = render_text(hcc_report(rois=rois), color=False, width=100)
+    section = text.split("ROIS (5)", 1)[1].split("WARNINGS", 1)[0]
+    lines = [ln.strip() for ln in section.strip().splitlines()[1:]]
+    assert lines == ["targets         PTV_L1 (PTV)",
+                     "target-like     T10_PTV (PTV, ORGAN) [--roi-type 'T10_PTV'=PTV or "
+                     "--roi-type 'T10_PTV'=ORGAN]",
+                     "unmatched       Herz (ORGAN) [--map Heart='Herz']",
+                     "helpers         PTV1_WALL",
+                     "ignored by type ptv4 (ISOCENTER)"]
+    assert "ROIS" not in render_text(hcc_report(), color=False, width=100)
