@@ -72,9 +72,11 @@ def _target(path: str | os.PathLike, refuse: Iterable[str | os.PathLike]) -> Pat
     """The resolved destination; RtqaError when it is an input file or a folder."""
     target = Path(path).expanduser().resolve()
     for item in refuse:
-        if _same_file(target, Path(item).expanduser().resolve()):
-            raise RtqaError("cannot write the report: refusing to overwrite an input file",
-                           path)
+        source = Path(item).expanduser().resolve()
+        if _same_file(target, source):
+            given = Path(os.path.abspath(Path(path).expanduser()))
+            what = "an input file" if given == source else f"the input file {source}"
+            raise RtqaError(f"cannot write the report: refusing to overwrite {what}", path)
     if target.is_dir():
         raise RtqaError("cannot write the report: it is a folder, not a file name", path)
     return target

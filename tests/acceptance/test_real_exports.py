@@ -101,7 +101,6 @@ def test_raystation_every_lesion_bed10_reported(raystation):
 
 # These three depend on ROI classification by RTROIInterpretedType (issue 14 item 2, the
 # "rois" branch); they pass once it has landed.
-@pytest.mark.xfail(strict=False, reason="ROI classification by declared type (rois branch)")
 def test_raystation_five_lesions_no_ring_lesions(raystation):
     names = [les.name for les in raystation.lesions]
     assert len(names) == 5, names
@@ -109,13 +108,11 @@ def test_raystation_five_lesions_no_ring_lesions(raystation):
     assert not any("WALL" in t.upper() for les in raystation.lesions for t in les.targets)
 
 
-@pytest.mark.xfail(strict=False, reason="ROI classification by declared type (rois branch)")
 def test_raystation_isocenter_point_is_not_a_target(raystation):
     assert not [c for c in raystation.checks if "ptv4" in c.id and c.category == "lesions"]
     assert not any("ptv4" in les.targets for les in raystation.lesions)
 
 
-@pytest.mark.xfail(strict=False, reason="ROI classification by declared type (rois branch)")
 def test_raystation_lesion_count_passes(raystation):
     row = next(c for c in raystation.checks if c.id == "protocol.oligoprogression.lesions")
     assert row.status == PASS and row.value == 5
