@@ -10,7 +10,7 @@ SHARED ?= ../shared
 NELMS  := $(SHARED)/validation/nelms2015
 DEMO_OUT ?= rtqa-demo-report.html
 
-.PHONY: help install test test-fast demo demo-fail browser dcmtk eclipse-example validate bench bench-batch bench-serve fuzz wheel-check clean
+.PHONY: help install test test-fast demo demo-fail browser dcmtk eclipse-example validate bench bench-batch bench-serve pdf-tools fuzz wheel-check clean
 
 help:
 	@echo "make demo      run a full QA check on the bundled sample plan (plans_sample/hcc_pass)"
@@ -64,6 +64,11 @@ browser:
 # rtqa serve tests and benchmark; those tests skip without it.
 dcmtk:
 	@command -v storescu >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq dcmtk >/dev/null) || echo "dcmtk could not be installed: the rtqa serve client tests will be skipped"
+
+# Pango for WeasyPrint (rtqa check --pdf) and poppler's pdftoppm/pdftotext for the PDF
+# report test (Debian packages); the test skips without them.
+pdf-tools:
+	@(command -v pdftoppm >/dev/null 2>&1 && ldconfig -p | grep -q libpangoft2) || (apt-get update -qq && apt-get install -y -qq poppler-utils libpango-1.0-0 libpangoft2-1.0-0 >/dev/null) || echo "poppler/pango could not be installed: the PDF test will be skipped"
 
 # Varian Eclipse example plan with the planning system's own DVHs (dicompyler-core 0.5.6's
 # source distribution on PyPI): tests/acceptance/test_real_exports.py compares rtqa with it

@@ -127,6 +127,15 @@ class LesionResult:
 
 
 @dataclass(frozen=True)
+class TargetPrescription:
+    """One target prescription of an RTPLAN (DoseReferenceSequence TARGET item)."""
+
+    roi: str                     # ROI name it is linked to; "" when not linked
+    dose_gy: float | None        # TargetPrescriptionDose, whole course
+    description: str = ""        # DoseReferenceDescription
+
+
+@dataclass(frozen=True)
 class PlanInfo:
     """One RTPLAN of the export (every one is listed, checked or not)."""
 
@@ -138,6 +147,10 @@ class PlanInfo:
     file: str = ""
     checked: bool = True         # its dose was evaluated
     note: str = ""               # why it was or was not checked
+    name: str = ""               # RTPlanName
+    reviewer: str = ""           # ReviewerName (DICOM PN as written)
+    review_date: str = ""        # ReviewDate + ReviewTime, ISO "YYYY-MM-DD[THH:MM[:SS]]"
+    targets: tuple[TargetPrescription, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -202,6 +215,9 @@ class Curve:
     volume_pct: tuple[float, ...]
     volume_cc: float
     marks: tuple[tuple[float, float, str, str], ...] = ()
+    #: per mark, where its limit lies on the same axes (dose Gy, volume %): the objective
+    #: the achieved point is measured against; None when the limit has no such point
+    objectives: tuple[tuple[float, float] | None, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -211,6 +227,7 @@ class Report:
     patient_id: str
     plans: tuple[PlanInfo, ...] = ()
     doses: tuple[DoseFileInfo, ...] = ()
+    patient_name: str = ""        # PatientName (DICOM PN as written, "Family^Given")
     lesions: tuple[LesionResult, ...] = ()
     checks: tuple[Check, ...] = ()
     structures: tuple[StructureInfo, ...] = ()

@@ -17,8 +17,8 @@ import math
 import numpy as np
 
 from rtqa.results import (DoseView, 
-    FAIL, NOT_EVALUATED, PASS, WARN, Check, Curve, DoseFileInfo, InputFile, LesionResult, PlanInfo,
-    Report, StructureInfo,
+    FAIL, NOT_EVALUATED, PASS, WARN, Check, Curve, DoseFileInfo, InputFile, LesionResult,
+    PlanInfo, Report, StructureInfo, TargetPrescription,
 )
 
 QUANTEC = "Marks et al. IJROBP 2010;76(3S):S10, Table 1"
@@ -175,10 +175,13 @@ def hcc_report(**changes) -> Report:
     """Oligoprogressive HCC, 3 lesions, 2 plans: FAIL (duodenum D5cc and lesion L3)."""
     plans = (
         PlanInfo(label="LIVER_SBRT", sop_instance_uid=UID + "2.1", fractions=4,
-                 prescription_gy=60.0, approval_status="APPROVED", file="plan/RP.LIVER_SBRT.dcm"),
+                 prescription_gy=60.0, approval_status="APPROVED", file="plan/RP.LIVER_SBRT.dcm",
+                 name="Liver SBRT 60 Gy/4", reviewer="Curie^Marie", review_date="2025-03-13T16:05",
+                 targets=(TargetPrescription("PTV_L1", 60.0), TargetPrescription("PTV_L2", 60.0))),
         PlanInfo(label="PVTT_BOOST", sop_instance_uid=UID + "2.2", fractions=5,
                  prescription_gy=35.0, approval_status="UNAPPROVED",
-                 file="plan/RP.PVTT_BOOST.dcm"),
+                 file="plan/RP.PVTT_BOOST.dcm",
+                 targets=(TargetPrescription("", 35.0, "PVTT boost"),)),
     )
     doses = (
         DoseFileInfo(file="plan/RD.LIVER_SBRT.dcm", sop_instance_uid=UID + "3.1",
@@ -254,7 +257,8 @@ def hcc_report(**changes) -> Report:
         protocol={"name": "oligo-hcc", "path": "constraints/protocols/oligo-hcc.toml",
                   "source": "Study protocol, NCT06261047, Ther Adv Med Oncol 2025;17; SABR "
                             "conventions from KROG 20-04, Cancers 2022;14:5848"},
-        patient_id=PATIENT, plans=plans, doses=doses, lesions=lesions, checks=_checks(),
+        patient_id=PATIENT, patient_name="Nguyen^Thi Lan", plans=plans, doses=doses,
+        lesions=lesions, checks=_checks(),
         structures=structures,
         warnings=("BODY: 2.1 cc outside the dose grid of plan/RD.PVTT_BOOST.dcm (left out of "
                   "the DVH, not counted as 0 Gy)",

@@ -85,7 +85,7 @@ class Evaluation(NamedTuple):
     lesions: tuple[LesionResult, ...] = ()
 
 
-def curve(name: str, dvh: DVHData, marks=()) -> Curve:
+def curve(name: str, dvh: DVHData, marks=(), objectives=()) -> Curve:
     """A cumulative DVH to plot: at most ``MAX_CURVE_POINTS`` nodes, dose (Gy) against
     volume (% of the covered volume; 0 when nothing is covered), 4 decimals."""
     n = dvh.edges_gy.size
@@ -94,7 +94,7 @@ def curve(name: str, dvh: DVHData, marks=()) -> Curve:
            else np.zeros(idx.size))
     return Curve(name, tuple(float(v) for v in np.round(dvh.edges_gy[idx], 4)),
                  tuple(float(v) for v in np.round(pct, 4)), float(dvh.volume_cc),
-                 tuple(marks))
+                 tuple(marks), tuple(objectives))
 
 
 def structure_set_of(export: Export) -> StructureSet:

@@ -585,24 +585,49 @@ def _jobs(protocol: Protocol, dose: _Plans, fractions: int, alpha_beta: float | 
     return own + shared
 
 
+def _objective(metric: Metric, sel, dvh: DVHData, rx: float | None):
+    """(dose Gy, volume %) of the row's limit on the same axes as its achieved point:
+    D0.035cc < 50 Gy -> (50 Gy, volume % of 0.035 cc); V20Gy <= 30% -> (20 Gy, 30 %);
+    a mean -> (limit Gy, volume receiving it). None when it has no point."""
+    limit = getattr(sel.constraint, "limit", None)
+    if limit is None or not dvh.volume_cc:
+        return None
+    try:
+        point = _mark(metric, float(limit.value), dvh, rx)
+    except (ValueError, ZeroDivisionError):
+        return None
+    return None if point is None else (float(point[0]), float(point[1]))
+
+
 def _curves(by_structure, resolved, built, dose: _Plans) -> list[Curve]:
+    """One curve per structure and dose view (physical; EQD2/BED at each α/β its rows
+    use), each row marked on the curve of its own dose view."""
     out = []
     for text, items in by_structure.items():
-        if not any(c.status in (PASS, FAIL) for _, c in items):
-            continue
-        try:
-            dvh = dose.dvh(built[text], "physical", None)
-        except RtqaError:
-            continue
-        marks = []
+        views: dict[tuple, list] = {}
         for sel, c in items:
-            if (sel.dose_type or "physical") != "physical" or c.value is None:
+            kind = sel.dose_type or "physical"
+            ab = sel.alpha_beta if kind != "physical" else None
+            views.setdefault((kind, ab), []).append((sel, c))
+        for (kind, ab), rows in views.items():
+            if not any(c.status in (PASS, FAIL) for _, c in rows):
                 continue
-            point = _mark(parse_metric(c.metric), c.value, dvh, dose.prescription_gy)
-            if point is not None:
-                marks.append((float(point[0]), float(point[1]),
-                              f"{c.metric} {c.limit}", c.status))
-        out.append(curve(text, dvh, marks))
+            try:
+                dvh = dose.dvh(built[text], kind, ab)
+            except RtqaError:
+                continue
+            marks, objectives = [], []
+            for sel, c in rows:
+                if c.value is None:
+                    continue
+                metric = parse_metric(c.metric)
+                point = _mark(metric, c.value, dvh, dose.prescription_gy)
+                if point is not None:
+                    marks.append((float(point[0]), float(point[1]),
+                                  f"{c.metric} {c.limit}", c.status))
+                    objectives.append(_objective(metric, sel, dvh, dose.prescription_gy))
+            name = text if kind == "physical" else f"{text} — {kind}(α/β {ab:g})"
+            out.append(curve(name, dvh, marks, objectives))
     return out
 
 

@@ -10,6 +10,8 @@ conventions used. Input that cannot be read raises RtqaError (the CLI exits 2).
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 from datetime import datetime, timezone
 
@@ -20,7 +22,7 @@ from rtqa.checks.names import roi_infos
 from rtqa.errors import RtqaError
 from rtqa.reading.export import Export
 from rtqa.results import (Check, DoseFileInfo, DoseView, InputFile, PlanInfo, Report,
-                          StructureInfo,
+                          StructureInfo, TargetPrescription,
                           overall_status)
 
 __all__ = ["run_check", "CheckOptions", "CONVENTIONS"]
@@ -101,6 +103,7 @@ def _structures(ctx: PlanContext, warnings: list[str]) -> list[StructureInfo]:
 def _report(ctx: PlanContext, checks, lesion_results, structures, warnings, curves,
             plans: tuple[PlanInfo, ...], doses: tuple[DoseFileInfo, ...]) -> Report:
     options, protocol = ctx.options, ctx.protocol
+    plans = tuple(_identified(p, ctx) for p in plans)
     conventions = dict(CONVENTIONS)
     if options.end_caps != "half":
         conventions["dvh_geometry"] = conventions["dvh_geometry"].replace(
@@ -117,12 +120,47 @@ def _report(ctx: PlanContext, checks, lesion_results, structures, warnings, curv
         protocol={"name": protocol.name, "path": str(protocol.path or ""),
                   "source": protocol.source},
         patient_id=export.patient_ids[0] if export.patient_ids else "",
+        patient_name=_patient_name(ctx),
         plans=plans, doses=doses, lesions=tuple(lesion_results), checks=tuple(checks),
         structures=tuple(structures), rois=roi_infos(ctx.structure_set.structures, ctx.names),
         warnings=tuple(dict.fromkeys(warnings)), errors=(),
         inputs=_inputs(export), conventions=conventions, rtqa_version=__version__,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         curves=tuple(curves))
+
+
+def _review_date(date: str, time: str) -> str:
+    """DICOM DA + TM as ISO 8601 ("2025-03-14T09:26:53"); the text as written when it is
+    not a well-formed date."""
+    d = date.strip()
+    if not (len(d) == 8 and d.isdigit()):
+        return d
+    iso = f"{d[:4]}-{d[4:6]}-{d[6:]}"
+    t = time.strip().split(".")[0]
+    if len(t) >= 4 and t.isdigit():
+        iso += f"T{t[:2]}:{t[2:4]}" + (f":{t[4:6]}" if len(t) >= 6 else "")
+    return iso
+
+
+def _identified(info: PlanInfo, ctx: PlanContext) -> PlanInfo:
+    """``info`` with what identifies its RTPLAN for sign-off: plan name, approval reviewer
+    and date, and each target prescription with the name of the ROI it is linked to."""
+    plan = next((p for p in ctx.export.plans if info.sop_instance_uid
+                 and p.sop_instance_uid == info.sop_instance_uid), None)
+    if plan is None:
+        return info
+    names = {s.roi_number: s.name for s in ctx.structure_set.structures} \
+        if ctx.structure_set is not None else {}
+    targets = tuple(TargetPrescription(names.get(t.roi_number, "") if t.roi_number is not None
+                                       else "", t.dose_gy, t.description)
+                    for t in plan.prescriptions)
+    return dataclasses.replace(info, name=plan.name, reviewer=plan.reviewer,
+                               review_date=_review_date(plan.review_date, plan.review_time),
+                               targets=targets)
+
+
+def _patient_name(ctx: PlanContext) -> str:
+    return next((p.patient_name for p in ctx.export.plans if p.patient_name), "")
 
 
 def _alpha_betas(checks: list[Check], protocol) -> str:

@@ -14,14 +14,16 @@ from rtqa.errors import RtqaError
 from rtqa.results import EXIT_CODES, Report
 
 
-def _destinations(json_path, html_path, refuse: set[Path]) -> list[str]:
+def _destinations(json_path, html_path, refuse: set[Path], pdf_path=None) -> list[str]:
     """The report files asked for, each tested before any computation (its folder exists
     and is writable, it is not a folder nor an input file); RtqaError names the first
     that cannot be written."""
     from rtqa.report.atomic import check_destination
-    dests = [d for d in (json_path, html_path) if d and d != "-"]
-    if len(dests) == 2 and Path(dests[0]).resolve() == Path(dests[1]).resolve():
-        raise RtqaError("--json and --html name the same file", dests[0])
+    dests = [d for d in (json_path, html_path, pdf_path) if d and d != "-"]
+    if len({Path(d).resolve() for d in dests}) < len(dests):
+        names = [n for n, d in (("--json", json_path), ("--html", html_path),
+                                ("--pdf", pdf_path)) if d and d != "-"]
+        raise RtqaError(f"{' and '.join(names)} name the same file", dests[0])
     for dest in dests:
         check_destination(dest, refuse=refuse)
     return dests
@@ -43,7 +45,8 @@ def _discard_stale(dests: list[str], refuse: set[Path]) -> list[str]:
     return removed
 
 
-def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path]) -> str:
+def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path],
+          pdf_path=None) -> str:
     """Show the terminal report (unless ``quiet``; the JSON on stdout with ``--json -``)
     and write the report files all or none (:func:`rtqa.report.atomic.write_all`).
     Returns "" or the one-line reason why no report file was written."""
@@ -54,6 +57,10 @@ def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path]) 
     if html_path:
         from rtqa.report.html import render_html
         html_text = render_html(report)
+    pdf_bytes = None
+    if pdf_path:
+        from rtqa.report.pdf import render_pdf
+        pdf_bytes = render_pdf(report)
     if json_path == "-":
         click.echo(json_text, nl=False)
     elif not quiet:
@@ -61,8 +68,8 @@ def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path]) 
         tty = sys.stdout.isatty()
         width = shutil.get_terminal_size().columns if tty else None
         click.echo(render_text(report, color=tty, width=width))
-    files = [(p, t) for p, t in ((json_path, json_text), (html_path, html_text))
-             if p and p != "-"]
+    files = [(p, t) for p, t in ((json_path, json_text), (html_path, html_text),
+                                 (pdf_path, pdf_bytes)) if p and p != "-"]
     if not files:
         return ""
     try:
@@ -98,6 +105,9 @@ def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path]) 
               help="Write the JSON report (schema rtqa-report/2) to PATH, or '-' for stdout.")
 @click.option("--html", "html_path", metavar="PATH",
               help="Write the self-contained HTML report for peer review to PATH.")
+@click.option("--pdf", "pdf_path", metavar="PATH",
+              help="Write the same report as an A4 PDF to PATH (patient, plan and page "
+                   "number on every page; needs the 'pdf' extra: pip install 'rtqa[pdf]').")
 @click.option("--sum-plans", is_flag=True,
               help="Confirm that the RTPLANs on one structure set are delivered together "
                    "as one course (their doses are summed). Without it several plans with "
@@ -119,7 +129,7 @@ def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path]) 
                    "See docs/dicom-conventions.md.")
 @click.option("--quiet", "-q", is_flag=True, help="No terminal report, no progress.")
 def check(plan_dir, protocol, constraint_files, fractions, maps, roi_types, lesion_organs,
-          json_path, html_path, sum_plans, delivery, plan_label, end_caps, quiet):
+          json_path, html_path, sum_plans, delivery, plan_label, end_caps, quiet, pdf_path=None):
     """Check the plan export in PLAN_DIR against a protocol and report PASS/FAIL.
 
     \b
@@ -158,7 +168,7 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, roi_types, lesi
     \b
     Examples:
       rtqa check plan/
-      rtqa check plan/ --json report.json --html report.html
+      rtqa check plan/ --json report.json --html report.html --pdf report.pdf
       rtqa check plan/ --fractions 5 --map SpinalCord=CORD_1
       rtqa check plan/ --map Heart=Herz --roi-type T10_PTV=PTV --lesion-organ PTV_LN=LymphNode
       rtqa check plan/ --protocol my-protocol.toml -c extra-limits.toml
@@ -178,8 +188,14 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, roi_types, lesi
         where = getattr(exc, "filename", None) or plan_dir
         click.echo(f"rtqa: error: {where}: {getattr(exc, 'strerror', None) or exc}", err=True)
         raise SystemExit(2)
+    if pdf_path:  # before any computation: say so now, not after the check
+        from rtqa.report.pdf import pdf_available
+        problem = pdf_available()
+        if problem:
+            click.echo(f"rtqa: error: --pdf {pdf_path}: {problem}", err=True)
+            raise SystemExit(2)
     try:
-        _destinations(json_path, html_path, refuse)
+        _destinations(json_path, html_path, refuse, pdf_path)
     except RtqaError as exc:   # before any computation
         click.echo(f"rtqa: error: {exc}", err=True)
         raise SystemExit(2)
@@ -202,9 +218,9 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, roi_types, lesi
         if debug_enabled():
             traceback.print_exc()
         click.echo(f"rtqa: error: {exc}", err=True)
-        if json_path or html_path:  # an ERROR report replaces any earlier one at the paths
+        if json_path or html_path or pdf_path:  # an ERROR report replaces earlier ones
             failed = _emit(_error_report(str(exc), protocol), json_path, html_path, True,
-                           refuse)
+                           refuse, pdf_path)
             if failed:
                 click.echo(f"rtqa: error: {failed}", err=True)
         raise SystemExit(2)
@@ -216,7 +232,7 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, roi_types, lesi
         raise SystemExit(2)
     if show:
         sys.stderr.write("\r\033[K")
-    failed = _emit(report, json_path, html_path, quiet, refuse)
+    failed = _emit(report, json_path, html_path, quiet, refuse, pdf_path)
     if failed:   # the report was shown; the files asked for are not there: exit 2
         click.echo(f"rtqa: error: {failed}", err=True)
         raise SystemExit(2)

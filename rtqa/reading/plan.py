@@ -75,6 +75,10 @@ class Plan:
     fraction_groups: tuple[FractionGroup, ...] = ()
     #: Set when this Plan stands for one fraction group of a multi-group RTPLAN.
     fraction_group: int | None = None
+    patient_name: str = ""   # PatientName (0010,0010) as written (PN, "Family^Given")
+    reviewer: str = ""       # ReviewerName (300E,0008), when approved/rejected
+    review_date: str = ""    # ReviewDate (300E,0004) YYYYMMDD
+    review_time: str = ""    # ReviewTime (300E,0005) HHMMSS
 
     @property
     def display(self) -> str:
@@ -159,4 +163,6 @@ def read_plan(path: Path) -> Plan:
         prescriptions=tuple(prescriptions), beam_dose_per_fraction_gy=beam_dose,
         beam_numbers=beams, n_fraction_groups=len(groups),
         prescription_text=text(ds, "PrescriptionDescription"),
-        fraction_groups=tuple(fraction_groups))
+        fraction_groups=tuple(fraction_groups),
+        patient_name=text(ds, "PatientName"), reviewer=text(ds, "ReviewerName"),
+        review_date=text(ds, "ReviewDate"), review_time=text(ds, "ReviewTime"))

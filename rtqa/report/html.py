@@ -34,9 +34,11 @@ from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
 
 from rtqa.report.json_report import check_report, created_of, version_of
-from rtqa.report.text import (
-    clean, counts, fmt_exact, fmt_limit, fmt_number, fmt_value, summary_line,
+from rtqa.report.formatting import (
+    Folded, check_metric, clean, fmt_approval, fmt_exact, fmt_person, fmt_targets, provenance, fmt_limit, fmt_number, fmt_value, fold_passes,
+    reason_rows, short_source, view_label,
 )
+from rtqa.report.text import counts, summary_line
 from rtqa.results import CATEGORIES, FAIL, NOT_EVALUATED, PASS, WARN, Curve, Report
 
 __all__ = ["render_html", "dvh_svg", "alpha_beta_used", "STATUS_COLORS"]
@@ -77,13 +79,20 @@ def dvh_svg(curve: Curve, index: int = 0) -> Markup:
         points = _finite_pairs(curve.dose_gy, curve.volume_pct)
         marks = [m for m in curve.marks if all(
             v is not None and math.isfinite(v) for v in (m[0], m[1]))]
-        dmax = max([d for d, _ in points] + [m[0] for m in marks] + [1.0])
+        objectives = [o if o is not None and all(math.isfinite(v) for v in o) else None
+                      for o in curve.objectives] if curve.objectives else []
+        objectives = dict(zip([id(m) for m in curve.marks], objectives + [None] * len(
+            curve.marks)))
+        # the axes include every limit as well as every achieved point
+        dmax = max([d for d, _ in points] + [m[0] for m in marks]
+                   + [o[0] for o in objectives.values() if o] + [1.0])
         if points:
             ax.plot([d for d, _ in points], [v for _, v in points], color=_CURVE_COLOR,
                     linewidth=1.3, solid_joinstyle="round")
         else:
             ax.text(0.5, 0.5, "no DVH data", transform=ax.transAxes, ha="center",
                     va="center", color="#8250df", parse_math=False)
+        mark_of = {tuple(m): m for m in curve.marks}
         level, last = 0, None
         for dose, vol, label, status in sorted(marks, key=lambda m: m[0]):
             # stagger labels of marks close in dose so that they do not overlap
@@ -91,6 +100,13 @@ def dvh_svg(curve: Curve, index: int = 0) -> Markup:
             last = dose
             color = STATUS_COLORS.get(status, "#555555")
             failing = status == FAIL
+            goal = objectives.get(id(mark_of[(dose, vol, label, status)]))
+            if goal is not None:  # the limit as the objective: open diamond, joined
+                ax.plot([goal[0], dose], [goal[1], vol], color=color, linewidth=0.7,
+                        linestyle=":", zorder=4)
+                ax.plot([goal[0]], [goal[1]], linestyle="none", marker="D", markersize=4.5,
+                        markerfacecolor="white", markeredgecolor=color,
+                        markeredgewidth=1.0, zorder=5)
             ax.plot([dose], [vol], linestyle="none", marker="X" if failing else "o",
                     markersize=8 if failing else 5, color=color,
                     markeredgecolor="white" if not failing else "#7a0010",
@@ -152,21 +168,47 @@ def alpha_beta_used(report: Report) -> list[tuple[str, list[str]]]:
         if c.alpha_beta is None or str(c.dose_view) not in ("EQD2", "BED"):
             continue
         what = " ".join(clean(x) for x in (c.structure, c.metric) if x) or clean(c.id)
-        add(c.alpha_beta, f"{what} on {c.dose_view} (check {clean(c.id)})")
+        add(c.alpha_beta, f"{what} on {c.dose_view}")
     return [(fmt_exact(v) + " Gy", whats) for v, whats in sorted(uses.items())]
 
 
+def _view_words(c) -> str:
+    """The dose view of a row in words: "physical", "EQD2, α/β 3 Gy", "" (not a dose)."""
+    view = str(c.dose_view)
+    if view in ("EQD2", "BED"):
+        ab = "?" if c.alpha_beta is None else fmt_exact(c.alpha_beta)
+        return f"{view}, α/β {ab} Gy"
+    return "physical" if view == "physical" else ""
+
+
 def _check_view(c):
+    if isinstance(c, Folded):
+        first = c.first
+        view = _check_view(first)
+        view.update(structure=f"{len(c.checks)} structures", id=clean(first.id),
+                    rois="each of: " + ", ".join(c.structures), folded=len(c.checks))
+        return view
     rois = tuple(c.rois)
     return {
+        "folded": 0, "view": _view_words(c),
         "status": c.status, "cls": _STATUS_CLASS[c.status], "id": clean(c.id),
         "structure": clean(c.structure) if c.structure else "—",
         "rois": ", ".join(clean(r) for r in rois) if rois and rois != (c.structure,) else "",
-        "metric": clean(c.metric) if c.metric else "—",
+        "metric": check_metric(c),
         "value": fmt_value(c.value, c.unit), "limit": fmt_limit(c.limit, c.unit),
-        "source": clean(c.source), "note": clean(c.note),
+        "source": clean(c.source), "short_source": short_source(c.source),
+        "note": clean(c.note),
         "optimal": c.priority != "mandatory",
     }
+
+
+def _running_head(report: Report) -> str:
+    """Patient and plan for the top of every printed page (CSS @page margin box)."""
+    who = fmt_person(report.patient_name)
+    pid = clean(report.patient_id) or "—"
+    patient = f"{who} (ID {pid})" if who else f"Patient ID {pid}"
+    plans = ", ".join(clean(p.label) for p in report.plans) or "no plan"
+    return f"{patient} · plan {plans} · rtqa {report.status}"
 
 
 def _verdict_text(report: Report, n: dict) -> str:
@@ -190,13 +232,41 @@ def _verdict_text(report: Report, n: dict) -> str:
 
 def _view(report: Report) -> dict:
     n = counts(report)
-    by_cat = {cat: [_check_view(c) for c in report.checks if c.category == cat]
-              for cat in CATEGORIES}
+    lesion_notes = {les.note for les in report.lesions if les.note}
+    by_cat, notes_by_cat = {}, {}
+    for cat in CATEGORIES:
+        rows = [_check_view(c) for c in fold_passes(
+            [c for c in report.checks if c.category == cat])]
+        counted: dict[str, int] = {}
+        for v in rows:
+            if v["note"]:
+                counted[v["note"]] = counted.get(v["note"], 0) + 1
+        numbered: dict[str, int] = {}
+        for v in rows:
+            note = v["note"]
+            v["ref"] = ""
+            if cat == "lesions" and note in lesion_notes:
+                v["note"], v["ref"] = "", "note as in the lesion table"
+            elif note and counted[note] > 1:
+                numbered.setdefault(note, len(numbered) + 1)
+                v["note"], v["ref"] = "", f"note {numbered[note]}"
+        by_cat[cat] = rows
+        notes_by_cat[cat] = [(k, note) for note, k in numbered.items()]
+    grouped: dict[str, list[str]] = {}
+    for c in report.checks:
+        full = grouped.setdefault(short_source(c.source), [])
+        if clean(c.source) not in full:
+            full.append(clean(c.source))
+    sources = sorted(grouped.items())
+    reasons = [dict(_check_view(r.check), reason=r.reason, binds=r.binds, group=r.group)
+               for r in reason_rows(report.checks)]
     protocol = report.protocol or {}
     return {
         "status": report.status, "status_cls": _STATUS_CLASS[report.status],
         "verdict_text": _verdict_text(report, n), "summary": summary_line(report),
         "counts": n, "patient_id": clean(report.patient_id) or "—",
+        "patient_name": fmt_person(report.patient_name) or "—",
+        "running": _running_head(report),
         "created": clean(created_of(report)), "version": clean(version_of(report)),
         "protocol": {"name": clean(protocol.get("name") or "—"),
                      "path": clean(protocol.get("path") or "—"),
@@ -206,7 +276,9 @@ def _view(report: Report) -> dict:
         "plans": [{"label": clean(p.label), "uid": clean(p.sop_instance_uid),
                    "fractions": "—" if p.fractions is None else str(p.fractions),
                    "prescription": fmt_value(p.prescription_gy, "Gy"),
-                   "approval": clean(p.approval_status) or "—", "file": clean(p.file)}
+                   "approval": clean(p.approval_status) or "—", "file": clean(p.file),
+                   "name": clean(p.name) or "—", "approval_full": fmt_approval(p),
+                   "targets": fmt_targets(p) or "—"}
                   for p in report.plans],
         "lesions": [{"status": les.status, "cls": _STATUS_CLASS[les.status],
                      "name": clean(les.name), "organ": clean(les.organ) if les.organ else "—",
@@ -219,7 +291,7 @@ def _view(report: Report) -> dict:
                      "required": fmt_exact(les.required_bed_gy),
                      "prescribed": fmt_value(les.prescribed_bed_gy, "Gy"),
                      "note": clean(les.note)} for les in report.lesions],
-        "checks": by_cat,
+        "checks": by_cat, "reasons": reasons, "notes": notes_by_cat, "sources": sources,
         "structures": [{"name": clean(s.name),
                         "standard": clean(s.standard_name) if s.standard_name else "—",
                         "volume": fmt_number(s.volume_cc), "min": fmt_number(s.min_gy),
@@ -233,9 +305,10 @@ def _view(report: Report) -> dict:
                    "plan": clean(d.plan) or "—", "role": clean(d.role),
                    "used": "yes" if d.used else "no", "note": clean(d.note)}
                   for d in report.doses],
-        "inputs": [{"path": clean(f.path), "kind": clean(f.kind),
-                    "uid": clean(f.sop_instance_uid) or "—", "sha256": clean(f.sha256)}
-                   for f in report.inputs],
+        "inputs": [{"path": line.path, "kind": line.kind, "uid": line.uid or "—",
+                    "sha256": line.sha256, "count": line.count}
+                   for line in provenance(report.inputs)],
+        "n_inputs": len(report.inputs),
         "conventions": [(clean(k), clean(v) if isinstance(v, str) else clean(repr(v)))
                         for k, v in (report.conventions or {}).items()],
         "alpha_beta": alpha_beta_used(report),

@@ -5,15 +5,18 @@ and documented field by field in ``rtqa/report/schema/rtqa-report-2.json`` (JSON
 draft 2020-12, see ``schema_path()``). Rules:
 
 * Top-level keys, always in this order: ``schema``, ``status``, ``rtqa_version``,
-  ``created``, ``protocol``, ``patient_id``, ``plans``, ``doses``, ``lesions``, ``checks``,
-  ``structures``, ``rois``, ``warnings``, ``errors``, ``inputs``, ``conventions``.
+  ``created``, ``protocol``, ``patient_id``, ``patient_name``, ``plans``, ``doses``,
+  ``lesions``, ``checks``, ``structures``, ``rois``, ``warnings``, ``errors``, ``inputs``,
+  ``conventions``, ``curves``.
 * Records keep the order the pipeline gave them; keys within a record are in the fixed
   order of the schema. Every field is present (``null`` when unknown).
 * A number that is not finite (NaN, ±inf) is written as ``null``; the text never
   contains ``NaN`` or ``Infinity``.
 * Deterministic: two renders of the same report differ only in ``created``, the
   report's timestamp (taken from ``Report.created``; the current UTC time when empty).
-* DVH curves (``Report.curves``) are for the HTML report and are not in the JSON.
+* DVH curves (``Report.curves``) are exported last (``curves``): each cumulative DVH as
+  dose (Gy) and volume (% of the structure) nodes, the constraint marks on it and, per
+  mark, its limit as a point on the same axes (``objectives``).
 
 ``check_report(report)`` is the consistency check every renderer runs first: a status,
 category or priority outside the result model, or an overall status milder than the
@@ -37,8 +40,8 @@ __all__ = ["to_dict", "dumps", "check_report", "created_of", "version_of", "sche
 OVERALL_STATUSES = ("PASS", "FAIL", "ERROR")
 PRIORITIES = ("mandatory", "optimal")
 TOP_LEVEL_KEYS = ("schema", "status", "rtqa_version", "created", "protocol", "patient_id",
-                  "plans", "doses", "lesions", "checks", "structures", "rois", "warnings", "errors",
-                  "inputs", "conventions")
+                  "patient_name", "plans", "doses", "lesions", "checks", "structures", "rois",
+                  "warnings", "errors", "inputs", "conventions", "curves")
 _SEVERITY = {"PASS": 0, "FAIL": 1, "ERROR": 2}
 _PROTOCOL_KEYS = ("name", "path", "source")
 
@@ -154,6 +157,7 @@ def to_dict(report: Report, *, now: datetime | None = None) -> dict:
         "created": created_of(report, now),
         "protocol": _protocol(report.protocol),
         "patient_id": report.patient_id,
+        "patient_name": report.patient_name,
         "plans": [{
             "label": p.label,
             "sop_instance_uid": p.sop_instance_uid,
@@ -163,6 +167,11 @@ def to_dict(report: Report, *, now: datetime | None = None) -> dict:
             "file": p.file,
             "checked": bool(p.checked),
             "note": p.note,
+            "name": p.name,
+            "reviewer": p.reviewer,
+            "review_date": p.review_date,
+            "targets": [{"roi": t.roi, "dose_gy": _num(t.dose_gy),
+                         "description": t.description} for t in p.targets],
         } for p in report.plans],
         "doses": [{
             "file": d.file,
@@ -236,6 +245,17 @@ def to_dict(report: Report, *, now: datetime | None = None) -> dict:
             "sha256": f.sha256,
         } for f in report.inputs],
         "conventions": _jsonable(dict(report.conventions or {}), "conventions"),
+        "curves": [{
+            "name": cv.name,
+            "dose_gy": [_num(x) for x in cv.dose_gy],
+            "volume_pct": [_num(x) for x in cv.volume_pct],
+            "volume_cc": _num(cv.volume_cc),
+            "marks": [{"dose_gy": _num(m[0]), "volume_pct": _num(m[1]), "label": m[2],
+                       "status": str(m[3])} for m in cv.marks],
+            "objectives": [None if o is None else {"dose_gy": _num(o[0]),
+                                                   "volume_pct": _num(o[1])}
+                           for o in cv.objectives],
+        } for cv in report.curves],
     }
 
 

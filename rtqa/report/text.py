@@ -23,11 +23,13 @@ bidirectional overrides) are shown as ``\\x1b``-style escapes.
 
 from __future__ import annotations
 
-import math
-import re
 import textwrap
 import unicodedata
 
+from rtqa.report.formatting import (
+    Folded, check_metric, clean, fmt_approval, fmt_exact, fmt_person, fmt_targets, fmt_limit, fmt_number, fmt_value, fold_passes,
+    reason_rows, short_source,
+)
 from rtqa.report.json_report import check_report, created_of, version_of
 from rtqa.results import CATEGORIES, FAIL, NOT_EVALUATED, PASS, WARN, Check, Report
 
@@ -87,93 +89,6 @@ def summary_line(report: Report) -> str:
 
 # --- formatting --------------------------------------------------------------------
 
-def clean(text) -> str:
-    """Text safe for a terminal: control/format/line-separator characters escaped."""
-    text = "" if text is None else str(text)
-    out = []
-    for ch in text:
-        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
-            code = ord(ch)
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def fmt_number(x) -> str:
-    """A value for people: "—" when unknown, "n/a" when not finite, 2 decimals (3
-    significant digits below 0.1), integers as integers."""
-    if x is None:
-        return "—"
-    if isinstance(x, int) and not isinstance(x, bool):
-        return str(x)
-    x = float(x)
-    if not math.isfinite(x):
-        return "n/a"
-    if x == 0:
-        return "0"
-    if abs(x) < 0.1:
-        return f"{x:.3g}"
-    return f"{x:.2f}"
-
-
-def _unit_suffix(unit) -> str:
-    if not unit:
-        return ""
-    return "%" if unit == "%" else f" {unit}"
-
-
-def fmt_exact(x) -> str:
-    """A parameter (α/β, required dose) to 6 significant digits without padding zeros."""
-    s = fmt_number(x)
-    return s if s in ("—", "n/a") else f"{float(x):.6g}"
-
-
-def fmt_value(value, unit) -> str:
-    """Value with its unit ("19.84 Gy", "3.1%"), "—" when not evaluated."""
-    s = fmt_number(value)
-    return s if s in ("—", "n/a") else s + clean(_unit_suffix(unit))
-
-
-def fmt_limit(limit, unit) -> str:
-    """The limit with the unit appended when it ends in a number ("< 18 Gy")."""
-    if limit is None or limit == "":
-        return "—"
-    limit = clean(limit)
-    if unit and re.search(r"\d$", limit):
-        return limit + clean(_unit_suffix(unit))
-    return limit
-
-
-_AUTHOR_YEAR = re.compile(r"^(?P<author>[A-Z][\w'’-]+) et al\.?\s.*?\b(?P<year>(?:19|20)\d\d)\b")
-_TABLE = re.compile(r"\bTable\s+(?P<t>[0-9IVXL]+[a-z]?)\b")
-_PS33 = re.compile(r"^DICOM (?P<part>PS3\.\d+)\s+(?P<sec>[A-Z]?[\d.]+\d)")
-_NCT = re.compile(r"\b(?P<nct>NCT\d{8})\b")
-
-
-_DERIVED = "derived (LQ) from "
-
-
-def short_source(source) -> str:
-    """A short form of a source for the terminal: "Benedict 2010, Table III",
-    "PS3.3 C.8.8.16", "NCT06261047 protocol"; otherwise its first clause. A derived
-    limit's source ("derived (LQ) from Benedict et al. ...") -> "LQ from Benedict 2010"."""
-    s = clean(source).strip()
-    if s.startswith(_DERIVED):
-        return "LQ from " + short_source(s[len(_DERIVED):])
-    m = _AUTHOR_YEAR.match(s)
-    if m:
-        t = _TABLE.search(s)
-        return f"{m['author']} {m['year']}" + (f", Table {t['t']}" if t else "")
-    m = _PS33.match(s)
-    if m:
-        return f"{m['part']} {m['sec']}"
-    m = _NCT.search(s)
-    if m:
-        return f"{m['nct']} protocol"
-    return re.split(r";|,|\s\(|:", s, maxsplit=1)[0].strip() or s
-
-
 def _width(text: str) -> int:
     """Display width in terminal cells (wide East Asian characters 2, combining 0)."""
     return sum(0 if unicodedata.combining(ch) else
@@ -206,7 +121,8 @@ def _paint(text: str, key: str, color: bool) -> str:
 
 # --- tables ------------------------------------------------------------------------
 
-def _table(headers, rows, *, width, flex, right=(), mins=None, drop=(), color=False):
+def _table(headers, rows, *, width, flex, right=(), mins=None, drop=(), color=False,
+           cut: set | None = None):
     """Lines of a table that fits ``width`` where it can.
 
     ``rows``: (cells, status, details, full): the first column is the status (coloured),
@@ -240,6 +156,9 @@ def _table(headers, rows, *, width, flex, right=(), mins=None, drop=(), color=Fa
         widths[widest] -= 1
         excess -= 1
 
+    if cut is not None:  # tell the caller which columns are narrower than their text
+        cut.update(i for i in cols if widths[i] < natural[i])
+
     def line(cells, status=None):
         parts = []
         for i in cols:
@@ -255,7 +174,7 @@ def _table(headers, rows, *, width, flex, right=(), mins=None, drop=(), color=Fa
     for cells, status, details, full in rows:
         out.append(line(cells, status))
         extra = [f"{headers[i]}: {full.get(i, cells[i])}" for i in cols
-                 if _width(cells[i]) > widths[i]]
+                 if _width(cells[i]) > widths[i] and full.get(i, cells[i]) is not None]
         extra += [f"{headers[i]}: {full.get(i, cells[i])}" for i in dropped]
         for detail in extra + list(details):
             out.extend(textwrap.wrap(detail, width=max(20, width - len(indent)),
@@ -264,22 +183,103 @@ def _table(headers, rows, *, width, flex, right=(), mins=None, drop=(), color=Fa
     return out
 
 
-def _check_rows(checks: list[Check]):
-    rows = []
+def _repeated_notes(checks) -> dict[str, int]:
+    """Notes carried by at least two rows of a section, numbered in order of appearance:
+    printed once under the table, referenced as [n] after the row's source."""
+    seen: dict[str, int] = {}
     for c in checks:
+        if c.note:
+            seen[c.note] = seen.get(c.note, 0) + 1
+    numbered: dict[str, int] = {}
+    for c in checks:
+        if c.note and seen[c.note] > 1 and c.note not in numbered:
+            numbered[c.note] = len(numbered) + 1
+    return numbered
+
+
+def _check_rows(checks: list[Check], notes: dict[str, int] | None = None,
+                sources: dict[str, str] | None = None, shown=frozenset()):
+    """Table rows; with ``sources`` (narrow terminals) the Source column holds a letter
+    explained under the table instead of the short source."""
+    notes = notes or {}
+
+    def src(c):
+        return sources[short_source(c.source)] if sources is not None else short_source(c.source)
+    rows = []
+    for c in fold_passes(checks):
+        if isinstance(c, Folded):
+            first = c.first
+            cells = [first.status, f"{len(c.checks)} structures", check_metric(first),
+                     fmt_value(first.value, first.unit), fmt_limit(first.limit, first.unit),
+                     src(first)]
+            details = ["each of: " + ", ".join(c.structures)]
+            rows.append((cells + [""], first.status, details, {}))
+            continue
         details = []
         if c.priority != "mandatory":
             details.append(f"{clean(c.priority)}: does not fail the plan")
         rois = tuple(c.rois)
         if rois and rois != (c.structure,):
             details.append("ROIs: " + ", ".join(clean(r) for r in rois))
-        if c.note:
+        ref = ""
+        if c.status == NOT_EVALUATED and c.note:
+            details.append("reason: see WHY above")  # the note is the reason, printed there
+        elif c.note and c.note in shown:
+            pass  # the same words are in the lesion table above
+        elif c.note and c.note in notes:
+            ref = f"[{notes[c.note]}]"
+        elif c.note:
             details.append(clean(c.note))
         cells = [c.status, clean(c.structure) if c.structure else "—",
-                 clean(c.metric) if c.metric else "—", fmt_value(c.value, c.unit),
-                 fmt_limit(c.limit, c.unit), short_source(c.source)]
-        rows.append((cells, c.status, details, {5: clean(c.source)}))
+                 check_metric(c), fmt_value(c.value, c.unit),
+                 fmt_limit(c.limit, c.unit), src(c), ref]
+        if sources is not None:  # narrow: one reference column
+            cells[5:] = [" ".join(x for x in cells[5:] if x), ""]
+        # a cut source is not repeated: its full text is in the JSON and HTML reports
+        rows.append((cells, c.status, details, {5: None}))
     return rows
+
+
+def _source_letters(checks) -> dict[str, str]:
+    letters: dict[str, str] = {}
+    for c in checks:
+        key = short_source(c.source)
+        if key not in letters:
+            n = len(letters)
+            letters[key] = chr(ord("a") + n % 26) + ("" if n < 26 else str(n // 26))
+    return letters
+
+
+def _note_lines(notes: dict[str, int], width: int, sources=None) -> list[str]:
+    out = []
+    for text, letter in (sources or {}).items():
+        out += textwrap.wrap(text, width=max(20, width - 2), initial_indent=f"{letter}: ",
+                             subsequent_indent="    ", break_on_hyphens=False)
+    for note, k in notes.items():
+        out += textwrap.wrap(clean(note), width=max(20, width - 2), initial_indent=f"[{k}] ",
+                             subsequent_indent="    ", break_on_hyphens=False)
+    return out
+
+
+def _reason_lines(report: Report, width: int, color: bool) -> list[str]:
+    """The rows the verdict rests on, directly under it."""
+    rows = reason_rows(report.checks)
+    fails = sum(r.check.status == FAIL for r in rows)
+    ne = len(rows) - fails
+    title = f"WHY {report.status}" if report.status != "PASS" else "TO REVIEW"
+    head = [f"{title}: {_plural(fails, 'failed row')}, {ne} not evaluated"]
+    failed_lesions = [les for les in report.lesions if les.status == FAIL]
+    if not rows and not failed_lesions:
+        return head + ["  every check passed or is informational (details below)"]
+    table = []
+    for r in rows:
+        c = r.check
+        cells = [c.status, clean(c.structure) if c.structure else "—", r.metric,
+                 fmt_value(c.value, c.unit), fmt_limit(c.limit, c.unit)]
+        table.append((cells, c.status, [r.reason], {}))
+    return head + _table(["Status", "Structure", "Metric", "Value", "Limit"], table,
+                         width=width, flex=(1, 2), right=(3,), mins={1: 10, 2: 24},
+                         color=color)
 
 
 def _exact_gy(x) -> str:
@@ -315,7 +315,8 @@ def _header(report: Report, width: int, color: bool) -> list[str]:
     lines = [title + " " * room + created] if room >= 2 else [title, created]
     lines.append("")
     protocol = report.protocol or {}
-    lines.append(f"{'Patient ID':<12}{clean(report.patient_id) or '—'}")
+    lines.append(f"{'Patient':<12}{fmt_person(report.patient_name) or 'name not given'}"
+                 f"  (ID {clean(report.patient_id) or '—'})")
     proto = clean(protocol.get("name") or "—")
     if protocol.get("path"):
         proto += f"  ({clean(protocol['path'])})"
@@ -335,14 +336,25 @@ def _header(report: Report, width: int, color: bool) -> list[str]:
         lines.append(f"{head:<12}{_pad(labels[i], lw)}  {fx:>5}  {rx:>9}{extra}")
         if not p.checked and p.note:
             lines.append(" " * 12 + "  " + clean(p.note)[:width - 14])
-    lines.append(f"{'Status':<12}" + _paint(report.status, report.status + "!"
-                                             if report.status != "ERROR" else "ERROR", color))
+        more = []
+        if p.name and p.name != p.label:
+            more.append(f"name {clean(p.name)}")
+        if p.targets:
+            more.append("targets " + fmt_targets(p))
+        if p.reviewer or p.review_date:
+            more.append(fmt_approval(p))
+        for text in more:
+            lines += textwrap.wrap(text, width=max(20, width - 14), initial_indent=" " * 14,
+                                   subsequent_indent=" " * 16, break_on_hyphens=False)
     for i, d in enumerate(report.doses):
         head = "Dose files" if i == 0 else ""
         name = clean(d.file).replace("\\", "/").rsplit("/", 1)[-1]
         used = "" if d.used else " (not used)"
         plan = f" of {clean(d.plan)}" if d.plan else ""
         lines.append(f"{head:<12}{name}  {clean(d.summation_type)}: {clean(d.role)}{plan}{used}")
+    # the verdict last, so that the reasons follow it directly
+    lines.append(f"{'Status':<12}" + _paint(report.status, report.status + "!"
+                                             if report.status != "ERROR" else "ERROR", color))
     return lines
 
 
@@ -389,7 +401,9 @@ def render_text(report: Report, *, color: bool, width: int | None = None) -> str
     check_report(report)
     width = max(_MIN_WIDTH, int(width or DEFAULT_WIDTH))
     lines = _header(report, width, color)
-    check_headers = ["Status", "Structure", "Metric", "Value", "Limit", "Source"]
+    lines += [""] + _reason_lines(report, width, color)
+    lines += ["", "DETAILS"]
+    check_headers = ["Status", "Structure", "Metric", "Value", "Limit", "Source", ""]
     for category in CATEGORIES:
         rows = [c for c in report.checks if c.category == category]
         lines += ["", f"{_TITLES[category]} ({len(rows)})"]
@@ -401,8 +415,19 @@ def render_text(report: Report, *, color: bool, width: int | None = None) -> str
             if rows:
                 lines.append("")
         if rows:
-            lines += _table(check_headers, _check_rows(rows), width=width, flex=(5, 1, 2, 4),
-                            right=(3,), mins={5: 12, 1: 12, 2: 10, 4: 6}, color=color)
+            notes = _repeated_notes([c for c in rows if c.status != NOT_EVALUATED])
+            shown = frozenset(les.note for les in report.lesions if les.note)
+            cut: set[int] = set()
+            kw = dict(width=width, flex=(5, 1, 2, 4), right=(3,),
+                      mins={5: 12, 1: 12, 2: 22, 4: 9}, color=color)
+            table = _table(check_headers, _check_rows(rows, notes, None, shown), cut=cut, **kw)
+            sources = None
+            if 5 in cut:  # sources would be cut: a letter each, explained under the table
+                sources = _source_letters(rows)
+                table = _table(check_headers[:5] + ["Src", ""],
+                               _check_rows(rows, notes, sources, shown), **kw)
+            lines += table
+            lines += _note_lines(notes, width, sources)
         elif not (category == "lesions" and report.lesions):
             lines.append("  (none)")
     lines += _roi_lines(report, width)
@@ -417,8 +442,11 @@ def render_text(report: Report, *, color: bool, width: int | None = None) -> str
         if not items:
             lines.append("  (none)")
     summary = summary_line(report)
+    parts = [summary]
+    if _width(summary) > width and width < DEFAULT_WIDTH:  # narrow terminal: wrapped
+        parts = textwrap.wrap(summary, width=width, break_on_hyphens=False)
     if color:
         key = report.status + "!" if report.status != "ERROR" else "ERROR"
-        summary = _paint(report.status, key, color) + summary[len(report.status):]
-    lines += ["", summary]
+        parts[0] = _paint(report.status, key, color) + parts[0][len(report.status):]
+    lines += [""] + parts
     return "\n".join(lines) + "\n"

@@ -124,8 +124,14 @@ def test_hcc_pass_check_fields(pass5):
 
 def test_hcc_pass_curves_and_marks(pass5):
     curves = {cv.name: cv for cv in pass5.curves}
-    assert set(curves) == {"SpinalCord", "Lung_L + Lung_R - GTV", "Esophagus", "Heart",
-                           "Liver - GTV", "Kidney_L + Kidney_R", "Stomach", "Duodenum"}
+    # one curve per structure and dose view its rows use: physical, and EQD2 at the α/β
+    eqd2 = {f"{c.structure} — EQD2(α/β {c.alpha_beta:g})" for c in pass5.checks
+            if str(c.dose_view) == "EQD2" and c.value is not None}
+    physical = {c.structure for c in pass5.checks
+                if str(c.dose_view) == "physical" and c.value is not None}
+    assert set(curves) == eqd2 | physical
+    assert {"SpinalCord", "Esophagus", "Heart", "Liver - GTV", "Stomach", "Duodenum",
+            "Kidney_L + Kidney_R — EQD2(α/β 3)", "Liver - GTV — EQD2(α/β 3)"} <= set(curves)
     for cv in curves.values():
         assert 2 <= len(cv.dose_gy) <= MAX_CURVE_POINTS
         assert cv.volume_pct[0] == pytest.approx(100.0) and cv.volume_pct[-1] == 0.0
@@ -139,8 +145,10 @@ def test_hcc_pass_curves_and_marks(pass5):
     (dose, pct, label, _), = [m for m in liver.marks if m[2].startswith("CV15Gy")]
     assert dose == 15.0 and label == "CV15Gy[cc] >= 700"
     assert pct == pytest.approx(100 * (1417 - 1203) / 1417, abs=1.0)
-    # EQD2 rows are not marked on the physical-dose curve
-    assert curves["Kidney_L + Kidney_R"].marks == ()
+    # EQD2 rows are marked on their EQD2 curve, never on the physical-dose curve
+    assert "Kidney_L + Kidney_R" not in curves
+    kidneys = curves["Kidney_L + Kidney_R — EQD2(α/β 3)"]
+    assert {m[2] for m in kidneys.marks} >= {"Mean[Gy] < 15", "V20Gy[%] < 32"}
 
 
 def test_hcc_fail_fails_liver_rule_liver_mean_and_cord_only(protocol, hcc_fail_plan):
@@ -221,7 +229,10 @@ def test_each_dvh_is_computed_once_through_the_injected_cache(protocol, hcc_pass
     assert len(calls) == len(set(calls))
     assert sorted(calls) == ["Duodenum", "Esophagus", "Heart", "Kidney_L + Kidney_R",
                              "Liver - GTV", "Lung_L + Lung_R - GTV", "SpinalCord", "Stomach"]
-    assert len(result.curves) == 8
+    # a curve per structure and dose view (8 physical DVHs, EQD2 ones derived from them)
+    names = {c.name for c in result.curves}
+    assert len(result.curves) == len(names) and len(names) >= 13
+    assert {n.split(" — ")[0] for n in names} == set(calls)
     assert _by_id(result)[LIVER_RULE].status == PASS
 
 

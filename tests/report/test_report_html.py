@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import hashlib
 import re
 import shutil
 import struct
@@ -91,9 +92,15 @@ def test_verdict_colours():
 def test_provenance_and_signoff():
     report = hcc_report()
     text = Page(render_html(report)).all_text
+    ct = sorted((f for f in report.inputs if f.kind == "CT"), key=lambda f: f.path)
     for f in report.inputs:
-        assert f.sha256 in text and f.path in text
-        assert (f.sop_instance_uid or "—") in text
+        if f.kind != "CT":
+            assert f.sha256 in text and f.path in text
+            assert (f.sop_instance_uid or "—") in text
+    # the CT series is one line: first … last path, count, digest of the digests
+    series = hashlib.sha256("".join(f.sha256 + "\n" for f in ct).encode()).hexdigest()
+    assert f"{ct[0].path} … {ct[-1].path.rsplit('/', 1)[-1]}" in text and series in text
+    assert f"CT ({len(ct)} files)" in text and ct[1].sha256 not in text
     for p in report.plans:
         assert p.sop_instance_uid in text
     assert "constraints/protocols/oligo-hcc.toml" in text and "KROG 20-04" in text
@@ -109,7 +116,7 @@ def test_alpha_beta_values_used():
     used = dict(alpha_beta_used(hcc_report()))
     assert set(used) == {"3 Gy", "10 Gy"}
     assert "BED of lesion L1 segment VIII" in used["10 Gy"]
-    assert "Liver - GTV Mean[Gy] on EQD2 (check oar.quantec.Liver-GTV.Mean)" in used["3 Gy"]
+    assert "Liver - GTV Mean[Gy] on EQD2" in used["3 Gy"]
     assert any("Lungs - GTV V20Gy[%] on EQD2" in u for u in used["3 Gy"])
     # read from the rows' fields, never from note or convention text
     assert not any("convention" in u for uses in used.values() for u in uses)
@@ -117,7 +124,9 @@ def test_alpha_beta_values_used():
 
 def test_print_layout_css():
     html = render_html(hcc_report())
-    assert "@page { size: A4; margin: 15mm;" in html
+    assert "@page { size: A4; margin:" in html
+    assert "@top-left { content: string(running)" in html and "counter(pages)" in html
+    assert '<div class="running">Nguyen, Thi Lan (ID HCC-0042) · plan LIVER_SBRT, PVTT_BOOST' in html
     assert "break-inside: avoid" in html and "page-break-inside: avoid" in html
 
 
@@ -175,10 +184,10 @@ def test_svg_text_is_escaped_and_mathtext_is_off(hostile_html):
     svgs = re.findall(r"<svg .*?</svg>", hostile_html, flags=re.S)
     script_svg = next(s for s in svgs if "Cumulative DVH of &lt;script&gt;" in s)
     assert "<script" not in script_svg
-    assert f">{ESCAPED_SCRIPT}  (30.00 cc)<" in script_svg       # title
+    assert f">{ESCAPED_SCRIPT}  (30 cc)<" in script_svg       # title
     assert f">{ESCAPED_SCRIPT}<" in script_svg                   # mark label
     math_svg = next(s for s in svgs if "$\\alpha$ 50$ cord" in s)
-    assert ">$\\alpha$ 50$ cord  (40.00 cc)<" in math_svg         # as typed, no mathtext
+    assert ">$\\alpha$ 50$ cord  (40 cc)<" in math_svg         # as typed, no mathtext
     assert MATHTEXT in Page(hostile_html).all_text
     assert "CV15Gy ≥ 700 cc Å/µ" in hostile_html
 

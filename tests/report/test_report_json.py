@@ -20,7 +20,7 @@ from rtqa.report.atomic import write_atomic
 from rtqa.errors import RtqaError
 from rtqa.report.json_report import TOP_LEVEL_KEYS, check_report, dumps, schema_path, to_dict
 from rtqa.results import (
-    FAIL, PASS, SCHEMA, Check, DoseFileInfo, InputFile, LesionResult, PlanInfo, Report,
+    FAIL, PASS, SCHEMA, Check, Curve, DoseFileInfo, InputFile, LesionResult, PlanInfo, Report,
     RoiInfo, StructureInfo,
 )
 
@@ -90,7 +90,9 @@ def test_schema_records_match_the_result_model():
         assert set(documented) == fields, key
         assert set(schema[key]["items"]["required"]) == fields, key
         assert list(doc[key][0]) == documented, key     # JSON key order = schema order
-    report_fields = {f.name for f in dataclasses.fields(Report)} - {"curves"}
+    report_fields = {f.name for f in dataclasses.fields(Report)}
+    curve_fields = {f.name for f in dataclasses.fields(Curve)}
+    assert set(schema["curves"]["items"]["properties"]) == curve_fields
     assert report_fields | {"schema"} == set(TOP_LEVEL_KEYS)
 
 
@@ -147,10 +149,15 @@ def test_records_keep_their_order_and_content():
     assert doc["conventions"] == report.conventions
 
 
-def test_curves_are_not_in_the_json():
-    text = dumps(hcc_report())
-    assert "curves" not in json.loads(text)
-    assert "volume_pct" not in text and "marks" not in text
+def test_curves_are_in_the_json():
+    report = hcc_report()
+    doc = json.loads(dumps(report))
+    assert list(doc)[-1] == "curves" and len(doc["curves"]) == len(report.curves)
+    for cv, out in zip(report.curves, doc["curves"]):
+        assert out["name"] == cv.name and out["dose_gy"] == list(cv.dose_gy)
+        assert out["volume_pct"] == list(cv.volume_pct)
+        assert [(m["dose_gy"], m["volume_pct"], m["label"], m["status"])
+                for m in out["marks"]] == [tuple(m) for m in cv.marks]
 
 
 def test_text_format_indent_unicode_final_newline():
