@@ -247,15 +247,20 @@ def reason_rows(checks) -> list[ReasonRow]:
             continue
         group = groups[(c.structure, c.metric)]
         excess = {id(g): limit_excess(g) for g in group}
-        binding = max(group, key=lambda g: -1.0 if excess[id(g)] is None else excess[id(g)])
+        # only a mandatory row decides the verdict, so only a mandatory row can bind
+        deciding = [g for g in group if g.priority == "mandatory"]
+        binding = max(deciding, default=None,
+                      key=lambda g: -1.0 if excess[id(g)] is None else excess[id(g)])
         for g in group:
             done.add(id(g))
             reason = _fail_reason(g, excess[id(g)])
             binds = None
-            if len(group) > 1:
+            if g.priority != "mandatory":
+                reason += "; informative only (optimal): does not decide the verdict"
+            elif len(deciding) > 1:
                 binds = g is binding
-                reason += (f"; BINDS (largest excess of {len(group)} rows on this "
-                           "structure and metric)" if binds else "; another row binds")
+                reason += (f"; BINDS (largest excess of {len(deciding)} mandatory rows on "
+                           "this structure and metric)" if binds else "; another row binds")
             out.append(ReasonRow(g, check_metric(g), reason, binds, len(group)))
     ne = [c for c in checks if c.status == NOT_EVALUATED]
     for c in sorted(ne, key=lambda c: c.priority != "mandatory"):

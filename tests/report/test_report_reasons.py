@@ -89,6 +89,19 @@ def test_binding_row_is_the_largest_relative_excess():
     assert "57% over the limit" in out["quantec"].reason and "BINDS" in out["quantec"].reason
 
 
+def test_an_informative_row_never_binds():
+    """A conventional EQD2 row made informative (optimal) by an SBRT row for the same
+    structure and metric does not decide the verdict, so the binding row is the mandatory
+    row with the largest excess (hcc_fail's SpinalCord D0.035cc: HyTEC 25.3 Gy)."""
+    rows = [dataclasses.replace(row("quantec", FAIL, 78.48, "< 50", view=DoseView.EQD2,
+                                    ab=2.0), priority="optimal"),
+            row("tg101", FAIL, 34.93, "< 30"), row("hytec", FAIL, 34.93, "< 25.3")]
+    out = {r.check.id: r for r in reason_rows(rows)}
+    assert out["quantec"].binds is None and "informative only" in out["quantec"].reason
+    assert out["hytec"].binds is True and out["tg101"].binds is False
+    assert out["hytec"].group == 3
+
+
 def test_lower_limits_and_ranges():
     assert limit_excess(row("a", FAIL, 450.0, ">= 700")) == pytest.approx(250 / 700)
     assert limit_excess(row("b", FAIL, 60.0, "47.50-57.50")) == pytest.approx(2.5 / 57.5)
