@@ -60,8 +60,8 @@ def test_both_samples_get_their_verdict_and_a_row(served, sample_dir):
     assert passing["failing"] == []
     doc = json.loads(Path(failing["report_json"]).read_text())
     assert [f["id"] for f in failing["failing"]] == \
-        [c["id"] for c in doc["checks"] if c["status"] == "FAIL"]
-    assert "oar.quantec.SpinalCord.D0.035cc" in [f["id"] for f in failing["failing"]]
+        [c["id"] for c in doc["checks"] if c["status"] == "FAIL" and c["priority"] == "mandatory"]
+    assert "oar.tg101.SpinalCord.D0.035cc" in [f["id"] for f in failing["failing"]]
 
 
 def test_the_check_is_rtqa_check(served, sample_dir):
