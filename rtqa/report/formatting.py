@@ -256,11 +256,10 @@ def reason_rows(checks) -> list[ReasonRow]:
             reason = _fail_reason(g, excess[id(g)])
             binds = None
             if g.priority != "mandatory":
-                reason += "; informative only (optimal): does not decide the verdict"
+                reason += "; informative only"
             elif len(deciding) > 1:
                 binds = g is binding
-                reason += (f"; BINDS (largest excess of {len(deciding)} mandatory rows on "
-                           "this structure and metric)" if binds else "; another row binds")
+                reason += "; BINDS (largest excess)" if binds else "; another row binds"
             out.append(ReasonRow(g, check_metric(g), reason, binds, len(group)))
     ne = [c for c in checks if c.status == NOT_EVALUATED]
     for c in sorted(ne, key=lambda c: c.priority != "mandatory"):
