@@ -142,6 +142,7 @@ def summary_doc(disc: Discovery, ordered: list[dict], *, settings, per_plan: boo
         "settings": {"protocol": settings.protocol,
                      "constraints": list(settings.constraints),
                      "maps": {k: v for k, v in settings.overrides},
+                     **settings.check_args(),
                      "per_plan": per_plan, "timeout_s": timeout,
                      "fingerprint": fingerprint},
         "run": {"started": started, "finished": finished, "seconds": round(seconds, 1),

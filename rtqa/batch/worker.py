@@ -143,7 +143,7 @@ def check_plan(task: PlanTask, *, run=None) -> dict:
     global _TASKS_IN_PROCESS
     _TASKS_IN_PROCESS += 1
     t0, c0 = time.perf_counter(), time.process_time()
-    from rtqa.checks.pipeline import CheckOptions, run_check
+    from rtqa.checks.pipeline import run_check
     run = run or run_check
     attempts = 0
     if task.problem:
@@ -153,9 +153,7 @@ def check_plan(task: PlanTask, *, run=None) -> dict:
             attempts += 1
             before = _digests(task.files)
             try:
-                report = run(list(task.files), CheckOptions(
-                    task.settings.protocol, tuple(task.settings.constraints), None,
-                    dict(task.settings.overrides)))
+                report = run(list(task.files), task.settings.options())
             except RtqaError as exc:
                 report = _error_report(task, str(exc), with_inputs=True)
             except MemoryError:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from rtqa.cli.common import handle_errors, parse_map
+from rtqa.cli.batch import more_check_options, settings_from_cli
+from rtqa.cli.common import handle_errors
 
 _DEFAULT_SETTLE = 10.0
 _DEFAULT_DEADLINE = 600.0
@@ -49,21 +50,23 @@ def _common(func):
                                                       case_sensitive=False),
                      default="INFO", show_default=True, help="Log detail (on stderr)."),
     ]
-    for o in reversed(opts):
+    for o in reversed(opts[6:]):       # timing, web view, log
+        func = o(func)
+    func = more_check_options(func)     # the other rtqa check options
+    for o in reversed(opts[:6]):       # output, protocol, constraints, map
         func = o(func)
     return func
 
 
 def _engine(out, spool, db, protocol, constraint_files, maps, settle, deadline, timeout,
-            workers):
-    from rtqa.batch.model import CheckSettings
+            workers, **check):
     from rtqa.constraints import load_protocol
     from rtqa.serve.engine import Engine, EngineOptions
     if db and "://" in db:
         raise click.BadParameter("a database URL is not supported yet: give the path of a "
                                  "SQLite file", param_hint="--db")
-    settings = CheckSettings(protocol, tuple(constraint_files),
-                             tuple(sorted(parse_map(maps).items())))
+    settings = settings_from_cli(protocol=protocol, constraint_files=constraint_files,
+                                 maps=maps, **check)
     load_protocol(settings.resolved().protocol)      # a typo stops before listening
     return Engine(EngineOptions(out=out, spool=spool, db=db, settings=settings,
                                 settle=settle, deadline=deadline, timeout=timeout or None,
@@ -129,7 +132,7 @@ def _start_web(engine, http_port, http_host):
 @handle_errors
 def serve(port, host, ae_title, allow, max_associations, max_dataset_mb, out, spool, db,
           protocol, constraint_files, maps, settle, deadline, timeout, workers, http_port,
-          http_host, log_level):
+          http_host, log_level, **check):
     """Run a DICOM node that checks every plan sent to it (Storage SCP).
 
     \b
@@ -166,7 +169,7 @@ def serve(port, host, ae_title, allow, max_associations, max_dataset_mb, out, sp
         raise click.ClickException("rtqa serve needs pynetdicom: pip install 'rtqa[serve]'")
     _logging(log_level)
     engine = _engine(out, spool, db, protocol, constraint_files, maps, settle, deadline,
-                     timeout, workers)
+                     timeout, workers, **check)
     engine.start()
     try:
         server = start_scp(engine, ScpOptions(host=host, port=port, ae_title=ae_title,
@@ -194,7 +197,7 @@ def serve(port, host, ae_title, allow, max_associations, max_dataset_mb, out, sp
 @_common
 @handle_errors
 def watch(folder, poll, stable, out, spool, db, protocol, constraint_files, maps, settle,
-          deadline, timeout, workers, http_port, http_host, log_level):
+          deadline, timeout, workers, http_port, http_host, log_level, **check):
     """Check every plan exported into FOLDER (a planning system's export folder).
 
     \b
@@ -215,7 +218,7 @@ def watch(folder, poll, stable, out, spool, db, protocol, constraint_files, maps
     _logging(log_level)
     import os
     engine = _engine(out, spool, db, protocol, constraint_files, maps, settle, deadline,
-                     timeout, workers)
+                     timeout, workers, **check)
     if os.path.realpath(folder) in (os.path.realpath(engine.out),) or \
             os.path.realpath(engine.out).startswith(os.path.realpath(folder) + os.sep):
         exclude = [str(engine.out), str(engine.spool.root)]

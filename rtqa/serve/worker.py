@@ -38,11 +38,9 @@ def check_set(task: PlanTask, extra_errors: tuple[str, ...] = (),
     if problem:
         report = _error_report(task, problem, with_inputs=False)
     else:
-        from rtqa.checks.pipeline import CheckOptions, run_check
+        from rtqa.checks.pipeline import run_check
         try:
-            report = run_check(list(task.files), CheckOptions(
-                task.settings.protocol, tuple(task.settings.constraints), None,
-                dict(task.settings.overrides)))
+            report = run_check(list(task.files), task.settings.options())
         except RtqaError as exc:
             report = _error_report(task, str(exc), with_inputs=True)
         except MemoryError:
