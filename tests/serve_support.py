@@ -26,6 +26,10 @@ needs_dcmtk = pytest.mark.skipif(
     reason="dcmtk's storescu/echoscu not found: install it with `make dcmtk` "
            "(apt-get install -y dcmtk)")
 
+#: A PostgreSQL database the tests may use (``.ci/run`` starts one:
+#: devtools/start_postgres.sh); the PostgreSQL tests skip without it.
+PG_URL = os.environ.get("RTQA_TEST_PG_URL", "")
+
 WAIT_S = 600.0          # upper bound of every wait for an event (a hang, not a timing test)
 
 
@@ -187,3 +191,28 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait(60)
         self.fh.close()
+
+
+@pytest.fixture
+def pg_url():
+    """A PostgreSQL URL whose connections use a fresh schema of their own (dropped
+    afterwards), from RTQA_TEST_PG_URL; skips when it is not set or SQLAlchemy/psycopg
+    are not installed. A server that is set but does not answer fails the test."""
+    if not PG_URL:
+        pytest.skip("RTQA_TEST_PG_URL not set (no PostgreSQL server; .ci/run starts one)")
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    pytest.importorskip("psycopg")
+    import uuid
+    from urllib.parse import quote
+    schema = f"rtqa_t_{uuid.uuid4().hex[:12]}"
+    url = sqlalchemy.engine.make_url(PG_URL).set(drivername="postgresql+psycopg")
+    admin = sqlalchemy.create_engine(url)
+    with admin.begin() as c:
+        c.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in PG_URL else "?"
+    try:
+        yield f"{PG_URL}{sep}options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with admin.begin() as c:
+            c.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
