@@ -12,7 +12,11 @@
   set that is due to one of ``workers`` checking threads; each runs the check in a
   worker process with the time limit (:mod:`rtqa.serve.worker`).
 * A finished check writes ``OUT/plans/<patient>_<label>_<key>_c<N>.json`` and ``.html``
-  (atomically) and then its database row (:mod:`rtqa.serve.db`).
+  (atomically) and then its database row (:mod:`rtqa.serve.db`); then, when WeasyPrint
+  is installed (``EngineOptions.pdf``), its ``.pdf`` is printed from the HTML in a worker
+  process and the row updated to link it (the verdict does not wait for the printing).
+* With ``keep_days`` set, the spool is pruned after every recorded check and every
+  ``prune_every`` seconds (:meth:`Engine.prune`).
 * :meth:`Engine.start` first recovers: removes partial files from the spool's ``tmp/``,
   indexes spool files the database does not know (a crash after the spool write), and
   the scheduler then checks every set left unchecked (a crash before or while checking).
@@ -34,7 +38,7 @@ from pathlib import Path
 
 from rtqa.batch.model import DEFAULT_TIMEOUT_S, CheckSettings, _hash, _safe
 from rtqa.reading.completeness import check_complete
-from rtqa.serve.db import Database
+from rtqa.serve.db import Database, is_url
 from rtqa.serve.grouping import PlanSet, describe, due, plan_sets
 from rtqa.serve.spool import Spool
 
@@ -89,9 +93,11 @@ class Engine:
         self.options = options
         self.out = Path(options.out).absolute()
         self.plans_dir = self.out / "plans"
+        # a database server that cannot be used stops the start before anything is made
+        db = Database(options.db) if options.db and is_url(options.db) else None
         self.plans_dir.mkdir(parents=True, exist_ok=True)
         self.spool = spool or Spool(options.spool or self.out / "spool")
-        self.db = Database(options.db or self.out / "rtqa-serve.sqlite")
+        self.db = db or Database(options.db or self.out / "rtqa-serve.sqlite")
         self.settings = options.settings.resolved()
         self._wake = threading.Event()
         self._stop = threading.Event()
