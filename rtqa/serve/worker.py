@@ -33,22 +33,11 @@ def check_set(task: PlanTask, extra_errors: tuple[str, ...] = (),
 
     ``problem``: no check, an ERROR report with this reason (the worker died or timed
     out)."""
-    from rtqa.batch.worker import _error_report, _where, render_reports
-    from rtqa.errors import RtqaError
+    from rtqa.batch.worker import _error_report, check_task, render_reports
     if problem:
         report = _error_report(task, problem, with_inputs=False)
     else:
-        from rtqa.checks.pipeline import run_check
-        try:
-            report = run_check(list(task.files), task.settings.options())
-        except RtqaError as exc:
-            report = _error_report(task, str(exc), with_inputs=True)
-        except MemoryError:
-            report = _error_report(task, "out of memory while checking this plan",
-                                   with_inputs=False)
-        except Exception as exc:  # noqa: BLE001 - recorded, the server goes on
-            report = _error_report(task, f"internal error ({type(exc).__name__}: {exc})"
-                                   f"{_where(exc)}; please report it", with_inputs=False)
+        report = check_task(task)
     report = replace(report, errors=tuple(report.errors) + tuple(extra_errors),
                      warnings=tuple(report.warnings) + tuple(extra_warnings),
                      status="ERROR" if extra_errors else report.status)

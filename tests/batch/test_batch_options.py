@@ -14,11 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from batch_helpers import KEEP, small
+from batch_helpers import KEEP, bare_dataset, small
 from click.testing import CliRunner
-from pydicom import dcmread
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_dataset
 
 import e2e_cases as e2e
 from rtqa.batch import discover
@@ -146,11 +143,7 @@ def test_batch_refuses_a_malformed_option(tmp_path):
 
 def _bare(path: Path, dest: Path, implicit: bool) -> bytes:
     """Write ``path``'s data set alone (no preamble, 'DICM' or File Meta) to ``dest``."""
-    ds = dcmread(path)
-    fp = DicomBytesIO()
-    fp.is_little_endian, fp.is_implicit_VR = True, implicit
-    write_dataset(fp, ds)
-    data = fp.getvalue()
+    data = bare_dataset(path, implicit)
     dest.write_bytes(data)
     if dest != path:
         path.unlink()

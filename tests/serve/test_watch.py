@@ -12,6 +12,7 @@ import pytest
 
 from rtqa.serve.engine import Engine, EngineOptions
 from rtqa.serve.watch import Watcher
+from batch_helpers import bare_dataset
 from serve_support import checks, wait_for
 
 
@@ -103,28 +104,16 @@ def test_a_watched_export_is_checked_and_a_rewrite_supersedes(tmp_path, sample_d
         e.stop()
 
 
-def _bare_bytes(path, implicit: bool = True) -> bytes:
-    """The file's data set alone: no preamble, 'DICM' or File Meta (as Monaco writes)."""
-    from pydicom import dcmread
-    from pydicom.filebase import DicomBytesIO
-    from pydicom.filewriter import write_dataset
-    ds = dcmread(path)
-    fp = DicomBytesIO()
-    fp.is_little_endian, fp.is_implicit_VR = True, implicit
-    write_dataset(fp, ds)
-    return fp.getvalue()
-
-
 @pytest.mark.parametrize("implicit", [True, False])
 def test_data_sets_without_header_are_taken_whatever_their_names(tmp_path, engine,
                                                                   sample_dir, implicit):
     folder = tmp_path / "export"
     folder.mkdir()
-    plan = _bare_bytes(sample_dir / "hcc_fail" / "RP.SBRT_5fx_bad.dcm", implicit)
+    plan = bare_dataset(sample_dir / "hcc_fail" / "RP.SBRT_5fx_bad.dcm", implicit)
     assert plan[128:132] != b"DICM"
     (folder / "PLAN0001").write_bytes(plan)                       # no .dcm name
     # resembling a data set without header, but cut short, and not named .dcm: ignored
-    dose = _bare_bytes(sample_dir / "hcc_fail" / "RD.SBRT_5fx_bad.dcm", implicit)
+    dose = bare_dataset(sample_dir / "hcc_fail" / "RD.SBRT_5fx_bad.dcm", implicit)
     (folder / "dose.part").write_bytes(dose[:len(dose) // 2])
     w = Watcher(engine, folder, stable=0)
     w.scan_once(now=1.0)
