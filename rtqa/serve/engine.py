@@ -105,6 +105,7 @@ class Engine:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._pdf_pool: ThreadPoolExecutor | None = None
         self._cache: tuple | None = None
         self._receive_lock = threading.Lock()   # receipts against pruning
         self._next_prune = 0.0                  # time.monotonic() of the next prune
@@ -192,6 +193,7 @@ class Engine:
             self.pdf_problem = "--no-pdf"
         self._pool = ThreadPoolExecutor(max_workers=max(1, self.options.workers),
                                         thread_name_prefix="rtqa-check")
+        self._pdf_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtqa-pdf")
         self._thread = threading.Thread(target=self._loop, name="rtqa-scheduler",
                                         daemon=True)
         self._thread.start()
@@ -203,6 +205,8 @@ class Engine:
             self._thread.join(30)
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._pdf_pool is not None:     # a PDF being printed is abandoned (logged)
+            self._pdf_pool.shutdown(wait=True, cancel_futures=True)
         self.db.close()
 
     # --- scheduling ----------------------------------------------------------------
@@ -374,20 +378,29 @@ class Engine:
             "max_seq": s.max_seq, "last_received": max(m.received for m in s.members),
             "supersedes": prev["id"] if prev else None})
         log.info("check #%d %s: %s (%s)", check_id, name, doc["status"], json_path)
-        if result.get("html") is not None and not self.pdf_problem:
-            self._write_pdf(check_id, name, result["html"], refuse)
+        if result.get("html") is not None and not self.pdf_problem \
+                and self._pdf_pool is not None:
+            # printed apart: the next plan's check does not wait for this PDF
+            self._pdf_pool.submit(self._write_pdf, check_id, name, result["html"], refuse)
 
     def _write_pdf(self, check_id: int, name: str, html_text: str, refuse) -> None:
+        try:
+            self._write_pdf_inner(check_id, name, html_text, refuse)
+        except Exception:  # noqa: BLE001 - the check stands without its PDF
+            log.exception("check #%d: PDF report not written", check_id)
+
+    def _write_pdf_inner(self, check_id: int, name: str, html_text: str, refuse) -> None:
         """The PDF of a recorded check, printed from its HTML report in a worker process
         (as ``rtqa check --pdf``), after the JSON/HTML reports and the row are written
         (printing takes seconds; the verdict does not wait for it); the row then links
-        it. A PDF that cannot be made is logged, and the check keeps JSON and HTML."""
+        it. A PDF that cannot be made (or is interrupted by a stop: it is not printed
+        again) is logged, and the check keeps its JSON and HTML reports."""
         from rtqa.report.atomic import write_atomic
         from rtqa.serve.worker import run_pdf_process
         pdf, problem = run_pdf_process(html_text, self.options.timeout, self._stop)
         if pdf is None:
-            if problem:
-                log.error("check #%d: PDF report not written (%s)", check_id, problem)
+            log.error("check #%d: PDF report not written (%s)", check_id,
+                      problem or "rtqa stopped while printing it")
             return
         pdf_path = self.plans_dir / f"{name}.pdf"
         try:
