@@ -59,8 +59,8 @@ def _voxel_elements(tab: _Tables, acc: _Accumulator, g, w, tm, vt, tlo, thi) -> 
         sl = slice(s, s + CHUNK)
         g = gg[sl]
         gn = g + nxy
-        pa = tab.pair_at(g).view(f32)
-        pb = tab.pair_at(gn).view(f32)
+        pa, pb = tab.pairs_at(g)
+        pa, pb = pa.view(f32), pb.view(f32)
         va = tab.flat[g]
         vb = tab.flat[gn]
         t = tm[sl]

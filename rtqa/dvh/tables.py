@@ -176,15 +176,47 @@ class _Tables:
         indices ``g`` (inside the window of :meth:`use_window` for large grids)."""
         if self.pair is not None:
             return self.pair[g]
-        j0, j1, i0, i1 = self._win
         f, rem = np.divmod(g, self.nxy)
+        return self._gather(f, self._local2d(rem))
+
+    def pairs_at(self, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`pair_at` at ``g`` and at ``g + nxy`` (the same nodes on the next frame),
+        the node position worked out once."""
+        if self.pair is not None:
+            return self.pair[g], self.pair[g + self.nxy]
+        f, rem = np.divmod(g, self.nxy)
+        loc = self._local2d(rem)
+        out_a = self._gather(f, loc)
+        f += 1
+        return out_a, self._gather(f, loc)
+
+    def _local2d(self, rem: np.ndarray) -> np.ndarray:
+        """In-window in-plane index of in-plane flat indices ``rem`` (row j, column i)."""
+        j0, j1, i0, i1 = self._win
         j, i = np.divmod(rem, self.nx)
+        j -= j0
+        j *= i1 - i0
+        i -= i0
+        j += i
+        return j
+
+    def _gather(self, f: np.ndarray, loc: np.ndarray) -> np.ndarray:
+        """Pairs at frames ``f`` and in-window in-plane indices ``loc``."""
+        j0, j1, i0, i1 = self._win
+        area = (j1 - j0) * (i1 - i0)
         b = f // self.block
-        local = ((f - b * self.block) * (j1 - j0) + (j - j0)) * (i1 - i0) + (i - i0)
+        local = (f - b * self.block) * area + loc
         lo, hi = int(b.min(initial=0)), int(b.max(initial=0))
         if lo == hi:
             return self._block(lo)[local]
-        out = np.empty(g.size, dtype=np.complex64)
+        out = np.empty(f.size, dtype=np.complex64)
+        if bool(np.all(b[1:] >= b[:-1])):  # in frame order (whole-voxel elements): runs
+            cuts = np.searchsorted(b, np.arange(lo + 1, hi + 1))
+            for blk, s, e in zip(range(lo, hi + 1), np.concatenate([[0], cuts]),
+                                 np.concatenate([cuts, [b.size]])):
+                if e > s:
+                    out[s:e] = self._block(blk)[local[s:e]]
+            return out
         order = np.argsort(b, kind="stable")
         bs = b[order]
         cuts = np.flatnonzero(np.diff(bs)) + 1
