@@ -88,16 +88,6 @@ def slabs_for(z: np.ndarray, single_plane_mm: float, ct_z: np.ndarray | None = N
     return Slabs(z, lo, hi, gap)
 
 
-def _edges(polys: list[np.ndarray]):
-    """Edge start and end points (implicitly closed polygons) and the polygon of each."""
-    pts = np.concatenate(polys)
-    n = np.array([len(p) for p in polys])
-    start = np.cumsum(n) - n
-    nxt = np.arange(len(pts)) + 1
-    nxt[start + n - 1] = start  # close each polygon
-    return pts, pts[nxt], np.repeat(np.arange(len(polys)), n)
-
-
 @dataclass(frozen=True, eq=False)
 class Edges:
     """All contour edges of a structure as flat arrays: edge i runs from (x0, y0) to
@@ -457,19 +447,34 @@ def _euclid(rast: Raster, kp: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.nd
     out = np.empty(kp.size)
     order = np.argsort(kp, kind="stable")
     bounds = np.flatnonzero(np.diff(kp[order], prepend=-1, append=-1))
-    for s, e in zip(bounds[:-1], bounds[1:]):
-        idx = order[s:e]
-        a, b, _ = _edges(list(rast.polys[kp[idx[0]]]))
-        ab = b - a
+    e = rast.edges
+    pstart = np.searchsorted(e.plane, np.arange(rast.K + 1))  # edges are in plane order
+    for s, t in zip(bounds[:-1], bounds[1:]):
+        idx = order[s:t]
+        k = kp[idx[0]]
+        sl = slice(pstart[k], pstart[k + 1])
+        a0, a1 = e.x0[sl], e.y0[sl]
+        ab = np.stack([e.x1[sl] - a0, e.y1[sl] - a1], axis=1)
+        ab0, ab1 = ab[:, 0].copy(), ab[:, 1].copy()
         l2 = np.maximum(np.einsum("ij,ij->i", ab, ab), 1e-300)
-        step = max(1, 1_000_000 // len(a))
+        step = max(1, 1_000_000 // a0.size)
         for c in range(0, idx.size, step):
             q = idx[c:c + step]
-            px = x[q][:, None] - a[:, 0]
-            py = y[q][:, None] - a[:, 1]
-            t = np.clip((px * ab[:, 0] + py * ab[:, 1]) / l2, 0.0, 1.0)
-            out[q] = np.sqrt(np.min((px - t * ab[:, 0]) ** 2 + (py - t * ab[:, 1]) ** 2,
-                                    axis=1))
+            px = x[q][:, None] - a0
+            py = y[q][:, None] - a1
+            tt = px * ab0
+            tmp = py * ab1
+            tt += tmp
+            tt /= l2
+            np.clip(tt, 0.0, 1.0, out=tt)
+            np.multiply(tt, ab0, out=tmp)
+            px -= tmp
+            px *= px
+            np.multiply(tt, ab1, out=tmp)
+            py -= tmp
+            py *= py
+            px += py
+            out[q] = np.sqrt(np.min(px, axis=1))
     return out
 
 
