@@ -486,14 +486,38 @@ def _circle_root(z3, p3, lo, hi) -> np.ndarray:
     (x1, x2, x3), (y1, y2, y3) = z3, p3
     a, b, c = y2 - y3, y3 - y1, y1 - y2
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        s1, s2, s3 = x1 * x1 + y1 * y1, x2 * x2 + y2 * y2, x3 * x3 + y3 * y3
-        inv = 0.5 / (x1 * a + x2 * b + x3 * c)
-        ux = (s1 * a + s2 * b + s3 * c) * inv
-        uy = (s1 * (x3 - x2) + s2 * (x1 - x3) + s3 * (x2 - x1)) * inv
-        dx = x1 - ux
-        h = np.sqrt(dx * dx + y1 * (y1 - 2 * uy))  # sqrt(r^2 - uy^2)
-        r0 = ux - h
-        r1 = ux + h
+        # s_i = x_i^2 + y_i^2; inv = 0.5 / (x1 a + x2 b + x3 c); ux = (s1 a + s2 b + s3 c)
+        # inv; uy = (s1 (x3 - x2) + s2 (x1 - x3) + s3 (x2 - x1)) inv; h = sqrt(dx^2 + y1
+        # (y1 - 2 uy)) with dx = x1 - ux (in place: the same operations in the same order)
+        tmp = np.multiply(y1, y1)
+        s1 = np.multiply(x1, x1)
+        s1 += tmp
+        s2 = np.multiply(x2, x2)
+        s2 += np.multiply(y2, y2, out=tmp)
+        s3 = np.multiply(x3, x3)
+        s3 += np.multiply(y3, y3, out=tmp)
+        inv = np.multiply(x1, a)
+        inv += np.multiply(x2, b, out=tmp)
+        inv += np.multiply(x3, c, out=tmp)
+        np.divide(0.5, inv, out=inv)
+        ux = np.multiply(s1, a)
+        ux += np.multiply(s2, b, out=tmp)
+        ux += np.multiply(s3, c, out=tmp)
+        ux *= inv
+        uy = np.subtract(x3, x2, out=a)
+        uy *= s1
+        uy += np.multiply(s2, np.subtract(x1, x3, out=b), out=b)
+        uy += np.multiply(s3, np.subtract(x2, x1, out=c), out=c)
+        uy *= inv
+        h = np.subtract(x1, ux, out=b)
+        h *= h
+        uy *= 2
+        np.subtract(y1, uy, out=uy)
+        uy *= y1
+        h += uy
+        h = np.sqrt(h, out=h)  # sqrt(r^2 - uy^2)
+        r0 = np.subtract(ux, h, out=c)
+        r1 = np.add(ux, h, out=ux)
         r1 = np.where((r1 >= lo) & (r1 <= hi), r1, np.nan)
         return np.where((r0 >= lo) & (r0 <= hi), r0, r1)
 
