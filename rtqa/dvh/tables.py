@@ -181,14 +181,51 @@ class _Tables:
 
     def pairs_at(self, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`pair_at` at ``g`` and at ``g + nxy`` (the same nodes on the next frame),
-        the node position worked out once."""
+        the node position worked out once and each block of frames visited once (a
+        visit per frame would sweep the blocks twice and, beyond the budget, compute
+        them twice)."""
         if self.pair is not None:
             return self.pair[g], self.pair[g + self.nxy]
         f, rem = np.divmod(g, self.nxy)
         loc = self._local2d(rem)
-        out_a = self._gather(f, loc)
+        j0, j1, i0, i1 = self._win
+        area = (j1 - j0) * (i1 - i0)
+        ba = f // self.block
+        la = (f - ba * self.block) * area + loc
         f += 1
-        return out_a, self._gather(f, loc)
+        bb = f // self.block
+        lb = (f - bb * self.block) * area + loc
+        lo, hi = int(ba.min(initial=0)), int(bb.max(initial=0))
+        if lo == hi:
+            t = self._block(lo)
+            return t[la], t[lb]
+        out_a = np.empty(g.size, dtype=np.complex64)
+        out_b = np.empty(g.size, dtype=np.complex64)
+        if bool(np.all(ba[1:] >= ba[:-1])):  # in frame order (whole-voxel elements)
+            order = None
+        else:
+            order = np.argsort(f, kind="stable")
+            ba, bb, la, lb = ba[order], bb[order], la[order], lb[order]
+        blocks = np.arange(lo, hi + 2)
+        ca = np.searchsorted(ba, blocks)
+        cb = np.searchsorted(bb, blocks)
+        # visit from the end nearer the most recently used block (still cached: a second
+        # sweep over a structure's frames then recomputes only what the budget dropped)
+        last = next(reversed(self._cache), lo)
+        visit = range(hi, lo - 1, -1) if 2 * last > lo + hi else range(lo, hi + 1)
+        for blk in visit:
+            n = blk - lo
+            sa, sb = slice(ca[n], ca[n + 1]), slice(cb[n], cb[n + 1])
+            if sa.stop == sa.start and sb.stop == sb.start:
+                continue
+            t = self._block(blk)
+            if order is None:
+                out_a[sa] = t[la[sa]]
+                out_b[sb] = t[lb[sb]]
+            else:
+                out_a[order[sa]] = t[la[sa]]
+                out_b[order[sb]] = t[lb[sb]]
+        return out_a, out_b
 
     def _local2d(self, rem: np.ndarray) -> np.ndarray:
         """In-window in-plane index of in-plane flat indices ``rem`` (row j, column i)."""
