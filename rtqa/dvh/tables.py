@@ -187,6 +187,7 @@ class _Tables:
         if self.pair is not None:
             return self.pair[g], self.pair[g + self.nxy]
         f, rem = np.divmod(g, self.nxy)
+        in_order = bool(np.all(f[1:] >= f[:-1]))  # frame order (whole-voxel elements)
         loc = self._local2d(rem)
         j0, j1, i0, i1 = self._win
         area = (j1 - j0) * (i1 - i0)
@@ -201,7 +202,7 @@ class _Tables:
             return t[la], t[lb]
         out_a = np.empty(g.size, dtype=np.complex64)
         out_b = np.empty(g.size, dtype=np.complex64)
-        if bool(np.all(ba[1:] >= ba[:-1])):  # in frame order (whole-voxel elements)
+        if in_order:
             order = None
         else:
             order = np.argsort(f, kind="stable")
