@@ -37,10 +37,12 @@ def _voxel_mean_sd(d: np.ndarray, delta: np.ndarray, sd: np.ndarray) -> None:
     the x-averaged profile along y (exact for a linear dose; the twist term of a bilinear
     cell is neglected)."""
 
-    def second(a, axis):  # v- - 2 v + v+, constant beyond the outer nodes
+    def second(a, axis, dtype=None):  # v- - 2 v + v+, constant beyond the outer nodes
+        # (into float32 directly: each value computed in a's type, then rounded once,
+        # as a float64 result then cast)
         a = np.moveaxis(a, axis, -1)
         g = np.diff(a, axis=-1)
-        out = np.empty_like(a)
+        out = np.empty_like(a, dtype=dtype or a.dtype)
         out[..., 0] = g[..., 0]
         np.subtract(g[..., 1:], g[..., :-1], out=out[..., 1:-1])
         # (not np.negative(..., out=): NumPy 2.4 negates strided float32 views wrongly)
@@ -61,8 +63,8 @@ def _voxel_mean_sd(d: np.ndarray, delta: np.ndarray, sd: np.ndarray) -> None:
     # second differences from the float64 dose (exactly 0 for a uniform dose), the rest
     # in float32 (relative precision suffices for the offset and the spread)
     f32 = np.float32
-    dx2 = second(d, 2).astype(f32)
-    dy2 = second(d, 1).astype(f32)
+    dx2 = second(d, 2, f32)
+    dy2 = second(d, 1, f32)
     off = second(dy2, 2)
     off *= f32(1.0 / 64.0)
     off += (dx2 + dy2) * f32(0.125)
