@@ -267,6 +267,29 @@ class _Placer:
             self.placed.append(best)
         return best
 
+    def anywhere(self, px, py, w, h):
+        """The free box nearest to (px, py) on a 4-unit raster of the whole frame (a
+        leader line joins it to its point), or None when the frame is full."""
+        b = self.bounds
+        xs = np.arange(b[0], b[2] - w + 1e-9, 4.0)
+        ys = np.arange(b[1], b[3] - h + 1e-9, 4.0)
+        if xs.size == 0 or ys.size == 0:
+            return None
+        gx, gy = np.meshgrid(xs, ys)
+        x0, y0 = gx.ravel(), gy.ravel()
+        free = np.ones(x0.size, dtype=bool)
+        for q in self.placed + self.symbols:
+            free &= ~((np.minimum(x0 + w, q[2]) - np.maximum(x0, q[0]) > 0)
+                      & (np.minimum(y0 + h, q[3]) - np.maximum(y0, q[1]) > 0))
+        if not free.any():
+            return None
+        cx, cy = x0 + w / 2, y0 + h / 2
+        dist = np.where(free, np.hypot(cx - px, cy - py), np.inf)
+        i = int(np.argmin(dist))
+        box = (float(x0[i]), float(y0[i]), float(x0[i] + w), float(y0[i] + h))
+        self.placed.append(box)
+        return box
+
     def force(self, px, py, w, h):
         """A box next to (px, py) even when it overlaps (the least overlap)."""
         b = self.bounds
@@ -426,7 +449,7 @@ def dvh_svg(curve: Curve, index: int = 0) -> Markup:
                        f'{escape(text)}</text>')
             continue
         box = placer.place(x, y, tag, tag, None, steps=(4, 9, 15, 22)) \
-            or placer.force(x, y, tag, tag)
+            or placer.anywhere(x, y, tag, tag) or placer.force(x, y, tag, tag)
         _leader(out, x, y, box, color)
         _tag(out, box, str(k), color, 6.5, filled=bold, square=False)
     out.append("</svg>")
@@ -526,7 +549,8 @@ def overview_svg(curves, kinds, index: int = 0) -> Markup:
                     anchor = (x, y)
                     break
         if box is None:
-            box = placer.force(float(anchor[0]), float(anchor[1]), tag, tag)
+            box = placer.anywhere(float(anchor[0]), float(anchor[1]), tag, tag) \
+                or placer.force(float(anchor[0]), float(anchor[1]), tag, tag)
         _leader(out, float(anchor[0]), float(anchor[1]), box, st["color"])
         _tag(out, box, str(i + 1), st["color"], 6.5, filled=st["square"], square=st["square"])
         if named:
