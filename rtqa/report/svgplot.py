@@ -225,6 +225,7 @@ class _Placer:
         self.placed: list[tuple] = []    # boxes of labels placed
         self.symbols: list[tuple] = []   # boxes of point symbols
         self.pts = curve_pts             # (n, 2) curve samples in SVG units
+        self._sat = None
 
     @staticmethod
     def _overlap(a, b) -> float:
@@ -233,11 +234,25 @@ class _Placer:
         return w * h if w > 0 and h > 0 else 0.0
 
     def _curve_hits(self, box) -> int:
+        """Curve samples inside ``box``, from a summed-area table of the samples on a
+        1-unit raster (four look-ups a box)."""
         if self.pts.size == 0:
             return 0
-        p = self.pts
-        return int(np.count_nonzero((p[:, 0] >= box[0]) & (p[:, 0] <= box[2])
-                                    & (p[:, 1] >= box[1]) & (p[:, 1] <= box[3])))
+        if self._sat is None:
+            w = int(math.ceil(self.bounds[2])) + 2
+            h = int(math.ceil(self.bounds[3])) + 2
+            ix = np.clip(np.floor(self.pts[:, 0]).astype(int), 0, w - 1)
+            iy = np.clip(np.floor(self.pts[:, 1]).astype(int), 0, h - 1)
+            grid = np.zeros((h + 1, w + 1), dtype=np.int32)
+            np.add.at(grid, (iy + 1, ix + 1), 1)
+            self._sat = grid.cumsum(0).cumsum(1)
+        sat = self._sat
+        hmax, wmax = sat.shape[0] - 1, sat.shape[1] - 1
+        x0 = min(max(int(math.floor(box[0])), 0), wmax)
+        x1 = min(max(int(math.floor(box[2])) + 1, 0), wmax)
+        y0 = min(max(int(math.floor(box[1])), 0), hmax)
+        y1 = min(max(int(math.floor(box[3])) + 1, 0), hmax)
+        return int(sat[y1, x1] - sat[y0, x1] - sat[y1, x0] + sat[y0, x0])
 
     def place(self, px, py, w, h, own=None, steps=(5, 12, 20, 30, 42, 56)):
         """The best box (x0, y0, x1, y1) of size w x h near (px, py), or None."""
@@ -346,8 +361,9 @@ def _curve_samples(px, py, step=3.0) -> np.ndarray:
         return np.stack([px, py], axis=1)
     seg = np.hypot(np.diff(px), np.diff(py))
     n = np.maximum(1, np.ceil(seg / step)).astype(int)
-    t = np.concatenate([np.arange(k) / k for k in n])
     i = np.repeat(np.arange(seg.size), n)
+    start = np.cumsum(n) - n
+    t = (np.arange(int(n.sum())) - start[i]) / n[i]
     xs = px[i] + t * (px[i + 1] - px[i])
     ys = py[i] + t * (py[i + 1] - py[i])
     return np.stack([np.append(xs, px[-1]), np.append(ys, py[-1])], axis=1)
