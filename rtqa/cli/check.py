@@ -172,6 +172,9 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, roi_types, lesi
     removed), the terminal report is still shown, one line names the file and the
     reason, and the exit code is 2 whatever the verdict.
 
+    The terminal report starts with the verdict and the rows it rests on, and fits the
+    terminal's width (when piped: COLUMNS if set, e.g. COLUMNS=80, else 100 columns).
+
     \b
     Examples:
       rtqa check plan/
