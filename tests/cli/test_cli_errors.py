@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 from click.testing import CliRunner
 
@@ -9,7 +11,8 @@ from rtqa.cli import _COMMANDS, main
 
 
 def _run(args):
-    return CliRunner().invoke(main, args, prog_name="rtqa")
+    with warnings.catch_warnings():  # the CLI sets warning filters for its process
+        return CliRunner().invoke(main, args, prog_name="rtqa")
 
 
 @pytest.mark.parametrize("args, words", [
