@@ -33,7 +33,8 @@ from rtqa.report.formatting import (
     Folded, check_metric, clean, fmt_approval, fmt_exact, fmt_person, fmt_targets, provenance, fmt_limit, fmt_number, fmt_value, fold_passes,
     reason_rows, short_source, view_label,
 )
-from rtqa.report.svgplot import STATUS_COLORS, dvh_svg, overview_styles, overview_svg
+from rtqa.report.svgplot import (STATUS_COLORS, dvh_plot, dvh_svg, overview_styles,
+                                 overview_svg)
 from rtqa.report.text import counts, summary_line
 from rtqa.results import CATEGORIES, FAIL, NOT_EVALUATED, PASS, WARN, Report
 
@@ -209,15 +210,20 @@ def _view(report: Report) -> dict:
         "conventions": [(clean(k), clean(v) if isinstance(v, str) else clean(repr(v)))
                         for k, v in (report.conventions or {}).items()],
         "alpha_beta": alpha_beta_used(report),
-        "plots": [{"name": clean(c.name), "svg": dvh_svg(c, i),
-                   "failing": any(m[3] == FAIL for m in c.marks),
-                   "marks": [{"label": clean(m[2]), "status": m[3], "n": k,
-                              "cls": _STATUS_CLASS.get(m[3], "ne"),
-                              "dose": fmt_number(m[0]), "volume": fmt_number(m[1])}
-                             for k, m in enumerate(c.marks, 1)]}
-                  for i, c in enumerate(report.curves)],
+        "plots": [_plot(c, i) for i, c in enumerate(report.curves)],
         "signoff": ["Dosimetrist", "Medical physicist", "Radiation oncologist"],
     }
+
+
+def _plot(c, i: int) -> dict:
+    svg, labelled = dvh_plot(c, i)
+    marks = [{"label": clean(m[2]), "status": m[3], "n": k, "on_plot": k in labelled,
+              "cls": _STATUS_CLASS.get(m[3], "ne"),
+              "dose": fmt_number(m[0]), "volume": fmt_number(m[1])}
+             for k, m in enumerate(c.marks, 1)]
+    return {"name": clean(c.name), "svg": svg, "marks": marks,
+            "failing": any(m[3] == FAIL for m in c.marks),
+            "off_plot": sum(not m["on_plot"] for m in marks)}
 
 
 _KINDS = {"target": "target", "target-like": "target", "organ": "organ", "prv": "organ",

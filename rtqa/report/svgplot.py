@@ -43,7 +43,7 @@ from markupsafe import Markup, escape
 from rtqa.report.formatting import clean, fmt_number, fmt_value
 from rtqa.results import FAIL, NOT_EVALUATED, PASS, WARN, Curve
 
-__all__ = ["dvh_svg", "overview_svg", "text_width", "nice_ticks", "STATUS_COLORS",
+__all__ = ["dvh_svg", "dvh_plot", "overview_svg", "text_width", "nice_ticks", "STATUS_COLORS",
            "CURVE_COLOR", "overview_styles"]
 
 STATUS_COLORS = {PASS: "#1a7f37", FAIL: "#cf222e", WARN: "#b35900",
@@ -389,7 +389,14 @@ def dvh_svg(curve: Curve, index: int = 0) -> Markup:
 
     ``index`` makes the root id unique on the page (``dvh<index>-plot``). The numbers
     of the marks are their positions in ``curve.marks`` (1-based)."""
+    return dvh_plot(curve, index)[0]
+
+
+def dvh_plot(curve: Curve, index: int = 0) -> tuple[Markup, frozenset[int]]:
+    """``dvh_svg`` and the numbers of the marks whose label text is on the plot (the
+    others show their number only: the report lists them under the plot)."""
     size = 9.0
+    labelled: set[int] = set()
     dose, vol = _finite(curve.dose_gy, curve.volume_pct)
     marks = _marks_of(curve)
     top = max([float(dose.max()) if dose.size else 0.0] + [m[1] for m in marks]
@@ -458,6 +465,7 @@ def dvh_svg(curve: Curve, index: int = 0) -> Markup:
         w = tag + 2 + text_width(text, lsize, bold)
         box = placer.place(x, y, w, tag)
         if box is not None:
+            labelled.add(k)
             _leader(out, x, y, box, color)
             _tag(out, box, str(k), color, 6.5, filled=bold, square=False)
             out.append(f'<text x="{box[0] + tag + 2:.1f}" y="{box[1] + tag * 0.8:.1f}" '
@@ -469,7 +477,7 @@ def dvh_svg(curve: Curve, index: int = 0) -> Markup:
         _leader(out, x, y, box, color)
         _tag(out, box, str(k), color, 6.5, filled=bold, square=False)
     out.append("</svg>")
-    return Markup("".join(out))
+    return Markup("".join(out)), frozenset(labelled)
 
 
 # --- overview: all structures -------------------------------------------------------

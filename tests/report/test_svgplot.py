@@ -138,3 +138,18 @@ def test_report_path_imports_no_matplotlib():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_marks_shown_by_number_only_are_listed_in_print():
+    import dataclasses
+
+    from rtqa.report.html import render_html
+    crowded = _crowded(8)
+    html = render_html(dataclasses.replace(hcc_report(), curves=(crowded,)))
+    placed = len(_labels(str(dvh_svg(crowded, 0))))
+    assert 0 < placed < 8
+    assert '<ol class="off-plot">' in html                 # printed (the others are not)
+    assert html.count('<li value=') == 8
+    assert html.count('class="on-plot"') == placed
+    plain = render_html(hcc_report())
+    assert 'class="off-plot"' not in plain.split("</style>")[1]  # every label on its plot
