@@ -46,7 +46,7 @@ __all__ = ["check_plan", "crash_result", "render_reports", "timeout_reason"]
 CHECK_ATTEMPTS = 3
 
 _TASKS_IN_PROCESS = 0
-_RENDER_LOCK = threading.Lock()   # one report rendered at a time per process (Dask threads)
+_RENDER_LOCK = threading.Lock()   # matplotlib is not thread-safe (Dask threads)
 
 
 def _proc_status_kb(field_name: str) -> int | None:
