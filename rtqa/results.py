@@ -238,7 +238,10 @@ class Report:
     conventions: dict = field(default_factory=dict)  # name -> description
     rtqa_version: str = ""
     created: str = ""             # ISO timestamp (the only non-deterministic field)
-    curves: tuple[Curve, ...] = ()  # for the HTML report; not in the JSON
+    curves: tuple[Curve, ...] = ()  # DVHs with their constraint marks (plots, JSON)
+    #: the physical DVH of every structure with a volume, in the order of ``structures``
+    #: (the overview plot; JSON ``overview``)
+    overview: tuple[Curve, ...] = ()
 
 
 def overall_status(checks, errors=()) -> str:
