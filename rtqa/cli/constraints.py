@@ -123,9 +123,9 @@ def _by_fraction(protocol: Protocol, n: int, dpf: float | None, show_all: bool) 
         row = entry.constraint
         off = ("[OFF] " if entry.kind == "disabled" else "[REPLACED] " if entry.replaced_by
                else "[INFO] " if entry.informative else "[LQ] " if entry.derived else "")
-        middle = _dose(entry) if entry.applied else "-"
+        middle = _dose(entry) if entry.applied or entry.replaced_by else "-"
         out.extend(_row_line(row.label, middle, row, off))
-        if entry.applied and entry.conversion_note:
+        if (entry.applied or entry.replaced_by) and entry.conversion_note:
             out.append(f"      {entry.conversion_note}")
         if entry.kind == "disabled":
             out.append(f"      {entry.reason}")
@@ -201,7 +201,7 @@ def list_cmd(fractions: str | None, protocol: str, show_all: bool, dpf: str | No
     <source>, <n> fx") and arithmetic; conventional rows that only inform because an
     SBRT row for the same structure and metric applies are marked [INFO] (optimal);
     derived rows the protocol replaces by its own rule ([[limits.replace]]) are marked
-    [REPLACED] (optimal, with what replaces them); structures the protocol gives no limit
+    [REPLACED] (not evaluated; the replacing row applies); structures the protocol gives no limit
     say NO LIMIT BY PROTOCOL with its reason; any other structure without a limit says
     NO CONSTRAINT (a contoured one is NOT EVALUATED, plan ERROR) and how to add a row.
     Limits are derived by LQ only for 1-8 fractions; from 9 fractions on the

@@ -48,6 +48,7 @@ from rtqa.constraints.protocol_file import (PROTOCOL_SECTIONS, _check, _ct, _inc
 from rtqa.constraints.selection import (ALPHA_BETA_CNS, ALPHA_BETA_LATE, APPLY, CNS_STRUCTURES,
                                         CONVENTIONAL_MAX_DOSE_PER_FRACTION_GY,
                                         CONVENTIONAL_MIN_FRACTIONS, DISABLED, EXEMPT, NONE,
+                                        REPLACED,
                                         SelectedRow, _apply, _base_organ, _why_disabled,
                                         default_alpha_beta, is_hypofractionated, select)
 from rtqa.constraints.derivation import (DERIVATION_MAX_FRACTIONS, Derivation, bed,

@@ -29,8 +29,8 @@ counts but none for the plan's count N gets a *derived* row for N:
   own row for that structure, metric and fraction count, or, when its own rule is the
   same limit written with another metric (the trial's ``CV15Gy[cc] >= 700`` and TG-101's
   ``DC700cc[Gy]``), by ``[[limits.replace]]`` (``model.Replacement``): the derived row is
-  then shown, informative only, "replaced by protocol <name>". ``[limits] derive_lq =
-  false`` in a protocol turns derivation off.
+  then listed "replaced by protocol <name>" and not evaluated, and the replacing row's
+  note names it. ``[limits] derive_lq = false`` in a protocol turns derivation off.
 
 **Derivation range: 1-8 fractions** (``DERIVATION_MAX_FRACTIONS``). Both the plan's count
 N and the reference count k lie in 1-8, the span of the sourced SBRT schedules: TG-101
@@ -139,10 +139,9 @@ class Derivation:
         """The arithmetic, for notes and listings."""
         r = self.reference
         return (f"{r.metric} {r.limit} Gy in {self.reference_fractions} fx "
-                f"({r.set_name}, status {r.status or '?'}; {r.ref}) -> BED "
-                f"(α/β = {_num(self.alpha_beta)} Gy, {self.alpha_beta_reason}) "
-                f"{self.bed_gy:.2f} Gy -> {self.exact_gy:.3f} Gy in {self.fractions} fx, "
-                f"rounded down to {_num(round_down(self.exact_gy))} Gy")
+                f"({r.set_name} {r.status or '?'}, {r.ref}) -> BED "
+                f"(α/β {_num(self.alpha_beta)} Gy) {self.bed_gy:.2f} Gy -> "
+                f"{self.exact_gy:.3f} Gy in {self.fractions} fx, rounded down")
 
 
 def derivable(row: Constraint) -> bool:

@@ -197,9 +197,9 @@ class Replacement:
     (``structure``, ``metric``) at ``fractions`` (None: every count) are replaced by the
     protocol's enabled row on the same structure with metric ``by_metric``, which states
     the same rule in another form (``CV15Gy[cc] >= 700`` for ``DC700cc[Gy] < x``). A
-    replaced row is still listed and evaluated, informative only (priority "optimal",
-    "replaced by protocol <protocol>"). Sourced rows are never replaced this way; when the
-    ``by_metric`` row does not apply at a count, the derived row stays a limit.
+    replaced row is still listed ("replaced by protocol <protocol>"), not evaluated, and
+    the replacing row's report note names it. Sourced rows are never replaced this way;
+    when the ``by_metric`` row does not apply at a count, the derived row stays a limit.
     ``line``: the ``[[limits.replace]]`` header line in the protocol file."""
 
     structure: str

@@ -13,7 +13,8 @@ Fraction regimes (``rtqa.constraints.derivation`` gives the sources):
   counts but none for this one gets a row derived by LQ isoeffect from the nearest
   sourced schedule (its ``Constraint.derivation`` says so), unless the protocol's
   ``[[limits.replace]]`` (``model.Replacement``) replaces that family's derived rows by
-  its own rule: the derived row is then informative only (``SelectedRow.replaced_by``).
+  its own rule: the derived row is then listed as ``"replaced"`` (not evaluated; the
+  replacing row's note names it).
 * 9 fractions and more: nothing is derived. Conventional rows apply (on EQD2 when the
   plan is hypofractionated, ``is_hypofractionated``), with rows for any count and rows
   naming the count; a structure with none of them has no limit.
@@ -57,7 +58,7 @@ CNS_STRUCTURES = frozenset({
 CONVENTIONAL_MAX_DOSE_PER_FRACTION_GY = 2.0
 CONVENTIONAL_MIN_FRACTIONS = 25
 
-APPLY, DISABLED, NONE, EXEMPT = "apply", "disabled", "none", "exempt"
+APPLY, DISABLED, NONE, EXEMPT, REPLACED = "apply", "disabled", "none", "exempt", "replaced"
 
 
 @dataclass(frozen=True)
@@ -72,8 +73,9 @@ class SelectedRow:
     gives the protocol's justification). ``informative``: a conventional row shown for
     information only because an SBRT row for the same structure and metric applies
     (its constraint's priority is "optimal"). A derived row's constraint has
-    ``derivation`` set. ``replaced_by``: for a derived row the protocol replaces
-    (``[[limits.replace]]``), what replaces it; the row is then informative too.
+    ``derivation`` set. ``"replaced"``: a derived row the protocol replaces by its own
+    rule (``[[limits.replace]]``): listed, not evaluated (``replaced_by`` says by what; the
+    replacing row's ``conversion_note`` names it).
     ``hint`` (``"none"`` entries): why there is no limit and how a protocol adds one.
     """
 
@@ -142,13 +144,22 @@ def _apply(row: Constraint, n: int, hypo: bool, alpha_beta: float | None) -> Sel
         return SelectedRow(row.structure, n, APPLY, row, row.dose_type, row.alpha_beta, note)
     if row.derivation is not None:
         return SelectedRow(row.structure, n, APPLY, row, "physical", None,
-                           f"{row.derivation.label}: {row.derivation.detail}")
+                           f"derived (LQ): {row.derivation.detail}")
     return SelectedRow(row.structure, n, APPLY, row, "physical")
+
+
+def _short_source(row: Constraint) -> str:
+    """A row's source; for a derived row its reference set and count (the full text is
+    the derived row's own source)."""
+    d = row.derivation
+    if d is not None:
+        return f"derived (LQ) from {d.reference.set_name}, {d.reference_fractions} fx"
+    return row.source or row.set_name
 
 
 def _informative(sel: SelectedRow, sbrt: list[Constraint]) -> SelectedRow:
     """A conventional EQD2 row shown for information: priority optimal, marked."""
-    what = "; ".join(f"{r.label} ({r.source or r.set_name})" for r in sbrt)
+    what = "; ".join(f"{r.label} ({_short_source(r)})" for r in sbrt)
     note = (f"informative only (priority optimal): the SBRT row for the same structure "
             f"and metric applies at {sel.fractions} fx: {what}")
     return replace(sel, constraint=replace(sel.constraint, priority="optimal"),
@@ -157,14 +168,25 @@ def _informative(sel: SelectedRow, sbrt: list[Constraint]) -> SelectedRow:
 
 
 def _replaced(sel: SelectedRow, rep, by: list[Constraint]) -> SelectedRow:
-    """A derived row the protocol's own rule replaces: priority optimal, marked."""
-    what = "; ".join(f"{r.structure} {r.label} ({r.source or r.set_name})" for r in by)
+    """A derived row the protocol's own rule replaces: kind ``"replaced"`` (listed, not
+    evaluated), priority optimal, saying what replaces it."""
+    what = "; ".join(f"{r.structure} {r.label}" for r in by)
     text = f"protocol {rep.protocol}: {what}"
-    note = (f"replaced by {text} -- the same rule, informative only (priority optimal); "
-            f"[[limits.replace]] {rep.label}: {rep.source}")
-    return replace(sel, constraint=replace(sel.constraint, priority="optimal"),
+    fx = "" if rep.fractions is None else f", {rep.fractions_text} fx"
+    note = f"replaced by {text} (the same rule; [[limits.replace]]{fx}); not evaluated"
+    return replace(sel, kind=REPLACED, constraint=replace(sel.constraint, priority="optimal"),
                    informative=True, replaced_by=text,
                    conversion_note="; ".join(n for n in (sel.conversion_note, note) if n))
+
+
+def _replacing(sel: SelectedRow, replaced: list[tuple[SelectedRow, "Replacement"]]
+               ) -> SelectedRow:
+    """The protocol row that replaces derived rows: its note names them."""
+    what = "; ".join(f"{r.constraint.label} ({r.constraint.source})" for r, _ in replaced)
+    note = (f"replaces the derived {what}, the same rule ([[limits.replace]] of protocol "
+            f"{replaced[0][1].protocol})")
+    return replace(sel, conversion_note="; ".join(n for n in (sel.conversion_note, note)
+                                                  if n))
 
 
 def _no_row_hint(structure: str, fractions: int) -> str:
@@ -202,7 +224,7 @@ def select(rows: Iterable[Constraint], fractions: int, *,
     ``no_limit`` (structure text -> justification) names the structure, else a ``"none"``
     entry: "no constraint for N fractions" (``hint``: how to add a row). ``replacements``: the
     protocol's ``[[limits.replace]]`` entries; a derived row of a replaced family is
-    informative only (``SelectedRow.replaced_by``) where the replacing row applies.
+    ``"replaced"`` (listed, not evaluated) where the replacing row applies.
     Conventional rows of a hypofractionated plan (``is_hypofractionated``)
     are evaluated on EQD2 with α/β = the row's ``alpha_beta``, else the global
     ``alpha_beta`` argument (Gy), else 2 Gy for CNS structures and 3 Gy otherwise:
@@ -239,18 +261,27 @@ def select(rows: Iterable[Constraint], fractions: int, *,
                 out.append(SelectedRow(structure, fractions, NONE, reason=reason,
                                        hint=_no_row_hint(structure, fractions)))
         sbrt = [r for r in on + derived if not r.conventional]
-        for r in on:
-            sel = _apply(r, fractions, hypo, alpha_beta)
-            same = [s for s in sbrt if s.metric == r.metric]
-            if r.conventional and hypo and same:
-                sel = _informative(sel, same)
-            out.append(sel)
+        from_derived: list[SelectedRow] = []
+        replaced_by: dict[int, list[tuple[SelectedRow, Replacement]]] = {}
         for r in derived:
             sel = _apply(r, fractions, hypo, alpha_beta)
             rep = next((x for x in replacements if x.structure == structure
                         and x.metric == r.metric and x.applies_to(fractions)), None)
             by = [o for o in on if rep is not None and o.metric == rep.by_metric]
-            out.append(_replaced(sel, rep, by) if by else sel)
+            if by:
+                sel = _replaced(sel, rep, by)
+                for o in by:
+                    replaced_by.setdefault(id(o), []).append((sel, rep))
+            from_derived.append(sel)
+        for r in on:
+            sel = _apply(r, fractions, hypo, alpha_beta)
+            same = [s for s in sbrt if s.metric == r.metric]
+            if r.conventional and hypo and same:
+                sel = _informative(sel, same)
+            if id(r) in replaced_by:
+                sel = _replacing(sel, replaced_by[id(r)])
+            out.append(sel)
+        out.extend(from_derived)
         out.extend(SelectedRow(structure, fractions, DISABLED, r, reason=_why_disabled(r))
                    for r in off)
     return out

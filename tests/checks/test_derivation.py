@@ -180,8 +180,10 @@ def _expected_derived(n: int, hypo: bool = True):
 def test_every_derived_row_recomputed_from_its_reference(trial, n):
     expected = _expected_derived(n, hypo=n < 25)
     got = {(e.structure, e.constraint.metric): e for e in trial.select(n)
-           if e.applied and e.derived}
+           if e.kind in ("apply", "replaced") and e.derived}
     assert set(got) == set(expected)
+    replaced = {k for k, e in got.items() if e.kind == "replaced"}
+    assert replaced == ({("Liver - GTV", "DC700cc[Gy]")} if 3 <= n <= 8 else set())
     for key, (exact, k, ref_limit) in expected.items():
         c = got[key].constraint
         d = c.derivation
@@ -192,7 +194,7 @@ def test_every_derived_row_recomputed_from_its_reference(trial, n):
         assert d.reference.enabled and d.reference.status == "V"
         assert c.fractions == frozenset({n}) and c.dose_type == "physical"
         assert c.source == f"derived (LQ) from {d.reference.source}, {k} fx"
-        assert "derived (LQ) from" in got[key].conversion_note
+        assert got[key].conversion_note.startswith("derived (LQ): ")
 
 
 def test_derivations_at_4_fractions_cover_the_serial_organs_tg101_lacks(trial):
@@ -466,33 +468,36 @@ def test_derived_4fx_point_maxima_are_at_or_below_the_rtog_0915_values(trial):
 def test_liver_dc700cc_derived_rows_are_replaced_by_the_trial_rule_at_3_to_8_fx(trial):
     """TG-101's only verified liver row is DC700cc < 9.1 Gy in 1 fx; the trial's rule
     CV15Gy[cc] >= 700 is the same condition with 15 Gy. At 3-8 fx the derived DC700cc
-    row is replaced (informative, optimal), at 2 fx it stays a limit, at 1 fx the
-    sourced row applies."""
+    row is replaced (listed, not evaluated; the rule's note names it), at 2 fx it stays
+    a limit, at 1 fx the sourced row applies."""
     for n in FRACTIONS:
-        liver = [e for e in trial.select(n) if e.applied and e.structure == "Liver - GTV"]
+        liver = [e for e in trial.select(n) if e.structure == "Liver - GTV"
+                 and e.kind in ("apply", "replaced")]
         dc = [e for e in liver if e.constraint.metric == "DC700cc[Gy]"]
         rule = [e for e in liver if e.constraint.metric == "CV15Gy[cc]"]
         assert len(dc) == 1 and len(rule) == 1
-        assert rule[0].constraint.priority == "mandatory" and not rule[0].informative
+        assert rule[0].applied and rule[0].constraint.priority == "mandatory"
         exact = _solve_total(9.1 * (1 + 9.1 / 3.0), n, 3.0)
         if n == 1:
             assert not dc[0].derived and dc[0].constraint.limit == Limit("<", 9.1)
-            assert not dc[0].replaced_by and dc[0].constraint.priority == "mandatory"
+            assert dc[0].applied and not dc[0].replaced_by
             continue
         c = dc[0].constraint
         assert dc[0].derived and c.limit.value == pytest.approx(
             math.floor(exact * 100 + 1e-7) / 100, abs=1e-9)
         if n == 2:       # 12.14 Gy: kept, the 15 Gy rule is not stated for 2 fractions
             assert c.limit.value == 12.14
-            assert not dc[0].replaced_by and not dc[0].informative
-            assert c.priority == "mandatory"
+            assert dc[0].applied and not dc[0].replaced_by
+            assert c.priority == "mandatory" and "replaces" not in rule[0].conversion_note
         else:
-            assert dc[0].informative and c.priority == "optimal"
-            assert dc[0].replaced_by.startswith("protocol oligo-hcc: Liver - GTV "
-                                                "CV15Gy[cc] >= 700 (Pan et al.")
+            assert dc[0].kind == "replaced" and not dc[0].applied
+            assert dc[0].replaced_by == "protocol oligo-hcc: Liver - GTV CV15Gy[cc] >= 700"
+            assert dc[0].conversion_note.startswith("derived (LQ): ")
             assert "replaced by protocol oligo-hcc" in dc[0].conversion_note
-            assert "derived (LQ) from" in dc[0].conversion_note
-    at3 = [e for e in trial.select(3) if e.applied and e.constraint.metric == "DC700cc[Gy]"]
+            assert (f"replaces the derived DC700cc[Gy] < {c.limit.value:g} (derived (LQ) "
+                    "from Benedict et al.") in rule[0].conversion_note
+    at3 = [e for e in trial.select(3) if e.constraint is not None
+           and e.constraint.metric == "DC700cc[Gy]" and e.kind == "replaced"]
     assert at3[0].constraint.limit == Limit("<", 14.22)      # stricter than 15 Gy
 
 
@@ -512,9 +517,9 @@ def test_replacement_without_fractions_applies_at_every_derived_count(tmp_path):
     (rep,) = p.limits.replace
     assert rep.fractions is None and rep.protocol == "rep" and rep.line == 6
     for n in range(2, 9):
-        (dc,) = [e for e in p.select(n) if e.applied
-                 and e.constraint.metric == "DC700cc[Gy]"]
-        assert dc.derived and dc.informative and dc.replaced_by, n
+        (dc,) = [e for e in p.select(n) if e.constraint is not None
+                 and e.constraint.metric == "DC700cc[Gy]" and e.kind != "disabled"]
+        assert dc.derived and dc.kind == "replaced" and dc.replaced_by, n
     # beyond 8 fractions nothing is derived, so nothing is replaced
     assert not [e for e in p.select(10) if e.applied and e.constraint.metric == "DC700cc[Gy]"]
 
@@ -527,10 +532,10 @@ def test_replacement_keeps_the_derived_row_where_the_replacing_row_does_not_appl
              'source = "test"\n')
     p = _replace_protocol(tmp_path, entry, rows)
     for n, replaced in ((2, False), (4, True), (5, False), (6, False)):
-        (dc,) = [e for e in p.select(n) if e.applied
-                 and e.constraint.metric == "DC1000cc[Gy]"]
+        (dc,) = [e for e in p.select(n) if e.constraint is not None
+                 and e.constraint.metric == "DC1000cc[Gy]" and e.kind != "disabled"]
         assert bool(dc.replaced_by) is replaced, n
-        assert dc.constraint.priority == ("optimal" if replaced else "mandatory")
+        assert dc.kind == ("replaced" if replaced else "apply")
 
 
 @pytest.mark.parametrize("entry, message", [

@@ -99,9 +99,10 @@ def test_liver_rule_passes_with_1018_cc_spared_at_6_and_8_fractions(trial, n):
     rule = [c for c in liver if c.metric == "CV15Gy[cc]"][0]
     assert rule.value == pytest.approx(_cap_cc(70, 20.0), rel=0.02)
     assert rule.status == PASS
-    # every other liver row passes too: the derived (LQ) mean and DC700cc rows at n fx
-    assert {c.metric for c in liver if c.derivation} == {"Mean[Gy]", "DC700cc[Gy]"} \
-        if n == 8 else {"DC700cc[Gy]"}
+    # every other liver row passes too: the derived (LQ) mean at 8 fx (the derived
+    # DC700cc row is replaced by the 700 cc rule at 3-8 fx and not evaluated)
+    assert {c.metric for c in liver if c.derivation} == ({"Mean[Gy]"} if n == 8 else set())
+    assert "replaces the derived DC700cc[Gy] < " in rule.note
     assert overall_status(liver) == "PASS"
 
 
@@ -211,8 +212,8 @@ def test_liver_720cc_spared_passes_the_trial_rule_at_3_fx_derived_row_replaced(t
     """Normal liver (ball r 70 mm, no GTV) in D = 15 + g (x - x0) Gy: 720 cc below 15 Gy
     (the trial's rule passes) while the coldest 700 cc reach DC700cc ~ 14.6 Gy, above the
     derived TG-101 DC700cc < 14.22 Gy at 3 fx (9.1 Gy in 1 fx, LQ α/β 3). The trial's
-    rule replaces the derived row: it is evaluated and shown (FAIL, optimal, "replaced by
-    protocol oligo-hcc"), and does not fail the plan. Without the replacement it would."""
+    rule replaces the derived row: the rule's row names it, the derived row is not
+    evaluated, the liver passes. Without the replacement the derived row FAILs."""
     r, g = 70.0, 0.3
     x0 = _x_at(r, 720.0)
     x700 = _x_at(r, 700.0)
@@ -229,15 +230,18 @@ def test_liver_720cc_spared_passes_the_trial_rule_at_3_fx_derived_row_replaced(t
                  if c.metric in ("CV15Gy[cc]", "DC700cc[Gy]")})
 
     got = rows(trial)
-    rule, dc = got["CV15Gy[cc]"], got["DC700cc[Gy]"]
+    assert set(got) == {"CV15Gy[cc]"}                  # the derived row is not evaluated
+    rule = got["CV15Gy[cc]"]
     assert rule.value == pytest.approx(720.0, abs=3.0) and rule.status == PASS
     assert rule.priority == "mandatory" and rule.derivation is None
-    assert dc.value == pytest.approx(dc700_truth, abs=0.05)
-    assert dc.status == FAIL and dc.limit == "< 14.22" and dc.priority == "optimal"
-    assert dc.derivation == ("derived (LQ) from Benedict et al. Med Phys 2010;37(8):4078, "
-                             "Table III, 1 fx")
-    assert "replaced by protocol oligo-hcc: Liver - GTV CV15Gy[cc] >= 700" in dc.note
-    assert overall_status([rule, dc]) == "PASS"
+    assert ("replaces the derived DC700cc[Gy] < 14.22 (derived (LQ) from Benedict et al. "
+            "Med Phys 2010;37(8):4078, Table III, 1 fx), the same rule ([[limits.replace]] "
+            "of protocol oligo-hcc)") in rule.note
+    listed = [e for e in trial.select(3) if e.structure == "Liver - GTV"
+              and e.constraint is not None and e.constraint.metric == "DC700cc[Gy]"
+              and e.kind != "disabled"]
+    assert [(e.kind, e.replaced_by) for e in listed] == \
+        [("replaced", "protocol oligo-hcc: Liver - GTV CV15Gy[cc] >= 700")]
 
     # the same protocol without [[limits.replace]]: the derived row is a mandatory FAIL
     text = (protocols_dir() / "oligo-hcc.toml").read_text(encoding="utf-8")
@@ -245,7 +249,12 @@ def test_liver_720cc_spared_passes_the_trial_rule_at_3_fx_derived_row_replaced(t
     plain = tmp_path / "oligo-hcc-plain.toml"
     plain.write_text(text[:cut], encoding="utf-8")
     got = rows(load_protocol(plain))
-    assert got["DC700cc[Gy]"].status == FAIL and got["DC700cc[Gy]"].priority == "mandatory"
+    dc = got["DC700cc[Gy]"]
+    assert dc.value == pytest.approx(dc700_truth, abs=0.05)
+    assert dc.status == FAIL and dc.limit == "< 14.22" and dc.priority == "mandatory"
+    assert dc.derivation == ("derived (LQ) from Benedict et al. Med Phys 2010;37(8):4078, "
+                             "Table III, 1 fx")
+    assert "replaces" not in got["CV15Gy[cc]"].note
     assert overall_status(list(got.values())) == "FAIL"
 
 
