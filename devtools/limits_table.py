@@ -31,7 +31,7 @@ def main() -> None:
     for n in counts:
         sel = proto.select(n)
         for e in sel:
-            if e.applied and e.derived:
+            if e.kind in ("apply", "replaced") and e.derived:
                 c, d = e.constraint, e.constraint.derivation
                 f = fams[(e.structure, c.metric)]
                 f["rows"][n] = c.limit.value
@@ -62,7 +62,7 @@ def main() -> None:
     per_ref: dict[str, int] = defaultdict(int)
     for n in counts:
         for e in proto.select(n):
-            if e.applied and e.derived:
+            if e.kind in ("apply", "replaced") and e.derived:
                 r = e.constraint.derivation.reference
                 per_ref[f"{r.source or r.set_name}, status {r.status}"] += 1
     print("\nDerived rows per reference source:")
