@@ -192,17 +192,49 @@ class PTVMarginRule:
 
 
 @dataclass(frozen=True)
+class Replacement:
+    """``[[limits.replace]]`` of a protocol: the rows DERIVED by LQ for the family
+    (``structure``, ``metric``) at ``fractions`` (None: every count) are replaced by the
+    protocol's enabled row on the same structure with metric ``by_metric``, which states
+    the same rule in another form (``CV15Gy[cc] >= 700`` for ``DC700cc[Gy] < x``). A
+    replaced row is still listed ("replaced by protocol <protocol>"), not evaluated, and
+    the replacing row's report note names it. Sourced rows are never replaced this way;
+    when the ``by_metric`` row does not apply at a count, the derived row stays a limit.
+    ``line``: the ``[[limits.replace]]`` header line in the protocol file."""
+
+    structure: str
+    metric: str
+    by_metric: str
+    source: str
+    fractions: frozenset[int] | None = None
+    fractions_text: str = ""
+    note: str = ""
+    protocol: str = ""
+    line: int | None = None
+
+    def applies_to(self, fractions: int) -> bool:
+        return self.fractions is None or fractions in self.fractions
+
+    @property
+    def label(self) -> str:
+        fx = "every fraction count" if self.fractions is None else f"{self.fractions_text} fx"
+        return f"{self.structure} {self.metric} replaced by {self.by_metric} ({fx})"
+
+
+@dataclass(frozen=True)
 class LimitsRule:
     """``[limits]`` of a protocol: ``derive_lq`` fills fraction counts without a sourced
     row by LQ isoeffect (``rtqa.constraints.derivation``); ``no_limit`` names structures
     (canonical expression text) the protocol deliberately gives no limit, with
     ``no_limit_source`` saying why. A contoured organ with no applicable limit that is
-    not in ``no_limit`` is NOT EVALUATED."""
+    not in ``no_limit`` is NOT EVALUATED. ``replace``: derived-row families the protocol's
+    own rule replaces (``Replacement``)."""
 
     derive_lq: bool = True
     no_limit: tuple[str, ...] = ()
     no_limit_source: str = ""
     note: str = ""
+    replace: tuple[Replacement, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -234,4 +266,5 @@ class Protocol:
         kwargs.setdefault("derive", self.limits.derive_lq)
         kwargs.setdefault("no_limit", {s: self.limits.no_limit_source
                                        for s in self.limits.no_limit})
+        kwargs.setdefault("replacements", self.limits.replace)
         return select(self.constraints, fractions, **kwargs)

@@ -44,7 +44,7 @@ RD, RS, RP = "RD.SBRT_5fx.dcm", "RS.hcc_pass.dcm", "RP.SBRT_5fx.dcm"
 CV15 = "oar.normal_liver.Liver-GTV.CV15Gy"
 LIVER_MEAN = "oar.quantec.Liver-GTV.Mean"          # conventional, on EQD2: informative at 5 fx
 LIVER_MEAN_SBRT = "oar.lq.quantec.Liver-GTV.Mean"  # SBRT 6 fx row derived (LQ) for 5 fx
-LIVER_DC700 = "oar.lq.tg101.Liver-GTV.DC700cc"     # TG-101 1 fx row derived (LQ) for 5 fx
+# (TG-101's DC700cc, derived (LQ) for 5 fx, is replaced by the 700 cc rule: not evaluated)
 ESO_MAX = "oar.tg101.Esophagus.D0.035cc"
 
 
@@ -522,7 +522,7 @@ def test_ambiguous_liver_is_error_until_mapped(export, runs):
     doc = run.doc
     assert_valid(doc)
     assert doc["status"] == "ERROR"
-    liver_rows = (CV15, LIVER_MEAN, LIVER_MEAN_SBRT, LIVER_DC700)
+    liver_rows = (CV15, LIVER_MEAN, LIVER_MEAN_SBRT)
     assert mandatory_not_passing(doc) == {cid: "NOT EVALUATED" for cid in liver_rows}
     for cid in liver_rows:
         note = checks_by_id(doc)[cid]["note"]
