@@ -89,7 +89,7 @@ def prescription(course: CourseDose, rx_gy: float | None, target: Structure | No
     the SBRT checks of ``rule`` (the protocol's ``[prescription]``, defaults when None),
     each value as % of the prescription Rx:
 
-    * ``integrity.prescription.<plan>.<ROI>``: coverage, V100%Rx >= ``coverage_volume_pct``
+    * ``integrity.prescription.<plan>.<ROI>.coverage``: V100%Rx >= ``coverage_volume_pct``
       % of the ROI (equivalently D<coverage_volume_pct>% >= Rx);
     * ``....near_min``: D<near_min_volume_pct>% >= ``near_min_dose_pct`` % of Rx;
     * ``....max``: the ROI's maximum (hottest DVH bin) <= ``max_dose_pct`` % of Rx, i.e.
@@ -138,7 +138,8 @@ def prescription(course: CourseDose, rx_gy: float | None, target: Structure | No
     d_cov = float(dose_at_volume(dvh.edges_gy, dvh.cum_cc, cov / 100 * dvh.volume_cc))
     ok = v100 >= cov - 1e-9
     rows.append(Check(
-        cid, CAT, PASS if ok else FAIL, rule.coverage_source, metric="V100%[%]",
+        cid + ".coverage", CAT, PASS if ok else FAIL, rule.coverage_source,
+        metric="V100%[%]",
         value=round(float(v100), 3), unit="%", limit=f">= {cov:g}",
         priority=rule.coverage_priority,
         note=f"{head}; {v100:.1f}% of {target.name} receives it (D{cov:g}% "

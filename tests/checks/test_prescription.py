@@ -110,15 +110,15 @@ def test_linked_prescription_is_judged_on_its_roi(tmp_path):
     # ~20.1 Gy <= 166.7 % of 20 Gy -> PASS.
     assert [r.structure for r in rows] == ["Breast"] * 3
     assert (cov.id, cov.status, cov.priority) == (
-        "integrity.prescription.PHANTOM_PLAN.Breast", FAIL, "optimal")
+        "integrity.prescription.PHANTOM_PLAN.Breast.coverage", FAIL, "optimal")
     assert 0.0 < cov.value <= 100 * (9 / 25) ** 3
     R = 25.0
     h = next(r.real for r in np.roots([-1.0, 3 * R, 0.0, -0.04 * R ** 3])
              if abs(r.imag) < 1e-12 and 0 < r.real < R)
-    assert (near_min.id, near_min.status) == (cov.id + ".near_min", FAIL)
+    assert (near_min.id, near_min.status) == ("integrity.prescription.PHANTOM_PLAN.Breast.near_min", FAIL)
     assert near_min.value == pytest.approx(4.0 + 0.01 * (h - R), abs=0.03)
     assert near_min.limit == ">= 18.00"
-    assert (top.id, top.status, top.priority) == (cov.id + ".max", PASS, "mandatory")
+    assert (top.id, top.status, top.priority) == ("integrity.prescription.PHANTOM_PLAN.Breast.max", PASS, "mandatory")
     assert 20.0 <= top.value <= 20.0 + 0.01 * 9.0 + 0.01
 
 
