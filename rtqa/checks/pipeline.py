@@ -78,7 +78,10 @@ def run_check(paths: list[str], options: CheckOptions | None = None) -> Report:
     say("structures")
     structures = _structures(ctx, warnings)
     warnings += _contour_warnings(ctx)
-    return _report(ctx, checks, accounting.guard_lesions(lesions.lesions, checks),
+    from rtqa.checks import headroom
+    lesion_results = headroom.evaluate(  # OAR-limited lesions: informative, no verdict
+        ctx, accounting.guard_lesions(lesions.lesions, checks), checks)
+    return _report(ctx, checks, lesion_results,
                    structures, warnings,
                    tuple(c for f in families for c in f.curves), plans, doses)
 
