@@ -237,6 +237,12 @@ def _prescribed_row(lesion: Lesion, cov: _Coverage, courses, ns, rule: LesionRul
                                 "course (--sum-plans): their prescriptions are not added",
                            **base)
     rx = [_prescription(courses[i], lesion, target, treated_by.get(i) == 1) for i in used]
+    no_plan = [courses[i].label for i in used if courses[i].plan is None]
+    if no_plan:
+        return None, Check(
+            status=NOT_EVALUATED, reason=Reason.PRESCRIPTION_UNLINKED,
+            note=f"no RTPLAN for {', '.join(no_plan)}: the prescription is unknown, its "
+                 "BED cannot be judged (give the RTPLAN)", **base)
     missing = [courses[i].label for r, i in zip(rx, used) if r is None]
     if missing:
         return None, Check(

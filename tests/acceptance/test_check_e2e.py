@@ -305,7 +305,8 @@ def test_pass_is_deterministic_apart_from_created(pass_run, pass_quiet_run):
 def test_terminal_report_ends_with_the_summary_line(pass_run):
     lines = pass_run.stdout.rstrip("\n").splitlines()
     assert lines[-1] == expected_summary(pass_run.doc)
-    assert lines[-1].startswith("PASS — 0 failed, 1 not evaluated, ")
+    # 1 optimal not met: PTV_Lung's prescription coverage (see the test above)
+    assert lines[-1].startswith("PASS — 0 failed, 1 optimal not met, 1 not evaluated, ")
     assert pass_run.stderr == ""
 
 
@@ -382,7 +383,10 @@ def test_one_failure_fails_only_its_check(failure_run, name):
     doc = run.doc
     assert_valid(doc)
     assert doc["status"] == "FAIL" and doc["errors"] == []
-    assert mandatory_not_passing(doc) == {cid: "FAIL"}
+    # the underdosed lung is also prescribed 30 Gy in 5 fx (BED10 48 Gy < 60 Gy): its
+    # prescribed-BED row fails with it (issue 12 item 6)
+    also = {"lesion.Lung.prescribed_bed": "FAIL"} if name == "underdosed" else {}
+    assert mandatory_not_passing(doc) == {cid: "FAIL", **also}
     row = checks_by_id(doc)[cid]
     assert (row["structure"], row["metric"], row["limit"]) == (structure, metric, limit)
     assert row["value"] == pytest.approx(truth, abs=tol)
@@ -484,9 +488,16 @@ def test_no_rtplan_with_fractions_evaluates(export, runs, pass_run):
     run = runs(export("no_rtplan"), "--fractions", "5", "--json", "-")
     doc = run.doc
     assert_valid(doc)
-    assert run.code == 0 and doc["status"] == "PASS" and doc["errors"] == []
-    assert mandatory_not_passing(doc) == {"integrity.links": "WARN",
-                                          f"integrity.approval.{RD}": "WARN"}
+    # without the RTPLAN the prescription is unknown: each lesion's prescribed-BED10 row
+    # (mandatory, issue 12 item 6) is NOT EVALUATED with its reason, so the plan is
+    # ERROR, never PASS; everything else is evaluated as before
+    assert run.code == 2 and doc["status"] == "ERROR" and doc["errors"] == []
+    assert mandatory_not_passing(doc) == {
+        "integrity.links": "WARN", f"integrity.approval.{RD}": "WARN",
+        **{f"lesion.{n}.prescribed_bed": "NOT EVALUATED" for n in ("Liver", "Lung", "T10")}}
+    for n in ("Liver", "Lung", "T10"):
+        row = checks_by_id(doc)[f"lesion.{n}.prescribed_bed"]
+        assert row["reason"] == "prescription_unlinked" and "no RTPLAN" in row["note"]
     assert "references an RTPLAN that is not in the export" \
         in checks_by_id(doc)["integrity.links"]["note"]
     assert [p["fractions"] for p in doc["plans"]] == [5]
