@@ -143,3 +143,66 @@ def test_lesion_without_a_tied_prescription_is_not_evaluated(tmp_path):
         assert row.status == NOT_EVALUATED and row.priority == "mandatory"
         assert row.reason == "prescription_unlinked"
     assert report.status == "ERROR"
+
+
+# --- the protocol's [prescription] section ---------------------------------------------
+
+PROTOCOL_HEAD = """
+[protocol]
+name = "rx-test"
+source = "test"
+"""
+
+
+@pytest.mark.parametrize("body, problem", [
+    ("max_dose_pct = 150\n", "max_source"),
+    ("coverage_volume_pct = 98\n", "coverage_source"),
+    ("coverage_priority = \"sometimes\"\n", "mandatory"),
+    ("max_dose_pct = 90\nmax_source = \"x\"\n", ">= 100"),
+    ("near_min_dose_pct = 120\ncoverage_source = \"x\"\n", "<= 100"),
+    ("typo_pct = 1\n", "typo_pct"),
+])
+def test_prescription_section_is_validated(tmp_path, body, problem):
+    from rtqa.errors import ConstraintFileError
+    path = tmp_path / "p.toml"
+    path.write_text(PROTOCOL_HEAD + "\n[prescription]\n" + body, encoding="utf-8")
+    with pytest.raises(ConstraintFileError, match=problem):
+        load_protocol(str(path))
+
+
+def test_prescription_section_values_reach_the_rows(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text(PROTOCOL_HEAD + "\n[prescription]\nmax_dose_pct = 125\n"
+                    "min_max_dose_pct = 110\nmax_source = \"a test source\"\n"
+                    "coverage_priority = \"mandatory\"\ncoverage_source = \"another\"\n",
+                    encoding="utf-8")
+    rule = load_protocol(str(path)).prescription
+    assert (rule.max_dose_pct, rule.min_max_dose_pct, rule.coverage_priority) == (
+        125.0, 110.0, "mandatory")
+    assert rule.coverage_volume_pct == 95.0  # default kept
+    # the shipped protocol states a source for every value
+    shipped = load_protocol("oligo-hcc").prescription
+    assert "RTOG 0813" in shipped.coverage_source and "RTOG 0915" in shipped.max_source
+    assert (shipped.coverage_priority, shipped.max_priority) == ("optimal", "mandatory")
+
+
+def test_homogeneous_plan_warns_below_the_protocols_lower_isodose_bound():
+    """min_max_dose_pct set (RTOG: prescription isodose <= 90 %, max >= 111.1 %): a plan
+    whose maximum is 105 % of Rx is reported (WARN), never failed."""
+    from rtqa.checks.integrity import prescription
+    from rtqa.constraints.model import PrescriptionRule
+    from types import SimpleNamespace
+    edges = np.round(np.arange(0.0, 52.52, 0.01), 10)
+    cum = np.where(edges <= 50.0, 10.0, np.where(edges <= 52.5, 10.0 * (52.5 - edges) / 2.5,
+                                                 0.0))
+    cum[-1] = 0.0
+    from rtqa.dvh.data import DVHData
+    dvh = DVHData("PTV", edges, cum, 10.0, 50.0, 52.5, 51.25)
+    course = SimpleNamespace(label="P", plan=SimpleNamespace(fractions=5))
+    target = SimpleNamespace(name="PTV")
+    rule = PrescriptionRule(min_max_dose_pct=111.1)
+    rows = {r.id.rsplit(".", 1)[-1]: r for r in prescription(course, 50.0, target, dvh,
+                                                               rule=rule)}
+    assert rows["coverage"].status == PASS and rows["coverage"].value == pytest.approx(100.0)
+    assert rows["max"].status == "WARN" and rows["max"].value == pytest.approx(52.5)
+    assert rows["max"].limit == f"{1.111 * 50:.2f}-{1.667 * 50:.2f}"
