@@ -13,7 +13,7 @@ fraction counts unchanged (what a planner does when renormalising a plan).
   BED limit (e.g. BED10 60 Gy). For a D metric of one plan of n fractions, the exact
   root of the LQ quadratic f·D (1 + f·D/(n α/β)) = BED_limit, i.e. f = D*/D with
   D* = ``total_dose_for_bed``; for another metric (Mean), bisection on the coverage
-  structure's physical DVH scaled by f and converted to BED. Several plans summed:
+  structure's physical DVH scaled by f, its BED taken bin by bin (never re-binned). Several plans summed:
   not computed (None, said in the note).
 * ``factor_prescription_to_bed_limit``: the same for the prescription, f = D*/Rx (one
   plan; the BED of a sum of prescriptions is not one quadratic).
@@ -47,7 +47,6 @@ import numpy as np
 
 from rtqa.constraints import Limit
 from rtqa.constraints.structexpr import parse_structure
-from rtqa.dvh.convert import convert_dvh
 from rtqa.dvh.data import DVHData
 from rtqa.dvh.metrics import evaluate as metric_value
 from rtqa.dvh.metrics import parse_metric
@@ -104,6 +103,14 @@ def _lq(view: DoseView, n: int, ab: float):
             lambda e: float(total_dose_for_bed(e * k, n, ab)))
 
 
+def _lq_mean(physical: DVHData, f: float, lq) -> float:
+    """Volume-weighted mean of the LQ dose of the physical dose x f, bin by bin of the
+    DVH (voxel-wise; the same sum ``convert_dvh`` takes for its mean)."""
+    e = np.asarray(physical.edges_gy, float) * f
+    dv = -np.diff(np.asarray(physical.cum_cc, float))
+    return float(np.dot(dv, lq(0.5 * (e[1:] + e[:-1]))) / physical.volume_cc)
+
+
 def row_factor(row: Check, physical: DVHData, view: DoseView, fractions: int | None
                ) -> float | None:
     """Factor f at which ``row`` (its metric and limit) stops holding when the physical
@@ -132,9 +139,7 @@ def row_factor(row: Check, physical: DVHData, view: DoseView, fractions: int | N
         if lq is None or metric.kind in ("V", "CV"):
             return metric_value(m, d)
         if metric.kind == "Mean":
-            e = np.asarray(d.edges_gy, float)
-            dv = -np.diff(np.asarray(d.cum_cc, float))
-            return float(np.dot(dv, lq(0.5 * (e[1:] + e[:-1]))) / d.volume_cc)
+            return _lq_mean(physical, f, lq)
         return float(lq(metric_value(m, d)))
 
     at_one = value(1.0)
@@ -230,8 +235,12 @@ def _lesion_part(ctx, les: LesionResult, rule) -> tuple[float | None, float | No
             try:
                 d = ctx.dose.dvh(target.structure, DoseView.PHYSICAL, plans=(
                     [c.label for c in ctx.courses].index(les.plans[0]),))
-                f_cov = _bisect(lambda f: metric_value(
-                    metric, convert_dvh(scaled(d, f), "BED", n, ab)) >= limit)
+                lq, _ = _lq(DoseView.BED, n, ab)
+                if metric.kind == "Mean":
+                    f_cov = _bisect(lambda f: _lq_mean(d, f, lq) >= limit)
+                else:  # D, Max, Min: the LQ dose of the same voxels
+                    f_cov = _bisect(lambda f: float(lq(metric_value(metric, scaled(d, f))))
+                                    >= limit)
             except (RtqaError, ValueError):
                 notes.append("coverage factor not computed")
     if les.prescribed_bed_gy is not None and les.prescribed_bed_gy > 0:

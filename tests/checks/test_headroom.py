@@ -195,3 +195,38 @@ def test_headroom_names_the_first_organ_row_and_changes_no_verdict(short_lesion)
     from rtqa.report.text import render_text
     text = " ".join(render_text(report, color=False, width=200).split())
     assert "first organ row fails at x1.200: SpinalCord Max[Gy]" in text
+
+
+def test_mean_coverage_metric_is_scaled_voxel_wise(short_lesion):
+    """A protocol whose coverage metric is the mean: the factor found makes the mean BED10
+    of the scaled dose exactly 60 Gy (checked on the re-binned BED DVH, ``convert_dvh``),
+    and is within 3 % of the analytic one (mean over points 0.5 mm apart in the PTV)."""
+    from rtqa.checks.context import build_context
+    from rtqa.dvh.convert import convert_dvh
+    from rtqa.sample import plan_dose, sample_inside
+    path = _protocol(short_lesion, 1000.0, 1000.0)
+    text = path.read_text(encoding="utf-8").replace('"D95%[Gy]"', '"Mean[Gy]"')
+    path = short_lesion / "mean.toml"
+    path.write_text(text, encoding="utf-8")
+    folder = short_lesion / "plan"
+    report = run_check([str(folder)], CheckOptions(protocol=str(path)))
+    (les,) = report.lesions
+    assert les.status == FAIL and les.metric == "Mean[Gy]"
+    f = les.headroom.factor_to_bed_limit
+    ctx = build_context([str(folder)], CheckOptions(protocol=str(path)))
+    ptv = next(t for t in ctx.lesions[0].targets if t.roi == "PTV_C")
+    d = ctx.dose.dvh(ptv.structure)
+    assert convert_dvh(scaled(d, f), "BED", 5, 10.0).mean_gy == pytest.approx(60.0, abs=0.01)
+    lesion = LesionSpec("C", sphere((0.0, 0.0, 0.0), 10.0), 5.0)
+    body = StructureSpec("External", EllipticCylinder((0, 0), (150, 80), -1e4, 1e4))
+    grid = DoseGridSpec.covering(np.array([-40.0] * 3), np.array([40.0] * 3))
+    case = CaseSpec("m", (body,), CTSpec(z_mm=(-45, 45), write=False), (lesion,),
+                    (PlanSpec("SBRT", 5, (TargetDose("C", 30.0),), grid),))
+    pts, _ = sample_inside(lesion.ptv, 0.5)
+    dose = plan_dose(case, "SBRT", pts)
+    lo, hi = 0.5, 3.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        x = mid * dose
+        lo, hi = (mid, hi) if np.mean(x * (1 + x / 50.0)) < 60.0 else (lo, mid)
+    assert f == pytest.approx(hi, rel=0.03)

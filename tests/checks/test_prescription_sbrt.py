@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 from pydicom import dcmread
 
-from rtqa.checks.context import CheckOptions
 from rtqa.checks.pipeline import run_check
 from rtqa.constraints import load_protocol
 from rtqa.results import FAIL, NOT_EVALUATED, PASS
