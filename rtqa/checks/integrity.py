@@ -126,7 +126,7 @@ def prescription(course: CourseDose, rx_gy: float | None, target: Structure | No
     if target is None or dvh is None:
         return [Check(cid, CAT, WARN, src, metric="prescription", note="no target linked "
                       "to the prescription could be found")]
-    head = f"{course.label}: prescription {rx_gy:g} Gy in {plan.fractions} fractions"
+    head = f"Rx {rx_gy:g} Gy in {plan.fractions} fx"
     common = dict(structure=target.name, rois=(target.name,), dose_view=DoseView.PHYSICAL)
     if not dvh.volume_cc > 0:
         return [Check(cid, CAT, NOT_EVALUATED, src, metric="prescription", note=head +
@@ -142,18 +142,18 @@ def prescription(course: CourseDose, rx_gy: float | None, target: Structure | No
         metric="V100%[%]",
         value=round(float(v100), 3), unit="%", limit=f">= {cov:g}",
         priority=rule.coverage_priority,
-        note=f"{head}; {v100:.1f}% of {target.name} receives it (D{cov:g}% "
-             f"{d_cov:.2f} Gy = {100 * d_cov / rx_gy:.1f}% of Rx)"
-             + ("" if ok else "; coverage below the protocol's: if organ-at-risk limits "
-                "required it, see the lesion's BED row and its headroom"), **common))
+        note="" if ok else (f"{head}: D{cov:g}% {100 * d_cov / rx_gy:.1f}% of Rx; if "
+                            "organ limits required it, see the lesion's BED and headroom"),
+        **common))
     vol, pct = float(rule.near_min_volume_pct), float(rule.near_min_dose_pct)
     d_min = float(dose_at_volume(dvh.edges_gy, dvh.cum_cc, vol / 100 * dvh.volume_cc))
     lim = pct / 100 * rx_gy
+    ok = d_min >= lim - 1e-9
     rows.append(Check(
-        cid + ".near_min", CAT, PASS if d_min >= lim - 1e-9 else FAIL, rule.coverage_source,
+        cid + ".near_min", CAT, PASS if ok else FAIL, rule.coverage_source,
         metric=f"D{vol:g}%[Gy]", value=round(d_min, 3), unit="Gy", limit=f">= {lim:.2f}",
         priority=rule.coverage_priority,
-        note=f"{head}; D{vol:g}% is {100 * d_min / rx_gy:.1f}% of it (limit {pct:g}%)",
+        note="" if ok else f"{head}: {100 * d_min / rx_gy:.1f}% of Rx (limit {pct:g}%)",
         **common))
     top = float(dvh.max_gy)
     ratio = 100 * top / rx_gy
@@ -172,8 +172,8 @@ def prescription(course: CourseDose, rx_gy: float | None, target: Structure | No
         cid + ".max", CAT, status, rule.max_source, metric="Max[Gy]", value=round(top, 3),
         unit="Gy", limit=(f"{lo:.2f}-{hi:.2f}" if lo is not None else f"<= {hi:.2f}"),
         priority=rule.max_priority, reason=reason,
-        note=f"{head}; maximum of {target.name} {top:.2f} Gy = {ratio:.1f}% of Rx "
-             f"(prescription to the {100 / ratio * 100:.0f}% isodose){extra}", **common))
+        note=f"{head}: {ratio:.1f}% of Rx (the {100 / ratio * 100:.0f}% isodose)"
+             f"{extra}", **common))
     return rows
 
 

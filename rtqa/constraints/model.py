@@ -207,13 +207,12 @@ class LimitsRule:
 
 #: Defaults of ``[prescription]`` (used when a protocol has no such section); their
 #: sources are in ``constraints/protocols/oligo-hcc.toml`` and ``rtqa.checks.prescription``.
-RX_COVERAGE_SOURCE = ("RTOG 0813 plan evaluation (as summarised by the NCI case of "
-                      "econtour.org, case 131): 95% of the PTV covered by the prescription "
-                      "dose, 99% of the PTV receiving at least 90% of it; secondary source, "
-                      "the protocol text itself not seen")
-RX_MAX_SOURCE = ("RTOG 0813 / 0915 (prescription to the 60-90% isodose line of the maximum "
-                 "dose): PTV maximum at most 1/0.60 = 166.7% of the prescription; as stated "
-                 "in rtqa issue 12, the protocol text itself not seen (unverified)")
+RX_COVERAGE_SOURCE = ("RTOG 0813 plan evaluation: 95% of the PTV receives the prescription, "
+                      "99% of it at least 90% of it (secondary source: NCI case 131 on "
+                      "econtour.org; the protocol text itself was not seen)")
+RX_MAX_SOURCE = ("RTOG 0813 / RTOG 0915: prescription to the 60-90% isodose of the maximum, "
+                 "i.e. PTV maximum 111-167% of Rx (unverified: as stated in rtqa issue 12, "
+                 "the protocol text itself was not seen)")
 
 
 @dataclass(frozen=True)
