@@ -79,8 +79,10 @@ def run_check(paths: list[str], options: CheckOptions | None = None) -> Report:
     overview: list = []
     structures = _structures(ctx, warnings, overview)
     warnings += _contour_warnings(ctx)
-    report = _report(ctx, checks, accounting.guard_lesions(lesions.lesions, checks),
-                     structures, warnings,
+    from rtqa.checks import headroom
+    lesion_results = headroom.evaluate(  # OAR-limited lesions: informative, no verdict
+        ctx, accounting.guard_lesions(lesions.lesions, checks), checks)
+    report = _report(ctx, checks, lesion_results, structures, warnings,
                      tuple(c for f in families for c in f.curves), plans, doses)
     return dataclasses.replace(report, overview=tuple(overview))
 

@@ -40,6 +40,7 @@ from rtqa.constraints.constraint_file import (FORMAT_HELP, ROW_KEYS, _parse_row,
                                               load_constraint_file, parse_fractions)
 from rtqa.constraints.model import (COMPARATORS, DOSE_TYPES, PRIORITIES, STATUSES, Constraint,
                                     ConstraintSet, LesionRule, Limit, LimitsRule,
+                                    PrescriptionRule,
                                     OligoprogressionRule,
                                     PlanningCTRule, Protocol, PTVMarginRule, Replacement, _num)
 from rtqa.constraints.protocol_file import (PROTOCOL_SECTIONS, _check, _ct, _include,
@@ -65,6 +66,7 @@ from rtqa.constraints.structexpr import TARGET_CLASSES, StructExpr, StructExprEr
 __all__ = [
     "Limit", "Constraint", "ConstraintSet", "Protocol", "SelectedRow", "LesionRule",
     "OligoprogressionRule", "PlanningCTRule", "PTVMarginRule", "LimitsRule", "Replacement",
+    "PrescriptionRule",
     "Derivation", "DERIVATION_MAX_FRACTIONS", "in_derivation_range",
     "derive_rows", "isoeffective_total_dose", "load_constraint_file",
     "load_protocol", "resolve_protocol", "select", "is_hypofractionated",

@@ -237,6 +237,40 @@ class LimitsRule:
     replace: tuple[Replacement, ...] = ()
 
 
+#: Defaults of ``[prescription]`` (used when a protocol has no such section); their
+#: sources are in ``constraints/protocols/oligo-hcc.toml`` and ``rtqa.checks.prescription``.
+RX_COVERAGE_SOURCE = ("RTOG 0813 plan evaluation: 95% of the PTV receives the prescription, "
+                      "99% of it at least 90% of it (secondary source: NCI case 131 on "
+                      "econtour.org; the protocol text itself was not seen)")
+RX_MAX_SOURCE = ("RTOG 0813 / RTOG 0915: prescription to the 60-90% isodose of the maximum, "
+                 "i.e. PTV maximum 111-167% of Rx (unverified: as stated in rtqa issue 12, "
+                 "the protocol text itself was not seen)")
+
+
+@dataclass(frozen=True)
+class PrescriptionRule:
+    """``[prescription]`` of a protocol: SBRT prescription checks on the ROI a prescription
+    is linked to (``rtqa.checks.prescription``), each as % of the prescription dose Rx.
+
+    ``coverage_volume_pct``: V100%Rx >= this % of the PTV; ``near_min_volume_pct`` and
+    ``near_min_dose_pct``: D<volume>% >= <dose>% of Rx; both rows have
+    ``coverage_priority`` ("optimal": a shortfall is shown, never fails the plan, since
+    the trial allows a lower dose where organ limits require it; "mandatory"). The PTV
+    maximum must be at most ``max_dose_pct`` % of Rx (priority ``max_priority``) and, when
+    ``min_max_dose_pct`` is set, at least that (below it: WARN, a homogeneous plan)."""
+
+    coverage_volume_pct: float = 95.0
+    near_min_volume_pct: float = 99.0
+    near_min_dose_pct: float = 90.0
+    coverage_priority: str = "optimal"
+    coverage_source: str = RX_COVERAGE_SOURCE
+    max_dose_pct: float = 166.7
+    min_max_dose_pct: float | None = None
+    max_priority: str = "mandatory"
+    max_source: str = RX_MAX_SOURCE
+    note: str = ""
+
+
 @dataclass(frozen=True)
 class Protocol:
     """A protocol: included constraint sets plus its own rows, and its settings (each
@@ -253,6 +287,7 @@ class Protocol:
     planning_ct: PlanningCTRule | None = None
     ptv_margin: PTVMarginRule | None = None
     limits: LimitsRule = field(default_factory=LimitsRule)
+    prescription: PrescriptionRule = field(default_factory=PrescriptionRule)
 
     @property
     def constraints(self) -> tuple[Constraint, ...]:

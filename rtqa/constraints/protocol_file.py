@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rtqa.constraints.constraint_file import _rows, load_constraint_file, parse_fractions
 from rtqa.constraints.model import (ConstraintSet, LesionRule, Limit, LimitsRule,
-                                    OligoprogressionRule,
+                                    OligoprogressionRule, PrescriptionRule,
                                     PlanningCTRule, Protocol, PTVMarginRule, Replacement, _num)
 from rtqa.constraints.toml_reading import (_header_lines, _key_line, _number, _read_toml,
                                            _RowError, _text, _top_level, _unknown_keys)
@@ -29,7 +29,7 @@ from rtqa.constraints.structexpr import TARGET_CLASSES, StructExprError, parse_s
 
 
 PROTOCOL_SECTIONS = ("protocol", "lesions", "oligoprogression", "planning_ct", "ptv_margin",
-                     "limits", "constraint")
+                     "limits", "prescription", "constraint")
 
 
 def resolve_protocol(name_or_path: str | Path) -> Path:
@@ -213,6 +213,40 @@ def _replacements(data: dict, lines: list[str], path: Path, name: str,
     return tuple(out)
 
 
+def _prescription(t: dict) -> PrescriptionRule:
+    keys = ("coverage_volume_pct", "near_min_volume_pct", "near_min_dose_pct",
+            "coverage_priority", "coverage_source", "max_dose_pct", "min_max_dose_pct",
+            "max_priority", "max_source", "note")
+    _check(t, keys)
+    nums = {k: _number(t, k, required=False) for k in keys if k.endswith("_pct")}
+    for k in ("coverage_volume_pct", "near_min_volume_pct", "near_min_dose_pct"):
+        if nums[k] is not None and nums[k] > 100:
+            raise _RowError(f"{k} must be <= 100, got {_num(nums[k])}", k)
+    for k in ("max_dose_pct", "min_max_dose_pct"):
+        if nums[k] is not None and nums[k] < 100:
+            raise _RowError(f"{k} is a maximum dose as % of the prescription (>= 100), got "
+                            f"{_num(nums[k])}", k)
+    if (nums["min_max_dose_pct"] is not None and nums["max_dose_pct"] is not None
+            and nums["min_max_dose_pct"] > nums["max_dose_pct"]):
+        raise _RowError("min_max_dose_pct is larger than max_dose_pct", "min_max_dose_pct")
+    kw = {k: v for k, v in nums.items() if v is not None}
+    for k in ("coverage_priority", "max_priority"):
+        v = _text(t, k)
+        if v is not None and v not in ("mandatory", "optimal"):
+            raise _RowError(f"{k} must be \"mandatory\" or \"optimal\", got {v!r}", k)
+        if v is not None:
+            kw[k] = v
+    groups = {"coverage": ("coverage_volume_pct", "near_min_volume_pct", "near_min_dose_pct"),
+              "max": ("max_dose_pct", "min_max_dose_pct")}
+    for k, members in groups.items():
+        if f"{k}_source" in t:
+            kw[f"{k}_source"] = _text(t, f"{k}_source")
+        elif any(m in kw for m in members):
+            raise _RowError(f"{', '.join(m for m in members if m in kw)} given without "
+                            f"{k}_source: every value needs its source", f"{k}_source")
+    return PrescriptionRule(**kw, note=_text(t, "note") or "")
+
+
 def _include(entry, folder: Path) -> Path | None:
     p = Path(entry).expanduser()
     for cand in ([p] if p.is_absolute() else [folder / p, constraints_dir() / p]):
@@ -232,7 +266,9 @@ def load_protocol(name_or_path: str | Path) -> Protocol:
     with ``no_limit_source``; ``[[limits.replace]]`` tables with ``structure``,
     ``metric``, ``by_metric``, optional ``fractions``, ``source`` and ``note``: the derived
     rows of that family are replaced by the protocol's row of ``by_metric``, see
-    ``model.Replacement``) and the protocol's own ``[[constraint]]`` rows."""
+    ``model.Replacement``), ``[prescription]`` (``rtqa.constraints.model.PrescriptionRule``:
+    SBRT coverage and maximum-dose checks as % of the prescription, each value with its
+    source; defaults when absent) and the protocol's own ``[[constraint]]`` rows."""
     path = resolve_protocol(name_or_path)
     lines, data = _read_toml(path)
     if "protocol" not in data:
@@ -275,4 +311,6 @@ def load_protocol(name_or_path: str | Path) -> Protocol:
         oligoprogression=_section(data, "oligoprogression", lines, path, _oligo),
         planning_ct=_section(data, "planning_ct", lines, path, _ct),
         ptv_margin=_section(data, "ptv_margin", lines, path, _margin),
-        limits=limits)
+        limits=limits,
+        prescription=(_section(data, "prescription", lines, path, _prescription)
+                      or PrescriptionRule()))

@@ -198,6 +198,18 @@ def to_dict(report: Report, *, now: datetime | None = None) -> dict:
             "prescribed_bed_gy": _num(les.prescribed_bed_gy),
             "note": les.note,
             "comparator": les.comparator,
+            "headroom": None if les.headroom is None else {
+                "factor_to_bed_limit": _num(les.headroom.factor_to_bed_limit),
+                "factor_prescription_to_bed_limit":
+                    _num(les.headroom.factor_prescription_to_bed_limit),
+                "factor_first_oar_fail": _num(les.headroom.factor_first_oar_fail),
+                "binding_row": les.headroom.binding_row,
+                "binding_structure": les.headroom.binding_structure,
+                "binding_metric": les.headroom.binding_metric,
+                "binding_dose_view": les.headroom.binding_dose_view,
+                "rows_not_scaled": list(les.headroom.rows_not_scaled),
+                "note": les.headroom.note,
+            },
         } for les in report.lesions],
         "checks": [{
             "id": c.id,

@@ -291,6 +291,24 @@ def _exact_gy(x) -> str:
     return s if s in ("—", "n/a") else s + " Gy"
 
 
+def _headroom_text(h) -> str:
+    """One line: the dose-scaling headroom of a lesion that falls short."""
+    def f(x):
+        return "n/a" if x is None else f"x{x:.3f}"
+    text = f"Headroom (whole dose x f): to BED limit {f(h.factor_to_bed_limit)}"
+    if h.factor_prescription_to_bed_limit is not None:
+        text += f" (prescription {f(h.factor_prescription_to_bed_limit)})"
+    if h.factor_first_oar_fail is None:
+        text += "; no organ row binds"
+    else:
+        text += (f"; first organ row fails at {f(h.factor_first_oar_fail)}: "
+                 f"{clean(h.binding_structure or '')} {clean(h.binding_metric or '')} "
+                 f"({h.binding_dose_view}; {clean(h.binding_row or '')})")
+    if h.rows_not_scaled:
+        text += f"; {len(h.rows_not_scaled)} organ row(s) not scaled"
+    return text
+
+
 def _lesion_rows(report: Report):
     rows = []
     for les in report.lesions:
@@ -301,6 +319,8 @@ def _lesion_rows(report: Report):
             details.append(f"Prescribed BED {_exact_gy(les.prescribed_bed_gy)}")
         if les.note:
             details.append(clean(les.note))
+        if les.headroom is not None:
+            details.append(_headroom_text(les.headroom))
         cells = [les.status, clean(les.name), clean(les.organ) if les.organ else "—",
                  ", ".join(clean(p) for p in les.plans) or "—",
                  "+".join(str(n) for n in les.fractions) or "—", clean(les.metric),
