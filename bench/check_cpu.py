@@ -120,12 +120,18 @@ def _child_stages(plan: str, html: bool, modules: list[str], profile: int) -> No
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
-def _wait(cmd: list[str]) -> tuple[float, float, int, str]:
+def _wait(cmd: list[str], tree: str | None = None) -> tuple[float, float, int, str]:
+    env = dict(ENV)
+    if tree:
+        env["PYTHONPATH"] = tree
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            cwd=REPO, text=True, env=ENV)
+                            cwd=tree or REPO, text=True, env=env)
     out = proc.stdout.read()
     _, status, ru = os.wait4(proc.pid, 0)
     return ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024, os.waitstatus_to_exitcode(status), out
+
+
+STAGES = ["start+imports", "reading", "dvh", "checks", "report"]
 
 
 def main(argv=None) -> int:
@@ -133,6 +139,9 @@ def main(argv=None) -> int:
     ap.add_argument("--plan", default=str(REPO / "plans_sample" / "hcc_pass"))
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--profile", type=int, default=0)
+    ap.add_argument("--base", metavar="TREE",
+                    help="also run another rtqa source tree (e.g. `git archive main` "
+                         "unpacked), interleaved with this one, for a before/after")
     ap.add_argument("--child", choices=["modules", "stages"])
     ap.add_argument("--html", action="store_true")
     ap.add_argument("--modules", default="")
@@ -145,48 +154,53 @@ def main(argv=None) -> int:
         return 0
     py = sys.executable
     me = str(Path(__file__).resolve())
+    plan = str(Path(args.plan).resolve())
+    trees = [("this tree", None)] + ([("base " + args.base, str(Path(args.base).resolve()))]
+                                     if args.base else [])
     failed = False
-    print(f"rtqa check {args.plan}: CPU (user + system) of the whole process, median of "
-          f"{args.runs}")
+    print(f"rtqa check {plan}: CPU (user + system) of the whole process and by stage, "
+          f"median of {args.runs} (interleaved); load {os.getloadavg()[0]:.1f}")
     for html in (False, True):
         label = "--json --html" if html else "--json"
+        extra = ["--html"] if html else []
         tmp = Path(tempfile.mkdtemp(prefix="rtqa-check-cpu-"))
-        cmd = [py, "-m", "rtqa", "check", args.plan, "--quiet", "--json", str(tmp / "r.json")]
+        cmd = [py, "-m", "rtqa", "check", plan, "--quiet", "--json", str(tmp / "r.json")]
         if html:
             cmd += ["--html", str(tmp / "r.html")]
-        _, _, _, mods = _wait([py, me, "--child", "modules", "--plan", args.plan]
-                              + (["--html"] if html else []))
-        modules = json.loads(mods.strip().splitlines()[-1])
-        totals, peaks, stages = [], [], []
+        results = {}
+        for name, tree in trees:
+            _, _, _, mods = _wait([py, me, "--child", "modules", "--plan", plan] + extra, tree)
+            results[name] = {"modules": json.loads(mods.strip().splitlines()[-1]),
+                             "totals": [], "peaks": [], "stages": []}
         for _ in range(args.runs):
-            cpu, peak, code, _ = _wait(cmd)
-            if code not in (0, 1):
-                failed = True
-            totals.append(cpu)
-            peaks.append(peak)
-            _, _, code, out = _wait([py, me, "--child", "stages", "--plan", args.plan,
-                                     "--modules", json.dumps(modules)]
-                                    + (["--html"] if html else []))
-            if code != 0:
-                failed = True
-                continue
-            stages.append(json.loads(out.strip().splitlines()[-1]))
+            for name, tree in trees:
+                r = results[name]
+                cpu, peak, code, _ = _wait(cmd, tree)
+                failed |= code not in (0, 1)
+                r["totals"].append(cpu)
+                r["peaks"].append(peak)
+                _, _, code, out = _wait([py, me, "--child", "stages", "--plan", plan,
+                                         "--modules", json.dumps(r["modules"])] + extra, tree)
+                if code != 0:
+                    failed = True
+                    continue
+                r["stages"].append(json.loads(out.strip().splitlines()[-1]))
         for f in tmp.iterdir():
             f.unlink()
         tmp.rmdir()
-        print(f"  {label:14s} whole process {statistics.median(totals):.2f} s CPU "
-              f"(min {min(totals):.2f}, max {max(totals):.2f}); peak RSS "
-              f"{max(peaks):.0f} MB")
-        if stages:
-            keys = ["start+imports", "reading", "dvh", "checks", "report"]
-            parts = ", ".join(f"{k} {statistics.median(s[k] for s in stages):.3f}"
-                              for k in keys)
-            print(f"  {'':14s} stages (s CPU): {parts}; sum "
-                  f"{statistics.median(s['total_in_process'] for s in stages):.2f}")
+        for name, _ in trees:
+            r = results[name]
+            t = r["totals"]
+            print(f"  {label:14s} {name}: whole process {statistics.median(t):.2f} s CPU "
+                  f"(min {min(t):.2f}, max {max(t):.2f}); peak RSS {max(r['peaks']):.0f} MB")
+            if r["stages"]:
+                parts = ", ".join(f"{k} {statistics.median(s[k] for s in r['stages']):.3f}"
+                                  for k in STAGES)
+                print(f"  {'':14s}   stages (s CPU): {parts}")
         if args.profile:
-            subprocess.run([py, me, "--child", "stages", "--plan", args.plan, "--modules",
-                            json.dumps(modules), "--profile", str(args.profile)]
-                           + (["--html"] if html else []), cwd=REPO, stdout=subprocess.DEVNULL,
+            subprocess.run([py, me, "--child", "stages", "--plan", plan, "--modules",
+                            json.dumps(results["this tree"]["modules"]), "--profile",
+                            str(args.profile)] + extra, cwd=REPO, stdout=subprocess.DEVNULL,
                            env=ENV)
     return 1 if failed else 0
 

@@ -148,8 +148,9 @@ def _group_planes(polys: list[tuple[float, np.ndarray]]):
 
 
 @reader("RTSTRUCT")
-def read_structure_set(path: Path) -> StructureSet:
-    ds = read_dataset(path)
+def read_structure_set(path: Path, dataset=None) -> StructureSet:
+    """One RTSTRUCT. ``dataset``: the file already parsed (by the scan), else it is read."""
+    ds = dataset if dataset is not None else read_dataset(path)
     for keyword in ("StructureSetROISequence", "ROIContourSequence",
                     "RTROIObservationsSequence"):
         if keyword not in ds:
