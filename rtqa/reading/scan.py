@@ -120,6 +120,7 @@ def _header(data: bytes, force: bool, bare: str | None):
         ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=force)
     except Exception:  # noqa: BLE001 - pydicom raises many types; the reader reports it
         return None
+    ds.buffer = None  # no deferred values: do not keep the file's bytes alive with it
     if bare and "TransferSyntaxUID" not in ds.file_meta:
         ds.file_meta.TransferSyntaxUID = BARE_TRANSFER_SYNTAX[bare]
     return ds
