@@ -120,7 +120,27 @@ _CLASS = np.zeros(256, dtype=np.uint8)  # character classes of a plain decimal l
 _CLASS[48:58], _CLASS[92], _CLASS[46], _CLASS[[43, 45]] = 1, 2, 3, 4
 
 
+#: Bytes of ContourData parsed per vectorised pass (its temporaries are ~30x this).
+_PARSE_CHUNK = 1 << 18
+
+
 def parse_decimals(values: list[bytes]) -> list[np.ndarray] | None:
+    """:func:`_parse_decimals` over runs of ``values`` of about ``_PARSE_CHUNK`` bytes,
+    so that its temporary arrays stay small whatever the structure set's size."""
+    out: list[np.ndarray] = []
+    start, size = 0, 0
+    for k, v in enumerate(values):
+        size += len(v)
+        if size >= _PARSE_CHUNK or k == len(values) - 1:
+            part = _parse_decimals(values[start:k + 1])
+            if part is None:
+                return None
+            out += part
+            start, size = k + 1, 0
+    return out
+
+
+def _parse_decimals(values: list[bytes]) -> list[np.ndarray] | None:
     """Every backslash-separated decimal in each of ``values`` (DS byte strings, e.g.
     ContourData), parsed in one vectorised pass over all of them: the same float64 values,
     bit for bit, as ``float(token)``. None when any token is not a plain decimal

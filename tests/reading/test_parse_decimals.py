@@ -5,6 +5,7 @@ that is not a plain decimal is left to the token-by-token parse."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -42,9 +43,11 @@ def test_unusual_tokens_are_left_to_the_token_parse():
         assert parse_decimals(raw) is None, raw
 
 
-def test_structure_set_same_through_either_parse(sample_dir, monkeypatch):
+@pytest.mark.parametrize("chunk", [1 << 18, 100])
+def test_structure_set_same_through_either_parse(sample_dir, monkeypatch, chunk):
     import rtqa.reading.structures as structures
     path = sample_dir / "hcc_pass" / "RS.hcc_pass.dcm"
+    monkeypatch.setattr(structures, "_PARSE_CHUNK", chunk)  # one pass per few contours
     fast = structures.read_structure_set(path)
     monkeypatch.setattr(structures, "_parse_all", lambda items: None)
     slow = structures.read_structure_set(path)
