@@ -54,7 +54,7 @@ def _child_modules(plan: str, html: bool) -> None:
 def _run_cli(plan: str, html: bool) -> int:
     from rtqa.cli import main
     out = Path(tempfile.mkdtemp(prefix="rtqa-check-cpu-"))
-    args = ["check", plan, "--quiet", "--json", str(out / "r.json")]
+    args = ["check", plan, "--json", str(out / "r.json")]
     if html:
         args += ["--html", str(out / "r.html")]
     try:
@@ -164,7 +164,7 @@ def main(argv=None) -> int:
         label = "--json --html" if html else "--json"
         extra = ["--html"] if html else []
         tmp = Path(tempfile.mkdtemp(prefix="rtqa-check-cpu-"))
-        cmd = [py, "-m", "rtqa", "check", plan, "--quiet", "--json", str(tmp / "r.json")]
+        cmd = [py, "-m", "rtqa", "check", plan, "--json", str(tmp / "r.json")]
         if html:
             cmd += ["--html", str(tmp / "r.html")]
         results = {}
