@@ -195,8 +195,8 @@ def main(argv=None) -> int:
                   f"(min {min(t):.2f}, max {max(t):.2f}); peak RSS {max(r['peaks']):.0f} MB")
             if r["stages"]:
                 parts = ", ".join(f"{k} {statistics.median(s[k] for s in r['stages']):.3f}"
-                                  for k in STAGES)
-                print(f"  {'':14s}   stages (s CPU): {parts}")
+                                  f" ({min(s[k] for s in r['stages']):.3f})" for k in STAGES)
+                print(f"  {'':14s}   stages, s CPU median (min): {parts}")
         if args.profile:
             subprocess.run([py, me, "--child", "stages", "--plan", plan, "--modules",
                             json.dumps(results["this tree"]["modules"]), "--profile",
