@@ -34,15 +34,22 @@ class _Walker:
         self.d = data
         self.explicit = explicit
         self.e = "<" if little else ">"
+        self._s16 = struct.Struct(self.e + "H").unpack_from
+        self._s32 = struct.Struct(self.e + "I").unpack_from
+        self._s2x16 = struct.Struct(self.e + "HH").unpack_from
         #: (value offset, value length) of the top-level PixelData when it has a defined
         #: length (native pixel data), else None
         self.pixel_data: tuple[int, int] | None = None
 
     def _u16(self, pos):
-        return struct.unpack_from(self.e + "H", self.d, pos)[0]
+        return self._s16(self.d, pos)[0]
 
     def _u32(self, pos):
-        return struct.unpack_from(self.e + "I", self.d, pos)[0]
+        return self._s32(self.d, pos)[0]
+
+    def _tag(self, pos):
+        group, element = self._s2x16(self.d, pos)
+        return (group << 16) | element
 
     def _need(self, pos, n, end, what):
         if pos + n > end:
@@ -54,7 +61,7 @@ class _Walker:
         the data set itself (not an item), where the PixelData position is recorded."""
         while pos < end or until is not None:
             self._need(pos, 8, end, "element header")
-            tag = (self._u16(pos) << 16) | self._u16(pos + 2)
+            tag = self._tag(pos)
             if until is not None and tag == until:
                 return pos + 8
             if tag in (_ITEM_END, _SEQ_END, _ITEM):
@@ -104,7 +111,7 @@ class _Walker:
         stream happens to end in the right place."""
         while pos < end:
             self._need(pos, 8, end, "item header")
-            tag = (self._u16(pos) << 16) | self._u16(pos + 2)
+            tag = self._tag(pos)
             if tag != _ITEM:
                 raise Incomplete(f"expected an item at byte {pos}, found {tag:08X}")
             pos = self._item(pos + 8, self._u32(pos + 4), end)
@@ -114,7 +121,7 @@ class _Walker:
         fragments of encapsulated pixel data (raw bytes)."""
         while True:
             self._need(pos, 8, end, "item header")
-            tag = (self._u16(pos) << 16) | self._u16(pos + 2)
+            tag = self._tag(pos)
             length = self._u32(pos + 4)
             pos += 8
             if tag == _SEQ_END:

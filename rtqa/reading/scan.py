@@ -102,6 +102,8 @@ def expand_paths(paths: list[str | Path]) -> list[Path]:
             raise DicomInputError("no such file or folder", p)
         else:
             raise DicomInputError("not a regular file or folder", p)
+    if len(paths) == 1 and not Path(paths[0]).is_file():
+        return out  # one folder walk without links: every path once already
     seen: set[Path] = set()
     unique = []
     for p in out:
@@ -206,10 +208,11 @@ def scan(paths: list[str | Path], datasets: dict | None = None) -> ScanResult:
     explicit = {Path(p).resolve() for p in paths if Path(p).is_file()}
     files, skipped = [], []
     for p in expand_paths(paths):
+        named = bool(explicit) and p.resolve() in explicit
         if datasets is None:
-            item = classify(p, explicit=p.resolve() in explicit)
+            item = classify(p, explicit=named)
         else:
-            item = classify(p, explicit=p.resolve() in explicit, datasets=datasets)
+            item = classify(p, explicit=named, datasets=datasets)
         if item is None:
             skipped.append((p, "not DICOM"))
         else:
