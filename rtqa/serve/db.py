@@ -110,15 +110,19 @@ def is_url(target: str) -> bool:
 
 
 def display_target(target: str) -> str:
-    """The database as it may be logged (a URL without its password)."""
+    """The database as it may be logged: a URL keeps its user and loses its password
+    (the same with or without SQLAlchemy installed).
+
+    >>> display_target("postgresql://rtqa:s3cret@db.example:5432/qa")
+    'postgresql://rtqa:***@db.example:5432/qa'
+    """
     if not is_url(target):
         return str(target)
-    try:
-        from sqlalchemy.engine import make_url
-        return make_url(target).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - no SQLAlchemy, or not a URL it reads
-        scheme, _, rest = str(target).partition("://")
-        return f"{scheme}://***@{rest.rpartition('@')[2]}" if "@" in rest else str(target)
+    scheme, _, rest = str(target).partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at or ":" not in creds:
+        return str(target)
+    return f"{scheme}://{creds.partition(':')[0]}:***@{host}"
 
 
 class _Sqlite:
