@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from rtqa.dvh.accumulator import _Accumulator
-from rtqa.dvh.elements import (_bits, _cell_elements, _quadrant_moments, _sample_elements,
+from rtqa.dvh.elements import (CHUNK, _bits, _cell_elements, _quadrant_moments, _sample_elements,
                                _trilinear_cells, _voxel_elements)
 from rtqa.dvh.tables import _Tables
 from rtqa.dvh.geometry import Raster, Slabs, band_crossings, nonzero
@@ -268,49 +268,52 @@ class _Engine:
         nbmax = int(nb.max(initial=0))
         if nbmax == 0:
             return
-        # slots (item, quadrant, bin offset): 10 moments
-        S = np.zeros((10, n_items, 4, nbmax))
-        A, Ss, Sr, Sss, Srr, Ssr = (mom[:, :, i] for i in range(6))
+        # slots (item, quadrant, bin offset), flat (item * 4 + quadrant) * nbmax + offset:
+        # 10 moments each, products of an in-plane moment (mom) and a z moment per item
+        # and offset (C). Only the weights (S0) are kept whole; the other rows are
+        # formed for each chunk of elements (:meth:`_slot_moments`), the same products.
+        C = np.zeros((3, n_items, nbmax))
+        S0 = np.empty((n_items, 4, nbmax))
+        A = mom[:, :, 0]
         for o in range(nbmax):
             live = nb > o
             f = np.minimum(fa + o, zb_.n - 1)
             a = np.maximum(ca, zb_.edges[f])
             b = np.minimum(cb, zb_.edges[f + 1])
             c0, c1, c2, _, _ = zb_.moments(f, a, np.maximum(a, b))
-            c0, c1, c2 = (np.where(live, c, 0.0) * wsc for c in (c0, c1, c2))
-            S[0, :, :, o] = A * c0[:, None]
-            S[1, :, :, o] = Ss * c0[:, None]
-            S[2, :, :, o] = Sr * c0[:, None]
-            S[3, :, :, o] = A * c1[:, None]
-            S[4, :, :, o] = Sss * c0[:, None]
-            S[5, :, :, o] = Srr * c0[:, None]
-            S[6, :, :, o] = A * c2[:, None]
-            S[7, :, :, o] = Ssr * c0[:, None]
-            S[8, :, :, o] = Ss * c1[:, None]
-            S[9, :, :, o] = Sr * c1[:, None]
-        S = S.reshape(10, -1)
+            for i, c in enumerate((c0, c1, c2)):
+                C[i, :, o] = np.where(live, c, 0.0) * wsc
+            S0[:, :, o] = A * C[0, :, o][:, None]
+        del live, f, a, b, c0, c1, c2
+        S0 = S0.reshape(-1)
         # band pieces: each its own element (the extent of each column matters there)
         node_parts = []
         band = None
-        used = S[0] > 0
         if it.size:
             a, b = np.clip(pza, zb_.lo, zb_.hi), np.clip(pzb, zb_.lo, zb_.hi)
             keep = np.flatnonzero(ing[it] & (b > a))
             if keep.size:
                 qq, f, a, b = zb_.cut(a[keep], b[keep])
                 qq = keep[qq]
+                del keep
                 c0, c1, c2, ta, tb = zb_.moments(f, a, b)
+                del a, b
                 tm = c1 / c0
                 vt = np.maximum(c2 / c0 - tm * tm, 0.0)
+                del c1, c2
                 rr, cc = br[qq], bc[qq]
                 itb = it[qq]
                 q = 2 * (rr >= h) + (cc >= h)
                 slot = (itb * 4 + q) * nbmax + np.clip(f - fa[itb], 0, nbmax - 1)
-                used[slot] = True
+                del q
                 band = (slot, rr, cc, c0 * pw[qq] * 1e-3, tm, vt, ta, tb)
+                del c0, tm, vt
                 cen = (rr == h) & (cc == h)
                 if np.any(cen):
                     node_parts.append((itb[cen], f[cen], ta[cen], tb[cen]))
+                del qq, itb, f, cen, ta, tb
+            del pza, pzb, pw
+        del it, br, bc
         # node (centre sub-sample) extremes: points of the structure
         dt = both.dtype.type
         cen_items = np.flatnonzero(ing & ((both[:, h] >> dt(h)) & dt(1)).astype(bool))
@@ -325,19 +328,46 @@ class _Engine:
             p = np.concatenate([va + ta * (vb - va), va + tb * (vb - va)])
             if p.size:
                 self.acc.points(float(p.min()), float(p.max()))
-        # the trilinear cells in use: (item, quadrant, bin offset)
-        slots = np.flatnonzero(used)
-        if not slots.size:
-            return
-        index = np.empty(used.size, dtype=np.intp)
-        index[slots] = np.arange(slots.size)
-        o = slots % nbmax
-        qd = (slots // nbmax) % 4
-        itm = slots // (4 * nbmax)
-        coef = _trilinear_cells(tab, fa[itm] + o, iJ[itm] + r.J0, iI[itm] + r.I0, qd & 1,
-                                qd >> 1)
+        del node_parts
+        # elements, CHUNK at a time (the trilinear cells of each chunk's slots)
+        def cells(slots):
+            o = slots % nbmax
+            qd = (slots // nbmax) % 4
+            itm = slots // (4 * nbmax)
+            return _trilinear_cells(tab, fa[itm] + o, iJ[itm] + r.J0, iI[itm] + r.I0,
+                                    qd & 1, qd >> 1)
         if band is not None:
-            _sample_elements(self.acc, m, coef, index[band[0]], *band[1:])
-        sl = np.flatnonzero(S[0] > 0)
-        if sl.size:
-            _cell_elements(self.acc, m, coef[:, index[sl]], S[:, sl])
+            for c in range(0, band[0].size, CHUNK):
+                part = [x[c:c + CHUNK] for x in band]
+                _sample_elements(self.acc, m, cells(part[0]), np.arange(part[0].size),
+                                 *part[1:])
+        sl = np.flatnonzero(S0 > 0)
+        for c in range(0, sl.size, CHUNK):
+            part = sl[c:c + CHUNK]
+            _cell_elements(self.acc, m, cells(part),
+                           _slot_moments(part, nbmax, mom, C, S0))
+
+
+def _slot_moments(slots, nbmax: int, mom: np.ndarray, C: np.ndarray,
+                  S0: np.ndarray) -> np.ndarray:
+    """The moments (W, Ss, Sr, St, Sss, Srr, Stt, Ssr, Sst, Srt) (10, n) of flat slots
+    (item * 4 + quadrant) * nbmax + offset: in-plane moments ``mom`` (item, quadrant:
+    1, s, r, s^2, r^2, s r) times z moments ``C`` (c0, c1, c2 per item and offset, with
+    their weight scale); ``S0`` the weights (flat slots)."""
+    o = slots % nbmax
+    iq = slots // nbmax
+    itm = iq // 4
+    M = mom.reshape(-1, 6)[iq]  # (n, 6)
+    c0, c1, c2 = C[0, itm, o], C[1, itm, o], C[2, itm, o]
+    S = np.empty((10, slots.size))
+    S[0] = S0[slots]
+    S[1] = M[:, 1] * c0
+    S[2] = M[:, 2] * c0
+    S[3] = M[:, 0] * c1
+    S[4] = M[:, 3] * c0
+    S[5] = M[:, 4] * c0
+    S[6] = M[:, 0] * c2
+    S[7] = M[:, 5] * c0
+    S[8] = M[:, 1] * c1
+    S[9] = M[:, 2] * c1
+    return S
