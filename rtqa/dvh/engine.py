@@ -27,6 +27,22 @@ from rtqa.dvh.geometry import Raster, Slabs, band_crossings, nonzero
 from rtqa.reading.dose import DoseGrid
 
 
+#: Planes at a time in the raster-sized steps (temporaries of this many planes, not of
+#: the whole raster: issue 16, peak memory of the dose grid plus a fixed amount).
+PLANES = 16
+
+
+def _band_nodes(ins: np.ndarray, gap: np.ndarray, k0: int, k1: int):
+    """(k, J, I, inside on plane k) of the nodes inside on exactly one plane of the
+    linked intervals k0..k1-1 (k <-> k+1; none across a gap), in (k, J, I) order."""
+    diff = ins[k0 + 1:k1 + 1] ^ ins[k0:k1]
+    diff[gap[k0:k1]] = False  # no interpolation across a gap
+    k, J, I = nonzero(diff)
+    lower = ins[k0:k1][k, J, I]
+    k += k0
+    return k, J, I, lower
+
+
 class _Engine:
     """The column pieces of one structure turned into dose elements (``rtqa.dvh``,
     steps 3-4); ``total_mm3`` sums the volume of every piece, in the grid or not."""
@@ -172,13 +188,12 @@ class _Engine:
         r, s = self.r, self.slabs
         if not self.linked.size:
             return
-        ins = r.cls == 2
-        diff = ins[1:] ^ ins[:-1]
-        diff[s.gap] = False  # no interpolation across a gap
-        k, J, I = nonzero(diff)
+        ins = r.bid.view(np.bool_)  # (m = 1: cls // 2 as 0/1 bytes, a view)
+        k, J, I, lower = (np.concatenate(x) for x in zip(*(
+            _band_nodes(ins, s.gap, k0, min(k0 + PLANES, r.K - 1))
+            for k0 in range(0, r.K - 1, PLANES))))
         if not k.size:
             return
-        lower = ins[k, J, I]
         zc = band_crossings(r, s, k, lower, J, I)
         za = np.where(lower, s.z[k], zc)
         zb = np.where(lower, zc, s.z[k + 1])
