@@ -331,14 +331,20 @@ class Raster:
     def plane_counts(self) -> np.ndarray:
         """Number of sub-samples inside each plane's contours."""
         m2 = self.m * self.m
-        full = np.count_nonzero((self.cls == 2).reshape(self.K, -1), axis=1) * m2
-        part = np.zeros(self.K, dtype=np.int64)
-        sel = self.cls == 1
-        if np.any(sel):
-            k = nonzero(sel)[0]
-            n_in = np.bitwise_count(self.blocks[self.bid[sel]]).sum(axis=1)
-            part = np.bincount(k, n_in, minlength=self.K).astype(np.int64)
-        return full + part
+        K = self.K
+        cls = self.cls.reshape(K, -1)
+        whole = np.empty(K, dtype=np.intp)
+        n_in = np.zeros(K)
+        for k0 in range(0, K, 16):  # 16 planes at a time: no temporary of the raster's size
+            c = cls[k0:k0 + 16]
+            whole[k0:k0 + 16] = np.count_nonzero(c == 2, axis=1)
+            sel = c == 1
+            if np.any(sel):
+                k = nonzero(sel)[0]
+                ids = self.bid.reshape(K, -1)[k0:k0 + 16][sel]
+                n_in += np.bincount(k + k0, np.bitwise_count(self.blocks[ids]).sum(axis=1),
+                                    minlength=K)
+        return whole * m2 + n_in.astype(np.int64)
 
     def add_sample(self, k: int, x: float, y: float) -> None:
         """Mark the sub-sample nearest (x, y) inside plane k (contours smaller than a cell)."""
