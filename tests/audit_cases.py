@@ -273,3 +273,15 @@ def eqd2(total: float, n: int, ab: float) -> float:
 
 def np_eqd2(d: np.ndarray, n: int, ab: float) -> np.ndarray:
     return d * (d / n + ab) / (2.0 + ab)
+
+
+def split_course(fx: int, each_gy: float, labels=("HalfA", "HalfB")) -> CaseSpec:
+    """Two plans of ``fx`` fractions, each giving every lesion ``each_gy`` (whole course):
+    the same treatment split in two plans (concurrent: the same days)."""
+    base = hcc_pass()
+    p = plan0(base)
+    ta = tuple(replace(t, prescription_gy=each_gy) for t in p.targets)
+    # the second plan's fall-off differs (another beam arrangement): not a duplicate dose
+    tb = tuple(replace(t, falloff_mm=t.falloff_mm - 2.0) for t in ta)
+    return replace(base, plans=(replace(p, label=labels[0], fractions=fx, targets=ta),
+                                replace(p, label=labels[1], fractions=fx, targets=tb)))

@@ -565,7 +565,7 @@ def _jobs(protocol: Protocol, dose: _Plans, fractions: int, alpha_beta: float | 
     if delivery == "concurrent" and len(set(counts)) == 1:
         sel = protocol.select(counts[0], alpha_beta=alpha_beta)
         return [(s, dose, "") for s in sel if s.kind in keep]
-    own, shared, seen = [], [], set()
+    own, shared, seen = [], [], {}
     for k in sorted(range(len(dose.courses)), key=lambda k: _plan_key(dose.courses[k])):
         n = dose.counts[k]
         alone = dose.only(k, n)
@@ -578,10 +578,16 @@ def _jobs(protocol: Protocol, dose: _Plans, fractions: int, alpha_beta: float | 
                                              and s.constraint.fractions is not None):
                 own.append((s, alone, f"@{dose.courses[k].label}"))
                 continue
-            key = (id(s.constraint), kind, s.alpha_beta)
+            # one shared row per source row and dose view: each plan's selection makes its
+            # own copy of an informative row, so the row's identity is its file and line;
+            # informative at one plan's count but applying at another's: it applies
+            key = (s.constraint.ref, s.constraint.structure, s.constraint.metric, kind,
+                   s.alpha_beta)
             if key not in seen:
-                seen.add(key)
+                seen[key] = len(shared)
                 shared.append((s, dose, ""))
+            elif shared[seen[key]][0].informative and not s.informative:
+                shared[seen[key]] = (s, dose, "")
     return own + shared
 
 
