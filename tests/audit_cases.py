@@ -285,3 +285,26 @@ def split_course(fx: int, each_gy: float, labels=("HalfA", "HalfB")) -> CaseSpec
     tb = tuple(replace(t, falloff_mm=t.falloff_mm - 2.0) for t in ta)
     return replace(base, plans=(replace(p, label=labels[0], fractions=fx, targets=ta),
                                 replace(p, label=labels[1], fractions=fx, targets=tb)))
+
+
+def rib_partly_outside_grid(x_centre: float, hot_gy: float = 25.0) -> CaseSpec:
+    """hcc_pass plus a rib segment at x = ``x_centre`` (semi-axes 3 x 5 mm, z 40-80 mm)
+    on hcc_pass's dose grid (not regridded: its right edge is about x = 154.5 mm), with a
+    25 Gy hot sphere on the part that is outside the grid."""
+    base = hcc_pass()
+    rib = StructureSpec("Rib", EllipticCylinder((x_centre, 0.0), (3.0, 5.0), 40.0, 80.0))
+    case = replace(base, structures=base.structures + (rib,))
+    p = plan0(case)
+    if not hot_gy:
+        return case
+    return replace(case, plans=(replace(p, clouds=p.clouds + (
+        hot((x_centre + 2.0, 0.0, 60.0), 3.0, hot_gy, "rib hot spot"),)),))
+
+
+def edit_dose(folder: Path, fn) -> None:
+    """Apply ``fn(ds)`` to the export's single RTDOSE and save it."""
+    import pydicom
+    (rd,) = sorted(folder.glob("RD.*.dcm"))
+    ds = pydicom.dcmread(rd)
+    fn(ds)
+    ds.save_as(rd, enforce_file_format=True)
