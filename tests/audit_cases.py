@@ -308,3 +308,45 @@ def edit_dose(folder: Path, fn) -> None:
     ds = pydicom.dcmread(rd)
     fn(ds)
     ds.save_as(rd, enforce_file_format=True)
+
+
+def low_prescription_high_d95() -> CaseSpec:
+    """PTV_Lung dosed as 36.5 Gy in 5 fx (D95 ~36.4 Gy: BED10 ~63 Gy); after writing,
+    :func:`prescribe` sets the RTPLAN's prescription to 34 Gy (BED10 57.1 Gy < 60)."""
+    base = hcc_pass()
+    p = plan0(base)
+    targets = tuple(replace(t, prescription_gy=36.5) if t.lesion == "Lung" else t
+                    for t in p.targets)
+    return with_plan(base, targets=targets)
+
+
+def prescribe(folder: Path, ptv: str, gy: float) -> None:
+    """Set the TargetPrescriptionDose of the RTPLAN's dose reference for ``ptv``."""
+    import pydicom
+    (rp,) = sorted(folder.glob("RP.*.dcm"))
+    ds = pydicom.dcmread(rp)
+    (dr,) = [d for d in ds.DoseReferenceSequence if d.DoseReferenceDescription == ptv]
+    dr.TargetPrescriptionDose = f"{gy:g}"
+    ds.PrescriptionDescription = ds.PrescriptionDescription.replace("36.5 Gy", f"{gy:g} Gy")
+    ds.save_as(rp, enforce_file_format=True)
+
+
+def heterogeneous_70pct_isodose() -> CaseSpec:
+    """PTV_Liver prescribed 50 Gy to its surface (the 70 % isodose: the dose rises to
+    50 / 0.7 = 71.4 Gy deep inside; boost 0.43 over 3 mm), as SBRT plans are prescribed."""
+    base = hcc_pass()
+    p = plan0(base)
+    targets = tuple(replace(t, boost=0.4286, boost_depth_mm=3.0) if t.lesion == "Liver" else t
+                    for t in p.targets)
+    return with_plan(base, targets=targets)
+
+
+def liver_partly_hot(fractions: int, hot_gy: float = 60.0, r_mm: float = 26.0) -> CaseSpec:
+    """A ``hot_gy`` sphere (r ``r_mm``) in the medial liver, far from the lesion: a small
+    part of the liver very hot, the rest cold; low physical mean, high EQD2 mean."""
+    base = hcc_pass()
+    p = plan0(base)
+    cloud = DoseCloud(sphere((-5.0, -30.0, -55.0), r_mm), hot_gy, falloff_mm=2.0,
+                      falloff_power=6.0, label="hot medial liver")
+    return with_plan(base, fractions=fractions, clouds=p.clouds + (cloud,),
+                     label=f"SBRT_{fractions}fx")
