@@ -350,3 +350,23 @@ def liver_partly_hot(fractions: int, hot_gy: float = 60.0, r_mm: float = 26.0) -
                       falloff_power=6.0, label="hot medial liver")
     return with_plan(base, fractions=fractions, clouds=p.clouds + (cloud,),
                      label=f"SBRT_{fractions}fx")
+
+
+def liver_ptv_margin(ptv_margin_mm: float) -> CaseSpec:
+    """PTV_Liver = CTV_Liver (GTV + 5 mm) + ``ptv_margin_mm``."""
+    base = hcc_pass()
+    lesions = tuple(replace(les, ptv_margin_mm=ptv_margin_mm) if les.name == "Liver" else les
+                    for les in base.lesions)
+    return replace(base, lesions=lesions)
+
+
+def node_straddling_liver(offset_mm: float, r_mm: float = 8.0) -> CaseSpec:
+    """A node GTV (sphere r ``r_mm``) centred ``offset_mm`` in front of the liver's front
+    surface (negative: behind it, inside the liver), PTV +3 mm, 40 Gy."""
+    base = hcc_pass()
+    centre = (-58.0, -90.0 - offset_mm, -56.0)
+    node = LesionSpec("LN", sphere(centre, r_mm), ptv_margin_mm=3.0)
+    case = replace(base, lesions=base.lesions + (node,))
+    p = plan0(case)
+    targets = p.targets + (TargetDose("LN", 40.0, falloff_mm=6.0, falloff_power=2.0),)
+    return regrid(replace(case, plans=(replace(p, targets=targets),)))

@@ -144,3 +144,38 @@ def test_rib_partly_outside_the_grid_far_from_dose_is_evaluated(root):
             and c.priority == "mandatory"]
     assert rows and all(c.status == PASS for c in rows), [(c.id, c.status) for c in rows]
     assert report.status == "PASS"
+
+
+@pytest.mark.parametrize("margin, status", [(1.0, FAIL), (3.0, PASS), (7.0, FAIL)])
+def test_ptv_margin_around_the_ctv_keeps_both_bounds(root, margin, status):
+    """PTV_Liver = CTV_Liver + margin (concentric spheres): 2-5 mm inclusive."""
+    report = rtqa.check(A.write(A.liver_ptv_margin(margin), root / f"ctv{margin}", root))
+    c = _by_id(report)["protocol.ptv_margin.PTV_Liver"]
+    assert c.status == status and c.value == pytest.approx(margin, abs=0.35)
+    assert (report.status == "PASS") == (status == PASS)
+
+
+@pytest.mark.parametrize("offset", [-3.0, 3.0])
+def test_lesion_organ_is_the_organ_holding_most_of_its_gtv(root, offset):
+    """A node r 8 mm straddling the liver's front surface, centre 3 mm inside (about 64 %
+    of the GTV in the liver: organ Liver) or 3 mm outside (about 36 %: unknown)."""
+    from rtqa.sample import sample_inside, structure
+    case = A.node_straddling_liver(offset)
+    pts, _ = sample_inside(structure(case, "GTV_LN").shape, 0.5)
+    frac = float(structure(case, "Liver").shape.contains(pts).mean())
+    assert (frac > 0.55) if offset < 0 else (frac < 0.45)
+    report = rtqa.check(A.write(case, root / f"straddle{offset}", root))
+    organ = {les.name: les.organ for les in report.lesions}["LN"]
+    assert organ == ("Liver" if offset < 0 else "unknown")
+    row = _by_id(report)[ORGANS_ROW]
+    assert row.status == (PASS if offset < 0 else NOT_EVALUATED)
+
+
+def test_a_one_fraction_fraction_dose_is_the_course(root):
+    """FRACTION summation at 1 fraction: the stored dose is the course; plausible."""
+    base = A.summation("FRACTION")
+    case = A.with_plan(base, fractions=1)
+    report = rtqa.check(A.write(case, root / "fraction1", root))
+    rows = [c for c in report.checks if c.id.startswith("integrity.dose_plausibility")]
+    assert rows and rows[0].status == PASS
+    assert rows[0].value == pytest.approx(1.055, rel=0.05)
