@@ -165,7 +165,7 @@ def two_plans(fx_a: int, fx_b: int, labels=("PlanA", "PlanB"), stomach_gy: float
     return replace(base, plans=(a, b))
 
 
-def liver_mean_plans(fx: int, dose_a: float, dose_b: float) -> CaseSpec:
+def liver_mean_plans(fx: int, dose_a: float, dose_b: float, fx_b: int | None = None) -> CaseSpec:
     """Two plans of ``fx`` fractions, each only a uniform wash of the liver box (no
     lesion dose): plan A ``dose_a`` Gy, plan B ``dose_b`` Gy (whole course), no sparing
     sphere. The normal liver then sees ``dose_a + dose_b`` Gy almost everywhere."""
@@ -176,7 +176,7 @@ def liver_mean_plans(fx: int, dose_a: float, dose_b: float) -> CaseSpec:
     a = replace(p, label="WashA", fractions=fx,
                 clouds=(DoseCloud(wash, dose_a, falloff_mm=2.0, falloff_power=6.0,
                                   label="wash A"),))
-    b = replace(p, label="WashB", fractions=fx, targets=(),
+    b = replace(p, label="WashB", fractions=fx_b or fx, targets=(),
                 clouds=(DoseCloud(wash, dose_b, falloff_mm=2.0, falloff_power=6.0,
                                   label="wash B"),))
     return replace(base, plans=(a, b))
