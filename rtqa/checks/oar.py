@@ -66,7 +66,7 @@ for NOT EVALUATED / WARN rows of organs without a limit. Units: Gy, cc, % as in 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Callable, Mapping, Sequence
 
@@ -578,16 +578,25 @@ def _jobs(protocol: Protocol, dose: _Plans, fractions: int, alpha_beta: float | 
                                              and s.constraint.fractions is not None):
                 own.append((s, alone, f"@{dose.courses[k].label}"))
                 continue
-            # one shared row per source row and dose view: each plan's selection makes its
-            # own copy of an informative row, so the row's identity is its file and line;
-            # informative at one plan's count but applying at another's: it applies
-            key = (s.constraint.ref, s.constraint.structure, s.constraint.metric, kind,
-                   s.alpha_beta)
+            # one shared row per source row: each plan's selection makes its own copy of an
+            # informative row, so the row's identity is its file and line. A conventional
+            # row read on physical dose for one plan (<= 2 Gy per fraction) and on EQD2 for
+            # another is evaluated once, on EQD2 of the sum (a physical sum with a
+            # hypofractionated plan has no conventional meaning); informative at one
+            # plan's count but applying at another's: it applies.
+            key = (s.constraint.ref, s.constraint.structure, s.constraint.metric)
             if key not in seen:
                 seen[key] = len(shared)
                 shared.append((s, dose, ""))
-            elif shared[seen[key]][0].informative and not s.informative:
-                shared[seen[key]] = (s, dose, "")
+                continue
+            kept = shared[seen[key]][0]
+            if (kept.dose_type or "physical") == "physical" and kind != "physical":
+                s, other = s, kept
+            else:
+                s, other = kept, s
+            if s.informative and not other.informative:
+                s = replace(s, constraint=other.constraint, informative=False)
+            shared[seen[key]] = (s, dose, "")
     return own + shared
 
 

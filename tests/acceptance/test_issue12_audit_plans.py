@@ -82,7 +82,7 @@ def test_two_plans_any_order_same_rows_and_own_fraction_count(root, hot_in, labe
         assert fwd.status != "PASS"
 
 
-@pytest.mark.parametrize("fx", [(5, 3), (4, 8), (3, 6)])
+@pytest.mark.parametrize("fx", [(5, 3), (4, 8), (3, 6), (1, 2), (5, 30)])
 def test_swapping_labels_gives_the_same_verdict_and_rows(root, fx):
     """The same two plans exported with their labels swapped (so the label order, and the
     UIDs derived from them, are reversed): the same rows up to the labels; the plan of
