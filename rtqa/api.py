@@ -139,11 +139,12 @@ def check(paths, *, protocol: str = "oligo-hcc", constraints: Iterable[str] = ()
     >>> rtqa.check("no/such/folder").errors  # doctest: +ELLIPSIS
     ('...no/such/folder...',)
     """
-    from rtqa.checks.pipeline import CheckOptions, run_check
-    options = CheckOptions(protocol, tuple(constraints), fractions, dict(overrides or {}),
-                           progress, sum_plans=sum_plans, delivery=delivery,
-                           end_caps=end_caps, plan=plan, roi_types=dict(roi_types or {}),
-                           lesion_organs=dict(lesion_organs or {}))
+    from rtqa.checks.options import check_options
+    from rtqa.checks.pipeline import run_check
+    options = check_options(protocol=protocol, constraints=constraints, fractions=fractions,
+                            overrides=overrides, sum_plans=sum_plans, delivery=delivery,
+                            end_caps=end_caps, plan=plan, roi_types=roi_types,
+                            lesion_organs=lesion_organs, progress=progress)
     try:
         return run_check(_paths(paths), options)
     except RtqaError as exc:

@@ -109,6 +109,23 @@ class Check:
 
 
 @dataclass(frozen=True)
+class Headroom:
+    """Dose-scaling headroom of a lesion that falls short of its BED rule (coverage or
+    prescription), the whole plan dose scaled by one factor f (``rtqa.checks.headroom``).
+    Informative: it never changes a verdict."""
+
+    factor_to_bed_limit: float | None    # f bringing the coverage metric to the BED limit
+    factor_prescription_to_bed_limit: float | None  # f bringing the prescription's BED to it
+    factor_first_oar_fail: float | None  # smallest f at which a mandatory OAR row fails
+    binding_row: str | None = None       # id of that row
+    binding_structure: str | None = None
+    binding_metric: str | None = None
+    binding_dose_view: str | None = None  # DoseView of that row
+    rows_not_scaled: tuple[str, ...] = ()  # mandatory OAR rows whose factor is unknown
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class LesionResult:
     name: str
     targets: tuple[str, ...]     # ROI names (PTV, CTV, GTV ...)
@@ -124,6 +141,7 @@ class LesionResult:
     prescribed_bed_gy: float | None = None
     note: str = ""
     comparator: str = ">="       # of the rule: bed_gy <comparator> required_bed_gy
+    headroom: Headroom | None = None  # set when the lesion falls short (issue 12 item 7)
 
 
 @dataclass(frozen=True)
@@ -238,7 +256,10 @@ class Report:
     conventions: dict = field(default_factory=dict)  # name -> description
     rtqa_version: str = ""
     created: str = ""             # ISO timestamp (the only non-deterministic field)
-    curves: tuple[Curve, ...] = ()  # for the HTML report; not in the JSON
+    curves: tuple[Curve, ...] = ()  # DVHs with their constraint marks (plots, JSON)
+    #: the physical DVH of every structure with a volume, in the order of ``structures``
+    #: (the overview plot; JSON ``overview``)
+    overview: tuple[Curve, ...] = ()
 
 
 def overall_status(checks, errors=()) -> str:

@@ -105,3 +105,16 @@ def always_changing(text: str, path: str, task):
     edits: list[str] = []
 
     return check_plan(task, run=run) if _hit(text, task) else check_plan(task)
+
+
+def bare_dataset(path, implicit: bool = True) -> bytes:
+    """The encoded data set of DICOM file ``path`` alone, as written without the Part 10
+    header (no preamble, 'DICM' or File Meta: Elekta Monaco), implicit or explicit VR
+    little endian."""
+    from pydicom import dcmread
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, implicit
+    write_dataset(fp, dcmread(path))
+    return fp.getvalue()

@@ -265,8 +265,15 @@ def hcc_report(**changes) -> Report:
                   "TG-101 errata (Med Phys 2012;39:563) not re-checked against the shipped rows"),
         errors=(), inputs=inputs, conventions=conventions, rtqa_version="0.1.0",
         created="2025-03-14T09:26:53+00:00", curves=curves,
+        overview=_overview(structures),
     )
     return dataclasses.replace(report, **changes) if changes else report
+
+
+def _overview(structures) -> tuple[Curve, ...]:
+    """The physical DVH of every structure with a known mean (no marks), in order."""
+    return tuple(curve(s.name, s.volume_cc, s.mean_gy, max(1.0, (s.max_gy - s.min_gy) / 6),
+                       s.max_gy) for s in structures if s.mean_gy is not None)
 
 
 def passing_report() -> Report:
@@ -317,7 +324,8 @@ def hostile_report() -> Report:
         curve(MATHTEXT, 40.0, 4.0, 2.0, 12.0, [(10.0, MATHTEXT, PASS)]),
     )
     plans = (dataclasses.replace(r.plans[0], label="<b>PLAN</b> & Å"),) + r.plans[1:]
+    structures = r.structures + (StructureInfo(SCRIPT, 30.0, 1.0, 20.0, 35.0, None),)
     return dataclasses.replace(
         r, patient_id="<i>Åsa</i>/µ-001", checks=r.checks + extra, curves=curves, plans=plans,
-        structures=r.structures + (StructureInfo(SCRIPT, 30.0, 1.0, 20.0, 35.0, None),),
+        structures=structures, overview=_overview(structures),
         lesions=(dataclasses.replace(r.lesions[0], name=f"L1 {SCRIPT}"),) + r.lesions[1:])

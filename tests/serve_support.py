@@ -26,6 +26,10 @@ needs_dcmtk = pytest.mark.skipif(
     reason="dcmtk's storescu/echoscu not found: install it with `make dcmtk` "
            "(apt-get install -y dcmtk)")
 
+#: A PostgreSQL database the tests may use (``.ci/run`` starts one:
+#: devtools/start_postgres.sh); the PostgreSQL tests skip without it.
+PG_URL = os.environ.get("RTQA_TEST_PG_URL", "")
+
 WAIT_S = 600.0          # upper bound of every wait for an event (a hang, not a timing test)
 
 
@@ -92,27 +96,49 @@ def spool_uids(spool: Path) -> set[str]:
 def checks(db_path) -> list[dict]:
     """Rows of the checks table (read-only connection), oldest first."""
     from rtqa.serve.db import decode_check, open_readonly
-    if not Path(db_path).exists():
+    if "://" not in str(db_path) and not Path(db_path).exists():
         return []
     conn = open_readonly(db_path)
     try:
-        return [decode_check(r) for r in conn.execute("SELECT * FROM checks ORDER BY id")]
+        return [decode_check(r) for r in conn.query("SELECT * FROM checks ORDER BY id")]
     except Exception:  # noqa: BLE001 - the table may not exist yet
         return []
     finally:
         conn.close()
 
 
+def full_disk_spool(root, after: int):
+    """A spool whose first ``after`` writes succeed and every later one fails with
+    ENOSPC after writing half its bytes (a disk that fills up), for
+    ``Engine(..., spool=...)``: the fault lives here, not in the spool."""
+    import errno
+
+    from rtqa.serve.spool import Spool
+
+    class FullDiskSpool(Spool):
+        writes = 0
+
+        def _write_all(self, fd, data):
+            FullDiskSpool.writes += 1
+            if FullDiskSpool.writes > after:
+                os.write(fd, memoryview(data)[:len(data) // 2])
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC) + " (test fault)")
+            super()._write_all(fd, data)
+
+    return FullDiskSpool(root)
+
+
 @contextmanager
 def in_process_server(out: Path, *, settle: float = 0.5, deadline: float = 600,
                       allow=(), max_bytes: int = 2**30, max_associations: int = 4,
-                      timeout: float | None = 900):
+                      timeout: float | None = 900, spool=None, **options):
     """Engine + Storage SCP in this process on an ephemeral port; yields
-    (engine, port)."""
+    (engine, port). ``spool``: a Spool to inject (e.g. :func:`full_disk_spool`);
+    ``options``: more EngineOptions."""
     from rtqa.serve.engine import Engine, EngineOptions
     from rtqa.serve.scp import ScpOptions, start_scp
     engine = Engine(EngineOptions(out=str(out), settle=settle, deadline=deadline,
-                                  timeout=timeout, tick=0.1))
+                                  timeout=timeout, tick=0.1, **options), spool=spool)
     engine.start()
     server = start_scp(engine, ScpOptions(port=0, allow=tuple(allow), max_bytes=max_bytes,
                                           max_associations=max_associations))
@@ -124,13 +150,20 @@ def in_process_server(out: Path, *, settle: float = 0.5, deadline: float = 600,
 
 
 class ServerProcess:
-    """``rtqa serve`` in a child process (for kill -9); the port is read from its log."""
+    """``rtqa serve`` in a child process (for kill -9); the port is read from its log.
+    ``store_delay``: seconds each C-STORE answer waits after the instance is stored, so
+    a kill lands inside an association (injected by the test wrapper
+    ``tests/slow_serve.py``, not by a hook in rtqa)."""
 
-    def __init__(self, out: Path, *extra: str, env: dict | None = None):
+    def __init__(self, out: Path, *extra: str, env: dict | None = None,
+                 store_delay: float = 0.0):
         self.log = out.parent / f"{out.name}-serve-{time.monotonic_ns()}.log"
         self.fh = open(self.log, "w")
-        cmd = [sys.executable, "-c", "from rtqa.cli import main; main()", "serve",
-               "--port", "0", "--out", str(out), *extra]
+        if store_delay:
+            run = [str(Path(__file__).with_name("slow_serve.py")), str(store_delay)]
+        else:
+            run = ["-c", "from rtqa.cli import main; main()"]
+        cmd = [sys.executable, *run, "serve", "--port", "0", "--out", str(out), *extra]
         self.proc = subprocess.Popen(cmd, stdout=self.fh, stderr=subprocess.STDOUT,
                                      env={**os.environ, **(env or {})})
         self.port = int(wait_for(self._port, "rtqa serve to listen", timeout=120))
@@ -158,3 +191,28 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait(60)
         self.fh.close()
+
+
+@pytest.fixture
+def pg_url():
+    """A PostgreSQL URL whose connections use a fresh schema of their own (dropped
+    afterwards), from RTQA_TEST_PG_URL; skips when it is not set or SQLAlchemy/psycopg
+    are not installed. A server that is set but does not answer fails the test."""
+    if not PG_URL:
+        pytest.skip("RTQA_TEST_PG_URL not set (no PostgreSQL server; .ci/run starts one)")
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    pytest.importorskip("psycopg")
+    import uuid
+    from urllib.parse import quote
+    schema = f"rtqa_t_{uuid.uuid4().hex[:12]}"
+    url = sqlalchemy.engine.make_url(PG_URL).set(drivername="postgresql+psycopg")
+    admin = sqlalchemy.create_engine(url)
+    with admin.begin() as c:
+        c.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in PG_URL else "?"
+    try:
+        yield f"{PG_URL}{sep}options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with admin.begin() as c:
+            c.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()

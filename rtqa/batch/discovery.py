@@ -2,7 +2,11 @@
 
 Walk ROOT (symbolic links are never followed, at most ``MAX_DEPTH`` levels; the output
 folder is skipped) and read the *header* of every file (pydicom ``stop_before_pixels``
-with only the tags needed to link objects); files that are not DICOM are ignored.
+with only the tags needed to link objects); files that are not DICOM are ignored. Data
+sets written without the Part 10 header (no preamble, 'DICM' or File Meta: Elekta
+Monaco) are read as ``rtqa check`` reads them, whatever their names
+(:func:`read_link_dataset`; unless named ``.dcm`` they must be whole, else they only
+resembled a data set).
 Objects are linked by UID, never by folder, so any layout works (one folder per plan, per
 patient, per modality, all in one folder, nested at any depth).
 
@@ -54,16 +58,16 @@ from rtqa.batch.model import (MAX_DEPTH, Discovery, Header, PlanUnit, _hash, _re
 from rtqa.errors import RtqaError
 from rtqa.reading.scan import looks_like_dicom
 
-__all__ = ["discover", "read_header"]
+__all__ = ["discover", "link_fields", "read_header", "read_link_dataset", "LINK_TAGS"]
 
-_HEADER_TAGS = [
+#: The tags that link the objects of an export (read with ``specific_tags``).
+LINK_TAGS = [
     "SOPClassUID", "SOPInstanceUID", "Modality", "PatientID", "StudyInstanceUID",
     "SeriesInstanceUID", "FrameOfReferenceUID", "RTPlanLabel", "RTPlanName",
     "StructureSetLabel", "ReferencedStructureSetSequence", "ReferencedRTPlanSequence",
     "ReferencedFrameOfReferenceSequence",
 ]
-
-
+_HEADER_TAGS = LINK_TAGS     # the former name (rtqa.batch re-exports it)
 
 
 def _text(ds, keyword: str) -> str:
@@ -71,34 +75,53 @@ def _text(ds, keyword: str) -> str:
     return "" if value is None else str(value).strip()
 
 
-def read_header(path: str, rel: str = "") -> Header | None:
-    """The linking header of one file; None when it is not DICOM. Raises ``RtqaError``
-    when the file claims to be DICOM but its header cannot be read."""
+def read_link_dataset(source: str | bytes):
+    """The linking tags (:data:`LINK_TAGS`, no pixel data) of a DICOM file (path) or of
+    its encoded bytes: ``(dataset, bare)``. A PS3.10 file is read as such; a data set
+    written without the Part 10 header (preamble, 'DICM', File Meta: Elekta Monaco) is
+    read when its first element shows the encoding
+    (:func:`rtqa.reading.common.bare_encoding`, as ``rtqa check`` reads it), and then
+    ``bare`` is True. Raises pydicom's ``InvalidDicomError`` when it is neither, and
+    other exceptions when the header cannot be read."""
+    import io
+
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    from rtqa.reading.sopclass import KIND
+    from rtqa.reading.common import bare_encoding
+
+    def read(force: bool):
+        fh = io.BytesIO(source) if isinstance(source, bytes) else source
+        return pydicom.dcmread(fh, stop_before_pixels=True, specific_tags=LINK_TAGS,
+                               force=force)
 
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
-        sop_class = _text(ds, "SOPClassUID")
+        return read(False), False
     except InvalidDicomError:
-        if looks_like_dicom(path):
-            raise RtqaError("not a DICOM file (no DICOM header)", rel or path) from None
-        return None
-    except (OSError, MemoryError) as exc:
-        raise RtqaError(f"cannot be read ({exc})", rel or path) from None
-    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on broken files
-        raise RtqaError(f"unreadable DICOM header ({type(exc).__name__}: {exc})",
-                        rel or path) from None
-    if not sop_class:
-        if looks_like_dicom(path):
-            raise RtqaError("DICOM file without SOPClassUID", rel or path)
-        return None
+        if isinstance(source, bytes):
+            head = source[:132]
+        else:
+            with open(source, "rb") as fh:
+                head = fh.read(132)
+        if bare_encoding(head) is None:
+            raise
+    return read(True), True
+
+
+def link_fields(ds) -> dict:
+    """What links one object to the others of its export, from its header:
+    ``kind`` (RTPLAN, RTDOSE, RTSTRUCT, CT, MR, OTHER), ``sop_class``, ``sop_uid``,
+    ``patient_id``, ``study_uid``, ``series_uid``, ``frame_uid``, ``label``
+    (RTPlanLabel or RTPlanName / StructureSetLabel), ``refs`` (RTPLAN -> RTSTRUCT,
+    RTDOSE -> RTPLAN, RTSTRUCT -> CT series) and ``images`` (an RTSTRUCT's contour
+    images). Shared by ``rtqa batch`` discovery and ``rtqa serve`` grouping. Raises
+    ValueError when a reference sequence is malformed."""
+    from rtqa.reading.sopclass import KIND
+    sop_class = _text(ds, "SOPClassUID")
     kind = KIND.get(sop_class, "OTHER")
+    frame, label = _text(ds, "FrameOfReferenceUID"), ""
     refs: list[str] = []
-    frame = _text(ds, "FrameOfReferenceUID")
-    label = ""
+    images: list[str] = []
     try:
         if kind == "RTPLAN":
             label = _text(ds, "RTPlanLabel") or _text(ds, "RTPlanName")
@@ -114,14 +137,61 @@ def read_header(path: str, rel: str = "") -> Header | None:
                 for st in fr.get("RTReferencedStudySequence", None) or []:
                     for se in st.get("RTReferencedSeriesSequence", None) or []:
                         refs.append(_text(se, "SeriesInstanceUID"))
+                        images += [_text(im, "ReferencedSOPInstanceUID")
+                                   for im in se.get("ContourImageSequence", None) or []]
     except Exception as exc:  # noqa: BLE001 - a malformed sequence
-        raise RtqaError(f"unreadable DICOM references ({type(exc).__name__}: {exc})",
+        raise ValueError(f"unreadable DICOM references ({type(exc).__name__}: {exc})") \
+            from None
+    return {"kind": kind, "sop_class": sop_class, "sop_uid": _text(ds, "SOPInstanceUID"),
+            "patient_id": _text(ds, "PatientID"), "study_uid": _text(ds, "StudyInstanceUID"),
+            "series_uid": _text(ds, "SeriesInstanceUID"), "frame_uid": frame, "label": label,
+            "refs": tuple(dict.fromkeys(r for r in refs if r)),
+            "images": tuple(dict.fromkeys(i for i in images if i))}
+
+
+def read_header(path: str, rel: str = "") -> Header | None:
+    """The linking header of one file; None when it is not DICOM. Raises ``RtqaError``
+    when the file claims to be DICOM (``.dcm`` name or ``DICM`` magic) but its header
+    cannot be read. A data set without the Part 10 header is read as ``rtqa check``
+    reads it (:func:`read_link_dataset`); when nothing claims it is DICOM it must also
+    be whole (:func:`rtqa.reading.completeness.check_complete`), else it only resembled
+    a data set and is not DICOM."""
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds, bare = read_link_dataset(path)
+        sop_class = _text(ds, "SOPClassUID")
+    except InvalidDicomError:
+        if looks_like_dicom(path):
+            raise RtqaError("not a DICOM file (no DICOM header)", rel or path) from None
+        return None
+    except (OSError, MemoryError) as exc:
+        raise RtqaError(f"cannot be read ({exc})", rel or path) from None
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on broken files
+        if not looks_like_dicom(path):
+            return None          # resembled a data set without header, but is none
+        raise RtqaError(f"unreadable DICOM header ({type(exc).__name__}: {exc})",
                         rel or path) from None
-    return Header(path=path, rel=rel or path, kind=kind,
-                  sop_instance_uid=_text(ds, "SOPInstanceUID"),
-                  patient_id=_text(ds, "PatientID"), frame_uid=frame,
-                  series_uid=_text(ds, "SeriesInstanceUID"), label=label,
-                  refs=tuple(dict.fromkeys(r for r in refs if r)))
+    if bare and not looks_like_dicom(path):
+        from rtqa.reading.completeness import check_complete
+        try:
+            with open(path, "rb") as fh:
+                if check_complete(fh.read()):
+                    return None
+        except OSError as exc:
+            raise RtqaError(f"cannot be read ({exc})", rel or path) from None
+    if not sop_class:
+        if looks_like_dicom(path):
+            raise RtqaError("DICOM file without SOPClassUID", rel or path)
+        return None
+    try:
+        f = link_fields(ds)
+    except ValueError as exc:
+        raise RtqaError(str(exc), rel or path) from None
+    return Header(path=path, rel=rel or path, kind=f["kind"],
+                  sop_instance_uid=f["sop_uid"], patient_id=f["patient_id"],
+                  frame_uid=f["frame_uid"], series_uid=f["series_uid"], label=f["label"],
+                  refs=f["refs"])
 
 
 def _walk(root: str, exclude: Iterable[str] = (),

@@ -89,11 +89,41 @@ class Discovery:
 
 @dataclass(frozen=True)
 class CheckSettings:
-    """What ``rtqa check`` options every plan of the batch is checked with."""
+    """What ``rtqa check`` options every plan of the batch (or of ``rtqa serve``) is
+    checked with: each field is the ``rtqa check`` option of the same name (``overrides``
+    is ``--map``; mappings are kept as sorted (name, value) pairs so the settings stay
+    hashable and picklable). :meth:`options` builds the check's options from them."""
 
     protocol: str = "oligo-hcc"
     constraints: tuple[str, ...] = ()
     overrides: tuple[tuple[str, str], ...] = ()
+    sum_plans: bool = False
+    delivery: str | None = None
+    end_caps: str = "half"
+    plan: str | None = None
+    roi_types: tuple[tuple[str, str], ...] = ()
+    lesion_organs: tuple[tuple[str, str], ...] = ()
+
+    def options(self, **extra):
+        """The check's :class:`~rtqa.checks.context.CheckOptions`
+        (:func:`rtqa.checks.options.check_options`); ``extra``: e.g. ``progress``."""
+        from rtqa.checks.options import check_options
+        return check_options(protocol=self.protocol, constraints=self.constraints,
+                             overrides=self.overrides, sum_plans=self.sum_plans,
+                             delivery=self.delivery, end_caps=self.end_caps, plan=self.plan,
+                             roi_types=self.roi_types, lesion_organs=self.lesion_organs,
+                             **extra)
+
+    def check_args(self) -> dict:
+        """The options that differ from ``rtqa check``'s defaults, by name (for the
+        settings fingerprint and the summary)."""
+        out = {}
+        for name, default in (("sum_plans", False), ("delivery", None), ("end_caps", "half"),
+                              ("plan", None), ("roi_types", ()), ("lesion_organs", ())):
+            value = getattr(self, name)
+            if value != default:
+                out[name] = [list(p) for p in value] if isinstance(value, tuple) else value
+        return out
 
     def resolved(self) -> CheckSettings:
         """File arguments made absolute (workers may run elsewhere)."""

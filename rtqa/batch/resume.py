@@ -27,7 +27,8 @@ __all__ = ["settings_fingerprint"]
 def settings_fingerprint(settings: CheckSettings) -> str:
     """SHA-256 over everything a plan's result depends on besides its files: rtqa
     version, the protocol and extra constraint files (content), the constraint library
-    (content of every file), and the name maps. Raises ``RtqaError`` for a protocol or
+    (content of every file), the name maps and the other check options
+    (:meth:`CheckSettings.check_args`). Raises ``RtqaError`` for a protocol or
     constraint file that cannot be loaded (so a typo stops the batch before it starts)."""
     from rtqa.constraints import load_constraint_file, load_protocol
     from rtqa.paths import constraints_dir
@@ -47,6 +48,7 @@ def settings_fingerprint(settings: CheckSettings) -> str:
     doc = {"rtqa_version": __version__, "protocol": settings.protocol,
            "constraints": list(settings.constraints), "overrides": list(settings.overrides),
            "files": sorted(files)}
+    doc.update(settings.check_args())   # only when set: old fingerprints stay valid
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 

@@ -19,11 +19,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import re
 
 from rtqa import __version__
 from rtqa.batch.model import PLANS_DIR, SUMMARY_SCHEMA, Discovery, PlanUnit, _relpath
 
-__all__ = ["CSV_COLUMNS", "counts_of", "index_html", "make_row", "summary_csv",
+__all__ = ["CSV_COLUMNS", "copies_summary", "counts_of", "index_html", "make_row", "summary_csv",
            "summary_doc"]
 
 def make_row(unit: PlanUnit, doc: dict, *, root: str, fingerprint: str, html: bool,
@@ -45,6 +46,7 @@ def make_row(unit: PlanUnit, doc: dict, *, root: str, fingerprint: str, html: bo
         "folders": list(unit.folders),
         "status": doc.get("status", "ERROR"),
         "failing_checks": [c["id"] for c in mandatory if c.get("status") == "FAIL"],
+        "failures": [_failure(c) for c in mandatory if c.get("status") == "FAIL"],
         "not_evaluated": [c["id"] for c in mandatory if c.get("status") == "NOT EVALUATED"],
         "errors": list(doc.get("errors") or []),
         "warnings": len(doc.get("warnings") or []),
@@ -56,6 +58,51 @@ def make_row(unit: PlanUnit, doc: dict, *, root: str, fingerprint: str, html: bo
         "report_created": doc.get("created", ""),
         "resumed": resumed,
     }
+
+
+def _failure(c: dict) -> dict:
+    """A failing row for the index: structure, labelled metric (dose view and α/β),
+    value with its unit, limit."""
+    from rtqa.report.formatting import fmt_limit, fmt_value, metric_label
+    return {"id": c.get("id", ""), "structure": c.get("structure") or "",
+            "metric": metric_label(c.get("metric"), c.get("dose_view"), c.get("alpha_beta")),
+            "value": fmt_value(c.get("value"), c.get("unit")),
+            "limit": fmt_limit(c.get("limit"), c.get("unit"))}
+
+
+_COPY = re.compile(r"^identical copies of one (?P<kind>\S+) \((?P<names>.*)\): (?P<used>.+) used$")
+
+
+def _folder(rel: str) -> str:
+    head, _, _ = rel.replace("\\", "/").rpartition("/")
+    return (head or ".") + "/"
+
+
+def copies_summary(notes) -> tuple[list[str], list[str]]:
+    """(summary lines, other notes): the discovery's one note per identical copy (one per
+    CT slice of a copied folder) summarised as one line per set of folders, e.g. "86
+    objects (83 CT, 1 RTDOSE, 1 RTPLAN, 1 RTSTRUCT) also in a_copy/ as identical copies;
+    the files in a/ were used". Display only: the notes are kept in summary.json."""
+    groups: dict[tuple[str, tuple[str, ...]], dict[str, int]] = {}
+    other = []
+    for note in notes:
+        m = _COPY.match(str(note))
+        if not m:
+            other.append(note)
+            continue
+        used = _folder(m["used"])
+        extra = tuple(sorted({_folder(n.strip()) for n in m["names"].split(", ")
+                              if n.strip() != m["used"]}))
+        kinds = groups.setdefault((used, extra), {})
+        kinds[m["kind"]] = kinds.get(m["kind"], 0) + 1
+    lines = []
+    for (used, extra), kinds in groups.items():
+        n = sum(kinds.values())
+        what = ", ".join(f"{k} {kind}" for kind, k in sorted(kinds.items()))
+        lines.append(f"{n} object{'s' if n != 1 else ''} ({what}) also in "
+                     f"{', '.join(extra) or used} as identical copies; the files in {used} "
+                     "were used")
+    return lines, other
 
 
 def _inputs_digest(inputs: list[dict], root: str) -> dict:
@@ -118,7 +165,13 @@ def index_html(summary: dict) -> str:
     sections = []
     for status, title in (("ERROR", "Could not be evaluated (ERROR)"),
                           ("FAIL", "Failed (FAIL)"), ("PASS", "Passed (PASS)")):
-        rows = [dict(r, reason=_reason(r)) for r in summary["plans"] if r["status"] == status]
+        rows = []
+        for r in summary["plans"]:
+            if r["status"] != status:
+                continue
+            copies, other = copies_summary(r.get("notes") or [])
+            rows.append(dict(r, reason=_reason(r), copies=copies, other_notes=other,
+                             failures=r.get("failures") or []))
         if rows:
             sections.append({"status": status, "title": title, "rows": rows})
     return env.get_template("batch_index.html.j2").render(s=summary, sections=sections)
@@ -142,6 +195,7 @@ def summary_doc(disc: Discovery, ordered: list[dict], *, settings, per_plan: boo
         "settings": {"protocol": settings.protocol,
                      "constraints": list(settings.constraints),
                      "maps": {k: v for k, v in settings.overrides},
+                     **settings.check_args(),
                      "per_plan": per_plan, "timeout_s": timeout,
                      "fingerprint": fingerprint},
         "run": {"started": started, "finished": finished, "seconds": round(seconds, 1),

@@ -40,7 +40,7 @@ from rtqa import __version__
 from rtqa.batch.model import PlanTask, sha256_file
 from rtqa.errors import RtqaError
 
-__all__ = ["check_plan", "crash_result", "render_reports", "timeout_reason"]
+__all__ = ["check_plan", "check_task", "crash_result", "render_reports", "timeout_reason"]
 
 #: How many times a plan whose input files change during its check is checked.
 CHECK_ATTEMPTS = 3
@@ -133,6 +133,26 @@ def _changed(before: dict, after: dict, report) -> list[str]:
             if before[f] != after.get(f) or recorded.get(f, before[f]) != before[f]]
 
 
+def check_task(task: PlanTask, run=None):
+    """The report of one check of ``task``'s files with its settings, as ``rtqa check``
+    gives it (``run(files, options) -> Report``, default
+    :func:`rtqa.checks.pipeline.run_check`); the plan's own problems (input that cannot
+    be checked, out of memory, an internal error) give its ERROR report, never an
+    exception. Shared by ``rtqa batch`` and ``rtqa serve``."""
+    if run is None:
+        from rtqa.checks.pipeline import run_check as run
+    try:
+        return run(list(task.files), task.settings.options())
+    except RtqaError as exc:
+        return _error_report(task, str(exc), with_inputs=True)
+    except MemoryError:
+        return _error_report(task, "out of memory while checking this plan",
+                             with_inputs=False)
+    except Exception as exc:  # noqa: BLE001 - recorded, the batch (or server) goes on
+        return _error_report(task, f"internal error ({type(exc).__name__}: {exc})"
+                             f"{_where(exc)}; please report it", with_inputs=False)
+
+
 def check_plan(task: PlanTask, *, run=None) -> dict:
     """Check one plan as ``rtqa check`` would; never raises for a plan's own problems.
 
@@ -143,8 +163,6 @@ def check_plan(task: PlanTask, *, run=None) -> dict:
     global _TASKS_IN_PROCESS
     _TASKS_IN_PROCESS += 1
     t0, c0 = time.perf_counter(), time.process_time()
-    from rtqa.checks.pipeline import CheckOptions, run_check
-    run = run or run_check
     attempts = 0
     if task.problem:
         report = _error_report(task, task.problem, with_inputs=True)
@@ -152,19 +170,7 @@ def check_plan(task: PlanTask, *, run=None) -> dict:
         while True:
             attempts += 1
             before = _digests(task.files)
-            try:
-                report = run(list(task.files), CheckOptions(
-                    task.settings.protocol, tuple(task.settings.constraints), None,
-                    dict(task.settings.overrides)))
-            except RtqaError as exc:
-                report = _error_report(task, str(exc), with_inputs=True)
-            except MemoryError:
-                report = _error_report(task, "out of memory while checking this plan",
-                                       with_inputs=False)
-            except Exception as exc:  # noqa: BLE001 - recorded, the batch goes on
-                report = _error_report(task, f"internal error ({type(exc).__name__}: "
-                                       f"{exc}){_where(exc)}; please report it",
-                                       with_inputs=False)
+            report = check_task(task, run)
             changed = _changed(before, _digests(task.files), report)
             if not changed:
                 break

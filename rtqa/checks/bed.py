@@ -37,7 +37,9 @@ coverage structure reaching outside a contributing plan's dose grid by more than
 
 Prescribed BED
 --------------
-Per contributing plan: the TargetPrescription linked (ReferencedROINumber) to the
+A row of its own, ``lesion.<name>.prescribed_bed`` (mandatory, the rule's limit, e.g.
+BED10 >= 60 Gy): the BED of what the RTPLAN prescribes, separately from the achieved
+coverage (``_prescribed_row``). Per contributing plan: the TargetPrescription linked (ReferencedROINumber) to the
 coverage ROI, else to another ROI of the lesion; else, if the plan treats this lesion
 only, ``Plan.prescription_gy``; else unknown. The prescribed BED is the sum over the
 contributing plans (None if any is unknown). An achieved BED more than
@@ -203,6 +205,66 @@ def _check(lesion: Lesion, rule: LesionRule, target: Target | None, status: str,
         reason=reason if status == NOT_EVALUATED else None)
 
 
+def _prescribed_row(lesion: Lesion, cov: _Coverage, courses, ns, rule: LesionRule,
+                    treated_by: dict[int, int], used: tuple[int, ...],
+                    plans: tuple[str, ...], fx: tuple[int, ...], blocked: Reason | None,
+                    sum_plans: bool) -> tuple[float | None, Check]:
+    """(prescribed BED, the ``lesion.<name>.prescribed_bed`` row): the BED (the rule's
+    α/β) of the RTPLAN prescription of the plan(s) treating the lesion, D (1 + d/(α/β))
+    with D = TargetPrescriptionDose and d = D / n, summed over the contributing plans;
+    it must meet the rule's limit on its own (mandatory), whatever the dose achieved:
+    a lesion prescribed 34 Gy in 5 fx (BED10 57.1 Gy) FAILs even when its D95% is above
+    the prescription. NOT EVALUATED (never absent) when no prescription can be tied to
+    the lesion (``PRESCRIPTION_UNLINKED``: none linked to its ROIs and the plan treats
+    other lesions too), when it has no coverage structure or no plan reaches it, or when
+    several unconfirmed plans treat it (``PLANS_UNCONFIRMED``)."""
+    ab = float(rule.alpha_beta)
+    target = cov.target
+    base = dict(id=f"lesion.{lesion.name}.prescribed_bed", category=Category.LESIONS,
+                source=rule.source + "; prescription: RTPLAN DoseReferenceSequence "
+                "TargetPrescriptionDose (or BeamDose x fractions) and "
+                "NumberOfFractionsPlanned", structure=target.roi if target else None,
+                rois=(target.roi,) if target else (), metric=f"BED{ab:g} of the prescription",
+                unit="Gy", limit=str(rule.bed_limit), dose_view=DoseView.BED,
+                alpha_beta=ab, plans=plans, fractions=fx)
+    if target is None or not used:
+        why = cov.error or "no plan reaches this lesion"
+        return None, Check(status=NOT_EVALUATED, reason=cov.reason or Reason.OTHER,
+                           note=f"{why}: no prescription can be tied to it", **base)
+    if blocked == Reason.PLANS_UNCONFIRMED and not sum_plans:
+        return None, Check(status=NOT_EVALUATED, reason=Reason.PLANS_UNCONFIRMED,
+                           note="several plans treat this lesion, not confirmed as one "
+                                "course (--sum-plans): their prescriptions are not added",
+                           **base)
+    rx = [_prescription(courses[i], lesion, target, treated_by.get(i) == 1) for i in used]
+    no_plan = [courses[i].label for i in used if courses[i].plan is None]
+    if no_plan:
+        return None, Check(
+            status=NOT_EVALUATED, reason=Reason.PRESCRIPTION_UNLINKED,
+            note=f"no RTPLAN for {', '.join(no_plan)}: the prescription is unknown, its "
+                 "BED cannot be judged (give the RTPLAN)", **base)
+    missing = [courses[i].label for r, i in zip(rx, used) if r is None]
+    if missing:
+        return None, Check(
+            status=NOT_EVALUATED, reason=Reason.PRESCRIPTION_UNLINKED,
+            note=f"no prescription of {', '.join(missing)} can be tied to this lesion: no "
+                 "TargetPrescriptionDose is linked (ReferencedROINumber) to its ROIs "
+                 f"({', '.join(lesion.roi_names)}) and the plan treats other lesions too; "
+                 "its prescribed BED cannot be judged", **base)
+    parts = [(r, ns[i], float(bed(r, ns[i], ab))) for r, i in zip(rx, used)]
+    total = float(sum(b for _, _, b in parts))
+    text = " + ".join(f"{r:g} Gy in {n} fx ({r / n:.2f} Gy/fx): BED{ab:g} {b:.2f} Gy"
+                      for r, n, b in parts)
+    if len(parts) > 1:
+        text += f"; sum {total:.2f} Gy (sequential courses)"
+    ok = rule.bed_limit.holds(total)
+    if not ok:
+        text += (f"; the prescription itself is below the protocol's BED{ab:g} "
+                 f"{rule.bed_limit}, whatever the dose achieved")
+    return total, Check(status=PASS if ok else FAIL, value=total, note="prescribed " + text,
+                        **base)
+
+
 def _alternatives(cov: _Coverage, courses, ns, used, rule: LesionRule, metric: Metric,
                   ab: float) -> str:
     """'' unless the contributing courses come from several RTPLANs (the fraction groups of
@@ -289,27 +351,27 @@ def _evaluate_one(lesion: Lesion, cov: _Coverage, courses, ns, rule: LesionRule,
     if error:
         notes.insert(0, error)
     checks = []
-    if cov.target is not None and used:
+    prescribed, rx_row = _prescribed_row(lesion, cov, courses, ns, rule, treated_by, used,
+                                         plans, fx, reason if error else None, sum_plans)
+    if cov.target is not None and used and prescribed is not None:
         rx = [_prescription(courses[i], lesion, cov.target, treated_by.get(i) == 1)
               for i in used]
-        if all(r is not None for r in rx):
-            prescribed = float(sum(bed(r, ns[i], ab) for r, i in zip(rx, used)))
-            if value is not None and value < prescribed * (1 - PRESCRIPTION_TOLERANCE):
-                short = 100 * (1 - value / prescribed)
-                text = (f"achieved BED{ab:g} {_fmt(value)} Gy is {short:.1f}% below the "
-                        f"prescribed "
-                        f"{_fmt(prescribed)} Gy (" + " + ".join(
-                            f"{r:g} Gy in {ns[i]} fx" for r, i in zip(rx, used)) + ")")
-                notes.append(text)
-                checks.append(Check(
-                    id=f"lesion.{lesion.name}.prescription", category=Category.LESIONS,
-                    status=WARN, dose_view=DoseView.BED, alpha_beta=ab, plans=plans,
-                    fractions=fx,
-                    source="RTPLAN DoseReferenceSequence TargetPrescriptionDose ("
-                           + ", ".join(plans) + ")",
-                    structure=cov.target.roi, rois=(cov.target.roi,),
-                    metric=f"BED{ab:g} of {rule.coverage_metric}", value=value, unit="Gy",
-                    limit=f">= {_fmt(prescribed)}", note=text))
+        if value is not None and value < prescribed * (1 - PRESCRIPTION_TOLERANCE):
+            short = 100 * (1 - value / prescribed)
+            text = (f"achieved BED{ab:g} {_fmt(value)} Gy is {short:.1f}% below the "
+                    f"prescribed "
+                    f"{_fmt(prescribed)} Gy (" + " + ".join(
+                        f"{r:g} Gy in {ns[i]} fx" for r, i in zip(rx, used)) + ")")
+            notes.append(text)
+            checks.append(Check(
+                id=f"lesion.{lesion.name}.prescription", category=Category.LESIONS,
+                status=WARN, dose_view=DoseView.BED, alpha_beta=ab, plans=plans,
+                fractions=fx,
+                source="RTPLAN DoseReferenceSequence TargetPrescriptionDose ("
+                       + ", ".join(plans) + ")",
+                structure=cov.target.roi, rois=(cov.target.roi,),
+                metric=f"BED{ab:g} of {rule.coverage_metric}", value=value, unit="Gy",
+                limit=f">= {_fmt(prescribed)}", note=text))
     if lesion.organ_note:
         notes.append(f"organ {lesion.organ}: {lesion.organ_note}")
     notes.extend(lesion.notes)
@@ -319,7 +381,7 @@ def _evaluate_one(lesion: Lesion, cov: _Coverage, courses, ns, rule: LesionRule,
     result = LesionResult(**base, dose_gy=dose, bed_gy=value, status=status,
                           prescribed_bed_gy=prescribed, note=note)
     return result, [_check(lesion, rule, cov.target, status, value, note, plans, fx,
-                           reason or Reason.OTHER), *checks]
+                           reason or Reason.OTHER), rx_row, *checks]
 
 
 def evaluate_lesions(lesions: Sequence[Lesion], courses: Sequence[CourseDose],

@@ -2,7 +2,7 @@
 
 Each function returns ``Check`` records (category "plan integrity" unless stated):
 UID links and one frame of reference; dose-grid coverage of the checked structures;
-prescription x fractions against the plan dose in the target; RTPLAN ApprovalStatus;
+each prescription's SBRT coverage and maximum on the ROI it is linked to; RTPLAN ApprovalStatus;
 dose-grid resolution for small targets; planning CT slice spacing and pixel size (mm);
 the PTV margin around the CTV (category "protocol", checked geometrically).
 """
@@ -14,7 +14,8 @@ from dataclasses import replace
 import numpy as np
 
 from rtqa.dvh.data import DVHData
-from rtqa.dvh.metrics import dose_at_volume
+from rtqa.constraints.model import PrescriptionRule
+from rtqa.dvh.metrics import dose_at_volume, volume_at_least
 from rtqa.reading.export import CourseDose, Export
 from rtqa.reading.structures import Structure, StructureSet
 from rtqa.errors import RtqaError
@@ -22,8 +23,6 @@ from rtqa.results import FAIL, NOT_EVALUATED, PASS, WARN, Check, DoseView, Reaso
 
 CAT = "plan integrity"
 TG275 = "AAPM TG-275 (Ford et al. Med Phys 2020;47:e236) plan-review items"
-#: Median target dose accepted around the prescription (fraction of the prescription).
-RX_MEDIAN_RANGE = (0.95, 1.15)
 SMALL_TARGET_CC = 1.0
 SMALL_TARGET_GRID_MM = 2.0
 
@@ -84,40 +83,98 @@ def coverage(checked: dict[str, DVHData]) -> list[Check]:
 
 
 def prescription(course: CourseDose, rx_gy: float | None, target: Structure | None,
-                 dvh: DVHData | None, missing_roi: int | None = None) -> Check:
-    """A prescription (Gy, whole course) against the median dose of its target.
+                 dvh: DVHData | None, missing_roi: int | None = None,
+                 rule: PrescriptionRule | None = None) -> list[Check]:
+    """A prescription (Gy, whole course) against the dose of the ROI it is linked to:
+    the SBRT checks of ``rule`` (the protocol's ``[prescription]``, defaults when None),
+    each value as % of the prescription Rx:
+
+    * ``integrity.prescription.<plan>.<ROI>.coverage``: V100%Rx >= ``coverage_volume_pct``
+      % of the ROI (equivalently D<coverage_volume_pct>% >= Rx);
+    * ``....near_min``: D<near_min_volume_pct>% >= ``near_min_dose_pct`` % of Rx;
+    * ``....max``: the ROI's maximum (hottest DVH bin) <= ``max_dose_pct`` % of Rx, i.e.
+      the prescription isodose >= 100/max_dose_pct of the maximum; below
+      ``min_max_dose_pct`` (when set) WARN: the plan is more homogeneous than the
+      protocol's SBRT convention (prescription isodose <= 90 %).
+
+    The coverage rows have ``rule.coverage_priority`` ("optimal" by default: the trial
+    allows a lower dose where organ limits require it, and the lesion's BED row judges
+    the dose received), the maximum ``rule.max_priority``. This replaces the former
+    median rule (D50% within 95-115 % of Rx), which failed correct SBRT plans prescribed
+    to the 60-90 % isodose (median ~115-130 % of Rx).
 
     ``missing_roi``: the RTPLAN links the prescription to this ROI number, which the
     structure set does not contain (a structure set that is not the plan's?): NOT
     EVALUATED, never a warning."""
+    rule = rule or PrescriptionRule()
     plan = course.plan
     name = target.name if target is not None else "target"
     cid = f"integrity.prescription.{course.label}.{name}"
     src = TG275 + " (prescription consistency)"
     if missing_roi is not None:
-        return Check(f"integrity.prescription.{course.label}.roi{missing_roi}", CAT,
-                     NOT_EVALUATED, src, metric="prescription", note=(
-                         f"{course.label}: the RTPLAN prescribes {rx_gy:g} Gy to ROI number "
-                         f"{missing_roi}, which the structure set does not contain: is this "
-                         "the structure set the plan was made on?"))
+        return [Check(f"integrity.prescription.{course.label}.roi{missing_roi}", CAT,
+                      NOT_EVALUATED, src, metric="prescription", note=(
+                          f"{course.label}: the RTPLAN prescribes {rx_gy:g} Gy to ROI number "
+                          f"{missing_roi}, which the structure set does not contain: is this "
+                          "the structure set the plan was made on?"))]
     if plan is None or rx_gy is None:
-        return Check(cid, CAT, WARN, src, metric="prescription", note=
-                     "no prescription in the RTPLAN (TargetPrescriptionDose or BeamDose)")
+        return [Check(cid, CAT, WARN, src, metric="prescription", note=
+                      "no prescription in the RTPLAN (TargetPrescriptionDose or BeamDose)")]
     if not rx_gy > 0:
-        return Check(cid, CAT, NOT_EVALUATED, src, metric="prescription",
-                     note=f"{course.label}: prescription of {rx_gy:g} Gy is not a dose")
+        return [Check(cid, CAT, NOT_EVALUATED, src, metric="prescription",
+                      note=f"{course.label}: prescription of {rx_gy:g} Gy is not a dose")]
     if target is None or dvh is None:
-        return Check(cid, CAT, WARN, src, metric="D50%[Gy]", note="no target linked to the "
-                     "prescription could be found")
-    median = dose_at_volume(dvh.edges_gy, dvh.cum_cc, 0.5 * dvh.volume_cc)
-    ratio = median / rx_gy
-    lo, hi = RX_MEDIAN_RANGE
-    ok = lo <= ratio <= hi
-    return Check(cid, CAT, PASS if ok else FAIL, src, structure=target.name,
-                 rois=(target.name,), metric="D50%[Gy]", value=round(float(median), 3),
-                 unit="Gy", limit=f"{lo * rx_gy:.2f}-{hi * rx_gy:.2f}",
-                 note=f"{course.label}: prescription {rx_gy:g} Gy in {plan.fractions} "
-                      f"fractions; median target dose is {100 * ratio:.1f}% of it")
+        return [Check(cid, CAT, WARN, src, metric="prescription", note="no target linked "
+                      "to the prescription could be found")]
+    head = f"Rx {rx_gy:g} Gy in {plan.fractions} fx"
+    common = dict(structure=target.name, rois=(target.name,), dose_view=DoseView.PHYSICAL)
+    if not dvh.volume_cc > 0:
+        return [Check(cid, CAT, NOT_EVALUATED, src, metric="prescription", note=head +
+                      f": {target.name} has no volume inside the dose grid",
+                      reason=Reason.OUTSIDE_DOSE_GRID, **common)]
+    rows = []
+    cov = float(rule.coverage_volume_pct)
+    v100 = 100.0 * volume_at_least(dvh.edges_gy, dvh.cum_cc, rx_gy) / dvh.volume_cc
+    d_cov = float(dose_at_volume(dvh.edges_gy, dvh.cum_cc, cov / 100 * dvh.volume_cc))
+    ok = v100 >= cov - 1e-9
+    rows.append(Check(
+        cid + ".coverage", CAT, PASS if ok else FAIL, rule.coverage_source,
+        metric="V100%[%]",
+        value=round(float(v100), 3), unit="%", limit=f">= {cov:g}",
+        priority=rule.coverage_priority,
+        note="" if ok else (f"{head}: D{cov:g}% {100 * d_cov / rx_gy:.1f}% of Rx; if "
+                            "organ limits required it, see the lesion's BED and headroom"),
+        **common))
+    vol, pct = float(rule.near_min_volume_pct), float(rule.near_min_dose_pct)
+    d_min = float(dose_at_volume(dvh.edges_gy, dvh.cum_cc, vol / 100 * dvh.volume_cc))
+    lim = pct / 100 * rx_gy
+    ok = d_min >= lim - 1e-9
+    rows.append(Check(
+        cid + ".near_min", CAT, PASS if ok else FAIL, rule.coverage_source,
+        metric=f"D{vol:g}%[Gy]", value=round(d_min, 3), unit="Gy", limit=f">= {lim:.2f}",
+        priority=rule.coverage_priority,
+        note="" if ok else f"{head}: {100 * d_min / rx_gy:.1f}% of Rx (limit {pct:g}%)",
+        **common))
+    top = float(dvh.max_gy)
+    ratio = 100 * top / rx_gy
+    hi = rule.max_dose_pct / 100 * rx_gy
+    lo = rule.min_max_dose_pct / 100 * rx_gy if rule.min_max_dose_pct else None
+    status, reason, extra = PASS, None, ""
+    if top > hi + 1e-9:
+        status, extra = FAIL, (f": the prescription isodose is {100 / ratio * 100:.0f}% of "
+                               f"the maximum, below {100 / rule.max_dose_pct * 100:.0f}%")
+    elif lo is not None and top < lo - 1e-9:
+        status, reason = WARN, Reason.DOSE_INCONSISTENT
+        extra = (f": more homogeneous than the protocol's SBRT convention (prescription "
+                 f"isodose {100 / ratio * 100:.0f}% of the maximum, above "
+                 f"{100 / rule.min_max_dose_pct * 100:.0f}%)")
+    rows.append(Check(
+        cid + ".max", CAT, status, rule.max_source, metric="Max[Gy]", value=round(top, 3),
+        unit="Gy", limit=(f"{lo:.2f}-{hi:.2f}" if lo is not None else f"<= {hi:.2f}"),
+        priority=rule.max_priority, reason=reason,
+        note=f"{head}: {ratio:.1f}% of Rx (the {100 / ratio * 100:.0f}% isodose)"
+             f"{extra}", **common))
+    return rows
 
 
 def approval(course: CourseDose) -> Check:
@@ -315,7 +372,8 @@ def evaluate(ctx, checked_rows=()):
             return dose.dvh(s, DoseView.PHYSICAL, plans=(i,))
         out += _fill(prescription_rules.evaluate(
             course, ctx.structure_set, [t.structure for les in ctx.lesions
-                                        for t in les.targets], physical),
+                                        for t in les.targets], physical,
+            rule=ctx.protocol.prescription),
             **own, reason=Reason.INPUT_UNDEFINED)
         out += _fill(tps.compare(course, ctx.structure_set, physical, options.end_caps,
                                  ctx.fractions[i]), **own, reason=Reason.INPUT_UNDEFINED)

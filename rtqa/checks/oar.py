@@ -358,8 +358,9 @@ def _no_limit(sel: SelectedRow, res: _Resolved, protocol: Protocol, dose: _Plans
         return Check(status=WARN, priority=Priority.OPTIMAL, note=sel.reason,
                      source=f"protocol {protocol.name}: [limits] no_limit", **common)
     note = (f"{sel.reason}: no sourced, derived or protocol limit applies to this contoured "
-            "organ, so it is not evaluated; add a row for it to the protocol, or list it "
-            "under [limits] no_limit with a justification")
+            "organ, so it is not evaluated; " + (sel.hint or "add a row for it to the "
+                                                 "protocol, or list it under [limits] "
+                                                 "no_limit with a justification"))
     return Check(status=NOT_EVALUATED, priority=Priority.MANDATORY, note=note,
                  source=f"protocol {protocol.name}: no applicable limit", **common)
 

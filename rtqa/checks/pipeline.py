@@ -76,14 +76,21 @@ def run_check(paths: list[str], options: CheckOptions | None = None) -> Report:
     checks += accounts.checks
     warnings = list(ctx.warnings) + [w for f in families for w in f.warnings]
     say("structures")
-    structures = _structures(ctx, warnings)
+    overview: list = []
+    structures = _structures(ctx, warnings, overview)
     warnings += _contour_warnings(ctx)
-    return _report(ctx, checks, accounting.guard_lesions(lesions.lesions, checks),
-                   structures, warnings,
-                   tuple(c for f in families for c in f.curves), plans, doses)
+    from rtqa.checks import headroom
+    lesion_results = headroom.evaluate(  # OAR-limited lesions: informative, no verdict
+        ctx, accounting.guard_lesions(lesions.lesions, checks), checks)
+    report = _report(ctx, checks, lesion_results, structures, warnings,
+                     tuple(c for f in families for c in f.curves), plans, doses)
+    return dataclasses.replace(report, overview=tuple(overview))
 
 
-def _structures(ctx: PlanContext, warnings: list[str]) -> list[StructureInfo]:
+def _structures(ctx: PlanContext, warnings: list[str], overview=None) -> list[StructureInfo]:
+    """One StructureInfo per structure with a volume; ``overview`` (a list) receives the
+    physical DVH curve of each (``Report.overview``)."""
+    from rtqa.checks.context import curve
     out = []
     for s in ctx.structure_set.structures:
         if not s.has_volume:
@@ -94,6 +101,8 @@ def _structures(ctx: PlanContext, warnings: list[str]) -> list[StructureInfo]:
             out.append(StructureInfo(s.name, round(d.total_volume_cc, 4), round(d.min_gy, 4),
                                      round(d.mean_gy, 4), round(d.max_gy, 4), std,
                                      round(d.outside_cc, 4)))
+            if overview is not None:
+                overview.append(curve(s.name, d))
         except RtqaError as exc:
             warnings.append(f"{s.name}: {exc.reason}")
             out.append(StructureInfo(s.name, float("nan"), None, None, None, std))

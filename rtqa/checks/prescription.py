@@ -3,15 +3,20 @@
 Never against a guessed target. Per ``DoseReferenceSequence`` TARGET item with a
 TargetPrescriptionDose (``rtqa.reading.prescription``):
 
-* linked to an ROI with volume (ReferencedROINumber; VOLUME): the ROI's median dose
-  against the prescription (``integrity.prescription``: PASS / FAIL);
+* linked to an ROI with volume (ReferencedROINumber; VOLUME): the protocol's SBRT
+  prescription checks on that ROI (``integrity.prescription``, the protocol's
+  ``[prescription]``): coverage V100%Rx and near-minimum D99% (priority per protocol,
+  "optimal" in oligo-hcc), and the maximum as % of Rx (mandatory);
 * linked to a point (a POINT ROI, or COORDINATES with DoseReferencePointCoordinates): the
   dose at the point against the prescription, within ``POINT_TOLERANCE`` (PASS / WARN);
 * tied to nothing (SITE, or no structure type; also a plan-level prescription from
   BeamDose x fractions): only what can be judged is judged, that *some* target ROI
   (RTROIInterpretedType PTV/CTV/GTV, or a lesion target) has its median dose in the
   accepted range. PASS when one does, WARN when none does; the row carries
-  ``Reason.PRESCRIPTION_UNLINKED`` and names no target. A DoseReferenceDescription
+  ``Reason.PRESCRIPTION_UNLINKED`` and names no target. A target "receives" the
+  prescription when it meets the protocol's near-minimum (D99% >= 90 % of Rx) and
+  maximum (<= 166.7 % of Rx) rows: true of a homogeneous plan and of one prescribed to
+  the 60 % isodose alike (the former 95-115 % median range was not). A DoseReferenceDescription
   naming an ROI is reported, not used: for a SITE it names a treatment site.
 
 Beam dose specification points (the first fraction group's BeamDoseSpecificationPoint,
@@ -25,7 +30,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from rtqa.checks.integrity import CAT, RX_MEDIAN_RANGE, TG275, prescription
+from rtqa.checks.integrity import CAT, TG275, prescription
+from rtqa.constraints.model import PrescriptionRule
 from rtqa.dvh.data import DVHData
 from rtqa.dvh.metrics import dose_at_volume
 from rtqa.errors import RtqaError
@@ -66,45 +72,55 @@ def _point_row(course: CourseDose, cid: str, rx: float, point, what: str) -> Che
                  dose_view=DoseView.PHYSICAL, **_common(course))
 
 
-def _median(d: DVHData) -> float:
-    return float(dose_at_volume(d.edges_gy, d.cum_cc, 0.5 * d.volume_cc))
+def _near_min_max(d: DVHData, rule: PrescriptionRule) -> tuple[float, float]:
+    """(D<near_min_volume_pct>%, maximum) of a DVH (Gy)."""
+    vol = rule.near_min_volume_pct / 100 * d.volume_cc
+    return float(dose_at_volume(d.edges_gy, d.cum_cc, vol)), float(d.max_gy)
 
 
 def _unlinked_row(course: CourseDose, cid: str, rx: float, why: str,
-                  targets: list[Structure], dvh_for) -> Check:
-    lo, hi = RX_MEDIAN_RANGE
+                  targets: list[Structure], dvh_for, rule: PrescriptionRule) -> Check:
+    lo, hi = rule.near_min_dose_pct / 100, rule.max_dose_pct / 100
+    dv = f"D{rule.near_min_volume_pct:g}%"
     seen = []
     for t in targets:
         try:
-            seen.append((t.name, _median(dvh_for(t))))
-        except RtqaError:
+            d = dvh_for(t)
+            if d.volume_cc > 0:
+                seen.append((t.name, *_near_min_max(d, rule)))
+        except (RtqaError, ValueError):
             continue
-    base = dict(metric="D50%[Gy] of some target", unit="Gy",
-                limit=f"{lo * rx:.2f}-{hi * rx:.2f} in one target",
+    base = dict(metric=f"{dv}[Gy] of some target", unit="Gy",
+                limit=f">= {lo * rx:.2f} with maximum <= {hi * rx:.2f} in one target",
                 reason=Reason.PRESCRIPTION_UNLINKED, dose_view=DoseView.PHYSICAL,
-                rois=tuple(n for n, _ in seen), **_common(course))
+                rois=tuple(n for n, _, _ in seen), **_common(course))
+    src = SOURCE + "; " + rule.coverage_source
     head = (f"{course.label}: prescription of {rx:g} Gy tied to no ROI ({why}); it is "
             "compared with no particular target: judged is only whether some target ROI "
-            "receives it (median dose in range)")
+            f"receives it ({dv} >= {100 * lo:g}% and maximum <= {100 * hi:g}% of it)")
     if not seen:
-        return Check(cid, CAT, WARN, SOURCE, note=head + "; the plan has no target ROI "
+        return Check(cid, CAT, WARN, src, note=head + "; the plan has no target ROI "
                      "with a dose to judge", **base)
-    listing = ", ".join(f"{n} {100 * m / rx:.0f}%" for n, m in seen)
-    hits = [(n, m) for n, m in seen if lo <= m / rx <= hi]
+    listing = ", ".join(f"{n} {100 * m / rx:.0f}%/{100 * x / rx:.0f}%" for n, m, x in seen)
+    hits = [(n, m, x) for n, m, x in seen if m >= lo * rx and x <= hi * rx]
     if hits:
-        n, m = min(hits, key=lambda nm: abs(nm[1] / rx - 1.0))
-        return Check(cid, CAT, PASS, SOURCE, value=round(m, 3),
-                     note=f"{head}; {n} does (median {100 * m / rx:.1f}%). Medians: "
-                          f"{listing}", **base)
-    n, m = min(seen, key=lambda nm: abs(nm[1] / rx - 1.0))
-    return Check(cid, CAT, WARN, SOURCE, value=round(m, 3),
-                 note=f"{head}; none does (nearest {n}, median {100 * m / rx:.1f}%). "
-                      f"Medians: {listing}: check the prescription", **base)
+        n, m, x = max(hits, key=lambda t: t[1])
+        return Check(cid, CAT, PASS, src, value=round(m, 3),
+                     note=f"{head}; {n} does ({dv} {100 * m / rx:.1f}%, maximum "
+                          f"{100 * x / rx:.1f}%). {dv}/maximum: {listing}", **base)
+    n, m, x = min(seen, key=lambda t: abs(t[1] / rx - 1.0))
+    return Check(cid, CAT, WARN, src, value=round(m, 3),
+                 note=f"{head}; none does (nearest {n}, {dv} {100 * m / rx:.1f}%, maximum "
+                      f"{100 * x / rx:.1f}%). {dv}/maximum: {listing}: check the "
+                      "prescription", **base)
 
 
 def evaluate(course: CourseDose, ss: StructureSet, lesion_targets: list[Structure],
-             dvh_for: Callable[[Structure], DVHData]) -> list[Check]:
-    """Prescription rows of one course (see the module docstring)."""
+             dvh_for: Callable[[Structure], DVHData],
+             rule: PrescriptionRule | None = None) -> list[Check]:
+    """Prescription rows of one course (see the module docstring); ``rule``: the
+    protocol's ``[prescription]`` (defaults when None)."""
+    rule = rule or PrescriptionRule()
     plan = course.plan
     if plan is None:
         return []
@@ -124,14 +140,14 @@ def evaluate(course: CourseDose, ss: StructureSet, lesion_targets: list[Structur
         if ref.roi_number is not None:
             s = by_number.get(ref.roi_number)
             if s is None:
-                rows.append(replace(prescription(course, rx, None, None, ref.roi_number),
-                                    reason=Reason.PRESCRIPTION_UNLINKED))
+                rows += [replace(r, reason=Reason.PRESCRIPTION_UNLINKED) for r in
+                         prescription(course, rx, None, None, ref.roi_number, rule)]
             elif s.has_volume:
                 try:
                     d = dvh_for(s)
                 except RtqaError:
                     d = None
-                rows.append(prescription(course, rx, s, d))
+                rows += prescription(course, rx, s, d, rule=rule)
             elif s.points.size:
                 rows.append(_point_row(course, f"integrity.prescription.{label}.{s.name}",
                                        rx, tuple(s.points[0]), f"prescription point ROI "
@@ -157,7 +173,7 @@ def evaluate(course: CourseDose, ss: StructureSet, lesion_targets: list[Structur
                 why += (f" is also an ROI's name, not used: a "
                         f"{ref.structure_type or 'reference without type'} names no volume")
         rows.append(_unlinked_row(course, f"integrity.prescription.{label}.{tag}", rx, why,
-                                  targets, dvh_for))
+                                  targets, dvh_for, rule))
     dosed = [b for b in info.beams if b.dose_gy is not None and b.dose_gy > 0]  # not setup
     points = {b.point_mm for b in dosed}
     if not any(r.prescription_gy for r in info.references if r.reference_type == "TARGET"):
@@ -165,7 +181,7 @@ def evaluate(course: CourseDose, ss: StructureSet, lesion_targets: list[Structur
             rows.append(_unlinked_row(
                 course, f"integrity.prescription.{label}.beams", plan.prescription_gy,
                 "BeamDose x NumberOfFractionsPlanned, no DoseReferenceSequence prescription",
-                targets, dvh_for))
+                targets, dvh_for, rule))
         elif len(points) > 1:
             rows.append(Check(
                 f"integrity.prescription.{label}.target", CAT, WARN, SOURCE,
@@ -175,7 +191,7 @@ def evaluate(course: CourseDose, ss: StructureSet, lesion_targets: list[Structur
                      "isocentres): their sum is no prescription, so none is checked",
                 **_common(course)))
         else:
-            rows.append(prescription(course, None, None, None))
+            rows += prescription(course, None, None, None, rule=rule)
     if (dosed and len(points) == 1 and None not in points and plan.fractions
             and not course.per_fraction):
         per_fx = float(sum(b.dose_gy for b in dosed))

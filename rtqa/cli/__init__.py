@@ -7,6 +7,7 @@ Exit codes: 0 all checks pass, 1 a check fails, 2 input could not be checked.
 from __future__ import annotations
 
 import importlib
+import sys
 import warnings
 
 import click
@@ -36,8 +37,44 @@ _COMMANDS = {
 }
 
 
+_DEBUG_HELP = "Show tracebacks for errors (for bug reports)."
+
+
+def _quiet_warnings() -> None:
+    # pydicom's value warnings would print before rtqa's own one-line error
+    warnings.filterwarnings("ignore", module=r"pydicom(\..*)?$")
+    # numpy overflow warnings on absurd values (1e308 ...) likewise; every value rtqa
+    # uses is checked for finiteness and range, and refused with its own message
+    warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"(numpy|rtqa)(\..*)?$")
+
+
+def _late_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """``--debug`` given after the subcommand (``rtqa check --debug plan/``): the same as
+    before it."""
+    if not value:
+        return
+    root = ctx.find_root()
+    root.obj = {**(root.obj or {}), "debug": True}
+    # warnings shown again (the filters added first win)
+    warnings.filterwarnings("default", module=r"pydicom(\..*)?$")
+    warnings.filterwarnings("default", category=RuntimeWarning, module=r"(numpy|rtqa)(\..*)?$")
+
+
+def _with_debug(cmd: click.Command) -> click.Command:
+    """Give ``cmd`` (and the subcommands of a group) a ``--debug`` option, once."""
+    if not any(p.name == "debug_late" for p in cmd.params):
+        cmd.params.append(click.Option(["--debug", "debug_late"], is_flag=True,
+                                       expose_value=False, callback=_late_debug,
+                                       is_eager=True, help=_DEBUG_HELP))
+    if isinstance(cmd, click.Group):
+        for sub in cmd.commands.values():
+            _with_debug(sub)
+    return cmd
+
+
 class _LazyGroup(click.Group):
-    """A click group whose subcommands are imported on first use."""
+    """A click group whose subcommands are imported on first use; every subcommand also
+    takes ``--debug``; every error is one line ``rtqa: error: ...`` on stderr."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(_COMMANDS)
@@ -46,7 +83,28 @@ class _LazyGroup(click.Group):
         if name not in _COMMANDS:
             return None
         module, attr, _ = _COMMANDS[name]
-        return getattr(importlib.import_module(module), attr)
+        return _with_debug(getattr(importlib.import_module(module), attr))
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
+             **extra):
+        """click's ``main``, with click's own errors (usage errors, bad option values) in
+        the one format of rtqa's errors: ``rtqa: error: <message> (see 'rtqa CMD
+        --help')``, exit code as click gives it (2 for usage errors)."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, False, **extra)
+        except click.ClickException as exc:
+            message = " ".join(exc.format_message().split())
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if isinstance(
+                exc, click.UsageError) and ctx is not None else ""
+            click.echo(f"rtqa: error: {message}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("rtqa: error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, short) for name, (_, _, short) in _COMMANDS.items()]
@@ -56,7 +114,8 @@ class _LazyGroup(click.Group):
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="rtqa")
-@click.option("--debug", is_flag=True, help="Show tracebacks for errors (for bug reports).")
+@click.option("--debug", is_flag=True,
+              help=_DEBUG_HELP + " Also accepted after the subcommand (rtqa check --debug ...).")
 @click.pass_context
 def main(ctx: click.Context, debug: bool) -> None:
     """rtqa: radiotherapy plan QA from DICOM RT exports.
@@ -66,10 +125,6 @@ def main(ctx: click.Context, debug: bool) -> None:
     """
     ctx.obj = {"debug": debug}
     if not debug:
-        # pydicom's value warnings would print before rtqa's own one-line error
-        warnings.filterwarnings("ignore", module=r"pydicom(\..*)?$")
-        # numpy overflow warnings on absurd values (1e308 ...) likewise; every value rtqa
-        # uses is checked for finiteness and range, and refused with its own message
-        warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"(numpy|rtqa)(\..*)?$")
+        _quiet_warnings()
 
 

@@ -9,7 +9,7 @@ import time
 
 import click
 
-from rtqa.cli.common import handle_errors, parse_map
+from rtqa.cli.common import handle_errors, parse_map, parse_pairs
 
 _SHOWN_PROBLEMS = 20
 _REASON_CHARS = 200
@@ -90,6 +90,57 @@ def _tally(result, root: str) -> str:
     return "\n".join(lines)
 
 
+#: The ``rtqa check`` options that batch, serve and watch also take (each as in ``rtqa
+#: check``, applied to every plan); see :func:`settings_from_cli`.
+_MORE_CHECK_OPTIONS = [
+    click.option("--sum-plans", is_flag=True,
+                 help="As rtqa check: the RTPLANs checked together (on one RTSTRUCT) are "
+                      "confirmed to be delivered as one course, their doses summed. Without it "
+                      "such plans may be alternatives and the plan is ERROR."),
+    click.option("--roi-type", "roi_types", multiple=True, metavar="ROI=TYPE",
+                 help="As rtqa check, in every plan: state an ROI's RTROIInterpretedType "
+                      "(PTV, GTV, ORGAN, CONTROL, ...), e.g. --roi-type T10_PTV=PTV "
+                      "(repeatable)."),
+    click.option("--lesion-organ", "lesion_organs", multiple=True, metavar="LESION=ORGAN",
+                 help="As rtqa check, in every plan: the organ of a lesion outside every organ "
+                      "contour, e.g. --lesion-organ PTV_LN=LymphNode (repeatable)."),
+    click.option("--plan", "plan_label", metavar="LABEL",
+                 help="As rtqa check: in every plan checked, check only the RTPLAN with this "
+                      "RTPlanLabel (the others are listed as not checked)."),
+    click.option("--delivery", type=click.Choice(["concurrent", "sequential"]),
+                 help="As rtqa check: how several plans are delivered (default: the "
+                      "conservative one for each side)."),
+    click.option("--end-caps", type=click.Choice(["half", "none"]), default="half",
+                 show_default=True,
+                 help="As rtqa check: how far a structure extends beyond its outermost "
+                      "contour planes ('half' a spacing, Nelms 2015; or 'none')."),
+]
+
+
+def more_check_options(func):
+    """Add the ``rtqa check`` options of :data:`_MORE_CHECK_OPTIONS` to a command."""
+    for option in reversed(_MORE_CHECK_OPTIONS):
+        func = option(func)
+    return func
+
+
+def settings_from_cli(*, protocol, constraint_files=(), maps=(), sum_plans=False,
+                      roi_types=(), lesion_organs=(), plan_label=None, delivery=None,
+                      end_caps="half"):
+    """The :class:`~rtqa.batch.model.CheckSettings` of the ``rtqa check`` options given
+    to ``rtqa batch`` / ``rtqa serve`` / ``rtqa watch`` (parsed as ``rtqa check`` parses
+    them; a malformed pair is a usage error naming the option)."""
+    from rtqa.batch.model import CheckSettings
+    types = parse_pairs(roi_types, "--roi-type", "ROI=TYPE (e.g. T10_PTV=PTV)")
+    organs = parse_pairs(lesion_organs, "--lesion-organ",
+                         "LESION=ORGAN (e.g. PTV_LN=LymphNode)")
+    return CheckSettings(protocol=protocol, constraints=tuple(constraint_files),
+                         overrides=tuple(sorted(parse_map(maps).items())),
+                         sum_plans=bool(sum_plans), delivery=delivery, end_caps=end_caps,
+                         plan=plan_label or None, roi_types=tuple(sorted(types.items())),
+                         lesion_organs=tuple(sorted(organs.items())))
+
+
 @click.command("batch")
 @click.argument("root", type=click.Path(exists=True, file_okay=False, path_type=str))
 @click.option("--protocol", "-p", default="oligo-hcc", show_default=True, metavar="NAME|FILE",
@@ -120,10 +171,12 @@ def _tally(result, root: str) -> str:
                    "through its nanny).")
 @click.option("--per-plan", is_flag=True,
               help="Check every RTPLAN on its own, even when several share one RTSTRUCT.")
+@more_check_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no tally.")
 @handle_errors
 def batch(root, protocol, constraint_files, maps, workers, out, resume, scheduler,
-          timeout, per_plan, quiet):
+          timeout, per_plan, sum_plans, roi_types, lesion_organs, plan_label, delivery,
+          end_caps, quiet):
     """Check every plan export under ROOT and write one report per plan plus an index.
 
     \b
@@ -159,13 +212,16 @@ def batch(root, protocol, constraint_files, maps, workers, out, resume, schedule
       rtqa batch /data/exports --timeout 1800
       rtqa batch /shared/exports --scheduler tcp://scheduler:8786
     """
-    from rtqa.batch import BatchOptions, CheckSettings, run_batch, timeout_limit
+    from rtqa.batch import BatchOptions, run_batch, timeout_limit
 
     try:
         timeout_limit(timeout)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--timeout") from None
-    settings = CheckSettings(protocol, tuple(constraint_files), tuple(parse_map(maps).items()))
+    settings = settings_from_cli(protocol=protocol, constraint_files=constraint_files,
+                                 maps=maps, sum_plans=sum_plans, roi_types=roi_types,
+                                 lesion_organs=lesion_organs, plan_label=plan_label,
+                                 delivery=delivery, end_caps=end_caps)
     bar = _Bar(enabled=(not quiet) and sys.stderr.isatty())
     options = BatchOptions(settings=settings, workers=workers, out=out, resume=resume,
                            scheduler=scheduler, per_plan=per_plan, timeout=timeout)

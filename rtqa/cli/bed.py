@@ -11,9 +11,13 @@ from rtqa.dvh import radiobiology as rb
 
 
 class _InputError(click.ClickException):
-    """One-line ``Error: ...`` on stderr, exit code 2 (input that cannot be checked)."""
+    """One line ``rtqa: error: ...`` on stderr (the format of every rtqa error), exit
+    code 2 (input that cannot be checked)."""
 
     exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"rtqa: error: {self.format_message()}", err=True)
 
 
 class _OneLineErrors(click.Command):

@@ -45,6 +45,14 @@ def _discard_stale(dests: list[str], refuse: set[Path]) -> list[str]:
     return removed
 
 
+def report_width() -> int:
+    """Columns of the terminal report: the terminal's width; else ``COLUMNS`` when it is
+    set (also when the output is piped: ``COLUMNS=80 rtqa check plan/ | less``); else
+    100 (``rtqa.report.text.DEFAULT_WIDTH``)."""
+    from rtqa.report.text import DEFAULT_WIDTH
+    return shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
+
+
 def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path],
           pdf_path=None) -> str:
     """Show the terminal report (unless ``quiet``; the JSON on stdout with ``--json -``)
@@ -66,8 +74,7 @@ def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path],
     elif not quiet:
         from rtqa.report.text import render_text
         tty = sys.stdout.isatty()
-        width = shutil.get_terminal_size().columns if tty else None
-        click.echo(render_text(report, color=tty, width=width))
+        click.echo(render_text(report, color=tty, width=report_width()))
     files = [(p, t) for p, t in ((json_path, json_text), (html_path, html_text),
                                  (pdf_path, pdf_bytes)) if p and p != "-"]
     if not files:
@@ -164,6 +171,9 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, roi_types, lesi
     if one cannot be written (full disk ...), none is (earlier files at those paths are
     removed), the terminal report is still shown, one line names the file and the
     reason, and the exit code is 2 whatever the verdict.
+
+    The terminal report starts with the verdict and the rows it rests on, and fits the
+    terminal's width (when piped: COLUMNS if set, e.g. COLUMNS=80, else 100 columns).
 
     \b
     Examples:

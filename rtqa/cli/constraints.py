@@ -6,8 +6,9 @@ import math
 
 import click
 
-from rtqa.constraints import (FORMAT_HELP, Constraint, Protocol, SelectedRow,
-                              is_hypofractionated, load_protocol)
+from rtqa.constraints import (DERIVATION_MAX_FRACTIONS, FORMAT_HELP, Constraint, Protocol,
+                              SelectedRow, in_derivation_range, is_hypofractionated,
+                              load_protocol)
 from rtqa.errors import RtqaError
 
 DEFAULT_PROTOCOL = "oligo-hcc"
@@ -113,16 +114,18 @@ def _by_fraction(protocol: Protocol, n: int, dpf: float | None, show_all: bool) 
         if entry.kind == "none":
             out.append(f"  NO CONSTRAINT: {entry.reason}; a contoured {current} is NOT "
                        "EVALUATED (plan ERROR)")
+            if entry.hint:
+                out.append(f"      {entry.hint}")
             continue
         if entry.kind == "exempt":
             out.append(f"  NO LIMIT BY PROTOCOL: {entry.reason.removeprefix('no limit by protocol: ')}")
             continue
         row = entry.constraint
-        off = ("[OFF] " if entry.kind == "disabled" else "[INFO] " if entry.informative
-               else "[LQ] " if entry.derived else "")
-        middle = _dose(entry) if entry.applied else "-"
+        off = ("[OFF] " if entry.kind == "disabled" else "[REPLACED] " if entry.replaced_by
+               else "[INFO] " if entry.informative else "[LQ] " if entry.derived else "")
+        middle = _dose(entry) if entry.applied or entry.replaced_by else "-"
         out.extend(_row_line(row.label, middle, row, off))
-        if entry.applied and entry.conversion_note:
+        if (entry.applied or entry.replaced_by) and entry.conversion_note:
             out.append(f"      {entry.conversion_note}")
         if entry.kind == "disabled":
             out.append(f"      {entry.reason}")
@@ -164,8 +167,12 @@ def _settings(protocol: Protocol) -> list[str]:
     lim = protocol.limits
     out.append("  limits: fraction counts without a sourced row get rows derived by LQ "
                "isoeffect from the nearest sourced schedule (α/β 3 Gy, 2 Gy CNS; the lower "
-               "limit when two are equally near), marked [LQ]" if lim.derive_lq else
+               f"limit when two are equally near), marked [LQ], for 1-{DERIVATION_MAX_FRACTIONS} "
+               "fractions only" if lim.derive_lq else
                "  limits: no LQ derivation (derive_lq = false)")
+    for rep in lim.replace:
+        out.append(f"  replaced: derived rows of {rep.label}, marked [REPLACED]  "
+                   f"[{rep.source}]")
     if lim.no_limit:
         out.append(f"  no limit by protocol: {', '.join(lim.no_limit)}  [{lim.no_limit_source}]")
     return out
@@ -193,9 +200,12 @@ def list_cmd(fractions: str | None, protocol: str, show_all: bool, dpf: str | No
     no source tabulates are marked [LQ] with their reference ("derived (LQ) from
     <source>, <n> fx") and arithmetic; conventional rows that only inform because an
     SBRT row for the same structure and metric applies are marked [INFO] (optimal);
-    structures the protocol gives no limit say NO LIMIT BY PROTOCOL with its reason; any
-    other structure without a limit says NO CONSTRAINT (a contoured one is NOT
-    EVALUATED, plan ERROR).
+    derived rows the protocol replaces by its own rule ([[limits.replace]]) are marked
+    [REPLACED] (not evaluated; the replacing row applies); structures the protocol gives no limit
+    say NO LIMIT BY PROTOCOL with its reason; any other structure without a limit says
+    NO CONSTRAINT (a contoured one is NOT EVALUATED, plan ERROR) and how to add a row.
+    Limits are derived by LQ only for 1-8 fractions; from 9 fractions on the
+    conventional rows apply.
     """
     n = _pos_int(fractions, "--fractions")
     d = _pos_float(dpf, "--dose-per-fraction")
@@ -222,5 +232,10 @@ def list_cmd(fractions: str | None, protocol: str, show_all: bool, dpf: str | No
             f"hypofractionated ({how}): conventional rows evaluated on voxel-wise EQD2 = "
             f"D·(D/{n} + α/β)/(2 + α/β)" if hypo else
             f"conventionally fractionated ({how}): conventional rows on physical dose"))
+        head.append(
+            f"  SBRT range (1-{DERIVATION_MAX_FRACTIONS} fx): fraction-specific rows, gaps "
+            "filled by LQ derivation [LQ]" if in_derivation_range(n) else
+            f"  beyond the SBRT range (1-{DERIVATION_MAX_FRACTIONS} fx): no LQ derivation; "
+            "conventional rows, rows for any count and rows for this count apply")
         body = _by_fraction(proto, n, d, show_all)
     click.echo("\n".join(head + body + _settings(proto)))

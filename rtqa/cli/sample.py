@@ -12,11 +12,13 @@ from rtqa.sample.writer import write_case
 
 _CASE_HELP = {
     "hcc_pass": ("oligoprogressive HCC: liver, lung and T10 lesions, one SBRT",
-                 "plan of 5 fx that passes every trial check (~2.9 MB)"),
-    "hcc_fail": ("same patient; the plan fails 3 checks: T10 under-dosed,",
-                 "< 700 cc normal liver below 15 Gy, spinal cord hot spot"),
-    "body_bench": ("speed benchmark: 20 ROIs, contours every 2 mm, 2.5 mm dose",
-                   "grid over 40 x 26 x 34 cm, no CT (~8.5 MB)"),
+                 "plan of 5 fx; rtqa check: PASS, exit 0 (86 files, ~2.9 MB)"),
+    "hcc_fail": ("same patient; rtqa check: FAIL, exit 1, for 3 problems: T10",
+                 "under-dosed (BED10 48 < 60 Gy); normal liver dose (450 cc < 700",
+                 "cc below 15 Gy, mean too high); spinal cord hot spot (~35 Gy)"),
+    "body_bench": ("speed benchmark: hcc_pass with 20 ROIs contoured every 2 mm",
+                   "and a 2.5 mm dose grid over 40 x 26 x 34 cm; no CT: rtqa",
+                   "check gives ERROR, exit 2; use rtqa dvh (3 files, ~8.5 MB)"),
 }
 
 
@@ -26,8 +28,9 @@ def _mb(paths: list[str]) -> str:
 
 @click.command(
     "sample",
-    epilog="\b\nCases:\n" + "\n".join(f"  {k:<11} {v[0]}\n  {'':<11} {v[1]}"
-                                         for k, v in _CASE_HELP.items())
+    epilog="\b\nCases:\n" + "\n".join(
+        "\n".join(f"  {k if i == 0 else '':<11} {line}" for i, line in enumerate(v))
+        for k, v in _CASE_HELP.items())
     + "\n\n\b\nExamples:\n  rtqa sample plans/demo\n  rtqa sample plans/bad --case hcc_fail\n"
       "  rtqa check plans/demo",
 )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from rtqa.cli.common import handle_errors, parse_map
+from rtqa.cli.batch import more_check_options, settings_from_cli
+from rtqa.cli.common import handle_errors
 
 _DEFAULT_SETTLE = 10.0
 _DEFAULT_DEADLINE = 600.0
@@ -19,9 +20,23 @@ def _common(func):
                           "database and the spool."),
         click.option("--spool", metavar="DIR", type=click.Path(file_okay=False, path_type=str),
                      help="Where received instances are kept (default OUT/spool)."),
-        click.option("--db", "db", metavar="FILE", type=click.Path(dir_okay=False, path_type=str),
-                     help="SQLite database file of receipts and results "
-                          "(default OUT/rtqa-serve.sqlite)."),
+        click.option("--db", "db", metavar="FILE|URL",
+                     help="Database of receipts and results: a SQLite file (default "
+                          "OUT/rtqa-serve.sqlite) or a PostgreSQL URL, "
+                          "postgresql://USER:PASSWORD@HOST:5432/DBNAME (needs "
+                          "pip install 'rtqa[pg]'; the tables are created on first use)."),
+        click.option("--keep-days", type=click.FloatRange(min=0), metavar="DAYS",
+                     help="Spool retention: remove a plan's received files once it is "
+                          "checked with nothing pending and its last instance is older "
+                          "than DAYS (0: as soon as its reports and database row are "
+                          "written); files no plan uses go after DAYS too (never before "
+                          "--deadline). Reports and database rows are kept. A plan sent "
+                          "again after its files went must be sent whole. Default: keep "
+                          "everything."),
+        click.option("--pdf/--no-pdf", "pdf", default=True, show_default=True,
+                     help="Also write a PDF report per check (as rtqa check --pdf) when "
+                          "WeasyPrint is installed (pip install 'rtqa[pdf]'); without it "
+                          "JSON and HTML only, and the log says so."),
         click.option("--protocol", "-p", default="oligo-hcc", show_default=True,
                      metavar="NAME|FILE", help="Protocol, as for rtqa check."),
         click.option("--constraints", "-c", "constraint_files", multiple=True, metavar="FILE",
@@ -49,25 +64,33 @@ def _common(func):
                                                       case_sensitive=False),
                      default="INFO", show_default=True, help="Log detail (on stderr)."),
     ]
-    for o in reversed(opts):
+    for o in reversed(opts[8:]):       # timing, web view, log
+        func = o(func)
+    func = more_check_options(func)     # the other rtqa check options
+    for o in reversed(opts[:8]):       # output, protocol, constraints, map
         func = o(func)
     return func
 
 
-def _engine(out, spool, db, protocol, constraint_files, maps, settle, deadline, timeout,
-            workers):
-    from rtqa.batch.model import CheckSettings
+def _engine(out, spool, db, keep_days, pdf, protocol, constraint_files, maps, settle,
+            deadline, timeout, workers, **check):
     from rtqa.constraints import load_protocol
+    from rtqa.serve.db import display_target, is_url
     from rtqa.serve.engine import Engine, EngineOptions
-    if db and "://" in db:
-        raise click.BadParameter("a database URL is not supported yet: give the path of a "
-                                 "SQLite file", param_hint="--db")
-    settings = CheckSettings(protocol, tuple(constraint_files),
-                             tuple(sorted(parse_map(maps).items())))
+    settings = settings_from_cli(protocol=protocol, constraint_files=constraint_files,
+                                 maps=maps, **check)
     load_protocol(settings.resolved().protocol)      # a typo stops before listening
-    return Engine(EngineOptions(out=out, spool=spool, db=db, settings=settings,
-                                settle=settle, deadline=deadline, timeout=timeout or None,
-                                workers=workers))
+    options = EngineOptions(out=out, spool=spool, db=db, settings=settings, settle=settle,
+                            deadline=deadline, timeout=timeout or None, workers=workers,
+                            keep_days=keep_days, pdf=pdf)
+    try:
+        return Engine(options)
+    except Exception as exc:  # noqa: BLE001 - no server, one line naming the database
+        if not (db and is_url(db)):
+            raise
+        from rtqa.errors import RtqaError
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RtqaError(f"--db {display_target(db)}: cannot be used ({first})") from None
 
 
 def _logging(level: str) -> None:
@@ -128,8 +151,8 @@ def _start_web(engine, http_port, http_host):
 @_common
 @handle_errors
 def serve(port, host, ae_title, allow, max_associations, max_dataset_mb, out, spool, db,
-          protocol, constraint_files, maps, settle, deadline, timeout, workers, http_port,
-          http_host, log_level):
+          keep_days, pdf, protocol, constraint_files, maps, settle, deadline, timeout,
+          workers, http_port, http_host, log_level, **check):
     """Run a DICOM node that checks every plan sent to it (Storage SCP).
 
     \b
@@ -145,11 +168,13 @@ def serve(port, host, ae_title, allow, max_associations, max_dataset_mb, out, sp
     RTSTRUCT -> CT series (every image the RTSTRUCT lists) and RTDOSE -> RTPLAN, and
     nothing new has arrived for its patient for --settle seconds. A set still incomplete
     --deadline seconds after it arrived is checked anyway and is ERROR, listing what is
-    missing. Each plan gets the check of `rtqa check` (same protocol options) in a worker
-    process with the --timeout limit; reports in OUT/plans/ (JSON and HTML), one row per
-    check in the SQLite database (verdict, failing rows, report paths, input SHA-256).
+    missing. Each plan gets the check of `rtqa check` (same check options) in a worker
+    process with the --timeout limit; reports in OUT/plans/ (JSON and HTML, and PDF when
+    WeasyPrint is installed), one row per check in the database (SQLite, or PostgreSQL
+    with --db postgresql://...: verdict, failing rows, report paths, input SHA-256).
     A plan received again is checked again; the new report says which check it
     supersedes. After a crash or restart, plans received but not checked are checked.
+    The spool keeps every received file unless --keep-days says how long.
 
     \b
     Listens on 127.0.0.1 unless --host says otherwise; no TLS: keep it on a trusted
@@ -159,14 +184,15 @@ def serve(port, host, ae_title, allow, max_associations, max_dataset_mb, out, sp
     Examples:
       rtqa serve --port 11112 --ae-title RTQA --out /data/rtqa
       rtqa serve --host 0.0.0.0 --allow-ae ECLIPSE --allow-ae RAYSTATION --http 8080
+      rtqa serve --db postgresql://rtqa:secret@dbhost/rtqa --keep-days 30
     """
     try:
         from rtqa.serve.scp import ScpOptions, start_scp
     except ImportError:
         raise click.ClickException("rtqa serve needs pynetdicom: pip install 'rtqa[serve]'")
     _logging(log_level)
-    engine = _engine(out, spool, db, protocol, constraint_files, maps, settle, deadline,
-                     timeout, workers)
+    engine = _engine(out, spool, db, keep_days, pdf, protocol, constraint_files, maps,
+                     settle, deadline, timeout, workers, **check)
     engine.start()
     try:
         server = start_scp(engine, ScpOptions(host=host, port=port, ae_title=ae_title,
@@ -193,8 +219,8 @@ def serve(port, host, ae_title, allow, max_associations, max_dataset_mb, out, sp
                                       "changed for this long.")
 @_common
 @handle_errors
-def watch(folder, poll, stable, out, spool, db, protocol, constraint_files, maps, settle,
-          deadline, timeout, workers, http_port, http_host, log_level):
+def watch(folder, poll, stable, out, spool, db, keep_days, pdf, protocol, constraint_files, maps, settle,
+          deadline, timeout, workers, http_port, http_host, log_level, **check):
     """Check every plan exported into FOLDER (a planning system's export folder).
 
     \b
@@ -206,6 +232,9 @@ def watch(folder, poll, stable, out, spool, db, protocol, constraint_files, maps
     plan sets linked by UID, --settle, --deadline, one check per plan in a worker
     process, reports in OUT/plans/, the database, re-exports superseding earlier checks.
     A file written again is taken again. FOLDER is only read, never changed.
+    DICOM files are recognised by content, whatever their names: Part 10 files, and
+    data sets written without the Part 10 header (as Elekta Monaco writes them), read
+    as `rtqa check` reads them.
 
     \b
     Examples:
@@ -214,8 +243,8 @@ def watch(folder, poll, stable, out, spool, db, protocol, constraint_files, maps
     """
     _logging(log_level)
     import os
-    engine = _engine(out, spool, db, protocol, constraint_files, maps, settle, deadline,
-                     timeout, workers)
+    engine = _engine(out, spool, db, keep_days, pdf, protocol, constraint_files, maps,
+                     settle, deadline, timeout, workers, **check)
     if os.path.realpath(folder) in (os.path.realpath(engine.out),) or \
             os.path.realpath(engine.out).startswith(os.path.realpath(folder) + os.sep):
         exclude = [str(engine.out), str(engine.spool.root)]

@@ -17,12 +17,14 @@ hypofractionated plan they are evaluated on the voxel-wise EQD2 distribution (se
 Modules:
 
 * ``model``: ``Limit``, ``Constraint``, ``ConstraintSet``, ``Protocol`` and the protocol
-  rules (``LesionRule``, ``OligoprogressionRule``, ``PlanningCTRule``, ``PTVMarginRule``);
+  rules (``LesionRule``, ``OligoprogressionRule``, ``PlanningCTRule``, ``PTVMarginRule``,
+  ``LimitsRule`` with its ``Replacement``s);
 * ``selection``: ``select``, ``SelectedRow``, ``is_hypofractionated``,
   ``default_alpha_beta`` (what applies to a plan of N fractions, EQD2 conversion,
   informative conventional rows, organs with no limit);
 * ``derivation``: ``derive_rows``, ``Derivation``, ``isoeffective_total_dose`` (limits for
-  fraction counts no source covers, by LQ isoeffect from the nearest sourced schedule);
+  fraction counts no source covers, by LQ isoeffect from the nearest sourced schedule,
+  within 1-8 fractions: ``DERIVATION_MAX_FRACTIONS``);
 * ``constraint_file``: ``FORMAT_HELP``, ``load_constraint_file``, ``parse_fractions``;
 * ``protocol_file``: ``load_protocol``, ``resolve_protocol``;
 * ``toml_reading``: TOML reading with line numbers for error messages.
@@ -38,17 +40,20 @@ from rtqa.constraints.constraint_file import (FORMAT_HELP, ROW_KEYS, _parse_row,
                                               load_constraint_file, parse_fractions)
 from rtqa.constraints.model import (COMPARATORS, DOSE_TYPES, PRIORITIES, STATUSES, Constraint,
                                     ConstraintSet, LesionRule, Limit, LimitsRule,
+                                    PrescriptionRule,
                                     OligoprogressionRule,
-                                    PlanningCTRule, Protocol, PTVMarginRule, _num)
+                                    PlanningCTRule, Protocol, PTVMarginRule, Replacement, _num)
 from rtqa.constraints.protocol_file import (PROTOCOL_SECTIONS, _check, _ct, _include,
                                             _lesions, _margin, _oligo, _section,
                                             load_protocol, resolve_protocol)
 from rtqa.constraints.selection import (ALPHA_BETA_CNS, ALPHA_BETA_LATE, APPLY, CNS_STRUCTURES,
                                         CONVENTIONAL_MAX_DOSE_PER_FRACTION_GY,
                                         CONVENTIONAL_MIN_FRACTIONS, DISABLED, EXEMPT, NONE,
+                                        REPLACED,
                                         SelectedRow, _apply, _base_organ, _why_disabled,
                                         default_alpha_beta, is_hypofractionated, select)
-from rtqa.constraints.derivation import (Derivation, bed, derive_rows,
+from rtqa.constraints.derivation import (DERIVATION_MAX_FRACTIONS, Derivation, bed,
+                                         derive_rows, in_derivation_range,
                                          isoeffective_total_dose)
 from rtqa.constraints.toml_reading import (_HEADER, _header_lines, _key_line, _number,
                                            _read_toml, _RowError, _text, _top_level,
@@ -60,7 +65,9 @@ from rtqa.constraints.structexpr import TARGET_CLASSES, StructExpr, StructExprEr
 
 __all__ = [
     "Limit", "Constraint", "ConstraintSet", "Protocol", "SelectedRow", "LesionRule",
-    "OligoprogressionRule", "PlanningCTRule", "PTVMarginRule", "LimitsRule", "Derivation",
+    "OligoprogressionRule", "PlanningCTRule", "PTVMarginRule", "LimitsRule", "Replacement",
+    "PrescriptionRule",
+    "Derivation", "DERIVATION_MAX_FRACTIONS", "in_derivation_range",
     "derive_rows", "isoeffective_total_dose", "load_constraint_file",
     "load_protocol", "resolve_protocol", "select", "is_hypofractionated",
     "default_alpha_beta", "FORMAT_HELP",

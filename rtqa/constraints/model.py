@@ -192,16 +192,82 @@ class PTVMarginRule:
 
 
 @dataclass(frozen=True)
+class Replacement:
+    """``[[limits.replace]]`` of a protocol: the rows DERIVED by LQ for the family
+    (``structure``, ``metric``) at ``fractions`` (None: every count) are replaced by the
+    protocol's enabled row on the same structure with metric ``by_metric``, which states
+    the same rule in another form (``CV15Gy[cc] >= 700`` for ``DC700cc[Gy] < x``). A
+    replaced row is still listed ("replaced by protocol <protocol>"), not evaluated, and
+    the replacing row's report note names it. Sourced rows are never replaced this way;
+    when the ``by_metric`` row does not apply at a count, the derived row stays a limit.
+    ``line``: the ``[[limits.replace]]`` header line in the protocol file."""
+
+    structure: str
+    metric: str
+    by_metric: str
+    source: str
+    fractions: frozenset[int] | None = None
+    fractions_text: str = ""
+    note: str = ""
+    protocol: str = ""
+    line: int | None = None
+
+    def applies_to(self, fractions: int) -> bool:
+        return self.fractions is None or fractions in self.fractions
+
+    @property
+    def label(self) -> str:
+        fx = "every fraction count" if self.fractions is None else f"{self.fractions_text} fx"
+        return f"{self.structure} {self.metric} replaced by {self.by_metric} ({fx})"
+
+
+@dataclass(frozen=True)
 class LimitsRule:
     """``[limits]`` of a protocol: ``derive_lq`` fills fraction counts without a sourced
     row by LQ isoeffect (``rtqa.constraints.derivation``); ``no_limit`` names structures
     (canonical expression text) the protocol deliberately gives no limit, with
     ``no_limit_source`` saying why. A contoured organ with no applicable limit that is
-    not in ``no_limit`` is NOT EVALUATED."""
+    not in ``no_limit`` is NOT EVALUATED. ``replace``: derived-row families the protocol's
+    own rule replaces (``Replacement``)."""
 
     derive_lq: bool = True
     no_limit: tuple[str, ...] = ()
     no_limit_source: str = ""
+    note: str = ""
+    replace: tuple[Replacement, ...] = ()
+
+
+#: Defaults of ``[prescription]`` (used when a protocol has no such section); their
+#: sources are in ``constraints/protocols/oligo-hcc.toml`` and ``rtqa.checks.prescription``.
+RX_COVERAGE_SOURCE = ("RTOG 0813 plan evaluation: 95% of the PTV receives the prescription, "
+                      "99% of it at least 90% of it (secondary source: NCI case 131 on "
+                      "econtour.org; the protocol text itself was not seen)")
+RX_MAX_SOURCE = ("RTOG 0813 / RTOG 0915: prescription to the 60-90% isodose of the maximum, "
+                 "i.e. PTV maximum 111-167% of Rx (unverified: as stated in rtqa issue 12, "
+                 "the protocol text itself was not seen)")
+
+
+@dataclass(frozen=True)
+class PrescriptionRule:
+    """``[prescription]`` of a protocol: SBRT prescription checks on the ROI a prescription
+    is linked to (``rtqa.checks.prescription``), each as % of the prescription dose Rx.
+
+    ``coverage_volume_pct``: V100%Rx >= this % of the PTV; ``near_min_volume_pct`` and
+    ``near_min_dose_pct``: D<volume>% >= <dose>% of Rx; both rows have
+    ``coverage_priority`` ("optimal": a shortfall is shown, never fails the plan, since
+    the trial allows a lower dose where organ limits require it; "mandatory"). The PTV
+    maximum must be at most ``max_dose_pct`` % of Rx (priority ``max_priority``) and, when
+    ``min_max_dose_pct`` is set, at least that (below it: WARN, a homogeneous plan)."""
+
+    coverage_volume_pct: float = 95.0
+    near_min_volume_pct: float = 99.0
+    near_min_dose_pct: float = 90.0
+    coverage_priority: str = "optimal"
+    coverage_source: str = RX_COVERAGE_SOURCE
+    max_dose_pct: float = 166.7
+    min_max_dose_pct: float | None = None
+    max_priority: str = "mandatory"
+    max_source: str = RX_MAX_SOURCE
     note: str = ""
 
 
@@ -221,6 +287,7 @@ class Protocol:
     planning_ct: PlanningCTRule | None = None
     ptv_margin: PTVMarginRule | None = None
     limits: LimitsRule = field(default_factory=LimitsRule)
+    prescription: PrescriptionRule = field(default_factory=PrescriptionRule)
 
     @property
     def constraints(self) -> tuple[Constraint, ...]:
@@ -234,4 +301,5 @@ class Protocol:
         kwargs.setdefault("derive", self.limits.derive_lq)
         kwargs.setdefault("no_limit", {s: self.limits.no_limit_source
                                        for s in self.limits.no_limit})
+        kwargs.setdefault("replacements", self.limits.replace)
         return select(self.constraints, fractions, **kwargs)

@@ -13,13 +13,14 @@ first, then in the constraints folder.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
-from rtqa.constraints.constraint_file import _rows, load_constraint_file
+from rtqa.constraints.constraint_file import _rows, load_constraint_file, parse_fractions
 from rtqa.constraints.model import (ConstraintSet, LesionRule, Limit, LimitsRule,
-                                    OligoprogressionRule,
-                                    PlanningCTRule, Protocol, PTVMarginRule, _num)
+                                    OligoprogressionRule, PrescriptionRule,
+                                    PlanningCTRule, Protocol, PTVMarginRule, Replacement, _num)
 from rtqa.constraints.toml_reading import (_header_lines, _key_line, _number, _read_toml,
                                            _RowError, _text, _top_level, _unknown_keys)
 from rtqa.errors import ConstraintFileError, MetricSyntaxError
@@ -28,7 +29,7 @@ from rtqa.constraints.structexpr import TARGET_CLASSES, StructExprError, parse_s
 
 
 PROTOCOL_SECTIONS = ("protocol", "lesions", "oligoprogression", "planning_ct", "ptv_margin",
-                     "limits", "constraint")
+                     "limits", "prescription", "constraint")
 
 
 def resolve_protocol(name_or_path: str | Path) -> Path:
@@ -118,7 +119,7 @@ def _margin(t: dict) -> PTVMarginRule:
 
 
 def _limits(t: dict) -> LimitsRule:
-    _check(t, ("derive_lq", "no_limit", "no_limit_source", "note"))
+    _check(t, ("derive_lq", "no_limit", "no_limit_source", "note", "replace"))
     derive = t.get("derive_lq", True)
     if not isinstance(derive, bool):
         raise _RowError(f"derive_lq must be true or false, got {derive!r}", "derive_lq")
@@ -141,6 +142,111 @@ def _limits(t: dict) -> LimitsRule:
     return LimitsRule(derive, tuple(canonical), source, _text(t, "note") or "")
 
 
+REPLACE_KEYS = ("structure", "metric", "by_metric", "fractions", "source", "note")
+
+
+def _replacement(t, rows, protocol: str, line: int | None) -> Replacement:
+    """One ``[[limits.replace]]`` table, checked against the protocol's rows."""
+    from rtqa.constraints.derivation import derivable
+    from rtqa.dvh.metrics import parse_metric
+
+    if not isinstance(t, dict):
+        raise _RowError("[[limits.replace]] entries must be tables")
+    _check(t, REPLACE_KEYS)
+    try:
+        structure = str(parse_structure(_text(t, "structure", required=True)))
+    except StructExprError as exc:
+        raise _RowError(str(exc), "structure") from None
+    metrics = {}
+    for key in ("metric", "by_metric"):
+        try:
+            metrics[key] = str(parse_metric(_text(t, key, required=True)))
+        except MetricSyntaxError as exc:
+            raise _RowError(f"{key}: {exc}", key) from None
+    fractions, fractions_text = (None, "")
+    if "fractions" in t:
+        fractions, fractions_text = parse_fractions(t["fractions"])
+    source = _text(t, "source", required=True)
+    family = [r for r in rows if r.structure == structure and r.metric == metrics["metric"]]
+    if not any(derivable(r) for r in family):
+        raise _RowError(f"the protocol has no enabled SBRT row of {structure} "
+                        f"{metrics['metric']} that a limit could be derived from: nothing to "
+                        "replace", "metric")
+    by = [r for r in rows if r.structure == structure and r.metric == metrics["by_metric"]
+          and r.enabled]
+    if not by:
+        raise _RowError(f"by_metric: the protocol has no enabled row of {structure} "
+                        f"{metrics['by_metric']} to replace the derived rows with", "by_metric")
+    if metrics["by_metric"] == metrics["metric"]:
+        raise _RowError("by_metric is the replaced metric: a row of the protocol for that "
+                        "structure, metric and fraction count already replaces the derived "
+                        "one", "by_metric")
+    return Replacement(structure, metrics["metric"], metrics["by_metric"], source, fractions,
+                       fractions_text, _text(t, "note") or "", protocol, line)
+
+
+def _replacements(data: dict, lines: list[str], path: Path, name: str,
+                  sets) -> tuple[Replacement, ...]:
+    table = data.get("limits")
+    entries = table.get("replace", []) if isinstance(table, dict) else []
+    if not isinstance(entries, list):
+        raise ConstraintFileError("[limits] replace must be written as [[limits.replace]] "
+                                  "tables", path)
+    headers = _header_lines(lines, "limits.replace", True)
+    rows = [c for st in sets for c in st.constraints]
+    out: list[Replacement] = []
+    for i, entry in enumerate(entries):
+        header = headers[i] if i < len(headers) else None
+        try:
+            rep = _replacement(entry, rows, name, header)
+            for other in out:
+                if (other.structure, other.metric) == (rep.structure, rep.metric) and (
+                        other.fractions is None or rep.fractions is None
+                        or other.fractions & rep.fractions):
+                    raise _RowError(f"{rep.structure} {rep.metric} is replaced twice for the "
+                                    "same fraction counts", "metric")
+        except _RowError as exc:
+            key_line = _key_line(lines, header, exc.key) if exc.key else None
+            where = f"line {key_line or header}: " if (key_line or header) else ""
+            raise ConstraintFileError(f"{where}[[limits.replace]]: {exc}", path) from None
+        out.append(rep)
+    return tuple(out)
+
+
+def _prescription(t: dict) -> PrescriptionRule:
+    keys = ("coverage_volume_pct", "near_min_volume_pct", "near_min_dose_pct",
+            "coverage_priority", "coverage_source", "max_dose_pct", "min_max_dose_pct",
+            "max_priority", "max_source", "note")
+    _check(t, keys)
+    nums = {k: _number(t, k, required=False) for k in keys if k.endswith("_pct")}
+    for k in ("coverage_volume_pct", "near_min_volume_pct", "near_min_dose_pct"):
+        if nums[k] is not None and nums[k] > 100:
+            raise _RowError(f"{k} must be <= 100, got {_num(nums[k])}", k)
+    for k in ("max_dose_pct", "min_max_dose_pct"):
+        if nums[k] is not None and nums[k] < 100:
+            raise _RowError(f"{k} is a maximum dose as % of the prescription (>= 100), got "
+                            f"{_num(nums[k])}", k)
+    if (nums["min_max_dose_pct"] is not None and nums["max_dose_pct"] is not None
+            and nums["min_max_dose_pct"] > nums["max_dose_pct"]):
+        raise _RowError("min_max_dose_pct is larger than max_dose_pct", "min_max_dose_pct")
+    kw = {k: v for k, v in nums.items() if v is not None}
+    for k in ("coverage_priority", "max_priority"):
+        v = _text(t, k)
+        if v is not None and v not in ("mandatory", "optimal"):
+            raise _RowError(f"{k} must be \"mandatory\" or \"optimal\", got {v!r}", k)
+        if v is not None:
+            kw[k] = v
+    groups = {"coverage": ("coverage_volume_pct", "near_min_volume_pct", "near_min_dose_pct"),
+              "max": ("max_dose_pct", "min_max_dose_pct")}
+    for k, members in groups.items():
+        if f"{k}_source" in t:
+            kw[f"{k}_source"] = _text(t, f"{k}_source")
+        elif any(m in kw for m in members):
+            raise _RowError(f"{', '.join(m for m in members if m in kw)} given without "
+                            f"{k}_source: every value needs its source", f"{k}_source")
+    return PrescriptionRule(**kw, note=_text(t, "note") or "")
+
+
 def _include(entry, folder: Path) -> Path | None:
     p = Path(entry).expanduser()
     for cand in ([p] if p.is_absolute() else [folder / p, constraints_dir() / p]):
@@ -157,7 +263,12 @@ def load_protocol(name_or_path: str | Path) -> Protocol:
     ``[planning_ct]``, ``[ptv_margin]`` (each with its ``source``), ``[limits]``
     (``derive_lq`` = true|false: derive limits for fraction counts without a sourced row
     by LQ isoeffect, default true; ``no_limit`` = structures deliberately given no limit,
-    with ``no_limit_source``) and the protocol's own ``[[constraint]]`` rows."""
+    with ``no_limit_source``; ``[[limits.replace]]`` tables with ``structure``,
+    ``metric``, ``by_metric``, optional ``fractions``, ``source`` and ``note``: the derived
+    rows of that family are replaced by the protocol's row of ``by_metric``, see
+    ``model.Replacement``), ``[prescription]`` (``rtqa.constraints.model.PrescriptionRule``:
+    SBRT coverage and maximum-dose checks as % of the prescription, each value with its
+    source; defaults when absent) and the protocol's own ``[[constraint]]`` rows."""
     path = resolve_protocol(name_or_path)
     lines, data = _read_toml(path)
     if "protocol" not in data:
@@ -190,10 +301,16 @@ def load_protocol(name_or_path: str | Path) -> Protocol:
     own = _rows(data, lines, path, name)
     if own:
         sets.append(ConstraintSet(name, own, description, source, path))
+    limits = _section(data, "limits", lines, path, _limits) or LimitsRule()
+    replaced = _replacements(data, lines, path, name, sets)
+    if replaced:
+        limits = dataclasses.replace(limits, replace=replaced)
     return Protocol(
         name=name, sets=tuple(sets), description=description, source=source, path=path,
         lesions=_section(data, "lesions", lines, path, _lesions),
         oligoprogression=_section(data, "oligoprogression", lines, path, _oligo),
         planning_ct=_section(data, "planning_ct", lines, path, _ct),
         ptv_margin=_section(data, "ptv_margin", lines, path, _margin),
-        limits=_section(data, "limits", lines, path, _limits) or LimitsRule())
+        limits=limits,
+        prescription=(_section(data, "prescription", lines, path, _prescription)
+                      or PrescriptionRule()))

@@ -7,9 +7,19 @@ hypofractionated plan (``is_hypofractionated``) they are evaluated on the voxel-
 distribution, EQD2 = D·(D/n + α/β)/(2 + α/β), with the row's α/β, else the global one,
 else 2 Gy for CNS structures and 3 Gy otherwise (``default_alpha_beta``).
 
-A (structure, metric) family with sourced rows for other fraction counts but none for
-this one gets a row derived by LQ isoeffect from the nearest sourced schedule
-(``rtqa.constraints.derivation``; its ``Constraint.derivation`` says so). Where an SBRT
+Fraction regimes (``rtqa.constraints.derivation`` gives the sources):
+
+* 1-8 fractions (SBRT): a (structure, metric) family with sourced rows for other fraction
+  counts but none for this one gets a row derived by LQ isoeffect from the nearest
+  sourced schedule (its ``Constraint.derivation`` says so), unless the protocol's
+  ``[[limits.replace]]`` (``model.Replacement``) replaces that family's derived rows by
+  its own rule: the derived row is then listed as ``"replaced"`` (not evaluated; the
+  replacing row's note names it).
+* 9 fractions and more: nothing is derived. Conventional rows apply (on EQD2 when the
+  plan is hypofractionated, ``is_hypofractionated``), with rows for any count and rows
+  naming the count; a structure with none of them has no limit.
+
+Where an SBRT
 row (sourced or derived) applies to a structure and metric, the conventional row for the
 same structure and metric, converted to EQD2, is informative only (``informative``,
 priority "optimal"): it never overrides the SBRT row. A structure with no applicable
@@ -24,10 +34,13 @@ import math
 import re
 from dataclasses import dataclass
 from dataclasses import replace
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 from rtqa.constraints.model import Constraint, _num
 from rtqa.constraints.structexpr import StructExpr
+
+if TYPE_CHECKING:
+    from rtqa.constraints.model import Replacement
 
 
 #: α/β (Gy) used to convert conventional rows to EQD2: late-responding tissue / CNS.
@@ -45,7 +58,7 @@ CNS_STRUCTURES = frozenset({
 CONVENTIONAL_MAX_DOSE_PER_FRACTION_GY = 2.0
 CONVENTIONAL_MIN_FRACTIONS = 25
 
-APPLY, DISABLED, NONE, EXEMPT = "apply", "disabled", "none", "exempt"
+APPLY, DISABLED, NONE, EXEMPT, REPLACED = "apply", "disabled", "none", "exempt", "replaced"
 
 
 @dataclass(frozen=True)
@@ -60,7 +73,10 @@ class SelectedRow:
     gives the protocol's justification). ``informative``: a conventional row shown for
     information only because an SBRT row for the same structure and metric applies
     (its constraint's priority is "optimal"). A derived row's constraint has
-    ``derivation`` set.
+    ``derivation`` set. ``"replaced"``: a derived row the protocol replaces by its own
+    rule (``[[limits.replace]]``): listed, not evaluated (``replaced_by`` says by what; the
+    replacing row's ``conversion_note`` names it).
+    ``hint`` (``"none"`` entries): why there is no limit and how a protocol adds one.
     """
 
     structure: str
@@ -72,6 +88,8 @@ class SelectedRow:
     conversion_note: str = ""
     reason: str = ""
     informative: bool = False
+    replaced_by: str = ""
+    hint: str = ""
 
     @property
     def derived(self) -> bool:
@@ -126,18 +144,61 @@ def _apply(row: Constraint, n: int, hypo: bool, alpha_beta: float | None) -> Sel
         return SelectedRow(row.structure, n, APPLY, row, row.dose_type, row.alpha_beta, note)
     if row.derivation is not None:
         return SelectedRow(row.structure, n, APPLY, row, "physical", None,
-                           f"{row.derivation.label}: {row.derivation.detail}")
+                           f"derived (LQ): {row.derivation.detail}")
     return SelectedRow(row.structure, n, APPLY, row, "physical")
+
+
+def _short_source(row: Constraint) -> str:
+    """A row's source; for a derived row its reference set and count (the full text is
+    the derived row's own source)."""
+    d = row.derivation
+    if d is not None:
+        return f"derived (LQ) from {d.reference.set_name}, {d.reference_fractions} fx"
+    return row.source or row.set_name
 
 
 def _informative(sel: SelectedRow, sbrt: list[Constraint]) -> SelectedRow:
     """A conventional EQD2 row shown for information: priority optimal, marked."""
-    what = "; ".join(f"{r.label} ({r.source or r.set_name})" for r in sbrt)
+    what = "; ".join(f"{r.label} ({_short_source(r)})" for r in sbrt)
     note = (f"informative only (priority optimal): the SBRT row for the same structure "
             f"and metric applies at {sel.fractions} fx: {what}")
     return replace(sel, constraint=replace(sel.constraint, priority="optimal"),
                    informative=True,
                    conversion_note="; ".join(n for n in (sel.conversion_note, note) if n))
+
+
+def _replaced(sel: SelectedRow, rep, by: list[Constraint]) -> SelectedRow:
+    """A derived row the protocol's own rule replaces: kind ``"replaced"`` (listed, not
+    evaluated), priority optimal, saying what replaces it."""
+    what = "; ".join(f"{r.structure} {r.label}" for r in by)
+    text = f"protocol {rep.protocol}: {what}"
+    fx = "" if rep.fractions is None else f", {rep.fractions_text} fx"
+    note = f"replaced by {text} (the same rule; [[limits.replace]]{fx}); not evaluated"
+    return replace(sel, kind=REPLACED, constraint=replace(sel.constraint, priority="optimal"),
+                   informative=True, replaced_by=text,
+                   conversion_note="; ".join(n for n in (sel.conversion_note, note) if n))
+
+
+def _replacing(sel: SelectedRow, replaced: list[tuple[SelectedRow, "Replacement"]]
+               ) -> SelectedRow:
+    """The protocol row that replaces derived rows: its note names them."""
+    what = "; ".join(f"{r.constraint.label} ({r.constraint.source})" for r, _ in replaced)
+    note = (f"replaces the derived {what}, the same rule ([[limits.replace]] of protocol "
+            f"{replaced[0][1].protocol})")
+    return replace(sel, conversion_note="; ".join(n for n in (sel.conversion_note, note)
+                                                  if n))
+
+
+def _no_row_hint(structure: str, fractions: int) -> str:
+    """Why a structure has no limit at this count, and how a protocol gives it one."""
+    from rtqa.constraints.derivation import DERIVATION_MAX_FRACTIONS, in_derivation_range
+
+    why = "" if in_derivation_range(fractions) else (
+        f"limits are not derived by LQ beyond {DERIVATION_MAX_FRACTIONS} fractions and no "
+        f"conventional row, row for any count or row for {fractions} fractions exists; ")
+    return (f"{why}to set a limit, add to the protocol a [[constraint]] with structure = "
+            f"\"{structure}\", metric, limit, fractions = [{fractions}], source and status, "
+            "or list the structure under [limits] no_limit with no_limit_source")
 
 
 def _why_disabled(row: Constraint) -> str:
@@ -149,7 +210,8 @@ def _why_disabled(row: Constraint) -> str:
 def select(rows: Iterable[Constraint], fractions: int, *,
            dose_per_fraction_gy: float | None = None,
            alpha_beta: float | None = None, derive: bool = True,
-           no_limit: Mapping[str, str] | None = None) -> list[SelectedRow]:
+           no_limit: Mapping[str, str] | None = None,
+           replacements: Sequence["Replacement"] = ()) -> list[SelectedRow]:
     """What applies to a plan of ``fractions`` fractions, grouped by structure.
 
     For each structure (in order of first appearance): the enabled rows that apply
@@ -160,7 +222,10 @@ def select(rows: Iterable[Constraint], fractions: int, *,
     informative only (``SelectedRow.informative``, priority "optimal").
     If no enabled or derived row applies, an ``"exempt"`` entry comes first when
     ``no_limit`` (structure text -> justification) names the structure, else a ``"none"``
-    entry: "no constraint for N fractions". Conventional rows of a hypofractionated plan (``is_hypofractionated``)
+    entry: "no constraint for N fractions" (``hint``: how to add a row). ``replacements``: the
+    protocol's ``[[limits.replace]]`` entries; a derived row of a replaced family is
+    ``"replaced"`` (listed, not evaluated) where the replacing row applies.
+    Conventional rows of a hypofractionated plan (``is_hypofractionated``)
     are evaluated on EQD2 with α/β = the row's ``alpha_beta``, else the global
     ``alpha_beta`` argument (Gy), else 2 Gy for CNS structures and 3 Gy otherwise:
     voxel-wise, each voxel's total dose D of n fractions becomes
@@ -193,15 +258,30 @@ def select(rows: Iterable[Constraint], fractions: int, *,
                     f"{'s' if fractions != 1 else ''}"
                 if off:
                     reason += f" ({len(off)} disabled row{'s' if len(off) != 1 else ''})"
-                out.append(SelectedRow(structure, fractions, NONE, reason=reason))
+                out.append(SelectedRow(structure, fractions, NONE, reason=reason,
+                                       hint=_no_row_hint(structure, fractions)))
         sbrt = [r for r in on + derived if not r.conventional]
+        from_derived: list[SelectedRow] = []
+        replaced_by: dict[int, list[tuple[SelectedRow, Replacement]]] = {}
+        for r in derived:
+            sel = _apply(r, fractions, hypo, alpha_beta)
+            rep = next((x for x in replacements if x.structure == structure
+                        and x.metric == r.metric and x.applies_to(fractions)), None)
+            by = [o for o in on if rep is not None and o.metric == rep.by_metric]
+            if by:
+                sel = _replaced(sel, rep, by)
+                for o in by:
+                    replaced_by.setdefault(id(o), []).append((sel, rep))
+            from_derived.append(sel)
         for r in on:
             sel = _apply(r, fractions, hypo, alpha_beta)
             same = [s for s in sbrt if s.metric == r.metric]
             if r.conventional and hypo and same:
                 sel = _informative(sel, same)
+            if id(r) in replaced_by:
+                sel = _replacing(sel, replaced_by[id(r)])
             out.append(sel)
-        out.extend(_apply(r, fractions, hypo, alpha_beta) for r in derived)
+        out.extend(from_derived)
         out.extend(SelectedRow(structure, fractions, DISABLED, r, reason=_why_disabled(r))
                    for r in off)
     return out

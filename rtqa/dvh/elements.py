@@ -59,8 +59,8 @@ def _voxel_elements(tab: _Tables, acc: _Accumulator, g, w, tm, vt, tlo, thi) -> 
         sl = slice(s, s + CHUNK)
         g = gg[sl]
         gn = g + nxy
-        pa = tab.pair_at(g).view(f32)
-        pb = tab.pair_at(gn).view(f32)
+        pa, pb = tab.pairs_at(g)
+        pa, pb = pa.view(f32), pb.view(f32)
         va = tab.flat[g]
         vb = tab.flat[gn]
         t = tm[sl]
@@ -250,14 +250,43 @@ def _sample_elements(acc: _Accumulator, m: int, coef: np.ndarray, slot, rr, cc, 
         rv = loc[rr[sl]]
         t = tm[sl]
         A, B, C, D, E, F, G, H = coef[:, slot[sl]]
-        gs = B + E * rv + (F + H * rv) * t
-        gr = C + E * sv + (G + H * sv) * t
-        gt = D + F * sv + (G + H * sv) * rv
-        mean = A + B * sv + (C + E * sv) * rv + gt * t
-        agt = np.abs(gt)  # the ends differ from the mean by less than |gt|
-        if float((mean - agt).min()) < acc.dmin or float((mean + agt).max()) > acc.dmax:
+        # gs = B + E rv + (F + H rv) t, gr = C + E sv + (G + H sv) t,
+        # gt = D + F sv + (G + H sv) rv, mean = A + B sv + (C + E sv) rv + gt t
+        # (in place; the same operations in the same order)
+        u = H * sv
+        u += G
+        ce = E * sv
+        ce += C
+        gr = u * t
+        gr += ce
+        gt = F * sv
+        gt += D
+        u *= rv
+        gt += u
+        gs = H * rv
+        gs += F
+        gs *= t
+        tmp = E * rv
+        tmp += B
+        gs += tmp
+        mean = B * sv
+        mean += A
+        ce *= rv
+        mean += ce
+        np.multiply(gt, t, out=tmp)
+        mean += tmp
+        agt = np.abs(gt, out=u)  # the ends differ from the mean by less than |gt|
+        if (float(np.subtract(mean, agt, out=tmp).min()) < acc.dmin
+                or float(np.add(mean, agt, out=tmp).max()) > acc.dmax):
             p0 = mean + gt * (ta[sl] - t)
             p1 = mean + gt * (tb[sl] - t)
             acc.points(float(min(p0.min(), p1.min())), float(max(p0.max(), p1.max())))
-        var = (gs * gs + gr * gr) * add + gt * gt * vt[sl]
-        acc.add(mean, np.sqrt(12.0 * var), w[sl])
+        gs *= gs  # var = (gs^2 + gr^2) add + gt^2 vt; width = sqrt(12 var)
+        gr *= gr
+        gs += gr
+        gs *= add
+        gt *= gt
+        gt *= vt[sl]
+        gs += gt
+        gs *= 12.0
+        acc.add(mean, np.sqrt(gs, out=gs), w[sl])

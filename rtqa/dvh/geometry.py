@@ -88,16 +88,6 @@ def slabs_for(z: np.ndarray, single_plane_mm: float, ct_z: np.ndarray | None = N
     return Slabs(z, lo, hi, gap)
 
 
-def _edges(polys: list[np.ndarray]):
-    """Edge start and end points (implicitly closed polygons) and the polygon of each."""
-    pts = np.concatenate(polys)
-    n = np.array([len(p) for p in polys])
-    start = np.cumsum(n) - n
-    nxt = np.arange(len(pts)) + 1
-    nxt[start + n - 1] = start  # close each polygon
-    return pts, pts[nxt], np.repeat(np.arange(len(polys)), n)
-
-
 @dataclass(frozen=True, eq=False)
 class Edges:
     """All contour edges of a structure as flat arrays: edge i runs from (x0, y0) to
@@ -457,19 +447,34 @@ def _euclid(rast: Raster, kp: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.nd
     out = np.empty(kp.size)
     order = np.argsort(kp, kind="stable")
     bounds = np.flatnonzero(np.diff(kp[order], prepend=-1, append=-1))
-    for s, e in zip(bounds[:-1], bounds[1:]):
-        idx = order[s:e]
-        a, b, _ = _edges(list(rast.polys[kp[idx[0]]]))
-        ab = b - a
+    e = rast.edges
+    pstart = np.searchsorted(e.plane, np.arange(rast.K + 1))  # edges are in plane order
+    for s, t in zip(bounds[:-1], bounds[1:]):
+        idx = order[s:t]
+        k = kp[idx[0]]
+        sl = slice(pstart[k], pstart[k + 1])
+        a0, a1 = e.x0[sl], e.y0[sl]
+        ab = np.stack([e.x1[sl] - a0, e.y1[sl] - a1], axis=1)
+        ab0, ab1 = ab[:, 0].copy(), ab[:, 1].copy()
         l2 = np.maximum(np.einsum("ij,ij->i", ab, ab), 1e-300)
-        step = max(1, 1_000_000 // len(a))
+        step = max(1, 1_000_000 // a0.size)
         for c in range(0, idx.size, step):
             q = idx[c:c + step]
-            px = x[q][:, None] - a[:, 0]
-            py = y[q][:, None] - a[:, 1]
-            t = np.clip((px * ab[:, 0] + py * ab[:, 1]) / l2, 0.0, 1.0)
-            out[q] = np.sqrt(np.min((px - t * ab[:, 0]) ** 2 + (py - t * ab[:, 1]) ** 2,
-                                    axis=1))
+            px = x[q][:, None] - a0
+            py = y[q][:, None] - a1
+            tt = px * ab0
+            tmp = py * ab1
+            tt += tmp
+            tt /= l2
+            np.clip(tt, 0.0, 1.0, out=tt)
+            np.multiply(tt, ab0, out=tmp)
+            px -= tmp
+            px *= px
+            np.multiply(tt, ab1, out=tmp)
+            py -= tmp
+            py *= py
+            px += py
+            out[q] = np.sqrt(np.min(px, axis=1))
     return out
 
 
@@ -481,14 +486,38 @@ def _circle_root(z3, p3, lo, hi) -> np.ndarray:
     (x1, x2, x3), (y1, y2, y3) = z3, p3
     a, b, c = y2 - y3, y3 - y1, y1 - y2
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        s1, s2, s3 = x1 * x1 + y1 * y1, x2 * x2 + y2 * y2, x3 * x3 + y3 * y3
-        inv = 0.5 / (x1 * a + x2 * b + x3 * c)
-        ux = (s1 * a + s2 * b + s3 * c) * inv
-        uy = (s1 * (x3 - x2) + s2 * (x1 - x3) + s3 * (x2 - x1)) * inv
-        dx = x1 - ux
-        h = np.sqrt(dx * dx + y1 * (y1 - 2 * uy))  # sqrt(r^2 - uy^2)
-        r0 = ux - h
-        r1 = ux + h
+        # s_i = x_i^2 + y_i^2; inv = 0.5 / (x1 a + x2 b + x3 c); ux = (s1 a + s2 b + s3 c)
+        # inv; uy = (s1 (x3 - x2) + s2 (x1 - x3) + s3 (x2 - x1)) inv; h = sqrt(dx^2 + y1
+        # (y1 - 2 uy)) with dx = x1 - ux (in place: the same operations in the same order)
+        tmp = np.multiply(y1, y1)
+        s1 = np.multiply(x1, x1)
+        s1 += tmp
+        s2 = np.multiply(x2, x2)
+        s2 += np.multiply(y2, y2, out=tmp)
+        s3 = np.multiply(x3, x3)
+        s3 += np.multiply(y3, y3, out=tmp)
+        inv = np.multiply(x1, a)
+        inv += np.multiply(x2, b, out=tmp)
+        inv += np.multiply(x3, c, out=tmp)
+        np.divide(0.5, inv, out=inv)
+        ux = np.multiply(s1, a)
+        ux += np.multiply(s2, b, out=tmp)
+        ux += np.multiply(s3, c, out=tmp)
+        ux *= inv
+        uy = np.subtract(x3, x2, out=a)
+        uy *= s1
+        uy += np.multiply(s2, np.subtract(x1, x3, out=b), out=b)
+        uy += np.multiply(s3, np.subtract(x2, x1, out=c), out=c)
+        uy *= inv
+        h = np.subtract(x1, ux, out=b)
+        h *= h
+        uy *= 2
+        np.subtract(y1, uy, out=uy)
+        uy *= y1
+        h += uy
+        h = np.sqrt(h, out=h)  # sqrt(r^2 - uy^2)
+        r0 = np.subtract(ux, h, out=c)
+        r1 = np.add(ux, h, out=ux)
         r1 = np.where((r1 >= lo) & (r1 <= hi), r1, np.nan)
         return np.where((r0 >= lo) & (r0 <= hi), r0, r1)
 

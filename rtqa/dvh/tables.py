@@ -37,10 +37,12 @@ def _voxel_mean_sd(d: np.ndarray, delta: np.ndarray, sd: np.ndarray) -> None:
     the x-averaged profile along y (exact for a linear dose; the twist term of a bilinear
     cell is neglected)."""
 
-    def second(a, axis):  # v- - 2 v + v+, constant beyond the outer nodes
+    def second(a, axis, dtype=None):  # v- - 2 v + v+, constant beyond the outer nodes
+        # (into float32 directly: each value computed in a's type, then rounded once,
+        # as a float64 result then cast)
         a = np.moveaxis(a, axis, -1)
         g = np.diff(a, axis=-1)
-        out = np.empty_like(a)
+        out = np.empty_like(a, dtype=dtype or a.dtype)
         out[..., 0] = g[..., 0]
         np.subtract(g[..., 1:], g[..., :-1], out=out[..., 1:-1])
         # (not np.negative(..., out=): NumPy 2.4 negates strided float32 views wrongly)
@@ -61,8 +63,8 @@ def _voxel_mean_sd(d: np.ndarray, delta: np.ndarray, sd: np.ndarray) -> None:
     # second differences from the float64 dose (exactly 0 for a uniform dose), the rest
     # in float32 (relative precision suffices for the offset and the spread)
     f32 = np.float32
-    dx2 = second(d, 2).astype(f32)
-    dy2 = second(d, 1).astype(f32)
+    dx2 = second(d, 2, f32)
+    dy2 = second(d, 1, f32)
     off = second(dy2, 2)
     off *= f32(1.0 / 64.0)
     off += (dx2 + dy2) * f32(0.125)
@@ -176,15 +178,85 @@ class _Tables:
         indices ``g`` (inside the window of :meth:`use_window` for large grids)."""
         if self.pair is not None:
             return self.pair[g]
-        j0, j1, i0, i1 = self._win
         f, rem = np.divmod(g, self.nxy)
+        return self._gather(f, self._local2d(rem))
+
+    def pairs_at(self, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`pair_at` at ``g`` and at ``g + nxy`` (the same nodes on the next frame),
+        the node position worked out once and each block of frames visited once (a
+        visit per frame would sweep the blocks twice and, beyond the budget, compute
+        them twice)."""
+        if self.pair is not None:
+            return self.pair[g], self.pair[g + self.nxy]
+        f, rem = np.divmod(g, self.nxy)
+        in_order = bool(np.all(f[1:] >= f[:-1]))  # frame order (whole-voxel elements)
+        loc = self._local2d(rem)
+        j0, j1, i0, i1 = self._win
+        area = (j1 - j0) * (i1 - i0)
+        ba = f // self.block
+        la = (f - ba * self.block) * area + loc
+        f += 1
+        bb = f // self.block
+        lb = (f - bb * self.block) * area + loc
+        lo, hi = int(ba.min(initial=0)), int(bb.max(initial=0))
+        if lo == hi:
+            t = self._block(lo)
+            return t[la], t[lb]
+        out_a = np.empty(g.size, dtype=np.complex64)
+        out_b = np.empty(g.size, dtype=np.complex64)
+        if in_order:
+            order = None
+        else:
+            order = np.argsort(f, kind="stable")
+            ba, bb, la, lb = ba[order], bb[order], la[order], lb[order]
+        blocks = np.arange(lo, hi + 2)
+        ca = np.searchsorted(ba, blocks)
+        cb = np.searchsorted(bb, blocks)
+        # visit from the end nearer the most recently used block (still cached: a second
+        # sweep over a structure's frames then recomputes only what the budget dropped)
+        last = next(reversed(self._cache), lo)
+        visit = range(hi, lo - 1, -1) if 2 * last > lo + hi else range(lo, hi + 1)
+        for blk in visit:
+            n = blk - lo
+            sa, sb = slice(ca[n], ca[n + 1]), slice(cb[n], cb[n + 1])
+            if sa.stop == sa.start and sb.stop == sb.start:
+                continue
+            t = self._block(blk)
+            if order is None:
+                out_a[sa] = t[la[sa]]
+                out_b[sb] = t[lb[sb]]
+            else:
+                out_a[order[sa]] = t[la[sa]]
+                out_b[order[sb]] = t[lb[sb]]
+        return out_a, out_b
+
+    def _local2d(self, rem: np.ndarray) -> np.ndarray:
+        """In-window in-plane index of in-plane flat indices ``rem`` (row j, column i)."""
+        j0, j1, i0, i1 = self._win
         j, i = np.divmod(rem, self.nx)
+        j -= j0
+        j *= i1 - i0
+        i -= i0
+        j += i
+        return j
+
+    def _gather(self, f: np.ndarray, loc: np.ndarray) -> np.ndarray:
+        """Pairs at frames ``f`` and in-window in-plane indices ``loc``."""
+        j0, j1, i0, i1 = self._win
+        area = (j1 - j0) * (i1 - i0)
         b = f // self.block
-        local = ((f - b * self.block) * (j1 - j0) + (j - j0)) * (i1 - i0) + (i - i0)
+        local = (f - b * self.block) * area + loc
         lo, hi = int(b.min(initial=0)), int(b.max(initial=0))
         if lo == hi:
             return self._block(lo)[local]
-        out = np.empty(g.size, dtype=np.complex64)
+        out = np.empty(f.size, dtype=np.complex64)
+        if bool(np.all(b[1:] >= b[:-1])):  # in frame order (whole-voxel elements): runs
+            cuts = np.searchsorted(b, np.arange(lo + 1, hi + 1))
+            for blk, s, e in zip(range(lo, hi + 1), np.concatenate([[0], cuts]),
+                                 np.concatenate([cuts, [b.size]])):
+                if e > s:
+                    out[s:e] = self._block(blk)[local[s:e]]
+            return out
         order = np.argsort(b, kind="stable")
         bs = b[order]
         cuts = np.flatnonzero(np.diff(bs)) + 1

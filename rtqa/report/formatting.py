@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from rtqa.results import FAIL, NOT_EVALUATED, PASS, Check, DoseView, Reason
 
-__all__ = ["clean", "fmt_number", "fmt_exact", "fmt_value", "fmt_limit", "short_source",
+__all__ = ["COUNT_UNITS", "clean", "fmt_number", "fmt_exact", "fmt_value", "fmt_limit", "short_source",
            "view_label", "metric_label", "limit_excess", "reason_rows", "ReasonRow",
            "fold_passes", "Folded", "REASON_WORDS", "FOLD_MIN"]
 
@@ -77,10 +77,22 @@ def fmt_exact(x) -> str:
     return s if s in ("—", "n/a") else f"{float(x):.6g}"
 
 
+#: units of count rows (plural -> singular): a count prints as a whole number, "1 file"
+COUNT_UNITS = {"lesions": "lesion", "organs": "organ", "files": "file", "slices": "slice",
+               "rows": "row", "plans": "plan", "fractions": "fraction",
+               "structures": "structure", "broken": "broken"}
+
+
 def fmt_value(value, unit) -> str:
-    """Value with its unit ("19.84 Gy", "3.1%", "3 lesions"), "—" when not evaluated."""
+    """Value with its unit ("19.84 Gy", "3.1%", "3 lesions", "1 file"), "—" when not
+    evaluated. A count (``COUNT_UNITS``) prints as a whole number, singular for 1."""
     s = fmt_number(value)
-    return s if s in ("—", "n/a") else s + clean(_unit_suffix(unit))
+    if s in ("—", "n/a"):
+        return s
+    if unit in COUNT_UNITS and float(value).is_integer():
+        n = int(value)
+        return f"{n} {COUNT_UNITS[unit] if n == 1 else unit}"
+    return s + clean(_unit_suffix(unit))
 
 
 def fmt_limit(limit, unit) -> str:

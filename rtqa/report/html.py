@@ -11,140 +11,37 @@ conventions, α/β values used); sign-off (dosimetrist, physicist, radiation onc
 Escaping: the template is rendered by jinja2 with ``autoescape=True``; every string from
 the input files (patient ID, plan labels, ROI names) is also stripped of control and
 format characters (shown as ``\\x1b``-style escapes, see ``rtqa.report.text.clean``).
-Plot text goes to matplotlib with mathtext off and is escaped by its SVG writer.
+Plot text is escaped like the rest (no mathtext: a ``$`` in an ROI name shows as typed).
 
-DVH plots: one small plot per ``Report.curves`` entry (cumulative DVH, volume % against
-dose Gy) with each constraint of ``Curve.marks`` drawn on the curve, coloured by status;
-failing points are red crosses with red labels. Rendered with matplotlib's SVG backend
-(text kept as text, ``svg.fonttype = 'none'``), deterministic (no date, fixed hash salt)
-and with element ids prefixed per plot so that several SVGs can share one page.
+DVH plots (``rtqa.report.svgplot``, SVG written directly, no matplotlib): one overview
+of the physical DVHs of all structures next to the structure table (its legend), and one
+small plot per ``Report.curves`` entry (cumulative DVH, volume % against dose Gy) with
+each constraint of ``Curve.marks`` numbered and drawn on the curve of its own dose view,
+its limit as the objective; failing points are red crosses with red labels, and the list
+under each plot gives every mark's number, status, label and values.
 """
 
 from __future__ import annotations
 
 import functools
-import io
 import math
-import re
 
 import jinja2
-import matplotlib
-from markupsafe import Markup, escape
-from matplotlib.backends.backend_svg import FigureCanvasSVG
-from matplotlib.figure import Figure
 
 from rtqa.report.json_report import check_report, created_of, version_of
 from rtqa.report.formatting import (
     Folded, check_metric, clean, fmt_approval, fmt_exact, fmt_person, fmt_targets, provenance, fmt_limit, fmt_number, fmt_value, fold_passes,
     reason_rows, short_source, view_label,
 )
+from rtqa.report.svgplot import (STATUS_COLORS, dvh_plot, dvh_svg, overview_styles,
+                                 overview_svg)
 from rtqa.report.text import counts, summary_line
-from rtqa.results import CATEGORIES, FAIL, NOT_EVALUATED, PASS, WARN, Curve, Report
+from rtqa.results import CATEGORIES, FAIL, NOT_EVALUATED, PASS, WARN, Report
 
 __all__ = ["render_html", "dvh_svg", "alpha_beta_used", "STATUS_COLORS"]
 
-STATUS_COLORS = {PASS: "#1a7f37", FAIL: "#cf222e", WARN: "#b35900",
-                 NOT_EVALUATED: "#8250df", "ERROR": "#a0126b"}
 _STATUS_CLASS = {PASS: "pass", FAIL: "fail", WARN: "warn", NOT_EVALUATED: "ne",
                  "ERROR": "error"}
-_CURVE_COLOR = "#1f4e79"
-
-
-# --- DVH plots ---------------------------------------------------------------------
-
-def _finite_pairs(xs, ys):
-    return [(float(x), float(y)) for x, y in zip(xs, ys)
-            if x is not None and y is not None and math.isfinite(x) and math.isfinite(y)]
-
-
-def _prefix_ids(svg: str, prefix: str) -> str:
-    """Make every id of one matplotlib SVG unique on a page holding several."""
-    svg = re.sub(r'\bid="([^"]+)"', lambda m: f'id="{prefix}{m[1]}"', svg)
-    svg = re.sub(r'url\(#([^)]+)\)', lambda m: f'url(#{prefix}{m[1]})', svg)
-    return re.sub(r'xlink:href="#([^"]+)"', lambda m: f'xlink:href="#{prefix}{m[1]}"', svg)
-
-
-def dvh_svg(curve: Curve, index: int = 0) -> Markup:
-    """An inline ``<svg>`` element of one cumulative DVH with its constraint marks.
-
-    ``index`` makes the element ids unique on the page. Text is escaped by matplotlib;
-    mathtext is off so a ``$`` in an ROI name is shown as typed.
-    """
-    rc = {"svg.fonttype": "none", "svg.hashsalt": f"rtqa-dvh-{index}",
-          "font.family": "DejaVu Sans", "font.size": 7.5, "axes.linewidth": 0.6}
-    with matplotlib.rc_context(rc):
-        fig = Figure(figsize=(3.5, 2.45), dpi=72)
-        FigureCanvasSVG(fig)
-        ax = fig.add_axes((0.14, 0.17, 0.83, 0.71))
-        points = _finite_pairs(curve.dose_gy, curve.volume_pct)
-        marks = [m for m in curve.marks if all(
-            v is not None and math.isfinite(v) for v in (m[0], m[1]))]
-        objectives = [o if o is not None and all(math.isfinite(v) for v in o) else None
-                      for o in curve.objectives] if curve.objectives else []
-        objectives = dict(zip([id(m) for m in curve.marks], objectives + [None] * len(
-            curve.marks)))
-        # the axes include every limit as well as every achieved point
-        dmax = max([d for d, _ in points] + [m[0] for m in marks]
-                   + [o[0] for o in objectives.values() if o] + [1.0])
-        if points:
-            ax.plot([d for d, _ in points], [v for _, v in points], color=_CURVE_COLOR,
-                    linewidth=1.3, solid_joinstyle="round")
-        else:
-            ax.text(0.5, 0.5, "no DVH data", transform=ax.transAxes, ha="center",
-                    va="center", color="#8250df", parse_math=False)
-        mark_of = {tuple(m): m for m in curve.marks}
-        level, last = 0, None
-        for dose, vol, label, status in sorted(marks, key=lambda m: m[0]):
-            # stagger labels of marks close in dose so that they do not overlap
-            level = level + 1 if last is not None and dose - last < 0.35 * dmax else 0
-            last = dose
-            color = STATUS_COLORS.get(status, "#555555")
-            failing = status == FAIL
-            goal = objectives.get(id(mark_of[(dose, vol, label, status)]))
-            if goal is not None:  # the limit as the objective: open diamond, joined
-                ax.plot([goal[0], dose], [goal[1], vol], color=color, linewidth=0.7,
-                        linestyle=":", zorder=4)
-                ax.plot([goal[0]], [goal[1]], linestyle="none", marker="D", markersize=4.5,
-                        markerfacecolor="white", markeredgecolor=color,
-                        markeredgewidth=1.0, zorder=5)
-            ax.plot([dose], [vol], linestyle="none", marker="X" if failing else "o",
-                    markersize=8 if failing else 5, color=color,
-                    markeredgecolor="white" if not failing else "#7a0010",
-                    markeredgewidth=0.6, zorder=5)
-            if failing:
-                ax.vlines(dose, 0, vol, colors=color, linewidth=0.8, linestyles="--", zorder=1)
-            right = dose > 0.62 * dmax
-            high = vol > 80  # label below points near the top of the plot
-            dy = 5 + 11 * (level % 3)
-            ax.annotate(clean(label), (dose, vol), xytext=(-5 if right else 5, -dy if high else dy),
-                        textcoords="offset points", ha="right" if right else "left",
-                        fontsize=6.8, color=color, fontweight="bold" if failing else "normal",
-                        va="top" if high else "bottom", parse_math=False, zorder=6)
-        title = clean(curve.name)
-        vol_cc = fmt_value(curve.volume_cc, "cc")
-        ax.set_title(f"{title}  ({vol_cc})" if vol_cc not in ("—", "n/a") else title,
-                     fontsize=8.5, loc="left", parse_math=False)
-        ax.set_xlim(0, dmax * 1.05)
-        ax.set_ylim(0, 105)
-        ax.set_xlabel("Dose (Gy)", labelpad=1.5)
-        ax.set_ylabel("Volume (%)", labelpad=1.5)
-        ax.grid(True, color="#d0d7de", linewidth=0.4)
-        ax.tick_params(length=2, pad=1.5)
-        for side in ("top", "right"):
-            ax.spines[side].set_visible(False)
-        buf = io.StringIO()
-        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
-    svg = buf.getvalue()
-    svg = svg[svg.index("<svg"):]  # drop the XML declaration and DOCTYPE
-    # drop the RDF metadata (namespace URLs) and the global "*{...}" style, which would
-    # apply to the whole page (the page CSS sets the same for .dvh-svg)
-    svg = re.sub(r"\s*<metadata>.*?</metadata>", "", svg, count=1, flags=re.S)
-    svg = re.sub(r'\s*<defs>\s*<style type="text/css">[^<]*</style>\s*</defs>', "", svg,
-                 count=1)
-    svg = _prefix_ids(svg, f"dvh{index}-")
-    label = escape(f"Cumulative DVH of {clean(curve.name)}")
-    svg = svg.replace("<svg ", f'<svg class="dvh-svg" role="img" aria-label="{label}" ', 1)
-    return Markup(svg)
 
 
 # --- view model --------------------------------------------------------------------
@@ -292,6 +189,7 @@ def _view(report: Report) -> dict:
                      "prescribed": fmt_value(les.prescribed_bed_gy, "Gy"),
                      "note": clean(les.note)} for les in report.lesions],
         "checks": by_cat, "reasons": reasons, "notes": notes_by_cat, "sources": sources,
+        "overview": _overview(report),
         "structures": [{"name": clean(s.name),
                         "standard": clean(s.standard_name) if s.standard_name else "—",
                         "volume": fmt_number(s.volume_cc), "min": fmt_number(s.min_gy),
@@ -312,14 +210,49 @@ def _view(report: Report) -> dict:
         "conventions": [(clean(k), clean(v) if isinstance(v, str) else clean(repr(v)))
                         for k, v in (report.conventions or {}).items()],
         "alpha_beta": alpha_beta_used(report),
-        "plots": [{"name": clean(c.name), "svg": dvh_svg(c, i),
-                   "marks": [{"label": clean(m[2]), "status": m[3],
-                              "cls": _STATUS_CLASS.get(m[3], "ne"),
-                              "dose": fmt_number(m[0]), "volume": fmt_number(m[1])}
-                             for m in c.marks]}
-                  for i, c in enumerate(report.curves)],
+        "plots": [_plot(c, i) for i, c in enumerate(report.curves)],
         "signoff": ["Dosimetrist", "Medical physicist", "Radiation oncologist"],
     }
+
+
+def _plot(c, i: int) -> dict:
+    svg, labelled = dvh_plot(c, i)
+    marks = [{"label": clean(m[2]), "status": m[3], "n": k, "on_plot": k in labelled,
+              "cls": _STATUS_CLASS.get(m[3], "ne"),
+              "dose": fmt_number(m[0]), "volume": fmt_number(m[1])}
+             for k, m in enumerate(c.marks, 1)]
+    return {"name": clean(c.name), "svg": svg, "marks": marks,
+            "failing": any(m[3] == FAIL for m in c.marks),
+            "off_plot": sum(not m["on_plot"] for m in marks)}
+
+
+_KINDS = {"target": "target", "target-like": "target", "organ": "organ", "prv": "organ",
+          "unmatched": "organ", "ambiguous": "organ"}
+
+
+def _overview(report: Report) -> dict:
+    """The overview plot of all structures' physical DVHs and, per row of the structure
+    table, its curve's number and line style (the table is the plot's legend)."""
+    roles = {r.name: r.role for r in report.rois}
+    curves = list(report.overview)
+    kinds = [_KINDS.get(roles.get(c.name, ""), "other") for c in curves]
+    styles = overview_styles(kinds)
+    queue: dict[str, list[int]] = {}
+    for i, c in enumerate(curves):
+        queue.setdefault(c.name, []).append(i)
+    rows = []
+    for s in report.structures:
+        idx = queue.get(s.name, [])
+        if idx:
+            i = idx.pop(0)
+            st = styles[i]
+            rows.append({"n": i + 1, "kind": kinds[i], "color": st["color"],
+                         "dash": st["dash"], "width": st["width"], "square": st["square"]})
+        else:
+            rows.append(None)
+    return {"svg": overview_svg(curves, kinds) if curves else "", "rows": rows,
+            "n_targets": kinds.count("target"), "n_organs": kinds.count("organ"),
+            "n_other": kinds.count("other")}
 
 
 @functools.lru_cache(maxsize=1)

@@ -7,7 +7,7 @@ draft 2020-12, see ``schema_path()``). Rules:
 * Top-level keys, always in this order: ``schema``, ``status``, ``rtqa_version``,
   ``created``, ``protocol``, ``patient_id``, ``patient_name``, ``plans``, ``doses``,
   ``lesions``, ``checks``, ``structures``, ``rois``, ``warnings``, ``errors``, ``inputs``,
-  ``conventions``, ``curves``.
+  ``conventions``, ``curves``, ``overview``.
 * Records keep the order the pipeline gave them; keys within a record are in the fixed
   order of the schema. Every field is present (``null`` when unknown).
 * A number that is not finite (NaN, ±inf) is written as ``null``; the text never
@@ -16,7 +16,8 @@ draft 2020-12, see ``schema_path()``). Rules:
   report's timestamp (taken from ``Report.created``; the current UTC time when empty).
 * DVH curves (``Report.curves``) are exported last (``curves``): each cumulative DVH as
   dose (Gy) and volume (% of the structure) nodes, the constraint marks on it and, per
-  mark, its limit as a point on the same axes (``objectives``).
+  mark, its limit as a point on the same axes (``objectives``); then ``overview``, the
+  physical DVH of every structure (no marks), in the order of ``structures``.
 
 ``check_report(report)`` is the consistency check every renderer runs first: a status,
 category or priority outside the result model, or an overall status milder than the
@@ -41,7 +42,7 @@ OVERALL_STATUSES = ("PASS", "FAIL", "ERROR")
 PRIORITIES = ("mandatory", "optimal")
 TOP_LEVEL_KEYS = ("schema", "status", "rtqa_version", "created", "protocol", "patient_id",
                   "patient_name", "plans", "doses", "lesions", "checks", "structures", "rois",
-                  "warnings", "errors", "inputs", "conventions", "curves")
+                  "warnings", "errors", "inputs", "conventions", "curves", "overview")
 _SEVERITY = {"PASS": 0, "FAIL": 1, "ERROR": 2}
 _PROTOCOL_KEYS = ("name", "path", "source")
 
@@ -197,6 +198,18 @@ def to_dict(report: Report, *, now: datetime | None = None) -> dict:
             "prescribed_bed_gy": _num(les.prescribed_bed_gy),
             "note": les.note,
             "comparator": les.comparator,
+            "headroom": None if les.headroom is None else {
+                "factor_to_bed_limit": _num(les.headroom.factor_to_bed_limit),
+                "factor_prescription_to_bed_limit":
+                    _num(les.headroom.factor_prescription_to_bed_limit),
+                "factor_first_oar_fail": _num(les.headroom.factor_first_oar_fail),
+                "binding_row": les.headroom.binding_row,
+                "binding_structure": les.headroom.binding_structure,
+                "binding_metric": les.headroom.binding_metric,
+                "binding_dose_view": les.headroom.binding_dose_view,
+                "rows_not_scaled": list(les.headroom.rows_not_scaled),
+                "note": les.headroom.note,
+            },
         } for les in report.lesions],
         "checks": [{
             "id": c.id,
@@ -245,17 +258,22 @@ def to_dict(report: Report, *, now: datetime | None = None) -> dict:
             "sha256": f.sha256,
         } for f in report.inputs],
         "conventions": _jsonable(dict(report.conventions or {}), "conventions"),
-        "curves": [{
-            "name": cv.name,
-            "dose_gy": [_num(x) for x in cv.dose_gy],
-            "volume_pct": [_num(x) for x in cv.volume_pct],
-            "volume_cc": _num(cv.volume_cc),
-            "marks": [{"dose_gy": _num(m[0]), "volume_pct": _num(m[1]), "label": m[2],
-                       "status": str(m[3])} for m in cv.marks],
-            "objectives": [None if o is None else {"dose_gy": _num(o[0]),
-                                                   "volume_pct": _num(o[1])}
-                           for o in cv.objectives],
-        } for cv in report.curves],
+        "curves": [_curve(cv) for cv in report.curves],
+        "overview": [_curve(cv) for cv in report.overview],
+    }
+
+
+def _curve(cv) -> dict:
+    return {
+        "name": cv.name,
+        "dose_gy": [_num(x) for x in cv.dose_gy],
+        "volume_pct": [_num(x) for x in cv.volume_pct],
+        "volume_cc": _num(cv.volume_cc),
+        "marks": [{"dose_gy": _num(m[0]), "volume_pct": _num(m[1]), "label": m[2],
+                   "status": str(m[3])} for m in cv.marks],
+        "objectives": [None if o is None else {"dose_gy": _num(o[0]),
+                                               "volume_pct": _num(o[1])}
+                       for o in cv.objectives],
     }
 
 

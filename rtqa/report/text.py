@@ -23,6 +23,7 @@ bidirectional overrides) are shown as ``\\x1b``-style escapes.
 
 from __future__ import annotations
 
+import re
 import textwrap
 import unicodedata
 
@@ -264,10 +265,13 @@ def _note_lines(notes: dict[str, int], width: int, sources=None) -> list[str]:
 def _reason_lines(report: Report, width: int, color: bool) -> list[str]:
     """The rows the verdict rests on, directly under it."""
     rows = reason_rows(report.checks)
-    fails = sum(r.check.status == FAIL for r in rows)
-    ne = len(rows) - fails
+    n = counts(report)
     title = f"WHY {report.status}" if report.status != "PASS" else "TO REVIEW"
-    head = [f"{title}: {_plural(fails, 'failed row')}, {ne} not evaluated"]
+    parts = [f"{n['failed']} failed"]
+    if n["optimal_not_met"]:
+        parts.append(f"{n['optimal_not_met']} optimal not met")
+    parts.append(f"{n['not_evaluated']} not evaluated")
+    head = [f"{title}: " + ", ".join(parts)]
     failed_lesions = [les for les in report.lesions if les.status == FAIL]
     if not rows and not failed_lesions:
         return head + ["  every check passed or is informational (details below)"]
@@ -287,6 +291,24 @@ def _exact_gy(x) -> str:
     return s if s in ("—", "n/a") else s + " Gy"
 
 
+def _headroom_text(h) -> str:
+    """One line: the dose-scaling headroom of a lesion that falls short."""
+    def f(x):
+        return "n/a" if x is None else f"x{x:.3f}"
+    text = f"Headroom (whole dose x f): to BED limit {f(h.factor_to_bed_limit)}"
+    if h.factor_prescription_to_bed_limit is not None:
+        text += f" (prescription {f(h.factor_prescription_to_bed_limit)})"
+    if h.factor_first_oar_fail is None:
+        text += "; no organ row binds"
+    else:
+        text += (f"; first organ row fails at {f(h.factor_first_oar_fail)}: "
+                 f"{clean(h.binding_structure or '')} {clean(h.binding_metric or '')} "
+                 f"({h.binding_dose_view}; {clean(h.binding_row or '')})")
+    if h.rows_not_scaled:
+        text += f"; {len(h.rows_not_scaled)} organ row(s) not scaled"
+    return text
+
+
 def _lesion_rows(report: Report):
     rows = []
     for les in report.lesions:
@@ -297,6 +319,8 @@ def _lesion_rows(report: Report):
             details.append(f"Prescribed BED {_exact_gy(les.prescribed_bed_gy)}")
         if les.note:
             details.append(clean(les.note))
+        if les.headroom is not None:
+            details.append(_headroom_text(les.headroom))
         cells = [les.status, clean(les.name), clean(les.organ) if les.organ else "—",
                  ", ".join(clean(p) for p in les.plans) or "—",
                  "+".join(str(n) for n in les.fractions) or "—", clean(les.metric),
@@ -343,9 +367,11 @@ def _header(report: Report, width: int, color: bool) -> list[str]:
             more.append("targets " + fmt_targets(p))
         if p.reviewer or p.review_date:
             more.append(fmt_approval(p))
-        for text in more:
-            lines += textwrap.wrap(text, width=max(20, width - 14), initial_indent=" " * 14,
-                                   subsequent_indent=" " * 16, break_on_hyphens=False)
+        for text in more:  # a number stays with its unit ("30 Gy")
+            text = re.sub(r"(\d) (Gy|cc|mm|fx)\b", "\\1\xa0\\2", text)
+            lines += [x.replace("\xa0", " ") for x in textwrap.wrap(
+                text, width=max(20, width - 14), initial_indent=" " * 14,
+                subsequent_indent=" " * 16, break_on_hyphens=False)]
     for i, d in enumerate(report.doses):
         head = "Dose files" if i == 0 else ""
         name = clean(d.file).replace("\\", "/").rsplit("/", 1)[-1]
@@ -448,5 +474,23 @@ def render_text(report: Report, *, color: bool, width: int | None = None) -> str
     if color:
         key = report.status + "!" if report.status != "ERROR" else "ERROR"
         parts[0] = _paint(report.status, key, color) + parts[0][len(report.status):]
-    lines += [""] + parts
-    return "\n".join(lines) + "\n"
+    lines = [line for raw in lines for line in _fold(raw, width)]
+    return "\n".join(lines + [""] + parts) + "\n"
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _fold(line: str, width: int) -> list[str]:
+    """``line`` as it is when it fits ``width`` cells, else wrapped under its own indent
+    (the safety net that keeps every line within the width, e.g. a long protocol path)."""
+    plain = _ANSI.sub("", line)
+    if _width(plain) <= width:
+        return [line]
+    indent = " " * (len(plain) - len(plain.lstrip(" ")))
+    label = re.match(r"^\S[^ ]*(?: [^ ]+)? +(?=\S)", plain)  # "Protocol    ..." header
+    more = " " * 12 if label and label.end() == 12 else indent + "  "
+    parts = textwrap.wrap(plain.strip(), width=width, initial_indent=indent,
+                          subsequent_indent=more, break_on_hyphens=False,
+                          break_long_words=True)
+    return parts or [line]

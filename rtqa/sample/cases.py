@@ -146,18 +146,20 @@ def _organ_grid(structures, ct: CTSpec, spacing=(3.0, 3.0, 3.0), **kw) -> DoseGr
 _PASS_NOTES = (
     "One plan (SBRT_5fx), 5 fractions: PTV_Liver 50 Gy, PTV_Lung 50 Gy, PTV_T10 40 Gy.",
     "BED10 of the prescriptions: 100 / 100 / 72 Gy (>= 60 Gy).",
-    "Expected verdict: PASS on every check.",
+    "Expected verdict: PASS (exit 0): every mandatory check passes.",
 )
 
 _FAIL_NOTES = (
     "Same anatomy; one plan (SBRT_5fx_bad), 5 fractions.",
     "PTV_T10 prescribed 30 Gy / 5 fx: BED10 48 Gy < 60 Gy -> FAIL (lesion under-dosed).",
     "Liver dose spread (50 % isodose 38 mm outside PTV_Liver): ~450 cc of normal liver "
-    "below 15 Gy (< 700 cc) -> FAIL; the mean normal-liver dose (~29 Gy > 13 Gy) fails "
-    "for the same reason.",
-    "30 Gy hot spot on the spinal cord at the T10 level (cord max ~35 Gy): D0.03cc > 30 Gy "
-    "and D0.35cc > 23 Gy -> FAIL.",
+    "below 15 Gy (< 700 cc) -> FAIL; the normal-liver mean (~29 Gy) and its other dose "
+    "limits at 5 fractions fail for the same reason.",
+    "30 Gy hot spot on the spinal cord at the T10 level (cord max ~35 Gy): D0.035cc, "
+    "D0.35cc and D1.2cc over their 5-fraction limits -> FAIL.",
     "Everything else as in hcc_pass (liver and lung PTVs covered, other OARs within limits).",
+    "Expected verdict: FAIL (exit 1) for these three problems; the terminal report lists "
+    "every failing row first.",
 )
 
 

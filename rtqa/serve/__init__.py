@@ -12,8 +12,11 @@ Modules, by concern:
 * :mod:`rtqa.serve.engine` — receive, schedule, check, record; restart recovery.
 * :mod:`rtqa.serve.worker` — one plan checked as ``rtqa check`` does, in a worker
   process with the batch time limit.
-* :mod:`rtqa.serve.db` — the SQLite database of receipts and results.
+* :mod:`rtqa.serve.db` — the database of receipts and results (SQLite, or PostgreSQL
+  through a SQLAlchemy URL).
 * :mod:`rtqa.serve.web` — the read-only web view.
 
-pynetdicom is needed by ``rtqa serve`` only (``pip install 'rtqa[serve]'``).
+pynetdicom is needed by ``rtqa serve`` only (``pip install 'rtqa[serve]'``); SQLAlchemy
+and psycopg only for a PostgreSQL database (``pip install 'rtqa[pg]'``); WeasyPrint only
+for PDF reports (``pip install 'rtqa[pdf]'``).
 """

@@ -27,15 +27,9 @@ its report lists what is missing as errors.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 
 __all__ = ["Instance", "PlanSet", "describe", "due", "plan_sets"]
-
-_TAGS = ["SOPClassUID", "SOPInstanceUID", "PatientID", "StudyInstanceUID",
-         "SeriesInstanceUID", "FrameOfReferenceUID", "RTPlanLabel", "RTPlanName",
-         "StructureSetLabel", "ReferencedStructureSetSequence", "ReferencedRTPlanSequence",
-         "ReferencedFrameOfReferenceSequence"]
 
 
 @dataclass(frozen=True)
@@ -59,55 +53,23 @@ class Instance:
     source: str = ""              # calling AE title, or the watched file
 
 
-def _text(ds, keyword: str) -> str:
-    value = ds.get(keyword, None)
-    return "" if value is None else str(value).strip()
-
-
 def describe(data: bytes) -> dict:
-    """The linking header of an encoded instance (Part 10 or bare data set), as the
-    keyword arguments of :class:`Instance` it determines. Raises ValueError when it
-    cannot be read or has no SOP Class or SOP Instance UID."""
-    import pydicom
-
-    from rtqa.reading.sopclass import KIND
+    """The linking header of an encoded instance (Part 10, or a data set without the Part
+    10 header as ``rtqa check`` reads it), as the keyword arguments of :class:`Instance`
+    it determines (:func:`rtqa.batch.discovery.link_fields`, shared with ``rtqa
+    batch``). Raises ValueError when it cannot be read or has no SOP Class or SOP
+    Instance UID."""
+    from rtqa.batch.discovery import link_fields, read_link_dataset
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True,
-                             specific_tags=_TAGS, force=True)
-        sop_class, sop_uid = _text(ds, "SOPClassUID"), _text(ds, "SOPInstanceUID")
+        ds, _bare = read_link_dataset(data)
+        fields = link_fields(ds)
+    except ValueError:
+        raise
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on broken input
         raise ValueError(f"unreadable DICOM header ({type(exc).__name__}: {exc})") from None
-    if not sop_class or not sop_uid:
+    if not fields["sop_class"] or not fields["sop_uid"]:
         raise ValueError("no SOPClassUID or SOPInstanceUID")
-    kind = KIND.get(sop_class, "OTHER")
-    frame, label = _text(ds, "FrameOfReferenceUID"), ""
-    refs: list[str] = []
-    images: list[str] = []
-    try:
-        if kind == "RTPLAN":
-            label = _text(ds, "RTPlanLabel") or _text(ds, "RTPlanName")
-            refs = [_text(i, "ReferencedSOPInstanceUID")
-                    for i in ds.get("ReferencedStructureSetSequence", None) or []]
-        elif kind == "RTDOSE":
-            refs = [_text(i, "ReferencedSOPInstanceUID")
-                    for i in ds.get("ReferencedRTPlanSequence", None) or []]
-        elif kind == "RTSTRUCT":
-            label = _text(ds, "StructureSetLabel")
-            for fr in ds.get("ReferencedFrameOfReferenceSequence", None) or []:
-                frame = frame or _text(fr, "FrameOfReferenceUID")
-                for st in fr.get("RTReferencedStudySequence", None) or []:
-                    for se in st.get("RTReferencedSeriesSequence", None) or []:
-                        refs.append(_text(se, "SeriesInstanceUID"))
-                        images += [_text(im, "ReferencedSOPInstanceUID")
-                                   for im in se.get("ContourImageSequence", None) or []]
-    except Exception as exc:  # noqa: BLE001 - a malformed sequence
-        raise ValueError(f"unreadable DICOM references ({type(exc).__name__}: {exc})") \
-            from None
-    return {"kind": kind, "sop_class": sop_class, "sop_uid": sop_uid,
-            "patient_id": _text(ds, "PatientID"), "study_uid": _text(ds, "StudyInstanceUID"),
-            "series_uid": _text(ds, "SeriesInstanceUID"), "frame_uid": frame, "label": label,
-            "refs": tuple(dict.fromkeys(r for r in refs if r)),
-            "images": tuple(dict.fromkeys(i for i in images if i))}
+    return fields
 
 
 @dataclass

@@ -29,18 +29,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass
 
 from rtqa.serve.engine import STATUS, Engine, Refused
 
-__all__ = ["ScpOptions", "start_scp", "STORAGE_CLASSES", "TEST_DELAY_ENV"]
+__all__ = ["ScpOptions", "start_scp", "STORAGE_CLASSES"]
 
 log = logging.getLogger("rtqa.serve")
-
-#: Test hook: seconds to wait before answering each C-STORE (to kill the server in the
-#: middle of an association). Never set it outside tests.
-TEST_DELAY_ENV = "RTQA_SERVE_TEST_STORE_DELAY"
 
 STORAGE_CLASSES = {
     "CT Image Storage": "1.2.840.10008.5.1.4.1.1.2",
@@ -93,7 +88,6 @@ class _SizeGuard:
                 event.assoc.abort()
                 return
 
-
     def forget(self, event) -> None:
         with self.lock:
             self.sizes.pop(id(event.assoc), None)
@@ -102,8 +96,6 @@ class _SizeGuard:
 def start_scp(engine: Engine, options: ScpOptions):
     """Start the server (non-blocking); returns the pynetdicom server (``.server_address``
     gives the port when ``options.port`` is 0; ``.shutdown()`` stops it)."""
-    import os
-
     from pynetdicom import AE, evt
     from pynetdicom.sop_class import Verification
 
@@ -114,7 +106,6 @@ def start_scp(engine: Engine, options: ScpOptions):
     for name, uid in STORAGE_CLASSES.items():
         extra = _IMAGE_EXTRA if name == "CT Image Storage" else []
         ae.add_supported_context(uid, _UNCOMPRESSED + extra)
-    delay = float(os.environ.get(TEST_DELAY_ENV, "0") or 0)
 
     def on_echo(event) -> int:
         return 0x0000
@@ -141,8 +132,6 @@ def start_scp(engine: Engine, options: ScpOptions):
         except Exception as exc:  # noqa: BLE001 - never Success when unsure
             log.exception("C-STORE from %s failed", calling)
             return _status(STATUS["out_of_resources"], f"internal error ({exc})")
-        if delay:
-            time.sleep(delay)
         return 0x0000
 
     def on_accepted(event) -> None:

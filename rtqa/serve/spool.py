@@ -13,24 +13,20 @@ the complete file or nothing. An instance received again with the same bytes map
 same file (nothing is rewritten); a changed copy is a new file. Files in ``objects/`` are
 never modified, so a check reads exactly the bytes that were acknowledged.
 
-Test hook: ``RTQA_SERVE_TEST_FAULT=enospc:N`` (read when the spool is opened) lets the
-first N writes succeed and makes every later one fail with ENOSPC after writing half its
-bytes, to test that a full disk gives failure statuses and no partial file. Never set it
-outside tests.
+Nothing here reads the environment: tests inject faults (a full disk) with a subclass
+that overrides :meth:`Spool._write_all`, given to the engine
+(``Engine(options, spool=...)``).
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["Spool", "TEST_FAULT_ENV"]
-
-TEST_FAULT_ENV = "RTQA_SERVE_TEST_FAULT"
+__all__ = ["Spool"]
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -52,10 +48,6 @@ class Spool:
             d.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._counter = 0
-        self._fault_after: int | None = None
-        fault = os.environ.get(TEST_FAULT_ENV, "")
-        if fault.startswith("enospc:"):
-            self._fault_after = int(fault.partition(":")[2] or 0)
 
     def clean_tmp(self) -> int:
         """Remove what an interrupted write left in ``tmp/`` (call at start-up, before
@@ -89,7 +81,7 @@ class Spool:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             try:
-                self._write_all(fd, data, n)
+                self._write_all(fd, data)
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -107,11 +99,9 @@ class Spool:
             raise
         return dest, digest
 
-    def _write_all(self, fd: int, data: bytes, n: int) -> None:
+    def _write_all(self, fd: int, data: bytes) -> None:
+        """Write every byte of ``data`` to ``fd`` (raises OSError, e.g. ENOSPC)."""
         view = memoryview(data)
-        if self._fault_after is not None and n > self._fault_after:
-            os.write(fd, view[:len(view) // 2])
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC) + " (test fault)")
         while view:
             written = os.write(fd, view)
             view = view[written:]

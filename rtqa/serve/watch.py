@@ -16,6 +16,13 @@ cannot change a check half-way. A file that is stable but fails the walk (cut sh
 not taken; it is logged once and taken when it changes and becomes whole. A file written
 again (new size or time) is taken again: its plan is checked again and the new report
 supersedes the earlier one. Files that are not DICOM are ignored.
+
+What is DICOM: a PS3.10 file (``DICM`` after the preamble) or a file named ``.dcm`` /
+``.dicom``, and, whatever its name, a data set written without the Part 10 header
+(no preamble, 'DICM' or File Meta, as Elekta Monaco writes) whose first element shows
+its encoding (:func:`rtqa.reading.common.bare_encoding`, the test ``rtqa check``
+uses). Such a file is read as ``rtqa check`` reads it; one that only resembles a data
+set (not whole, or no SOP UIDs) is ignored without an error.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import threading
 import time
 from pathlib import Path
 
+from rtqa.reading.common import bare_encoding
 from rtqa.reading.completeness import check_complete
 from rtqa.serve.engine import Engine, Refused
 
@@ -102,21 +110,28 @@ class Watcher:
         if (st.st_size, st.st_mtime_ns, st.st_ino) != sig or len(data) != sig[0]:
             self._seen.pop(path, None)        # changed while read: still being written
             return False
-        is_dicom = len(data) >= 132 and data[128:132] == b"DICM" or \
+        claims = len(data) >= 132 and data[128:132] == b"DICM" or \
             path.lower().endswith((".dcm", ".dicom"))
-        if not is_dicom:
+        bare = not claims and bare_encoding(data[:132]) is not None
+        if not claims and not bare:
             self._done[path] = sig            # not DICOM: ignored
             return False
         problem = check_complete(data)
         if problem:
-            log.warning("%s: size stable but the file is not whole (%s); waiting for it "
-                        "to change", path, problem)
+            # a file that only resembles a data set without header is no DICOM to report
+            (log.warning if claims else log.debug)(
+                "%s: size stable but the file is not whole (%s); waiting for it to "
+                "change", path, problem)
             self._done[path] = sig
             return False
         try:
             self.engine.receive(data, source=os.path.relpath(path, self.folder),
                                 received=time.time())
         except Refused as exc:
+            if bare and exc.status == 0xC000:  # resembled a bare data set, but is none
+                log.debug("%s: not taken: %s", path, exc.reason)
+                self._done[path] = sig
+                return False
             log.error("%s: not taken: %s", path, exc.reason)
             if exc.status != 0xA700:          # a full disk is retried, corrupt is not
                 self._done[path] = sig

@@ -5,7 +5,7 @@ missing; or settling) and then the checks, newest first, with a status badge, pa
 time, why the check ran, what failed or is missing, which check it supersedes (or is
 superseded by) and links to its reports; ``?verdict=PASS|FAIL|ERROR`` and
 ``?patient=ID`` filter it (both can be combined; ``?all=0`` hides superseded checks).
-``GET /reports/<id>.html`` and ``/reports/<id>.json`` serve the reports of check ``id``
+``GET /reports/<id>.html``, ``.json`` and ``.pdf`` serve the reports of check ``id``
 (looked up in the database, never a path from the request).
 
 Read-only: only GET and HEAD are answered (others: 405), the database is opened
@@ -34,6 +34,8 @@ log = logging.getLogger("rtqa.serve")
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; " \
       "form-action 'self'; frame-ancestors 'none'"
 _VERDICTS = ("PASS", "FAIL", "ERROR")
+_TYPES = {"html": "text/html; charset=utf-8", "json": "application/json; charset=utf-8",
+          "pdf": "application/pdf"}
 _LIMIT = 500
 
 _CSS = """
@@ -66,21 +68,20 @@ def _rows(db_path: str, verdict: str, patient: str, show_old: bool) -> list[dict
     conn = open_readonly(db_path)
     try:
         sql = "SELECT * FROM checks"
-        where, args = [], []
+        where, args = [], {"n": _LIMIT}
         if verdict in _VERDICTS:
-            where.append("status = ?")
-            args.append(verdict)
+            where.append("status = :verdict")
+            args["verdict"] = verdict
         if patient:
-            where.append("patient_id = ?")
-            args.append(patient)
+            where.append("patient_id = :patient")
+            args["patient"] = patient
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY finished_at DESC, id DESC LIMIT ?"
-        args.append(_LIMIT)
-        rows = [decode_check(r) for r in conn.execute(sql, args).fetchall()]
-        later = {r[0]: r[1] for r in conn.execute(
+        sql += " ORDER BY finished_at DESC, id DESC LIMIT :n"
+        rows = [decode_check(r) for r in conn.query(sql, args)]
+        later = {r["supersedes"]: r["id"] for r in conn.query(
             "SELECT supersedes, id FROM checks WHERE supersedes IS NOT NULL")}
-        patients = [r[0] for r in conn.execute(
+        patients = [r["patient_id"] for r in conn.query(
             "SELECT DISTINCT patient_id FROM checks ORDER BY patient_id")]
     finally:
         conn.close()
@@ -97,10 +98,11 @@ def _waiting(db_path: str, patient: str) -> list[dict]:
     from rtqa.serve.grouping import plan_sets
     conn = open_readonly(db_path)
     try:
-        instances = [_instance(dict(r)) for r in conn.execute(
-            f"SELECT {', '.join(_INSTANCE_COLS)} FROM instances ORDER BY seq")]
-        covered = {r[0]: r[1] for r in conn.execute(
-            "SELECT plan_key, MAX(max_seq) FROM checks GROUP BY plan_key")}
+        instances = [_instance(r) for r in conn.query(
+            f"SELECT {', '.join(_INSTANCE_COLS)} FROM instances WHERE pruned IS NULL "
+            "ORDER BY seq")]
+        covered = {r["plan_key"]: r["m"] for r in conn.query(
+            "SELECT plan_key, MAX(max_seq) AS m FROM checks GROUP BY plan_key")}
     finally:
         conn.close()
     out = []
@@ -190,6 +192,8 @@ def render_index(db_path: str, query: str = "") -> str:
             links.append(f"<a href=\"/reports/{int(r['id'])}.html\">HTML</a>")
         if r["report_json"]:
             links.append(f"<a href=\"/reports/{int(r['id'])}.json\">JSON</a>")
+        if r.get("report_pdf"):
+            links.append(f"<a href=\"/reports/{int(r['id'])}.pdf\">PDF</a>")
         out.append(
             f"<tr{cls} data-id=\"{int(r['id'])}\" data-status=\"{_e(status)}\">"
             f"<td>{int(r['id'])}</td><td><span class=\"badge {status}\">{_e(status)}</span>"
@@ -206,13 +210,13 @@ def render_index(db_path: str, query: str = "") -> str:
 def _report_path(db_path: str, check_id: int, ext: str, out: Path) -> Path | None:
     conn = open_readonly(db_path)
     try:
-        row = conn.execute("SELECT report_json, report_html FROM checks WHERE id = ?",
-                           (check_id,)).fetchone()
+        rows = conn.query("SELECT report_json, report_html, report_pdf FROM checks "
+                          "WHERE id = :id", {"id": check_id})
     finally:
         conn.close()
-    if row is None:
+    if not rows:
         return None
-    p = row["report_html" if ext == "html" else "report_json"]
+    p = rows[0][f"report_{ext}"]
     if not p:
         return None
     path = Path(p).resolve()
@@ -250,11 +254,10 @@ class _Handler(BaseHTTPRequestHandler):
         parts = url.path.strip("/").split("/")
         if len(parts) == 2 and parts[0] == "reports" and "." in parts[1]:
             stem, ext = parts[1].rsplit(".", 1)
-            if stem.isdigit() and ext in ("html", "json"):
+            if stem.isdigit() and ext in _TYPES:
                 path = _report_path(self.db_path, int(stem), ext, self.out)
                 if path is not None and path.is_file():
-                    ctype = ("text/html; charset=utf-8" if ext == "html"
-                             else "application/json; charset=utf-8")
+                    ctype = _TYPES[ext]
                     return self._send(200, path.read_bytes(), ctype)
         self._send(404, b"not found\n", "text/plain; charset=utf-8")
 

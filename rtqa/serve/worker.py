@@ -24,7 +24,7 @@ from dataclasses import replace
 
 from rtqa.batch.model import CheckSettings, PlanTask, timeout_limit
 
-__all__ = ["check_set", "run_check_process"]
+__all__ = ["check_set", "run_check_process", "run_pdf_process", "pdf_from_html"]
 
 
 def check_set(task: PlanTask, extra_errors: tuple[str, ...] = (),
@@ -33,24 +33,11 @@ def check_set(task: PlanTask, extra_errors: tuple[str, ...] = (),
 
     ``problem``: no check, an ERROR report with this reason (the worker died or timed
     out)."""
-    from rtqa.batch.worker import _error_report, _where, render_reports
-    from rtqa.errors import RtqaError
+    from rtqa.batch.worker import _error_report, check_task, render_reports
     if problem:
         report = _error_report(task, problem, with_inputs=False)
     else:
-        from rtqa.checks.pipeline import CheckOptions, run_check
-        try:
-            report = run_check(list(task.files), CheckOptions(
-                task.settings.protocol, tuple(task.settings.constraints), None,
-                dict(task.settings.overrides)))
-        except RtqaError as exc:
-            report = _error_report(task, str(exc), with_inputs=True)
-        except MemoryError:
-            report = _error_report(task, "out of memory while checking this plan",
-                                   with_inputs=False)
-        except Exception as exc:  # noqa: BLE001 - recorded, the server goes on
-            report = _error_report(task, f"internal error ({type(exc).__name__}: {exc})"
-                                   f"{_where(exc)}; please report it", with_inputs=False)
+        report = check_task(task)
     report = replace(report, errors=tuple(report.errors) + tuple(extra_errors),
                      warnings=tuple(report.warnings) + tuple(extra_warnings),
                      status="ERROR" if extra_errors else report.status)
@@ -58,11 +45,11 @@ def check_set(task: PlanTask, extra_errors: tuple[str, ...] = (),
     return {"json": json_text, "html": html_text, "note": note, "status": report.status}
 
 
-def _child(conn, task, extra_errors, extra_warnings) -> None:
+def _child(conn, func, args) -> None:
     import signal
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        result = check_set(task, extra_errors, extra_warnings)
+        result = func(*args)
         conn.send(("ok", result))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
         try:
@@ -73,25 +60,23 @@ def _child(conn, task, extra_errors, extra_warnings) -> None:
         conn.close()
 
 
-def run_check_process(task: PlanTask, extra_errors=(), extra_warnings=(),
-                      timeout: float | None = None, stop=None) -> dict:
-    """:func:`check_set` in a fresh worker process with a time limit (seconds, None or
-    0: none). ``stop``: a ``threading.Event``; when it is set the process is killed and
-    None is returned (server shutting down: the plan stays pending)."""
+def _in_process(func, args, timeout: float | None, stop) -> tuple[str, object]:
+    """``func(*args)`` in a fresh process from the batch's fork server, with a time
+    limit (seconds; None: none): ("ok", result), ("stopped", None) when ``stop`` was
+    set (the process is killed), or ("failed", reason) when the process raised, died or
+    ran out of time (then killed)."""
+    import time
     from multiprocessing.connection import wait
 
     from rtqa.batch.pool import _mp_context
     from rtqa.batch.worker import _death_reason, timeout_reason
-    import time
     limit = timeout_limit(timeout)
     ctx = _mp_context()
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, task, tuple(extra_errors),
-                                            tuple(extra_warnings)), daemon=True)
+    proc = ctx.Process(target=_child, args=(child, func, args), daemon=True)
     proc.start()
     child.close()
     t_end = None if limit is None else time.monotonic() + limit
-    result = None
     try:
         while True:
             left = None if t_end is None else max(0.0, t_end - time.monotonic())
@@ -103,27 +88,57 @@ def run_check_process(task: PlanTask, extra_errors=(), extra_warnings=(),
                 except (EOFError, OSError):
                     kind, payload = "died", None
                 if kind == "ok":
-                    return payload
+                    return "ok", payload
                 proc.join(5)
-                reason = (f"internal error in the worker process ({payload})"
-                          if kind == "error" else _death_reason(proc.exitcode))
-                break
+                return "failed", (f"internal error in the worker process ({payload})"
+                                  if kind == "error" else _death_reason(proc.exitcode))
             if proc.sentinel in ready:
                 proc.join(5)
-                reason = _death_reason(proc.exitcode)
-                break
+                return "failed", _death_reason(proc.exitcode)
             if stop is not None and stop.is_set():
-                return None
+                return "stopped", None
             if t_end is not None and time.monotonic() >= t_end:
-                reason = timeout_reason(limit)
-                break
-        result = check_set(task, tuple(extra_errors), tuple(extra_warnings), problem=reason)
-        return result
+                return "failed", timeout_reason(limit)
     finally:
         if proc.exitcode is None:
             proc.kill()
         proc.join(5)
         parent.close()
+
+
+def run_check_process(task: PlanTask, extra_errors=(), extra_warnings=(),
+                      timeout: float | None = None, stop=None) -> dict:
+    """:func:`check_set` in a fresh worker process with a time limit (seconds, None or
+    0: none). ``stop``: a ``threading.Event``; when it is set the process is killed and
+    None is returned (server shutting down: the plan stays pending)."""
+    kind, payload = _in_process(check_set, (task, tuple(extra_errors),
+                                            tuple(extra_warnings)), timeout, stop)
+    if kind == "ok":
+        return payload
+    if kind == "stopped":
+        return None
+    return check_set(task, tuple(extra_errors), tuple(extra_warnings), problem=payload)
+
+
+def pdf_from_html(html_text: str) -> bytes:
+    """The A4 PDF of an HTML report, printed by WeasyPrint as ``rtqa check --pdf`` prints
+    it (:func:`rtqa.report.pdf.render_pdf` prints the same HTML)."""
+    import logging
+
+    import weasyprint
+    logging.getLogger("weasyprint").setLevel(logging.ERROR)
+    logging.getLogger("fontTools").setLevel(logging.ERROR)
+    return weasyprint.HTML(string=html_text, base_url=None).render().write_pdf()
+
+
+def run_pdf_process(html_text: str, timeout: float | None = None, stop=None
+                    ) -> tuple[bytes | None, str]:
+    """:func:`pdf_from_html` in a worker process with the time limit: (PDF bytes, "") or
+    (None, the reason; "" when the server is stopping)."""
+    kind, payload = _in_process(pdf_from_html, (html_text,), timeout, stop)
+    if kind == "ok":
+        return payload, ""
+    return None, ("" if kind == "stopped" else str(payload))
 
 
 def plan_task(key: str, name: str, patient_id: str, members, settings: CheckSettings

@@ -284,8 +284,13 @@ def test_hcc_pass_every_lesion_passes(folders):
         assert r.bed_gy == pytest.approx(truth, rel=0.025)
         assert (r.plans, r.fractions, r.organ) == (("SBRT_5fx",), (5,), organ)
     assert res["Liver"].targets == ("PTV_Liver", "CTV_Liver", "GTV_Liver")
-    assert [c.status for c in ev.checks] == [PASS, PASS, PASS]
+    # a coverage row and a prescribed-BED row per lesion: 50 Gy/5 fx -> BED10 100 Gy,
+    # 40 Gy/5 fx -> 40 (1 + 8/10) = 72 Gy
+    assert [(c.id.split(".")[-1], c.status) for c in ev.checks] == \
+        [("bed", PASS), ("prescribed_bed", PASS)] * 3
     assert [r.prescribed_bed_gy for r in ev.results] == pytest.approx([100.0, 100.0, 72.0])
+    assert [c.value for c in ev.checks if c.id.endswith("prescribed_bed")] == \
+        pytest.approx([100.0, 100.0, 72.0])
     n, o = oligoprogression_checks(lesions, PROTOCOL.oligoprogression)
     # 2 known organs + T10 unknown: at most 3 organs, the limit holds either way
     assert (n.status, n.value, o.status, o.value) == (PASS, 3.0, PASS, 2.0)
@@ -353,8 +358,11 @@ def test_exactly_60_passes(three_fx, d95, status):
 def test_prescription_shortfall_warns(three_fx):
     lesions, courses = three_fx
     ev = evaluate_lesions(lesions, courses, RULE, dose=fixed(step_dvh(25.0), courses))
-    bed_check, warn = ev.checks
+    bed_check, rx_check, warn = ev.checks
     assert bed_check.status == FAIL
+    # 30 Gy in 3 fx: BED10 exactly 60 Gy prescribed -> the prescribed row passes
+    assert (rx_check.id, rx_check.status, rx_check.value) == (
+        "lesion.C.prescribed_bed", PASS, pytest.approx(60.0))
     assert (warn.id, warn.status, warn.limit) == ("lesion.C.prescription", WARN, ">= 60.0")
     assert ev.results[0].prescribed_bed_gy == pytest.approx(60.0)
     assert "below the prescribed 60.0 Gy (30 Gy in 3 fx)" in ev.results[0].note

@@ -136,9 +136,17 @@ def _solve_total(target_bed: float, n: int, ab: float) -> float:
     return n * (lo + hi) / 2
 
 
+#: LQ derivation range (fractions), as decided in rtqa.constraints.derivation.
+SBRT_RANGE = range(1, 9)
+#: Counts beyond it: moderately hypofractionated and conventional courses.
+BEYOND = (9, 10, 15, 20, 30)
+
+
 def _expected_derived(n: int, hypo: bool = True):
     """(structure, metric) -> (limit, reference count, reference limit) for every family
-    that needs a derived row at n fractions."""
+    that needs a derived row at n fractions (none beyond the 1-8 fraction range)."""
+    if n not in SBRT_RANGE:
+        return {}
     fams: dict[tuple[str, str], list[dict]] = {}
     for r in _raw_rows():
         fams.setdefault((_norm(r["structure"]), r["metric"]), []).append(r)
@@ -168,12 +176,14 @@ def _expected_derived(n: int, hypo: bool = True):
     return out
 
 
-@pytest.mark.parametrize("n", FRACTIONS + (10, 30))
+@pytest.mark.parametrize("n", FRACTIONS + BEYOND)
 def test_every_derived_row_recomputed_from_its_reference(trial, n):
     expected = _expected_derived(n, hypo=n < 25)
     got = {(e.structure, e.constraint.metric): e for e in trial.select(n)
-           if e.applied and e.derived}
+           if e.kind in ("apply", "replaced") and e.derived}
     assert set(got) == set(expected)
+    replaced = {k for k, e in got.items() if e.kind == "replaced"}
+    assert replaced == ({("Liver - GTV", "DC700cc[Gy]")} if 3 <= n <= 8 else set())
     for key, (exact, k, ref_limit) in expected.items():
         c = got[key].constraint
         d = c.derivation
@@ -184,7 +194,7 @@ def test_every_derived_row_recomputed_from_its_reference(trial, n):
         assert d.reference.enabled and d.reference.status == "V"
         assert c.fractions == frozenset({n}) and c.dose_type == "physical"
         assert c.source == f"derived (LQ) from {d.reference.source}, {k} fx"
-        assert "derived (LQ) from" in got[key].conversion_note
+        assert got[key].conversion_note.startswith("derived (LQ): ")
 
 
 def test_derivations_at_4_fractions_cover_the_serial_organs_tg101_lacks(trial):
@@ -273,22 +283,92 @@ def test_conventional_rows_without_an_sbrt_counterpart_stay_mandatory(trial):
 
 # --- organs without a limit, the liver rule ---------------------------------------------
 
-def test_every_organ_has_a_limit_or_an_explicit_no_limit_at_every_count(trial):
+def _without_limit(n: int) -> set[str]:
+    """Structures of the shipped protocol with no applicable enabled row at n fractions,
+    from the raw TOML: beyond 8 fractions, those with no conventional row, no row for
+    any count and no row naming n (nothing is derived there); inside, none (every
+    family of an SBRT organ gets a sourced or derived row)."""
+    if n in SBRT_RANGE:
+        return set()
+    by: dict[str, list[dict]] = {}
+    for r in _raw_rows():
+        by.setdefault(_norm(r["structure"]), []).append(r)
+    out = set()
+    for structure, rows in by.items():
+        on = [r for r in rows if r.get("enabled", r.get("status") == "V")]
+        if not any("fractions" not in r or n in _counts(r["fractions"]) for r in on):
+            out.add(structure)
+    return out - set(load_protocol("oligo-hcc").limits.no_limit)
+
+
+@pytest.mark.parametrize("n", FRACTIONS + BEYOND)
+def test_every_organ_has_a_limit_or_an_explicit_no_limit_or_fails_closed(trial, n):
+    """Coverage at every count: every structure the protocol names has an applied row
+    (with its source), or "no limit by protocol", or -- beyond the LQ derivation range
+    only -- a fail-closed "none" entry (a contoured organ is NOT EVALUATED) that says
+    why and how to add a row."""
     structures = {c.structure for c in trial.constraints}
-    for n in FRACTIONS + (30,):
-        sel = trial.select(n)
-        assert not [e for e in sel if e.kind == "none"], n
-        covered = {e.structure for e in sel if e.applied} | \
-            {e.structure for e in sel if e.kind == "exempt"}
-        assert covered == structures, n
-        for e in sel:
-            if e.kind == "exempt":
-                assert e.structure in trial.limits.no_limit
-                assert "no limit by protocol" in e.reason and "V2" in e.reason
+    sel = trial.select(n)
+    applied = {e.structure for e in sel if e.applied and not e.informative}
+    exempt = {e.structure for e in sel if e.kind == "exempt"}
+    none = {e.structure for e in sel if e.kind == "none"}
+    assert none == _without_limit(n), n
+    assert applied | exempt | none == structures, n
+    assert not applied & none and not exempt & none and not applied & exempt
+    for e in sel:
+        if e.kind == "exempt":
+            assert e.structure in trial.limits.no_limit
+            assert "no limit by protocol" in e.reason and "V2" in e.reason
+        if e.kind == "none":
+            assert e.reason == f"no constraint for {n} fractions"
+            assert "not derived by LQ beyond 8 fractions" in e.hint
+            assert f'structure = "{e.structure}"' in e.hint and f"fractions = [{n}]" in e.hint
+        if e.applied:
+            assert e.constraint.source and e.constraint.enabled
+    if n in BEYOND:
+        # QUANTEC has no row for these: fail closed, never an extrapolated SBRT limit
+        assert {"GreatVes", "Rib", "Skin", "Duodenum", "Colon"} <= none
+        assert not [e for e in sel if e.derived]
+
+
+def test_great_vessels_beyond_8_fractions_get_no_extrapolated_limit(trial):
+    # the old behaviour: 47 Gy/5 fx carried to 30 fx by LQ (α/β 3) = 94.7 Gy
+    assert round_down(isoeffective_total_dose(47.0, 5, 30, 3.0)) == 94.67
+    for n in (8, 9, 10, 15, 30):
+        great = [e for e in trial.select(n) if e.structure == "GreatVes"]
+        if n == 8:
+            d10 = [e for e in great if e.applied and e.constraint.metric == "D10cc[Gy]"]
+            assert len(d10) == 1 and d10[0].derived
+            assert d10[0].constraint.derivation.reference_fractions == 5
+            assert d10[0].constraint.limit.value == round_down(
+                isoeffective_total_dose(47.0, 5, 8, 3.0))
+        else:
+            assert [e.kind for e in great] == ["none"], n
+
+
+def test_a_protocol_row_gives_a_limit_beyond_8_fractions(tmp_path):
+    (tmp_path / "p.toml").write_text(
+        '[protocol]\nname = "own"\ninclude = ["tg101.toml"]\n'
+        '[[constraint]]\nstructure = "GreatVes"\nmetric = "D0.035cc[Gy]"\nlimit = "< 60"\n'
+        'fractions = "25-30"\nsource = "institution X"\nstatus = "V"\n')
+    p = load_protocol(tmp_path / "p.toml")
+    great = [e for e in p.select(30) if e.structure == "GreatVes"]
+    assert [(e.kind, e.constraint.label, e.derived) for e in great] == \
+        [("apply", "D0.035cc[Gy] < 60", False)]
+    assert [e.kind for e in p.select(20) if e.structure == "GreatVes"] == ["none"]
+
+
+def test_references_beyond_8_fractions_are_not_used():
+    rows = [row("Stomach", "D0.035cc[Gy]", "< 40", fractions=frozenset({10})),
+            row("Stomach", "D0.035cc[Gy]", "< 22.2", fractions=frozenset({3}))]
+    (d,) = derive_rows(rows, 8)
+    assert d.derivation.reference_fractions == 3
+    assert derive_rows(rows[:1], 8) == []
+    assert derive_rows(rows, 9) == [] and derive_rows(rows, 30) == []
 
 
 def test_normal_liver_rule_at_every_fraction_count(trial):
-    for n in FRACTIONS + (10, 30):
+    for n in FRACTIONS + BEYOND:
         rule = [e for e in trial.select(n) if e.applied and e.structure == "Liver - GTV"
                 and e.constraint.metric == "CV15Gy[cc]"]
         assert len(rule) == 1 and rule[0].dose_type == "physical"
@@ -319,13 +399,21 @@ def test_protocol_limits_section_errors(tmp_path):
 
 # --- rtqa constraints list --fractions N, N = 1..8 -----------------------------------------
 
-@pytest.mark.parametrize("n", FRACTIONS)
+@pytest.mark.parametrize("n", FRACTIONS + BEYOND)
 def test_cli_every_named_organ_has_a_row_or_no_limit_by_protocol(trial, n):
+    """For N = 1..8 every organ the protocol names shows an enabled or derived row with
+    its source, or NO LIMIT BY PROTOCOL. Beyond 8 fractions the organs without a
+    conventional row show NO CONSTRAINT (fail closed) with the row to add, and no
+    derived row appears."""
     res = CliRunner().invoke(main, ["constraints", "list", "--fractions", str(n)])
     assert res.exit_code == 0, res.output
     out = res.output
-    assert "NO CONSTRAINT" not in out
+    without = _without_limit(n)
+    assert ("NO CONSTRAINT" in out) is bool(without)
     body = out.split("\nProtocol settings:")[0]
+    if n in BEYOND:
+        assert "[LQ]" not in body and "[REPLACED]" not in body
+        assert "beyond the SBRT range (1-8 fx): no LQ derivation" in body
     blocks = {}
     for block in body.split("\n\n")[1:]:
         lines = block.splitlines()
@@ -339,6 +427,13 @@ def test_cli_every_named_organ_has_a_row_or_no_limit_by_protocol(trial, n):
             assert rows == [rows[0]] and rows[0].startswith("  NO LIMIT BY PROTOCOL: "), \
                 structure
             continue
+        if structure in without:
+            assert rows == [rows[0]] and rows[0].startswith(
+                f"  NO CONSTRAINT: no constraint for {n} fractions; a contoured {structure} "
+                "is NOT EVALUATED (plan ERROR)"), structure
+            assert f'structure = "{structure}"' in lines[1], structure
+            continue
+        enabled = [ln for ln in enabled if not ln.strip().startswith("[REPLACED]")]
         assert enabled, (n, structure)
         for ln in enabled:
             assert " V " in ln and "NO SOURCE" not in ln and "[" in ln and ".toml:" in ln
@@ -366,3 +461,98 @@ def test_derived_4fx_point_maxima_are_at_or_below_the_rtog_0915_values(trial):
            and e.constraint.file.name == "rtog_sabr_4fx.toml"]
     assert {e.structure for e in off} == set(RTOG_4FX) | {"SpinalCord"}
     assert all(e.constraint.status == "V2" and not e.constraint.enabled for e in off)
+
+
+# --- a protocol replacing a derived family by its own rule ([[limits.replace]]) ---------
+
+def test_liver_dc700cc_derived_rows_are_replaced_by_the_trial_rule_at_3_to_8_fx(trial):
+    """TG-101's only verified liver row is DC700cc < 9.1 Gy in 1 fx; the trial's rule
+    CV15Gy[cc] >= 700 is the same condition with 15 Gy. At 3-8 fx the derived DC700cc
+    row is replaced (listed, not evaluated; the rule's note names it), at 2 fx it stays
+    a limit, at 1 fx the sourced row applies."""
+    for n in FRACTIONS:
+        liver = [e for e in trial.select(n) if e.structure == "Liver - GTV"
+                 and e.kind in ("apply", "replaced")]
+        dc = [e for e in liver if e.constraint.metric == "DC700cc[Gy]"]
+        rule = [e for e in liver if e.constraint.metric == "CV15Gy[cc]"]
+        assert len(dc) == 1 and len(rule) == 1
+        assert rule[0].applied and rule[0].constraint.priority == "mandatory"
+        exact = _solve_total(9.1 * (1 + 9.1 / 3.0), n, 3.0)
+        if n == 1:
+            assert not dc[0].derived and dc[0].constraint.limit == Limit("<", 9.1)
+            assert dc[0].applied and not dc[0].replaced_by
+            continue
+        c = dc[0].constraint
+        assert dc[0].derived and c.limit.value == pytest.approx(
+            math.floor(exact * 100 + 1e-7) / 100, abs=1e-9)
+        if n == 2:       # 12.14 Gy: kept, the 15 Gy rule is not stated for 2 fractions
+            assert c.limit.value == 12.14
+            assert dc[0].applied and not dc[0].replaced_by
+            assert c.priority == "mandatory" and "replaces" not in rule[0].conversion_note
+        else:
+            assert dc[0].kind == "replaced" and not dc[0].applied
+            assert dc[0].replaced_by == "protocol oligo-hcc: Liver - GTV CV15Gy[cc] >= 700"
+            assert dc[0].conversion_note.startswith("derived (LQ): ")
+            assert "replaced by protocol oligo-hcc" in dc[0].conversion_note
+            assert (f"replaces the derived DC700cc[Gy] < {c.limit.value:g} (derived (LQ) "
+                    "from Benedict et al.") in rule[0].conversion_note
+    at3 = [e for e in trial.select(3) if e.constraint is not None
+           and e.constraint.metric == "DC700cc[Gy]" and e.kind == "replaced"]
+    assert at3[0].constraint.limit == Limit("<", 14.22)      # stricter than 15 Gy
+
+
+def _replace_protocol(tmp_path, entry: str, rows: str = "") -> object:
+    p = tmp_path / "r.toml"
+    p.write_text('[protocol]\nname = "rep"\ninclude = ["tg101.toml", "normal_liver.toml"]\n'
+                 + rows + "[limits]\nderive_lq = true\n" + entry, encoding="utf-8")
+    return load_protocol(p)
+
+
+GOOD_ENTRY = ('[[limits.replace]]\nstructure = "Liver - GTV"\nmetric = "DC700cc[Gy]"\n'
+              'by_metric = "CV15Gy[cc]"\nsource = "test: the same rule"\n')
+
+
+def test_replacement_without_fractions_applies_at_every_derived_count(tmp_path):
+    p = _replace_protocol(tmp_path, GOOD_ENTRY)
+    (rep,) = p.limits.replace
+    assert rep.fractions is None and rep.protocol == "rep" and rep.line == 6
+    for n in range(2, 9):
+        (dc,) = [e for e in p.select(n) if e.constraint is not None
+                 and e.constraint.metric == "DC700cc[Gy]" and e.kind != "disabled"]
+        assert dc.derived and dc.kind == "replaced" and dc.replaced_by, n
+    # beyond 8 fractions nothing is derived, so nothing is replaced
+    assert not [e for e in p.select(10) if e.applied and e.constraint.metric == "DC700cc[Gy]"]
+
+
+def test_replacement_keeps_the_derived_row_where_the_replacing_row_does_not_apply(tmp_path):
+    rows = ('[[constraint]]\nstructure = "Lung_L + Lung_R - GTV"\nmetric = "CV7.4Gy[cc]"\n'
+            'limit = ">= 1000"\nfractions = [4]\nsource = "test"\nstatus = "V"\n')
+    entry = ('[[limits.replace]]\nstructure = "Lung_L + Lung_R - GTV"\n'
+             'metric = "DC1000cc[Gy]"\nby_metric = "CV7.4Gy[cc]"\nfractions = "2-5"\n'
+             'source = "test"\n')
+    p = _replace_protocol(tmp_path, entry, rows)
+    for n, replaced in ((2, False), (4, True), (5, False), (6, False)):
+        (dc,) = [e for e in p.select(n) if e.constraint is not None
+                 and e.constraint.metric == "DC1000cc[Gy]" and e.kind != "disabled"]
+        assert bool(dc.replaced_by) is replaced, n
+        assert dc.kind == ("replaced" if replaced else "apply")
+
+
+@pytest.mark.parametrize("entry, message", [
+    (GOOD_ENTRY.replace('source = "test: the same rule"\n', ""),
+     r"line 6: \[\[limits.replace\]\]: missing required key 'source'"),
+    (GOOD_ENTRY.replace("DC700cc", "DC500cc"),
+     r"line 8: .*no enabled SBRT row of Liver - GTV DC500cc\[Gy\].*nothing to replace"),
+    (GOOD_ENTRY.replace("CV15Gy[cc]", "CV20Gy[cc]"),
+     r"line 9: .*by_metric: the protocol has no enabled row of Liver - GTV CV20Gy\[cc\]"),
+    (GOOD_ENTRY.replace('"CV15Gy[cc]"', '"DC700cc[Gy]"'),
+     r"line 9: .*by_metric is the replaced metric"),
+    (GOOD_ENTRY + GOOD_ENTRY.replace("source", 'fractions = [3]\nsource'),
+     r"line 13: .*replaced twice for the same fraction counts"),
+    (GOOD_ENTRY.replace("by_metric", "by"), r"line 9: .*unknown key 'by'"),
+    (GOOD_ENTRY.replace('structure = "Liver - GTV"', 'structure = "Liver -"'),
+     r"line 7: \[\[limits.replace\]\]: structure expression"),
+])
+def test_replacement_errors_name_the_line(tmp_path, entry, message):
+    with pytest.raises(ConstraintFileError, match=message):
+        _replace_protocol(tmp_path, entry)

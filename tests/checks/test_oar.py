@@ -74,12 +74,13 @@ def test_hcc_pass_every_applied_check_passes(pass5):
     checks = pass5.checks
     assert len({c.id for c in checks}) == len(checks)  # ids unique
     evaluated = [c for c in checks if c.status != NOT_EVALUATED]
-    # 29 sourced rows + 3 derived by LQ for 5 fractions (lungs DC1000cc and normal-liver
-    # DC700cc from TG-101's 1 fx rows, normal-liver mean from QUANTEC's 6 fx row)
-    assert len(evaluated) == 32 and all(c.status == PASS for c in evaluated)
+    # 29 sourced rows + 2 derived by LQ for 5 fractions (lungs DC1000cc from TG-101's
+    # 1 fx row, normal-liver mean from QUANTEC's 6 fx row); the derived normal-liver
+    # DC700cc row is replaced by the trial's 700 cc rule ([[limits.replace]], 3-8 fx)
+    assert len(evaluated) == 31 and all(c.status == PASS for c in evaluated)
     assert {c.id for c in evaluated if c.derivation} == {
-        "oar.lq.tg101.Lung_L+Lung_R-GTV.DC1000cc", "oar.lq.tg101.Liver-GTV.DC700cc",
-        "oar.lq.quantec.Liver-GTV.Mean"}
+        "oar.lq.tg101.Lung_L+Lung_R-GTV.DC1000cc", "oar.lq.quantec.Liver-GTV.Mean"}
+    assert "replaces the derived DC700cc[Gy] < 17.13" in _by_id(pass5)[LIVER_RULE].note
     # the rest: organs the plan does not have (brainstem, optic pathway, rectum...)
     absent = [c for c in checks if c.status == NOT_EVALUATED]
     assert absent and all(c.priority == "optimal" and "no structure matching" in c.note
@@ -158,8 +159,8 @@ def test_hcc_fail_fails_liver_rule_liver_mean_and_cord_only(protocol, hcc_fail_p
     assert failed == {LIVER_RULE, "oar.quantec.Liver-GTV.Mean",
                       "oar.tg101.SpinalCord.D0.035cc", "oar.tg101.SpinalCord.D0.35cc",
                       "oar.tg101.SpinalCord.D1.2cc", "oar.hytec.SpinalCord.D0.035cc",
-                      "oar.quantec.SpinalCord.D0.035cc", "oar.lq.quantec.Liver-GTV.Mean",
-                      "oar.lq.tg101.Liver-GTV.DC700cc"}
+                      "oar.quantec.SpinalCord.D0.035cc", "oar.lq.quantec.Liver-GTV.Mean"}
+    # (the derived DC700cc row is replaced by the 700 cc rule at 5 fx: not evaluated)
     # conventional rows on EQD2 only inform where an SBRT row for the same metric applies
     assert c["oar.quantec.Liver-GTV.Mean"].priority == "optimal"
     assert c["oar.quantec.SpinalCord.D0.035cc"].priority == "optimal"
@@ -199,7 +200,9 @@ def test_ambiguous_liver_is_never_guessed_and_map_resolves_it(protocol, hcc_pass
     amb = replace(ss, structures=ss.structures + (copy,))
     result = _run(protocol, (amb, courses, ct_z))
     liver_checks = [c for c in result.checks if c.structure == "Liver - GTV"]
-    assert len(liver_checks) == 4   # conventional mean, 700 cc rule, 2 derived (LQ) rows
+    # conventional mean, 700 cc rule, derived (LQ) mean; the derived DC700cc row is
+    # replaced by the 700 cc rule at 5 fx
+    assert len(liver_checks) == 3
     for c in liver_checks:
         assert c.status == NOT_EVALUATED and c.priority == "mandatory"
         assert "'Liver' is ambiguous" in c.note and "'LIVER'" in c.note \

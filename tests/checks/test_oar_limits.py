@@ -6,6 +6,7 @@ contoured organs without a limit, and SBRT rows over conventional EQD2 rows.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 
 from rtqa.checks.oar import evaluate_oars
 from rtqa.constraints import load_protocol
+from rtqa.paths import protocols_dir
 from rtqa.dvh.radiobiology import eqd2
 from rtqa.reading.structures import StructureSet
 from rtqa.results import FAIL, NOT_EVALUATED, PASS, WARN, Reason, overall_status
@@ -97,9 +99,10 @@ def test_liver_rule_passes_with_1018_cc_spared_at_6_and_8_fractions(trial, n):
     rule = [c for c in liver if c.metric == "CV15Gy[cc]"][0]
     assert rule.value == pytest.approx(_cap_cc(70, 20.0), rel=0.02)
     assert rule.status == PASS
-    # every other liver row passes too: the derived (LQ) mean and DC700cc rows at n fx
-    assert {c.metric for c in liver if c.derivation} == {"Mean[Gy]", "DC700cc[Gy]"} \
-        if n == 8 else {"DC700cc[Gy]"}
+    # every other liver row passes too: the derived (LQ) mean at 8 fx (the derived
+    # DC700cc row is replaced by the 700 cc rule at 3-8 fx and not evaluated)
+    assert {c.metric for c in liver if c.derivation} == ({"Mean[Gy]"} if n == 8 else set())
+    assert "replaces the derived DC700cc[Gy] < " in rule.note
     assert overall_status(liver) == "PASS"
 
 
@@ -180,3 +183,96 @@ def test_conventional_eqd2_row_does_not_override_the_sbrt_row(tmp_path):
     (c,) = alone.checks
     assert c.status == FAIL and c.priority == "mandatory"
     assert overall_status(alone.checks) == "FAIL"
+
+
+# --- the trial's liver rule replaces the derived DC700cc row ---------------------------------
+
+def _spared_cc(r: float, x_cut: float) -> float:
+    """Volume (cc) of the contoured ball (n-gon planes, slab convention) with x < x_cut:
+    shapely clips each plane's polygon (independent of rtqa's DVH engine)."""
+    from shapely.geometry import Polygon, box as sbox
+
+    total = 0.0
+    for z in so.planes_z(-r, r):
+        poly = Polygon(so.circle(0.0, 0.0, math.sqrt(r * r - z * z)))
+        total += poly.intersection(sbox(-1e4, -1e4, x_cut, 1e4)).area
+    return total * so.DZ / 1000.0
+
+
+def _x_at(r: float, cc: float) -> float:
+    lo, hi = -r, r
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _spared_cc(r, mid) < cc else (lo, mid)
+    return (lo + hi) / 2
+
+
+def test_liver_720cc_spared_passes_the_trial_rule_at_3_fx_derived_row_replaced(trial,
+                                                                               tmp_path):
+    """Normal liver (ball r 70 mm, no GTV) in D = 15 + g (x - x0) Gy: 720 cc below 15 Gy
+    (the trial's rule passes) while the coldest 700 cc reach DC700cc ~ 14.6 Gy, above the
+    derived TG-101 DC700cc < 14.22 Gy at 3 fx (9.1 Gy in 1 fx, LQ α/β 3). The trial's
+    rule replaces the derived row: the rule's row names it, the derived row is not
+    evaluated, the liver passes. Without the replacement the derived row FAILs."""
+    r, g = 70.0, 0.3
+    x0 = _x_at(r, 720.0)
+    x700 = _x_at(r, 700.0)
+    dc700_truth = 15 + g * (x700 - x0)
+    assert 14.22 < dc700_truth < 15.0
+    grid = so.uniform_grid((-r - 6,) * 3, (r + 6,) * 3,
+                           dose_fn=lambda x, y, z: np.maximum(0.0, 15 + g * (x - x0)))
+    ss = _ss(so.sphere("Liver", (0, 0, 0), r))
+    courses = [_course(grid, 3, 45.0)]
+
+    def rows(protocol):
+        res = evaluate_oars(protocol, ss, courses, fractions=3)
+        return ({c.metric: c for c in _rows_of(res, "Liver - GTV")
+                 if c.metric in ("CV15Gy[cc]", "DC700cc[Gy]")})
+
+    got = rows(trial)
+    assert set(got) == {"CV15Gy[cc]"}                  # the derived row is not evaluated
+    rule = got["CV15Gy[cc]"]
+    assert rule.value == pytest.approx(720.0, abs=3.0) and rule.status == PASS
+    assert rule.priority == "mandatory" and rule.derivation is None
+    assert ("replaces the derived DC700cc[Gy] < 14.22 (derived (LQ) from Benedict et al. "
+            "Med Phys 2010;37(8):4078, Table III, 1 fx), the same rule ([[limits.replace]] "
+            "of protocol oligo-hcc)") in rule.note
+    listed = [e for e in trial.select(3) if e.structure == "Liver - GTV"
+              and e.constraint is not None and e.constraint.metric == "DC700cc[Gy]"
+              and e.kind != "disabled"]
+    assert [(e.kind, e.replaced_by) for e in listed] == \
+        [("replaced", "protocol oligo-hcc: Liver - GTV CV15Gy[cc] >= 700")]
+
+    # the same protocol without [[limits.replace]]: the derived row is a mandatory FAIL
+    text = (protocols_dir() / "oligo-hcc.toml").read_text(encoding="utf-8")
+    cut = text.index("\n[[limits.replace]]\n")
+    plain = tmp_path / "oligo-hcc-plain.toml"
+    plain.write_text(text[:cut], encoding="utf-8")
+    got = rows(load_protocol(plain))
+    dc = got["DC700cc[Gy]"]
+    assert dc.value == pytest.approx(dc700_truth, abs=0.05)
+    assert dc.status == FAIL and dc.limit == "< 14.22" and dc.priority == "mandatory"
+    assert dc.derivation == ("derived (LQ) from Benedict et al. Med Phys 2010;37(8):4078, "
+                             "Table III, 1 fx")
+    assert "replaces" not in got["CV15Gy[cc]"].note
+    assert overall_status(list(got.values())) == "FAIL"
+
+
+def test_contoured_great_vessels_at_30_fx_are_not_evaluated_never_extrapolated(trial):
+    """A conventional 30-fraction plan: no derived (LQ) row anywhere; the great vessels
+    (QUANTEC has no row for them) are NOT EVALUATED with the row to add (plan ERROR);
+    the stomach gets QUANTEC's conventional row on physical dose."""
+    grid = so.uniform_grid((-60, -40, -40), (60, 40, 40), 60.0)
+    ss = _ss(so.sphere("GreatVes", (-30, 0, 0), 12), so.sphere("Stomach", (30, 0, 0), 20))
+    result = evaluate_oars(trial, ss, [_course(grid, 30, 60.0)], fractions=30)
+    assert not [c for c in result.checks if c.derivation]
+    (gv,) = _rows_of(result, "GreatVes")
+    assert gv.status == NOT_EVALUATED and gv.reason == Reason.NO_LIMIT
+    assert gv.priority == "mandatory" and gv.id == "oar.none.GreatVes"
+    assert "not derived by LQ beyond 8 fractions" in gv.note
+    assert 'structure = "GreatVes"' in gv.note and "fractions = [30]" in gv.note
+    stomach = _rows_of(result, "Stomach")
+    assert [(c.metric, c.limit, c.dose_view) for c in stomach] == \
+        [("D100%[Gy]", "< 45", "physical")]
+    assert stomach[0].status == FAIL          # 60 Gy everywhere > 45 Gy
+    assert overall_status(result.checks) == "ERROR"

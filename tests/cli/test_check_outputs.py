@@ -162,7 +162,8 @@ def test_full_tmpfs_writes_none(plan, tmp_path):
     html_kib = (sizes / "r.html").stat().st_size // 1024 + 1
     # whole pages: the smaller report fits, the larger does not (the JSON carries the DVH
     # curves, so either may be the larger)
-    room = -(-(min(json_kib, html_kib) + 8) // 4) * 4
+    # (one 4 KiB page of slack: the JSON and HTML of this plan differ by ~11 KiB)
+    room = -(-(min(json_kib, html_kib) + 4) // 4) * 4
     assert max(json_kib, html_kib) > room
     disk = tmp_path / "disk"
     if not _mount_tmpfs(disk, room):

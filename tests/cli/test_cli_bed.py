@@ -94,7 +94,7 @@ def test_bad_input_one_line_exit_2(args, message):
     assert result.exit_code == 2
     assert result.stdout == ""
     err = result.stderr.strip()
-    assert err.startswith("Error: ") and message in err
+    assert err.startswith("rtqa: error: ") and message in err
     assert "\n" not in err
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)

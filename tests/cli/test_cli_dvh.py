@@ -137,3 +137,137 @@ def test_relative_dose_is_refused(plan_dir, tmp_path):
     ds.DoseUnits = "RELATIVE"
     ds.save_as(dose)
     _one_line_error(_run([str(d)]), dose.name, "RELATIVE")
+
+
+# --- prescriptions of %-of-prescription metrics (issue 15, item 7) --------------------
+
+def _rx_by_roi(plan_dir: Path) -> dict[str, float]:
+    """ROI name -> TargetPrescriptionDose read from the files with pydicom (not rtqa)."""
+    rp = pydicom.dcmread(next(p for p in sorted(plan_dir.iterdir()) if p.name.startswith("RP.")))
+    rs = pydicom.dcmread(_files(plan_dir, RT_STRUCT)[0])
+    names = {int(r.ROINumber): str(r.ROIName) for r in rs.StructureSetROISequence}
+    return {names[int(ref.ReferencedROINumber)]: float(ref.TargetPrescriptionDose)
+            for ref in rp.DoseReferenceSequence if ref.DoseReferenceType == "TARGET"}
+
+
+def test_v95_uses_each_targets_own_prescription_and_says_which(plan_dir):
+    rx = _rx_by_roi(plan_dir)
+    assert rx == {"PTV_Liver": 50.0, "PTV_Lung": 50.0, "PTV_T10": 40.0}
+    # the same volumes asked with the dose in Gy: 95 % of 50 Gy and of 40 Gy
+    result = _run([str(plan_dir), "-m", "V95%[%]", "-m", "V47.5Gy[%]", "-m", "V38Gy[%]",
+                   "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {s["name"]: s for s in json.loads(result.stdout)["structures"]}
+    for name, own, frm in (("PTV_T10", "V38Gy[%]", "own"), ("GTV_T10", "V38Gy[%]", "lesion"),
+                           ("PTV_Liver", "V47.5Gy[%]", "own"),
+                           ("GTV_Liver", "V47.5Gy[%]", "lesion"),
+                           ("CTV_Liver", "V47.5Gy[%]", "lesion"),
+                           ("Liver", "V47.5Gy[%]", "plan"), ("SpinalCord", "V47.5Gy[%]", "plan")):
+        m = rows[name]["metrics"]
+        assert m["V95%[%]"] == pytest.approx(m[own], abs=1e-9), name
+        assert rows[name]["prescription"] == {
+            "dose_gy": 40.0 if "T10" in name else 50.0, "from": frm, "plan": "SBRT_5fx"}, name
+    # PTV_T10 on its own 40 Gy is covered; on the plan's 50 Gy it would not be
+    assert rows["PTV_T10"]["metrics"]["V95%[%]"] > 95.0
+    assert rows["PTV_T10"]["metrics"]["V47.5Gy[%]"] < 1.0
+
+
+def test_prescription_source_in_the_table(plan_dir):
+    result = _run([str(plan_dir), "-m", "V95%[%]"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["Structure", "Volume[cc]", "Rx[Gy]"]
+    t10 = next(line for line in lines if line.startswith("PTV_T10"))
+    assert "40 (own)" in t10
+    assert any(line.startswith("Rx (plan): ") for line in lines)
+    # without a relative metric the output is unchanged: no Rx column, no prescription
+    plain = _run([str(plan_dir), "--json"])
+    assert all("prescription" not in s for s in json.loads(plain.stdout)["structures"])
+
+
+def test_prescription_option_applies_to_every_structure(plan_dir):
+    result = _run([str(plan_dir), "-m", "V95%[%]", "-m", "V19Gy[%]", "--prescription", "20",
+                   "--json"])
+    assert result.exit_code == 0, result.output
+    for s in json.loads(result.stdout)["structures"]:
+        assert s["prescription"]["from"] == "option" and s["prescription"]["dose_gy"] == 20.0
+        assert s["metrics"]["V95%[%]"] == pytest.approx(s["metrics"]["V19Gy[%]"], abs=1e-9)
+
+
+def test_lesion_with_two_prescriptions_has_none():
+    """A GTV whose lesion holds targets prescribed differently gets no prescription."""
+    from types import SimpleNamespace as NS
+
+    from rtqa.cli.dvh import prescription_for
+    from rtqa.reading.plan import TargetPrescription
+    plan = NS(prescriptions=(TargetPrescription(50.0, 2, ""), TargetPrescription(40.0, 3, "")),
+              prescription_gy=50.0)
+
+    def pairing(roi):
+        return NS(course=NS(plan=plan), structure=NS(roi_number=roi))
+    groups = {1: (1, 2, 3), 2: (1, 2, 3), 3: (1, 2, 3)}
+    assert prescription_for(pairing(2), None, groups)[:2] == (50.0, "own")
+    rx, frm, why = prescription_for(pairing(1), None, groups)
+    assert rx is None and frm is None and "40 Gy, 50 Gy" in why
+    assert prescription_for(pairing(9), None, groups)[:2] == (50.0, "plan")
+    assert prescription_for(pairing(1), 12.5, groups)[:2] == (12.5, "option")
+    no_plan = NS(course=NS(plan=None), structure=NS(roi_number=1))
+    assert prescription_for(no_plan, None, groups)[:2] == (None, None)
+
+
+# --- CSV export of the curves (issue 15, item 3) ---------------------------------------
+
+def test_csv_rows_are_the_cumulative_dvh(plan_dir, tmp_path):
+    out = tmp_path / "dvh.csv"
+    result = _run([str(plan_dir), "--csv", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0].split()[:2] == ["Structure", "Volume[cc]"]  # table too
+    lines = out.read_text().splitlines()
+    assert lines[0] == "structure,dose_gy,volume_cc,volume_pct"
+    by: dict[str, list[tuple[float, float, float]]] = {}
+    for line in lines[1:]:
+        name, d, cc, pct = line.rsplit(",", 3)
+        by.setdefault(name, []).append((float(d), float(cc), float(pct)))
+    doc = json.loads(_run([str(plan_dir), "-m", "V20Gy[cc]", "-m", "V20Gy[%]",
+                           "--json"]).stdout)
+    assert list(by) == [s["name"] for s in doc["structures"]]
+    for s in doc["structures"]:
+        rows = by[s["name"]]
+        doses = [r[0] for r in rows]
+        assert doses[0] == 0.0 and all(b - a == pytest.approx(0.1) for a, b in
+                                       zip(doses, doses[1:-1]))
+        assert doses[-1] >= s["metrics"]["Max[Gy]"] - 1e-6
+        cc = [r[1] for r in rows]
+        assert all(b <= a + 1e-9 for a, b in zip(cc, cc[1:]))          # cumulative
+        assert rows[0][2] == pytest.approx(100.0)
+        at20 = next(r for r in rows if abs(r[0] - 20.0) < 1e-9) if doses[-1] >= 20 else None
+        if at20:
+            assert at20[1] == pytest.approx(s["metrics"]["V20Gy[cc]"], abs=1e-3)
+            assert at20[2] == pytest.approx(s["metrics"]["V20Gy[%]"], abs=1e-3)
+
+
+def test_csv_to_stdout_and_step(plan_dir):
+    result = _run([str(plan_dir), "--csv", "-", "--csv-step", "1"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "structure,dose_gy,volume_cc,volume_pct"
+    cord = [line for line in lines if line.startswith("SpinalCord,")]
+    assert [line.split(",")[1] for line in cord[:3]] == ["0.00", "1.00", "2.00"]
+
+
+def test_csv_refusals(plan_dir, tmp_path):
+    both = _run([str(plan_dir), "--csv", "-", "--json"])
+    assert both.exit_code == 2 and "choose one" in both.stderr
+    missing = _run([str(plan_dir), "--csv", str(tmp_path / "no" / "dvh.csv")])
+    _one_line_error(missing, "dvh.csv", "does not exist")
+    rs = _files(plan_dir, RT_STRUCT)[0]
+    over = _run([str(plan_dir), "--csv", str(rs)])
+    assert over.exit_code == 2 and rs.exists() and rs.stat().st_size > 1000
+
+
+def test_csv_field_quoting():
+    from rtqa.cli.dvh import _csv_field
+    assert _csv_field("PTV_T10") == "PTV_T10"
+    assert _csv_field('Lung, "left"') == '"Lung, ""left"""'
+    assert _csv_field("=HYPERLINK(1)") == "'=HYPERLINK(1)"
+    assert _csv_field("-GTV") == "'-GTV"

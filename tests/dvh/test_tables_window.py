@@ -43,6 +43,13 @@ def test_windowed_blocks_equal_whole_tables(nz, ny, nx, seed, data):
             g = g[rng.permutation(g.size)]
             got = part.pair_at(g).view(np.float32)
             assert np.array_equal(got, whole.pair[g].view(np.float32))
+            # both frames of an element at once, in any order and in frame order
+            lower = g[g < (nz - 1) * ny * nx]
+            for gg in (lower, np.sort(lower)):
+                a, b = part.pairs_at(gg)
+                assert np.array_equal(a.view(np.float32), whole.pair[gg].view(np.float32))
+                assert np.array_equal(b.view(np.float32),
+                                      whole.pair[gg + ny * nx].view(np.float32))
             assert len(part._cache) <= part._cap
     finally:
         T.TABLE_BLOCK_BYTES = old

@@ -148,7 +148,10 @@ def test_one_svg_per_curve_with_unique_ids():
     report = hcc_report()
     html = render_html(report)
     page = Page(html)
-    assert page.count("svg") == len(report.curves) == 6
+    assert page.count("svg", **{"class": "dvh-svg"}) == len(report.curves) == 6
+    assert page.count("svg", **{"class": "dvh-svg overview-svg"}) == 1   # all structures
+    assert page.count("svg", **{"class": "swatch"}) == len(report.overview) == 11
+    assert page.count("svg") == 6 + 1 + 11
     ids = [a["id"] for _, a in page.tags if "id" in a]
     assert len(ids) == len(set(ids)), "duplicate element ids"
     for ref in re.findall(r'(?:url\(#|xlink:href="#)([^)"]+)', html):
@@ -216,7 +219,9 @@ def test_dvh_svg_without_data():
 def test_report_without_curves_or_lesions():
     html = render_html(dataclasses.replace(hcc_report(), curves=(), lesions=()))
     assert "No DVH curves in this report." in html and "No lesions." in html
-    assert Page(html).count("svg") == 0
+    assert Page(html).count("svg", **{"class": "dvh-svg"}) == 0
+    html = render_html(dataclasses.replace(hcc_report(), curves=(), overview=()))
+    assert Page(html).count("svg") == 0 and 'id="overview-caption"' not in html
 
 
 # --- headless Chromium -------------------------------------------------------------
@@ -275,7 +280,8 @@ def test_browser_dom(rendered):
     assert "<i>Åsa</i>/µ-001" in text and page.count("i") == 0
     assert NONASCII in text
     assert page.count("svg", **{"class": "dvh-svg"}) == len(report.curves)
-    assert page.count("svg") == len(report.curves)
+    assert page.count("svg", **{"class": "dvh-svg overview-svg"}) == 1
+    assert page.count("svg") == len(report.curves) + 1 + len(report.overview)
 
 
 @needs_chromium

@@ -152,7 +152,9 @@ def test_records_keep_their_order_and_content():
 def test_curves_are_in_the_json():
     report = hcc_report()
     doc = json.loads(dumps(report))
-    assert list(doc)[-1] == "curves" and len(doc["curves"]) == len(report.curves)
+    assert list(doc)[-2:] == ["curves", "overview"] and len(doc["curves"]) == len(report.curves)
+    assert [c["name"] for c in doc["overview"]] == [c.name for c in report.overview]
+    assert len(doc["overview"]) == 11 and all(not c["marks"] for c in doc["overview"])
     for cv, out in zip(report.curves, doc["curves"]):
         assert out["name"] == cv.name and out["dose_gy"] == list(cv.dose_gy)
         assert out["volume_pct"] == list(cv.volume_pct)

@@ -18,7 +18,8 @@ def test_help_teaches():
     assert res.exit_code == 0
     for word in ("--ae-title", "--allow-ae", "--max-associations", "--max-dataset-mb",
                  "--settle", "--deadline", "--timeout", "--http", "--spool", "127.0.0.1",
-                 "supersedes", "RTPLAN ->"):
+                 "supersedes", "RTPLAN ->", "--keep-days", "postgresql://", "--no-pdf",
+                 "--sum-plans", "--roi-type", "--lesion-organ", "--end-caps"):
         assert word in res.output, word
     res = CliRunner().invoke(main, ["watch", "--help"])
     assert res.exit_code == 0 and "half-written file is never read" in res.output
@@ -40,11 +41,34 @@ def test_unknown_protocol_stops_before_listening(tmp_path):
     assert "no-such-protocol" in res.output
 
 
-def test_a_database_url_is_refused(tmp_path):
+def test_a_database_url_that_cannot_be_used_stops_the_start(tmp_path):
+    pytest.importorskip("sqlalchemy")
+    pytest.importorskip("psycopg")
     res = CliRunner().invoke(main, ["serve", "--port", "0", "--out", str(tmp_path / "o"),
-                                    "--db", "postgresql://db/rtqa"])
-    assert res.exit_code == 2 and "SQLite file" in res.output
-    assert not (tmp_path / "o").exists()
+                                    "--db", "postgresql://rtqa:pw@127.0.0.1:9/rtqa"])
+    assert res.exit_code == 2
+    assert "--db postgresql://rtqa:***@127.0.0.1:9/rtqa: cannot be used" in res.output
+    assert "pw@" not in res.output and not (tmp_path / "o").exists()
+
+
+def test_the_check_options_reach_the_engine(tmp_path):
+    from rtqa.cli.serve import _engine
+    e = _engine(str(tmp_path / "o"), None, None, 2.5, False, "oligo-hcc", (),
+                ("Heart=Herz",), 1.0, 60.0, 900, 1, sum_plans=True,
+                roi_types=("T10_PTV=PTV",), lesion_organs=("PTV_LN=LymphNode",),
+                plan_label="P2", delivery="sequential", end_caps="none")
+    try:
+        o = e.settings.options()
+        assert (o.sum_plans, o.plan, o.delivery, o.end_caps) == \
+            (True, "P2", "sequential", "none")
+        assert o.roi_types == {"T10_PTV": "PTV"} and o.lesion_organs == {"PTV_LN": "LymphNode"}
+        assert o.overrides == {"Heart": "Herz"}
+        assert (e.options.keep_days, e.options.pdf) == (2.5, False)
+    finally:
+        e.db.close()
+    res = CliRunner().invoke(main, ["watch", str(tmp_path), "--out", str(tmp_path / "p"),
+                                    "--lesion-organ", "PTV_LN"])
+    assert res.exit_code == 2 and "--lesion-organ" in res.output
 
 
 @pytest.mark.slow

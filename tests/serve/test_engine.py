@@ -61,3 +61,22 @@ def test_nothing_is_checked_before_the_set_is_complete(tmp_path, sample_dir):
         assert why == "complete" and prev is None and len(s.members) == 86
     finally:
         e.db.close()
+
+
+def test_without_weasyprint_the_log_says_pdf_reports_are_not_written(tmp_path, monkeypatch,
+                                                                       caplog):
+    import logging
+
+    import rtqa.report.pdf as pdf
+    monkeypatch.setattr(pdf, "pdf_available", lambda: "needs WeasyPrint (test)")
+    caplog.set_level(logging.WARNING, logger="rtqa.serve")
+    e = _engine(tmp_path)
+    try:
+        assert e.pdf_problem == "needs WeasyPrint (test)"
+    finally:
+        e.stop()
+    assert any("PDF reports are not written (JSON and HTML are): needs WeasyPrint (test)"
+               in r.getMessage() for r in caplog.records)
+    off = _engine(tmp_path / "off", pdf=False)
+    off.stop()
+    assert off.pdf_problem == "--no-pdf"

@@ -11,7 +11,8 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from serve_support import (ServerProcess, acked, checks, in_process_server, needs_dcmtk,
+from serve_support import (ServerProcess, acked, checks, full_disk_spool,
+                           in_process_server, needs_dcmtk,
                            sop_uid, spool_uids, store_responses, storescu, storescu_popen,
                            wait_for)
 
@@ -127,8 +128,7 @@ def test_kill_9_mid_association_then_restart(tmp_path, sample_dir):
     out = tmp_path / "out"
     passing, failing = sample_dir / "hcc_pass", sample_dir / "hcc_fail"
     # slow answers so the kill lands inside the association; no check before the kill
-    server = ServerProcess(out, "--settle", "3600",
-                           env={"RTQA_SERVE_TEST_STORE_DELAY": "0.1"})
+    server = ServerProcess(out, "--settle", "3600", store_delay=0.1)
     try:
         res = storescu(server.port, sorted(passing.glob("*.dcm")))
         assert res.returncode == 0
@@ -157,7 +157,7 @@ def test_kill_9_mid_association_then_restart(tmp_path, sample_dir):
         assert list((out / "spool" / "tmp").iterdir()) == []
         from rtqa.serve.db import open_readonly
         conn = open_readonly(out / "rtqa-serve.sqlite")
-        indexed = {r[0] for r in conn.execute("SELECT sop_uid FROM instances")}
+        indexed = {r["sop_uid"] for r in conn.query("SELECT sop_uid FROM instances")}
         conn.close()
         assert {sop_uid(f) for f in sent_first + sent_second} <= indexed
         # the rest of the interrupted export arrives: that plan is checked too
@@ -172,12 +172,12 @@ def test_kill_9_mid_association_then_restart(tmp_path, sample_dir):
         server.stop()
 
 
-def test_a_full_disk_gives_failure_statuses_not_lost_data(tmp_path, sample_dir, monkeypatch):
+def test_a_full_disk_gives_failure_statuses_not_lost_data(tmp_path, sample_dir):
     folder = sample_dir / "hcc_pass"
     files = sorted(folder.glob("*.dcm"))
-    monkeypatch.setenv("RTQA_SERVE_TEST_FAULT", "enospc:40")   # the 41st write fails
     out = tmp_path / "out"
-    with in_process_server(out, settle=0.5) as (engine, port):
+    full = full_disk_spool(out / "spool", after=40)        # the 41st write fails
+    with in_process_server(out, settle=0.5, spool=full) as (engine, port):
         res = storescu(port, files)
         responses = store_responses(res.stdout + res.stderr)
         ok = [f for f, s in responses if s == "Success"]
@@ -189,7 +189,6 @@ def test_a_full_disk_gives_failure_statuses_not_lost_data(tmp_path, sample_dir, 
         assert list((out / "spool" / "tmp").iterdir()) == []
         assert engine.db.count_instances() == 40
         assert checks(engine.db.path) == []
-    monkeypatch.delenv("RTQA_SERVE_TEST_FAULT")
     with in_process_server(out, settle=0.5) as (engine, port):   # space again: re-send
         res = storescu(port, [f for f in files if str(f) not in ok])
         assert res.returncode == 0

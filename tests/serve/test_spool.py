@@ -8,7 +8,8 @@ import hashlib
 import pytest
 
 from rtqa.serve.engine import STATUS, Engine, EngineOptions, Refused
-from rtqa.serve.spool import TEST_FAULT_ENV, Spool
+from rtqa.serve.spool import Spool
+from serve_support import full_disk_spool
 
 
 def test_write_is_content_addressed_and_whole(tmp_path):
@@ -24,9 +25,8 @@ def test_write_is_content_addressed_and_whole(tmp_path):
     assert [p for p, _ in spool.files()] == [path]
 
 
-def test_a_full_disk_leaves_no_partial_file(tmp_path, monkeypatch):
-    monkeypatch.setenv(TEST_FAULT_ENV, "enospc:1")
-    spool = Spool(tmp_path / "spool")
+def test_a_full_disk_leaves_no_partial_file(tmp_path):
+    spool = full_disk_spool(tmp_path / "spool", after=1)
     first, _ = spool.write(b"a" * 5000)
     with pytest.raises(OSError) as info:
         spool.write(b"b" * 5000)
@@ -81,9 +81,9 @@ def test_a_data_set_not_matching_the_request_is_refused(engine, sample_dir):
     assert list(engine.spool.files()) == []
 
 
-def test_a_full_disk_gives_out_of_resources(tmp_path, sample_dir, monkeypatch):
-    monkeypatch.setenv(TEST_FAULT_ENV, "enospc:0")
-    e = Engine(EngineOptions(out=str(tmp_path / "out")))
+def test_a_full_disk_gives_out_of_resources(tmp_path, sample_dir):
+    out = tmp_path / "out"
+    e = Engine(EngineOptions(out=str(out)), spool=full_disk_spool(out / "spool", after=0))
     try:
         data = (sample_dir / "hcc_fail" / "RP.SBRT_5fx_bad.dcm").read_bytes()
         with pytest.raises(Refused) as info:

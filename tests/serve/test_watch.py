@@ -12,6 +12,7 @@ import pytest
 
 from rtqa.serve.engine import Engine, EngineOptions
 from rtqa.serve.watch import Watcher
+from batch_helpers import bare_dataset
 from serve_support import checks, wait_for
 
 
@@ -101,3 +102,32 @@ def test_a_watched_export_is_checked_and_a_rewrite_supersedes(tmp_path, sample_d
     finally:
         w.stop()
         e.stop()
+
+
+@pytest.mark.parametrize("implicit", [True, False])
+def test_data_sets_without_header_are_taken_whatever_their_names(tmp_path, engine,
+                                                                  sample_dir, implicit):
+    folder = tmp_path / "export"
+    folder.mkdir()
+    plan = bare_dataset(sample_dir / "hcc_fail" / "RP.SBRT_5fx_bad.dcm", implicit)
+    assert plan[128:132] != b"DICM"
+    (folder / "PLAN0001").write_bytes(plan)                       # no .dcm name
+    # resembling a data set without header, but cut short, and not named .dcm: ignored
+    dose = bare_dataset(sample_dir / "hcc_fail" / "RD.SBRT_5fx_bad.dcm", implicit)
+    (folder / "dose.part").write_bytes(dose[:len(dose) // 2])
+    w = Watcher(engine, folder, stable=0)
+    w.scan_once(now=1.0)
+    assert w.scan_once(now=2.0) == 1
+    (inst,) = engine.db.instances()
+    assert inst.kind == "RTPLAN" and inst.label == "SBRT_5fx_bad"
+    assert inst.source == "PLAN0001" and open(inst.path, "rb").read() == plan
+    # the spool copy is read by the check as `rtqa check` reads such a file
+    from rtqa.reading.scan import scan
+    (scanned,) = scan([inst.path]).files
+    assert scanned.kind == "RTPLAN" and "not a DICOM Part 10 file" in scanned.header_note
+    # the rest of the file arrives: taken too
+    (folder / "dose.part").write_bytes(dose)
+    os.utime(folder / "dose.part", ns=(3, 4))
+    w.scan_once(now=3.0)
+    assert w.scan_once(now=4.0) == 1
+    assert sorted(i.kind for i in engine.db.instances()) == ["RTDOSE", "RTPLAN"]
