@@ -2,8 +2,8 @@
 (the prescription, separately from coverage). Exports written in code
 (tests/audit_cases.py), checked with rtqa.check; truths from the generator's analytic dose.
 
-Item 6 is being rewritten on another branch (helper "rx"): its two cases are strict
-xfails stating the fault, to be unmarked when that work lands.
+Item 6 (a low prescription with a high D95; a plan prescribed to the 70 % isodose) failed
+on main before the rx branch landed (PASS, and FAIL on the 95-115 % median rule).
 """
 
 from __future__ import annotations
@@ -25,10 +25,6 @@ def root(tmp_path_factory):
     return tmp_path_factory.mktemp("audit_rx")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 12 item 6 not done (helper rx): PTV_Lung prescribed 34 Gy / 5 fx in the RTPLAN "
-    "(BED10 57.1 Gy < 60) with D95 36.4 Gy (BED10 62.9) gives PASS, exit 0: no prescribed-"
-    "BED10 row; LesionResult.prescribed_bed_gy is 57.12 but nothing fails on it"))
 def test_low_prescription_with_high_d95_does_not_pass(root):
     folder = A.write(A.low_prescription_high_d95(), root / "lowrx", root)
     A.prescribe(folder, "PTV_Lung", 34.0)
@@ -42,10 +38,6 @@ def test_low_prescription_with_high_d95_does_not_pass(root):
     assert any("Lung" in c.id for c in fails), [c.id for c in fails]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 12 item 6 not done (helper rx): PTV_Liver prescribed 50 Gy to the 70 % isodose "
-    "(max 71.4 Gy, median 68.8 Gy = 138 %) FAILs integrity.prescription.SBRT_5fx.PTV_Liver "
-    "(median 95-115 %), a rule that fails correct heterogeneous SBRT plans"))
 def test_heterogeneous_plan_prescribed_to_the_70pct_isodose_passes(root):
     case = A.heterogeneous_70pct_isodose()
     d, _ = sample_dose(case, "PTV_Liver", spacing_mm=1.0)
