@@ -10,7 +10,7 @@ SHARED ?= ../shared
 NELMS  := $(SHARED)/validation/nelms2015
 DEMO_OUT ?= rtqa-demo-report.html
 
-.PHONY: help install test test-fast demo demo-fail browser dcmtk eclipse-example validate bench bench-batch bench-serve pdf-tools fuzz wheel-check clean
+.PHONY: help install test test-fast demo demo-fail browser dcmtk eclipse-example validate bench bench-batch bench-check bench-batch-sample bench-serve pdf-tools fuzz wheel-check clean
 
 help:
 	@echo "make demo      run a full QA check on the bundled sample plan (plans_sample/hcc_pass)"
@@ -22,6 +22,8 @@ help:
 	@echo "make bench     whole-plan DVH time, memory and Nelms accuracy: rtqa, plastimatch, dicompyler-core"
 	@echo "make fuzz      mutate the sample DICOM files: no crash, no false PASS"
 	@echo "make bench-batch  rtqa batch throughput, scaling and worker memory"
+	@echo "make bench-check  CPU of one rtqa check by stage (imports, reading, DVHs, checks, report)"
+	@echo "make bench-batch-sample  batch plans per CPU-minute on the bundled sample, 1 and 2 workers"
 	@echo "make bench-serve  rtqa serve: instances/s received, last instance to report"
 
 # The demo needs rtqa alone; the tests and batch also need the test and Dask extras.
@@ -94,6 +96,14 @@ bench: $(STAMP)
 # scaling ratio and worker memory.
 bench-batch: $(STAMP)
 	$(PY) bench/batch_bench.py $(BENCH_ARGS)
+
+# Issue 16 items 3 and 5: CPU of one `rtqa check` by stage (JSON, HTML), and batch plans per
+# CPU-minute on copies of the bundled sample with 1 and 2 workers next to a CPU-loop reference.
+bench-check: $(STAMP)
+	$(PY) bench/check_cpu.py $(BENCH_CHECK_ARGS)
+
+bench-batch-sample: $(STAMP)
+	$(PY) bench/batch_sample_bench.py $(BENCH_BATCH_SAMPLE_ARGS)
 
 # rtqa serve receiving the bundled sample from storescu: instances per second received,
 # and the time from the last instance to the finished report.

@@ -130,6 +130,10 @@ class DvhMemo(_LruCache):
         return self.cached(key, compute)
 
 
+#: Reader arguments derived from the file's content (passed by the scan)
+_DERIVED = frozenset({"dataset", "datasets", "pixel_data", "sha256"})
+
+
 class ReaderMemo(_LruCache):
     """Memoise rtqa's per-file readers by (path, content digest, arguments): the file
     classification with its completeness check (rtqa.reading.scan.classify) and the four
@@ -168,8 +172,11 @@ class ReaderMemo(_LruCache):
                 data = Path(path).read_bytes()
             except OSError:
                 return fn(path, *args, **kwargs)
+            # what the scan already parsed from these bytes (data set, pixel position,
+            # digest) is derived from the content: not part of the key
             key = (name, str(path), hashlib.blake2b(data, digest_size=20).digest(),
-                   repr(args), repr(sorted(kwargs.items())))
+                   repr(args), repr(sorted((k, v) for k, v in kwargs.items()
+                                           if k not in _DERIVED)))
             return memo.cached(key, lambda: fn(path, *args, **kwargs))
         reader.__wrapped__ = fn
         reader._rtqa_fuzz_memo = True

@@ -11,8 +11,9 @@ Conventions:
   its plans is ERROR with the two paths.
 * Every worker process is owned by :func:`run_local` (no ``ProcessPoolExecutor``, whose
   running futures cannot be cancelled): it gets one plan at a time over its own pipe,
-  checks ``max_tasks_per_child`` plans (1 by default: a fresh process per plan, so a
-  worker's memory is bounded by one plan) and exits. Exactly ``workers`` plans are in
+  checks ``max_tasks_per_child`` plans (``BatchOptions`` default 16: kept processes
+  skip the per-process warm-up of each plan; 1: a fresh process per plan, so a worker's
+  memory is bounded by one plan) and exits. Exactly ``workers`` plans are in
   flight; the next plans are handed out before the results are returned, so the workers
   do not wait while the caller writes reports.
 * Results come back in completion order as ``(task, result)`` pairs, ``result`` as from

@@ -224,7 +224,7 @@ def _prescribed_row(lesion: Lesion, cov: _Coverage, courses, ns, rule: LesionRul
                 source=rule.source + "; prescription: RTPLAN DoseReferenceSequence "
                 "TargetPrescriptionDose (or BeamDose x fractions) and "
                 "NumberOfFractionsPlanned", structure=target.roi if target else None,
-                rois=(target.roi,) if target else (), metric=f"BED{ab:g} of the prescription",
+                rois=(target.roi,) if target else (), metric=f"BED{ab:g} of Rx[Gy]",
                 unit="Gy", limit=str(rule.bed_limit), dose_view=DoseView.BED,
                 alpha_beta=ab, plans=plans, fractions=fx)
     if target is None or not used:

@@ -48,8 +48,8 @@ CONVENTIONS = {
 
 def _inputs(export: Export) -> tuple[InputFile, ...]:
     out = []
-    for f in export.scanned.files:
-        digest = hashlib.sha256(f.path.read_bytes()).hexdigest()
+    for f in export.scanned.files:  # the digest of the bytes the scan read and parsed
+        digest = f.sha256 or hashlib.sha256(f.path.read_bytes()).hexdigest()
         out.append(InputFile(str(f.path), f.kind, f.sop_instance_uid, digest))
     return tuple(out)
 

@@ -124,7 +124,7 @@ def evaluate(course: CourseDose, ss: StructureSet, lesion_targets: list[Structur
     plan = course.plan
     if plan is None:
         return []
-    info = read_prescriptions(plan.path)
+    info = plan.dose_references or read_prescriptions(plan.path)
     by_number = {s.roi_number: s for s in ss.structures}
     by_lower = {s.name.lower(): s for s in ss.structures}
     targets = [s for s in ss.structures if s.has_volume

@@ -120,7 +120,8 @@ def compare(course: CourseDose, ss: StructureSet,
     part of the dose."""
     if len(course.sources) != 1:
         return []
-    items = read_tps_dvhs(course.sources[0])
+    items = (list(course.grid.tps_dvhs) if course.grid.tps_dvhs is not None
+             else read_tps_dvhs(course.sources[0]))
     if not items:
         return []
     factor = 1.0  # a FRACTION dose scaled to the course: its DVHs are of one fraction

@@ -40,7 +40,7 @@ def reader(what: str):
 
 
 #: Transfer syntaxes of a bare data set (no Part 10 header), by encoding.
-_BARE_TS = {"implicit": "1.2.840.10008.1.2", "explicit": "1.2.840.10008.1.2.1"}
+BARE_TRANSFER_SYNTAX = _BARE_TS = {"implicit": "1.2.840.10008.1.2", "explicit": "1.2.840.10008.1.2.1"}
 _VRS = {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT",
         b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST",
         b"SV", b"TM", b"UC", b"UI", b"UL", b"UN", b"UR", b"US", b"UT", b"UV"}

@@ -34,23 +34,34 @@ class _Walker:
         self.d = data
         self.explicit = explicit
         self.e = "<" if little else ">"
+        self._s16 = struct.Struct(self.e + "H").unpack_from
+        self._s32 = struct.Struct(self.e + "I").unpack_from
+        self._s2x16 = struct.Struct(self.e + "HH").unpack_from
+        #: (value offset, value length) of the top-level PixelData when it has a defined
+        #: length (native pixel data), else None
+        self.pixel_data: tuple[int, int] | None = None
 
     def _u16(self, pos):
-        return struct.unpack_from(self.e + "H", self.d, pos)[0]
+        return self._s16(self.d, pos)[0]
 
     def _u32(self, pos):
-        return struct.unpack_from(self.e + "I", self.d, pos)[0]
+        return self._s32(self.d, pos)[0]
+
+    def _tag(self, pos):
+        group, element = self._s2x16(self.d, pos)
+        return (group << 16) | element
 
     def _need(self, pos, n, end, what):
         if pos + n > end:
             raise Incomplete(f"{what} at byte {pos} needs {n} bytes, only {end - pos} remain")
 
-    def elements(self, pos: int, end: int, until: int | None) -> int:
+    def elements(self, pos: int, end: int, until: int | None, top: bool = False) -> int:
         """Walk elements from ``pos``; stop at ``end`` (defined length) or after the
-        delimiter tag ``until``. Returns the position after the last element."""
+        delimiter tag ``until``. Returns the position after the last element. ``top``:
+        the data set itself (not an item), where the PixelData position is recorded."""
         while pos < end or until is not None:
             self._need(pos, 8, end, "element header")
-            tag = (self._u16(pos) << 16) | self._u16(pos + 2)
+            tag = self._tag(pos)
             if until is not None and tag == until:
                 return pos + 8
             if tag in (_ITEM_END, _SEQ_END, _ITEM):
@@ -68,7 +79,9 @@ class _Walker:
                 pos = self.items(pos, end, nested=tag != _PIXEL_DATA)
             else:
                 self._need(pos, length, end, f"value of ({tag >> 16:04X},{tag & 0xFFFF:04X})")
-                if self._is_sequence(tag, vr if self.explicit else None):
+                if top and tag == _PIXEL_DATA:
+                    self.pixel_data = (pos, length)
+                elif self._is_sequence(tag, vr if self.explicit else None):
                     self.sequence(pos, pos + length)
                 pos += length
         return pos
@@ -98,7 +111,7 @@ class _Walker:
         stream happens to end in the right place."""
         while pos < end:
             self._need(pos, 8, end, "item header")
-            tag = (self._u16(pos) << 16) | self._u16(pos + 2)
+            tag = self._tag(pos)
             if tag != _ITEM:
                 raise Incomplete(f"expected an item at byte {pos}, found {tag:08X}")
             pos = self._item(pos + 8, self._u32(pos + 4), end)
@@ -108,7 +121,7 @@ class _Walker:
         fragments of encapsulated pixel data (raw bytes)."""
         while True:
             self._need(pos, 8, end, "item header")
-            tag = (self._u16(pos) << 16) | self._u16(pos + 2)
+            tag = self._tag(pos)
             length = self._u32(pos + 4)
             pos += 8
             if tag == _SEQ_END:
@@ -126,6 +139,13 @@ class _Walker:
 
 def check_complete(data: bytes) -> str | None:
     """None when the file is complete, else the reason it is not."""
+    return walk(data)[0]
+
+
+def walk(data: bytes) -> tuple[str | None, tuple[int, int] | None]:
+    """(None when the file is complete, else the reason it is not; (offset, length) of
+    the data set's native PixelData value, None when it has none or it is encapsulated
+    or the file is not walked)."""
     pos = 0
     part10 = len(data) >= 132 and data[128:132] == b"DICM"
     if part10:
@@ -141,22 +161,22 @@ def check_complete(data: bytes) -> str | None:
                 vlen = pos - start - 8
                 ts = data[pos - vlen:pos].rstrip(b"\x00 ").decode("ascii", "replace")
         if part10 and not ts:  # Part 10 file: TransferSyntaxUID is Type 1
-            return "file meta information without TransferSyntaxUID (damaged header)"
+            return "file meta information without TransferSyntaxUID (damaged header)", None
         if ts == DEFLATED:
-            return None
+            return None, None
         if not ts:  # a bare data set: its first element shows the encoding (little endian)
             explicit = pos + 6 <= len(data) and data[pos + 4:pos + 6].isalpha() \
                 and data[pos + 4:pos + 6].isupper()
             ts = EXPLICIT_LE if explicit else IMPLICIT_LE
         body = _Walker(data, ts != IMPLICIT_LE, ts != EXPLICIT_BE)
-        end = body.elements(pos, len(data), None)
+        end = body.elements(pos, len(data), None, top=True)
         if end != len(data):
-            return f"stream ends at byte {end} of {len(data)}"
-        return None
+            return f"stream ends at byte {end} of {len(data)}", None
+        return None, body.pixel_data
     except Incomplete as exc:
-        return f"truncated or damaged: {exc}"
+        return f"truncated or damaged: {exc}", None
     except struct.error:
-        return "truncated: the file ends inside an element header"
+        return "truncated: the file ends inside an element header", None
 
 
 def _one(w: _Walker, pos: int, end: int) -> int:

@@ -52,11 +52,12 @@ class _Slice:
 
 
 @reader("CT image")
-def read_ct_slice(path: Path) -> _Slice:
+def read_ct_slice(path: Path, dataset=None) -> _Slice:
     """The header of one CT slice. ImagePositionPatient, ImageOrientationPatient and
     PixelSpacing are Type 1 (Image Plane module): a slice without them is refused, never
-    placed at a default position."""
-    ds = read_dataset(path, stop_before_pixels=True)
+    placed at a default position. ``dataset``: the file's header already parsed (by the
+    scan), else the file is read."""
+    ds = dataset if dataset is not None else read_dataset(path, stop_before_pixels=True)
     ipp = floats(required(ds, "ImagePositionPatient", path), 3, "ImagePositionPatient", path)
     if max(abs(v) for v in ipp) > MAX_COORDINATE_MM:
         raise DicomInputError(f"ImagePositionPatient {ipp} is beyond +/-{MAX_COORDINATE_MM:g} "

@@ -424,8 +424,14 @@ def _courses(doses: list[DoseGrid], plans: dict[str, Plan], fractions_override: 
 
 
 def load_export(paths: list[str | Path], fractions_override: int | None = None) -> Export:
-    """Read everything under ``paths`` (files and folders in any mix)."""
-    result = scan(paths)
+    """Read everything under ``paths`` (files and folders in any mix).
+
+    Each file is read and parsed once: the scan classifies it, walks it for completeness
+    and parses its data set up to the PixelData from the same bytes (and takes their
+    SHA-256); the readers below take that data set (the dose reads its native pixel
+    data from the file frame by frame, checking the digest)."""
+    datasets: dict = {}
+    result = scan(paths, datasets=datasets)
     seen: dict[str, Path] = {}
     for f in result.files:
         if f.sop_instance_uid and f.kind != "OTHER":
@@ -437,14 +443,16 @@ def load_export(paths: list[str | Path], fractions_override: int | None = None) 
     doses, plans, sets, ct_slices = [], [], [], []
     warnings: list[str] = list(result.warnings)  # files without a Part 10 header
     for f in result.files:
+        ds = datasets.pop(f.path, None)  # the reader's; not kept once read
         if f.kind == "RTDOSE":
-            doses.append(read_dose(f.path))
+            doses.append(read_dose(f.path, dataset=ds, pixel_data=f.pixel_data,
+                                   sha256=f.sha256))
         elif f.kind == "RTPLAN":
-            plans.append(read_plan(f.path))
+            plans.append(read_plan(f.path, dataset=ds))
         elif f.kind == "RTSTRUCT":
-            sets.append(read_structure_set(f.path))
+            sets.append(read_structure_set(f.path, dataset=ds))
         elif f.kind == "CT":
-            ct_slices.append(read_ct_slice(f.path))
+            ct_slices.append(read_ct_slice(f.path, dataset=ds))
     if not result.files:
         where = ", ".join(str(p) for p in paths)
         raise RtqaError(f"no DICOM files found in {where}")

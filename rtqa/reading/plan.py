@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rtqa.errors import DicomInputError
 from rtqa.reading.common import present, read_dataset, reader, text, whole
+from rtqa.reading.prescription import PlanPrescriptions, prescriptions_of
 from rtqa.reading.dose import MAX_PLAUSIBLE_DOSE_GY
 
 
@@ -79,6 +80,9 @@ class Plan:
     reviewer: str = ""       # ReviewerName (300E,0008), when approved/rejected
     review_date: str = ""    # ReviewDate (300E,0004) YYYYMMDD
     review_time: str = ""    # ReviewTime (300E,0005) HHMMSS
+    #: every DoseReferenceSequence item and beam dose point, as
+    #: ``rtqa.reading.prescription.read_prescriptions`` reads them (from the same parse)
+    dose_references: "PlanPrescriptions | None" = None
 
     @property
     def display(self) -> str:
@@ -110,9 +114,19 @@ def _dose_or_none(item, keyword: str, path: Path, empty_ok: bool = False) -> flo
     return v
 
 
+def _dose_references(ds) -> PlanPrescriptions | None:
+    """The plan's dose references (None when they cannot be read here: the prescription
+    check then reads the file and reports it as before)."""
+    try:
+        return prescriptions_of(ds)
+    except Exception:  # noqa: BLE001 - pydicom's conversion errors vary
+        return None
+
+
 @reader("RTPLAN")
-def read_plan(path: Path) -> Plan:
-    ds = read_dataset(path)
+def read_plan(path: Path, dataset=None) -> Plan:
+    """One RTPLAN. ``dataset``: the file already parsed (by the scan), else it is read."""
+    ds = dataset if dataset is not None else read_dataset(path)
     groups = list(ds.get("FractionGroupSequence", []) or [])
     fraction_groups = []
     for g in groups:
@@ -165,4 +179,5 @@ def read_plan(path: Path) -> Plan:
         prescription_text=text(ds, "PrescriptionDescription"),
         fraction_groups=tuple(fraction_groups),
         patient_name=text(ds, "PatientName"), reviewer=text(ds, "ReviewerName"),
-        review_date=text(ds, "ReviewDate"), review_time=text(ds, "ReviewTime"))
+        review_date=text(ds, "ReviewDate"), review_time=text(ds, "ReviewTime"),
+        dose_references=_dose_references(ds))

@@ -67,7 +67,13 @@ def _point(item, keyword: str) -> tuple[float, float, float] | None:
 
 
 def read_prescriptions(path: Path) -> PlanPrescriptions:
-    ds = read_dataset(path, stop_before_pixels=True)
+    """The dose references and beam dose points of the RTPLAN at ``path`` (the plan
+    readers keep them: ``rtqa.reading.plan.Plan.dose_references``)."""
+    return prescriptions_of(read_dataset(path, stop_before_pixels=True))
+
+
+def prescriptions_of(ds) -> PlanPrescriptions:
+    """:func:`read_prescriptions` of an RTPLAN data set already parsed."""
     refs = tuple(
         DoseReference(_int(r, "DoseReferenceNumber"),
                       text(r, "DoseReferenceStructureType").upper(),

@@ -8,17 +8,18 @@ read is an error, because a truncated export must never be checked as if complet
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pydicom
 from pydicom.errors import InvalidDicomError
 
 from rtqa.errors import DicomInputError
-from rtqa.reading.common import bare_encoding, bare_note, reader
-from rtqa.reading.completeness import check_complete
+from rtqa.reading.common import BARE_TRANSFER_SYNTAX, bare_encoding, bare_note, reader
+from rtqa.reading.completeness import walk
 from rtqa.reading.sopclass import KIND
 
 MAX_DEPTH = 12
@@ -39,6 +40,11 @@ class Scanned:
     #: why the file is not a DICOM Part 10 file when it was read as a bare data set
     #: (no preamble / 'DICM' / File Meta Information); empty for a Part 10 file
     header_note: str = ""
+    #: SHA-256 (hex) of the bytes classified, parsed and walked ("" when not known)
+    sha256: str = field(default="", compare=False)
+    #: (offset, length) in bytes of the native PixelData value of the data set (from
+    #: the completeness walk), None when it has none or it is encapsulated
+    pixel_data: tuple[int, int] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,8 @@ def expand_paths(paths: list[str | Path]) -> list[Path]:
             raise DicomInputError("no such file or folder", p)
         else:
             raise DicomInputError("not a regular file or folder", p)
+    if len(paths) == 1 and not Path(paths[0]).is_file():
+        return out  # one folder walk without links: every path once already
     seen: set[Path] = set()
     unique = []
     for p in out:
@@ -106,13 +114,32 @@ def expand_paths(paths: list[str | Path]) -> list[Path]:
     return unique
 
 
+def _header(data: bytes, force: bool, bare: str | None):
+    """The whole data set up to its PixelData (values converted lazily by pydicom), or
+    None when pydicom cannot parse all of it (the classification then reads only the
+    identifying tags, as before, and the reader parses the file itself)."""
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=force)
+    except Exception:  # noqa: BLE001 - pydicom raises many types; the reader reports it
+        return None
+    ds.buffer = None  # no deferred values: do not keep the file's bytes alive with it
+    if bare and "TransferSyntaxUID" not in ds.file_meta:
+        ds.file_meta.TransferSyntaxUID = BARE_TRANSFER_SYNTAX[bare]
+    return ds
+
+
 @reader("DICOM header")
-def classify(path: Path, explicit: bool = False) -> Scanned | None:
+def classify(path: Path, explicit: bool = False, datasets: dict | None = None
+             ) -> Scanned | None:
     """Classify one file by its SOP Class UID.
 
     Returns None for a file that is not DICOM (unless it was named explicitly or looks
     like DICOM, in which case that is an error). A DICOM file that is incomplete (cut
     short) is an error: see rtqa.reading.completeness.
+
+    ``datasets``: when given, the file's data set up to its PixelData, parsed here from
+    the bytes classified and walked, is stored under ``path`` for the readers (so that
+    each file is read and parsed once; ``rtqa.reading.export.load_export``).
     """
     try:
         size = path.stat().st_size
@@ -126,9 +153,12 @@ def classify(path: Path, explicit: bool = False) -> Scanned | None:
     except OSError as exc:
         raise DicomInputError(f"cannot be read ({exc.strerror or exc})", path) from None
     note = ""
+    header = None
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True,
-                             specific_tags=_HEADER_TAGS)
+        if datasets is not None:
+            header = _header(data, False, None)
+        ds = header if header is not None else pydicom.dcmread(
+            io.BytesIO(data), stop_before_pixels=True, specific_tags=_HEADER_TAGS)
     except InvalidDicomError:
         if bare_encoding(data[:132]) is None:
             if explicit or looks_like_dicom(path):
@@ -139,14 +169,17 @@ def classify(path: Path, explicit: bool = False) -> Scanned | None:
         # a bare data set (Elekta Monaco): read it, with the same completeness check
         note = bare_note(data[:132])
         try:
-            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True,
-                                 specific_tags=_HEADER_TAGS, force=True)
+            if datasets is not None:
+                header = _header(data, True, bare_encoding(data[:132]))
+            ds = header if header is not None else pydicom.dcmread(
+                io.BytesIO(data), stop_before_pixels=True, specific_tags=_HEADER_TAGS,
+                force=True)
         except Exception as exc:  # noqa: BLE001 - pydicom raises many types
             raise DicomInputError(f"unreadable DICOM data set without Part 10 header "
                                   f"({type(exc).__name__}: {exc})", path) from None
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on broken files
         raise DicomInputError(f"unreadable DICOM ({type(exc).__name__}: {exc})", path) from None
-    problem = check_complete(data)
+    problem, pixel_data = walk(data)
     claims = explicit or looks_like_dicom(path)
     if problem:
         if note and not claims:  # resembled a bare data set, but is not one: not DICOM
@@ -162,15 +195,24 @@ def classify(path: Path, explicit: bool = False) -> Scanned | None:
     if note and not sop_inst:
         raise DicomInputError(f"DICOM data set without SOPInstanceUID ({note.split(':')[0]})",
                               path)
-    return Scanned(path, KIND.get(sop_class, "OTHER"), sop_class, sop_inst, note)
+    kind = KIND.get(sop_class, "OTHER")
+    if datasets is not None and header is not None and kind != "OTHER":
+        datasets[path] = header
+    return Scanned(path, kind, sop_class, sop_inst, note,
+                   sha256=hashlib.sha256(data).hexdigest(), pixel_data=pixel_data)
 
 
-def scan(paths: list[str | Path]) -> ScanResult:
-    """Classify every file under ``paths``; raise DicomInputError on a broken DICOM file."""
+def scan(paths: list[str | Path], datasets: dict | None = None) -> ScanResult:
+    """Classify every file under ``paths``; raise DicomInputError on a broken DICOM file.
+    ``datasets``: see :func:`classify`."""
     explicit = {Path(p).resolve() for p in paths if Path(p).is_file()}
     files, skipped = [], []
     for p in expand_paths(paths):
-        item = classify(p, explicit=p.resolve() in explicit)
+        named = bool(explicit) and p.resolve() in explicit
+        if datasets is None:
+            item = classify(p, explicit=named)
+        else:
+            item = classify(p, explicit=named, datasets=datasets)
         if item is None:
             skipped.append((p, "not DICOM"))
         else:

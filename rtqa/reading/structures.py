@@ -114,12 +114,90 @@ def _parse_floats(raw) -> np.ndarray:
     return np.asarray([float(v) for v in value], dtype=np.float64)
 
 
-def _contour_points(item, path: Path, roi_name: str) -> np.ndarray:
+_DIGITS_MAX = 15  # a mantissa of at most 15 digits is an exact float64 integer (< 2**53)
+_POW10 = 10.0 ** np.arange(23)  # exact in float64 up to 1e22
+_CLASS = np.zeros(256, dtype=np.uint8)  # character classes of a plain decimal list
+_CLASS[48:58], _CLASS[92], _CLASS[46], _CLASS[[43, 45]] = 1, 2, 3, 4
+
+
+#: Bytes of ContourData parsed per vectorised pass (its temporaries are ~30x this).
+_PARSE_CHUNK = 1 << 18
+
+
+def parse_decimals(values: list[bytes]) -> list[np.ndarray] | None:
+    """:func:`_parse_decimals` over runs of ``values`` of about ``_PARSE_CHUNK`` bytes,
+    so that its temporary arrays stay small whatever the structure set's size."""
+    out: list[np.ndarray] = []
+    start, size = 0, 0
+    for k, v in enumerate(values):
+        size += len(v)
+        if size >= _PARSE_CHUNK or k == len(values) - 1:
+            part = _parse_decimals(values[start:k + 1])
+            if part is None:
+                return None
+            out += part
+            start, size = k + 1, 0
+    return out
+
+
+def _parse_decimals(values: list[bytes]) -> list[np.ndarray] | None:
+    """Every backslash-separated decimal in each of ``values`` (DS byte strings, e.g.
+    ContourData), parsed in one vectorised pass over all of them: the same float64 values,
+    bit for bit, as ``float(token)``. None when any token is not a plain decimal
+    (``[+-]digits[.digits]``, at most 15 digits, nothing else, not empty): the caller
+    then parses token by token.
+
+    Exactness: a mantissa ``m`` of at most 15 digits and ``k`` <= 22 fraction digits are
+    exact float64 values, so ``m / 10**k`` is the correctly rounded value of the
+    decimal, as ``float`` gives (IEEE 754 division rounds correctly)."""
+    if not values:
+        return []
+    stripped = [v.strip(b" \x00") for v in values]
+    b = np.frombuffer(b"\\".join(stripped), dtype=np.uint8)
+    cls = _CLASS[b]  # 0 other, 1 digit, 2 backslash, 3 dot, 4 sign
+    if not cls.all():
+        return None
+    digit = cls == 1
+    cuts = np.flatnonzero(cls == 2)
+    starts = np.concatenate(([0], cuts + 1))
+    ends = np.concatenate((cuts, [b.size]))
+    if np.any(ends <= starts):  # an empty token
+        return None
+    signs = np.flatnonzero(cls == 4)
+    if signs.size and not np.all((signs == 0) | (b[signs - 1] == 92)):  # a sign only first
+        return None
+    cd = np.cumsum(digit, dtype=np.int32)
+    cd_end = cd[ends - 1]
+    n_digits = np.diff(np.concatenate(([0], cd_end)))
+    if n_digits.min() < 1 or n_digits.max() > _DIGITS_MAX:
+        return None
+    # digits in order: the k-th digit (cd = k + 1) belongs to token t, with
+    # cd_end[t] - cd digits after it in its token
+    t = np.repeat(np.arange(starts.size), n_digits)
+    right = np.repeat(cd_end, n_digits) - np.arange(1, int(cd_end[-1]) + 1, dtype=np.int32)
+    dots = np.flatnonzero(cls == 3)
+    td = np.searchsorted(cuts, dots)
+    if td.size > 1 and np.any(td[1:] == td[:-1]):  # two dots in one token
+        return None
+    mantissa = np.bincount(t, weights=(b[digit] - 48) * _POW10[right], minlength=starts.size)
+    frac = np.zeros(starts.size, dtype=np.intp)
+    frac[td] = cd_end[td] - cd[dots]
+    out = mantissa / _POW10[frac]
+    negative = np.flatnonzero(b[starts] == 45)
+    out[negative] = -out[negative]
+    counts = [v.count(b"\\") + 1 for v in stripped]
+    return np.split(out, np.cumsum(counts)[:-1])
+
+
+def _contour_points(item, path: Path, roi_name: str, parsed: np.ndarray | None = None
+                    ) -> np.ndarray:
+    """The (N, 3) points of one contour item (``parsed``: its ContourData values when
+    they were parsed already, by :func:`parse_decimals`)."""
     raw = item.get_item(_CONTOUR_DATA) if _CONTOUR_DATA in item else None
     if raw is None:
         raise DicomInputError(f"ROI '{roi_name}': contour without ContourData", path)
     try:
-        pts = _parse_floats(raw)
+        pts = parsed if parsed is not None else _parse_floats(raw)
     except ValueError:
         raise DicomInputError(f"ROI '{roi_name}': ContourData is not numeric", path) from None
     if pts.size % 3:
@@ -147,9 +225,32 @@ def _group_planes(polys: list[tuple[float, np.ndarray]]):
     return tuple((float(z), tuple(p)) for z, p in planes)
 
 
+def _parse_all(items: dict[int, list]) -> dict[int, list[np.ndarray]] | None:
+    """ContourData of every contour item (by ROI number, in item order) parsed by
+    :func:`parse_decimals` in one pass; None when any is missing, not a byte string or
+    not plain decimals (each contour is then parsed on its own, reporting its ROI)."""
+    raw: list[bytes] = []
+    for contour_items in items.values():
+        for item in contour_items:
+            elem = item.get_item(_CONTOUR_DATA) if _CONTOUR_DATA in item else None
+            value = getattr(elem, "value", None)
+            if not isinstance(value, bytes):
+                return None
+            raw.append(value)
+    values = parse_decimals(raw)
+    if values is None:
+        return None
+    out, k = {}, 0
+    for number, contour_items in items.items():
+        out[number] = values[k:k + len(contour_items)]
+        k += len(contour_items)
+    return out
+
+
 @reader("RTSTRUCT")
-def read_structure_set(path: Path) -> StructureSet:
-    ds = read_dataset(path)
+def read_structure_set(path: Path, dataset=None) -> StructureSet:
+    """One RTSTRUCT. ``dataset``: the file already parsed (by the scan), else it is read."""
+    ds = dataset if dataset is not None else read_dataset(path)
     for keyword in ("StructureSetROISequence", "ROIContourSequence",
                     "RTROIObservationsSequence"):
         if keyword not in ds:
@@ -188,6 +289,11 @@ def read_structure_set(path: Path) -> StructureSet:
                                   f"('{names[number]}')", path)
         contours[number] = rc
 
+    # every contour's ContourData parsed in one pass (per contour when one is unusual)
+    items = {number: list((rc.get("ContourSequence", []) or []) if rc is not None else [])
+             for number, rc in ((n, contours.get(n)) for n in names)}
+    parsed = _parse_all(items)
+
     structures = []
     total_points = 0
     for number, name in names.items():
@@ -196,10 +302,10 @@ def read_structure_set(path: Path) -> StructureSet:
         points: list[np.ndarray] = []
         n_open = 0
         open_pts: list[np.ndarray] = []
-        rc = contours.get(number)
-        for item in (rc.get("ContourSequence", []) or []) if rc is not None else []:
+        for k, item in enumerate(items[number]):
             gtype = text(item, "ContourGeometricType").upper()
-            pts = _contour_points(item, path, name)
+            pts = _contour_points(item, path, name,
+                                  parsed[number][k] if parsed is not None else None)
             total_points += len(pts)
             if total_points > MAX_CONTOUR_POINTS:
                 raise DicomInputError(f"more than {MAX_CONTOUR_POINTS} contour points: "

@@ -95,6 +95,15 @@ def read_tps_dvhs(path: Path) -> list[TpsDvh]:
     read gives items with a ``problem``, never an exception."""
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+    except Exception:  # noqa: BLE001 - the dose itself was read; the DVHs are secondary
+        return [_bad(None, "DVHSequence cannot be read")]
+    return tps_dvhs_of(ds)
+
+
+def tps_dvhs_of(ds) -> list[TpsDvh]:
+    """:func:`read_tps_dvhs` of an RTDOSE data set already parsed (the dose reader keeps
+    them: ``rtqa.reading.dose.DoseGrid.tps_dvhs``)."""
+    try:
         items = list(ds.get("DVHSequence", []) or [])
     except Exception:  # noqa: BLE001 - the dose itself was read; the DVHs are secondary
         return [_bad(None, "DVHSequence cannot be read")]

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from rtqa.reading.dose import _scaled_float64, _stored_values
+from rtqa.reading.dose import _scaled_frames, _stored_values
 
 try:
     import phantoms as ph
@@ -23,24 +23,36 @@ except ImportError:  # tests collected as a package
                       hnp.array_shapes(min_dims=3, max_dims=3, max_side=6),
                       elements=st.integers(0, 30000)),
        scaling=st.floats(1e-9, 1e3, allow_nan=False, allow_infinity=False),
+       transpose=st.booleans(), flip_x=st.booleans(), flip_y=st.booleans(),
        data=st.data())
-def test_scaled_float64_equals_cast_then_multiply(arr, scaling, data):
+def test_scaled_frames_equal_cast_then_multiply(arr, scaling, transpose, flip_x, flip_y,
+                                                data):
     n = arr.shape[0]
     kind = data.draw(st.sampled_from(["identity", "reversed", "permuted"]))
     order = {"identity": np.arange(n), "reversed": np.arange(n)[::-1],
              "permuted": np.asarray(data.draw(st.permutations(list(range(n)))), int)}[kind]
-    # a strided view, as the reader passes after flips and transposition
-    view = arr.transpose(0, 2, 1)[:, ::-1, :]
-    got = _scaled_float64(view, order, scaling)
+    # the whole stored array transformed as the reader did before reading frame by frame
+    view = arr.transpose(0, 2, 1) if transpose else arr
+    view = view[:, :, ::-1] if flip_x else view
+    view = view[:, ::-1, :] if flip_y else view
     want = view[order].astype(np.float64) * scaling
+    got, low, top = _scaled_frames(iter(arr), order, view.shape[1:], scaling, transpose,
+                                   flip_x, flip_y)
     assert got.flags.c_contiguous and got.dtype == np.float64
     assert np.array_equal(got, want)
+    assert (low, top) == (min(0, int(arr.min())), max(0, int(arr.max())))
 
 
-def test_scaled_float64_analytic():
+def test_scaled_frames_analytic():
     arr = np.arange(24, dtype=np.uint16).reshape(2, 3, 4)
-    got = _scaled_float64(arr, np.array([1, 0]), 0.5)
-    assert got[0, 0, 0] == 6.0 and got[1, 2, 3] == 5.5
+    got, _, top = _scaled_frames(iter(arr), np.array([1, 0]), (3, 4), 0.5)
+    assert got[0, 0, 0] == 6.0 and got[1, 2, 3] == 5.5 and top == 23
+
+
+def test_scaled_frames_refuses_missing_frames():
+    arr = np.zeros((2, 3, 4), dtype=np.uint16)
+    with pytest.raises(ValueError):
+        _scaled_frames(iter(arr[:1]), np.array([0, 1]), (3, 4), 1.0)
 
 
 @pytest.mark.parametrize("bits", [16, 32])
