@@ -114,7 +114,7 @@ def test_maximum_twice_the_prescription_fails_the_isodose_row(tmp_path):
     row = _rows(report, "integrity.prescription.SBRT.PTV_C")[".max"]
     assert (row.status, row.priority) == (FAIL, "mandatory")
     assert row.value / 40.0 == pytest.approx(2.0, rel=0.03)
-    assert row.limit == f"<= {RULE.max_dose_pct / 100 * 40.0:.2f}"
+    assert row.limit == f"40.00-{RULE.max_dose_pct / 100 * 40.0:.2f}"
     assert "isodose" in row.note
 
 
@@ -205,3 +205,23 @@ def test_homogeneous_plan_warns_below_the_protocols_lower_isodose_bound():
     assert rows["coverage"].status == PASS and rows["coverage"].value == pytest.approx(100.0)
     assert rows["max"].status == "WARN" and rows["max"].value == pytest.approx(52.5)
     assert rows["max"].limit == f"{1.111 * 50:.2f}-{1.667 * 50:.2f}"
+
+
+def test_maximum_below_the_prescription_fails_the_plan(tmp_path):
+    """The dose of the plan stands at ~95 % of its RTPLAN prescription everywhere (a dose
+    scaled or normalised short): the PTV maximum (analytic 52.5 Gy) is below Rx 55.26 Gy,
+    so no point of the PTV receives the prescription. The coverage rows are optional and
+    the lesion's BED10 still exceeds 60 Gy, so only the maximum row can stop the PASS:
+    it FAILs (mandatory, dose_inconsistent). The former median rule failed it too
+    (median ~92 % of Rx)."""
+    case = _case("short", TargetDose("C", 50.0, boost=0.05))
+    top = 50.0 * (1 + 0.05 * (1 - math.exp(-(PTV_R / 5.0) ** 2)))
+    rx = 50.0 / 0.905
+    assert top < rx and lq_bed(float(np.percentile(_analytic(case), 5)), 5) > 60.0
+    report = run_check([str(_write(tmp_path, case, rx))])
+    row = _rows(report, "integrity.prescription.SBRT.PTV_C")[".max"]
+    assert (row.status, row.priority, row.reason) == (FAIL, "mandatory", "dose_inconsistent")
+    assert row.value == pytest.approx(top, rel=0.01)
+    assert row.limit == f"{round(rx, 4):.2f}-{RULE.max_dose_pct / 100 * round(rx, 4):.2f}"
+    assert _rows(report, "lesion.C.")["bed"].status == PASS
+    assert report.status in ("FAIL", "ERROR")  # ERROR: the lesion has no organ here
