@@ -225,3 +225,32 @@ def test_maximum_below_the_prescription_fails_the_plan(tmp_path):
     assert row.limit == f"{round(rx, 4):.2f}-{RULE.max_dose_pct / 100 * round(rx, 4):.2f}"
     assert _rows(report, "lesion.C.")["bed"].status == PASS
     assert report.status in ("FAIL", "ERROR")  # ERROR: the lesion has no organ here
+
+
+def test_two_unlinked_prescriptions_are_not_the_lesions_own(tmp_path):
+    """The plan treats one lesion; its DoseReferenceSequence carries two SITE
+    prescriptions (34 Gy and 60 Gy), linked to no ROI. Which one is the lesion's cannot be
+    told: the prescribed-BED row is NOT EVALUATED (prescription_unlinked), never the BED of
+    the highest (60 Gy in 5 fx: BED10 132 Gy, which PASSed the >= 60 Gy limit while 34 Gy
+    in 5 fx is BED10 57.1 Gy; the plan has no BeamDose to contradict it)."""
+    import copy
+    case = _case("two_site", TargetDose("C", 36.0, boost=0.05))
+    folder = _write(tmp_path, case, 34.0)
+    (rp,) = folder.glob("RP*.dcm")
+    ds = dcmread(rp)
+    (ref,) = ds.DoseReferenceSequence
+    ref.DoseReferenceStructureType = "SITE"
+    del ref.ReferencedROINumber
+    other = copy.deepcopy(ref)
+    other.DoseReferenceNumber, other.TargetPrescriptionDose = 2, "60"
+    ds.DoseReferenceSequence.append(other)
+    for group in ds.FractionGroupSequence:  # BeamDose is optional (Type 3)
+        for beam in group.ReferencedBeamSequence:
+            for key in ("BeamDose", "BeamDoseSpecificationPoint"):
+                if key in beam:
+                    delattr(beam, key)
+    ds.save_as(rp)
+    row = _rows(run_check([str(folder)]), "lesion.C.")["prescribed_bed"]
+    assert (row.status, row.reason, row.value) == (NOT_EVALUATED, "prescription_unlinked",
+                                                   None)
+    assert "several different prescriptions" in row.note
