@@ -152,7 +152,7 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, roi_types, lesi
         (>= 700 cc of Liver - GTV below 15 Gy);
       * plan integrity (TG-275): UID links, frame of reference, dose-grid coverage,
         each prescription on its ROI (V100%Rx >= 95 %, D99% >= 90 % of Rx: optimal;
-        PTV maximum 100-166.7 % of Rx: mandatory), ApprovalStatus, grid resolution,
+        PTV maximum 98-166.7 % of Rx: mandatory), ApprovalStatus, grid resolution,
         planning CT;
         dose accounting (each RTDOSE counted once: duplicates, PLAN + BEAM, plan
         sums), every RTPLAN listed, BeamDose x fractions vs prescription and grid,

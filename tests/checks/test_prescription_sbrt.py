@@ -114,7 +114,7 @@ def test_maximum_twice_the_prescription_fails_the_isodose_row(tmp_path):
     row = _rows(report, "integrity.prescription.SBRT.PTV_C")[".max"]
     assert (row.status, row.priority) == (FAIL, "mandatory")
     assert row.value / 40.0 == pytest.approx(2.0, rel=0.03)
-    assert row.limit == f"40.00-{RULE.max_dose_pct / 100 * 40.0:.2f}"
+    assert row.limit == f"39.20-{RULE.max_dose_pct / 100 * 40.0:.2f}"
     assert "isodose" in row.note
 
 
@@ -222,7 +222,8 @@ def test_maximum_below_the_prescription_fails_the_plan(tmp_path):
     row = _rows(report, "integrity.prescription.SBRT.PTV_C")[".max"]
     assert (row.status, row.priority, row.reason) == (FAIL, "mandatory", "dose_inconsistent")
     assert row.value == pytest.approx(top, rel=0.01)
-    assert row.limit == f"{round(rx, 4):.2f}-{RULE.max_dose_pct / 100 * round(rx, 4):.2f}"
+    assert row.limit == (f"{0.98 * round(rx, 4):.2f}-"
+                         f"{RULE.max_dose_pct / 100 * round(rx, 4):.2f}")
     assert _rows(report, "lesion.C.")["bed"].status == PASS
     assert report.status in ("FAIL", "ERROR")  # ERROR: the lesion has no organ here
 
@@ -254,3 +255,22 @@ def test_two_unlinked_prescriptions_are_not_the_lesions_own(tmp_path):
     assert (row.status, row.reason, row.value) == (NOT_EVALUATED, "prescription_unlinked",
                                                    None)
     assert "several different prescriptions" in row.note
+
+
+@pytest.mark.parametrize("top, status", [(49.6, PASS), (48.9, FAIL)])
+def test_maximum_floor_allows_for_grid_sampling(top, status):
+    """A plan prescribed to the 100 % isodose of its maximum: the maximum rtqa samples may
+    lie a little below Rx (49.6 Gy for Rx 50 Gy: 99.2 %, PASS); below 98 % (48.9 Gy) the
+    prescription is received nowhere: FAIL."""
+    from types import SimpleNamespace
+    from rtqa.checks.integrity import prescription
+    from rtqa.dvh.data import DVHData
+    edges = np.round(np.arange(0.0, top + 0.01, 0.01), 10)
+    cum = np.where(edges <= top - 2.0, 10.0, 10.0 * (top - edges) / 2.0).clip(0.0)
+    cum[-1] = 0.0
+    dvh = DVHData("PTV", edges, cum, 10.0, top - 2.0, top, top - 1.0)
+    course = SimpleNamespace(label="P", plan=SimpleNamespace(fractions=5))
+    rows = {r.id.rsplit(".", 1)[-1]: r for r in prescription(
+        course, 50.0, SimpleNamespace(name="PTV"), dvh)}
+    assert rows["max"].status == status and rows["max"].value == pytest.approx(top)
+    assert rows["max"].limit == f"49.00-{RULE.max_dose_pct / 100 * 50.0:.2f}"
