@@ -571,9 +571,11 @@ CASES: tuple[Case, ...] = (
     Case("grid_misses_oar", _edited(RD, _grid_misses_duodenum), "error",
          "dose grid starting at z = -85.5 mm: the Duodenum entirely below it: its rows NOT "
          "EVALUATED (or refused), ERROR", None, ("outside", "duodenum"), slow=True),
-    Case("grid_misses_part", _edited(RD, _grid_misses_cord_top), "warn",
-         "dose grid cropped at z = 106.5 mm: SpinalCord, lungs, esophagus partly outside; "
-         "evaluated on the covered part, the uncovered cc reported", None,
+    Case("grid_misses_part", _edited(RD, _grid_misses_cord_top), "error",
+         "dose grid cropped at z = 106.5 mm, 12.5 mm above PTV_Lung (the cut receives ~14 Gy, "
+         "> 20 % of the maximum): SpinalCord, lungs, esophagus partly outside; the lungs' "
+         "rows (covered part near the lung lesion) NOT EVALUATED: the uncovered part could "
+         "change them; cord and esophagus (cold covered parts) evaluated", None,
          ("outside the dose grid",), slow=True, extra=("uncovered_cc",)),
     # contours
     Case("empty_roi", _edited(RS, _empty_roi("SpinalCord")), "error",

@@ -45,7 +45,10 @@ Rows (category "plan integrity", all mandatory, every NOT EVALUATED carries a ``
 Rows on a structure mostly outside the dose grid (> ``MOSTLY_OUTSIDE``, 50 % of its
 volume) that PASS or WARN and whose metric the uncovered part could change (every metric
 but a spared volume CVx held to a lower bound) become NOT EVALUATED
-(``OUTSIDE_DOSE_GRID``): never numbers of the covered sliver. A FAIL stands.
+(``OUTSIDE_DOSE_GRID``): never numbers of the covered sliver. So do those of a structure
+partly outside the grid when the grid is cut through dose: both its covered part and the
+grid's outer faces receive more than ``AWAY_FRACTION`` (20 %) of the course dose maximum
+(the part without dose could hold the structure's maximum). A FAIL stands.
 """
 
 from __future__ import annotations
@@ -525,10 +528,31 @@ def _changeable(c: Check) -> bool:
     return not (metric.startswith("CV") and limit.startswith(">"))
 
 
+def _uncovered(o: tuple, dmax: float | None, edge: float | None = None) -> str | None:
+    """Why the part of a ROI outside the dose grid could change its rows, or None.
+    ``o``: (cc outside, total cc[, maximum dose on the covered part, Gy]); ``dmax``, ``edge``:
+    the course dose maximum and the maximum on the grid's outer faces (Gy)."""
+    if not o or o[1] <= 0 or o[0] <= 0:
+        return None
+    frac = o[0] / o[1]
+    if frac > MOSTLY_OUTSIDE:
+        return f"is {100 * frac:.2f}% outside the dose grid ({o[0]:.2f} of {o[1]:.2f} cc)"
+    if len(o) > 2 and dmax and o[2] is not None and edge is not None and \
+            min(o[2], edge) > AWAY_FRACTION * dmax:
+        return (f"is {100 * frac:.2f}% outside the dose grid ({o[0]:.2f} of {o[1]:.2f} cc), "
+                f"its covered part receives up to {o[2]:.2f} Gy and the grid's edge up to "
+                f"{edge:.2f} Gy (> {100 * AWAY_FRACTION:.0f}% of the course maximum "
+                f"{dmax:.2f} Gy): the grid is cut through dose")
+    return None
+
+
 def guard_rows(checks: Sequence[Check], damage: dict[str, ContourDamage],
-               outside: dict[str, tuple[float, float]]) -> tuple[list[Check], dict[str, int]]:
+               outside: dict[str, tuple], dmax: float | None = None,
+               edge: float | None = None) -> tuple[list[Check], dict[str, int]]:
     """Organ-at-risk rows on a damaged ROI (not cleared) or on a ROI mostly outside the
-    dose grid (``outside``: name -> (cc outside, total cc)) become NOT EVALUATED
+    dose grid (``outside``: name -> (cc outside, total cc[, covered maximum Gy])), or
+    partly outside where the grid is cut through dose (covered part and grid faces
+    ``edge`` above ``AWAY_FRACTION`` of the course maximum ``dmax``), become NOT EVALUATED
     (``CONTOUR_DAMAGE`` / ``OUTSIDE_DOSE_GRID``) when they PASS or WARN and the missing
     part could change them; a FAIL stands (the missing part can only add to it or is
     reported by the ROI's row). Returns the rows and, per ROI, how many were changed."""
@@ -545,10 +569,9 @@ def guard_rows(checks: Sequence[Check], damage: dict[str, ContourDamage],
                 why.append(f"ROI '{r}' has damaged contours ({'; '.join(d.findings)}), not "
                            "clearly away from the high-dose region")
                 reason = reason or Reason.CONTOUR_DAMAGE
-            o = outside.get(r)
-            if o and o[1] > 0 and o[0] / o[1] > MOSTLY_OUTSIDE and _changeable(c):
-                why.append(f"ROI '{r}' is {100 * o[0] / o[1]:.2f}% outside the dose grid "
-                           f"({o[0]:.2f} of {o[1]:.2f} cc): its uncovered part could change "
+            uncovered = _uncovered(outside.get(r), dmax, edge)
+            if uncovered and _changeable(c):
+                why.append(f"ROI '{r}' {uncovered}: its uncovered part could change "
                            f"{c.metric}")
                 reason = reason or Reason.OUTSIDE_DOSE_GRID
         if not why:
@@ -584,8 +607,14 @@ def evaluate(ctx, checks: Sequence[Check]):
     grid = ctx.dose.grid(DoseView.PHYSICAL)
     ct = export.ct_for(ss)
     damage = contour_damage(ss, ct, grid)
-    outside = {s.name: (d.outside_cc, d.total_volume_cc) for s, d in ctx.dose.computed()}
-    guarded_checks, guarded = guard_rows(checks, damage, outside)
+    outside = {s.name: (d.outside_cc, d.total_volume_cc, d.max_gy if d.volume_cc > 0 else None)
+               for s, d in ctx.dose.computed()}
+    dmax = edge = None
+    if grid is not None and grid.dose.size:
+        d = grid.dose
+        dmax = float(np.max(d))
+        edge = float(max(np.max(d[[0, -1]]), np.max(d[:, [0, -1]]), np.max(d[:, :, [0, -1]])))
+    guarded_checks, guarded = guard_rows(checks, damage, outside, dmax, edge)
     guarded_checks = _guard_fractions(guarded_checks, out)
     out += contour_rows(damage, guarded, grid)
     return guarded_checks, Evaluation(tuple(out)), infos, dose_files(export, frame)

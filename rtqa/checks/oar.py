@@ -66,7 +66,7 @@ for NOT EVALUATED / WARN rows of organs without a limit. Units: Gy, cc, % as in 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Callable, Mapping, Sequence
 
@@ -566,7 +566,7 @@ def _jobs(protocol: Protocol, dose: _Plans, fractions: int, alpha_beta: float | 
     if delivery == "concurrent" and len(set(counts)) == 1:
         sel = protocol.select(counts[0], alpha_beta=alpha_beta)
         return [(s, dose, "") for s in sel if s.kind in keep]
-    own, shared, seen = [], [], set()
+    own, shared, seen = [], [], {}
     for k in sorted(range(len(dose.courses)), key=lambda k: _plan_key(dose.courses[k])):
         n = dose.counts[k]
         alone = dose.only(k, n)
@@ -579,10 +579,25 @@ def _jobs(protocol: Protocol, dose: _Plans, fractions: int, alpha_beta: float | 
                                              and s.constraint.fractions is not None):
                 own.append((s, alone, f"@{dose.courses[k].label}"))
                 continue
-            key = (id(s.constraint), kind, s.alpha_beta)
+            # one shared row per source row: each plan's selection makes its own copy of an
+            # informative row, so the row's identity is its file and line. A conventional
+            # row read on physical dose for one plan (<= 2 Gy per fraction) and on EQD2 for
+            # another is evaluated once, on EQD2 of the sum (a physical sum with a
+            # hypofractionated plan has no conventional meaning); informative at one
+            # plan's count but applying at another's: it applies.
+            key = (s.constraint.ref, s.constraint.structure, s.constraint.metric)
             if key not in seen:
-                seen.add(key)
+                seen[key] = len(shared)
                 shared.append((s, dose, ""))
+                continue
+            kept = shared[seen[key]][0]
+            if (kept.dose_type or "physical") == "physical" and kind != "physical":
+                s, other = s, kept
+            else:
+                s, other = kept, s
+            if s.informative and not other.informative:
+                s = replace(s, constraint=other.constraint, informative=False)
+            shared[seen[key]] = (s, dose, "")
     return own + shared
 
 
