@@ -41,7 +41,8 @@ A row of its own, ``lesion.<name>.prescribed_bed`` (mandatory, the rule's limit,
 BED10 >= 60 Gy): the BED of what the RTPLAN prescribes, separately from the achieved
 coverage (``_prescribed_row``). Per contributing plan: the TargetPrescription linked (ReferencedROINumber) to the
 coverage ROI, else to another ROI of the lesion; else, if the plan treats this lesion
-only, ``Plan.prescription_gy``; else unknown. The prescribed BED is the sum over the
+only and its prescriptions are one dose, ``Plan.prescription_gy``; else
+unknown (never the highest of several unlinked prescriptions). The prescribed BED is the sum over the
 contributing plans (None if any is unknown). An achieved BED more than
 ``PRESCRIPTION_TOLERANCE`` (2 %) below it is noted and reported as a WARN check
 ``lesion.<name>.prescription`` (a smaller shortfall is within what a DVH on a 2-3 mm
@@ -189,7 +190,11 @@ def _prescription(course: CourseDose, lesion: Lesion, target: Target,
     for t in (target, *lesion.targets):
         if t.roi_number in by_roi:
             return by_roi[t.roi_number]
-    return plan.prescription_gy if treats_only_this else None
+    if not treats_only_this or len({p.dose_gy for p in plan.prescriptions}) > 1:
+        # several different prescriptions, none linked to this lesion: which one is its
+        # own cannot be told (their maximum, Plan.prescription_gy, is never assumed)
+        return None
+    return plan.prescription_gy
 
 
 def _check(lesion: Lesion, rule: LesionRule, target: Target | None, status: str,
@@ -249,8 +254,9 @@ def _prescribed_row(lesion: Lesion, cov: _Coverage, courses, ns, rule: LesionRul
             status=NOT_EVALUATED, reason=Reason.PRESCRIPTION_UNLINKED,
             note=f"no prescription of {', '.join(missing)} can be tied to this lesion: no "
                  "TargetPrescriptionDose is linked (ReferencedROINumber) to its ROIs "
-                 f"({', '.join(lesion.roi_names)}) and the plan treats other lesions too; "
-                 "its prescribed BED cannot be judged", **base)
+                 f"({', '.join(lesion.roi_names)}) and the plan treats other lesions too "
+                 "or carries several different prescriptions; its prescribed BED cannot "
+                 "be judged", **base)
     parts = [(r, ns[i], float(bed(r, ns[i], ab))) for r, i in zip(rx, used)]
     total = float(sum(b for _, _, b in parts))
     text = " + ".join(f"{r:g} Gy in {n} fx ({r / n:.2f} Gy/fx): BED{ab:g} {b:.2f} Gy"

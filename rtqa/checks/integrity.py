@@ -24,6 +24,10 @@ from rtqa.results import FAIL, NOT_EVALUATED, PASS, WARN, Check, DoseView, Reaso
 CAT = "plan integrity"
 TG275 = "AAPM TG-275 (Ford et al. Med Phys 2020;47:e236) plan-review items"
 SMALL_TARGET_CC = 1.0
+#: The PTV maximum must reach the prescription (the prescription isodose lies in the ROI),
+#: less this fraction: the maximum rtqa samples on the dose grid may lie a little below
+#: the planning system's (a plan prescribed to the 100 % isodose of its maximum).
+MAX_FLOOR_TOLERANCE = 0.02
 SMALL_TARGET_GRID_MM = 2.0
 
 
@@ -95,7 +99,12 @@ def prescription(course: CourseDose, rx_gy: float | None, target: Structure | No
     * ``....max``: the ROI's maximum (hottest DVH bin) <= ``max_dose_pct`` % of Rx, i.e.
       the prescription isodose >= 100/max_dose_pct of the maximum; below
       ``min_max_dose_pct`` (when set) WARN: the plan is more homogeneous than the
-      protocol's SBRT convention (prescription isodose <= 90 %).
+      protocol's SBRT convention (prescription isodose <= 90 %); below 98 % of Rx
+      (``MAX_FLOOR_TOLERANCE``) FAIL
+      (priority ``rule.max_priority``, ``Reason.DOSE_INCONSISTENT``) whatever the
+      protocol: no point of the ROI receives the prescription, so the dose and the
+      RTPLAN disagree (e.g. a dose scaled to 90 % of the plan: the coverage rows are
+      optional, and the former median rule failed it).
 
     The coverage rows have ``rule.coverage_priority`` ("optimal" by default: the trial
     allows a lower dose where organ limits require it, and the lesion's BED row judges
@@ -160,7 +169,15 @@ def prescription(course: CourseDose, rx_gy: float | None, target: Structure | No
     hi = rule.max_dose_pct / 100 * rx_gy
     lo = rule.min_max_dose_pct / 100 * rx_gy if rule.min_max_dose_pct else None
     status, reason, extra = PASS, None, ""
-    if top > hi + 1e-9:
+    floor = (1 - MAX_FLOOR_TOLERANCE) * rx_gy
+    if top < floor - 1e-9:
+        # below ~100 % of Rx whatever the protocol's conventions: the prescription isodose
+        # is nowhere in the ROI (a dose scaled or normalised short of the RTPLAN's
+        # prescription), which the former median rule failed too
+        status, reason = FAIL, Reason.DOSE_INCONSISTENT
+        extra = (": the ROI's maximum is below the prescription (no point of it receives "
+                 "the prescribed dose): dose and RTPLAN prescription disagree")
+    elif top > hi + 1e-9:
         status, extra = FAIL, (f": the prescription isodose is {100 / ratio * 100:.0f}% of "
                                f"the maximum, below {100 / rule.max_dose_pct * 100:.0f}%")
     elif lo is not None and top < lo - 1e-9:
@@ -170,7 +187,7 @@ def prescription(course: CourseDose, rx_gy: float | None, target: Structure | No
                  f"{100 / rule.min_max_dose_pct * 100:.0f}%)")
     rows.append(Check(
         cid + ".max", CAT, status, rule.max_source, metric="Max[Gy]", value=round(top, 3),
-        unit="Gy", limit=(f"{lo:.2f}-{hi:.2f}" if lo is not None else f"<= {hi:.2f}"),
+        unit="Gy", limit=f"{(lo if lo is not None else floor):.2f}-{hi:.2f}",
         priority=rule.max_priority, reason=reason,
         note=f"{head}: {ratio:.1f}% of Rx (the {100 / ratio * 100:.0f}% isodose)"
              f"{extra}", **common))

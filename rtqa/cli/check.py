@@ -144,12 +144,16 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, roi_types, lesi
     oligoprogressive HCC, NCT06261047):
       * lesions: every lesion's BED (LQ, α/β 10 Gy) of D95% of its PTV >= 60 Gy,
         each with its own plan's (or fraction group's) fractions; several plans are
-        summed voxel-wise as BED only with --sum-plans (else ERROR);
+        summed voxel-wise as BED only with --sum-plans (else ERROR); and, as a row
+        of its own, the BED10 of the RTPLAN's prescription >= 60 Gy (no RTPLAN, or
+        no prescription tied to the lesion: NOT EVALUATED);
       * organs at risk: QUANTEC / TG-101 / HyTEC rows chosen by fraction count
         (conventional limits on voxel-wise EQD2), the normal-liver rule
         (>= 700 cc of Liver - GTV below 15 Gy);
       * plan integrity (TG-275): UID links, frame of reference, dose-grid coverage,
-        prescription vs target dose, ApprovalStatus, grid resolution, planning CT;
+        each prescription on its ROI (V100%Rx >= 95 %, D99% >= 90 % of Rx: optimal;
+        PTV maximum 98-166.7 % of Rx: mandatory), ApprovalStatus, grid resolution,
+        planning CT;
         dose accounting (each RTDOSE counted once: duplicates, PLAN + BEAM, plan
         sums), every RTPLAN listed, BeamDose x fractions vs prescription and grid,
         dose maximum vs prescription, contour gaps and open contours per ROI;

@@ -105,8 +105,18 @@ def _csv_rows(name: str, d, step: float):
     vol = float(d.volume_cc)
     pct = cc * 100.0 / vol if vol > 0 else np.zeros_like(cc)
     field = _csv_field(name)
-    return [f"{field},{x:.2f},{c:.4f},{p:.4f}" for x, c, p in
+    nd = _decimals(step)
+    return [f"{field},{x:.{nd}f},{c:.4f},{p:.4f}" for x, c, p in
             zip(doses.tolist(), cc.tolist(), pct.tolist())]
+
+
+def _decimals(step: float) -> int:
+    """Decimals that print every multiple of ``step`` (Gy) exactly: 2 for a step of whole
+    0.01 Gy (the default 0.1 Gy prints 0.10), up to 6 (0.015 Gy prints 0.015, not 0.01)."""
+    for nd in range(2, 7):
+        if abs(step * 10 ** nd - round(step * 10 ** nd)) < 1e-6:
+            return nd
+    return 6
 
 
 def _csv_field(text: str) -> str:

@@ -257,7 +257,8 @@ class PrescriptionRule:
     ``coverage_priority`` ("optimal": a shortfall is shown, never fails the plan, since
     the trial allows a lower dose where organ limits require it; "mandatory"). The PTV
     maximum must be at most ``max_dose_pct`` % of Rx (priority ``max_priority``) and, when
-    ``min_max_dose_pct`` is set, at least that (below it: WARN, a homogeneous plan)."""
+    ``min_max_dose_pct`` is set, at least that (below it: WARN, a homogeneous plan); a
+    maximum below 98 % of Rx always FAILs (the prescription is received nowhere)."""
 
     coverage_volume_pct: float = 95.0
     near_min_volume_pct: float = 99.0

@@ -114,7 +114,7 @@ def test_maximum_twice_the_prescription_fails_the_isodose_row(tmp_path):
     row = _rows(report, "integrity.prescription.SBRT.PTV_C")[".max"]
     assert (row.status, row.priority) == (FAIL, "mandatory")
     assert row.value / 40.0 == pytest.approx(2.0, rel=0.03)
-    assert row.limit == f"<= {RULE.max_dose_pct / 100 * 40.0:.2f}"
+    assert row.limit == f"39.20-{RULE.max_dose_pct / 100 * 40.0:.2f}"
     assert "isodose" in row.note
 
 
@@ -205,3 +205,72 @@ def test_homogeneous_plan_warns_below_the_protocols_lower_isodose_bound():
     assert rows["coverage"].status == PASS and rows["coverage"].value == pytest.approx(100.0)
     assert rows["max"].status == "WARN" and rows["max"].value == pytest.approx(52.5)
     assert rows["max"].limit == f"{1.111 * 50:.2f}-{1.667 * 50:.2f}"
+
+
+def test_maximum_below_the_prescription_fails_the_plan(tmp_path):
+    """The dose of the plan stands at ~95 % of its RTPLAN prescription everywhere (a dose
+    scaled or normalised short): the PTV maximum (analytic 52.5 Gy) is below Rx 55.26 Gy,
+    so no point of the PTV receives the prescription. The coverage rows are optional and
+    the lesion's BED10 still exceeds 60 Gy, so only the maximum row can stop the PASS:
+    it FAILs (mandatory, dose_inconsistent). The former median rule failed it too
+    (median ~92 % of Rx)."""
+    case = _case("short", TargetDose("C", 50.0, boost=0.05))
+    top = 50.0 * (1 + 0.05 * (1 - math.exp(-(PTV_R / 5.0) ** 2)))
+    rx = 50.0 / 0.905
+    assert top < rx and lq_bed(float(np.percentile(_analytic(case), 5)), 5) > 60.0
+    report = run_check([str(_write(tmp_path, case, rx))])
+    row = _rows(report, "integrity.prescription.SBRT.PTV_C")[".max"]
+    assert (row.status, row.priority, row.reason) == (FAIL, "mandatory", "dose_inconsistent")
+    assert row.value == pytest.approx(top, rel=0.01)
+    assert row.limit == (f"{0.98 * round(rx, 4):.2f}-"
+                         f"{RULE.max_dose_pct / 100 * round(rx, 4):.2f}")
+    assert _rows(report, "lesion.C.")["bed"].status == PASS
+    assert report.status in ("FAIL", "ERROR")  # ERROR: the lesion has no organ here
+
+
+def test_two_unlinked_prescriptions_are_not_the_lesions_own(tmp_path):
+    """The plan treats one lesion; its DoseReferenceSequence carries two SITE
+    prescriptions (34 Gy and 60 Gy), linked to no ROI. Which one is the lesion's cannot be
+    told: the prescribed-BED row is NOT EVALUATED (prescription_unlinked), never the BED of
+    the highest (60 Gy in 5 fx: BED10 132 Gy, which PASSed the >= 60 Gy limit while 34 Gy
+    in 5 fx is BED10 57.1 Gy; the plan has no BeamDose to contradict it)."""
+    import copy
+    case = _case("two_site", TargetDose("C", 36.0, boost=0.05))
+    folder = _write(tmp_path, case, 34.0)
+    (rp,) = folder.glob("RP*.dcm")
+    ds = dcmread(rp)
+    (ref,) = ds.DoseReferenceSequence
+    ref.DoseReferenceStructureType = "SITE"
+    del ref.ReferencedROINumber
+    other = copy.deepcopy(ref)
+    other.DoseReferenceNumber, other.TargetPrescriptionDose = 2, "60"
+    ds.DoseReferenceSequence.append(other)
+    for group in ds.FractionGroupSequence:  # BeamDose is optional (Type 3)
+        for beam in group.ReferencedBeamSequence:
+            for key in ("BeamDose", "BeamDoseSpecificationPoint"):
+                if key in beam:
+                    delattr(beam, key)
+    ds.save_as(rp)
+    row = _rows(run_check([str(folder)]), "lesion.C.")["prescribed_bed"]
+    assert (row.status, row.reason, row.value) == (NOT_EVALUATED, "prescription_unlinked",
+                                                   None)
+    assert "several different prescriptions" in row.note
+
+
+@pytest.mark.parametrize("top, status", [(49.6, PASS), (48.9, FAIL)])
+def test_maximum_floor_allows_for_grid_sampling(top, status):
+    """A plan prescribed to the 100 % isodose of its maximum: the maximum rtqa samples may
+    lie a little below Rx (49.6 Gy for Rx 50 Gy: 99.2 %, PASS); below 98 % (48.9 Gy) the
+    prescription is received nowhere: FAIL."""
+    from types import SimpleNamespace
+    from rtqa.checks.integrity import prescription
+    from rtqa.dvh.data import DVHData
+    edges = np.round(np.arange(0.0, top + 0.01, 0.01), 10)
+    cum = np.where(edges <= top - 2.0, 10.0, 10.0 * (top - edges) / 2.0).clip(0.0)
+    cum[-1] = 0.0
+    dvh = DVHData("PTV", edges, cum, 10.0, top - 2.0, top, top - 1.0)
+    course = SimpleNamespace(label="P", plan=SimpleNamespace(fractions=5))
+    rows = {r.id.rsplit(".", 1)[-1]: r for r in prescription(
+        course, 50.0, SimpleNamespace(name="PTV"), dvh)}
+    assert rows["max"].status == status and rows["max"].value == pytest.approx(top)
+    assert rows["max"].limit == f"49.00-{RULE.max_dose_pct / 100 * 50.0:.2f}"

@@ -271,3 +271,14 @@ def test_csv_field_quoting():
     assert _csv_field('Lung, "left"') == '"Lung, ""left"""'
     assert _csv_field("=HYPERLINK(1)") == "'=HYPERLINK(1)"
     assert _csv_field("-GTV") == "'-GTV"
+
+
+def test_csv_dose_column_is_the_dose_of_the_row(plan_dir):
+    """--csv-step 0.015: the rows are at 0, 0.015, 0.03, 0.045 Gy and the dose column says
+    so (it printed 0.01 and 0.04, two decimals, for the volumes at 0.015 and 0.045 Gy)."""
+    result = _run([str(plan_dir), "--csv", "-", "--csv-step", "0.015"])
+    assert result.exit_code == 0, result.output
+    cord = [line for line in result.stdout.splitlines() if line.startswith("SpinalCord,")]
+    assert [line.split(",")[1] for line in cord[:4]] == ["0.000", "0.015", "0.030", "0.045"]
+    doses = [float(line.split(",")[1]) for line in cord[:-1]]
+    assert all(b - a == pytest.approx(0.015) for a, b in zip(doses, doses[1:]))
