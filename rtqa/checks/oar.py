@@ -351,7 +351,9 @@ def _no_limit(sel: SelectedRow, res: _Resolved, protocol: Protocol, dose: _Plans
     """The row of a contoured organ with no applicable limit (``"none"``: NOT EVALUATED,
     mandatory) or one the protocol deliberately leaves without a limit (``"exempt"``:
     WARN)."""
-    common = dict(id=f"oar.none.{_slug(sel.structure)}{suffix}", category=CATEGORY,
+    family = f".{sel.metric.split('[', 1)[0]}" if sel.metric else ""
+    common = dict(id=f"oar.none.{_slug(sel.structure)}{family}{suffix}", category=CATEGORY,
+                  metric=sel.metric or None,
                   structure=sel.structure, rois=res.rois, dose_view=DoseView.NONE,
                   plans=dose.labels, fractions=dose.counts, reason=Reason.NO_LIMIT)
     if sel.kind == EXEMPT:

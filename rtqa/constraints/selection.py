@@ -77,6 +77,10 @@ class SelectedRow:
     rule (``[[limits.replace]]``): listed, not evaluated (``replaced_by`` says by what; the
     replacing row's ``conversion_note`` names it).
     ``hint`` (``"none"`` entries): why there is no limit and how a protocol adds one.
+    ``metric`` (``"none"`` entries beyond the derivation range): the metric family whose
+    SBRT rows stop there while other rows of the structure still apply (e.g. the
+    stomach's point maximum at 10 fx, where only QUANTEC's D100% row applies); empty
+    when the whole structure has no row.
     """
 
     structure: str
@@ -90,6 +94,7 @@ class SelectedRow:
     informative: bool = False
     replaced_by: str = ""
     hint: str = ""
+    metric: str = ""
 
     @property
     def derived(self) -> bool:
@@ -201,6 +206,42 @@ def _no_row_hint(structure: str, fractions: int) -> str:
             "or list the structure under [limits] no_limit with no_limit_source")
 
 
+def _hot_spot(row: Constraint) -> bool:
+    """An upper bound on a structure's hot spot: Max, or D at an absolute volume (cc)."""
+    from rtqa.dvh.metrics import parse_metric  # lazy: numpy
+
+    m = parse_metric(row.metric)
+    return row.limit.comparator in ("<", "<=") and (
+        m.kind == "Max" or (m.kind == "D" and m.value_unit == "cc"))
+
+
+def _families_without_row(structure: str, group: list[Constraint],
+                          applying: list[Constraint], fractions: int,
+                          hypofractionated: bool) -> list[SelectedRow]:
+    """Beyond the LQ derivation range, in a hypofractionated plan (``is_hypofractionated``:
+    above 2 Gy per fraction, or by count below 25 fx; e.g. 50 Gy in 10 fx): a structure whose sourced SBRT rows limit its hot
+    spot (Max, or D at a volume in cc, e.g. TG-101's point maxima) but where no applying
+    row bounds a hot spot any more (e.g. the stomach at 10 fx, where only QUANTEC's
+    D100% row, a minimum dose, applies) gets a ``"none"`` entry for that family: fail
+    closed, visible, and it stops a PASS. Any applying hot-spot bound (e.g. QUANTEC's
+    conventional cord Dmax) counts as a limit for every hot-spot family. A conventionally
+    fractionated plan is judged by the conventional rows (QUANTEC), as the trial asks."""
+    from rtqa.constraints.derivation import derivable, in_derivation_range
+
+    if (in_derivation_range(fractions) or not hypofractionated
+            or any(_hot_spot(r) for r in applying)):
+        return []
+    families = dict.fromkeys(r.metric for r in group if derivable(r) and _hot_spot(r))
+    s = "s" if fractions != 1 else ""
+    return [SelectedRow(structure, fractions, NONE, metric=m,
+                        reason=f"no hot-spot limit ({m} or any Max/D-cc row) for {fractions} "
+                               f"fraction{s}: its SBRT rows stop at the LQ derivation range "
+                               "and the rows that apply do not bound its maximum",
+                        hint=_no_row_hint(structure, fractions).replace(
+                            "metric, limit", f"metric = \"{m}\", limit"))
+            for m in families][:1]
+
+
 def _why_disabled(row: Constraint) -> str:
     if row.status != "V":
         return f"disabled: status {row.status or 'missing'} (only V rows are on by default)"
@@ -260,6 +301,8 @@ def select(rows: Iterable[Constraint], fractions: int, *,
                     reason += f" ({len(off)} disabled row{'s' if len(off) != 1 else ''})"
                 out.append(SelectedRow(structure, fractions, NONE, reason=reason,
                                        hint=_no_row_hint(structure, fractions)))
+        if (on or derived) and structure not in exempt:
+            out.extend(_families_without_row(structure, group, on + derived, fractions, hypo))
         sbrt = [r for r in on + derived if not r.conventional]
         from_derived: list[SelectedRow] = []
         replaced_by: dict[int, list[tuple[SelectedRow, Replacement]]] = {}

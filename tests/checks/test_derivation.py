@@ -556,3 +556,26 @@ def test_replacement_keeps_the_derived_row_where_the_replacing_row_does_not_appl
 def test_replacement_errors_name_the_line(tmp_path, entry, message):
     with pytest.raises(ConstraintFileError, match=message):
         _replace_protocol(tmp_path, entry)
+
+
+@pytest.mark.parametrize("n, dpf", [(10, None), (12, None), (15, 3.0), (10, 5.0)])
+def test_hot_spot_families_without_a_row_beyond_8_fx_are_never_silently_dropped(trial, n,
+                                                                                dpf):
+    """Review finding: at 10 fx the stomach kept only QUANTEC's D100% < 45 Gy row (a
+    minimum dose), so a 50 Gy hot spot passed. Beyond the derivation range, in a
+    hypofractionated plan, a structure whose TG-101 rows limit its hot spot and whose
+    applying rows bound no hot spot gets a "none" entry (NOT EVALUATED when contoured);
+    a structure with an applying hot-spot bound (QUANTEC's cord Dmax) does not."""
+    sel = trial.select(n, dose_per_fraction_gy=dpf)
+    none = {e.structure: e for e in sel if e.kind == "none" and e.metric}
+    assert "Stomach" in none and none["Stomach"].metric.endswith("cc[Gy]")
+    assert "SpinalCord" not in none and "Brainstem" not in none
+    stomach = [e for e in sel if e.structure == "Stomach" and e.kind == "apply"]
+    assert [e.constraint.metric for e in stomach] == ["D100%[Gy]"]
+
+
+@pytest.mark.parametrize("n, dpf", [(30, None), (30, 2.0), (25, 1.8)])
+def test_conventional_plans_are_judged_by_the_conventional_rows(trial, n, dpf):
+    sel = trial.select(n, dose_per_fraction_gy=dpf)
+    assert not [e for e in sel if e.kind == "none" and e.metric]
+    assert any(e.structure == "Stomach" and e.kind == "apply" for e in sel)
