@@ -236,6 +236,9 @@ class Curve:
     #: per mark, where its limit lies on the same axes (dose Gy, volume %): the objective
     #: the achieved point is measured against; None when the limit has no such point
     objectives: tuple[tuple[float, float] | None, ...] = ()
+    #: what ``dose_gy`` holds: physical dose, or EQD2/BED at ``alpha_beta`` (Gy)
+    dose_view: DoseView = DoseView.PHYSICAL
+    alpha_beta: float | None = None
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from rtqa.errors import RtqaError
 from rtqa.reading import load_export
 from rtqa.reading.export import CourseDose, Export
 from rtqa.reading.structures import Structure, StructureSet
-from rtqa.results import Check, Curve, LesionResult
+from rtqa.results import Check, Curve, DoseView, LesionResult
 
 __all__ = ["CheckOptions", "PlanContext", "Evaluation", "build_context", "curve",
            "MAX_CURVE_POINTS"]
@@ -85,7 +85,8 @@ class Evaluation(NamedTuple):
     lesions: tuple[LesionResult, ...] = ()
 
 
-def curve(name: str, dvh: DVHData, marks=(), objectives=()) -> Curve:
+def curve(name: str, dvh: DVHData, marks=(), objectives=(), dose_view=None,
+          alpha_beta=None) -> Curve:
     """A cumulative DVH to plot: at most ``MAX_CURVE_POINTS`` nodes, dose (Gy) against
     volume (% of the covered volume; 0 when nothing is covered), 4 decimals."""
     n = dvh.edges_gy.size
@@ -94,7 +95,8 @@ def curve(name: str, dvh: DVHData, marks=(), objectives=()) -> Curve:
            else np.zeros(idx.size))
     return Curve(name, tuple(float(v) for v in np.round(dvh.edges_gy[idx], 4)),
                  tuple(float(v) for v in np.round(pct, 4)), float(dvh.volume_cc),
-                 tuple(marks), tuple(objectives))
+                 tuple(marks), tuple(objectives),
+                 DoseView(dose_view) if dose_view else DoseView.PHYSICAL, alpha_beta)
 
 
 def structure_set_of(export: Export) -> StructureSet:

@@ -645,7 +645,7 @@ def _curves(by_structure, resolved, built, dose: _Plans) -> list[Curve]:
                                   f"{c.metric} {c.limit}", c.status))
                     objectives.append(_objective(metric, sel, dvh, dose.prescription_gy))
             name = text if kind == "physical" else f"{text} — {kind}(α/β {ab:g})"
-            out.append(curve(name, dvh, marks, objectives))
+            out.append(curve(name, dvh, marks, objectives, dose_view=kind, alpha_beta=ab))
     return out
 
 

@@ -274,6 +274,8 @@ def _curve(cv) -> dict:
         "objectives": [None if o is None else {"dose_gy": _num(o[0]),
                                                "volume_pct": _num(o[1])}
                        for o in cv.objectives],
+        "dose_view": str(cv.dose_view),
+        "alpha_beta": _num(cv.alpha_beta) if cv.alpha_beta is not None else None,
     }
 
 

@@ -360,3 +360,29 @@ def test_write_atomic_bad_destinations(tmp_path):
     with pytest.raises(TypeError):
         write_atomic(tmp_path / "r.json", 42)
     assert os.listdir(tmp_path) == []
+
+
+def test_exported_curves_carry_their_dose_view_as_fields(fail_dir):
+    """Review finding: an EQD2 curve said so only in its name. Each EQD2 row of the
+    failing sample is marked on a curve whose structured fields give EQD2 and the row's
+    α/β; physical curves and the overview have dose_view physical, alpha_beta null."""
+    import json as _json
+
+    from rtqa.api import check
+    from rtqa.report.json_report import dumps
+    from rtqa.results import Category
+
+    report = check(fail_dir)
+    data = _json.loads(dumps(report))
+    eqd2_rows = [c for c in report.checks if str(c.dose_view) == "EQD2" and c.value is not None
+                 and c.category == Category.OARS]
+    assert eqd2_rows
+    for row in eqd2_rows:
+        label = f"{row.metric} {row.limit}"
+        hits = [cv for cv in data["curves"] if any(m["label"] == label for m in cv["marks"])
+                and cv["name"].startswith(row.structure)]
+        assert any(cv["dose_view"] == "EQD2" and cv["alpha_beta"] == row.alpha_beta
+                   for cv in hits), (row.id, [(h["name"], h["dose_view"]) for h in hits])
+    assert all(cv["alpha_beta"] is None for cv in data["curves"]
+               if cv["dose_view"] == "physical")
+    assert {cv["dose_view"] for cv in data["overview"]} == {"physical"}
