@@ -311,7 +311,9 @@ def test_every_organ_has_a_limit_or_an_explicit_no_limit_or_fails_closed(trial, 
     sel = trial.select(n)
     applied = {e.structure for e in sel if e.applied and not e.informative}
     exempt = {e.structure for e in sel if e.kind == "exempt"}
-    none = {e.structure for e in sel if e.kind == "none"}
+    # whole-structure "none" entries; hot-spot family entries (``metric`` set, beyond 8 fx
+    # in hypofractionated plans) come on top of applied rows of the same structure
+    none = {e.structure for e in sel if e.kind == "none" and not e.metric}
     assert none == _without_limit(n), n
     assert applied | exempt | none == structures, n
     assert not applied & none and not exempt & none and not applied & exempt
@@ -319,7 +321,10 @@ def test_every_organ_has_a_limit_or_an_explicit_no_limit_or_fails_closed(trial, 
         if e.kind == "exempt":
             assert e.structure in trial.limits.no_limit
             assert "no limit by protocol" in e.reason and "V2" in e.reason
-        if e.kind == "none":
+        if e.kind == "none" and e.metric:   # a hot-spot family of an applied structure
+            assert e.structure in applied and e.reason.startswith("no hot-spot limit (")
+            assert f'metric = "{e.metric}"' in e.hint
+        elif e.kind == "none":
             assert e.reason == f"no constraint for {n} fractions"
             assert "not derived by LQ beyond 8 fractions" in e.hint
             assert f'structure = "{e.structure}"' in e.hint and f"fractions = [{n}]" in e.hint
@@ -422,7 +427,8 @@ def test_cli_every_named_organ_has_a_row_or_no_limit_by_protocol(trial, n):
     for structure, lines in blocks.items():
         rows = [ln for ln in lines if ln.startswith("  ") and not ln.startswith("      ")]
         enabled = [ln for ln in rows if not ln.strip().startswith(("[OFF]", "[INFO]",
-                                                                   "NO LIMIT"))]
+                                                                   "NO LIMIT",
+                                                                   "NO CONSTRAINT: no hot-spot"))]
         if structure in trial.limits.no_limit:
             assert rows == [rows[0]] and rows[0].startswith("  NO LIMIT BY PROTOCOL: "), \
                 structure
