@@ -30,7 +30,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from rtqa.checks.integrity import CAT, TG275, prescription
+from rtqa.checks.integrity import CAT, MAX_FLOOR_TOLERANCE, TG275, prescription
 from rtqa.constraints.model import PrescriptionRule
 from rtqa.dvh.data import DVHData
 from rtqa.dvh.metrics import dose_at_volume
@@ -102,7 +102,8 @@ def _unlinked_row(course: CourseDose, cid: str, rx: float, why: str,
         return Check(cid, CAT, WARN, src, note=head + "; the plan has no target ROI "
                      "with a dose to judge", **base)
     listing = ", ".join(f"{n} {100 * m / rx:.0f}%/{100 * x / rx:.0f}%" for n, m, x in seen)
-    hits = [(n, m, x) for n, m, x in seen if m >= lo * rx and x <= hi * rx]
+    floor = (1 - MAX_FLOOR_TOLERANCE) * rx   # a maximum below Rx: not delivered
+    hits = [(n, m, x) for n, m, x in seen if m >= lo * rx and floor <= x <= hi * rx]
     if hits:
         n, m, x = max(hits, key=lambda t: t[1])
         return Check(cid, CAT, PASS, src, value=round(m, 3),

@@ -97,6 +97,18 @@ def test_unlinked_prescription_no_target_receives_it_is_a_warning_not_a_fail(tmp
     assert "none does" in row.note
 
 
+def test_unlinked_prescription_above_every_target_maximum_is_not_received(tmp_path):
+    """Review finding: a target whose maximum is below the prescription counted as
+    receiving it when its D99% was >= 90 % of it. The boost's maximum is <= 20.07 Gy
+    (20 Gy + 0.01 x, x <= 7 mm), below 98 % of 20.8 Gy (20.38 Gy), while its D99%
+    (>= 18.72 Gy) clears 90 %: the prescription is not delivered, so WARN."""
+    rows = _rows(_write(tmp_path, [dict(DoseReferenceStructureType="SITE",
+                                         TargetPrescriptionDose="20.8")]))
+    (row,) = rows
+    assert row.status == WARN and row.reason == Reason.PRESCRIPTION_UNLINKED
+    assert "none does" in row.note
+
+
 def test_linked_prescription_is_judged_on_its_roi(tmp_path):
     rows = _rows(_write(tmp_path, [dict(DoseReferenceStructureType="VOLUME",
                                          ReferencedROINumber=2,
