@@ -95,7 +95,9 @@ def _emit(report: Report, json_path, html_path, quiet: bool, refuse: set[Path],
 @click.option("--constraints", "-c", "constraint_files", multiple=True, metavar="FILE",
               help="Extra constraint file added to the protocol (repeatable).")
 @click.option("--fractions", type=click.IntRange(min=1), metavar="N",
-              help="Number of fractions when there is no RTPLAN (never guessed).")
+              help="Number of fractions when there is no RTPLAN (never guessed). The "
+                   "verdict stays ERROR: without the RTPLAN's prescription each lesion's "
+                   "prescribed-BED row is NOT EVALUATED.")
 @click.option("--map", "maps", multiple=True, metavar="STD=ROI",
               help="Map a TG-263 name to a plan ROI, e.g. --map SpinalCord=CORD_1 (repeatable).")
 @click.option("--roi-type", "roi_types", multiple=True, metavar="ROI=TYPE",
@@ -183,7 +185,7 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, roi_types, lesi
     Examples:
       rtqa check plan/
       rtqa check plan/ --json report.json --html report.html --pdf report.pdf
-      rtqa check plan/ --fractions 5 --map SpinalCord=CORD_1
+      rtqa check plan/ --map SpinalCord=CORD_1
       rtqa check plan/ --map Heart=Herz --roi-type T10_PTV=PTV --lesion-organ PTV_LN=LymphNode
       rtqa check plan/ --protocol my-protocol.toml -c extra-limits.toml
     """
