@@ -50,7 +50,7 @@ from rtqa.constraints.structexpr import parse_structure
 from rtqa.dvh.data import DVHData
 from rtqa.dvh.metrics import evaluate as metric_value
 from rtqa.dvh.metrics import parse_metric
-from rtqa.dvh.radiobiology import total_dose_for_bed
+from rtqa.dvh.radiobiology import bed, eqd2, total_dose_for_bed
 from rtqa.errors import RtqaError
 from rtqa.results import (FAIL, PASS, Category, Check, DoseView, Headroom, LesionResult,
                           Priority)
@@ -94,13 +94,12 @@ def lesion_factor(dose_gy: float, fractions: int, alpha_beta: float, bed_limit: 
 
 
 def _lq(view: DoseView, n: int, ab: float):
-    """(LQ map of a total physical dose to ``view``, its inverse), for n fractions."""
+    """(LQ map of a total physical dose to ``view``, its inverse), for n fractions
+    (``rtqa.dvh.radiobiology``: BED = D(1 + D/(n·α/β)), EQD2 = BED/(1 + 2/α/β))."""
     if view is DoseView.BED:
-        return (lambda d: np.asarray(d, float) * (1 + np.asarray(d, float) / (n * ab)),
-                lambda b: float(total_dose_for_bed(b, n, ab)))
+        return (lambda d: bed(d, n, ab), lambda b: float(total_dose_for_bed(b, n, ab)))
     k = 1 + 2 / ab
-    return (lambda d: np.asarray(d, float) * (1 + np.asarray(d, float) / (n * ab)) / k,
-            lambda e: float(total_dose_for_bed(e * k, n, ab)))
+    return (lambda d: eqd2(d, n, ab), lambda e: float(total_dose_for_bed(e * k, n, ab)))
 
 
 def _lq_mean(physical: DVHData, f: float, lq) -> float:
