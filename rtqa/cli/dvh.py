@@ -200,6 +200,8 @@ def dvh(paths, metrics, prescription, fractions, as_json, csv_path, csv_step):
       rtqa dvh plan/ --csv dvh.csv
       rtqa dvh RD.dcm RS_a.dcm RS_b.dcm -m "V20Gy[%]"
     """
+    if csv_path is not None and not csv_path.strip():
+        raise click.UsageError("--csv needs a file path, or - for stdout")
     if as_json and csv_path == "-":
         raise click.UsageError("--json and --csv - both write to stdout: choose one, or "
                                "give --csv a file path")

@@ -282,3 +282,13 @@ def test_csv_dose_column_is_the_dose_of_the_row(plan_dir):
     assert [line.split(",")[1] for line in cord[:4]] == ["0.000", "0.015", "0.030", "0.045"]
     doses = [float(line.split(",")[1]) for line in cord[:-1]]
     assert all(b - a == pytest.approx(0.015) for a, b in zip(doses, doses[1:]))
+
+
+def test_an_empty_csv_path_is_refused_not_ignored(pass_dir):
+    from click.testing import CliRunner
+
+    from rtqa.cli import main
+
+    res = CliRunner().invoke(main, ["dvh", str(pass_dir), "--csv", ""])
+    assert res.exit_code == 2
+    assert "--csv needs a file path" in res.output
