@@ -186,7 +186,10 @@ def _prescription(course: CourseDose, lesion: Lesion, target: Target,
     plan = course.plan
     if plan is None:
         return None
-    by_roi = {p.roi_number: p.dose_gy for p in plan.prescriptions if p.roi_number is not None}
+    by_roi: dict[int, float] = {}   # several prescriptions linked to one ROI: the lowest
+    for p in plan.prescriptions:     # (conservative for a lower bound on BED)
+        if p.roi_number is not None:
+            by_roi[p.roi_number] = min(p.dose_gy, by_roi.get(p.roi_number, p.dose_gy))
     for t in (target, *lesion.targets):
         if t.roi_number in by_roi:
             return by_roi[t.roi_number]

@@ -170,3 +170,18 @@ def test_single_ct_slice_gives_not_evaluated_with_reason(pass_dir, tmp_path):
     # no row anywhere FAILs without a value
     assert not [c.id for c in report.checks if c.status == FAIL and c.value is None]
     assert report.status == "ERROR"
+
+
+@pytest.mark.parametrize("doses", [("40", "20"), ("20", "40")])
+def test_two_prescriptions_linked_to_one_roi_the_prescribed_bed_takes_the_lower(tmp_path,
+                                                                                doses):
+    """Review finding: with two prescriptions linked to the same ROI the prescribed-BED
+    row kept whichever came last. It takes the lower (conservative for a lower bound),
+    in either order: 20 Gy in 5 fx -> BED10 = 20 (1 + 4/10) = 28 Gy."""
+    from rtqa.api import check
+
+    _write(tmp_path, [dict(DoseReferenceStructureType="VOLUME", ReferencedROINumber=1,
+                           TargetPrescriptionDose=d) for d in doses])
+    rows = {c.id: c for c in check(tmp_path).checks}
+    row = rows["lesion.Boost.prescribed_bed"]
+    assert row.status == "FAIL" and row.value == pytest.approx(28.0)
