@@ -352,10 +352,15 @@ class _Engine:
             return _trilinear_cells(tab, fa[itm] + o, iJ[itm] + r.J0, iI[itm] + r.I0,
                                     qd & 1, qd >> 1)
         if band is not None:
+            # the cells of each slot once (many band pieces share a slot): slots in use,
+            # numbered in slot order
             for c in range(0, band[0].size, CHUNK):
                 part = [x[c:c + CHUNK] for x in band]
-                _sample_elements(self.acc, m, cells(part[0]), np.arange(part[0].size),
-                                 *part[1:])
+                used = np.zeros(S0.size, dtype=np.int32)
+                used[part[0]] = 1
+                sid = np.flatnonzero(used)
+                used[sid] = np.arange(sid.size, dtype=np.int32)
+                _sample_elements(self.acc, m, cells(sid), used[part[0]], *part[1:])
         sl = np.flatnonzero(S0 > 0)
         for c in range(0, sl.size, CHUNK):
             part = sl[c:c + CHUNK]

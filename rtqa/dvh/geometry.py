@@ -447,6 +447,11 @@ def raster(planes_polys: list[tuple[np.ndarray, ...]], node_x0: float, node_y0: 
     return rast
 
 
+#: Point-edge pairs at a time in :func:`_euclid` (temporaries of 256 kB: in cache; 2.4x
+#: faster than 1M pairs).
+_EUCLID_PAIRS = 32768
+
+
 def _euclid(rast: Raster, kp: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """In-plane distance (mm) from points to the contours of plane ``kp`` (exact, to the
     polygon edges)."""
@@ -463,11 +468,12 @@ def _euclid(rast: Raster, kp: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.nd
         ab = np.stack([e.x1[sl] - a0, e.y1[sl] - a1], axis=1)
         ab0, ab1 = ab[:, 0].copy(), ab[:, 1].copy()
         l2 = np.maximum(np.einsum("ij,ij->i", ab, ab), 1e-300)
-        step = max(1, 1_000_000 // a0.size)
+        step = max(1, _EUCLID_PAIRS // a0.size)  # (temporaries that stay in cache)
+        xs, ys = x[idx], y[idx]
         for c in range(0, idx.size, step):
             q = idx[c:c + step]
-            px = x[q][:, None] - a0
-            py = y[q][:, None] - a1
+            px = xs[c:c + step][:, None] - a0
+            py = ys[c:c + step][:, None] - a1
             tt = px * ab0
             tmp = py * ab1
             tt += tmp
