@@ -244,12 +244,13 @@ def _sample_elements(acc: _Accumulator, m: int, coef: np.ndarray, slot, rr, cc, 
     v = (np.arange(m) - h) / m
     loc = np.where(v >= 0, v, 1.0 + v)  # in-cell coordinate of each sub-sample row/column
     add = 1.0 / (12.0 * m * m)
+    cT = np.ascontiguousarray(coef.T)  # (rows of 8: one gather per piece, not 8)
     for s in range(0, slot.size, CHUNK):
         sl = slice(s, s + CHUNK)
         sv = loc[cc[sl]]
         rv = loc[rr[sl]]
         t = tm[sl]
-        A, B, C, D, E, F, G, H = coef[:, slot[sl]]
+        A, B, C, D, E, F, G, H = np.take(cT, slot[sl], axis=0).T
         # gs = B + E rv + (F + H rv) t, gr = C + E sv + (G + H sv) t,
         # gt = D + F sv + (G + H sv) rv, mean = A + B sv + (C + E sv) rv + gt t
         # (in place; the same operations in the same order)
