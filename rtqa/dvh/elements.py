@@ -162,11 +162,14 @@ def _quadrant_moments(codes: np.ndarray, m: int) -> np.ndarray:
 
 def _bits(codes: np.ndarray, m: int):
     """(item, r, c) of the set bits of row codes (n, m)."""
-    it, r = nonzero(codes)
+    flat = np.flatnonzero(codes)  # (rows with a bit set, in row-major order)
     dt = codes.dtype.type
-    b = (codes[it, r][:, None] >> np.arange(m, dtype=dt)) & dt(1)
-    i, c = nonzero(b)
-    return it[i], r[i], c
+    b = (codes.reshape(-1)[flat][:, None] >> np.arange(m, dtype=dt)) & dt(1)
+    fi = np.flatnonzero(b)
+    i = fi // m
+    row = flat[i]
+    it = row // m
+    return it, row - it * m, fi - i * m
 
 
 def _trilinear_cells(tab: _Tables, f, jg, ig, qx, qy):

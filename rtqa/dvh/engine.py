@@ -250,7 +250,8 @@ class _Engine:
             return
         wsc = wsc * sxsy
         n_items = ik.size
-        both = blocks[ba] & blocks[bb]  # (row codes) caps: ba == bb, the plane's flags
+        Ba, Bb = blocks[ba], blocks[bb]
+        both = Ba & Bb  # (row codes) caps: ba == bb, the plane's flags
         # in-plane moments per quadrant
         mom = np.empty((n_items, 4, 6))
         for c in range(0, n_items, 4096):
@@ -258,8 +259,9 @@ class _Engine:
         area = mom[:, :, 0].sum(axis=1)
         self.total_mm3 += float(np.sum(area * (zbb - za) * wsc))
         # band sub-samples (intervals only)
-        it_l, rl, cl = _bits(blocks[ba[:n_int]] & ~blocks[bb[:n_int]], m)
-        it_u, ru, cu = _bits(blocks[bb[:n_int]] & ~blocks[ba[:n_int]], m)
+        it_l, rl, cl = _bits(Ba[:n_int] & ~Bb[:n_int], m)
+        it_u, ru, cu = _bits(Bb[:n_int] & ~Ba[:n_int], m)
+        del Ba, Bb
         it = np.concatenate([it_l, it_u])
         br = np.concatenate([rl, ru])
         bc = np.concatenate([cl, cu])
@@ -307,9 +309,12 @@ class _Engine:
         if it.size:
             a, b = np.clip(pza, zb_.lo, zb_.hi), np.clip(pzb, zb_.lo, zb_.hi)
             keep = np.flatnonzero(ing[it] & (b > a))
-            if keep.size:
+            if keep.size == a.size:  # (all of them: no gathers)
+                qq, f, a, b = zb_.cut(a, b)
+            elif keep.size:
                 qq, f, a, b = zb_.cut(a[keep], b[keep])
                 qq = keep[qq]
+            if keep.size:
                 del keep
                 c0, c1, c2, ta, tb = zb_.moments(f, a, b)
                 del a, b
@@ -356,10 +361,10 @@ class _Engine:
             # numbered in slot order
             for c in range(0, band[0].size, CHUNK):
                 part = [x[c:c + CHUNK] for x in band]
-                used = np.zeros(S0.size, dtype=np.int32)
+                used = np.zeros(S0.size, dtype=np.intp)
                 used[part[0]] = 1
                 sid = np.flatnonzero(used)
-                used[sid] = np.arange(sid.size, dtype=np.int32)
+                used[sid] = np.arange(sid.size)
                 _sample_elements(self.acc, m, cells(sid), used[part[0]], *part[1:])
         sl = np.flatnonzero(S0 > 0)
         for c in range(0, sl.size, CHUNK):

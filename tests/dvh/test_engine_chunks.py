@@ -48,3 +48,20 @@ def test_slot_moments_match_the_whole_moment_table():
     for part in (slots, slots[::3], slots[5:17]):
         got = _slot_moments(part, nbmax, mom, C, S[0])
         assert got.tobytes() == S[:, part].tobytes()
+
+
+@pytest.mark.parametrize("m", [3, 11, 15])
+def test_bits_lists_every_set_bit_in_item_row_column_order(m):
+    from rtqa.dvh.elements import _bits
+    from rtqa.dvh.geometry import code_dtype
+    rng = np.random.default_rng(m)
+    codes = rng.integers(0, 1 << m, size=(37, m)).astype(code_dtype(m))
+    codes[rng.random((37, m)) < 0.4] = 0
+    codes[5] = 0  # an item without bits
+    want = [(i, r, c) for i in range(37) for r in range(m) for c in range(m)
+            if (int(codes[i, r]) >> c) & 1]
+    it, r, c = _bits(codes, m)
+    assert [x.dtype for x in (it, r, c)] == [np.intp] * 3
+    assert list(zip(it.tolist(), r.tolist(), c.tolist())) == want
+    empty = _bits(np.zeros((0, m), dtype=code_dtype(m)), m)
+    assert all(x.size == 0 for x in empty)
