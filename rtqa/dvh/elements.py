@@ -35,7 +35,6 @@ import numpy as np
 
 from rtqa.dvh.accumulator import _Accumulator
 from rtqa.dvh.tables import _Tables
-from rtqa.dvh.geometry import nonzero
 
 
 #: Elements processed at once (bounds the engine's temporary memory and keeps it in cache).
