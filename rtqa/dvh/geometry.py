@@ -582,21 +582,32 @@ def band_crossings(rast: Raster, slabs: Slabs, k: np.ndarray, lower: np.ndarray,
     use_dir = np.isfinite(d_in) & np.isfinite(d_out)
     e_idx = np.flatnonzero(~use_dir)
     if e_idx.size:
-        d_in[e_idx] = _euclid(rast, k_in[e_idx], x[e_idx], y[e_idx])
-        d_out[e_idx] = _euclid(rast, k_out[perm][e_idx], x[e_idx], y[e_idx])
+        # Euclidean distances on planes k_in, k_out, k-1 and k+2 (clipped) at once, each
+        # (plane, point) once (a column near a pole is a band in several intervals)
+        ne = e_idx.size
+        ke = k[e_idx]
+        kp = np.concatenate([k_in[e_idx], k_out[perm][e_idx], np.clip(ke - 1, 0, K - 1),
+                             np.clip(ke + 2, 0, K - 1)])
+        Re, Ce = np.tile(R[e_idx], 4), np.tile(C[e_idx], 4)
+        _, first, inv = np.unique((kp * nr + Re) * nc + Ce, return_index=True,
+                                  return_inverse=True)
+        de = _euclid(rast, kp[first], f.x0 + Ce[first] * f.sx,
+                     f.y0 + Re[first] * f.sy)[inv].reshape(4, ne)
+        d_in[e_idx] = de[0]
+        d_out[e_idx] = de[1]
     p1 = np.where(lower, -d_in, d_out)  # plane k: inside when lower
     p2 = np.where(lower, d_out, -d_in)
     z1, z2 = z[k], z[k + 1]
     span = z2 - z1
     lin = z1 + (p1 / np.where(p1 == p2, 1.0, p1 - p2)) * span
 
-    def phi(kp):
+    def phi(kp, i):
         """Signed distance on planes kp (inf where the scan line misses their contours:
-        no root)."""
+        no root); the Euclidean ones from row i of de."""
         d, ins = directional(kp)
         if e_idx.size:
             ke = kp[e_idx]
-            d[e_idx] = _euclid(rast, ke, x[e_idx], y[e_idx])
+            d[e_idx] = de[i]
             _, ins[e_idx] = rows.query(ke * nr + R[e_idx], x[e_idx])
         np.negative(d, out=d, where=ins)
         return d
@@ -611,7 +622,7 @@ def band_crossings(rast: Raster, slabs: Slabs, k: np.ndarray, lower: np.ndarray,
         if not ok.any():
             continue
         kk = np.clip(kk, 0, K - 1)
-        p = phi(kk)
+        p = phi(kk, 2 if off < 0 else 3)
         u = z[kk] - z1
         if off < 0:
             r = _circle_root((u, zero, span), (p, p1, p2), 0.0, span)
