@@ -77,10 +77,13 @@ def _voxel_chunk(tab: _Tables, acc: _Accumulator, g, w, t, vt, ends) -> None:
     """:func:`_voxel_elements` of one chunk (``ends()``: the t range ends)."""
     f32 = np.float32
     gn = g + tab.nxy
-    pa, pb = tab.pairs_at(g)
+    if tab.pair is not None:  # (whole tables)
+        pa, pb = tab.pair.take(g), tab.pair.take(gn)
+    else:
+        pa, pb = tab.pairs_at(g)
     pa, pb = pa.view(f32), pb.view(f32)
-    va = tab.flat[g]
-    vb = tab.flat[gn]
+    va = tab.flat.take(g)
+    vb = tab.flat.take(gn)
     a = va + pa[0::2]
     dab = vb + pb[0::2]
     dab -= a

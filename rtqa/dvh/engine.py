@@ -181,7 +181,10 @@ class _Engine:
             for p in range(nbit):  # the pieces with bit p (at most one per layer)
                 sp = sel[bit[sel] == p]
                 if sp.size:
-                    code[layer[sp] - g0] |= masks(q[sp]) << np.uint8(p)
+                    mk = masks(q[sp])
+                    if p:
+                        mk <<= np.uint8(p)
+                    code[layer[sp] - g0] |= mk
             code = code.reshape(-1)
             idx = np.flatnonzero(code != 0)  # (layer, cell) order
             # elements per layer and per window row (idx is sorted)
