@@ -24,7 +24,7 @@ from rtqa.dvh.elements import (CHUNK, _bits, _cell_elements, _quadrant_moments, 
                                _trilinear_cells, _voxel_elements)
 from rtqa.dvh.elements import _REC, _coded_voxel_elements
 from rtqa.dvh.tables import _Tables
-from rtqa.dvh.geometry import Raster, Slabs, band_crossings, nonzero
+from rtqa.dvh.geometry import Raster, Slabs, band_crossings, nonzero, row_counts
 from rtqa.reading.dose import DoseGrid
 
 
@@ -100,12 +100,11 @@ class _Engine:
         if not src_plane.size:
             return
         nv = r.NJ * r.NI
-        per_plane = np.count_nonzero(full.reshape(K, nv), axis=1)
+        per_plane = row_counts(full.reshape(K, nv))
         both = np.empty(lk.size, dtype=np.intp)  # whole on both planes (16 planes at once:
         for c in range(0, lk.size, 16):          # no temporary of the raster's size)
             kk = lk[c:c + 16]
-            both[c:c + 16] = np.count_nonzero((full[kk] & full[kk + 1]).reshape(kk.size, nv),
-                                              axis=1)
+            both[c:c + 16] = row_counts((full[kk] & full[kk + 1]).reshape(kk.size, nv))
         counts = np.concatenate([both, per_plane[st], per_plane[en]]).astype(float)
         self.total_mm3 += float(np.sum(counts * (zbb - za) * wsc))
         if not self.in_plane:
