@@ -41,6 +41,11 @@ from rtqa.dvh.tables import _Tables
 CHUNK = 32768
 
 
+#: Per (layer, code) record of whole-voxel elements built by the engine: weight (cc), t
+#: mean and t variance (one gather per element instead of three).
+_REC = np.dtype([("w", np.float64), ("tm", np.float32), ("vt", np.float32)])
+
+
 def _voxel_elements(tab: _Tables, acc: _Accumulator, g, w, tm, vt, tlo, thi) -> None:
     """Whole-voxel elements: the dose voxel centred on the node of flat grid index g
     (frame f), over a z part of bin f with t mean ``tm`` and variance ``vt`` (t range
@@ -51,49 +56,65 @@ def _voxel_elements(tab: _Tables, acc: _Accumulator, g, w, tm, vt, tlo, thi) -> 
     A + tm (B - A) and the variance vt ((B - A)^2 + (s' - s)^2) + (s + tm (s' - s))^2
     (exact for a linear dose; the in-plane spread is interpolated between the frames).
     Node doses at the ends of the t range are points of the structure (for Min/Max)."""
-    nxy = tab.nxy
-    f32 = np.float32
-    gg = g
-    for s in range(0, gg.size, CHUNK):
+    for s in range(0, g.size, CHUNK):
         sl = slice(s, s + CHUNK)
-        g = gg[sl]
-        gn = g + nxy
+        _voxel_chunk(tab, acc, g[sl], w[sl], tm[sl], vt[sl], lambda: (tlo[sl], thi[sl]))
+
+
+def _coded_voxel_elements(tab: _Tables, acc: _Accumulator, g, rec, row, tlo, thi) -> None:
+    """:func:`_voxel_elements` with the weight, t mean and t variance of element i in
+    record ``rec[row[i]]`` (:data:`_REC`) and its t range in ``tlo[row[i]]``,
+    ``thi[row[i]]`` (looked up only where the node doses can widen [Min, Max])."""
+    for s in range(0, g.size, CHUNK):
+        r = row[s:s + CHUNK]
+        e = rec.take(r)
+        _voxel_chunk(tab, acc, g[s:s + CHUNK], np.ascontiguousarray(e["w"]), e["tm"],
+                     e["vt"], lambda: (tlo.take(r), thi.take(r)))
+
+
+def _voxel_chunk(tab: _Tables, acc: _Accumulator, g, w, t, vt, ends) -> None:
+    """:func:`_voxel_elements` of one chunk (``ends()``: the t range ends)."""
+    f32 = np.float32
+    gn = g + tab.nxy
+    if tab.pair is not None:  # (whole tables)
+        pa, pb = tab.pair.take(g), tab.pair.take(gn)
+    else:
         pa, pb = tab.pairs_at(g)
-        pa, pb = pa.view(f32), pb.view(f32)
-        va = tab.flat[g]
-        vb = tab.flat[gn]
-        t = tm[sl]
-        a = va + pa[0::2]
-        dab = vb + pb[0::2]
-        dab -= a
-        mean = t * dab
-        mean += a
-        # spread (float32 suffices)
-        sa, sb = pa[1::2], pb[1::2]
-        t = t.astype(f32)
-        dsd = sb - sa
-        sd = t * dsd
-        sd += sa
-        d2 = dab.astype(f32)
-        d2 *= d2
-        dsd *= dsd
-        d2 += dsd
-        d2 *= vt[sl]
-        sd *= sd
-        d2 += sd
-        d2 *= f32(12.0)
-        width = np.sqrt(d2, out=d2)
-        # node doses at the ends of the t range (only where they can widen [Min, Max])
-        lo_v = min(float(va.min()), float(vb.min()))
-        hi_v = max(float(va.max()), float(vb.max()))
-        if lo_v < acc.dmin or hi_v > acc.dmax:
-            vb -= va
-            p0 = tlo[sl] * vb
-            p0 += va
-            vb *= thi[sl]
-            vb += va
-            acc.points(float(min(p0.min(), vb.min())), float(max(p0.max(), vb.max())))
-        acc.add(mean, width, w[sl])
+    pa, pb = pa.view(f32), pb.view(f32)
+    va = tab.flat.take(g)
+    vb = tab.flat.take(gn)
+    a = va + pa[0::2]
+    dab = vb + pb[0::2]
+    dab -= a
+    mean = t * dab
+    mean += a
+    # spread (float32 suffices)
+    sa, sb = pa[1::2], pb[1::2]
+    t = t.astype(f32)
+    dsd = sb - sa
+    sd = t * dsd
+    sd += sa
+    d2 = dab.astype(f32)
+    d2 *= d2
+    dsd *= dsd
+    d2 += dsd
+    d2 *= vt
+    sd *= sd
+    d2 += sd
+    d2 *= f32(12.0)
+    width = np.sqrt(d2, out=d2)
+    # node doses at the ends of the t range (only where they can widen [Min, Max])
+    lo_v = min(float(va.min()), float(vb.min()))
+    hi_v = max(float(va.max()), float(vb.max()))
+    if lo_v < acc.dmin or hi_v > acc.dmax:
+        tlo, thi = ends()
+        vb -= va
+        p0 = tlo * vb
+        p0 += va
+        vb *= thi
+        vb += va
+        acc.points(float(min(p0.min(), vb.min())), float(max(p0.max(), vb.max())))
+    acc.add(mean, width, w)
 
 
 def _row_table(m: int) -> np.ndarray:

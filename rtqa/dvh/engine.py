@@ -22,8 +22,9 @@ import numpy as np
 from rtqa.dvh.accumulator import _Accumulator
 from rtqa.dvh.elements import (CHUNK, _bits, _cell_elements, _quadrant_moments, _sample_elements,
                                _trilinear_cells, _voxel_elements)
+from rtqa.dvh.elements import _REC, _coded_voxel_elements
 from rtqa.dvh.tables import _Tables
-from rtqa.dvh.geometry import Raster, Slabs, band_crossings, nonzero
+from rtqa.dvh.geometry import Raster, Slabs, band_crossings, nonzero, row_counts
 from rtqa.reading.dose import DoseGrid
 
 
@@ -99,12 +100,11 @@ class _Engine:
         if not src_plane.size:
             return
         nv = r.NJ * r.NI
-        per_plane = np.count_nonzero(full.reshape(K, nv), axis=1)
+        per_plane = row_counts(full.reshape(K, nv))
         both = np.empty(lk.size, dtype=np.intp)  # whole on both planes (16 planes at once:
         for c in range(0, lk.size, 16):          # no temporary of the raster's size)
             kk = lk[c:c + 16]
-            both[c:c + 16] = np.count_nonzero((full[kk] & full[kk + 1]).reshape(kk.size, nv),
-                                              axis=1)
+            both[c:c + 16] = row_counts((full[kk] & full[kk + 1]).reshape(kk.size, nv))
         counts = np.concatenate([both, per_plane[st], per_plane[en]]).astype(float)
         self.total_mm3 += float(np.sum(counts * (zbb - za) * wsc))
         if not self.in_plane:
@@ -147,15 +147,20 @@ class _Engine:
         VT = np.maximum(S2 / Wd - TM * TM, 0.0)
         TLO = np.where(bits, tlo_p[:, None, :], 1.0).min(axis=2)
         THI = np.where(bits, thi_p[:, None, :], 0.0).max(axis=2)
-        W = (W * 1e-3).reshape(-1)
-        TM, VT, TLO, THI = (x.reshape(-1).astype(np.float32) for x in (TM, VT, TLO, THI))
+        # per layer and code: weight (cc), t mean and variance (one record: one gather per
+        # element), t range (looked up only where node doses can widen [Min, Max])
+        rec = np.empty(W.size, dtype=_REC)
+        rec["w"] = (W * 1e-3).reshape(-1)
+        rec["tm"], rec["vt"] = TM.reshape(-1), VT.reshape(-1)
+        TLO, THI = (x.reshape(-1).astype(np.float32) for x in (TLO, THI))
         # the code of every voxel of the window in every layer (layers in bin order)
         (j0, j1), (i0, i1) = self.jw, self.iw
-        flat2d = ((np.arange(j0, j1)[:, None] + r.J0) * tab.nx
-                  + (np.arange(i0, i1) + r.I0)).reshape(-1)
         stride = 1 << nbit
         nJ, nI = j1 - j0, i1 - i0
         nw = nJ * nI
+        # flat grid index of window row j of layer l, less its offset in the code array
+        row_g = ((r.J0 + j0 + np.arange(nJ)) * tab.nx + (r.I0 + i0)
+                 - np.arange(nJ) * nI)  # (nJ,)
         def masks(src):  # the window masks of sources src (whole over the source)
             out = np.empty((src.size, nw), dtype=np.uint8)
             it = src < n_int
@@ -169,19 +174,27 @@ class _Engine:
         group = max(1, 131072 // nw)
         for g0 in range(0, n_lay, group):
             g1 = min(n_lay, g0 + group)
-            code = np.zeros((g1 - g0, nw), dtype=np.uint8)
+            L = g1 - g0
+            code = np.zeros((L, nw), dtype=np.uint8)
             sel = np.flatnonzero((layer >= g0) & (layer < g1))
             for p in range(nbit):  # the pieces with bit p (at most one per layer)
                 sp = sel[bit[sel] == p]
                 if sp.size:
-                    code[layer[sp] - g0] |= masks(q[sp]) << np.uint8(p)
-            lay, cell = nonzero(code)
-            row = code[lay, cell].astype(np.intp)
-            lay += g0
-            row += lay * stride
-            _voxel_elements(tab, self.acc, lay_f[lay] * tab.nxy + flat2d[cell], W[row],
-                            TM[row], VT[row], TLO[row], THI[row])
-
+                    mk = masks(q[sp])
+                    if p:
+                        mk <<= np.uint8(p)
+                    code[layer[sp] - g0] |= mk
+            code = code.reshape(-1)
+            idx = np.flatnonzero(code != 0)  # (layer, cell) order
+            # elements per layer and per window row (idx is sorted)
+            n_lay_el = np.diff(np.searchsorted(idx, np.arange(L + 1) * nw))
+            n_row_el = np.diff(np.searchsorted(idx, np.arange(L * nJ + 1) * nI))
+            row = code.take(idx).astype(np.intp)
+            row += np.repeat(np.arange(g0, g1) * stride, n_lay_el)
+            off = (lay_f[g0:g1, None] * tab.nxy - (np.arange(L) * nw)[:, None]
+                   + row_g).reshape(-1)
+            idx += np.repeat(off, n_row_el)  # the flat grid index
+            _coded_voxel_elements(tab, self.acc, idx, rec, row, TLO, THI)
     # -- m = 1: node samples between planes ---------------------------------------------
     def _node_bands(self) -> None:
         """Band pieces of node samples (inside on one plane of an interval only)."""

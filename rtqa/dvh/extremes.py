@@ -33,13 +33,16 @@ def _surface_extremes(e: Edges, slabs, grid: DoseGrid, tab: _Tables) -> tuple[fl
     live = b >= a
     if not np.any(live):
         return lo, hi
-    keep = np.flatnonzero(_in_grid_xy(grid, e.x0, e.y0) & live[e.plane])
-    if not keep.size:
-        return lo, hi
-    plane_of = e.plane
-    i0, j0, tx, ty = _bilinear_parts(grid, e.x0[keep], e.y0[keep])
-    base = j0 * tab.nx + i0
-    plane_of = plane_of[keep]
+    keep = _in_grid_xy(grid, e.x0, e.y0)
+    keep &= live[e.plane]
+    if keep.all():
+        x, y, plane_of = e.x0, e.y0, e.plane
+    else:
+        keep = np.flatnonzero(keep)
+        if not keep.size:
+            return lo, hi
+        x, y, plane_of = e.x0[keep], e.y0[keep], e.plane[keep]
+    i0, j0, tx, ty = _bilinear_parts(grid, x, y)
     fa, fb = zb.right(a), zb.left(b)
     fb = np.maximum(fb, fa)
     ta = np.clip((a - zb.z[fa]) / (zb.z[fa + 1] - zb.z[fa]), 0.0, 1.0)
@@ -49,48 +52,46 @@ def _surface_extremes(e: Edges, slabs, grid: DoseGrid, tab: _Tables) -> tuple[fl
     w10 = tx - w11
     w01 = ty - w11
     w00 = 1.0 - tx - w01
-    f0 = fa[plane_of]
-    nf = (fb - fa)[plane_of] + 2  # frames fa .. fb + 1 of each vertex's slab
-    vals = []  # dose at frames fa + o of the vertices with nf > o
-
-    def bilinear(sel, o):
-        if sel is None:  # every vertex
-            g, c00, c10, c01, c11 = f0 * nxy + base, w00, w10, w01, w11
-        else:
-            g, c00, c10, c01, c11 = (f0[sel] * nxy + base[sel], w00[sel], w10[sel],
-                                     w01[sel], w11[sel])
-        g += o * nxy
-        out = c00 * d[g]
+    # frames fa .. fb + 1 of each vertex's slab: the bilinear dose V[o] on frame fa + o of
+    # every vertex (o < 2: all have them; beyond a vertex's frames: any valid node, unused)
+    nf_p = fb - fa + 2
+    nf = nf_p[plane_of]
+    g0 = fa[plane_of] * nxy
+    g0 += j0 * nx
+    g0 += i0
+    top = d.size - nx - 2  # (the last cell's lower left node)
+    V = []
+    for o in range(int(nf_p[live].max())):
+        g = np.minimum(g0 + o * nxy, top) if o >= 2 else g0 + o * nxy
+        out = w00 * d[g]
         g += 1
-        out += c10 * d[g]
+        out += w10 * d[g]
         g += nx
-        out += c11 * d[g]
+        out += w11 * d[g]
         g -= 1
-        out += c01 * d[g]
-        return out
-
-    every = np.arange(keep.size)
-    for o in range(int(nf.max())):
-        sel = None if o < 2 else np.flatnonzero(nf > o)
-        vals.append((every if sel is None else sel, bilinear(sel, o)))
-    b0, b1 = vals[0][1], vals[1][1]
+        out += w01 * d[g]
+        V.append(out)
+    b0, b1 = V[0], V[1]
     cand = [b0 + ta[plane_of] * (b1 - b0)]  # face a
-    last = nf == 2  # face b in the same frame interval
-    cand.append(b0[last] + tb[plane_of[last]] * (b1[last] - b0[last]))
-    if not last.all():
-        # frames fa+1 .. fb are inner levels; face b lies between frames fb and fb + 1
-        mid = ~last
-        cand.append(b1[mid])
-        for o in range(2, len(vals)):
-            sel, v = vals[o]
-            n_sel = nf[sel]
-            inner = n_sel > o + 1
-            cand.append(v[inner])
-            end = n_sel == o + 1
-            prev = _lookup(vals[o - 1], sel[end])
-            cand.append(prev + tb[plane_of[sel[end]]] * (v[end] - prev))
-    lo = min(float(c.min()) for c in cand if c.size)
-    hi = max(float(c.max()) for c in cand if c.size)
+    # face b: between frames fb and fb + 1 (o = nf - 2 and nf - 1)
+    if len(V) == 2:
+        p0, p1 = b0, b1
+    else:
+        p0, p1 = b0.copy(), b1.copy()
+        for o in range(3, len(V) + 1):
+            at = nf == o
+            p0[at] = V[o - 2][at]
+            p1[at] = V[o - 1][at]
+    p1 -= p0
+    p1 *= tb[plane_of]
+    p1 += p0
+    cand.append(p1)
+    lo = min(float(c.min()) for c in cand)
+    hi = max(float(c.max()) for c in cand)
+    for o in range(1, len(V) - 1):  # inner frames fa + 1 .. fb
+        inner = nf > o + 1
+        lo = min(lo, float(np.min(V[o], where=inner, initial=math.inf)))
+        hi = max(hi, float(np.max(V[o], where=inner, initial=-math.inf)))
     return lo, hi
 
 

@@ -213,6 +213,12 @@ def nonzero(a: np.ndarray) -> tuple[np.ndarray, ...]:
     return np.unravel_index(np.flatnonzero(a), a.shape)
 
 
+def row_counts(a: np.ndarray) -> np.ndarray:
+    """``np.count_nonzero(a, axis=1)`` of a 2-D array, row by row (a few hundred rows at
+    most: numpy's count along an axis sums a converted copy, several times slower)."""
+    return np.fromiter((np.count_nonzero(r) for r in a), dtype=np.intp, count=a.shape[0])
+
+
 def code_dtype(m: int):
     """Integer type of the row codes (one bit per sub-sample of a voxel row)."""
     if m > 63:
@@ -239,13 +245,16 @@ class RowTable:
         self.width = w = max(int(counts.max(initial=0)), 1)
         key = row_id.astype(np.uint16) if n_rows <= 65536 else row_id
         order = np.argsort(key, kind="stable")  # radix sort for 16-bit keys
-        rank = np.empty(row_id.size, dtype=np.int64)
-        rank[order] = np.arange(row_id.size) - np.repeat(np.cumsum(counts) - counts, counts)
-        # one row of the table per rank (crossing w of every lattice row, in no order)
+        # one row of the table per rank (crossing w of every lattice row, in no order):
+        # flat table index rank * n_rows + row of each crossing, in sorted order
+        at = np.arange(row_id.size) - np.repeat(np.cumsum(counts) - counts, counts)
+        at *= n_rows
+        at += row_id[order]
+        pos = pos[order]
         self.pos = np.full((w, n_rows), np.inf)
-        self.pos[rank, row_id] = pos
+        self.pos.reshape(-1)[at] = pos
         self.col = np.full((w, n_rows), np.iinfo(np.int32).max, dtype=np.int64)
-        self.col[rank, row_id] = np.clip(np.ceil((pos - origin) / step), 0, n_cols)
+        self.col.reshape(-1)[at] = np.clip(np.ceil((pos - origin) / step), 0, n_cols)
 
     @classmethod
     def of(cls, edges: Edges, n_planes: int, lat: Lattice) -> "RowTable":
@@ -337,7 +346,7 @@ class Raster:
         n_in = np.zeros(K)
         for k0 in range(0, K, 16):  # 16 planes at a time: no temporary of the raster's size
             c = cls[k0:k0 + 16]
-            whole[k0:k0 + 16] = np.count_nonzero(c == 2, axis=1)
+            whole[k0:k0 + 16] = row_counts(c == 2)
             sel = c == 1
             if np.any(sel):
                 k = nonzero(sel)[0]
@@ -374,20 +383,30 @@ def _touched(e: Edges, K: int, x0: float, y0: float, dx: float, dy: float, NI: i
     ex, ey = e.x1 - e.x0, e.y1 - e.y0
     # split edges into pieces at most half a voxel long: each spans at most 2 x 2 voxels
     n = np.maximum(np.ceil(np.hypot(ex, ey) / (0.5 * min(dx, dy))).astype(np.int64), 1)
-    i = np.repeat(np.arange(e.x0.size), n)
-    t0 = (np.arange(i.size) - np.repeat(np.cumsum(n) - n, n)) / n[i]
-    t1 = t0 + 1.0 / n[i]
-    out = np.zeros((K, NJ, NI), dtype=bool)
-    bx, by, ex, ey = e.x0[i] - x0, e.y0[i] - y0, ex[i], ey[i]
-    fx0 = np.floor((bx + t0 * ex) / dx + 0.5).astype(np.int64)
-    fx1 = np.floor((bx + t1 * ex) / dx + 0.5).astype(np.int64)
-    fy0 = np.floor((by + t0 * ey) / dy + 0.5).astype(np.int64)
-    fy1 = np.floor((by + t1 * ey) / dy + 0.5).astype(np.int64)
-    k = e.plane[i]
-    for ii in (fx0, fx1):
-        for jj in (fy0, fy1):
-            out[k, np.clip(jj, 0, NJ - 1), np.clip(ii, 0, NI - 1)] = True
-    return out
+    out = np.zeros(K * NJ * NI, dtype=bool)
+    bx, by = e.x0 - x0, e.y0 - y0
+    k = e.plane
+    if int(n.max(initial=1)) == 1:  # one piece per edge: t0 = 0, t1 = 1
+        fx0 = np.floor(bx / dx + 0.5)
+        fx1 = np.floor((bx + ex) / dx + 0.5)
+        fy0 = np.floor(by / dy + 0.5)
+        fy1 = np.floor((by + ey) / dy + 0.5)
+    else:
+        i = np.repeat(np.arange(e.x0.size), n)
+        ni = np.repeat(n, n)
+        t0 = (np.arange(i.size) - np.repeat(np.cumsum(n) - n, n)) / ni
+        t1 = t0 + 1.0 / ni
+        bx, by, ex, ey, k = bx[i], by[i], ex[i], ey[i], k[i]
+        fx0 = np.floor((bx + t0 * ex) / dx + 0.5)
+        fx1 = np.floor((bx + t1 * ex) / dx + 0.5)
+        fy0 = np.floor((by + t0 * ey) / dy + 0.5)
+        fy1 = np.floor((by + t1 * ey) / dy + 0.5)
+    ix0, ix1 = (np.clip(v.astype(np.int64), 0, NI - 1) for v in (fx0, fx1))
+    r0, r1 = ((np.clip(v.astype(np.int64), 0, NJ - 1) + k * NJ) * NI for v in (fy0, fy1))
+    for r in (r0, r1):
+        for ii in (ix0, ix1):
+            out[r + ii] = True
+    return out.reshape(K, NJ, NI)
 
 
 def _parity_rows(rows: RowTable, rid: np.ndarray, m: int, h: int, n: int) -> np.ndarray:

@@ -37,35 +37,65 @@ def _voxel_mean_sd(d: np.ndarray, delta: np.ndarray, sd: np.ndarray) -> None:
     the x-averaged profile along y (exact for a linear dose; the twist term of a bilinear
     cell is neglected)."""
 
-    def second(a, axis, dtype=None):  # v- - 2 v + v+, constant beyond the outer nodes
+    # Every step runs over the frames flattened to one dimension (x differences) or to
+    # (frame, y x) (y differences): contiguous operations. Along x, the flat differences
+    # include one across each row end (not a difference of the row); those entries are
+    # overwritten or set to zero (adding zero leaves a sum unchanged), so each value is the
+    # same operation on the same operands as along the axis.
+    f32 = np.float32
+    d = np.ascontiguousarray(d)
+    nf, ny, nx = d.shape
+
+    def second_x(a, dtype=None):  # v- - 2 v + v+ along x, constant beyond the outer nodes
         # (into float32 directly: each value computed in a's type, then rounded once,
         # as a float64 result then cast)
-        a = np.moveaxis(a, axis, -1)
-        g = np.diff(a, axis=-1)
-        out = np.empty_like(a, dtype=dtype or a.dtype)
-        out[..., 0] = g[..., 0]
-        np.subtract(g[..., 1:], g[..., :-1], out=out[..., 1:-1])
-        # (not np.negative(..., out=): NumPy 2.4 negates strided float32 views wrongly)
-        out[..., -1] = -g[..., -1]
-        return np.moveaxis(out, -1, axis)
+        a1 = a.reshape(-1)
+        g = a1[1:] - a1[:-1]
+        out = np.empty(a.shape, dtype=dtype or a.dtype)
+        o1 = out.reshape(-1)
+        np.subtract(g[1:], g[:-1], out=o1[1:-1])
+        o1[0::nx] = g[0::nx]
+        o1[nx - 1::nx] = -g[nx - 2::nx]
+        return out
 
-    def add_var(var, a, axis):  # 5 (gl^2 + gr^2) / 192 + gl gr / 32 along axis
-        a = np.moveaxis(a, axis, -1)
-        v = np.moveaxis(var, axis, -1)
-        g = np.diff(a, axis=-1)
+    def second_y(a, dtype=None):  # the same along y
+        a2 = a.reshape(nf, ny * nx)
+        g = a2[:, nx:] - a2[:, :-nx]
+        out = np.empty(a.shape, dtype=dtype or a.dtype)
+        o2 = out.reshape(nf, ny * nx)
+        np.subtract(g[:, nx:], g[:, :-nx], out=o2[:, nx:-nx])
+        o2[:, :nx] = g[:, :nx]
+        o2[:, -nx:] = -g[:, -nx:]
+        return out
+
+    def add_var_x(var, a):  # 5 (gl^2 + gr^2) / 192 + gl gr / 32 along x
+        a1 = a.reshape(-1)
+        v = var.reshape(-1)
+        g = a1[1:] - a1[:-1]
+        g[nx - 1::nx] = 0  # (across row ends)
         g2 = g * g
-        v[..., 1:] += g2
-        v[..., :-1] += g2
-        g2 = np.multiply(g[..., :-1], g[..., 1:], out=g2[..., 1:])
+        v[1:] += g2
+        v[:-1] += g2
+        g2 = np.multiply(g[:-1], g[1:], out=g2[1:])
         g2 *= f32(1.2)  # (1/32) / (5/192)
-        v[..., 1:-1] += g2
+        v[1:-1] += g2
+
+    def add_var_y(var, a):  # the same along y
+        a2 = a.reshape(nf, ny * nx)
+        v = var.reshape(nf, ny * nx)
+        g = a2[:, nx:] - a2[:, :-nx]
+        g2 = g * g
+        v[:, nx:] += g2
+        v[:, :-nx] += g2
+        g2 = np.multiply(g[:, :-nx], g[:, nx:], out=g2[:, nx:])
+        g2 *= f32(1.2)
+        v[:, nx:-nx] += g2
 
     # second differences from the float64 dose (exactly 0 for a uniform dose), the rest
     # in float32 (relative precision suffices for the offset and the spread)
-    f32 = np.float32
-    dx2 = second(d, 2, f32)
-    dy2 = second(d, 1, f32)
-    off = second(dy2, 2)
+    dx2 = second_x(d, f32)
+    dy2 = second_y(d, f32)
+    off = second_x(dy2)
     off *= f32(1.0 / 64.0)
     off += (dx2 + dy2) * f32(0.125)
     delta[...] = off
@@ -74,11 +104,11 @@ def _voxel_mean_sd(d: np.ndarray, delta: np.ndarray, sd: np.ndarray) -> None:
     prof = dy2.copy()
     prof *= f32(0.125)
     prof += d32  # the y-averaged profile
-    add_var(var, prof, 2)
+    add_var_x(var, prof)
     prof = dx2
     prof *= f32(0.125)
     prof += d32  # the x-averaged profile
-    add_var(var, prof, 1)
+    add_var_y(var, prof)
     var *= f32(5.0 / 192.0)
     np.maximum(var, 0, out=var)
     np.sqrt(var, out=sd)
