@@ -20,9 +20,13 @@ import numpy as np
 from pydicom.tag import Tag
 
 from rtqa.errors import DicomInputError
+from rtqa.reading import raw as _raw
 from rtqa.reading.common import MAX_COORDINATE_MM, read_dataset, reader, text, whole
 
 _CONTOUR_DATA = Tag(0x3006, 0x0050)
+_CONTOUR_SEQUENCE = 0x30060040
+_GEOMETRIC_TYPE = 0x30060042
+_CONTOUR_TAGS = (_GEOMETRIC_TYPE, 0x30060050)
 #: A step between contour planes larger than this multiple of the ROI's median plane
 #: spacing is a gap (planes missing inside the ROI's extent).
 GAP_FACTOR = 1.5
@@ -189,11 +193,42 @@ def _parse_decimals(values: list[bytes]) -> list[np.ndarray] | None:
     return np.split(out, np.cumsum(counts)[:-1])
 
 
+class _RawContour:
+    """One ContourSequence item read by :func:`_raw_contours`: its ContourGeometricType
+    (as ``text(item, ...)`` gives it) and its ContourData value bytes."""
+
+    __slots__ = ("gtype", "data")
+
+    def __init__(self, gtype: str, data: bytes):
+        self.gtype, self.data = gtype, data
+
+
+def _raw_contours(rc) -> list[_RawContour] | None:
+    """The ContourSequence items of one ROIContourSequence item without pydicom's
+    data sets and value conversions (``rtqa.reading.raw``); None unless every item is
+    plain: a one-valued ContourGeometricType of [A-Z0-9_ ] (or none) and a non-empty
+    ContourData (pydicom then reads the sequence as before, with its errors)."""
+    found = _raw.items(rc.get_item(_CONTOUR_SEQUENCE, keep_deferred=True), _CONTOUR_TAGS)
+    if found is None:
+        return None
+    out = []
+    for item in found:
+        gtype = _raw.plain_cs(item.get(_GEOMETRIC_TYPE))
+        data = item.get(0x30060050)
+        if gtype is None or data is None or data[0] not in ("DS", None) or not data[1]:
+            return None
+        out.append(_RawContour(gtype, data[1]))
+    return out
+
+
 def _contour_points(item, path: Path, roi_name: str, parsed: np.ndarray | None = None
                     ) -> np.ndarray:
     """The (N, 3) points of one contour item (``parsed``: its ContourData values when
     they were parsed already, by :func:`parse_decimals`)."""
-    raw = item.get_item(_CONTOUR_DATA) if _CONTOUR_DATA in item else None
+    if isinstance(item, _RawContour):
+        raw = item.data
+    else:
+        raw = item.get_item(_CONTOUR_DATA) if _CONTOUR_DATA in item else None
     if raw is None:
         raise DicomInputError(f"ROI '{roi_name}': contour without ContourData", path)
     try:
@@ -232,6 +267,9 @@ def _parse_all(items: dict[int, list]) -> dict[int, list[np.ndarray]] | None:
     raw: list[bytes] = []
     for contour_items in items.values():
         for item in contour_items:
+            if isinstance(item, _RawContour):
+                raw.append(item.data)
+                continue
             elem = item.get_item(_CONTOUR_DATA) if _CONTOUR_DATA in item else None
             value = getattr(elem, "value", None)
             if not isinstance(value, bytes):
@@ -289,9 +327,19 @@ def read_structure_set(path: Path, dataset=None) -> StructureSet:
                                   f"('{names[number]}')", path)
         contours[number] = rc
 
-    # every contour's ContourData parsed in one pass (per contour when one is unusual)
-    items = {number: list((rc.get("ContourSequence", []) or []) if rc is not None else [])
-             for number, rc in ((n, contours.get(n)) for n in names)}
+    # the contour items: raw (no pydicom data sets) when every one is plain, else read
+    # through pydicom; every contour's ContourData parsed in one pass (per contour when
+    # one is unusual)
+    items: dict[int, list] = {}
+    for number in names:
+        rc = contours.get(number)
+        found = _raw_contours(rc) if rc is not None else []
+        if found is None:
+            items = {number: list((rc.get("ContourSequence", []) or []) if rc is not None
+                                  else [])
+                     for number, rc in ((n, contours.get(n)) for n in names)}
+            break
+        items[number] = found
     parsed = _parse_all(items)
 
     structures = []
@@ -303,7 +351,8 @@ def read_structure_set(path: Path, dataset=None) -> StructureSet:
         n_open = 0
         open_pts: list[np.ndarray] = []
         for k, item in enumerate(items[number]):
-            gtype = text(item, "ContourGeometricType").upper()
+            gtype = item.gtype if isinstance(item, _RawContour) else \
+                text(item, "ContourGeometricType").upper()
             pts = _contour_points(item, path, name,
                                   parsed[number][k] if parsed is not None else None)
             total_points += len(pts)
