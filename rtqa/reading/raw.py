@@ -179,3 +179,72 @@ def plain_cs(entry) -> str | None:
             or not _PLAIN_CS.fullmatch(value):
         return None
     return value.strip(b" ").decode("ascii")
+
+
+#: The raw value of an element that pydicom has converted already (or deferred)
+NOT_RAW = object()
+
+
+def value(ds, tag: int):
+    """(VR or None, value bytes) of the element ``tag`` of a pydicom data set as read
+    (not converted); None when absent; NOT_RAW when it cannot be had raw (converted
+    already, big endian, no bytes)."""
+    e = ds.get_item(tag, keep_deferred=True)
+    if e is None:
+        return None
+    if not isinstance(e, RawDataElement) or not e.is_little_endian \
+            or not isinstance(e.value, bytes):
+        return NOT_RAW
+    return e.VR, e.value
+
+
+_DS_TOKEN = re.compile(rb" *[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)? *")
+
+
+def plain_ds(entry, vr: str = "DS") -> list[float] | None:
+    """The values of a raw DS element as ``rtqa.reading.common.floats`` gives them through
+    pydicom (``float(DSfloat(token))``, i.e. ``float(token)``), when every value is a
+    plain decimal of at most 16 characters with a finite value; else None (read it
+    through pydicom)."""
+    if entry is None or entry is NOT_RAW or entry[0] not in (vr, None) or not entry[1]:
+        return None
+    tokens = entry[1].rstrip(b" \x00").split(b"\\")
+    out = []
+    for t in tokens:
+        if len(t) > 16 or not _DS_TOKEN.fullmatch(t):
+            return None
+        v = float(t)
+        if v - v != 0.0:  # inf
+            return None
+        out.append(v)
+    return out
+
+
+_UI = re.compile(rb"[0-9.]{1,64}[\x00 ]?")
+_TEXT = re.compile(rb"[\x20-\x5b\x5d-\x7e]{1,64}")
+
+
+def plain_text(entry, vr: str) -> str | None:
+    """``rtqa.reading.common.text`` of a raw UI or LO/SH/CS element: "" when absent or
+    empty; None (read it through pydicom) unless it is one value of printable ASCII
+    (UI: digits and dots), which every character set decodes alike."""
+    if entry is None:
+        return ""
+    if entry is NOT_RAW or entry[0] not in (vr, None):
+        return None
+    raw = entry[1]
+    if raw == b"":
+        return ""
+    if not (_UI if vr == "UI" else _TEXT).fullmatch(raw):
+        return None
+    return raw.decode("ascii").strip(" \x00")
+
+
+def plain_us(entry) -> int | None | object:
+    """A raw one-valued US element as pydicom gives it (an int); None when absent;
+    NOT_RAW when it is anything else."""
+    if entry is None:
+        return None
+    if entry is NOT_RAW or entry[0] not in ("US", None) or len(entry[1]) != 2:
+        return NOT_RAW
+    return int.from_bytes(entry[1], "little")
