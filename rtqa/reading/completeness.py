@@ -59,29 +59,37 @@ class _Walker:
         """Walk elements from ``pos``; stop at ``end`` (defined length) or after the
         delimiter tag ``until``. Returns the position after the last element. ``top``:
         the data set itself (not an item), where the PixelData position is recorded."""
+        # the hot loop of the scan: helpers inlined (the checks and messages are those of
+        # _need, _tag, _u16 and _u32, in the same order)
+        d, explicit, need = self.d, self.explicit, self._need
+        tag_of, u16, u32 = self._s2x16, self._s16, self._s32
         while pos < end or until is not None:
-            self._need(pos, 8, end, "element header")
-            tag = self._tag(pos)
+            if pos + 8 > end:
+                need(pos, 8, end, "element header")
+            group, element = tag_of(d, pos)
+            tag = (group << 16) | element
             if until is not None and tag == until:
                 return pos + 8
             if tag in (_ITEM_END, _SEQ_END, _ITEM):
                 raise Incomplete(f"unexpected delimiter {tag:08X} at byte {pos}")
-            if self.explicit:
-                vr = self.d[pos + 4:pos + 6]
+            if explicit:
+                vr = d[pos + 4:pos + 6]
                 if vr in _LONG_VRS:
-                    self._need(pos, 12, end, "element header")
-                    length, pos = self._u32(pos + 8), pos + 12
+                    if pos + 12 > end:
+                        need(pos, 12, end, "element header")
+                    length, pos = u32(d, pos + 8)[0], pos + 12
                 else:
-                    length, pos = self._u16(pos + 6), pos + 8
+                    length, pos = u16(d, pos + 6)[0], pos + 8
             else:
-                length, pos = self._u32(pos + 4), pos + 8
+                length, pos = u32(d, pos + 4)[0], pos + 8
             if length == _UNDEFINED:
                 pos = self.items(pos, end, nested=tag != _PIXEL_DATA)
             else:
-                self._need(pos, length, end, f"value of ({tag >> 16:04X},{tag & 0xFFFF:04X})")
+                if pos + length > end:
+                    need(pos, length, end, f"value of ({tag >> 16:04X},{tag & 0xFFFF:04X})")
                 if top and tag == _PIXEL_DATA:
                     self.pixel_data = (pos, length)
-                elif self._is_sequence(tag, vr if self.explicit else None):
+                elif (vr == b"SQ") if explicit else self._is_sequence(tag, None):
                     self.sequence(pos, pos + length)
                 pos += length
         return pos

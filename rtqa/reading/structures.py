@@ -20,9 +20,13 @@ import numpy as np
 from pydicom.tag import Tag
 
 from rtqa.errors import DicomInputError
+from rtqa.reading import raw as _raw
 from rtqa.reading.common import MAX_COORDINATE_MM, read_dataset, reader, text, whole
 
 _CONTOUR_DATA = Tag(0x3006, 0x0050)
+_CONTOUR_SEQUENCE = 0x30060040
+_GEOMETRIC_TYPE = 0x30060042
+_CONTOUR_TAGS = (_GEOMETRIC_TYPE, 0x30060050)
 #: A step between contour planes larger than this multiple of the ROI's median plane
 #: spacing is a gap (planes missing inside the ROI's extent).
 GAP_FACTOR = 1.5
@@ -127,7 +131,18 @@ _PARSE_CHUNK = 1 << 18
 def parse_decimals(values: list[bytes]) -> list[np.ndarray] | None:
     """:func:`_parse_decimals` over runs of ``values`` of about ``_PARSE_CHUNK`` bytes,
     so that its temporary arrays stay small whatever the structure set's size."""
-    out: list[np.ndarray] = []
+    flat = parse_flat(values)
+    if flat is None:
+        return None
+    out, counts = flat
+    return np.split(out, np.cumsum(counts)[:-1]) if len(values) else []
+
+
+def parse_flat(values: list[bytes]) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`parse_decimals` as (every value of every item in order, number of values
+    of each item)."""
+    outs: list[np.ndarray] = []
+    counts: list[np.ndarray] = []
     start, size = 0, 0
     for k, v in enumerate(values):
         size += len(v)
@@ -135,15 +150,21 @@ def parse_decimals(values: list[bytes]) -> list[np.ndarray] | None:
             part = _parse_decimals(values[start:k + 1])
             if part is None:
                 return None
-            out += part
+            outs.append(part[0])
+            counts.append(part[1])
             start, size = k + 1, 0
-    return out
+    if not outs:
+        return np.empty(0), np.zeros(0, dtype=np.intp)
+    if len(outs) == 1:
+        return outs[0], counts[0]
+    return np.concatenate(outs), np.concatenate(counts)
 
 
-def _parse_decimals(values: list[bytes]) -> list[np.ndarray] | None:
+def _parse_decimals(values: list[bytes]) -> tuple[np.ndarray, np.ndarray] | None:
     """Every backslash-separated decimal in each of ``values`` (DS byte strings, e.g.
     ContourData), parsed in one vectorised pass over all of them: the same float64 values,
-    bit for bit, as ``float(token)``. None when any token is not a plain decimal
+    bit for bit, as ``float(token)``, all in one array, and the number of values of each
+    of ``values``. None when any token is not a plain decimal
     (``[+-]digits[.digits]``, at most 15 digits, nothing else, not empty): the caller
     then parses token by token.
 
@@ -151,7 +172,7 @@ def _parse_decimals(values: list[bytes]) -> list[np.ndarray] | None:
     exact float64 values, so ``m / 10**k`` is the correctly rounded value of the
     decimal, as ``float`` gives (IEEE 754 division rounds correctly)."""
     if not values:
-        return []
+        return np.empty(0), np.zeros(0, dtype=np.intp)
     stripped = [v.strip(b" \x00") for v in values]
     b = np.frombuffer(b"\\".join(stripped), dtype=np.uint8)
     cls = _CLASS[b]  # 0 other, 1 digit, 2 backslash, 3 dot, 4 sign
@@ -185,15 +206,47 @@ def _parse_decimals(values: list[bytes]) -> list[np.ndarray] | None:
     out = mantissa / _POW10[frac]
     negative = np.flatnonzero(b[starts] == 45)
     out[negative] = -out[negative]
-    counts = [v.count(b"\\") + 1 for v in stripped]
-    return np.split(out, np.cumsum(counts)[:-1])
+    counts = np.fromiter((v.count(b"\\") + 1 for v in stripped), dtype=np.intp,
+                         count=len(stripped))
+    return out, counts
+
+
+class _RawContour:
+    """One ContourSequence item read by :func:`_raw_contours`: its ContourGeometricType
+    (as ``text(item, ...)`` gives it) and its ContourData value bytes."""
+
+    __slots__ = ("gtype", "data")
+
+    def __init__(self, gtype: str, data: bytes):
+        self.gtype, self.data = gtype, data
+
+
+def _raw_contours(rc) -> list[_RawContour] | None:
+    """The ContourSequence items of one ROIContourSequence item without pydicom's
+    data sets and value conversions (``rtqa.reading.raw``); None unless every item is
+    plain: a one-valued ContourGeometricType of [A-Z0-9_ ] (or none) and a non-empty
+    ContourData (pydicom then reads the sequence as before, with its errors)."""
+    found = _raw.items(rc.get_item(_CONTOUR_SEQUENCE, keep_deferred=True), _CONTOUR_TAGS)
+    if found is None:
+        return None
+    out = []
+    for item in found:
+        gtype = _raw.plain_cs(item.get(_GEOMETRIC_TYPE))
+        data = item.get(0x30060050)
+        if gtype is None or data is None or data[0] not in ("DS", None) or not data[1]:
+            return None
+        out.append(_RawContour(gtype, data[1]))
+    return out
 
 
 def _contour_points(item, path: Path, roi_name: str, parsed: np.ndarray | None = None
                     ) -> np.ndarray:
     """The (N, 3) points of one contour item (``parsed``: its ContourData values when
     they were parsed already, by :func:`parse_decimals`)."""
-    raw = item.get_item(_CONTOUR_DATA) if _CONTOUR_DATA in item else None
+    if isinstance(item, _RawContour):
+        raw = item.data
+    else:
+        raw = item.get_item(_CONTOUR_DATA) if _CONTOUR_DATA in item else None
     if raw is None:
         raise DicomInputError(f"ROI '{roi_name}': contour without ContourData", path)
     try:
@@ -225,26 +278,65 @@ def _group_planes(polys: list[tuple[float, np.ndarray]]):
     return tuple((float(z), tuple(p)) for z, p in planes)
 
 
-def _parse_all(items: dict[int, list]) -> dict[int, list[np.ndarray]] | None:
+def _parse_all(items: dict[int, list]) -> tuple[np.ndarray, np.ndarray] | None:
     """ContourData of every contour item (by ROI number, in item order) parsed by
-    :func:`parse_decimals` in one pass; None when any is missing, not a byte string or
-    not plain decimals (each contour is then parsed on its own, reporting its ROI)."""
+    :func:`parse_flat` in one pass: (all values, number of values of each contour); None
+    when any is missing, not a byte string or not plain decimals (each contour is then
+    parsed on its own, reporting its ROI)."""
     raw: list[bytes] = []
     for contour_items in items.values():
         for item in contour_items:
+            if isinstance(item, _RawContour):
+                raw.append(item.data)
+                continue
             elem = item.get_item(_CONTOUR_DATA) if _CONTOUR_DATA in item else None
             value = getattr(elem, "value", None)
             if not isinstance(value, bytes):
                 return None
             raw.append(value)
-    values = parse_decimals(raw)
-    if values is None:
-        return None
-    out, k = {}, 0
-    for number, contour_items in items.items():
-        out[number] = values[k:k + len(contour_items)]
-        k += len(contour_items)
-    return out
+    return parse_flat(raw)
+
+
+class _Points:
+    """The points of every contour at once (all values of :func:`_parse_all`), when every
+    contour passes :func:`_contour_points`'s checks and the total is within
+    ``MAX_CONTOUR_POINTS`` (:meth:`of` gives None otherwise: each contour is then checked
+    on its own, and the first problem reported as before). Contour ``i`` is rows
+    ``start[i]:end[i]`` of ``pts``; its z spread (``np.ptp``) is computed for all at once."""
+
+    def __init__(self, values: np.ndarray, counts: np.ndarray):
+        self.pts = values.reshape(-1, 3)
+        n = counts // 3
+        end = np.cumsum(n)
+        self.start, self.end = (end - n).tolist(), end.tolist()
+        self.z = np.ascontiguousarray(self.pts[:, 2])
+        self.xy = np.ascontiguousarray(self.pts[:, :2])
+        if n.size:
+            first = end - n
+            self.spread = (np.maximum.reduceat(self.z, first)
+                           - np.minimum.reduceat(self.z, first)).tolist()
+        else:
+            self.spread = []
+
+    @classmethod
+    def of(cls, parsed: tuple[np.ndarray, np.ndarray] | None) -> "_Points | None":
+        if parsed is None:
+            return None
+        values, counts = parsed
+        if counts.size and (counts.min() < 3 or np.any(counts % 3)):
+            return None
+        if values.size and not (np.isfinite(values).all()
+                                and max(float(values.max()), -float(values.min()))
+                                <= MAX_COORDINATE_MM):
+            return None
+        if values.size // 3 > MAX_CONTOUR_POINTS:
+            return None
+        return cls(values, counts)
+
+    def mean_z(self, i: int) -> float:
+        """``float(np.mean(pts[:, 2]))`` of contour ``i``, bit for bit (the same sum)."""
+        s, e = self.start[i], self.end[i]
+        return float(np.add.reduce(self.z[s:e]) / (e - s))
 
 
 @reader("RTSTRUCT")
@@ -289,13 +381,32 @@ def read_structure_set(path: Path, dataset=None) -> StructureSet:
                                   f"('{names[number]}')", path)
         contours[number] = rc
 
-    # every contour's ContourData parsed in one pass (per contour when one is unusual)
-    items = {number: list((rc.get("ContourSequence", []) or []) if rc is not None else [])
-             for number, rc in ((n, contours.get(n)) for n in names)}
+    # the contour items: raw (no pydicom data sets) when every one is plain, else read
+    # through pydicom; every contour's ContourData parsed in one pass (per contour when
+    # one is unusual)
+    items: dict[int, list] = {}
+    for number in names:
+        rc = contours.get(number)
+        found = _raw_contours(rc) if rc is not None else []
+        if found is None:
+            items = {number: list((rc.get("ContourSequence", []) or []) if rc is not None
+                                  else [])
+                     for number, rc in ((n, contours.get(n)) for n in names)}
+            break
+        items[number] = found
     parsed = _parse_all(items)
+    every = _Points.of(parsed)  # all contours at once, when none has a problem
+    if every is None and parsed is not None:  # split per contour (checked one by one)
+        values, counts = parsed
+        split = np.split(values, np.cumsum(counts)[:-1]) if counts.size else []
+        parsed, k = {}, 0
+        for number, contour_items in items.items():
+            parsed[number] = split[k:k + len(contour_items)]
+            k += len(contour_items)
 
     structures = []
     total_points = 0
+    i = -1  # the contour's index over all ROIs
     for number, name in names.items():
         warnings: list[str] = []
         polys: list[tuple[float, np.ndarray]] = []
@@ -303,14 +414,19 @@ def read_structure_set(path: Path, dataset=None) -> StructureSet:
         n_open = 0
         open_pts: list[np.ndarray] = []
         for k, item in enumerate(items[number]):
-            gtype = text(item, "ContourGeometricType").upper()
-            pts = _contour_points(item, path, name,
-                                  parsed[number][k] if parsed is not None else None)
-            total_points += len(pts)
-            if total_points > MAX_CONTOUR_POINTS:
-                raise DicomInputError(f"more than {MAX_CONTOUR_POINTS} contour points: "
-                                      "far larger than any clinical structure set (set "
-                                      "RTQA_MAX_CONTOUR_POINTS to raise the limit)", path)
+            i += 1
+            gtype = item.gtype if isinstance(item, _RawContour) else \
+                text(item, "ContourGeometricType").upper()
+            if every is not None:
+                pts = every.pts[every.start[i]:every.end[i]]
+            else:
+                pts = _contour_points(item, path, name,
+                                      parsed[number][k] if parsed is not None else None)
+                total_points += len(pts)
+                if total_points > MAX_CONTOUR_POINTS:
+                    raise DicomInputError(f"more than {MAX_CONTOUR_POINTS} contour points: "
+                                          "far larger than any clinical structure set (set "
+                                          "RTQA_MAX_CONTOUR_POINTS to raise the limit)", path)
             if gtype == "POINT":
                 points.append(pts)
                 continue
@@ -326,12 +442,15 @@ def read_structure_set(path: Path, dataset=None) -> StructureSet:
                 warnings.append(f"closed contour with {len(pts)} point(s) at z="
                                 f"{pts[0, 2] if len(pts) else float('nan'):.2f} mm ignored")
                 continue
-            zr = float(np.ptp(pts[:, 2]))
+            zr = every.spread[i] if every is not None else float(np.ptp(pts[:, 2]))
             if zr > PLANE_TOL_MM:
                 warnings.append(f"contour not in one axial plane (z spread {zr:.2f} mm) "
                                 "ignored")
                 continue
-            polys.append((float(np.mean(pts[:, 2])), np.ascontiguousarray(pts[:, :2])))
+            if every is not None:
+                polys.append((every.mean_z(i), every.xy[every.start[i]:every.end[i]]))
+            else:
+                polys.append((float(np.mean(pts[:, 2])), np.ascontiguousarray(pts[:, :2])))
         structures.append(Structure(
             roi_number=number, name=name, interpreted_type=types.get(number, ""),
             planes=_group_planes(polys),
