@@ -267,11 +267,13 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def render_html(report: Report) -> str:
+def render_html(report: Report, *, pdf: bool = False) -> str:
     """The self-contained HTML report of ``report`` (UTF-8 text).
 
+    ``pdf=True``: the page ``rtqa.report.pdf`` prints, without the parts the print CSS
+    hides (less for WeasyPrint to parse, style and lay out; the same PDF).
     Raises ``ValueError`` when the report is inconsistent (``check_report``).
     """
     check_report(report)
     template = _environment().get_template("report.html.j2")
-    return template.render(r=_view(report), status_colors=STATUS_COLORS)
+    return template.render(r=_view(report), status_colors=STATUS_COLORS, pdf=pdf)
