@@ -79,9 +79,12 @@ def _fork_server_env() -> dict[str, str]:
     checkout) would be preloaded and every worker would run that code. PYTHONSAFEPATH
     drops that entry; the folder holding this rtqa goes first on PYTHONPATH unless it is
     a site-packages folder (found there anyway, and it must not precede the standard
-    library)."""
+    library). BLAS is single-threaded there unless the user set a thread count
+    (``rtqa._single_thread_blas``)."""
     import site
-    env = {_WARM_ENV: "1", "PYTHONSAFEPATH": "1"}
+    from rtqa import _single_thread_blas
+    # single-threaded BLAS in the workers, as in the rtqa command, unless the user chose
+    env = {_WARM_ENV: "1", "PYTHONSAFEPATH": "1", **_single_thread_blas()}
     root = os.path.dirname(os.path.dirname(_rtqa_file()))
     try:
         sites = site.getsitepackages() + [site.getusersitepackages()]
