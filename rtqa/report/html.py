@@ -21,23 +21,18 @@ its limit as the objective; failing points are red crosses with red labels, and 
 under each plot gives every mark's number, status, label and values.
 
 The compiled template is kept in the user's cache folder (``~/.cache/rtqa/jinja2``, see
-``_cache_dir``), so that a report after the first one does not compile it again (about
-0.08 s CPU); without a writable cache folder the template is compiled every time.
+``rtqa.report.jinja_env``), so that a report after the first one does not compile it
+again (about 0.08 s CPU); without a writable cache folder it is compiled every time.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
-import os
-import sys
-from pathlib import Path
 
 import jinja2
 
-import rtqa
-
+from rtqa.report.jinja_env import template_environment
 from rtqa.report.json_report import check_report, created_of, version_of
 from rtqa.report.formatting import (
     Folded, check_metric, clean, fmt_approval, fmt_exact, fmt_person, fmt_targets, provenance, fmt_limit, fmt_number, fmt_value, fold_passes,
@@ -265,65 +260,14 @@ def _overview(report: Report) -> dict:
             "n_other": kinds.count("other")}
 
 
-#: The options of the report's jinja2 environment (also part of the cache file names).
+#: The options of the report's jinja2 environment.
 _ENV_OPTIONS = {"autoescape": True, "trim_blocks": True, "lstrip_blocks": True,
                 "keep_trailing_newline": True}
 
 
-def _cache_dir() -> Path | None:
-    """The folder of rtqa's compiled templates: ``rtqa/jinja2`` in the user's cache
-    folder (``$XDG_CACHE_HOME``, else ``~/.cache``; ``%LOCALAPPDATA%`` on Windows,
-    ``~/Library/Caches`` on macOS); None when there is no home folder."""
-    if sys.platform == "win32":
-        base = os.environ.get("LOCALAPPDATA")
-    elif sys.platform == "darwin":
-        base = os.path.expanduser("~/Library/Caches")
-    else:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    if not base or base.startswith("~"):
-        return None
-    return Path(base) / "rtqa" / "jinja2"
-
-
-class _TemplateCache(jinja2.FileSystemBytecodeCache):
-    """jinja2's file bytecode cache (the compiled template, written once, ~0.08 s CPU
-    saved per report after that), failing soft: a folder that cannot be created or
-    written, or an unreadable or damaged file, only means compiling the template again.
-    A file is used only for the same template text (jinja2 compares its SHA-1), jinja2
-    bytecode format and Python version (jinja2 checks both); the file name also holds
-    rtqa's and jinja2's versions and a digest of the environment options."""
-
-    def __init__(self, directory: Path):
-        tag = hashlib.sha1(repr((sorted(_ENV_OPTIONS.items()), rtqa.__version__,
-                                 getattr(jinja2, "__version__", ""))).encode()).hexdigest()
-        super().__init__(str(directory), f"report-{tag[:16]}-%s.cache")
-        self._ready = False
-
-    def load_bytecode(self, bucket) -> None:
-        try:
-            super().load_bytecode(bucket)
-        except Exception:  # noqa: BLE001 - damaged or foreign file: compile again
-            bucket.reset()
-
-    def dump_bytecode(self, bucket) -> None:
-        try:
-            if not self._ready:
-                os.makedirs(self.directory, mode=0o700, exist_ok=True)
-                self._ready = True
-            super().dump_bytecode(bucket)
-        except Exception:  # noqa: BLE001 - no cache: the next run compiles again
-            pass
-
-
 @functools.lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
-    cache_dir = _cache_dir()
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("rtqa.report", "templates"),
-        undefined=jinja2.StrictUndefined,
-        bytecode_cache=_TemplateCache(cache_dir) if cache_dir is not None else None,
-        **_ENV_OPTIONS,
-    )
+    return template_environment(**_ENV_OPTIONS)
 
 
 def render_html(report: Report) -> str:

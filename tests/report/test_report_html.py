@@ -316,9 +316,10 @@ def test_compiled_template_cache_gives_the_same_page_and_survives_damage(tmp_pat
     """The compiled template is cached in the user's cache folder; a cached, a damaged
     and an unwritable cache all give the page of a fresh compilation."""
     import rtqa.report.html as html_mod
+    import rtqa.report.jinja_env as jinja_env
 
     def render_with(cache_dir):
-        monkeypatch.setattr(html_mod, "_cache_dir", lambda: cache_dir)
+        monkeypatch.setattr(jinja_env, "_cache_dir", lambda: cache_dir)
         html_mod._environment.cache_clear()
         try:
             return render_html(passing_report())
@@ -328,7 +329,7 @@ def test_compiled_template_cache_gives_the_same_page_and_survives_damage(tmp_pat
     uncached = render_with(None)
     cache = tmp_path / "cache" / "rtqa" / "jinja2"
     assert render_with(cache) == uncached          # compiles and writes the cache
-    files = list(cache.glob("report-*.cache"))
+    files = list(cache.glob("rtqa-*.cache"))
     assert len(files) == 1 and files[0].stat().st_size > 0
     assert render_with(cache) == uncached          # from the cache
     files[0].write_bytes(files[0].read_bytes()[:40])
