@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from pathlib import Path
 
 import jinja2
@@ -19,18 +18,9 @@ __all__ = ["template_environment"]
 
 
 def _cache_dir() -> Path | None:
-    """The folder of rtqa's compiled templates: ``rtqa/jinja2`` in the user's cache
-    folder (``$XDG_CACHE_HOME``, else ``~/.cache``; ``%LOCALAPPDATA%`` on Windows,
-    ``~/Library/Caches`` on macOS); None when there is no home folder."""
-    if sys.platform == "win32":
-        base = os.environ.get("LOCALAPPDATA")
-    elif sys.platform == "darwin":
-        base = os.path.expanduser("~/Library/Caches")
-    else:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    if not base or base.startswith("~"):
-        return None
-    return Path(base) / "rtqa" / "jinja2"
+    """The folder of rtqa's compiled templates (``rtqa.paths.user_cache_dir``)."""
+    from rtqa.paths import user_cache_dir
+    return user_cache_dir("jinja2")
 
 
 class _TemplateCache(jinja2.FileSystemBytecodeCache):
