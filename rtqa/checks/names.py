@@ -143,7 +143,7 @@ def lookalikes(name: str) -> str:
 
 def fold(name: str) -> str:
     """Normalised, case-folded, letters and digits only: ``"Spinal_Cord"`` -> ``"spinalcord"``."""
-    return "".join(ch for ch in normalise(name).casefold() if ch.isalnum())
+    return "".join(filter(str.isalnum, normalise(name).casefold()))
 
 
 @dataclass(frozen=True)
