@@ -13,6 +13,16 @@ The public API (``rtqa.api``), imported lazily so that ``import rtqa`` stays lig
   ``Category``, ``Priority``, ``DoseView``, ``Reason`` (``rtqa.results``) and ``RtqaError``.
 
 Everything else is implementation and may change.
+
+Threads: the ``rtqa`` command (and the worker processes of ``rtqa batch``) run numpy's
+BLAS single-threaded: when none of ``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``,
+``MKL_NUM_THREADS``, ``GOTO_NUM_THREADS``, ``BLIS_NUM_THREADS`` and
+``VECLIB_MAXIMUM_THREADS`` is set, they set ``OPENBLAS_NUM_THREADS=1``,
+``OMP_NUM_THREADS=1`` and ``MKL_NUM_THREADS=1`` before numpy is imported
+(:func:`_single_thread_blas`). rtqa does no BLAS-heavy work: OpenBLAS's thread pool
+only spins at import (about 0.07 s CPU per process) and sums a dot product in an order
+that depends on the number of cores. Set any of them to choose otherwise. ``import
+rtqa`` (the library) leaves the environment alone: the process is the caller's.
 """
 
 from __future__ import annotations
@@ -38,6 +48,22 @@ _LAZY = {
 
 __all__ = ["__version__", "check", "dvh", "exit_code", *sorted(set(_LAZY) - {"check",
                                                                           "exit_code"})]
+
+
+#: The thread-count variables of the BLAS libraries numpy may use; when the user set
+#: none of them, the rtqa command sets the first three to 1 (see the module docstring).
+_BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                    "GOTO_NUM_THREADS", "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+
+
+def _single_thread_blas(environ=None) -> dict[str, str]:
+    """The variables to add to ``environ`` (default ``os.environ``) for a single-threaded
+    BLAS: {} when the user set any of :data:`_BLAS_THREAD_VARS` (their choice stands)."""
+    import os
+    environ = os.environ if environ is None else environ
+    if any(environ.get(k) for k in _BLAS_THREAD_VARS):
+        return {}
+    return {k: "1" for k in _BLAS_THREAD_VARS[:3]}
 
 
 def __getattr__(name: str):

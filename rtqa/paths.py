@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rtqa.errors import ConstraintFileError
 
-__all__ = ["ENV_VAR", "constraints_dir", "protocols_dir"]
+__all__ = ["ENV_VAR", "constraints_dir", "protocols_dir", "user_cache_dir"]
 
 ENV_VAR = "RTQA_CONSTRAINTS_DIR"
 
@@ -47,3 +47,20 @@ def constraints_dir() -> Path:
 def protocols_dir() -> Path:
     """``constraints_dir() / "protocols"``."""
     return constraints_dir() / "protocols"
+
+
+def user_cache_dir(name: str) -> Path | None:
+    """``rtqa/<name>`` in the user's cache folder (``$XDG_CACHE_HOME``, else ``~/.cache``;
+    ``%LOCALAPPDATA%`` on Windows, ``~/Library/Caches`` on macOS), not created here;
+    None when there is no home folder. rtqa keeps only what it can make again there
+    (compiled templates, parsed TOML): deleting it is always safe."""
+    import sys
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA")
+    elif sys.platform == "darwin":
+        base = os.path.expanduser("~/Library/Caches")
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    if not base or base.startswith("~"):
+        return None
+    return Path(base) / "rtqa" / name

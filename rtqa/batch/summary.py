@@ -17,6 +17,7 @@ are relative to ROOT.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import re
@@ -154,14 +155,19 @@ def summary_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def index_html(summary: dict) -> str:
-    import jinja2
-
+@functools.lru_cache(maxsize=1)
+def _index_environment():
+    """The index page's jinja2 environment, made once per process (the summary is
+    rewritten as plans complete), with the compiled-template cache."""
+    from rtqa.report.jinja_env import template_environment
     from rtqa.report.text import clean
-    env = jinja2.Environment(loader=jinja2.PackageLoader("rtqa.report", "templates"),
-                             autoescape=True, undefined=jinja2.StrictUndefined,
-                             trim_blocks=True, lstrip_blocks=True)
+    env = template_environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
     env.filters["clean"] = clean
+    return env
+
+
+def index_html(summary: dict) -> str:
+    env = _index_environment()
     sections = []
     for status, title in (("ERROR", "Could not be evaluated (ERROR)"),
                           ("FAIL", "Failed (FAIL)"), ("PASS", "Passed (PASS)")):

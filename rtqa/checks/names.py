@@ -143,7 +143,7 @@ def lookalikes(name: str) -> str:
 
 def fold(name: str) -> str:
     """Normalised, case-folded, letters and digits only: ``"Spinal_Cord"`` -> ``"spinalcord"``."""
-    return "".join(ch for ch in normalise(name).casefold() if ch.isalnum())
+    return "".join(filter(str.isalnum, normalise(name).casefold()))
 
 
 @dataclass(frozen=True)
@@ -226,9 +226,10 @@ def _table_from(data: dict, path: Path, lines: list[str]) -> AliasTable:
 
 @lru_cache(maxsize=8)
 def _load(path: Path, mtime_ns: int) -> AliasTable:
+    from rtqa.constraints.toml_reading import parse_toml
     text = path.read_text(encoding="utf-8")
     try:
-        data = tomllib.loads(text)
+        data = parse_toml(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConstraintFileError(f"TOML syntax error: {exc}", path) from None
     return _table_from(data, path, text.splitlines())

@@ -7,12 +7,17 @@ Exit codes: 0 all checks pass, 1 a check fails, 2 input could not be checked.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import warnings
 
-import click
+from rtqa import __version__, _single_thread_blas
 
-from rtqa import __version__
+# The command runs numpy's BLAS single-threaded unless the user chose a thread count
+# (see ``rtqa``'s docstring): set before anything imports numpy.
+os.environ.update(_single_thread_blas())
+
+import click  # noqa: E402
 
 # name -> (module, attribute, one-line help) of each subcommand, listed in this order.
 # The modules are imported only when their command runs (or shows its own --help), so

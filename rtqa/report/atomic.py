@@ -22,6 +22,7 @@ inode (hard links). A match raises ``RtqaError`` naming the path.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -31,19 +32,58 @@ from rtqa.errors import RtqaError
 __all__ = ["check_destination", "refused", "write_all", "write_atomic"]
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    if a == b:
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one of them does not exist (yet): not the same file
-        return False
-
-
 def refused(path: str | os.PathLike, refuse: Iterable[str | os.PathLike]) -> bool:
     """True when ``path`` is (or links to) one of the ``refuse`` files."""
-    target = Path(path).resolve()
-    return any(_same_file(target, Path(r).resolve()) for r in refuse)
+    return _Refusal(refuse, expand=False).match(Path(path).resolve()) is not None
+
+
+class _Refusal:
+    """The ``refuse`` files resolved once (path and, when the file exists, device and
+    inode), so that each destination is compared with all of them in one look-up: the
+    same answer as comparing the resolved paths pair by pair, and, when both files
+    exist, their device and inode (``os.path.samefile``)."""
+
+    __slots__ = ("paths", "ids")
+
+    def __init__(self, refuse: Iterable[str | os.PathLike], expand: bool = True):
+        self.paths: dict[Path, Path] = {}
+        self.ids: dict[tuple[int, int], Path] = {}
+        folders: dict[Path, Path] = {}   # folder -> resolved (an export is one or a few)
+        for item in refuse:
+            given = Path(item).expanduser() if expand else Path(item)
+            st = None
+            if given.name not in ("", ".", ".."):
+                try:
+                    st = os.lstat(given)
+                except OSError:
+                    pass
+            if st is not None and not stat.S_ISLNK(st.st_mode):
+                # Path.resolve() of a file that is no link: its resolved folder + its name
+                folder = given.parent
+                if folder not in folders:
+                    folders[folder] = folder.resolve()
+                source = folders[folder] / given.name
+            else:
+                source = given.resolve()
+                try:
+                    st = os.stat(source)
+                except OSError:   # does not exist (any more): compared by path only
+                    st = None
+            self.paths.setdefault(source, source)
+            if st is not None:
+                self.ids.setdefault((st.st_dev, st.st_ino), source)
+
+    def match(self, target: Path) -> Path | None:
+        """The refused file ``target`` (resolved) is, or None."""
+        if target in self.paths:
+            return self.paths[target]
+        if not self.ids:
+            return None
+        try:
+            st = os.stat(target)
+        except OSError:
+            return None
+        return self.ids.get((st.st_dev, st.st_ino))
 
 
 def _umask() -> int:
@@ -68,15 +108,16 @@ def _encode(data) -> bytes:
     raise TypeError(f"write_atomic needs str or bytes, got {type(data).__name__}")
 
 
-def _target(path: str | os.PathLike, refuse: Iterable[str | os.PathLike]) -> Path:
+def _target(path: str | os.PathLike, refuse: Iterable[str | os.PathLike] | _Refusal) -> Path:
     """The resolved destination; RtqaError when it is an input file or a folder."""
     target = Path(path).expanduser().resolve()
-    for item in refuse:
-        source = Path(item).expanduser().resolve()
-        if _same_file(target, source):
-            given = Path(os.path.abspath(Path(path).expanduser()))
-            what = "an input file" if given == source else f"the input file {source}"
-            raise RtqaError(f"cannot write the report: refusing to overwrite {what}", path)
+    if not isinstance(refuse, _Refusal):
+        refuse = _Refusal(refuse)
+    source = refuse.match(target)
+    if source is not None:
+        given = Path(os.path.abspath(Path(path).expanduser()))
+        what = "an input file" if given == source else f"the input file {source}"
+        raise RtqaError(f"cannot write the report: refusing to overwrite {what}", path)
     if target.is_dir():
         raise RtqaError("cannot write the report: it is a folder, not a file name", path)
     return target
@@ -162,8 +203,8 @@ def write_all(items: Iterable[tuple[str | os.PathLike, str | bytes]], *,
     so a process killed between two renames leaves some files missing, never an old file
     beside a new one that says otherwise.
     """
-    refuse = list(refuse)
     encoded = [(path, _encode(data)) for path, data in items]
+    refuse = _Refusal(refuse)   # resolved once for every destination
     staged: list[_Staged] = []
     try:
         for path, data in encoded:

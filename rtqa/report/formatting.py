@@ -36,6 +36,8 @@ FOLD_MIN = 3
 def clean(text) -> str:
     """Text safe for a terminal: control/format/line-separator characters escaped."""
     text = "" if text is None else str(text)
+    if text.isprintable():   # no Cc, Cf, Zl or Zp character (nor any other unprintable)
+        return text
     out = []
     for ch in text:
         if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):

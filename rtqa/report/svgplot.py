@@ -245,7 +245,9 @@ class _Placer:
             iy = np.clip(np.floor(self.pts[:, 1]).astype(int), 0, h - 1)
             grid = np.zeros((h + 1, w + 1), dtype=np.int32)
             np.add.at(grid, (iy + 1, ix + 1), 1)
-            self._sat = grid.cumsum(0).cumsum(1)
+            np.cumsum(grid, axis=0, out=grid)   # in place: counts fit in int32
+            np.cumsum(grid, axis=1, out=grid)
+            self._sat = grid
         sat = self._sat
         hmax, wmax = sat.shape[0] - 1, sat.shape[1] - 1
         x0 = min(max(int(math.floor(box[0])), 0), wmax)

@@ -310,3 +310,30 @@ def test_browser_print_to_pdf_a4(rendered):
     assert boxes and len(boxes) == len(pages)
     for w, h in boxes:                                       # A4 = 595.28 x 841.89 pt
         assert abs(float(w) - 595.28) < 2 and abs(float(h) - 841.89) < 2
+
+
+def test_compiled_template_cache_gives_the_same_page_and_survives_damage(tmp_path, monkeypatch):
+    """The compiled template is cached in the user's cache folder; a cached, a damaged
+    and an unwritable cache all give the page of a fresh compilation."""
+    import rtqa.report.html as html_mod
+    import rtqa.report.jinja_env as jinja_env
+
+    def render_with(cache_dir):
+        monkeypatch.setattr(jinja_env, "_cache_dir", lambda: cache_dir)
+        html_mod._environment.cache_clear()
+        try:
+            return render_html(passing_report())
+        finally:
+            html_mod._environment.cache_clear()
+
+    uncached = render_with(None)
+    cache = tmp_path / "cache" / "rtqa" / "jinja2"
+    assert render_with(cache) == uncached          # compiles and writes the cache
+    files = list(cache.glob("rtqa-*.cache"))
+    assert len(files) == 1 and files[0].stat().st_size > 0
+    assert render_with(cache) == uncached          # from the cache
+    files[0].write_bytes(files[0].read_bytes()[:40])
+    assert render_with(cache) == uncached          # damaged: compiled again
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    assert render_with(blocked / "jinja2") == uncached   # cannot be created: no cache

@@ -386,3 +386,46 @@ def test_exported_curves_carry_their_dose_view_as_fields(fail_dir):
     assert all(cv["alpha_beta"] is None for cv in data["curves"]
                if cv["dose_view"] == "physical")
     assert {cv["dose_view"] for cv in data["overview"]} == {"physical"}
+
+
+# --- the fast indented writer is json.dumps(indent=2), character for character ---------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from rtqa.report.json_report import _dumps_indented  # noqa: E402
+
+
+def _std(doc) -> str:
+    return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False)
+
+
+@pytest.mark.parametrize("make", [hcc_report, hostile_report, passing_report, error_report])
+def test_fast_writer_gives_json_dumps_text(make):
+    doc = to_dict(make())
+    assert _dumps_indented(doc) == _std(doc)
+
+
+_leaf = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False,
+                                                                  allow_infinity=False)
+         | st.text())
+_doc = st.recursive(_leaf, lambda kids: st.lists(kids, max_size=5)
+                    | st.tuples(kids, kids)
+                    | st.dictionaries(st.text(max_size=6), kids, max_size=5), max_leaves=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_doc)
+def test_fast_writer_equals_json_dumps_on_any_json_data(doc):
+    assert _dumps_indented(doc) == _std(doc)
+
+
+@pytest.mark.parametrize("doc", [{"a": [1.0, float("nan")]}, {"a": float("inf")},
+                                 {1: "int key"}, {"a": {1, 2}}, [[0.5, -float("inf")]]])
+def test_fast_writer_leaves_unusual_values_to_json_dumps(doc):
+    try:
+        expected = _std(doc)
+    except (TypeError, ValueError) as exc:
+        with pytest.raises(type(exc), match=str(exc)[:20]):
+            _dumps_indented(doc)
+    else:
+        assert _dumps_indented(doc) == expected
