@@ -70,7 +70,7 @@ dcmtk:
 # Pango for WeasyPrint (rtqa check --pdf) and poppler's pdftoppm/pdftotext for the PDF
 # report test (Debian packages); the test skips without them.
 pdf-tools:
-	@(command -v pdftoppm >/dev/null 2>&1 && ldconfig -p | grep -q libpangoft2) || (apt-get update -qq && apt-get install -y -qq poppler-utils libpango-1.0-0 libpangoft2-1.0-0 >/dev/null) || echo "poppler/pango could not be installed: the PDF test will be skipped"
+	@(command -v pdftoppm >/dev/null 2>&1 && ldconfig -p | grep -q libpangoft2 && ldconfig -p | grep -q libharfbuzz-subset) || (apt-get update -qq && apt-get install -y -qq poppler-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 >/dev/null) || echo "poppler/pango could not be installed: the PDF test will be skipped"
 
 # Varian Eclipse example plan with the planning system's own DVHs (dicompyler-core 0.5.6's
 # source distribution on PyPI): tests/acceptance/test_real_exports.py compares rtqa with it

@@ -53,7 +53,7 @@ def user_cache_dir(name: str) -> Path | None:
     """``rtqa/<name>`` in the user's cache folder (``$XDG_CACHE_HOME``, else ``~/.cache``;
     ``%LOCALAPPDATA%`` on Windows, ``~/Library/Caches`` on macOS), not created here;
     None when there is no home folder. rtqa keeps only what it can make again there
-    (compiled templates, parsed TOML): deleting it is always safe."""
+    (compiled report templates): deleting it is always safe."""
     import sys
     if sys.platform == "win32":
         base = os.environ.get("LOCALAPPDATA")

@@ -14,9 +14,7 @@ import difflib
 import hashlib
 import marshal
 import math
-import os
 import re
-import sys
 import tomllib
 from pathlib import Path
 from typing import Iterable
@@ -52,85 +50,27 @@ def _read_toml(path: Path) -> tuple[list[str], dict]:
     return text.splitlines(), data
 
 
-#: Parsed TOML by the SHA-256 of its text (marshal bytes), for this process.
+#: Parsed TOML by the SHA-256 of its text (marshal bytes), for this process only: a batch
+#: or a server checks many plans against the same library. Never kept on disk: the
+#: limits a check applies always come from the library files the report cites.
 _PARSED: dict[str, bytes] = {}
-_MAGIC = b"rtqa-toml-1\n"
 
 
 def parse_toml(text: str) -> dict:
-    """``tomllib.loads(text)`` (the same data, the same errors), parsed once per text:
-    the result is kept for this process and in the user's cache folder
-    (``rtqa.paths.user_cache_dir("toml")``, one file per text, named by its SHA-256),
-    so that a check does not parse the constraint library again (tomllib is pure
-    Python: ~0.03 s CPU for the default protocol and its sets). A cache file holds the
-    ``marshal`` bytes of the data after a SHA-256 of those bytes: a file that does not
-    match (damaged, foreign) is ignored and the text parsed again. Data that marshal
-    cannot hold (TOML dates and times) is not cached. Each call returns new objects."""
+    """``tomllib.loads(text)`` (the same data, the same errors), parsed once per text in
+    this process (tomllib is pure Python: ~0.03 s CPU for the default protocol and its
+    sets). Data that marshal cannot hold (TOML dates and times) is parsed every time.
+    Each call returns new objects."""
     key = hashlib.sha256(text.encode("utf-8")).hexdigest()
     blob = _PARSED.get(key)
-    if blob is None:
-        blob = _cache_read(key)
-        if blob is not None:
-            _PARSED[key] = blob
     if blob is not None:
-        try:
-            data = marshal.loads(blob)
-        except Exception:  # noqa: BLE001 - cannot happen for bytes marshal made
-            data = None
-        if isinstance(data, dict):
-            return data
+        return marshal.loads(blob)
     data = tomllib.loads(text)
     try:
-        blob = marshal.dumps(data)
+        _PARSED[key] = marshal.dumps(data)
     except ValueError:   # dates, times: parsed every time
-        return data
-    _PARSED[key] = blob
-    _cache_write(key, blob)
-    return data
-
-
-def _cache_file(key: str) -> Path | None:
-    from rtqa.paths import user_cache_dir
-    folder = user_cache_dir("toml")
-    if folder is None:
-        return None
-    # marshal's format is the interpreter's
-    return folder / f"{key}-py{sys.version_info[0]}{sys.version_info[1]}.marshal"
-
-
-def _cache_read(key: str) -> bytes | None:
-    try:
-        path = _cache_file(key)
-        if path is None:
-            return None
-        raw = path.read_bytes()
-    except OSError:
-        return None
-    head = len(_MAGIC) + 32
-    if len(raw) < head or not raw.startswith(_MAGIC):
-        return None
-    blob = raw[head:]
-    if hashlib.sha256(blob).digest() != raw[len(_MAGIC):head]:
-        return None
-    return blob
-
-
-def _cache_write(key: str, blob: bytes) -> None:
-    """Write the cache file (temporary file, then rename); never raises."""
-    try:
-        path = _cache_file(key)
-        if path is None:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_bytes(_MAGIC + hashlib.sha256(blob).digest() + blob)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-    except Exception:  # noqa: BLE001 - no cache: parsed again next time
         pass
+    return data
 
 
 _HEADER = re.compile(r"^\s*\[")

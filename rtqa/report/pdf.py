@@ -5,7 +5,8 @@ top of Pango) that implements CSS Paged Media, so the one HTML report is also th
 report: the same sections, tables and inline SVG DVH plots, with the patient, the plan and
 "page N of M" on every page through ``@page`` margin boxes (see ``report.html.j2``).
 It is an optional extra (``pip install 'rtqa[pdf]'``); it needs the Pango library of the
-system (Debian: ``libpango-1.0-0 libpangoft2-1.0-0``). Without it ``render_pdf`` raises
+system (Debian: ``libpango-1.0-0 libpangoft2-1.0-0``; ``libharfbuzz-subset0`` too, for speed:
+see below). Without it ``render_pdf`` raises
 ``RtqaError`` saying what to install, before anything is computed by the CLI
 (``pdf_available``).
 
