@@ -57,7 +57,7 @@ from rtqa.dvh.elements import (_ROW_TABLE_MAX_M, _ROW_TABLES, CHUNK, _bits, _cel
                                _quadrant_moments, _row_table, _sample_elements,
                                _trilinear_cells, _voxel_elements)
 from rtqa.dvh.engine import _Engine
-from rtqa.dvh.extremes import _lookup, _surface_extremes
+from rtqa.dvh.extremes import _surface_extremes
 from rtqa.dvh.interpolation import (_bilinear_parts, _frame_parts, _in_grid_xy, _z_extent,
                                     trilinear, z_extent)
 from rtqa.dvh.settings import DEFAULT, Settings, _subdivision

@@ -93,9 +93,3 @@ def _surface_extremes(e: Edges, slabs, grid: DoseGrid, tab: _Tables) -> tuple[fl
         lo = min(lo, float(np.min(V[o], where=inner, initial=math.inf)))
         hi = max(hi, float(np.max(V[o], where=inner, initial=-math.inf)))
     return lo, hi
-
-
-def _lookup(layer, idx):
-    """Values of a (vertex indices, values) layer at vertex indices ``idx`` (present)."""
-    sel, v = layer
-    return v[np.searchsorted(sel, idx)]
