@@ -20,9 +20,9 @@ from __future__ import annotations
 import numpy as np
 
 from rtqa.dvh.accumulator import _Accumulator
-from rtqa.dvh.elements import (CHUNK, _bits, _cell_elements, _quadrant_moments, _sample_elements,
-                               _trilinear_cells, _voxel_elements)
-from rtqa.dvh.elements import _REC, _coded_voxel_elements
+from rtqa.dvh.elements import (_REC, CHUNK, _bits, _cell_elements, _coded_voxel_elements,
+                               _quadrant_moments, _sample_elements, _trilinear_cells,
+                               _voxel_elements)
 from rtqa.dvh.tables import _Tables
 from rtqa.dvh.geometry import Raster, Slabs, band_crossings, nonzero, row_counts
 from rtqa.reading.dose import DoseGrid
@@ -195,6 +195,7 @@ class _Engine:
                    + row_g).reshape(-1)
             idx += np.repeat(off, n_row_el)  # the flat grid index
             _coded_voxel_elements(tab, self.acc, idx, rec, row, TLO, THI)
+
     # -- m = 1: node samples between planes ---------------------------------------------
     def _node_bands(self) -> None:
         """Band pieces of node samples (inside on one plane of an interval only)."""
