@@ -27,7 +27,8 @@ help:
 	@echo "make bench-serve  rtqa serve: instances/s received, last instance to report"
 
 # The demo needs rtqa alone; the tests and batch also need the test and Dask extras.
-$(BASE): pyproject.toml setup.py
+# (again when a compiled kernel's C source changes: rtqa/_native.py)
+$(BASE): pyproject.toml setup.py $(wildcard rtqa/*/_c*.c)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e .

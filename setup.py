@@ -5,7 +5,15 @@ that institutions read and edit; it is mapped into the wheel as the package data
 ``rtqa/constraint_library``. Development tools (``devtools/``, ``bench/``) never ship.
 """
 
-from setuptools import find_namespace_packages, setup
+import sys
+
+from setuptools import Extension, find_namespace_packages, setup
+
+# The compiled twins of rtqa's hot numpy kernels (rtqa/_native.py). optional=True: without
+# a C compiler the install still succeeds, with the numpy kernels only. No fused
+# multiply-add contraction and no fast-math: the C must round as numpy does, bit for bit.
+_FLAGS = [] if sys.platform == "win32" else ["-O2", "-ffp-contract=off", "-fno-fast-math"]
+_KERNELS = {"rtqa.reading._cdecimal": "rtqa/reading/_cdecimal.c"}
 
 setup(
     # data folders (templates, schema) are namespace packages, so they are listed too
@@ -13,4 +21,6 @@ setup(
     + ["rtqa.constraint_library", "rtqa.constraint_library.protocols"],
     package_dir={"rtqa.constraint_library": "constraints",
                  "rtqa.constraint_library.protocols": "constraints/protocols"},
+    ext_modules=[Extension(name, [src], extra_compile_args=_FLAGS, optional=True)
+                 for name, src in _KERNELS.items()],
 )

@@ -16,6 +16,8 @@ cd "$work"
 unset RTQA_CONSTRAINTS_DIR PYTHONPATH
 echo "wheel: $(ls "$work"/dist)"
 "$work/venv/bin/rtqa" --version
+# the wheel carries the compiled kernels when this machine has a C compiler
+"$work/venv/bin/python" -c "from rtqa import _native; s = _native.status(); print('compiled kernels:', s); import os, sys; sys.exit(1 if os.environ.get('RTQA_REQUIRE_NATIVE') == '1' and not all(s.values()) else 0)"
 set +e
 "$work/venv/bin/rtqa" check hcc_pass --quiet --html pass.html; pass=$?
 "$work/venv/bin/rtqa" check hcc_fail --quiet --json fail.json; fail=$?

@@ -52,3 +52,18 @@ def fail_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("hcc_fail")
     write_case(hcc_fail(), out)
     return out
+
+
+@pytest.fixture(params=["numpy", "native"])
+def kernels(request, monkeypatch) -> str:
+    """Run a test once with rtqa's numpy kernels (``RTQA_NATIVE=0``) and once with the
+    compiled ones (rtqa._native; skipped when this installation has none built)."""
+    from rtqa import _native
+    if request.param == "numpy":
+        monkeypatch.setenv("RTQA_NATIVE", "0")
+    else:
+        monkeypatch.delenv("RTQA_NATIVE", raising=False)
+        missing = [name for name, ok in _native.status().items() if not ok]
+        if missing:
+            pytest.skip(f"compiled kernels not built: {', '.join(missing)}")
+    return request.param
