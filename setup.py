@@ -6,6 +6,7 @@ that institutions read and edit; it is mapped into the wheel as the package data
 """
 
 import sys
+from pathlib import Path
 
 from setuptools import Extension, find_namespace_packages, setup
 
@@ -13,7 +14,10 @@ from setuptools import Extension, find_namespace_packages, setup
 # a C compiler the install still succeeds, with the numpy kernels only. No fused
 # multiply-add contraction and no fast-math: the C must round as numpy does, bit for bit.
 _FLAGS = [] if sys.platform == "win32" else ["-O2", "-ffp-contract=off", "-fno-fast-math"]
-_KERNELS = {"rtqa.reading._cdecimal": "rtqa/reading/_cdecimal.c"}
+# Every rtqa/**/_c*.c is one extension module of the same dotted name (its list, with what
+# each computes, is rtqa._native.KERNELS; a test checks the two agree).
+_KERNELS = {".".join(p.with_suffix("").parts): p.as_posix()
+            for p in sorted(Path("rtqa").rglob("_c*.c"))}
 
 setup(
     # data folders (templates, schema) are namespace packages, so they are listed too

@@ -27,3 +27,11 @@ def test_every_kernel_is_built(monkeypatch):
     optional=True only warns) must not go unnoticed."""
     monkeypatch.delenv("RTQA_NATIVE", raising=False)
     assert _native.status() == {name: True for name in _native.KERNELS}
+
+
+def test_every_c_source_is_listed():
+    """setup.py builds every rtqa/**/_c*.c; rtqa._native.KERNELS names them all."""
+    from conftest import REPO
+    found = {".".join(p.relative_to(REPO).with_suffix("").parts)
+             for p in (REPO / "rtqa").rglob("_c*.c")}
+    assert found == set(_native.KERNELS)
