@@ -58,6 +58,20 @@ def load(name: str):
     return module
 
 
+def built() -> dict[str, bool]:
+    """Which compiled kernels are installed, by their files, without importing them (nor
+    the packages they sit in: ``rtqa --version`` stays light)."""
+    from importlib.machinery import EXTENSION_SUFFIXES
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    out = {}
+    for name in KERNELS:
+        base = root.joinpath(*name.split("."))
+        out[name] = any(base.with_name(base.name + sfx).is_file()
+                        for sfx in EXTENSION_SUFFIXES)
+    return out
+
+
 def status() -> dict[str, bool]:
     """Which compiled kernels this installation runs (``rtqa --version`` prints it)."""
     return {name: load(name) is not None for name in KERNELS}

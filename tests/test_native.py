@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import pytest
@@ -35,3 +36,25 @@ def test_every_c_source_is_listed():
     found = {".".join(p.relative_to(REPO).with_suffix("").parts)
              for p in (REPO / "rtqa").rglob("_c*.c")}
     assert found == set(_native.KERNELS)
+
+
+def test_built_agrees_with_import():
+    """``built()`` (by file, for rtqa --version) says what ``load`` finds."""
+    assert _native.built() == {name: importlib.util.find_spec(name) is not None
+                               for name in _native.KERNELS}
+
+
+def test_version_says_which_kernels_run(monkeypatch):
+    from click.testing import CliRunner
+
+    from rtqa.cli import main
+    monkeypatch.setenv("RTQA_NATIVE", "0")
+    out = CliRunner().invoke(main, ["--version"]).output
+    assert out.splitlines() == ["rtqa, version 0.1.0", "kernels: numpy only (RTQA_NATIVE=0)"]
+    monkeypatch.delenv("RTQA_NATIVE")
+    line = CliRunner().invoke(main, ["--version"]).output.splitlines()[1]
+    n = len(_native.KERNELS)
+    if all(_native.built().values()):
+        assert line == f"kernels: compiled ({n} of {n})"
+    else:
+        assert line.startswith("kernels: numpy for ") and "no C compiler" in line

@@ -117,8 +117,27 @@ class _LazyGroup(click.Group):
             formatter.write_dl(rows, col_max=12)
 
 
+def _print_version(ctx: click.Context) -> None:
+    """``rtqa --version``: the version, then whether the compiled kernels are built
+    (rtqa._native: they give the same numbers as the numpy ones, only faster)."""
+    from rtqa import _native
+    status = _native.built()
+    built = sum(status.values())
+    if not _native.enabled():
+        kernels = "numpy only (RTQA_NATIVE=0)"
+    elif built == len(status):
+        kernels = f"compiled ({built} of {len(status)})"
+    else:
+        missing = ", ".join(name for name, ok in status.items() if not ok)
+        kernels = f"numpy for {missing} (not built: no C compiler at install)"
+    click.echo(f"rtqa, version {__version__}\nkernels: {kernels}")
+    ctx.exit()
+
+
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="rtqa")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=lambda ctx, _, value: _print_version(ctx) if value else None,
+              help="Show rtqa's version and which compiled kernels it runs, and exit.")
 @click.option("--debug", is_flag=True,
               help=_DEBUG_HELP + " Also accepted after the subcommand (rtqa check --debug ...).")
 @click.pass_context
