@@ -40,6 +40,9 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 typedef struct {
     double x0, y0, sx, sy;
@@ -133,12 +136,54 @@ static inline double circle_root(double x1, double x2, double x3, double y1, dou
     uy = y1 - uy;
     uy *= y1;
     h += uy;
-    h = sqrt(h);
+    /* sqrt(h): a negative h gives NaN (numpy's NaN and this one are both replaced by the
+     * constant NAN below); passing NaN instead keeps the libm call that sets errno out */
+    h = sqrt(pick(h >= 0, h, NAN));
     double r0 = ux - h;
     double r1 = ux + h;
     r1 = pick((r1 >= lo) & (r1 <= hi), r1, NAN);
     return pick((r0 >= lo) & (r0 <= hi), r0, r1);
 }
+
+#ifdef __SSE2__
+/* The two roots of an element at once (lane 0 and lane 1), SSE2: the same operations
+ * as circle_root lane by lane (IEEE 754 per lane: add, sub, mul, div, sqrt correctly
+ * rounded; the picks are bit masks). */
+static inline __m128d blend(__m128d mask, __m128d a, __m128d b)
+{
+    return _mm_or_pd(_mm_and_pd(mask, a), _mm_andnot_pd(mask, b));
+}
+
+static inline __m128d circle_root2(__m128d x1, __m128d x2, __m128d x3, __m128d y1,
+                                   __m128d y2, __m128d y3, __m128d lo, __m128d hi)
+{
+    __m128d a = _mm_sub_pd(y2, y3), b = _mm_sub_pd(y3, y1), c = _mm_sub_pd(y1, y2);
+    __m128d s1 = _mm_add_pd(_mm_mul_pd(x1, x1), _mm_mul_pd(y1, y1));
+    __m128d s2 = _mm_add_pd(_mm_mul_pd(x2, x2), _mm_mul_pd(y2, y2));
+    __m128d s3 = _mm_add_pd(_mm_mul_pd(x3, x3), _mm_mul_pd(y3, y3));
+    __m128d inv = _mm_add_pd(_mm_add_pd(_mm_mul_pd(x1, a), _mm_mul_pd(x2, b)),
+                             _mm_mul_pd(x3, c));
+    inv = _mm_div_pd(_mm_set1_pd(0.5), inv);
+    __m128d ux = _mm_add_pd(_mm_add_pd(_mm_mul_pd(s1, a), _mm_mul_pd(s2, b)),
+                            _mm_mul_pd(s3, c));
+    ux = _mm_mul_pd(ux, inv);
+    __m128d uy = _mm_mul_pd(_mm_sub_pd(x3, x2), s1);
+    uy = _mm_add_pd(uy, _mm_mul_pd(s2, _mm_sub_pd(x1, x3)));
+    uy = _mm_add_pd(uy, _mm_mul_pd(s3, _mm_sub_pd(x2, x1)));
+    uy = _mm_mul_pd(uy, inv);
+    __m128d h = _mm_sub_pd(x1, ux);
+    h = _mm_mul_pd(h, h);
+    uy = _mm_mul_pd(uy, _mm_set1_pd(2.0));
+    uy = _mm_sub_pd(y1, uy);
+    uy = _mm_mul_pd(uy, y1);
+    h = _mm_add_pd(h, uy);
+    h = _mm_sqrt_pd(h);
+    __m128d r0 = _mm_sub_pd(ux, h), r1 = _mm_add_pd(ux, h);
+    r1 = blend(_mm_and_pd(_mm_cmpge_pd(r1, lo), _mm_cmple_pd(r1, hi)), r1,
+               _mm_set1_pd(NAN));
+    return blend(_mm_and_pd(_mm_cmpge_pd(r0, lo), _mm_cmple_pd(r0, hi)), r0, r1);
+}
+#endif
 
 /* ---- argument helpers ---------------------------------------------------------- */
 
@@ -244,9 +289,9 @@ static PyObject *prepare(PyObject *self, PyObject *args)
  *   px = x - a0; py = y - a1; tt = px ab0 + py ab1 (tt = px * ab0; tt += py * ab1);
  *   tt /= l2; clip(tt, 0, 1); px -= tt ab0; px *= px; py -= tt ab1; py *= py;
  *   px += py; sqrt(min(px)) */
-static inline double euclid1(const double *ex0, const double *ey0, const double *ex1,
-                             const double *ey1, const double *l2, int64_t lo, int64_t hi,
-                             double x, double y)
+static inline double min_sq(const double *ex0, const double *ey0, const double *ex1,
+                            const double *ey1, const double *l2, int64_t lo, int64_t hi,
+                            double x, double y, int *any_nan)
 {
     double best = INFINITY;
     int nan = 0;
@@ -275,8 +320,67 @@ static inline double euclid1(const double *ex0, const double *ey0, const double 
             best = px;
         nan |= isnan(px);
     }
+    *any_nan = nan;
+    return best;
+}
+
+static inline double euclid1(const double *ex0, const double *ey0, const double *ex1,
+                             const double *ey1, const double *l2, int64_t lo, int64_t hi,
+                             double x, double y)
+{
+    int nan;
+    double best = min_sq(ex0, ey0, ex1, ey1, l2, lo, hi, x, y, &nan);
     return nan ? NAN : sqrt(best);
 }
+
+#ifdef __SSE2__
+/* euclid1 two edges at a time (SSE2; the same operations lane by lane, the division
+ * only when a lane needs it; the minimum is exact in any order). */
+static inline double euclid2(const double *ex0, const double *ey0, const double *ex1,
+                             const double *ey1, const double *l2, int64_t lo, int64_t hi,
+                             double x, double y)
+{
+    __m128d X = _mm_set1_pd(x), Y = _mm_set1_pd(y), zero = _mm_setzero_pd(),
+            one = _mm_set1_pd(1.0), inf = _mm_set1_pd(INFINITY);
+    __m128d best = inf, nan = zero;
+    int64_t e = lo;
+    for (; e + 2 <= hi; e += 2) {
+        __m128d a0 = _mm_loadu_pd(ex0 + e), a1 = _mm_loadu_pd(ey0 + e);
+        __m128d ab0 = _mm_sub_pd(_mm_loadu_pd(ex1 + e), a0);
+        __m128d ab1 = _mm_sub_pd(_mm_loadu_pd(ey1 + e), a1);
+        __m128d px = _mm_sub_pd(X, a0), py = _mm_sub_pd(Y, a1);
+        __m128d tt = _mm_add_pd(_mm_mul_pd(px, ab0), _mm_mul_pd(py, ab1));
+        __m128d l = _mm_loadu_pd(l2 + e);
+        __m128d lok = _mm_and_pd(_mm_cmpgt_pd(l, zero), _mm_cmplt_pd(l, inf));
+        __m128d m0 = _mm_and_pd(_mm_cmple_pd(tt, zero), lok);
+        __m128d m1 = _mm_andnot_pd(m0, _mm_and_pd(_mm_cmpge_pd(tt, l), lok));
+        __m128d q = zero;
+        if (_mm_movemask_pd(_mm_or_pd(m0, m1)) != 3) {
+            q = _mm_div_pd(tt, l);
+            /* np.clip(q, 0, 1): Max(q, 0) = isnan(q) || q > 0 ? q : 0, then Min(., 1) */
+            q = blend(_mm_or_pd(_mm_cmpunord_pd(q, q), _mm_cmpgt_pd(q, zero)), q, zero);
+            q = blend(_mm_or_pd(_mm_cmpunord_pd(q, q), _mm_cmplt_pd(q, one)), q, one);
+        }
+        tt = blend(m0, zero, blend(m1, one, q));
+        px = _mm_sub_pd(px, _mm_mul_pd(tt, ab0));
+        px = _mm_mul_pd(px, px);
+        py = _mm_sub_pd(py, _mm_mul_pd(tt, ab1));
+        py = _mm_mul_pd(py, py);
+        px = _mm_add_pd(px, py);
+        nan = _mm_or_pd(nan, _mm_cmpunord_pd(px, px));
+        best = _mm_min_pd(px, best); /* px < best ? px : best (NaN: best; flagged) */
+    }
+    double b2[2];
+    _mm_storeu_pd(b2, best);
+    int tail_nan;
+    double rest = min_sq(ex0, ey0, ex1, ey1, l2, e, hi, x, y, &tail_nan);
+    if (_mm_movemask_pd(nan) != 0 || tail_nan)
+        return NAN;
+    double m = b2[0] < b2[1] ? b2[0] : b2[1];
+    m = m < rest ? m : rest;
+    return sqrt(m);
+}
+#endif
 
 static PyObject *euclid(PyObject *self, PyObject *args)
 {
@@ -284,10 +388,11 @@ static PyObject *euclid(PyObject *self, PyObject *args)
     PyObject *lat_o;
     /* 0-3 edges x0 y0 x1 y1, 4 l2, 5 pstart, 6 k, 7 lower, 8 R, 9 C, 10 flags,
      * 11 d_in, 12 d_out, 13 de */
-    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*Oy*y*y*y*y*w*w*w*", &bs.b[0], &bs.b[1],
+    int simd = 1;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*Oy*y*y*y*y*w*w*w*|p", &bs.b[0], &bs.b[1],
                           &bs.b[2], &bs.b[3], &bs.b[4], &bs.b[5], &lat_o, &bs.b[6],
                           &bs.b[7], &bs.b[8], &bs.b[9], &bs.b[10], &bs.b[11], &bs.b[12],
-                          &bs.b[13]))
+                          &bs.b[13], &simd))
         return NULL;
     bs.n = 14;
     lattice f;
@@ -335,10 +440,22 @@ static PyObject *euclid(PyObject *self, PyObject *args)
         int64_t kk = k[i];
         int64_t k_out = lower[i] ? kk + 1 : kk, k_in = lower[i] ? kk : kk + 1;
         int64_t km = kk - 1 < 0 ? 0 : kk - 1, kp = kk + 2 > K - 1 ? K - 1 : kk + 2;
-        d_in[i] = euclid1(ex0, ey0, ex1, ey1, l2, pstart[k_in], pstart[k_in + 1], x, y);
-        d_out[i] = euclid1(ex0, ey0, ex1, ey1, l2, pstart[k_out], pstart[k_out + 1], x, y);
-        de[j] = euclid1(ex0, ey0, ex1, ey1, l2, pstart[km], pstart[km + 1], x, y);
-        de[n_e + j] = euclid1(ex0, ey0, ex1, ey1, l2, pstart[kp], pstart[kp + 1], x, y);
+        int64_t planes[4] = {k_in, k_out, km, kp};
+        double d4[4];
+        for (int t = 0; t < 4; t++) {
+            int64_t lo = pstart[planes[t]], hi = pstart[planes[t] + 1];
+#ifdef __SSE2__
+            if (simd) {
+                d4[t] = euclid2(ex0, ey0, ex1, ey1, l2, lo, hi, x, y);
+                continue;
+            }
+#endif
+            d4[t] = euclid1(ex0, ey0, ex1, ey1, l2, lo, hi, x, y);
+        }
+        d_in[i] = d4[0];
+        d_out[i] = d4[1];
+        de[j] = d4[2];
+        de[n_e + j] = d4[3];
         j++;
     }
     Py_END_ALLOW_THREADS
@@ -355,10 +472,11 @@ static PyObject *finish(PyObject *self, PyObject *args)
     long long rw, cw, K;
     /* 0 rows_pos, 1 cols_pos, 2 z, 3 linked, 4 k, 5 lower, 6 R, 7 C, 8 d_in, 9 d_out,
      * 10 flags, 11 de, 12 out */
-    if (!PyArg_ParseTuple(args, "y*Ly*LLOy*y*y*y*y*y*y*y*y*y*w*", &bs.b[0], &rw, &bs.b[1],
+    int simd = 1;
+    if (!PyArg_ParseTuple(args, "y*Ly*LLOy*y*y*y*y*y*y*y*y*y*w*|p", &bs.b[0], &rw, &bs.b[1],
                           &cw, &K, &lat_o, &bs.b[2], &bs.b[3], &bs.b[4], &bs.b[5],
                           &bs.b[6], &bs.b[7], &bs.b[8], &bs.b[9], &bs.b[10], &bs.b[11],
-                          &bs.b[12]))
+                          &bs.b[12], &simd))
         return NULL;
     bs.n = 13;
     lattice f;
@@ -417,8 +535,22 @@ static PyObject *finish(PyObject *self, PyObject *args)
         double p_m = pick(ins_m, -d_m, d_m), p_q = pick(ins_q, -d_q, d_q);
         double u_m = z[km] - z1, u_q = z[kq] - z1;
         /* both roots in straight-line code (numpy computes them everywhere too) */
-        double r_m = circle_root(u_m, 0.0, span, p_m, p1, p2, 0.0, span);
-        double r_q = circle_root(0.0, span, u_q, p1, p2, p_q, 0.0, span);
+        double r_m, r_q;
+#ifdef __SSE2__
+        if (simd) {
+            double r2[2];
+            _mm_storeu_pd(r2, circle_root2(_mm_set_pd(0.0, u_m), _mm_set_pd(span, 0.0),
+                                           _mm_set_pd(u_q, span), _mm_set_pd(p1, p_m),
+                                           _mm_set_pd(p2, p1), _mm_set_pd(p_q, p2),
+                                           _mm_setzero_pd(), _mm_set1_pd(span)));
+            r_m = r2[0];
+            r_q = r2[1];
+        } else
+#endif
+        {
+            r_m = circle_root(u_m, 0.0, span, p_m, p1, p2, 0.0, span);
+            r_q = circle_root(0.0, span, u_q, p1, p2, p_q, 0.0, span);
+        }
         ok_m &= r_m == r_m; /* a root in [z1, z2] (not NaN) */
         ok_q &= r_q == r_q;
         double total = 0.0, n_roots = 0.0;
