@@ -663,11 +663,12 @@ def band_crossings(rast: Raster, slabs: Slabs, k: np.ndarray, lower: np.ndarray,
 
 
 def _band_crossings_c(c, rast: Raster, slabs: Slabs, k: np.ndarray, lower: np.ndarray,
-                      R: np.ndarray, C: np.ndarray) -> np.ndarray:
+                      R: np.ndarray, C: np.ndarray, simd: bool = True) -> np.ndarray:
     """:func:`band_crossings` by the compiled kernel ``rtqa.dvh._cbands`` (its head
     comment says why the values are the same): scan-axis distances, then the Euclidean
     ones where a scan line misses the contours, then the roots. The squared edge lengths
-    (np.einsum) are computed here, as :func:`_euclid` computes them."""
+    (np.einsum) are computed here, as :func:`_euclid` computes them. ``simd``: the SSE2
+    loops where built (False: the scalar C loops; the tests compare both)."""
     K = rast.K
     f = rast.fine
     n = np.size(k)
@@ -704,8 +705,9 @@ def _band_crossings_c(c, rast: Raster, slabs: Slabs, k: np.ndarray, lower: np.nd
         # squared edge lengths, as _euclid (row by row: the same einsum per row)
         ab = np.stack([e.x1 - e.x0, e.y1 - e.y0], axis=1)
         l2 = np.maximum(np.einsum("ij,ij->i", ab, ab), 1e-300)
-        c.euclid(x0, y0, x1, y1, l2, pstart, lat, k, lower, R, C, flags, d_in, d_out, de)
+        c.euclid(x0, y0, x1, y1, l2, pstart, lat, k, lower, R, C, flags, d_in, d_out, de,
+                 simd)
     linked = np.concatenate([[False], ~slabs.gap, [False]]).astype(np.bool_)
     c.finish(*tabs, np.ascontiguousarray(slabs.z, dtype=np.float64), linked, k, lower, R, C,
-             d_in, d_out, flags, de, out)
+             d_in, d_out, flags, de, out, simd)
     return out
