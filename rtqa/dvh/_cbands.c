@@ -507,64 +507,87 @@ static PyObject *finish(PyObject *self, PyObject *args)
     }
     Py_ssize_t j = 0;
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < n; i++) {
-        int low = lower[i] != 0, row_axis = flags[i] & 1, dir = (flags[i] & 2) != 0;
-        double x = f.x0 + (double)C[i] * f.sx, y = f.y0 + (double)R[i] * f.sy;
-        double z1 = z[k[i]], z2 = z[k[i] + 1];
-        double span = z2 - z1;
-        double p1 = low ? -d_in[i] : d_out[i]; /* plane k: inside when lower */
-        double p2 = low ? d_out[i] : -d_in[i];
-        /* planes k-1 and k+2 (clipped; used where they exist and are linked) */
-        int64_t km = k[i] - 1, kq = k[i] + 2;
-        int ok_m = km >= 0 && linked[k[i]], ok_q = kq <= K - 1 && linked[kq];
-        km = km < 0 ? 0 : km;
-        kq = kq > K - 1 ? K - 1 : kq;
-        /* phi: the signed distance on those planes (negative inside) */
-        int ins_m, ins_q;
-        double d_m, d_q;
-        if (dir) {
-            d_m = directional(&rows, &cols, &f, row_axis, km, R[i], C[i], x, y, &ins_m);
-            d_q = directional(&rows, &cols, &f, row_axis, kq, R[i], C[i], x, y, &ins_q);
-        } else {
-            d_m = de[j];
-            d_q = de[n_e + j];
-            query(&rows, km * f.ny + R[i], x, &ins_m);
-            query(&rows, kq * f.ny + R[i], x, &ins_q);
-            j++;
+    /* In batches of FB points: the inputs of the roots, the roots (a short loop whose
+     * divisions and square roots of successive points overlap), the result. */
+    enum { FB = 64 };
+    double b_z1[FB], b_z2[FB], b_p1[FB], b_p2[FB], b_pm[FB], b_pq[FB], b_um[FB], b_uq[FB],
+        b_rm[FB], b_rq[FB];
+    int b_okm[FB], b_okq[FB];
+    for (Py_ssize_t i0 = 0; i0 < n; i0 += FB) {
+        int nb = n - i0 < FB ? (int)(n - i0) : FB;
+        for (int t = 0; t < nb; t++) {
+            Py_ssize_t i = i0 + t;
+            int low = lower[i] != 0, row_axis = flags[i] & 1, dir = (flags[i] & 2) != 0;
+            double x = f.x0 + (double)C[i] * f.sx, y = f.y0 + (double)R[i] * f.sy;
+            double z1 = z[k[i]];
+            b_z1[t] = z1;
+            b_z2[t] = z[k[i] + 1];
+            b_p1[t] = low ? -d_in[i] : d_out[i]; /* plane k: inside when lower */
+            b_p2[t] = low ? d_out[i] : -d_in[i];
+            /* planes k-1 and k+2 (clipped; used where they exist and are linked) */
+            int64_t km = k[i] - 1, kq = k[i] + 2;
+            b_okm[t] = km >= 0 && linked[k[i]];
+            b_okq[t] = kq <= K - 1 && linked[kq];
+            km = km < 0 ? 0 : km;
+            kq = kq > K - 1 ? K - 1 : kq;
+            /* phi: the signed distance on those planes (negative inside) */
+            int ins_m, ins_q;
+            double d_m, d_q;
+            if (dir) {
+                d_m = directional(&rows, &cols, &f, row_axis, km, R[i], C[i], x, y, &ins_m);
+                d_q = directional(&rows, &cols, &f, row_axis, kq, R[i], C[i], x, y, &ins_q);
+            } else {
+                d_m = de[j];
+                d_q = de[n_e + j];
+                query(&rows, km * f.ny + R[i], x, &ins_m);
+                query(&rows, kq * f.ny + R[i], x, &ins_q);
+                j++;
+            }
+            b_pm[t] = pick(ins_m, -d_m, d_m);
+            b_pq[t] = pick(ins_q, -d_q, d_q);
+            b_um[t] = z[km] - z1;
+            b_uq[t] = z[kq] - z1;
         }
-        double p_m = pick(ins_m, -d_m, d_m), p_q = pick(ins_q, -d_q, d_q);
-        double u_m = z[km] - z1, u_q = z[kq] - z1;
-        /* both roots in straight-line code (numpy computes them everywhere too) */
-        double r_m, r_q;
+        /* both roots everywhere (numpy computes them everywhere too) */
 #ifdef __SSE2__
         if (simd) {
-            double r2[2];
-            _mm_storeu_pd(r2, circle_root2(_mm_set_pd(0.0, u_m), _mm_set_pd(span, 0.0),
-                                           _mm_set_pd(u_q, span), _mm_set_pd(p1, p_m),
-                                           _mm_set_pd(p2, p1), _mm_set_pd(p_q, p2),
-                                           _mm_setzero_pd(), _mm_set1_pd(span)));
-            r_m = r2[0];
-            r_q = r2[1];
+            for (int t = 0; t < nb; t++) {
+                double span = b_z2[t] - b_z1[t], r2[2];
+                _mm_storeu_pd(r2, circle_root2(
+                                      _mm_set_pd(0.0, b_um[t]), _mm_set_pd(span, 0.0),
+                                      _mm_set_pd(b_uq[t], span), _mm_set_pd(b_p1[t], b_pm[t]),
+                                      _mm_set_pd(b_p2[t], b_p1[t]), _mm_set_pd(b_pq[t], b_p2[t]),
+                                      _mm_setzero_pd(), _mm_set1_pd(span)));
+                b_rm[t] = r2[0];
+                b_rq[t] = r2[1];
+            }
         } else
 #endif
         {
-            r_m = circle_root(u_m, 0.0, span, p_m, p1, p2, 0.0, span);
-            r_q = circle_root(0.0, span, u_q, p1, p2, p_q, 0.0, span);
+            for (int t = 0; t < nb; t++) {
+                double span = b_z2[t] - b_z1[t];
+                b_rm[t] = circle_root(b_um[t], 0.0, span, b_pm[t], b_p1[t], b_p2[t], 0.0, span);
+                b_rq[t] = circle_root(0.0, span, b_uq[t], b_p1[t], b_p2[t], b_pq[t], 0.0, span);
+            }
         }
-        ok_m &= r_m == r_m; /* a root in [z1, z2] (not NaN) */
-        ok_q &= r_q == r_q;
-        double total = 0.0, n_roots = 0.0;
-        total += pick(ok_m, r_m, 0.0);
-        n_roots += pick(ok_m, 1.0, 0.0);
-        total += pick(ok_q, r_q, 0.0);
-        n_roots += pick(ok_q, 1.0, 0.0);
-        double o;
-        if (n_roots > 0) /* z1 + total / max(n_roots, 1): n_roots is 1 or 2 and x / 1 = x,
-                          * x / 2 = x * 0.5 exactly (the same real value, rounded once) */
-            o = z1 + (n_roots == 1.0 ? total : total * 0.5);
-        else /* the linear root */
-            o = z1 + (p1 / (p1 == p2 ? 1.0 : p1 - p2)) * span;
-        out[i] = np_clip(o, z1, z2);
+        for (int t = 0; t < nb; t++) {
+            double z1 = b_z1[t], z2 = b_z2[t], r_m = b_rm[t], r_q = b_rq[t];
+            int ok_m = b_okm[t] & (r_m == r_m), ok_q = b_okq[t] & (r_q == r_q); /* a root */
+            double total = 0.0, n_roots = 0.0;
+            total += pick(ok_m, r_m, 0.0);
+            n_roots += pick(ok_m, 1.0, 0.0);
+            total += pick(ok_q, r_q, 0.0);
+            n_roots += pick(ok_q, 1.0, 0.0);
+            double o;
+            if (n_roots > 0) /* z1 + total / max(n_roots, 1): n_roots is 1 or 2; x / 1 = x,
+                              * x / 2 = x * 0.5 exactly (the same real value, rounded once) */
+                o = z1 + (n_roots == 1.0 ? total : total * 0.5);
+            else { /* the linear root */
+                double p1 = b_p1[t], p2 = b_p2[t], span = z2 - z1;
+                o = z1 + (p1 / (p1 == p2 ? 1.0 : p1 - p2)) * span;
+            }
+            out[i0 + t] = np_clip(o, z1, z2);
+        }
     }
     Py_END_ALLOW_THREADS
     release(&bs);
