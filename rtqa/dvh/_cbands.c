@@ -1,39 +1,54 @@
 /* Surface crossings of band pieces: the compiled twin of
  * rtqa.dvh.geometry.band_crossings with what it calls (RowTable.query, _euclid,
- * _circle_root); see rtqa/_native.py.  The Python caller (geometry._band_crossings_c)
- * checks sizes and dtypes and runs three steps:
+ * _circle_root, and the column table rast.cols: row_crossings + RowTable); see
+ * rtqa/_native.py.  The Python caller (geometry._band_crossings_c) converts dtypes and
+ * runs these steps (each checks buffer sizes, and the points against the planes and
+ * the lattice, before reading the tables):
  *
- * prepare(rows_pos, cols_pos, lat, k, lower, R, C, d_in, d_out, flags)
+ * crossing_table(ax, ay, bx, by, plane, (y0, sy, ny), n_planes, counts, pos)
+ *   RowTable.pos of the lattice columns (the edges with x and y swapped): the same
+ *   table, value for value and rank for rank (its width first, with pos None).
+ * prepare(rows_pos, rows_w, cols_pos, cols_w, K, lat, k, lower, R, C, d_in, d_out, flags)
  *   Per band point i (plane interval k..k+1, fine lattice row R, column C, ``lower``:
  *   inside on plane k only): the distances along the lattice row and column to the
  *   contours of the plane where the point is outside (k_out), the scan axis (the
  *   nearer of the two: row when d_row <= d_col), the distance along that axis on the
  *   plane where it is inside (k_in).  flags[i]: bit 0 row axis, bit 1 both distances
  *   finite (else the caller measures Euclidean distances: step 2).
- * euclid(edges, l2, pstart, lat, k, lower, R, C, flags, d_in, d_out, de)
+ * euclid(x0, y0, x1, y1, l2, pstart, lat, k, lower, R, C, flags, d_in, d_out, de[, simd])
  *   For the points whose flags lack bit 1 (the j-th of them in index order): the
  *   in-plane Euclidean distance to the contour edges of planes k_in, k_out (into d_in,
  *   d_out), k-1 and k+2 (clipped to 0..K-1; into de[0][j], de[1][j]).
- * finish(rows_pos, cols_pos, lat, z, linked, k, lower, R, C, d_in, d_out, flags, de,
- *        out)
+ * finish(rows_pos, rows_w, cols_pos, cols_w, K, lat, z, linked, k, lower, R, C, d_in,
+ *        d_out, flags, de, out[, simd])
  *   The signed distances on planes k-1 and k+2, the roots of the circles through
  *   three (z, phi) points, their mean or the linear root, clipped to [z_k, z_k+1].
  *
  * ``rows_pos``/``cols_pos`` are RowTable.pos ((width, K * ny) and (width, K * nx)
  * float64, inf where a row has fewer crossings); lat = (x0, y0, sx, sy, nx, ny) of the
- * fine lattice; point coordinates x = x0 + C sx, y = y0 + R sy.
+ * fine lattice; point coordinates x = x0 + C sx, y = y0 + R sy.  ``simd`` (default
+ * True): the SSE2 loops where compiled in (x86-64), else the scalar ones; the tests
+ * run both.
  *
  * Why the values are the numpy ones, bit for bit: every float64 result is computed by
  * the same IEEE 754 operations (+ - * / sqrt, correctly rounded; no FMA contraction,
  * -ffp-contract=off) on the same operands in the same order, element by element, as
- * the numpy expressions cited beside each line.  The other operations choose among
- * values: abs, np.minimum and np.min (exact; NaN propagates as in numpy), np.clip
- * (numpy's clip loop: min(max(x, lo), hi) with max(a, b) = isnan(a) || a > b ? a : b
- * and min alike; reproduced literally), np.where, comparisons.  The one reduction
- * that is not a choice, the squared edge lengths (np.einsum), stays in numpy: the
- * caller passes them (l2).  The Euclidean distance of a point depends only on its
- * plane's edges and the minimum is exact, so the points may be taken in any order and
- * (plane, point) pairs measured twice, where numpy measures each once.
+ * the numpy expressions cited beside each line; the SSE2 loops do the same operations
+ * lane by lane (IEEE 754 per lane).  The other operations choose among values: abs,
+ * np.minimum and np.min (exact; NaN propagates as in numpy), np.clip (numpy's clip
+ * loop: min(max(x, lo), hi) with max(a, b) = isnan(a) || a > b ? a : b and min alike;
+ * reproduced literally), np.where, comparisons.  The one reduction that is not a
+ * choice, the squared edge lengths (np.einsum), stays in numpy: the caller passes them
+ * (l2).  The Euclidean distance of a point depends only on its plane's edges and the
+ * minimum is exact, so the points may be taken in any order and (plane, point) pairs
+ * measured twice, where numpy measures each once.  Three shortcuts give the same bits
+ * (each argued where it is made): a clipped quotient of known outcome is not divided
+ * (euclid), the mean of n_roots = 1 or 2 roots is total or total * 0.5 (= total / 2
+ * exactly), and a negative radicand is replaced by NaN before sqrt (both give NaN,
+ * and a NaN root is replaced by the constant NaN, then not used).  numpy computes the
+ * roots of every point and sums where(ok, r, 0.0) for each side, and so does finish
+ * (numpy skips a side no point has: adding 0.0 to the total, which starts at +0.0 and
+ * so is never -0.0, changes nothing).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
