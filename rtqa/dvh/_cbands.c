@@ -520,7 +520,14 @@ static PyObject *finish(PyObject *self, PyObject *args)
         release(&bs);
         return NULL;
     }
-    Py_ssize_t j = 0;
+    Py_ssize_t j = 0, n_dir = 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        n_dir += (flags[i] & 2) != 0;
+    if (n - n_dir != n_e) {
+        PyErr_SetString(PyExc_ValueError, "_cbands.finish: de does not match flags");
+        release(&bs);
+        return NULL;
+    }
     Py_BEGIN_ALLOW_THREADS
     /* In batches of FB points: the inputs of the roots, the roots (a short loop whose
      * divisions and square roots of successive points overlap), the result. */
@@ -606,10 +613,6 @@ static PyObject *finish(PyObject *self, PyObject *args)
     }
     Py_END_ALLOW_THREADS
     release(&bs);
-    if (j != n_e) {
-        PyErr_SetString(PyExc_ValueError, "_cbands.finish: de does not match flags");
-        return NULL;
-    }
     Py_RETURN_NONE;
 }
 
@@ -658,10 +661,12 @@ static PyObject *crossing_table(PyObject *self, PyObject *args)
     const int64_t *plane = bs.b[4].buf;
     int64_t *counts = bs.b[5].buf;
     int bad = 0;
-    for (Py_ssize_t e = 0; e < ne; e++)
-        bad |= plane[e] < 0 || plane[e] >= n_planes;
-    if (bad) {
-        PyErr_SetString(PyExc_ValueError, "_cbands.crossing_table: plane out of range");
+    for (Py_ssize_t e = 0; e < ne; e++) /* (raster has failed before on such edges) */
+        bad |= plane[e] < 0 || plane[e] >= n_planes || !isfinite(ay[e]) || !isfinite(by[e]);
+    if (bad || !(sy > 0) || !isfinite(y0) || ny < 0) {
+        PyErr_SetString(PyExc_ValueError,
+                        "_cbands.crossing_table: a plane out of range or a coordinate or the "
+                        "lattice not finite");
         release(&bs);
         return NULL;
     }

@@ -176,6 +176,33 @@ def test_points_off_the_planes_or_lattice_raise():
                                 np.array([R]), np.array([C]))
 
 
+def test_inconsistent_arguments_raise():
+    """The kernels check what they index with (no read or write outside the buffers)."""
+    c = _cbands()
+    rast, slabs, _ = _structure(5, 3, False)
+    f, e, K = rast.fine, rast.edges, rast.K
+    y0 = np.ascontiguousarray(e.y0).copy()
+    y0[3] = np.nan
+    args = (np.ascontiguousarray(e.x0), y0, np.ascontiguousarray(e.x1),
+            np.ascontiguousarray(e.y1), e.plane.astype(np.int64),
+            (float(f.y0), float(f.sy), int(f.ny)), K, np.empty(K * f.ny, dtype=np.int64))
+    with pytest.raises(ValueError):
+        c.crossing_table(*args, None)
+    n = 3
+    pts = (np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool), np.zeros(n, dtype=np.int64),
+           np.zeros(n, dtype=np.int64))
+    lat = (float(f.x0), float(f.y0), float(f.sx), float(f.sy), int(f.nx), int(f.ny))
+    tabs = (rast.rows.pos, rast.rows.width, rast.cols.pos, rast.cols.width, K, lat)
+    linked = np.concatenate([[False], ~slabs.gap, [False]])
+    flags = np.zeros(n, dtype=np.uint8)  # three Euclidean points, but no distances for them
+    with pytest.raises(ValueError):
+        c.finish(*tabs, slabs.z, linked, *pts, np.zeros(n), np.zeros(n), flags,
+                 np.empty((2, 1)), np.empty(n))
+    with pytest.raises(ValueError):  # a table of the wrong size
+        c.prepare(rast.rows.pos[:, 1:].copy(), *tabs[1:], *pts, np.empty(n), np.empty(n),
+                  flags)
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_column_table_is_the_row_table_of_the_columns(seed):
     c = _cbands()
