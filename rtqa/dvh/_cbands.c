@@ -240,7 +240,8 @@ static int points_ok(const int64_t *k, const int64_t *R, const int64_t *C, Py_ss
         bad |= k[i] < 0 || k[i] >= K - 1 || R[i] < 0 || R[i] >= f->ny || C[i] < 0 ||
                C[i] >= f->nx;
     if (bad)
-        PyErr_SetString(PyExc_ValueError, "_cbands: a band point off the planes or lattice");
+        PyErr_SetString(PyExc_ValueError,
+                        "_cbands: a band point off the planes or the lattice");
     return !bad;
 }
 
@@ -575,11 +576,13 @@ static PyObject *finish(PyObject *self, PyObject *args)
         if (simd) {
             for (int t = 0; t < nb; t++) {
                 double span = b_z2[t] - b_z1[t], r2[2];
-                _mm_storeu_pd(r2, circle_root2(
-                                      _mm_set_pd(0.0, b_um[t]), _mm_set_pd(span, 0.0),
-                                      _mm_set_pd(b_uq[t], span), _mm_set_pd(b_p1[t], b_pm[t]),
-                                      _mm_set_pd(b_p2[t], b_p1[t]), _mm_set_pd(b_pq[t], b_p2[t]),
-                                      _mm_setzero_pd(), _mm_set1_pd(span)));
+                /* lane 0: planes k-1, k, k+1; lane 1: planes k, k+1, k+2 */
+                __m128d x1 = _mm_set_pd(0.0, b_um[t]), x2 = _mm_set_pd(span, 0.0),
+                        x3 = _mm_set_pd(b_uq[t], span), y1 = _mm_set_pd(b_p1[t], b_pm[t]),
+                        y2 = _mm_set_pd(b_p2[t], b_p1[t]),
+                        y3 = _mm_set_pd(b_pq[t], b_p2[t]);
+                _mm_storeu_pd(r2, circle_root2(x1, x2, x3, y1, y2, y3, _mm_setzero_pd(),
+                                               _mm_set1_pd(span)));
                 b_rm[t] = r2[0];
                 b_rq[t] = r2[1];
             }
@@ -588,8 +591,10 @@ static PyObject *finish(PyObject *self, PyObject *args)
         {
             for (int t = 0; t < nb; t++) {
                 double span = b_z2[t] - b_z1[t];
-                b_rm[t] = circle_root(b_um[t], 0.0, span, b_pm[t], b_p1[t], b_p2[t], 0.0, span);
-                b_rq[t] = circle_root(0.0, span, b_uq[t], b_p1[t], b_p2[t], b_pq[t], 0.0, span);
+                b_rm[t] = circle_root(b_um[t], 0.0, span, b_pm[t], b_p1[t], b_p2[t], 0.0,
+                                      span);
+                b_rq[t] = circle_root(0.0, span, b_uq[t], b_p1[t], b_p2[t], b_pq[t], 0.0,
+                                      span);
             }
         }
         for (int t = 0; t < nb; t++) {
@@ -601,8 +606,9 @@ static PyObject *finish(PyObject *self, PyObject *args)
             total += pick(ok_q, r_q, 0.0);
             n_roots += pick(ok_q, 1.0, 0.0);
             double o;
-            if (n_roots > 0) /* z1 + total / max(n_roots, 1): n_roots is 1 or 2; x / 1 = x,
-                              * x / 2 = x * 0.5 exactly (the same real value, rounded once) */
+            /* z1 + total / max(n_roots, 1): n_roots is 1 or 2; x / 1 = x, x / 2 = x * 0.5
+             * exactly (the same real value, rounded once) */
+            if (n_roots > 0)
                 o = z1 + (n_roots == 1.0 ? total : total * 0.5);
             else { /* the linear root */
                 double p1 = b_p1[t], p2 = b_p2[t], span = z2 - z1;
@@ -665,8 +671,8 @@ static PyObject *crossing_table(PyObject *self, PyObject *args)
         bad |= plane[e] < 0 || plane[e] >= n_planes || !isfinite(ay[e]) || !isfinite(by[e]);
     if (bad || !(sy > 0) || !isfinite(y0) || ny < 0) {
         PyErr_SetString(PyExc_ValueError,
-                        "_cbands.crossing_table: a plane out of range or a coordinate or the "
-                        "lattice not finite");
+                        "_cbands.crossing_table: a plane out of range or a coordinate "
+                        "or the lattice not finite");
         release(&bs);
         return NULL;
     }
@@ -707,7 +713,8 @@ static PyObject *crossing_table(PyObject *self, PyObject *args)
         int64_t row = plane[e] * ny + j0;
         for (int64_t t = 0; t < count; t++, row++) {
             int64_t j = j0 + t;
-            double xc = ax[e] + (y0 + (double)j * sy - ay[e]) * (bx[e] - ax[e]) / (by[e] - ay[e]);
+            double xc = ax[e] + (y0 + (double)j * sy - ay[e]) * (bx[e] - ax[e]) /
+                                    (by[e] - ay[e]); /* (a * b) / c, as numpy */
             if (counts[row] >= width) {
                 bad = 1;
                 break;

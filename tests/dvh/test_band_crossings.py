@@ -63,7 +63,7 @@ def _structure(seed: int, m: int, gap: bool):
 def _band_points(rast, slabs):
     """The engine's band points: sub-samples inside on exactly one plane of a linked
     interval."""
-    m, K = rast.m, rast.K
+    K = rast.K
     ks, lows, Rs, Cs = [], [], [], []
     for k in np.flatnonzero(~slabs.gap):
         a, b = (_inside(rast, kk) for kk in (k, k + 1))
@@ -74,7 +74,7 @@ def _band_points(rast, slabs):
             Rs.append(R)
             Cs.append(C)
     assert K >= 2
-    return (np.concatenate(ks), np.concatenate(lows), np.concatenate(Rs), np.concatenate(Cs))
+    return tuple(np.concatenate(a) for a in (ks, lows, Rs, Cs))
 
 
 def _inside(rast, k):
@@ -150,7 +150,8 @@ def test_edge_cases(monkeypatch):
     empty = np.empty(0, dtype=np.intp)
     assert G._band_crossings_c(c, rast, slabs, empty, empty.astype(bool), empty,
                                empty).size == 0
-    assert _numpy(monkeypatch, rast, slabs, (empty, empty.astype(bool), empty, empty)).size == 0
+    none = (empty, empty.astype(bool), empty, empty)
+    assert _numpy(monkeypatch, rast, slabs, none).size == 0
     corners = [(0, 0), (0, f.nx - 1), (f.ny - 1, 0), (f.ny - 1, f.nx - 1)]
     for kk in (0, K - 2):
         for low in (True, False):
@@ -209,7 +210,8 @@ def test_column_table_is_the_row_table_of_the_columns(seed):
     rast, _, _ = _structure(seed, 1 + 2 * (seed % 3), seed % 2 == 1)
     f, e, K = rast.fine, rast.edges, rast.K
     args = (np.ascontiguousarray(e.y0), np.ascontiguousarray(e.x0),
-            np.ascontiguousarray(e.y1), np.ascontiguousarray(e.x1), e.plane.astype(np.int64),
+            np.ascontiguousarray(e.y1), np.ascontiguousarray(e.x1),
+            e.plane.astype(np.int64),
             (float(f.x0), float(f.sx), int(f.nx)), K, np.empty(K * f.nx, dtype=np.int64))
     pos = np.full((c.crossing_table(*args, None), K * f.nx), np.inf)
     c.crossing_table(*args, pos)
