@@ -30,6 +30,8 @@ from functools import cached_property
 import numpy as np
 import shapely
 
+from rtqa import _native
+
 #: A step larger than this multiple of the median contour spacing is a gap (without CT).
 GAP_FACTOR = 2.0
 
@@ -568,6 +570,9 @@ def band_crossings(rast: Raster, slabs: Slabs, k: np.ndarray, lower: np.ndarray,
     the plane where the point lies outside), or the Euclidean distance where that scan line
     misses the contours of plane k or k + 1 (e.g. next to a pole contour smaller than a row
     spacing)."""
+    c = _native.load("rtqa.dvh._cbands")
+    if c is not None:  # the same values, bit for bit, compiled
+        return _band_crossings_c(c, rast, slabs, k, lower, R, C)
     K = rast.K
     f = rast.fine
     z = slabs.z
@@ -655,3 +660,54 @@ def band_crossings(rast: Raster, slabs: Slabs, k: np.ndarray, lower: np.ndarray,
     res = np.empty_like(out)
     res[perm] = out
     return res
+
+
+def _band_crossings_c(c, rast: Raster, slabs: Slabs, k: np.ndarray, lower: np.ndarray,
+                      R: np.ndarray, C: np.ndarray, simd: bool = True) -> np.ndarray:
+    """:func:`band_crossings` by the compiled kernel ``rtqa.dvh._cbands`` (its head
+    comment says why the values are the same): scan-axis distances, then the Euclidean
+    ones where a scan line misses the contours, then the roots. The squared edge lengths
+    (np.einsum) are computed here, as :func:`_euclid` computes them. ``simd``: the SSE2
+    loops where built (False: the scalar C loops; the tests compare both)."""
+    K = rast.K
+    f = rast.fine
+    n = np.size(k)
+    out = np.empty(n)
+    if n == 0:
+        return out
+    rows = rast.rows
+    e = rast.edges
+    lat = (float(f.x0), float(f.y0), float(f.sx), float(f.sy), int(f.nx), int(f.ny))
+    k = np.ascontiguousarray(k, dtype=np.int64)
+    lower = np.ascontiguousarray(lower, dtype=np.bool_)
+    R = np.ascontiguousarray(R, dtype=np.int64)
+    C = np.ascontiguousarray(C, dtype=np.int64)
+    x0, y0, x1, y1 = (np.ascontiguousarray(a, dtype=np.float64) for a in (e.x0, e.y0, e.x1,
+                                                                           e.y1))
+    cols = rast.__dict__.get("cols")  # (cached when built before)
+    if cols is not None:
+        cpos = cols.pos
+    else:  # rast.cols.pos (the crossings of the lattice columns), compiled
+        swapped = (y0, x0, y1, x1, np.ascontiguousarray(e.plane, dtype=np.int64),
+                   (float(f.x0), float(f.sx), int(f.nx)), K,
+                   np.empty(K * int(f.nx), dtype=np.int64))
+        cpos = np.full((c.crossing_table(*swapped, None), K * int(f.nx)), np.inf)
+        c.crossing_table(*swapped, cpos)
+    tabs = (np.ascontiguousarray(rows.pos), rows.width, np.ascontiguousarray(cpos),
+            cpos.shape[0], K, lat)
+    d_in, d_out = np.empty(n), np.empty(n)
+    flags = np.empty(n, dtype=np.uint8)  # bit 0: scanned along the row; bit 1: both finite
+    c.prepare(*tabs, k, lower, R, C, d_in, d_out, flags)
+    n_e = n - int(np.count_nonzero(flags & 2))
+    de = np.empty((2, n_e))
+    if n_e:
+        pstart = np.searchsorted(e.plane, np.arange(K + 1)).astype(np.int64)
+        # squared edge lengths, as _euclid (row by row: the same einsum per row)
+        ab = np.stack([e.x1 - e.x0, e.y1 - e.y0], axis=1)
+        l2 = np.maximum(np.einsum("ij,ij->i", ab, ab), 1e-300)
+        c.euclid(x0, y0, x1, y1, l2, pstart, lat, k, lower, R, C, flags, d_in, d_out, de,
+                 simd)
+    linked = np.concatenate([[False], ~slabs.gap, [False]]).astype(np.bool_)
+    c.finish(*tabs, np.ascontiguousarray(slabs.z, dtype=np.float64), linked, k, lower, R, C,
+             d_in, d_out, flags, de, out, simd)
+    return out
