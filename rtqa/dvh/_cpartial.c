@@ -15,23 +15,34 @@
  *     f = min(fa + o, n - 1), _ZBins.moments over [max(ca, edges[f]), min(cb, edges[f+1])],
  *     where(nb > o, c, 0) * wsc) into C (3, items, nbmax), and S0 (items, 4, nbmax) =
  *     mom[:, :, 0] * C[0].
- * band_prep(zc, n_lower, it, ik, ing, zs, scale, sxsy, zlo, zhi, zbin, edges, uniform,
- *           dz0, d, a, b, pw, np) -> (parts, all_one, cen_upper)
- * band_parts(all_one, a, b, pw, np, it, br, bc, fa, iJ, iI, J0, I0, nbmax, m, zbin,
- *            edges, dose, nx, ny, slot, rr, cc, w, tm, vt, ta, tb, pa, pb) -> (n, ncen)
- *     the band pieces of _partial_voxels in two passes: band_prep their z ends (pza, pzb),
- *     weight scale pw, volume terms d = (pzb - pza) pw, ends clipped to the grid (a, b) and
- *     number of bins np (0: not kept), as _ZBins.right/left; band_parts the parts of
- *     _ZBins.cut (its one-bin shortcut when every kept piece has one bin: all_one) with
- *     _ZBins.moments, tm, vt, weight (cc) and slot, and the node doses at both t ends of
- *     the centre sub-sample's parts (pa at ta, pb at tb) for Min/Max.
- * sample_chunk(dose, nx, ny, fa, iJ, iI, J0, I0, nbmax, loc, add, slot, rr, cc, tm, vt,
- *              ta, tb, dmin, dmax, mean, width, p0, p1) -> bool
- *     rtqa.dvh.elements._sample_elements of one chunk with the trilinear coefficients of
- *     each piece's slot (_trilinear_cells of the engine's cells()) gathered per piece:
- *     mean and width; True when the piece ends can widen [dmin, dmax] (numpy's test:
- *     min(mean - |gt|) < dmin or max(mean + |gt|) > dmax, a NaN making both false), and
- *     then the end doses p0 (at ta) and p1 (at tb).
+ * band_prep(zc, n_lower, it, br, bc, ik, ing, m, zs, scale, sxsy, zlo, zhi, zbin,
+ *           uniform, dz0, d, a, b, pw, f0, np) -> (parts, all_one, cen_parts)
+ *     the band pieces (sub-samples inside on one plane of an interval, crossing at zc;
+ *     the first n_lower inside on the lower plane): their volume terms d = (pzb - pza) pw
+ *     with pza, pzb, pw as _partial_voxels forms them, ends clipped to the grid (a, b);
+ *     for the kept pieces (item in the grid window, b > a) the first bin f0 and the
+ *     number of bins np (_ZBins.right / left; np = -1: not kept). parts: their number
+ *     of bins in all; all_one: every kept piece in one bin (_ZBins.cut then keeps the
+ *     ends as they are, else it clips them to each bin and drops empty parts).
+ * band_cen(all_one, a, b, f0, np, it, br, bc, iJ, iI, J0, I0, m, zbin, edges, dose,
+ *          nx, ny, pa, pb) -> n
+ *     the node doses at both t ends (pa at ta, pb at tb) of the parts of the centre
+ *     sub-sample's band pieces (points for Min/Max), in part order.
+ * cen_count(both, m, itemsize, ing, nb) -> (parts, all_one, items)
+ * cen_fill(all_one, both, m, itemsize, ing, ca, cb, fa, nb, iJ, iI, J0, I0, zbin, edges,
+ *          dose, nx, ny, pa, pb) -> n
+ *     the same for the items inside at the node on both planes (bit h of row h of
+ *     their codes both), over their clipped z range [ca, cb] cut into bins.
+ * band_run(all_one, i, e, a, b, pw, f0, np, it, br, bc, fa, iJ, iI, J0, I0, nbmax, zbin,
+ *          edges, dose, nx, ny, loc, add, dmin, dmax, mean, width, w, p0, p1)
+ *     -> (n, i, e, triggered)
+ *     the elements of the next len(mean) band parts from part e of piece i (the numpy
+ *     path's chunk of band arrays; returns where the next chunk starts): for each part
+ *     _ZBins.moments, tm, vt and weight w (cc) as _partial_voxels, the trilinear
+ *     coefficients of its slot (_trilinear_cells of the engine's cells()), and
+ *     rtqa.dvh.elements._sample_elements: mean and width; triggered when the part ends
+ *     can widen [dmin, dmax] (numpy's test: min(mean - |gt|) < dmin or max(mean + |gt|)
+ *     > dmax, a NaN making both false), and then the end doses p0 (at ta), p1 (at tb).
  * cell_chunk(dose, nx, ny, fa, iJ, iI, J0, I0, nbmax, add, slots, mom, C, S0, mean,
  *            width, w)
  *     rtqa.dvh.elements._cell_elements of one chunk of slots, with the moments of
