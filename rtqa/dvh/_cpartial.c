@@ -15,6 +15,12 @@
  *     f = min(fa + o, n - 1), _ZBins.moments over [max(ca, edges[f]), min(cb, edges[f+1])],
  *     where(nb > o, c, 0) * wsc) into C (3, items, nbmax), and S0 (items, 4, nbmax) =
  *     mom[:, :, 0] * C[0].
+ * items_prep(za, zb, iJ, iI, j0, j1, i0, i1, zlo, zhi, zbin, uniform, dz0, ca, cb, ing,
+ *            fa, nb) -> nbmax
+ *     the items' z ranges clipped to the grid (ca, cb), in the grid window with cb > ca
+ *     (ing), first bin fa = _ZBins.right(ca) and number of bins nb (0 outside): as
+ *     _partial_voxels; nbmax = max(nb, 0), or -1 when a z is NaN (nothing is then
+ *     guaranteed written: the caller uses numpy).
  * band_prep(zc, n_lower, it, br, bc, ik, ing, m, zs, scale, sxsy, zlo, zhi, zbin,
  *           uniform, dz0, d, a, b, pw, f0, np) -> (parts, all_one, cen_parts)
  *     the band pieces (sub-samples inside on one plane of an interval, crossing at zc;
@@ -362,6 +368,67 @@ static inline i8 bin_of(double v, int right, const double *z, i8 nbin, int unifo
             hi = mid;
     }
     return iclip(lo - 1, 0, nbin - 1);
+}
+
+/* the items' z ranges clipped to the grid, their grid-window flags and bins */
+static PyObject *items_prep(PyObject *self, PyObject *args)
+{
+    Py_buffer za, zb, iJ, iI, zbin, ca, cb, ing, fa, nb;
+    Py_ssize_t j0, j1, i0, i1;
+    double zlo, zhi, dz0;
+    int uniform;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*nnnnddy*idw*w*w*w*w*", &za, &zb, &iJ, &iI, &j0,
+                          &j1, &i0, &i1, &zlo, &zhi, &zbin, &uniform, &dz0, &ca, &cb, &ing,
+                          &fa, &nb))
+        return NULL;
+    Py_ssize_t n = count(&za, 8), nbin = count(&zbin, 8) - 1;
+    int ok = 1, nan = 0;
+    i8 nbmax = 0;
+    if (n < 0 || count(&zb, 8) != n || count(&iJ, 8) != n || count(&iI, 8) != n
+        || nbin < 1 || count(&ca, 8) != n || count(&cb, 8) != n || count(&ing, 1) != n
+        || count(&fa, 8) != n || count(&nb, 8) != n)
+        ok = size_error("items_prep arrays");
+    if (ok) {
+        const double *pza = za.buf, *pzb = zb.buf, *pz = zbin.buf;
+        const i8 *pJ = iJ.buf, *pI = iI.buf;
+        double *oca = ca.buf, *ocb = cb.buf;
+        unsigned char *og = ing.buf;
+        i8 *ofa = fa.buf, *onb = nb.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < n; i++) {
+            /* ing = (iJ >= j0) & (iJ < j1) & (iI >= i0) & (iI < i1) & (cb > ca);
+             * fa = right(ca); nb = where(ing, left(cb) - fa + 1, 0) */
+            double a = np_clip(pza[i], zlo, zhi), b = np_clip(pzb[i], zlo, zhi);
+            if (isnan(a) || isnan(b)) {  /* (the caller then uses numpy) */
+                nan = 1;
+                break;
+            }
+            int g = pJ[i] >= j0 && pJ[i] < j1 && pI[i] >= i0 && pI[i] < i1 && b > a;
+            i8 f = bin_of(a, 1, pz, nbin, uniform, dz0);
+            i8 k = g ? bin_of(b, 0, pz, nbin, uniform, dz0) - f + 1 : 0;
+            oca[i] = a;
+            ocb[i] = b;
+            og[i] = (unsigned char)g;
+            ofa[i] = f;
+            onb[i] = k;
+            if (k > nbmax)
+                nbmax = k;
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&za);
+    PyBuffer_Release(&zb);
+    PyBuffer_Release(&iJ);
+    PyBuffer_Release(&iI);
+    PyBuffer_Release(&zbin);
+    PyBuffer_Release(&ca);
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&ing);
+    PyBuffer_Release(&fa);
+    PyBuffer_Release(&nb);
+    if (!ok)
+        return NULL;
+    return PyLong_FromSsize_t(nan ? -1 : (Py_ssize_t)nbmax);
 }
 
 static PyObject *band_prep(PyObject *self, PyObject *args)
@@ -965,6 +1032,9 @@ static PyMethodDef methods[] = {
     {"band_prep", band_prep, METH_VARARGS,
      "band_prep(zc, n_lower, it, br, bc, ik, ing, m, zs, scale, sxsy, zlo, zhi, zbin, "
      "uniform, dz0, d, a, b, pw, f0, np) -> (parts, all_one, cen)"},
+    {"items_prep", items_prep, METH_VARARGS,
+     "items_prep(za, zb, iJ, iI, j0, j1, i0, i1, zlo, zhi, zbin, uniform, dz0, ca, cb, "
+     "ing, fa, nb) -> nbmax (-1: a NaN z)"},
     {"band_cen", band_cen, METH_VARARGS,
      "band_cen(all_one, a, b, f0, np, it, br, bc, iJ, iI, J0, I0, m, zbin, edges, dose, nx, "
      "ny, pa, pb) -> n"},

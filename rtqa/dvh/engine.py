@@ -406,9 +406,23 @@ class _Engine:
         i8 = np.int64
         ik, iJ, iI = (np.ascontiguousarray(x, dtype=i8) for x in (ik, iJ, iI))
         (j0, j1), (i0, i1) = self.jw, self.iw
-        ing = (iJ >= j0) & (iJ < j1) & (iI >= i0) & (iI < i1)
-        ca, cb = np.clip(za, zb_.lo, zb_.hi), np.clip(zbb, zb_.lo, zb_.hi)
-        ing &= cb > ca
+        # the items' clipped z ranges, in-window flags, first bins and numbers of bins
+        n_items = ik.size
+        ca, cb = np.empty(n_items), np.empty(n_items)
+        ing = np.empty(n_items, dtype=bool)
+        fa, nb = np.empty(n_items, dtype=i8), np.empty(n_items, dtype=i8)
+        nbmax = c.items_prep(np.ascontiguousarray(za, dtype=np.float64),
+                             np.ascontiguousarray(zbb, dtype=np.float64), iJ, iI, j0, j1,
+                             i0, i1, float(zb_.lo), float(zb_.hi), zb_.z, bool(zb_.uniform),
+                             float(zb_.dz0), ca, cb, ing, fa, nb)
+        if nbmax < 0:  # (a NaN z: numpy's conversions)
+            ing = (iJ >= j0) & (iJ < j1) & (iI >= i0) & (iI < i1)
+            ca, cb = np.clip(za, zb_.lo, zb_.hi), np.clip(zbb, zb_.lo, zb_.hi)
+            ing &= cb > ca
+            fa = zb_.right(ca)
+            nb = np.ascontiguousarray(np.where(ing, zb_.left(cb) - fa + 1, 0), dtype=i8)
+            fa = np.ascontiguousarray(fa, dtype=i8)
+            nbmax = int(nb.max(initial=0))
         # band sub-samples (intervals only): item, row, column of each (lower ones first)
         nl, nu = c.bits_count(Ba, Bb, n_int, m, Ba.dtype.itemsize)
         n_band = nl + nu
@@ -429,15 +443,8 @@ class _Engine:
                 nps)
             self.total_mm3 += float(np.sum(d))
             del zc, d
-        if not self.in_plane:
+        if not self.in_plane or nbmax == 0:
             return
-        fa = zb_.right(ca)
-        nb = np.ascontiguousarray(np.where(ing, zb_.left(cb) - fa + 1, 0), dtype=i8)
-        fa = np.ascontiguousarray(fa, dtype=i8)
-        nbmax = int(nb.max(initial=0))
-        if nbmax == 0:
-            return
-        n_items = ik.size
         Cz = np.empty((3, n_items, nbmax))
         S0 = np.empty(n_items * 4 * nbmax)
         c.slot_table(ca, cb, fa, nb, np.ascontiguousarray(wsc, dtype=np.float64), mom,

@@ -248,6 +248,35 @@ def test_slot_table_matches_the_offset_loop(cp, uneven):
 
 
 @pytest.mark.parametrize("uneven", [False, True])
+def test_items_prep_matches_numpy(cp, uneven):
+    zb = _zbins(uneven, 7)
+    rng = np.random.default_rng(2)
+    n = 400
+    za = rng.uniform(zb.lo - 5, zb.hi + 5, n)
+    zbb = za + rng.choice([0.0, 0.5, 3.0, 9.0, -1.0], n)
+    za[:9] = zb.z
+    zbb[9:18] = zb.z
+    za[18:26] = zb.z[:8] + np.array([1e-10, -1e-10, 2e-9, -2e-9] * 2)
+    iJ, iI = rng.integers(-3, 12, n), rng.integers(-3, 12, n)
+    j0, j1, i0, i1 = 0, 9, 1, 7
+    out = [np.empty(n), np.empty(n), np.empty(n, dtype=bool), np.empty(n, dtype=np.int64),
+           np.empty(n, dtype=np.int64)]
+    nbmax = cp.items_prep(za, zbb, iJ, iI, j0, j1, i0, i1, float(zb.lo), float(zb.hi),
+                          zb.z, zb.uniform, zb.dz0, *out)
+    ing = (iJ >= j0) & (iJ < j1) & (iI >= i0) & (iI < i1)
+    ca, cb = np.clip(za, zb.lo, zb.hi), np.clip(zbb, zb.lo, zb.hi)
+    ing &= cb > ca
+    fa = zb.right(ca)
+    nb = np.where(ing, zb.left(cb) - fa + 1, 0)
+    for got, want in zip(out, (ca, cb, ing, fa, nb)):
+        assert got.tobytes() == want.tobytes()
+    assert nbmax == int(nb.max(initial=0)) > 1
+    za[5] = np.nan
+    assert cp.items_prep(za, zbb, iJ, iI, j0, j1, i0, i1, float(zb.lo), float(zb.hi),
+                         zb.z, zb.uniform, zb.dz0, *out) == -1
+
+
+@pytest.mark.parametrize("uneven", [False, True])
 def test_band_prep_bins_match_zbins(cp, uneven):
     zb = _zbins(uneven, 4)
     rng = np.random.default_rng(11)
