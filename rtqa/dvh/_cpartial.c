@@ -65,6 +65,7 @@
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef int64_t i8;
 
@@ -346,6 +347,15 @@ static inline double exact_floor(double r)
     return t > r ? t - 1.0 : t;
 }
 
+/* x and y the same double, bit for bit */
+static inline int same_bits(double x, double y)
+{
+    uint64_t a, b;
+    memcpy(&a, &x, 8);
+    memcpy(&b, &y, 8);
+    return a == b;
+}
+
 /* _ZBins.right (right = 1) / left (right = 0) of v: the bin of a lower / upper end */
 static inline i8 bin_of(double v, int right, const double *z, i8 nbin, int uniform,
                         double dz0)
@@ -458,7 +468,8 @@ static PyObject *band_prep(PyObject *self, PyObject *args)
         const unsigned char *ping = ing.buf;
         double *od = d.buf, *oa = a.buf, *ob = b.buf, *opw = pw.buf;
         i8 *of0 = f0b.buf, *onp = npb.buf;
-        i8 h = (m - 1) / 2;
+        i8 h = (m - 1) / 2, m_f0 = 0, m_f1 = 0;
+        double m_ca = NAN, m_cb = NAN;  /* (NaN: no bits match a kept end) */
         Py_BEGIN_ALLOW_THREADS
         for (Py_ssize_t i = 0; i < n; i++) {
             i8 itm = pit[i];
@@ -485,8 +496,17 @@ static PyObject *band_prep(PyObject *self, PyObject *args)
             ob[i] = cb;
             i8 k = -1, f0 = 0;
             if (ping[itm] && cb > ca) {  /* kept: cut into bins f0..f1 */
-                f0 = bin_of(ca, 1, pz, nbin, uniform, dz0);
-                i8 f1 = bin_of(cb, 0, pz, nbin, uniform, dz0);
+                /* (one end is a plane's z, shared by the pieces before: the same bin) */
+                if (!same_bits(ca, m_ca)) {
+                    m_ca = ca;
+                    m_f0 = bin_of(ca, 1, pz, nbin, uniform, dz0);
+                }
+                if (!same_bits(cb, m_cb)) {
+                    m_cb = cb;
+                    m_f1 = bin_of(cb, 0, pz, nbin, uniform, dz0);
+                }
+                f0 = m_f0;
+                i8 f1 = m_f1;
                 k = f1 - f0 + 1;
                 if (k < 0)
                     k = 0;
