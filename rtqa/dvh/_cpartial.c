@@ -160,6 +160,27 @@ static inline void moments(const double *z, i8 f, double a, double b, double *c0
 
 /* ---------------------------------------------------------------- bits */
 
+#if defined(__GNUC__) || defined(__clang__)
+#define popcount64(v) __builtin_popcountll(v)
+#define ctz64(v) __builtin_ctzll(v)
+#else  /* (portable: a few bits per row code) */
+static inline int popcount64(uint64_t v)
+{
+    int n = 0;
+    for (; v; v &= v - 1)
+        n++;
+    return n;
+}
+
+static inline int ctz64(uint64_t v)  /* v != 0 */
+{
+    int n = 0;
+    for (; !(v & 1); v >>= 1)
+        n++;
+    return n;
+}
+#endif
+
 static inline uint64_t code_at(const void *p, int size, Py_ssize_t k)
 {
     return size == 4 ? (uint64_t)((const uint32_t *)p)[k] : ((const uint64_t *)p)[k];
@@ -190,8 +211,8 @@ static PyObject *bits_count(PyObject *self, PyObject *args)
         Py_BEGIN_ALLOW_THREADS
         for (Py_ssize_t k = 0; k < n * m; k++) {
             uint64_t a = code_at(A.buf, size, k), b = code_at(B.buf, size, k);
-            nl += __builtin_popcountll(a & ~b);
-            nu += __builtin_popcountll(b & ~a);
+            nl += popcount64(a & ~b);
+            nu += popcount64(b & ~a);
         }
         Py_END_ALLOW_THREADS
         res = Py_BuildValue("nn", nl, nu);
@@ -227,7 +248,7 @@ static PyObject *bits_fill(PyObject *self, PyObject *args)
                 uint64_t v = upper ? b & ~a : a & ~b;
                 i8 item = k / m, r = k - item * m;
                 while (v) {
-                    i8 c = __builtin_ctzll(v);
+                    i8 c = ctz64(v);
                     v &= v - 1;
                     if (j >= tot) {
                         ok = 0;
