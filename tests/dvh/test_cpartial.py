@@ -386,3 +386,23 @@ def test_kernels_refuse_wrong_sizes_and_indices(cp):
                       np.zeros(3, np.int64), np.zeros(3), np.zeros((3, 4, 6)),
                       np.arange(4.0), np.arange(4.0), np.empty((3, 3, 2)),
                       np.empty(3 * 4 * 2 + 1))
+
+
+def test_kernels_take_empty_inputs(cp):
+    f8, i8 = (lambda n: np.empty(n)), (lambda n: np.empty(n, dtype=np.int64))
+    zb = _zbins(False)
+    e8, ei = f8(0), i8(0)
+    assert cp.items_prep(e8, e8, ei, ei, 0, 5, 0, 5, float(zb.lo), float(zb.hi), zb.z,
+                         True, zb.dz0, e8, e8, np.empty(0, dtype=bool), ei, ei) == 0
+    codes = np.empty((0, 5), dtype=np.uint32)
+    assert cp.bits_count(codes, codes, 0, 5, 4) == (0, 0)
+    cp.bits_fill(codes, codes, 0, 5, 4, ei, ei, ei, *[i8(0) for _ in range(6)])
+    assert cp.band_prep(e8, 0, ei, ei, ei, ei, np.empty(0, dtype=bool), 5, np.zeros(3),
+                        np.ones(3), 0.25, float(zb.lo), float(zb.hi), zb.z, True, zb.dz0,
+                        e8, e8, e8, e8, ei, ei) == (0, 1, 0)
+    cp.slot_table(e8, e8, ei, ei, e8, np.empty((0, 4, 6)), zb.z, zb.edges,
+                  np.empty((3, 0, 1)), e8)
+    assert cp.cen_count(codes, 5, 4, np.empty(0, dtype=bool), ei) == (0, 1, 0)
+    tab, fa, iJ, iI, mom, C, S0 = _cells_case(0)
+    cp.cell_chunk(tab.flat, tab.nx, tab.ny, fa, iJ, iI, 0, 0, C.shape[2], 0.01, ei, mom, C,
+                  S0, e8, e8, e8)
