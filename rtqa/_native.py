@@ -29,7 +29,7 @@ import os
 #: The compiled kernel modules setup.py builds (module name: what it computes).
 KERNELS = {
     "rtqa.reading._cdecimal": "ContourData decimal strings to float64",
-    "rtqa.dvh._cpartial": "boundary-voxel (m > 1) DVH elements: band pieces, slots, elements",
+    "rtqa.dvh._cpartial": "DVH elements of boundary voxels by their sub-samples (m > 1)",
 }
 
 

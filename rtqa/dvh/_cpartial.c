@@ -737,7 +737,8 @@ static PyObject *cen_fill(PyObject *self, PyObject *args)
     Py_ssize_t m, J0, I0, nx, ny;
     int size, all_one;
     if (!PyArg_ParseTuple(args, "iy*niy*y*y*y*y*y*y*nny*y*y*nnw*w*", &all_one, &both, &m,
-                          &size, &ing, &ca, &cb, &fa, &nb, &iJ, &iI, &J0, &I0, &zbin, &edges,
+                          &size, &ing, &ca, &cb, &fa, &nb, &iJ, &iI, &J0, &I0, &zbin,
+                          &edges,
                           &dose, &nx, &ny, &pa, &pb))
         return NULL;
     Py_ssize_t n = count(&ing, 1), nbin = count(&zbin, 8) - 1, cap = count(&pa, 8);
@@ -836,8 +837,8 @@ static inline int slot_cell(const Cells *g, i8 s, double *c)
 
 static PyObject *band_run(PyObject *self, PyObject *args)
 {
-    Py_buffer a, b, pw, f0, np_, it, br, bc, fa, iJ, iI, zbin, edges, dose, loc, mean, width,
-        w, p0, p1;
+    Py_buffer a, b, pw, f0, np_, it, br, bc, fa, iJ, iI, zbin, edges, dose, loc, mean,
+        width, w, p0, p1;
     int all_one;
     Py_ssize_t i0, e0, J0, I0, nbmax, nx, ny;
     double add, dmin, dmax;
@@ -994,14 +995,15 @@ static PyObject *cell_chunk(PyObject *self, PyObject *args)
     Py_ssize_t n = count(&slots, 8), n_items = count(&fa, 8);
     int ok = 1;
     if (n < 0 || n_items < 0 || count(&iJ, 8) != n_items || count(&iI, 8) != n_items
-        || nbmax < 1 || count(&mom, 8) != 24 * n_items || count(&Cb, 8) != 3 * n_items * nbmax
+        || nbmax < 1 || count(&mom, 8) != 24 * n_items
+        || count(&Cb, 8) != 3 * n_items * nbmax
         || count(&S0b, 8) != 4 * n_items * nbmax || count(&mean, 8) != n
         || count(&width, 8) != n || count(&w, 8) != n || nx < 1 || ny < 1
         || count(&dose, 8) < 0)
         ok = size_error("cell_chunk arrays");
     if (ok) {
-        Cells g = {dose.buf, count(&dose, 8), nx, ny, J0, I0, nbmax, n_items, fa.buf, iJ.buf,
-                   iI.buf};
+        Cells g = {dose.buf, count(&dose, 8), nx, ny, J0, I0, nbmax, n_items, fa.buf,
+                   iJ.buf, iI.buf};
         const double *M0 = mom.buf, *Cz = Cb.buf, *S0 = S0b.buf;
         const i8 *ps = slots.buf;
         double *om = mean.buf, *ow = width.buf, *oW = w.buf;
@@ -1077,8 +1079,8 @@ static PyMethodDef methods[] = {
      "items_prep(za, zb, iJ, iI, j0, j1, i0, i1, zlo, zhi, zbin, uniform, dz0, ca, cb, "
      "ing, fa, nb) -> nbmax (-1: a NaN z)"},
     {"band_cen", band_cen, METH_VARARGS,
-     "band_cen(all_one, a, b, f0, np, it, br, bc, iJ, iI, J0, I0, m, zbin, edges, dose, nx, "
-     "ny, pa, pb) -> n"},
+     "band_cen(all_one, a, b, f0, np, it, br, bc, iJ, iI, J0, I0, m, zbin, edges, dose, "
+     "nx, ny, pa, pb) -> n"},
     {"cen_count", cen_count, METH_VARARGS,
      "cen_count(both, m, itemsize, ing, nb) -> (parts, all_one, items)"},
     {"cen_fill", cen_fill, METH_VARARGS,
