@@ -30,6 +30,7 @@ import os
 KERNELS = {
     "rtqa.reading._cdecimal": "ContourData decimal strings to float64",
     "rtqa.dvh._cbands": "surface crossings of band pieces (dvh.geometry.band_crossings)",
+    "rtqa.dvh._cpartial": "DVH elements of boundary voxels by their sub-samples (m > 1)",
 }
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rtqa import _native
 from rtqa.dvh.accumulator import _Accumulator
 from rtqa.dvh.elements import (_REC, CHUNK, _bits, _cell_elements, _coded_voxel_elements,
                                _quadrant_moments, _sample_elements, _trilinear_cells,
@@ -272,6 +273,11 @@ class _Engine:
             mom[c:c + 4096] = _quadrant_moments(both[c:c + 4096], m)
         area = mom[:, :, 0].sum(axis=1)
         self.total_mm3 += float(np.sum(area * (zbb - za) * wsc))
+        c = _native.load("rtqa.dvh._cpartial")
+        if c is not None and self.tab.flat.dtype == np.float64 \
+                and self.tab.flat.flags.c_contiguous:
+            self._partial_native(c, ik, iJ, iI, Ba, Bb, both, mom, za, zbb, wsc, n_int)
+            return
         # band sub-samples (intervals only)
         it_l, rl, cl = _bits(Ba[:n_int] & ~Bb[:n_int], m)
         it_u, ru, cu = _bits(Bb[:n_int] & ~Ba[:n_int], m)
@@ -385,6 +391,117 @@ class _Engine:
             part = sl[c:c + CHUNK]
             _cell_elements(self.acc, m, cells(part),
                            _slot_moments(part, nbmax, mom, C, S0))
+
+    def _partial_native(self, c, ik, iJ, iI, Ba, Bb, both, mom, za, zbb, wsc,
+                        n_int: int) -> None:
+        """The rest of :meth:`_partial_voxels` (after the in-plane moments) with the
+        compiled kernels of rtqa.dvh._cpartial: the same values, bit for bit, the same
+        calls of band_crossings and the same accumulator calls (points, then elements
+        in the same chunks and order). The trilinear coefficients are gathered per
+        element instead of once per slot (the same values)."""
+        r, s, zb_, tab, acc = self.r, self.slabs, self.tab.bins, self.tab, self.acc
+        m = r.m
+        h = (m - 1) // 2
+        sxsy = (r.dx / m) * (r.dy / m)
+        i8 = np.int64
+        ik, iJ, iI = (np.ascontiguousarray(x, dtype=i8) for x in (ik, iJ, iI))
+        (j0, j1), (i0, i1) = self.jw, self.iw
+        # the items' clipped z ranges, in-window flags, first bins and numbers of bins
+        n_items = ik.size
+        ca, cb = np.empty(n_items), np.empty(n_items)
+        ing = np.empty(n_items, dtype=bool)
+        fa, nb = np.empty(n_items, dtype=i8), np.empty(n_items, dtype=i8)
+        nbmax = c.items_prep(np.ascontiguousarray(za, dtype=np.float64),
+                             np.ascontiguousarray(zbb, dtype=np.float64), iJ, iI, j0, j1,
+                             i0, i1, float(zb_.lo), float(zb_.hi), zb_.z, bool(zb_.uniform),
+                             float(zb_.dz0), ca, cb, ing, fa, nb)
+        if nbmax < 0:  # (a NaN z: numpy's conversions)
+            ing = (iJ >= j0) & (iJ < j1) & (iI >= i0) & (iI < i1)
+            ca, cb = np.clip(za, zb_.lo, zb_.hi), np.clip(zbb, zb_.lo, zb_.hi)
+            ing &= cb > ca
+            fa = zb_.right(ca)
+            nb = np.ascontiguousarray(np.where(ing, zb_.left(cb) - fa + 1, 0), dtype=i8)
+            fa = np.ascontiguousarray(fa, dtype=i8)
+            nbmax = int(nb.max(initial=0))
+        # band sub-samples (intervals only): item, row, column of each (lower ones first)
+        nl, nu = c.bits_count(Ba, Bb, n_int, m, Ba.dtype.itemsize)
+        n_band = nl + nu
+        it, br, bc, kb, R, C = (np.empty(n_band, dtype=i8) for _ in range(6))
+        c.bits_fill(Ba, Bb, n_int, m, Ba.dtype.itemsize, ik, iJ, iI, it, br, bc, kb, R, C)
+        del Ba, Bb
+        parts = 0
+        if n_band:
+            zc = band_crossings(r, s, kb, np.arange(n_band) < nl, R, C)
+            del kb, R, C
+            d, pa, pb, pw = (np.empty(n_band) for _ in range(4))
+            f0, nps = np.empty(n_band, dtype=i8), np.empty(n_band, dtype=i8)
+            parts, all_one, n_cen = c.band_prep(
+                np.ascontiguousarray(zc, dtype=np.float64), nl, it, br, bc, ik, ing, m,
+                np.ascontiguousarray(s.z, dtype=np.float64),
+                np.ascontiguousarray(self.scale, dtype=np.float64), sxsy, float(zb_.lo),
+                float(zb_.hi), zb_.z, bool(zb_.uniform), float(zb_.dz0), d, pa, pb, pw, f0,
+                nps)
+            self.total_mm3 += float(np.sum(d))
+            del zc, d
+        if not self.in_plane or nbmax == 0:
+            return
+        Cz = np.empty((3, n_items, nbmax))
+        S0 = np.empty(n_items * 4 * nbmax)
+        c.slot_table(ca, cb, fa, nb, np.ascontiguousarray(wsc, dtype=np.float64), mom,
+                     zb_.z, zb_.edges, Cz, S0)
+        flat = tab.flat
+        J0, I0 = int(r.J0), int(r.I0)
+        if parts:  # node (centre sub-sample) doses at the ends of its band parts: points
+            band = (all_one, pa, pb, f0, nps, it, br, bc)
+            pca, pcb = np.empty(n_cen), np.empty(n_cen)
+            n_c = c.band_cen(*band, iJ, iI, J0, I0, m, zb_.z, zb_.edges, flat, tab.nx,
+                             tab.ny, pca, pcb)
+            if n_c:
+                p = np.concatenate([pca[:n_c], pcb[:n_c]])
+                acc.points(float(p.min()), float(p.max()))
+            del pca, pcb
+        # node extremes of the items inside at the node: points
+        n_cp, cen_one, n_ci = c.cen_count(both, m, both.dtype.itemsize, ing, nb)
+        if n_ci:
+            pca, pcb = np.empty(n_cp), np.empty(n_cp)
+            n_c = c.cen_fill(cen_one, both, m, both.dtype.itemsize, ing, ca, cb, fa, nb, iJ,
+                             iI, J0, I0, zb_.z, zb_.edges, flat, tab.nx, tab.ny, pca, pcb)
+            p = np.concatenate([pca[:n_c], pcb[:n_c]])
+            if p.size:
+                acc.points(float(p.min()), float(p.max()))
+            del pca, pcb
+        del nb
+        add = 1.0 / (12.0 * m * m)
+        cells = (fa, iJ, iI, J0, I0, nbmax)
+        if parts:  # band parts, CHUNK at a time: each its own element
+            v = (np.arange(m) - h) / m
+            loc = np.where(v >= 0, v, 1.0 + v)  # in-cell coordinate of a row/column
+            band = (all_one, pa, pb, pw, f0, nps, it, br, bc)
+            i = e = 0
+            while True:
+                mean, width, w, p0, p1 = (np.empty(CHUNK) for _ in range(5))
+                n, i, e, hit = c.band_run(all_one, i, e, *band[1:], *cells, zb_.z,
+                                          zb_.edges, flat, tab.nx, tab.ny, loc, add,
+                                          acc.dmin, acc.dmax, mean, width, w, p0, p1)
+                if not n:
+                    break
+                if n < CHUNK:
+                    mean, width, w, p0, p1 = (x[:n] for x in (mean, width, w, p0, p1))
+                if hit:  # the ends of the pieces can widen [Min, Max]
+                    acc.points(float(min(p0.min(), p1.min())),
+                               float(max(p0.max(), p1.max())))
+                acc.add(mean, width, w)
+            del band
+        if n_band:
+            del pa, pb, pw, f0, nps
+        del it, br, bc
+        sl = np.flatnonzero(S0 > 0)
+        for c0 in range(0, sl.size, CHUNK):
+            part = sl[c0:c0 + CHUNK]
+            mean, width, w = (np.empty(part.size) for _ in range(3))
+            c.cell_chunk(flat, tab.nx, tab.ny, *cells, add, part, mom, Cz, S0, mean, width,
+                         w)
+            acc.add(mean, width, w)
 
 
 def _slot_moments(slots, nbmax: int, mom: np.ndarray, C: np.ndarray,
