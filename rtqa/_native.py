@@ -29,6 +29,7 @@ import os
 #: The compiled kernel modules setup.py builds (module name: what it computes).
 KERNELS = {
     "rtqa.reading._cdecimal": "ContourData decimal strings to float64",
+    "rtqa.dvh._cdeposit": "DVH accumulator deposit and whole-voxel dose elements",
 }
 
 
