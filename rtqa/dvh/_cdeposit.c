@@ -474,7 +474,64 @@ done:
     return res;
 }
 
+/* codes(code, nJ, nI, lay_f, nxy, nx, base, r0, stride, g, row) -> None
+ * The whole-voxel elements of one group of layers (rtqa.dvh.engine._Engine._whole_voxels):
+ * code (uint8, L layers x nJ x nI window cells), for every cell with a code, in
+ * (layer, row, column) order: its flat grid index lay_f[l] nxy + base + j nx + i and
+ * its record row code + (r0 + l) stride (int64; g and row hold exactly the cells with a
+ * code). Integer arithmetic: the values of the numpy formulation exactly. */
+static PyObject *codes(PyObject *self, PyObject *args)
+{
+    Py_buffer code, layf, g, row;
+    Py_ssize_t nJ, nI, nxy, nx, base, r0, stride;
+    if (!PyArg_ParseTuple(args, "y*nny*nnnnnw*w*", &code, &nJ, &nI, &layf, &nxy, &nx, &base,
+                          &r0, &stride, &g, &row))
+        return NULL;
+    PyObject *res = NULL;
+    Py_ssize_t L = layf.len / 8, cnt = g.len / 8;
+    if (nJ < 0 || nI < 0 || !need(&code, L * nJ * nI, 1, "code") || !need(&row, cnt, 8, "row"))
+        goto done;
+    const unsigned char *c = code.buf;
+    const int64_t *lf = layf.buf;
+    int64_t *go = g.buf, *ro = row.buf;
+    Py_ssize_t k = 0;
+    int ok = 1;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t l = 0; l < L && ok; l++) {
+        int64_t rl = (int64_t)(r0 + l) * stride;
+        for (Py_ssize_t j = 0; j < nJ && ok; j++) {
+            int64_t gj = lf[l] * nxy + base + j * nx;
+            const unsigned char *cr = c + (l * nJ + j) * nI;
+            for (Py_ssize_t i = 0; i < nI; i++) {
+                if (cr[i]) {
+                    if (k == cnt) {
+                        ok = 0;
+                        break;
+                    }
+                    go[k] = gj + i;
+                    ro[k] = rl + cr[i];
+                    k++;
+                }
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (!ok || k != cnt)
+        PyErr_SetString(PyExc_ValueError, "codes: g is not the number of cells with a code");
+    else
+        res = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&code);
+    PyBuffer_Release(&layf);
+    PyBuffer_Release(&g);
+    PyBuffer_Release(&row);
+    return res;
+}
+
 static PyMethodDef methods[] = {
+    {"codes", codes, METH_VARARGS,
+     "codes(code, nJ, nI, lay_f, nxy, nx, base, r0, stride, g, row): the flat grid"
+     " indices and record rows of the cells with a code."},
     {"deposit", deposit, METH_VARARGS,
      "deposit(acc, work, lo, hi, weight, h) -> hi_max | None: _Accumulator._deposit."},
     {"add", add, METH_VARARGS,
