@@ -86,13 +86,14 @@ static void clear(double *B, Py_ssize_t n, Py_ssize_t j0, Py_ssize_t j1)
         memset(B + b * n + j0, 0, (size_t)(j1 - j0 + 1) * sizeof(double));
 }
 
-/* The deposit of m elements lo, hi, w into acc (n nodes); wmin and lmin: minima of
+/* The deposit of m elements lo, hi, w into acc (n nodes) (with half not NULL: lo the
+ * means, lo - half and lo + half the ends, as computed in add); wmin and lmin: minima of
  * hi - lo and of lo (the widening test); B: the four bincounts (4 n), zero on entry
  * and left zero (only the nodes touched are cleared). Returns 1 (hi_max: -inf when
  * m == 0) or 0 when a node index is out of range (acc unchanged). */
 static int deposit_core(double *acc, Py_ssize_t n, const double *lo, const double *hi,
-                        const double *w, Py_ssize_t m, double h, double wmin, double lmin,
-                        double *B, double *hi_max)
+                        const float *half, const double *w, Py_ssize_t m, double h,
+                        double wmin, double lmin, double *B, double *hi_max)
 {
     *hi_max = -INFINITY;
     if (m == 0)
@@ -104,7 +105,13 @@ static int deposit_core(double *acc, Py_ssize_t n, const double *lo, const doubl
     Py_ssize_t jmin = n, jmax = -1;
     double hm = -INFINITY;
     for (Py_ssize_t i = 0; i < m; i++) {
-        double l = lo[i], u = hi[i];
+        double l, u;
+        if (half) { /* lo = mean - half, hi = mean + half (lo the means) */
+            l = lo[i] - (double)half[i];
+            u = lo[i] + (double)half[i];
+        } else {
+            l = lo[i], u = hi[i];
+        }
         double wi = u - l;
         if (widen) {
             /* np.maximum(w, h); hi -= h; np.minimum(lo, hi); np.maximum(lo, 0); lo + w */
@@ -190,7 +197,7 @@ static int defer_deposit(double *acc, Py_ssize_t n, double *lo, double *hi, doub
         kept = k;
         *nd = d;
     }
-    return deposit_core(acc, n, lo, hi, w, kept, h, wmin, lmin, B, hi_max);
+    return deposit_core(acc, n, lo, hi, NULL, w, kept, h, wmin, lmin, B, hi_max);
 }
 
 /* Buffer sizes: items of size bytes; work for n nodes and m elements. */
@@ -229,8 +236,8 @@ static PyObject *deposit(PyObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     rc = stats(lo.buf, hi.buf, w.buf, m, &lmin, &hmax, &wmin);
     if (rc)
-        rc = deposit_core(acc.buf, n, lo.buf, hi.buf, w.buf, m, h, wmin, lmin, work.buf,
-                          &hm);
+        rc = deposit_core(acc.buf, n, lo.buf, hi.buf, NULL, w.buf, m, h, wmin, lmin,
+                          work.buf, &hm);
     Py_END_ALLOW_THREADS
     res = rc ? PyFloat_FromDouble(hm) : Py_NewRef(Py_None);
 done:
@@ -330,6 +337,9 @@ static PyObject *voxels(PyObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     double *B = work.buf, *l = B + 4 * n, *u = l + m, *ww = u + m;
     double *me = ww + 4 * m, *wo = me + m;
+    /* the half widths, in the deferred weights' part (l, u, ww: only for a deferral,
+     * written from them before the deferred elements are) */
+    float *hf = (float *)(ww + 3 * m);
     const double *fl = flat.buf;
     const float *pa_ = pair.buf, *pb_ = pb.buf;
     const int64_t *gi = g.buf, *ri = row.buf;
@@ -397,9 +407,7 @@ static PyObject *voxels(PyObject *self, PyObject *args)
         }
         me[i] = mu;
         wo[i] = wi;
-        ww[i] = wi;
-        l[i] = lo_;
-        u[i] = hi_;
+        hf[i] = half;
         double d = hi_ - lo_;
         if (lo_ < lmin)
             lmin = lo_;
@@ -453,9 +461,18 @@ static PyObject *voxels(PyObject *self, PyObject *args)
                 dmax = hi_p;
         }
     }
-    if (rc)
+    if (rc && m && (lmin < dmin || hmax > dmax)) {
+        /* a deferral: the ends as arrays (mean -/+ half, as in add) */
+        for (Py_ssize_t i = 0; i < m; i++) {
+            l[i] = me[i] - (double)hf[i];
+            u[i] = me[i] + (double)hf[i];
+            ww[i] = wo[i];
+        }
         rc = defer_deposit(acc.buf, n, l, u, ww, m, lmin, hmax, wmin, dmin, dmax, h, B,
                            ww + m, ww + 2 * m, ww + 3 * m, &nd, &hm);
+    } else if (rc) {
+        rc = deposit_core(acc.buf, n, me, NULL, hf, wo, m, h, wmin, lmin, B, &hm);
+    }
     Py_END_ALLOW_THREADS
     res = rc ? Py_BuildValue("ddnd", dmin, dmax, nd, hm) : Py_NewRef(Py_None);
 done:
