@@ -30,6 +30,7 @@ import os
 KERNELS = {
     "rtqa.reading._cdecimal": "ContourData decimal strings to float64",
     "rtqa.dvh._cdeposit": "DVH accumulator deposit and whole-voxel dose elements",
+    "rtqa.dvh._cextremes": "DVH Min/Max at the contour vertices of the surface",
 }
 
 
