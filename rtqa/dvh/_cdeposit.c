@@ -30,7 +30,11 @@
  *   tlo/thi float32 at row[i]. The node doses at the ends of the t range update
  *   [dmin, dmax] (returned) when the chunk's node doses reach outside it, before the
  *   deferral test, as acc.points before acc.add. The means and weights are left in
- *   work for the caller's sums.
+ *   work for the caller's sums (the half widths, float32, in its deferred-weight part
+ *   until a deferral needs the element ends).
+ * codes(code, nJ, nI, lay_f, nxy, nx, base, r0, stride, g, row) -> None
+ *   The flat grid indices and record rows of the whole-voxel elements of a group of
+ *   layers of rtqa.dvh.engine._Engine._whole_voxels (integers; below).
  *
  * None: an input the numpy code would treat otherwise (a NaN or infinity, an index out
  * of range: numpy raises there); acc is unchanged, the caller runs the numpy code.
@@ -49,6 +53,9 @@
  * bincount sum starts at +0.0 and never becomes -0.0, and in round-to-nearest a sum is
  * -0.0 only when both terms are). Minima and maxima follow Python's min and max (the
  * first of equal values) and np.minimum/np.maximum; they never meet a NaN (refused).
+ * Which of two equal values is kept matters only for +0.0 against -0.0: the dose grid
+ * is non-negative (no -0.0: rtqa.reading.dose), and no element end or node-dose point
+ * computed from it is -0.0 (see the sums above).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
