@@ -31,6 +31,8 @@ KERNELS = {
     "rtqa.reading._cdecimal": "ContourData decimal strings to float64",
     "rtqa.dvh._cbands": "surface crossings of band pieces (dvh.geometry.band_crossings)",
     "rtqa.dvh._cpartial": "DVH elements of boundary voxels by their sub-samples (m > 1)",
+    "rtqa.dvh._cdeposit": "DVH accumulator deposit and whole-voxel dose elements",
+    "rtqa.dvh._cextremes": "DVH Min/Max at the contour vertices of the surface",
 }
 
 

@@ -15,10 +15,25 @@ given) and the dose moment of the Mean: the volume-weighted mean of the element 
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 
+from rtqa import _native
 from rtqa.dvh.data import BIN_GY
+
+#: The compiled twin of the deposit (``_cdeposit.c``; rtqa._native).
+_KERNEL = "rtqa.dvh._cdeposit"
+#: Elements per compiled call the kernel's work array is first sized for (the engine's
+#: chunk, rtqa.dvh.elements.CHUNK).
+_WORK_ITEMS = 32768
+#: The kernel's work array of each thread (:meth:`_Accumulator._scratch`).
+_WORK = threading.local()
+
+
+def _plain(a: np.ndarray, dtype) -> bool:
+    """``a`` can cross to the compiled kernel as a buffer of ``dtype``."""
+    return a.dtype == dtype and a.flags.c_contiguous
 
 
 def accumulate(mean: np.ndarray, width: np.ndarray, weight: np.ndarray,
@@ -82,6 +97,9 @@ class _Accumulator:
             return
         self.total += float(weight.sum())
         self.moment += float((mean * weight).sum())  # (no BLAS: its threads spin)
+        c = _native.load(_KERNEL)
+        if c is not None and self._add_native(c, mean, width, weight):
+            return
         width *= 0.5
         lo = mean - width
         hi = mean + width
@@ -93,10 +111,55 @@ class _Accumulator:
             lo, hi, weight = lo[keep], hi[keep], weight[keep]
         self._deposit(lo, hi, weight)
 
+    def _scratch(self, m: int) -> np.ndarray:
+        """The compiled kernel's work array for m elements (``_cdeposit.c``: four
+        bincounts over the nodes, zero, then 8 arrays of m): one per thread, kept
+        between calls and accumulators (a fresh one per structure would cost its page
+        faults); its bincount part is zeroed when the node count changes (the kernel
+        leaves it zero)."""
+        n4 = 4 * self.n_acc
+        work = getattr(_WORK, "array", None)
+        if work is None or work.size < n4 + 8 * m:
+            work = _WORK.array = np.zeros(n4 + 8 * max(m, _WORK_ITEMS))
+        elif _WORK.n4 != n4:
+            work[:n4] = 0.0
+        _WORK.n4 = n4
+        return work
+
+    def _add_native(self, c, mean, width, weight) -> bool:
+        """:meth:`add` after its sums, compiled (the same values); False when the kernel
+        leaves these elements to the numpy code (nothing done)."""
+        f8 = np.float64
+        if not (_plain(mean, f8) and (_plain(width, f8) or _plain(width, np.float32))
+                and _plain(weight, f8)):
+            return False
+        work = self._scratch(mean.size)
+        r = c.add(self.acc, work, mean, width, weight, self.dmin, self.dmax, BIN_GY)
+        if r is None:
+            return False
+        self._kept(*r, work, mean.size)
+        return True
+
+    def _kept(self, nd: int, hi_max: float, work: np.ndarray, m: int) -> None:
+        """The outcome of a compiled :meth:`add` of m elements: ``nd`` deferred (in
+        ``work``), the others deposited up to ``hi_max`` (-inf: none)."""
+        if nd:
+            b = 4 * self.n_acc + 3 * m
+            self.deferred.append(tuple(work[b + k * m:b + k * m + nd].copy()
+                                       for k in range(3)))
+        self.hi_max = max(self.hi_max, hi_max)
+
     def _deposit(self, lo, hi, weight) -> None:
         """The deposit of :func:`accumulate` (without its clip)."""
         if not lo.size:
             return
+        c = _native.load(_KERNEL)
+        if c is not None and _plain(lo, np.float64) and _plain(hi, np.float64) \
+                and _plain(weight, np.float64):
+            hi_max = c.deposit(self.acc, self._scratch(lo.size), lo, hi, weight, BIN_GY)
+            if hi_max is not None:
+                self.hi_max = max(self.hi_max, hi_max)
+                return
         h = BIN_GY
         w = hi - lo
         if float(w.min()) < h or float(lo.min()) < 0.0:  # widen to one bin (as accumulate)

@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from rtqa.dvh.accumulator import _Accumulator
+from rtqa import _native
+from rtqa.dvh.accumulator import _KERNEL, _Accumulator, _plain
+from rtqa.dvh.data import BIN_GY
 from rtqa.dvh.tables import _Tables
 
 
@@ -56,8 +58,16 @@ def _voxel_elements(tab: _Tables, acc: _Accumulator, g, w, tm, vt, tlo, thi) -> 
     A + tm (B - A) and the variance vt ((B - A)^2 + (s' - s)^2) + (s + tm (s' - s))^2
     (exact for a linear dose; the in-plane spread is interpolated between the frames).
     Node doses at the ends of the t range are points of the structure (for Min/Max)."""
+    c = _native.load(_KERNEL)
+    f8 = np.float64
+    if c is not None and not (_plain(g, np.int64)
+                              and all(_plain(x, f8) for x in (w, tm, vt, tlo, thi))):
+        c = None
     for s in range(0, g.size, CHUNK):
         sl = slice(s, s + CHUNK)
+        if c is not None and _voxel_chunk_native(c, tab, acc, g[sl], w[sl], tm[sl], vt[sl],
+                                                 tlo[sl], thi[sl], _NO_ROW):
+            continue
         _voxel_chunk(tab, acc, g[sl], w[sl], tm[sl], vt[sl], lambda: (tlo[sl], thi[sl]))
 
 
@@ -65,11 +75,56 @@ def _coded_voxel_elements(tab: _Tables, acc: _Accumulator, g, rec, row, tlo, thi
     """:func:`_voxel_elements` with the weight, t mean and t variance of element i in
     record ``rec[row[i]]`` (:data:`_REC`) and its t range in ``tlo[row[i]]``,
     ``thi[row[i]]`` (looked up only where the node doses can widen [Min, Max])."""
+    c = _native.load(_KERNEL)
+    if c is not None and not (_plain(g, np.int64) and _plain(row, np.int64)
+                              and _plain(rec, _REC) and _plain(tlo, np.float32)
+                              and _plain(thi, np.float32)):
+        c = None
     for s in range(0, g.size, CHUNK):
         r = row[s:s + CHUNK]
+        if c is not None and _voxel_chunk_native(c, tab, acc, g[s:s + CHUNK], rec, _NO_F8,
+                                                 _NO_F8, tlo, thi, r):
+            continue
         e = rec.take(r)
         _voxel_chunk(tab, acc, g[s:s + CHUNK], np.ascontiguousarray(e["w"]), e["tm"],
                      e["vt"], lambda: (tlo.take(r), thi.take(r)))
+
+
+_NO_ROW = np.empty(0, dtype=np.int64)
+_NO_F8 = np.empty(0)
+_NO_PAIR = np.empty(0, dtype=np.complex64)
+
+
+def _voxel_chunk_native(c, tab: _Tables, acc: _Accumulator, g, w, t, vt, tlo, thi,
+                        row) -> bool:
+    """:func:`_voxel_chunk` compiled (``_cdeposit.voxels``: the elements and their
+    deposit in one pass, the same values); w, t, vt, tlo, thi per element (float64) or,
+    with ``row`` not empty, records ``w`` (:data:`_REC`) and t ranges (float32) at
+    ``row``. False when the kernel leaves the chunk to the numpy code (nothing done)."""
+    flat = tab.flat
+    if not _plain(flat, np.float64) or not _plain(acc.acc, np.float64):
+        return False
+    if tab.pair is not None:  # (whole tables)
+        pa, pb = tab.pair, _NO_PAIR
+        if not _plain(pa, np.complex64):
+            return False
+    else:
+        pa, pb = tab.pairs_at(g)
+        pa, pb = np.ascontiguousarray(pa), np.ascontiguousarray(pb)
+    n = g.size
+    work = acc._scratch(n)
+    r = c.voxels(acc.acc, work, flat, pa, pb, g, tab.nxy, w, t, vt, tlo, thi, row, acc.dmin,
+                 acc.dmax, BIN_GY)
+    if r is None:
+        return False
+    acc.dmin, acc.dmax, nd, hi_max = r
+    # acc.add's sums (numpy's pairwise sums, as there; the means and weights in work)
+    b = 4 * acc.n_acc + 6 * n
+    mean, wout = work[b:b + n], work[b + n:b + 2 * n]
+    acc.total += float(wout.sum())
+    acc.moment += float(np.multiply(mean, wout, out=mean).sum())
+    acc._kept(nd, hi_max, work, n)
+    return True
 
 
 def _voxel_chunk(tab: _Tables, acc: _Accumulator, g, w, t, vt, ends) -> None:

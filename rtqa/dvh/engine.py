@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from rtqa import _native
-from rtqa.dvh.accumulator import _Accumulator
+from rtqa.dvh.accumulator import _KERNEL, _Accumulator, _plain
 from rtqa.dvh.elements import (_REC, CHUNK, _bits, _cell_elements, _coded_voxel_elements,
                                _quadrant_moments, _sample_elements, _trilinear_cells,
                                _voxel_elements)
@@ -173,6 +173,9 @@ class _Engine:
             return out
 
         group = max(1, 131072 // nw)
+        c = _native.load(_KERNEL)
+        if c is not None and not _plain(lay_f, np.int64):
+            c = None
         for g0 in range(0, n_lay, group):
             g1 = min(n_lay, g0 + group)
             L = g1 - g0
@@ -186,6 +189,13 @@ class _Engine:
                         mk <<= np.uint8(p)
                     code[layer[sp] - g0] |= mk
             code = code.reshape(-1)
+            if c is not None:  # (compiled: the same indices and rows in one pass)
+                idx = np.empty(np.count_nonzero(code), dtype=np.int64)
+                row = np.empty(idx.size, dtype=np.int64)
+                c.codes(code, nJ, nI, lay_f[g0:g1], tab.nxy, tab.nx,
+                        (r.J0 + j0) * tab.nx + (r.I0 + i0), g0, stride, idx, row)
+                _coded_voxel_elements(tab, self.acc, idx, rec, row, TLO, THI)
+                continue
             idx = np.flatnonzero(code != 0)  # (layer, cell) order
             # elements per layer and per window row (idx is sorted)
             n_lay_el = np.diff(np.searchsorted(idx, np.arange(L + 1) * nw))

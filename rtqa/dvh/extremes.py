@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 
+from rtqa import _native
 from rtqa.dvh.interpolation import _bilinear_parts, _in_grid_xy
 from rtqa.dvh.tables import _Tables
 from rtqa.dvh.geometry import Edges
@@ -59,6 +60,15 @@ def _surface_extremes(e: Edges, slabs, grid: DoseGrid, tab: _Tables) -> tuple[fl
     g0 = fa[plane_of] * nxy
     g0 += j0 * nx
     g0 += i0
+    c = _native.load("rtqa.dvh._cextremes")
+    if c is not None:  # (compiled: the same candidates, vertex by vertex)
+        arrays = (d, g0, w00, w10, w11, w01, nf)
+        if all(a.flags.c_contiguous for a in arrays) and d.dtype == np.float64 \
+                and g0.dtype == nf.dtype == np.int64:
+            r = c.surface(d, g0, w00, w10, w11, w01, nf, ta[plane_of], tb[plane_of], nxy,
+                          nx)
+            if r is not None:
+                return r
     top = d.size - nx - 2  # (the last cell's lower left node)
     V = []
     for o in range(int(nf_p[live].max())):

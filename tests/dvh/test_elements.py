@@ -1,0 +1,136 @@
+"""Whole-voxel dose elements (rtqa.dvh.elements._voxel_elements, _coded_voxel_elements):
+the compiled pass (rtqa.dvh._cdeposit.voxels: the elements and their deposit at once)
+leaves the accumulator in the same state, bit for bit, as the numpy chunks (nodes,
+total, moment, Min/Max from the node doses, deferred elements, the finished DVH), with
+whole or windowed grid tables, direct or coded element data, across chunks."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rtqa import _native
+from rtqa.dvh import elements as EL
+from rtqa.dvh import tables as T
+from rtqa.dvh.accumulator import _KERNEL, _Accumulator
+
+
+def _state(acc, edges, cum):
+    return [acc.acc.tobytes(), edges.tobytes(), cum.tobytes(),
+            np.array([acc.total, acc.moment, acc.dmin, acc.dmax, acc.hi_max]).tobytes()]
+
+
+def _case(seed: int, nz: int, ny: int, nx: int, n: int, coded: bool, spiky: bool):
+    """A dose grid and n whole-voxel elements on it (flat grid indices of frames 0..nz-2;
+    the element data direct or as records)."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.meshgrid(np.arange(nz), np.arange(ny), np.arange(nx), indexing="ij")
+    dose = 20.0 + 15.0 * np.sin(x / 3.0) * np.cos(y / 4.0) + 0.7 * z
+    if spiky:  # steep gradients, exact zeros, node-multiple doses
+        dose = np.where(rng.random(dose.shape) < 0.2, 0.0, dose)
+        dose[rng.random(dose.shape) < 0.2] = rng.integers(0, 4000, 1)[0] * 0.01
+    grid = SimpleNamespace(dose=dose, z=np.arange(nz) * 2.5)
+    g = rng.integers(0, (nz - 1) * ny * nx, n).astype(np.int64)
+    if rng.random() < 0.5:
+        g.sort()  # (the engine's order: frames ascending)
+    if coded:
+        nrec = 24
+        rec = np.empty(nrec, dtype=EL._REC)
+        rec["w"] = rng.uniform(0.0, 0.02, nrec)
+        rec["tm"] = rng.uniform(0.0, 1.0, nrec)
+        rec["vt"] = rng.uniform(0.0, 1 / 12, nrec)
+        tlo = rng.uniform(0.0, 0.5, nrec).astype(np.float32)
+        thi = (tlo + rng.uniform(0.0, 0.5, nrec)).astype(np.float32)
+        data = (rec, rng.integers(0, nrec, n).astype(np.int64), tlo, thi)
+    else:
+        tlo = rng.uniform(0.0, 0.5, n)
+        thi = tlo + rng.uniform(0.0, 0.5, n)
+        data = (rng.uniform(0.0, 0.02, n), 0.5 * (tlo + thi),
+                rng.uniform(0.0, 1 / 12, n), tlo, thi)
+    return grid, g, data
+
+
+def _run(monkeypatch, native: bool, grid, g, data, coded: bool, windowed: bool,
+         points=None):
+    if native:
+        monkeypatch.delenv("RTQA_NATIVE", raising=False)
+    else:
+        monkeypatch.setenv("RTQA_NATIVE", "0")
+    if windowed:  # (large grids: tables per window and block of frames)
+        tab = T._Tables(grid, budget_bytes=1, whole_bytes=0)
+        tab.use_window(0, tab.ny, 0, tab.nx)
+    else:
+        tab = T._Tables(grid)
+    acc = _Accumulator(tab.max)
+    if points == "grid":  # Min and Max already the grid's
+        acc.points(0.0, tab.max)
+    elif points == "narrow":  # most node doses outside: Min/Max widened by the elements
+        acc.points(0.4 * tab.max, 0.5 * tab.max)
+    if coded:
+        EL._coded_voxel_elements(tab, acc, g, *data)
+    else:
+        EL._voxel_elements(tab, acc, g, *data)
+    deferred = [a.tobytes() for part in acc.deferred for a in part]
+    return _state(acc, *acc.finish()) + deferred
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**31), nz=st.integers(2, 6), ny=st.integers(2, 9),
+       nx=st.integers(2, 9), n=st.integers(1, 300), coded=st.booleans(),
+       spiky=st.booleans(), windowed=st.booleans(), chunk=st.sampled_from([1, 7, 64, 32768]),
+       points=st.sampled_from([None, "grid", "narrow"]))
+def test_voxel_elements_same_as_numpy(monkeypatch, seed, nz, ny, nx, n, coded, spiky,
+                                      windowed, chunk, points):
+    monkeypatch.delenv("RTQA_NATIVE", raising=False)
+    if _native.load(_KERNEL) is None:
+        pytest.skip("compiled kernel rtqa.dvh._cdeposit not built")
+    monkeypatch.setattr(EL, "CHUNK", chunk)
+    grid, g, data = _case(seed, nz, ny, nx, n, coded, spiky)
+    args = (grid, g, data, coded, windowed, points)
+    assert _run(monkeypatch, True, *args) == _run(monkeypatch, False, *args)
+
+
+@pytest.mark.parametrize("coded", [False, True])
+def test_index_beyond_the_grid_raises_as_numpy(monkeypatch, coded):
+    """A flat index whose next frame is beyond the grid: numpy's IndexError either way
+    (the kernel declines, the numpy chunk raises)."""
+    grid, g, data = _case(1, 3, 4, 5, 10, coded, False)
+    g[3] = grid.dose.size - 1
+    monkeypatch.delenv("RTQA_NATIVE", raising=False)
+    if _native.load(_KERNEL) is None:
+        pytest.skip("compiled kernel rtqa.dvh._cdeposit not built")
+    for native in (True, False):
+        with pytest.raises(IndexError):
+            _run(monkeypatch, native, grid, g, data, coded, False)
+
+
+def test_sample_plan_dvhs_same_either_path(monkeypatch, sample_dir):
+    """Every DVH of a sample plan, either path: the same arrays."""
+    from rtqa.dvh import compute_dvh
+    from rtqa.reading import load_export
+    monkeypatch.delenv("RTQA_NATIVE", raising=False)
+    if _native.load(_KERNEL) is None:
+        pytest.skip("compiled kernel rtqa.dvh._cdeposit not built")
+    ex = load_export([sample_dir / "hcc_pass"])
+    grid = ex.courses[0].grid
+    structures = [s for s in ex.structure_sets[0].structures if s.has_volume]
+    out = {}
+    for native in (True, False):
+        if native:
+            monkeypatch.delenv("RTQA_NATIVE", raising=False)
+        else:
+            monkeypatch.setenv("RTQA_NATIVE", "0")
+        T._TABLES.clear()
+        out[native] = [compute_dvh(s, grid) for s in structures]
+    assert structures
+    for a, b in zip(out[True], out[False]):
+        for name in ("edges_gy", "cum_cc"):
+            assert getattr(a, name).tobytes() == getattr(b, name).tobytes(), name
+        for name in ("volume_cc", "min_gy", "max_gy", "mean_gy", "outside_cc"):
+            assert np.float64(getattr(a, name)).tobytes() == \
+                np.float64(getattr(b, name)).tobytes(), name

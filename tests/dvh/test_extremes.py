@@ -1,0 +1,71 @@
+"""Min and Max at the contour vertices (rtqa.dvh.extremes._surface_extremes): the compiled
+vertex pass (rtqa.dvh._cextremes.surface) gives the same two values, bit for bit, as the
+numpy code, on the structures of a sample plan with its dose and with random doses on
+frames finer and coarser than the slabs (slabs across several frames)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from rtqa import _native
+from rtqa.dvh import compute as C
+from rtqa.dvh import extremes as X
+from rtqa.dvh import tables as T
+
+
+@pytest.fixture(scope="module")
+def calls(sample_dir):
+    """The arguments of every _surface_extremes call of the hcc_pass DVHs."""
+    from rtqa.dvh import compute_dvh
+    from rtqa.reading import load_export
+    ex = load_export([sample_dir / "hcc_pass"])
+    grid = ex.courses[0].grid
+    seen = []
+    orig = C._surface_extremes
+    C._surface_extremes = lambda *a: (seen.append(a), orig(*a))[1]
+    try:
+        for s in ex.structure_sets[0].structures:
+            if s.has_volume:
+                compute_dvh(s, grid)
+    finally:
+        C._surface_extremes = orig
+    assert seen
+    return seen
+
+
+def _both(monkeypatch, args):
+    out = []
+    for env in ("1", "0"):
+        monkeypatch.setenv("RTQA_NATIVE", env)
+        out.append(np.array(X._surface_extremes(*args)).tobytes())
+    return out
+
+
+def _native_only(monkeypatch):
+    monkeypatch.delenv("RTQA_NATIVE", raising=False)
+    if _native.load("rtqa.dvh._cextremes") is None:
+        pytest.skip("compiled kernel rtqa.dvh._cextremes not built")
+
+
+def test_sample_plan_same_as_numpy(monkeypatch, calls):
+    _native_only(monkeypatch)
+    for args in calls:
+        got, want = _both(monkeypatch, args)
+        assert got == want
+
+
+@pytest.mark.parametrize("frames", [2, 5, 40, 200])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_random_doses_and_frames_same_as_numpy(monkeypatch, calls, frames, seed):
+    _native_only(monkeypatch)
+    rng = np.random.default_rng(seed)
+    for e, slabs, grid, _ in calls:
+        z = np.linspace(grid.z[0] - 3.0, grid.z[-1] + 3.0, frames)
+        dose = rng.uniform(0.0, 70.0, (frames, grid.y.size, grid.x.size))
+        dose[rng.random(dose.shape) < 0.3] = 0.0
+        g = SimpleNamespace(x=grid.x, y=grid.y, z=z, dose=dose)
+        got, want = _both(monkeypatch, (e, slabs, g, T._Tables(g)))
+        assert got == want
