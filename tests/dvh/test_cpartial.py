@@ -96,10 +96,16 @@ def _both_paths(monkeypatch, structure, grid, m, **kw):
     st_ = Settings(max_subdivision=m, samples_per_size=1e5, samples_per_size_large=1e5,
                    **kw)
     out = []
+    real_load = _native.load
     for native in ("0", "1"):
-        monkeypatch.setenv("RTQA_NATIVE", native)
+        # only _cpartial on or off: the other kernels (the compiled deposit of whole
+        # voxels bypasses _Accumulator.add) run the same way in both
+        monkeypatch.delenv("RTQA_NATIVE", raising=False)
         calls: list = []
         with monkeypatch.context() as mp:
+            if native == "0":
+                mp.setattr(_native, "load", lambda name: None if name == "rtqa.dvh._cpartial"
+                           else real_load(name))
             _record(mp, calls)
             d = compute_dvh(structure, grid, settings=st_)
         out.append((calls, d))
@@ -120,7 +126,8 @@ def test_structures_give_the_same_accumulator_calls(cp, monkeypatch, m):
     zs = np.arange(-14.0, 16.0, 2.0)
     s = _structure(_ellipsoid((2.3, -1.1, 0.7), (9.0, 7.0, 12.0), zs, hole=True))
     calls = _both_paths(monkeypatch, s, grid, m)
-    assert sum(c[0] == "add" for c in calls) > 2
+    # band and cell elements at least (whole voxels deposit in C, not through add)
+    assert sum(c[0] == "add" for c in calls) >= 2
 
 
 @pytest.mark.parametrize("chunk", [1, 37, 1000])
@@ -135,7 +142,7 @@ def test_chunks_resume_inside_a_band_piece(cp, monkeypatch, chunk):
     zs = np.arange(-6.0, 8.0, 3.0)
     s = _structure(_ellipsoid((0.4, 0.2, 0.3), (5.0, 4.0, 7.0), zs))
     calls = _both_paths(monkeypatch, s, grid, 3)
-    assert sum(c[0] == "add" for c in calls) >= (3 if chunk == 1000 else 10)
+    assert sum(c[0] == "add" for c in calls) >= (2 if chunk == 1000 else 10)
 
 
 @settings(max_examples=20, deadline=None)
