@@ -2,7 +2,10 @@
 
 Walk ROOT (symbolic links are never followed, at most ``MAX_DEPTH`` levels; the output
 folder is skipped) and read the *header* of every file (pydicom ``stop_before_pixels``
-with only the tags needed to link objects); files that are not DICOM are ignored. Data
+with only the tags needed to link objects); files that are not DICOM are ignored.
+Plainly encoded images (CT, MR: most files of an export) are read from their bytes
+without pydicom, with the same result (:func:`_plain_header`, which leaves every file it
+is not sure of to pydicom); the worker parses every file fully anyway. Data
 sets written without the Part 10 header (no preamble, 'DICM' or File Meta: Elekta
 Monaco) are read as ``rtqa check`` reads them, whatever their names
 (:func:`read_link_dataset`; unless named ``.dcm`` they must be whole, else they only
@@ -49,14 +52,19 @@ within one PatientID.
 
 from __future__ import annotations
 
+import functools
 import os
+import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 
 from rtqa.batch.model import (MAX_DEPTH, Discovery, Header, PlanUnit, _hash, _relpath,
                               _safe, sha256_file)
 from rtqa.errors import RtqaError
+from rtqa.reading.raw import (_LONG_VRS, _SHORT_VRS, _VR_NAMES, _is_sequence, _items,
+                              _Unusual, plain_text)
 from rtqa.reading.scan import looks_like_dicom
+from rtqa.reading.sopclass import KIND
 
 __all__ = ["discover", "link_fields", "read_header", "read_link_dataset", "LINK_TAGS"]
 
@@ -149,6 +157,180 @@ def link_fields(ds) -> dict:
             "images": tuple(dict.fromkeys(i for i in images if i))}
 
 
+#: Top-level tags the plain reader takes from an image (CT, MR, ...) and their VRs.
+_PLAIN_TAGS = {0x00080016: "UI", 0x00080018: "UI", 0x00100020: "LO", 0x0020000D: "UI",
+               0x0020000E: "UI", 0x00200052: "UI"}
+#: Where pydicom's ``stop_before_pixels`` stops (``pydicom.filereader._at_pixel_data``).
+_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+#: Kinds whose links sit in sequences: always read through pydicom.
+_NESTED_KINDS = frozenset({"RTPLAN", "RTDOSE", "RTSTRUCT"})
+#: Bytes read first; the rest of the file only when the header runs past them.
+_PLAIN_HEAD = 1 << 16
+_TAG = struct.Struct("<HH").unpack_from
+_U16 = struct.Struct("<H").unpack_from
+_U32 = struct.Struct("<I").unpack_from
+
+
+class _More(Exception):
+    """The header runs past the bytes read so far."""
+
+
+@functools.cache
+def _plain_syntaxes() -> tuple[str, frozenset[str]]:
+    """(implicit VR little endian, the explicit VR little endian syntaxes pydicom reads
+    as such: explicit LE and the encapsulated ones; not deflated, not big endian)."""
+    from pydicom import uid
+    explicit = frozenset(str(t) for t in uid.AllTransferSyntaxes
+                         if t.is_little_endian and not t.is_implicit_VR
+                         and not t.is_deflated)
+    return str(uid.ImplicitVRLittleEndian), explicit
+
+
+def _plain_charset(vr: str | None, value: bytes) -> bool:
+    """A SpecificCharacterSet value pydicom takes without a correction or an error: CS,
+    each value (trailing spaces aside) a DICOM defined term or empty."""
+    from pydicom.charset import python_encoding
+    if vr not in ("CS", None):
+        return False
+    try:
+        terms = value.rstrip(b" ").decode("ascii").split("\\")
+    except UnicodeDecodeError:
+        return False
+    return all(t == "" or t in python_encoding for t in terms)
+
+
+def _plain_walk(d: bytes, full: bool) -> dict[int, tuple[str | None, bytes]] | None:
+    """The :data:`_PLAIN_TAGS` elements ``{tag: (VR or None, value bytes)}`` of a PS3.10
+    file's data set up to its pixel data, when it is plainly encoded; None when it is
+    not (see :func:`_plain_header`). ``full``: ``d`` is the whole file, else its head
+    (raises :class:`_More` when the walk runs past it)."""
+    tag_of, u16, u32 = _TAG, _U16, _U32
+    n = len(d)
+
+    def short() -> None:
+        if not full:
+            raise _More
+        return None
+
+    if n < 132 or d[128:132] != b"DICM":
+        return short() if n < 132 else None
+    pos, syntax = 132, None
+    while True:                       # File Meta Information: explicit VR little endian
+        if pos + 8 > n:
+            return short()
+        group, element = tag_of(d, pos)
+        if group != 2:
+            break
+        code = d[pos + 4:pos + 6]
+        if code in _LONG_VRS:
+            if pos + 12 > n:
+                return short()
+            length, pos = u32(d, pos + 8)[0], pos + 12
+        elif code in _SHORT_VRS:
+            length, pos = u16(d, pos + 6)[0], pos + 8
+        else:
+            return None
+        if length == 0xFFFFFFFF:
+            return None
+        if pos + length > n:
+            return short()
+        if element == 0x0010:
+            if code != b"UI":
+                return None
+            syntax = plain_text(("UI", d[pos:pos + length]), "UI")
+        pos += length
+    implicit_syntax, explicit_syntaxes = _plain_syntaxes()
+    implicit = syntax == implicit_syntax
+    if not implicit and syntax not in explicit_syntaxes:
+        return None                   # absent, big endian, deflated, private or unknown
+    if group == 0:                    # a command set: read by pydicom
+        return None
+    if implicit and 0x40 < d[pos + 4] < 0x5B and 0x40 < d[pos + 5] < 0x5B:
+        return None                   # looks explicit: pydicom would switch
+    found: dict[int, tuple[str | None, bytes]] = {}
+    last = -1
+    while True:
+        if pos == n:
+            if not full:
+                raise _More
+            break
+        if pos + 8 > n:
+            return short()
+        group, element = tag_of(d, pos)
+        tag = group << 16 | element
+        if tag in _PIXEL_TAGS:
+            break
+        if group == 0xFFFE or tag <= last:
+            return None               # a stray delimiter, elements out of order or twice
+        last = tag
+        if implicit:
+            vr, length, pos = None, u32(d, pos + 4)[0], pos + 8
+        else:
+            code = d[pos + 4:pos + 6]
+            if code in _LONG_VRS:
+                if pos + 12 > n:
+                    return short()
+                length, pos = u32(d, pos + 8)[0], pos + 12
+            elif code in _SHORT_VRS:
+                length, pos = u16(d, pos + 6)[0], pos + 8
+            else:
+                return None
+            vr = _VR_NAMES[code]
+        if length == 0xFFFFFFFF:
+            if tag in _PLAIN_TAGS or not (vr == "SQ" or (vr is None and _is_sequence(tag))):
+                return None
+            try:
+                pos = _items(d, pos, None, n, implicit)[1]
+            except (_Unusual, struct.error):
+                return short()        # past the head, or not plain
+            continue
+        if length & 1:
+            return None
+        if pos + length > n:
+            return short()
+        if tag == 0x00080005 and not _plain_charset(vr, d[pos:pos + length]):
+            return None               # pydicom reads it (and may warn or raise)
+        if tag in _PLAIN_TAGS:
+            found[tag] = (vr, d[pos:pos + length])
+            if tag == 0x00080016:
+                sop_class = plain_text(found[tag], "UI")
+                if not sop_class or KIND.get(sop_class) in _NESTED_KINDS:
+                    return None
+        pos += length
+    return found
+
+
+def _plain_header(path: str, rel: str) -> Header | None:
+    """The :class:`Header` of a plainly encoded image file (CT, MR or another object
+    without RT references) read from its bytes, without pydicom; None (read it through
+    pydicom, with its results and errors) unless it is a PS3.10 file (preamble, 'DICM',
+    File Meta Information) in implicit or explicit VR little endian whose top-level
+    elements up to the pixel data are in ascending order with even, in-file lengths,
+    known VRs and undefined lengths only for plainly encoded sequences, and whose
+    linking values (:data:`_PLAIN_TAGS`) are each one value of printable ASCII
+    (:func:`rtqa.reading.raw.plain_text`), with a SOPClassUID that is not an RTPLAN,
+    RTDOSE or RTSTRUCT. Those values are then what pydicom gives (``_text`` of each);
+    every other file, including every file pydicom reports an error for, goes through
+    pydicom."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_PLAIN_HEAD)
+            try:
+                found = _plain_walk(head, len(head) < _PLAIN_HEAD)
+            except _More:
+                found = _plain_walk(head + fh.read(), True)
+    except (OSError, MemoryError, struct.error, _More):
+        return None
+    if found is None:
+        return None
+    values = {tag: plain_text(found.get(tag), vr) for tag, vr in _PLAIN_TAGS.items()}
+    if None in values.values() or not values[0x00080016]:
+        return None
+    return Header(path=path, rel=rel or path, kind=KIND.get(values[0x00080016], "OTHER"),
+                  sop_instance_uid=values[0x00080018], patient_id=values[0x00100020],
+                  frame_uid=values[0x00200052], series_uid=values[0x0020000E])
+
+
 def read_header(path: str, rel: str = "") -> Header | None:
     """The linking header of one file; None when it is not DICOM. Raises ``RtqaError``
     when the file claims to be DICOM (``.dcm`` name or ``DICM`` magic) but its header
@@ -156,6 +338,9 @@ def read_header(path: str, rel: str = "") -> Header | None:
     reads it (:func:`read_link_dataset`); when nothing claims it is DICOM it must also
     be whole (:func:`rtqa.reading.completeness.check_complete`), else it only resembled
     a data set and is not DICOM."""
+    plain = _plain_header(path, rel)
+    if plain is not None:
+        return plain
     from pydicom.errors import InvalidDicomError
 
     try:
