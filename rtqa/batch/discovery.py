@@ -162,8 +162,11 @@ _PLAIN_TAGS = {0x00080016: "UI", 0x00080018: "UI", 0x00100020: "LO", 0x0020000D:
                0x0020000E: "UI", 0x00200052: "UI"}
 #: Where pydicom's ``stop_before_pixels`` stops (``pydicom.filereader._at_pixel_data``).
 _PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
-#: Kinds whose links sit in sequences: always read through pydicom.
+#: Kinds whose links sit in sequences, and those sequences (read with their items).
 _NESTED_KINDS = frozenset({"RTPLAN", "RTDOSE", "RTSTRUCT"})
+_REF_SEQUENCES = frozenset({0x300C0060, 0x300C0002, 0x30060010})
+#: Labels (RTPlanLabel, RTPlanName, StructureSetLabel) and their VRs.
+_LABEL_TAGS = {0x300A0002: "SH", 0x300A0003: "LO", 0x30060002: "SH"}
 #: Bytes read first; the rest of the file only when the header runs past them.
 _PLAIN_HEAD = 1 << 16
 _TAG = struct.Struct("<HH").unpack_from
@@ -247,8 +250,8 @@ def _plain_walk(d: bytes, full: bool) -> dict[int, tuple[str | None, bytes]] | N
         return None
     if implicit and 0x40 < d[pos + 4] < 0x5B and 0x40 < d[pos + 5] < 0x5B:
         return None                   # looks explicit: pydicom would switch
-    found: dict[int, tuple[str | None, bytes]] = {}
-    last = -1
+    found: dict[int, tuple] = {}
+    last, nested = -1, False
     while True:
         if pos == n:
             if not full:
@@ -276,11 +279,17 @@ def _plain_walk(d: bytes, full: bool) -> dict[int, tuple[str | None, bytes]] | N
             else:
                 return None
             vr = _VR_NAMES[code]
+        sequence = vr == "SQ" or (vr is None and _is_sequence(tag))
+        wanted = nested and tag in _REF_SEQUENCES
         if length == 0xFFFFFFFF:
-            if tag in _PLAIN_TAGS or not (vr == "SQ" or (vr is None and _is_sequence(tag))):
+            if tag in _PLAIN_TAGS or not sequence:
                 return None
             try:
-                pos = _items(d, pos, None, n, implicit)[1]
+                if wanted:
+                    items, pos = _tree(d, pos, None, n, implicit)
+                    found[tag] = ("SQ", items)
+                else:
+                    pos = _items(d, pos, None, n, implicit)[1]
             except (_Unusual, struct.error):
                 return short()        # past the head, or not plain
             continue
@@ -290,28 +299,152 @@ def _plain_walk(d: bytes, full: bool) -> dict[int, tuple[str | None, bytes]] | N
             return short()
         if tag == 0x00080005 and not _plain_charset(vr, d[pos:pos + length]):
             return None               # pydicom reads it (and may warn or raise)
-        if tag in _PLAIN_TAGS:
+        if tag in _PLAIN_TAGS or (nested and tag in _LABEL_TAGS):
             found[tag] = (vr, d[pos:pos + length])
             if tag == 0x00080016:
                 sop_class = plain_text(found[tag], "UI")
-                if not sop_class or KIND.get(sop_class) in _NESTED_KINDS:
+                if not sop_class:
                     return None
+                nested = KIND.get(sop_class) in _NESTED_KINDS
+        elif wanted:
+            if not sequence:
+                return None
+            try:
+                found[tag] = ("SQ", _tree(d, pos, pos + length, pos + length, implicit)[0])
+            except (_Unusual, struct.error):
+                return None
         pos += length
     return found
 
 
+def _tree(d: bytes, pos: int, end: int | None, limit: int, implicit: bool):
+    """The items of a sequence value from ``pos`` (to ``end``, or to its delimiter when
+    ``end`` is None) as ``[{tag: (VR or None, value bytes) or ("SQ", items)}]``, nested
+    sequences included, and the position after it; raises ``_Unusual`` on anything
+    :mod:`rtqa.reading.raw` would leave to pydicom (same rules as its ``_items``)."""
+    out = []
+    stop = limit if end is None else end
+    while True:
+        if end is not None and pos == end:
+            return out, pos
+        if pos + 8 > stop:
+            raise _Unusual
+        group, element = _TAG(d, pos)
+        length = _U32(d, pos + 4)[0]
+        pos += 8
+        if group != 0xFFFE:
+            raise _Unusual
+        if element == 0xE0DD and end is None:
+            return out, pos
+        if element != 0xE000:
+            raise _Unusual
+        if length == 0xFFFFFFFF:
+            item, pos = _tree_item(d, pos, None, stop, implicit)
+        else:
+            if pos + length > stop:
+                raise _Unusual
+            item, pos = _tree_item(d, pos, pos + length, stop, implicit)
+        out.append(item)
+
+
+def _tree_item(d: bytes, pos: int, end: int | None, limit: int, implicit: bool):
+    """The elements of one item for :func:`_tree` and the position after it."""
+    out: dict = {}
+    stop = limit if end is None else end
+    while True:
+        if end is not None and pos == end:
+            return out, pos
+        if pos + 8 > stop:
+            raise _Unusual
+        group, element = _TAG(d, pos)
+        if group == 0xFFFE:
+            if end is None and element == 0xE00D:
+                return out, pos + 8
+            raise _Unusual
+        tag = group << 16 | element
+        if implicit:
+            vr, length, pos = None, _U32(d, pos + 4)[0], pos + 8
+        else:
+            code = d[pos + 4:pos + 6]
+            if code in _LONG_VRS:
+                if pos + 12 > stop:
+                    raise _Unusual
+                length, pos = _U32(d, pos + 8)[0], pos + 12
+            elif code in _SHORT_VRS:
+                length, pos = _U16(d, pos + 6)[0], pos + 8
+            else:
+                raise _Unusual
+            vr = _VR_NAMES[code]
+        if tag in out:
+            raise _Unusual
+        sequence = vr == "SQ" or (vr is None and _is_sequence(tag))
+        if length == 0xFFFFFFFF:
+            if not sequence:
+                raise _Unusual
+            items, pos = _tree(d, pos, None, stop, implicit)
+            out[tag] = ("SQ", items)
+            continue
+        if pos + length > stop:
+            raise _Unusual
+        if sequence:
+            out[tag] = ("SQ", _tree(d, pos, pos + length, pos + length, implicit)[0])
+        else:
+            out[tag] = (vr, d[pos:pos + length])
+        pos += length
+
+
+class _NotPlain(Exception):
+    """A value of a reference sequence that pydicom should read."""
+
+
+def _plain_refs(kind: str, found: dict, frame: str) -> tuple[str, str, tuple[str, ...]]:
+    """(frame, label, refs) of an RTPLAN, RTDOSE or RTSTRUCT from its plain elements, as
+    :func:`link_fields` gives them; raises :class:`_NotPlain` for a value it cannot
+    vouch for."""
+
+    def text(item: dict, tag: int, vr: str = "UI") -> str:
+        value = plain_text(item.get(tag), vr)
+        if value is None:
+            raise _NotPlain
+        return value
+
+    def seq(item: dict, tag: int) -> list:
+        entry = item.get(tag)
+        if entry is None:
+            return []
+        if entry[0] != "SQ":
+            raise _NotPlain
+        return entry[1]
+
+    label, refs, images = "", [], []
+    if kind == "RTPLAN":
+        label = text(found, 0x300A0002, "SH") or text(found, 0x300A0003, "LO")
+        refs = [text(i, 0x00081155) for i in seq(found, 0x300C0060)]
+    elif kind == "RTDOSE":
+        refs = [text(i, 0x00081155) for i in seq(found, 0x300C0002)]
+    else:
+        label = text(found, 0x30060002, "SH")
+        for fr in seq(found, 0x30060010):
+            frame = frame or text(fr, 0x00200052)
+            for st in seq(fr, 0x30060012):
+                for se in seq(st, 0x30060014):
+                    refs.append(text(se, 0x0020000E))
+                    images += [text(im, 0x00081155) for im in seq(se, 0x30060016)]
+    return frame, label, tuple(dict.fromkeys(r for r in refs if r))
+
+
 def _plain_header(path: str, rel: str) -> Header | None:
-    """The :class:`Header` of a plainly encoded image file (CT, MR or another object
-    without RT references) read from its bytes, without pydicom; None (read it through
-    pydicom, with its results and errors) unless it is a PS3.10 file (preamble, 'DICM',
-    File Meta Information) in implicit or explicit VR little endian whose top-level
-    elements up to the pixel data are in ascending order with even, in-file lengths,
-    known VRs and undefined lengths only for plainly encoded sequences, and whose
-    linking values (:data:`_PLAIN_TAGS`) are each one value of printable ASCII
-    (:func:`rtqa.reading.raw.plain_text`), with a SOPClassUID that is not an RTPLAN,
-    RTDOSE or RTSTRUCT. Those values are then what pydicom gives (``_text`` of each);
-    every other file, including every file pydicom reports an error for, goes through
-    pydicom."""
+    """The :class:`Header` of a plainly encoded file read from its bytes, without
+    pydicom; None (read it through pydicom, with its results and errors) unless it is a
+    PS3.10 file (preamble, 'DICM', File Meta Information) in implicit or explicit VR
+    little endian whose top-level elements up to the pixel data are in ascending order
+    with even, in-file lengths, known VRs and undefined lengths only for plainly encoded
+    sequences, with a SpecificCharacterSet pydicom takes as it is, and whose linking
+    values (:data:`_PLAIN_TAGS`; for an RTPLAN, RTDOSE or RTSTRUCT also its label and
+    the items of its reference sequence, read as :mod:`rtqa.reading.raw` reads items)
+    are each one value of printable ASCII (:func:`rtqa.reading.raw.plain_text`). Those
+    values are then what pydicom gives (:func:`link_fields`); every other file,
+    including every file pydicom reports an error for, goes through pydicom."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(_PLAIN_HEAD)
@@ -326,9 +459,16 @@ def _plain_header(path: str, rel: str) -> Header | None:
     values = {tag: plain_text(found.get(tag), vr) for tag, vr in _PLAIN_TAGS.items()}
     if None in values.values() or not values[0x00080016]:
         return None
-    return Header(path=path, rel=rel or path, kind=KIND.get(values[0x00080016], "OTHER"),
+    kind = KIND.get(values[0x00080016], "OTHER")
+    frame, label, refs = values[0x00200052], "", ()
+    if kind in _NESTED_KINDS:
+        try:
+            frame, label, refs = _plain_refs(kind, found, frame)
+        except _NotPlain:
+            return None
+    return Header(path=path, rel=rel or path, kind=kind,
                   sop_instance_uid=values[0x00080018], patient_id=values[0x00100020],
-                  frame_uid=values[0x00200052], series_uid=values[0x0020000E])
+                  frame_uid=frame, series_uid=values[0x0020000E], label=label, refs=refs)
 
 
 def read_header(path: str, rel: str = "") -> Header | None:

@@ -134,7 +134,7 @@ def test_plain_header_is_the_pydicom_header(sample_dir, tmp_path, monkeypatch, n
 
 
 @pytest.mark.parametrize("name", ["as is (RLE)", "explicit VR", "implicit VR", "MR",
-                                  "other SOP class", "no PatientID", "empty PatientID",
+                                  "other SOP class", "RTPLAN class on a CT", "no PatientID", "empty PatientID",
                                   "PatientID with spaces", "UID with NUL",
                                   "undefined-length sequence",
                                   "undefined-length sequence, implicit",
@@ -145,7 +145,7 @@ def test_plain_images_skip_pydicom(sample_dir, tmp_path, monkeypatch, name):
 
 
 @pytest.mark.parametrize("name", ["big endian", "deflated", "private syntax",
-                                  "RTPLAN class on a CT", "no SOPClassUID",
+                                  "no SOPClassUID",
                                   "Latin-1 PatientID", "two PatientIDs", "PatientID as SH",
                                   "two UIDs", "UID with letters", "odd length",
                                   "private undefined-length sequence, implicit"])
@@ -159,15 +159,114 @@ def test_rt_objects_and_the_sample_go_through_the_same_headers(sample_dir, monke
     for path in sorted((sample_dir / case).iterdir()):
         fast, slow, plain = _both(path, monkeypatch)
         assert fast == slow, path.name
-        if path.name.startswith(("RS.", "RP.", "RD.")):
-            assert plain is None, path.name         # references in sequences: pydicom
-        elif path.suffix == ".dcm":
+        if path.suffix == ".dcm":
             assert plain is not None, path.name
+        if path.name.startswith(("RS.", "RP.", "RD.")):
+            assert plain.refs, path.name            # references read from the items
+
+
+def _lengths_undefined(ds):
+    for e in ds:
+        if e.VR == "SQ":
+            e.is_undefined_length = True
+            for item in e.value:
+                item.is_undefined_length_sequence_item = True
+                _lengths_undefined(item)
+
+
+def _series_item(ds):
+    return (ds.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0]
+            .RTReferencedSeriesSequence[0])
+
+
+RT_VARIANTS = {
+    "RS as is": ("RS.hcc_pass.dcm", lambda ds: None, None),
+    "RS implicit": ("RS.hcc_pass.dcm", lambda ds: None, ImplicitVRLittleEndian),
+    "RS undefined lengths": ("RS.hcc_pass.dcm", _lengths_undefined, None),
+    "RS undefined lengths, implicit": ("RS.hcc_pass.dcm", _lengths_undefined,
+                                       ImplicitVRLittleEndian),
+    "RS big endian": ("RS.hcc_pass.dcm", lambda ds: None, ExplicitVRBigEndian),
+    "RS no label": ("RS.hcc_pass.dcm", lambda ds: delattr(ds, "StructureSetLabel"), None),
+    "RS Latin-1 label": ("RS.hcc_pass.dcm", lambda ds: _raw(ds, 0x30060002, "SH",
+                                                            "K\xf6rper".encode("latin-1")),
+                         None),
+    "RS top-level frame": ("RS.hcc_pass.dcm",
+                           lambda ds: setattr(ds, "FrameOfReferenceUID", "1.2.3"), None),
+    "RS no frame in the item": ("RS.hcc_pass.dcm", lambda ds: delattr(
+        ds.ReferencedFrameOfReferenceSequence[0], "FrameOfReferenceUID"), None),
+    "RS two series UIDs": ("RS.hcc_pass.dcm", lambda ds: _raw(_series_item(ds), 0x0020000E,
+                                                              "UI", b"1.2\\3.4"), None),
+    "RS image UID with letters": ("RS.hcc_pass.dcm", lambda ds: _raw(
+        _series_item(ds).ContourImageSequence[3], 0x00081155, "UI", b"1.2.x\x00"), None),
+    "RS no study sequence": ("RS.hcc_pass.dcm", lambda ds: delattr(
+        ds.ReferencedFrameOfReferenceSequence[0], "RTReferencedStudySequence"), None),
+    "RS empty reference sequence": ("RS.hcc_pass.dcm", lambda ds: setattr(
+        ds, "ReferencedFrameOfReferenceSequence", Sequence()), None),
+    "RS reference sequence as UN": ("RS.hcc_pass.dcm", lambda ds: _raw(
+        ds, 0x30060010, "UN", b"\x00\x00\x00\x00"), None),
+    "RS private element in an item": ("RS.hcc_pass.dcm", lambda ds: _series_item(ds).add_new(
+        0x30091001, "UN", b"\x01\x02"), None),
+    "RP as is": ("RP.SBRT_5fx.dcm", lambda ds: None, None),
+    "RP implicit": ("RP.SBRT_5fx.dcm", lambda ds: None, ImplicitVRLittleEndian),
+    "RP undefined lengths": ("RP.SBRT_5fx.dcm", _lengths_undefined, None),
+    "RP name, no label": ("RP.SBRT_5fx.dcm", lambda ds: (delattr(ds, "RTPlanLabel"),
+                                                         setattr(ds, "RTPlanName", "P 1")),
+                          None),
+    "RP empty label": ("RP.SBRT_5fx.dcm", lambda ds: (_raw(ds, 0x300A0002, "SH", b""),
+                                                      setattr(ds, "RTPlanName", "P 1")),
+                       None),
+    "RP no reference": ("RP.SBRT_5fx.dcm", lambda ds: delattr(
+        ds, "ReferencedStructureSetSequence"), None),
+    "RP reference without UID": ("RP.SBRT_5fx.dcm", lambda ds: delattr(
+        ds.ReferencedStructureSetSequence[0], "ReferencedSOPInstanceUID"), None),
+    "RP two references": ("RP.SBRT_5fx.dcm", lambda ds: ds.ReferencedStructureSetSequence
+                          .append(ds.ReferencedStructureSetSequence[0]), None),
+    "RD as is": ("RD.SBRT_5fx.dcm", lambda ds: None, None),
+    "RD implicit": ("RD.SBRT_5fx.dcm", lambda ds: None, ImplicitVRLittleEndian),
+    "RD no plan reference": ("RD.SBRT_5fx.dcm", lambda ds: delattr(
+        ds, "ReferencedRTPlanSequence"), None),
+    "RD plan UID twice": ("RD.SBRT_5fx.dcm", lambda ds: _raw(
+        ds.ReferencedRTPlanSequence[0], 0x00081155, "UI", b"1.2\\1.3\x00"), None),
+}
+
+
+def _rt(sample_dir, tmp_path, name) -> Path:
+    fname, change, syntax = RT_VARIANTS[name]
+    ds = pydicom.dcmread(sample_dir / "hcc_pass" / fname)
+    change(ds)
+    return _write(ds, tmp_path / fname, syntax)
+
+
+@pytest.mark.parametrize("name", sorted(RT_VARIANTS))
+def test_rt_headers_are_the_pydicom_headers(sample_dir, tmp_path, monkeypatch, name):
+    fast, slow, plain = _both(_rt(sample_dir, tmp_path, name), monkeypatch)
+    assert fast == slow
+    unusual = ("big endian", "Latin-1", "two series", "letters", "as UN", "twice")
+    assert (plain is None) == any(u in name for u in unusual), plain
+
+
+@pytest.mark.parametrize("name", ["RS as is", "RS undefined lengths, implicit", "RP as is",
+                                  "RD implicit"])
+def test_damaged_rt_headers_give_what_pydicom_gives(sample_dir, tmp_path, monkeypatch,
+                                                    name):
+    data = _rt(sample_dir, tmp_path, name).read_bytes()
+    data = data[:60_000] if name.startswith("RS") else data   # the references come first
+    seen = {"header": 0, "error": 0, "raised": 0, "plain": 0}
+    for k, (what, mutant) in enumerate(_mutants(data, 7, 200)):
+        path = tmp_path / (f"m{k}.dcm" if k % 2 else f"m{k}")
+        path.write_bytes(mutant)
+        fast, slow, plain = _both(path, monkeypatch)
+        assert fast == slow, what
+        seen[fast[0]] += 1
+        seen["plain"] += plain is not None
+        path.unlink()
+    assert seen["error"] and seen["header"] and seen["plain"]
 
 
 def _mutants(data: bytes, seed: int, n: int):
     rnd = random.Random(seed)
     end = data.find(b"\xe0\x7f\x10\x00") + 64       # up to just past the pixel data tag
+    end = end if end > 64 else min(len(data), 4000)     # no pixel data: the first 4 kB
     for cut in list(range(0, end, 17)) + [end + 100, len(data) - 1]:
         yield f"cut at {cut}", data[:cut]
     for i in range(n):
