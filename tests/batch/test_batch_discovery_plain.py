@@ -134,7 +134,8 @@ def test_plain_header_is_the_pydicom_header(sample_dir, tmp_path, monkeypatch, n
 
 
 @pytest.mark.parametrize("name", ["as is (RLE)", "explicit VR", "implicit VR", "MR",
-                                  "other SOP class", "RTPLAN class on a CT", "no PatientID", "empty PatientID",
+                                  "other SOP class", "RTPLAN class on a CT", "no PatientID",
+                                  "empty PatientID",
                                   "PatientID with spaces", "UID with NUL",
                                   "undefined-length sequence",
                                   "undefined-length sequence, implicit",
