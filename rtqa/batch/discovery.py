@@ -124,6 +124,18 @@ def link_fields(ds) -> dict:
     RTDOSE -> RTPLAN, RTSTRUCT -> CT series) and ``images`` (an RTSTRUCT's contour
     images). Shared by ``rtqa batch`` discovery and ``rtqa serve`` grouping. Raises
     ValueError when a reference sequence is malformed."""
+    try:
+        return _link_fields(ds)
+    except ValueError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - e.g. pydicom's NotImplementedError for an
+        # unknown VR: the file is unreadable, not the whole batch
+        raise ValueError(f"unreadable DICOM header ({type(exc).__name__}: {exc})") \
+            from None
+
+
+def _link_fields(ds) -> dict:
+    """:func:`link_fields` (which turns any other error into ValueError)."""
     from rtqa.reading.sopclass import KIND
     sop_class = _text(ds, "SOPClassUID")
     kind = KIND.get(sop_class, "OTHER")

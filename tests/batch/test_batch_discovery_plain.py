@@ -313,3 +313,17 @@ def test_not_dicom_and_empty_files(tmp_path, monkeypatch):
         path.write_bytes(data)
         fast, slow, plain = _both(path, monkeypatch)
         assert fast == slow and plain is None, name
+
+
+def test_unknown_vr_in_a_link_field_is_an_unreadable_file(sample_dir, tmp_path):
+    """A CT whose FrameOfReferenceUID has an unknown VR ('ZZ'): pydicom raises
+    NotImplementedError when the value is read. That file is unreadable (RtqaError naming
+    it), it does not stop discovery of the whole batch (before: the exception escaped)."""
+    ct = sorted((sample_dir / "hcc_pass").glob("CT*"))[0].read_bytes()
+    key = b"\x20\x00\x52\x00UI"
+    assert ct.count(key) == 1
+    path = tmp_path / "ct.dcm"
+    path.write_bytes(ct.replace(key, b"\x20\x00\x52\x00ZZ"))
+    with pytest.raises(RtqaError) as err:
+        discovery.read_header(str(path), "rel/ct.dcm")
+    assert "NotImplementedError" in str(err.value) and "rel/ct.dcm" in str(err.value)
