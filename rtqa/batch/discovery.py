@@ -2,7 +2,10 @@
 
 Walk ROOT (symbolic links are never followed, at most ``MAX_DEPTH`` levels; the output
 folder is skipped) and read the *header* of every file (pydicom ``stop_before_pixels``
-with only the tags needed to link objects); files that are not DICOM are ignored. Data
+with only the tags needed to link objects); files that are not DICOM are ignored.
+Plainly encoded images (CT, MR: most files of an export) are read from their bytes
+without pydicom, with the same result (:func:`_plain_header`, which leaves every file it
+is not sure of to pydicom); the worker parses every file fully anyway. Data
 sets written without the Part 10 header (no preamble, 'DICM' or File Meta: Elekta
 Monaco) are read as ``rtqa check`` reads them, whatever their names
 (:func:`read_link_dataset`; unless named ``.dcm`` they must be whole, else they only
@@ -49,14 +52,19 @@ within one PatientID.
 
 from __future__ import annotations
 
+import functools
 import os
+import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 
 from rtqa.batch.model import (MAX_DEPTH, Discovery, Header, PlanUnit, _hash, _relpath,
                               _safe, sha256_file)
 from rtqa.errors import RtqaError
+from rtqa.reading.raw import (_LONG_VRS, _SHORT_VRS, _VR_NAMES, _is_sequence, _items,
+                              _Unusual, plain_text)
 from rtqa.reading.scan import looks_like_dicom
+from rtqa.reading.sopclass import KIND
 
 __all__ = ["discover", "link_fields", "read_header", "read_link_dataset", "LINK_TAGS"]
 
@@ -116,6 +124,18 @@ def link_fields(ds) -> dict:
     RTDOSE -> RTPLAN, RTSTRUCT -> CT series) and ``images`` (an RTSTRUCT's contour
     images). Shared by ``rtqa batch`` discovery and ``rtqa serve`` grouping. Raises
     ValueError when a reference sequence is malformed."""
+    try:
+        return _link_fields(ds)
+    except ValueError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - e.g. pydicom's NotImplementedError for an
+        # unknown VR: the file is unreadable, not the whole batch
+        raise ValueError(f"unreadable DICOM header ({type(exc).__name__}: {exc})") \
+            from None
+
+
+def _link_fields(ds) -> dict:
+    """:func:`link_fields` (which turns any other error into ValueError)."""
     from rtqa.reading.sopclass import KIND
     sop_class = _text(ds, "SOPClassUID")
     kind = KIND.get(sop_class, "OTHER")
@@ -149,6 +169,320 @@ def link_fields(ds) -> dict:
             "images": tuple(dict.fromkeys(i for i in images if i))}
 
 
+#: Top-level tags the plain reader takes from an image (CT, MR, ...) and their VRs.
+_PLAIN_TAGS = {0x00080016: "UI", 0x00080018: "UI", 0x00100020: "LO", 0x0020000D: "UI",
+               0x0020000E: "UI", 0x00200052: "UI"}
+#: Where pydicom's ``stop_before_pixels`` stops (``pydicom.filereader._at_pixel_data``).
+_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+#: Kinds whose links sit in sequences, and those sequences (read with their items).
+_NESTED_KINDS = frozenset({"RTPLAN", "RTDOSE", "RTSTRUCT"})
+_REF_SEQUENCES = frozenset({0x300C0060, 0x300C0002, 0x30060010})
+#: Labels (RTPlanLabel, RTPlanName, StructureSetLabel) and their VRs.
+_LABEL_TAGS = {0x300A0002: "SH", 0x300A0003: "LO", 0x30060002: "SH"}
+#: Bytes read first; the rest of the file only when the header runs past them.
+_PLAIN_HEAD = 1 << 16
+_TAG = struct.Struct("<HH").unpack_from
+_U16 = struct.Struct("<H").unpack_from
+_U32 = struct.Struct("<I").unpack_from
+
+
+class _More(Exception):
+    """The header runs past the bytes read so far."""
+
+
+@functools.cache
+def _plain_syntaxes() -> tuple[str, frozenset[str]]:
+    """(implicit VR little endian, the explicit VR little endian syntaxes pydicom reads
+    as such: explicit LE and the encapsulated ones; not deflated, not big endian)."""
+    from pydicom import uid
+    explicit = frozenset(str(t) for t in uid.AllTransferSyntaxes
+                         if t.is_little_endian and not t.is_implicit_VR
+                         and not t.is_deflated)
+    return str(uid.ImplicitVRLittleEndian), explicit
+
+
+def _plain_charset(vr: str | None, value: bytes) -> bool:
+    """A SpecificCharacterSet value pydicom takes without a correction or an error: CS,
+    each value (trailing spaces aside) a DICOM defined term or empty."""
+    from pydicom.charset import python_encoding
+    if vr not in ("CS", None):
+        return False
+    try:
+        terms = value.rstrip(b" ").decode("ascii").split("\\")
+    except UnicodeDecodeError:
+        return False
+    return all(t == "" or t in python_encoding for t in terms)
+
+
+def _plain_walk(d: bytes, full: bool) -> dict[int, tuple[str | None, bytes]] | None:
+    """The :data:`_PLAIN_TAGS` elements ``{tag: (VR or None, value bytes)}`` of a PS3.10
+    file's data set up to its pixel data, when it is plainly encoded; None when it is
+    not (see :func:`_plain_header`). ``full``: ``d`` is the whole file, else its head
+    (raises :class:`_More` when the walk runs past it)."""
+    tag_of, u16, u32 = _TAG, _U16, _U32
+    n = len(d)
+
+    def short() -> None:
+        if not full:
+            raise _More
+        return None
+
+    if n < 132 or d[128:132] != b"DICM":
+        return short() if n < 132 else None
+    pos, syntax = 132, None
+    while True:                       # File Meta Information: explicit VR little endian
+        if pos + 8 > n:
+            return short()
+        group, element = tag_of(d, pos)
+        if group != 2:
+            break
+        code = d[pos + 4:pos + 6]
+        if code in _LONG_VRS:
+            if pos + 12 > n:
+                return short()
+            length, pos = u32(d, pos + 8)[0], pos + 12
+        elif code in _SHORT_VRS:
+            length, pos = u16(d, pos + 6)[0], pos + 8
+        else:
+            return None
+        if length == 0xFFFFFFFF:
+            return None
+        if pos + length > n:
+            return short()
+        if element == 0x0010:
+            if code != b"UI":
+                return None
+            syntax = plain_text(("UI", d[pos:pos + length]), "UI")
+        pos += length
+    implicit_syntax, explicit_syntaxes = _plain_syntaxes()
+    implicit = syntax == implicit_syntax
+    if not implicit and syntax not in explicit_syntaxes:
+        return None                   # absent, big endian, deflated, private or unknown
+    if group == 0:                    # a command set: read by pydicom
+        return None
+    if implicit and 0x40 < d[pos + 4] < 0x5B and 0x40 < d[pos + 5] < 0x5B:
+        return None                   # looks explicit: pydicom would switch
+    found: dict[int, tuple] = {}
+    last, nested = -1, False
+    while True:
+        if pos == n:
+            if not full:
+                raise _More
+            break
+        if pos + 8 > n:
+            return short()
+        group, element = tag_of(d, pos)
+        tag = group << 16 | element
+        if tag in _PIXEL_TAGS:
+            break
+        if group == 0xFFFE or tag <= last:
+            return None               # a stray delimiter, elements out of order or twice
+        last = tag
+        if implicit:
+            vr, length, pos = None, u32(d, pos + 4)[0], pos + 8
+        else:
+            code = d[pos + 4:pos + 6]
+            if code in _LONG_VRS:
+                if pos + 12 > n:
+                    return short()
+                length, pos = u32(d, pos + 8)[0], pos + 12
+            elif code in _SHORT_VRS:
+                length, pos = u16(d, pos + 6)[0], pos + 8
+            else:
+                return None
+            vr = _VR_NAMES[code]
+        sequence = vr == "SQ" or (vr is None and _is_sequence(tag))
+        wanted = nested and tag in _REF_SEQUENCES
+        if length == 0xFFFFFFFF:
+            if tag in _PLAIN_TAGS or not sequence:
+                return None
+            try:
+                if wanted:
+                    items, pos = _tree(d, pos, None, n, implicit)
+                    found[tag] = ("SQ", items)
+                else:
+                    pos = _items(d, pos, None, n, implicit)[1]
+            except (_Unusual, struct.error):
+                return short()        # past the head, or not plain
+            continue
+        if length & 1:
+            return None
+        if pos + length > n:
+            return short()
+        if tag == 0x00080005 and not _plain_charset(vr, d[pos:pos + length]):
+            return None               # pydicom reads it (and may warn or raise)
+        if tag in _PLAIN_TAGS or (nested and tag in _LABEL_TAGS):
+            found[tag] = (vr, d[pos:pos + length])
+            if tag == 0x00080016:
+                sop_class = plain_text(found[tag], "UI")
+                if not sop_class:
+                    return None
+                nested = KIND.get(sop_class) in _NESTED_KINDS
+        elif wanted:
+            if not sequence:
+                return None
+            try:
+                found[tag] = ("SQ", _tree(d, pos, pos + length, pos + length, implicit)[0])
+            except (_Unusual, struct.error):
+                return None
+        pos += length
+    return found
+
+
+def _tree(d: bytes, pos: int, end: int | None, limit: int, implicit: bool):
+    """The items of a sequence value from ``pos`` (to ``end``, or to its delimiter when
+    ``end`` is None) as ``[{tag: (VR or None, value bytes) or ("SQ", items)}]``, nested
+    sequences included, and the position after it; raises ``_Unusual`` on anything
+    :mod:`rtqa.reading.raw` would leave to pydicom (same rules as its ``_items``)."""
+    out = []
+    stop = limit if end is None else end
+    while True:
+        if end is not None and pos == end:
+            return out, pos
+        if pos + 8 > stop:
+            raise _Unusual
+        group, element = _TAG(d, pos)
+        length = _U32(d, pos + 4)[0]
+        pos += 8
+        if group != 0xFFFE:
+            raise _Unusual
+        if element == 0xE0DD and end is None:
+            return out, pos
+        if element != 0xE000:
+            raise _Unusual
+        if length == 0xFFFFFFFF:
+            item, pos = _tree_item(d, pos, None, stop, implicit)
+        else:
+            if pos + length > stop:
+                raise _Unusual
+            item, pos = _tree_item(d, pos, pos + length, stop, implicit)
+        out.append(item)
+
+
+def _tree_item(d: bytes, pos: int, end: int | None, limit: int, implicit: bool):
+    """The elements of one item for :func:`_tree` and the position after it."""
+    out: dict = {}
+    stop = limit if end is None else end
+    while True:
+        if end is not None and pos == end:
+            return out, pos
+        if pos + 8 > stop:
+            raise _Unusual
+        group, element = _TAG(d, pos)
+        if group == 0xFFFE:
+            if end is None and element == 0xE00D:
+                return out, pos + 8
+            raise _Unusual
+        tag = group << 16 | element
+        if implicit:
+            vr, length, pos = None, _U32(d, pos + 4)[0], pos + 8
+        else:
+            code = d[pos + 4:pos + 6]
+            if code in _LONG_VRS:
+                if pos + 12 > stop:
+                    raise _Unusual
+                length, pos = _U32(d, pos + 8)[0], pos + 12
+            elif code in _SHORT_VRS:
+                length, pos = _U16(d, pos + 6)[0], pos + 8
+            else:
+                raise _Unusual
+            vr = _VR_NAMES[code]
+        if tag in out:
+            raise _Unusual
+        sequence = vr == "SQ" or (vr is None and _is_sequence(tag))
+        if length == 0xFFFFFFFF:
+            if not sequence:
+                raise _Unusual
+            items, pos = _tree(d, pos, None, stop, implicit)
+            out[tag] = ("SQ", items)
+            continue
+        if pos + length > stop:
+            raise _Unusual
+        if sequence:
+            out[tag] = ("SQ", _tree(d, pos, pos + length, pos + length, implicit)[0])
+        else:
+            out[tag] = (vr, d[pos:pos + length])
+        pos += length
+
+
+class _NotPlain(Exception):
+    """A value of a reference sequence that pydicom should read."""
+
+
+def _plain_refs(kind: str, found: dict, frame: str) -> tuple[str, str, tuple[str, ...]]:
+    """(frame, label, refs) of an RTPLAN, RTDOSE or RTSTRUCT from its plain elements, as
+    :func:`link_fields` gives them; raises :class:`_NotPlain` for a value it cannot
+    vouch for."""
+
+    def text(item: dict, tag: int, vr: str = "UI") -> str:
+        value = plain_text(item.get(tag), vr)
+        if value is None:
+            raise _NotPlain
+        return value
+
+    def seq(item: dict, tag: int) -> list:
+        entry = item.get(tag)
+        if entry is None:
+            return []
+        if entry[0] != "SQ":
+            raise _NotPlain
+        return entry[1]
+
+    label, refs, images = "", [], []
+    if kind == "RTPLAN":
+        label = text(found, 0x300A0002, "SH") or text(found, 0x300A0003, "LO")
+        refs = [text(i, 0x00081155) for i in seq(found, 0x300C0060)]
+    elif kind == "RTDOSE":
+        refs = [text(i, 0x00081155) for i in seq(found, 0x300C0002)]
+    else:
+        label = text(found, 0x30060002, "SH")
+        for fr in seq(found, 0x30060010):
+            frame = frame or text(fr, 0x00200052)
+            for st in seq(fr, 0x30060012):
+                for se in seq(st, 0x30060014):
+                    refs.append(text(se, 0x0020000E))
+                    images += [text(im, 0x00081155) for im in seq(se, 0x30060016)]
+    return frame, label, tuple(dict.fromkeys(r for r in refs if r))
+
+
+def _plain_header(path: str, rel: str) -> Header | None:
+    """The :class:`Header` of a plainly encoded file read from its bytes, without
+    pydicom; None (read it through pydicom, with its results and errors) unless it is a
+    PS3.10 file (preamble, 'DICM', File Meta Information) in implicit or explicit VR
+    little endian whose top-level elements up to the pixel data are in ascending order
+    with even, in-file lengths, known VRs and undefined lengths only for plainly encoded
+    sequences, with a SpecificCharacterSet pydicom takes as it is, and whose linking
+    values (:data:`_PLAIN_TAGS`; for an RTPLAN, RTDOSE or RTSTRUCT also its label and
+    the items of its reference sequence, read as :mod:`rtqa.reading.raw` reads items)
+    are each one value of printable ASCII (:func:`rtqa.reading.raw.plain_text`). Those
+    values are then what pydicom gives (:func:`link_fields`); every other file,
+    including every file pydicom reports an error for, goes through pydicom."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_PLAIN_HEAD)
+            try:
+                found = _plain_walk(head, len(head) < _PLAIN_HEAD)
+            except _More:
+                found = _plain_walk(head + fh.read(), True)
+    except (OSError, MemoryError, struct.error, _More):
+        return None
+    if found is None:
+        return None
+    values = {tag: plain_text(found.get(tag), vr) for tag, vr in _PLAIN_TAGS.items()}
+    if None in values.values() or not values[0x00080016]:
+        return None
+    kind = KIND.get(values[0x00080016], "OTHER")
+    frame, label, refs = values[0x00200052], "", ()
+    if kind in _NESTED_KINDS:
+        try:
+            frame, label, refs = _plain_refs(kind, found, frame)
+        except _NotPlain:
+            return None
+    return Header(path=path, rel=rel or path, kind=kind,
+                  sop_instance_uid=values[0x00080018], patient_id=values[0x00100020],
+                  frame_uid=frame, series_uid=values[0x0020000E], label=label, refs=refs)
+
+
 def read_header(path: str, rel: str = "") -> Header | None:
     """The linking header of one file; None when it is not DICOM. Raises ``RtqaError``
     when the file claims to be DICOM (``.dcm`` name or ``DICM`` magic) but its header
@@ -156,6 +490,9 @@ def read_header(path: str, rel: str = "") -> Header | None:
     reads it (:func:`read_link_dataset`); when nothing claims it is DICOM it must also
     be whole (:func:`rtqa.reading.completeness.check_complete`), else it only resembled
     a data set and is not DICOM."""
+    plain = _plain_header(path, rel)
+    if plain is not None:
+        return plain
     from pydicom.errors import InvalidDicomError
 
     try:

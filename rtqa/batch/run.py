@@ -190,7 +190,8 @@ def _run_locked(disc, options: BatchOptions, settings: CheckSettings, fingerprin
                 except FileNotFoundError:
                     pass
             write(items, refuse=unit.files, clear_first=True)
-            row = make_row(unit, json.loads(result["json"]), root=disc.root,
+            doc = result.get("row") or json.loads(result["json"])  # the same members
+            row = make_row(unit, doc, root=disc.root,
                            fingerprint=fingerprint, html=html, resumed=False,
                            note=result.get("note") or "")
             rows[unit.key] = row

@@ -5,8 +5,10 @@ Conventions:
 * :func:`check_plan` never raises for a plan's own problems: unreadable input, a check
   that raises, running out of memory and a report that cannot be rendered all give an
   ERROR report with the reason. It returns a small picklable dict
-  ``{"key", "json": text, "html": text | None, "note", "stats"}`` so the parent process
-  only writes files.
+  ``{"key", "json": text, "html": text | None, "note", "row", "stats"}`` so the parent
+  process only writes files; ``row``: the JSON report's members the summary row is made
+  of (:data:`ROW_KEYS`, as ``json.loads`` of the text gives them), so the parent does not
+  parse the whole report again (a result without it is parsed).
 * A plan whose worker *process* is lost (killed, crashed, timed out) gets its ERROR
   report from :func:`crash_result`, rendered in the parent; the reasons are worded by
   :func:`_death_reason` and :func:`timeout_reason` ("timed out after N s ...").
@@ -104,14 +106,33 @@ def _where(exc: BaseException) -> str:
 
 def render_reports(report) -> tuple[str, str | None, str]:
     """(JSON text, HTML text or None, note) of one report."""
-    from rtqa.report.json_report import dumps
-    text = dumps(report)
+    return _render(report)[:3]
+
+
+#: The members of a JSON report that ``rtqa.batch.summary.make_row`` reads.
+ROW_KEYS = ("status", "checks", "errors", "warnings", "inputs", "created")
+
+
+def _render(report) -> tuple[str, str | None, str, dict]:
+    """:func:`render_reports` and the report's :data:`ROW_KEYS` members as
+    ``json.loads`` of its JSON text gives them (the summary row is made from these, so
+    the parent does not parse the whole report, DVH curves included, again): the JSON
+    text is ``rtqa.report.json_report.dumps`` of the report, written from the same
+    ``to_dict`` document as the row members (tests compare both with ``dumps`` and
+    ``json.loads``)."""
+    import json
+
+    from rtqa.report.json_report import _dumps_indented, to_dict
+    doc = to_dict(report)
+    text = _dumps_indented(doc) + "\n"          # = dumps(report)
+    row = json.loads(json.dumps({k: doc[k] for k in ROW_KEYS if k in doc},
+                                ensure_ascii=False, allow_nan=False))
     try:
         from rtqa.report.html import render_html
         with _RENDER_LOCK:
-            return text, render_html(report), ""
+            return text, render_html(report), "", row
     except Exception as exc:  # noqa: BLE001 - the JSON report is still written
-        return text, None, f"HTML report not written ({type(exc).__name__}: {exc})"
+        return text, None, f"HTML report not written ({type(exc).__name__}: {exc})", row
 
 
 def _digests(files) -> dict[str, str | None]:
@@ -156,7 +177,8 @@ def check_task(task: PlanTask, run=None):
 def check_plan(task: PlanTask, *, run=None) -> dict:
     """Check one plan as ``rtqa check`` would; never raises for a plan's own problems.
 
-    Returns ``{"key", "json": text, "html": text | None, "note", "stats"}``; runs in a
+    Returns ``{"key", "json": text, "html": text | None, "note", "row", "stats"}``
+    (see the module docstring); runs in a
     worker process (pool or Dask). ``run(files, options) -> Report``: the check itself
     (default :func:`rtqa.checks.pipeline.run_check`; tests pass one that changes a file
     meanwhile)."""
@@ -183,12 +205,12 @@ def check_plan(task: PlanTask, *, run=None) -> dict:
                     with_inputs=False)
                 break
     try:
-        json_text, html_text, note = render_reports(report)
+        json_text, html_text, note, row = _render(report)
     except Exception as exc:  # noqa: BLE001 - an inconsistent report is an ERROR
         report = _error_report(task, f"internal error: the report cannot be written "
                                f"({type(exc).__name__}: {exc})", with_inputs=False)
-        json_text, html_text, note = render_reports(report)
-    return {"key": task.key, "json": json_text, "html": html_text, "note": note,
+        json_text, html_text, note, row = _render(report)
+    return {"key": task.key, "json": json_text, "html": html_text, "note": note, "row": row,
             "stats": {"pid": os.getpid(), "seconds": round(time.perf_counter() - t0, 3),
                       "cpu_s": round(time.process_time() - c0, 3),
                       "peak_rss_kb": _peak_rss_kb(), "rss_kb": _proc_status_kb("VmRSS"),

@@ -1,0 +1,49 @@
+"""What the fork server of ``rtqa batch`` (and so every local worker) runs with
+(issue 16 item 5): malloc keeps freed memory for reuse unless the user tuned malloc, and
+the warm-up fills the check options of the default settings."""
+
+from __future__ import annotations
+
+import os
+from functools import partial
+
+from rtqa.batch import pool
+from rtqa.batch.model import CheckSettings, PlanTask
+
+
+def test_malloc_settings_unless_the_user_set_any():
+    assert pool._malloc_env({}) == {"MALLOC_MMAP_THRESHOLD_": str(32 << 20),
+                                    "MALLOC_TRIM_THRESHOLD_": str(64 << 20)}
+    for name in pool._MALLOC_TUNABLES:
+        assert pool._malloc_env({name: "1"}) == {}, name
+    assert pool._malloc_env({"PATH": "/bin"}) == pool._malloc_env({})
+
+
+def test_fork_server_env_has_the_malloc_settings():
+    env = pool._fork_server_env()
+    for k, v in pool._malloc_env().items():
+        assert env[k] == v
+    # only the fork server gets them: this process is left alone
+    before = {k: os.environ.get(k) for k in pool._MALLOC}
+    pool._mp_context()
+    assert {k: os.environ.get(k) for k in pool._MALLOC} == before
+
+
+def test_workers_run_with_the_fork_server_env():
+    if "forkserver" not in __import__("multiprocessing").get_all_start_methods():
+        return
+    task = PlanTask("k", "n", "P", (), (), (), CheckSettings().resolved())
+    for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
+        # os.getenv(name, task) in the worker: its value there (or the task when unset)
+        [(_, got)] = list(pool.run_local([task], 1, check=partial(os.getenv, name)))
+        want = pool._malloc_env().get(name, os.environ.get(name, task))
+        assert got == want, name
+
+
+def test_warm_up_fills_the_default_check_options(monkeypatch):
+    calls = []
+    real = CheckSettings.options
+    monkeypatch.setattr(CheckSettings, "options",
+                        lambda self, **kw: calls.append(self) or real(self, **kw))
+    pool._warm_up()
+    assert calls == [CheckSettings().resolved()]
