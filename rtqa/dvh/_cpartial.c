@@ -208,9 +208,10 @@ static PyObject *bits_count(PyObject *self, PyObject *args)
     PyObject *res = NULL;
     if (bits_args(&A, &B, n, m, size)) {
         Py_ssize_t nl = 0, nu = 0;
+        const uint64_t low = ((uint64_t)1 << m) - 1; /* (_bits: bits 0..m-1 only) */
         Py_BEGIN_ALLOW_THREADS
         for (Py_ssize_t k = 0; k < n * m; k++) {
-            uint64_t a = code_at(A.buf, size, k), b = code_at(B.buf, size, k);
+            uint64_t a = code_at(A.buf, size, k) & low, b = code_at(B.buf, size, k) & low;
             nl += popcount64(a & ~b);
             nu += popcount64(b & ~a);
         }
@@ -241,10 +242,12 @@ static PyObject *bits_fill(PyObject *self, PyObject *args)
         i8 *o_it = it.buf, *o_r = br.buf, *o_c = bc.buf, *o_k = kb.buf, *o_R = R.buf,
            *o_C = C.buf;
         Py_ssize_t j = 0;
+        const uint64_t low = ((uint64_t)1 << m) - 1; /* (_bits: bits 0..m-1 only) */
         Py_BEGIN_ALLOW_THREADS
         for (int upper = 0; upper < 2 && ok; upper++)
             for (Py_ssize_t k = 0; k < n * m && ok; k++) {
-                uint64_t a = code_at(A.buf, size, k), b = code_at(B.buf, size, k);
+                uint64_t a = code_at(A.buf, size, k) & low;
+                uint64_t b = code_at(B.buf, size, k) & low;
                 uint64_t v = upper ? b & ~a : a & ~b;
                 i8 item = k / m, r = k - item * m;
                 while (v) {
