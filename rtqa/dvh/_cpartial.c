@@ -112,13 +112,16 @@ static int size_error(const char *what)
 static inline int trilinear(const double *d, i8 nd, i8 nx, i8 ny, i8 f, i8 jg, i8 ig,
                             i8 qx, i8 qy, double *c)
 {
+    /* (the frame offset f nxy is formed only when it lies within the dose: no wrap) */
+    if (f < 0 || nx < 1 || ny < 1 || nx > nd || ny > nd / nx || f > nd / (nx * ny))
+        return 0;
     i8 nxy = nx * ny;
     i8 i_a = iclip(ig - 1 + qx, 0, nx - 1);
     i8 i_b = iclip(ig + qx, 0, nx - 1);
     i8 j_a = iclip(jg - 1 + qy, 0, ny - 1) * nx;
     i8 j_b = iclip(jg + qy, 0, ny - 1) * nx;
     i8 base = f * nxy;
-    if (f < 0 || base + nxy + j_b + i_b >= nd)
+    if (base + nxy + j_b + i_b >= nd)
         return 0;
     double c000 = d[base + j_a + i_a];
     double c100 = d[base + j_a + i_b];

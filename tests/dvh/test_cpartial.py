@@ -406,6 +406,10 @@ def test_kernels_refuse_wrong_sizes_and_indices(cp):
     with pytest.raises(IndexError):  # a frame beyond the grid
         cp.cell_chunk(tab.flat, tab.nx, tab.ny, fa + tab.nz, iJ, iI, 0, 0, nbmax, 0.01,
                       part, mom, C, S0, mean, width, w)
+    for far in (2**62, 2**62 + 1):  # f nxy wraps to a small offset: refused, not read
+        with pytest.raises(IndexError):
+            cp.cell_chunk(tab.flat, 2, 2, fa * 0 + far, iJ, iI, 0, 0, nbmax, 0.01,
+                          part, mom, C, S0, mean, width, w)
     with pytest.raises(ValueError):
         cp.slot_table(np.zeros(3), np.zeros(3), np.zeros(3, np.int64),
                       np.zeros(3, np.int64), np.zeros(3), np.zeros((3, 4, 6)),
