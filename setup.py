@@ -5,6 +5,8 @@ that institutions read and edit; it is mapped into the wheel as the package data
 ``rtqa/constraint_library``. Development tools (``devtools/``, ``bench/``) never ship.
 """
 
+import platform
+import struct
 import sys
 from pathlib import Path
 
@@ -14,6 +16,12 @@ from setuptools import Extension, find_namespace_packages, setup
 # a C compiler the install still succeeds, with the numpy kernels only. No fused
 # multiply-add contraction and no fast-math: the C must round as numpy does, bit for bit.
 _FLAGS = [] if sys.platform == "win32" else ["-O2", "-ffp-contract=off", "-fno-fast-math"]
+# 32-bit x86 (gcc, clang): x87 arithmetic rounds to 80 bits, then again to 64 (not the
+# numpy values); SSE2 rounds every double and float operation once, as IEEE 754 says.
+# (A 32-bit interpreter on an x86 or x86-64 machine.)
+if _FLAGS and struct.calcsize("P") == 4 and platform.machine().lower() in (
+        "i386", "i486", "i586", "i686", "x86", "x86_64", "amd64"):
+    _FLAGS += ["-msse2", "-mfpmath=sse"]
 # Every rtqa/**/_c*.c is one extension module of the same dotted name (its list, with what
 # each computes, is rtqa._native.KERNELS; a test checks the two agree).
 _KERNELS = {".".join(p.with_suffix("").parts): p.as_posix()

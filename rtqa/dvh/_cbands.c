@@ -230,6 +230,19 @@ static int parse_lattice(PyObject *o, lattice *f)
     return PyArg_ParseTuple(o, "ddddLL", &f->x0, &f->y0, &f->sx, &f->sy, &f->nx, &f->ny);
 }
 
+/* Checks the table widths and the lattice: query reads rank 0 of every row (a RowTable
+ * is at least 1 wide), and the sizes rw K ny, cw K nx stay far from overflow. */
+static int widths_ok(long long rw, long long cw, long long K, const lattice *f)
+{
+    const long long lim = (long long)1 << 20, big = (long long)1 << 40;
+    if (rw < 1 || cw < 1 || rw > lim || cw > lim || K < 0 || K > big || f->nx < 0
+        || f->ny < 0 || f->nx > big || f->ny > big || K * f->nx > big || K * f->ny > big) {
+        PyErr_SetString(PyExc_ValueError, "_cbands: table widths or lattice out of range");
+        return 0;
+    }
+    return 1;
+}
+
 /* Checks the band points: 0 <= k < K - 1, 0 <= R < ny, 0 <= C < nx (the tables are
  * read without further bounds checks). */
 static int points_ok(const int64_t *k, const int64_t *R, const int64_t *C, Py_ssize_t n,
@@ -264,7 +277,7 @@ static PyObject *prepare(PyObject *self, PyObject *args)
         return NULL;
     }
     Py_ssize_t n = bs.b[2].len / 8;
-    if (!sized(&bs, 0, rw * K * f.ny, 8, "rows_pos") ||
+    if (!widths_ok(rw, cw, K, &f) || !sized(&bs, 0, rw * K * f.ny, 8, "rows_pos") ||
         !sized(&bs, 1, cw * K * f.nx, 8, "cols_pos") || !sized(&bs, 3, n, 1, "lower") ||
         !sized(&bs, 4, n, 8, "R") || !sized(&bs, 5, n, 8, "C") ||
         !sized(&bs, 6, n, 8, "d_in") || !sized(&bs, 7, n, 8, "d_out") ||
@@ -501,7 +514,7 @@ static PyObject *finish(PyObject *self, PyObject *args)
         return NULL;
     }
     Py_ssize_t n = bs.b[4].len / 8, n_e = bs.b[11].len / 16;
-    if (!sized(&bs, 0, rw * K * f.ny, 8, "rows_pos") ||
+    if (!widths_ok(rw, cw, K, &f) || !sized(&bs, 0, rw * K * f.ny, 8, "rows_pos") ||
         !sized(&bs, 1, cw * K * f.nx, 8, "cols_pos") || !sized(&bs, 2, K, 8, "z") ||
         !sized(&bs, 3, K + 1, 1, "linked") || !sized(&bs, 5, n, 1, "lower") ||
         !sized(&bs, 6, n, 8, "R") || !sized(&bs, 7, n, 8, "C") ||
@@ -656,6 +669,11 @@ static PyObject *crossing_table(PyObject *self, PyObject *args)
                           &bs.b[3], &bs.b[4], &y0, &sy, &ny, &n_planes, &bs.b[5], &pos_o))
         return NULL;
     bs.n = 6;
+    if (n_planes < 0 || ny < 0 || (ny > 0 && n_planes > ((long long)1 << 40) / ny)) {
+        PyErr_SetString(PyExc_ValueError, "_cbands.crossing_table: rows out of range");
+        release(&bs);
+        return NULL;
+    }
     Py_ssize_t ne = bs.b[0].len / 8, n_rows = (Py_ssize_t)(n_planes * ny);
     if (!sized(&bs, 1, ne, 8, "ay") || !sized(&bs, 2, ne, 8, "bx") ||
         !sized(&bs, 3, ne, 8, "by") || !sized(&bs, 4, ne, 8, "plane") ||
@@ -669,7 +687,7 @@ static PyObject *crossing_table(PyObject *self, PyObject *args)
     int bad = 0;
     for (Py_ssize_t e = 0; e < ne; e++) /* (raster has failed before on such edges) */
         bad |= plane[e] < 0 || plane[e] >= n_planes || !isfinite(ay[e]) || !isfinite(by[e]);
-    if (bad || !(sy > 0) || !isfinite(y0) || ny < 0) {
+    if (bad || !(sy > 0) || !isfinite(sy) || !isfinite(y0) || ny < 0) { /* (no NaN cast) */
         PyErr_SetString(PyExc_ValueError,
                         "_cbands.crossing_table: a plane out of range or a coordinate "
                         "or the lattice not finite");
@@ -699,7 +717,7 @@ static PyObject *crossing_table(PyObject *self, PyObject *args)
         return NULL;
     }
     bs.b[bs.n++] = pb;
-    if (pb.len % (n_rows * 8) != 0 || (n_rows == 0 && pb.len != 0)) {
+    if (n_rows == 0 ? pb.len != 0 : pb.len % (n_rows * 8) != 0) { /* (no % 0) */
         PyErr_SetString(PyExc_ValueError, "_cbands.crossing_table: pos is not (w, rows)");
         release(&bs);
         return NULL;

@@ -355,11 +355,12 @@ static PyObject *voxels(PyObject *self, PyObject *args)
     double vmin = INFINITY, vmax = -INFINITY;
     double lmin = INFINITY, hmax = -INFINITY, wmin = INFINITY;
     for (Py_ssize_t i = 0; i < m; i++) {
-        int64_t ga = gi[i], gb = ga + nxy;
-        if (ga < 0 || ga >= nflat || gb < 0 || gb >= nflat) {
+        int64_t ga = gi[i];
+        if (ga < 0 || ga >= nflat || nxy < -ga || nxy >= nflat - ga) { /* (no overflow) */
             rc = 0;
             break;
         }
+        int64_t gb = ga + nxy;
         double va = fl[ga], vb = fl[gb];
         float pa0, pa1, pb0, pb1;
         if (gathered) {

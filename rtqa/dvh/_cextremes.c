@@ -31,6 +31,10 @@ static PyObject *surface(PyObject *self, PyObject *args)
     PyObject *res = NULL;
     Py_ssize_t m = g0.len / 8, size = flat.len / 8;
     Py_buffer *per[] = {&w00, &w10, &w11, &w01, &nf, &ta, &tb};
+    if (nxy < 1 || nx < 0) { /* (the bound test below takes the last frame's last node) */
+        PyErr_SetString(PyExc_ValueError, "surface: strides out of range");
+        goto done;
+    }
     for (int k = 0; k < 7; k++) {
         if (per[k]->len != m * 8) {
             PyErr_SetString(PyExc_ValueError, "surface: arrays of different lengths");
@@ -45,7 +49,10 @@ static PyObject *surface(PyObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t v = 0; v < m && ok; v++) {
         int64_t g = gv[v], n = nfv[v];
-        if (n < 2 || g < 0 || g + (n - 1) * (int64_t)nxy + nx + 1 >= size) {
+        /* (each term below size first: the offset cannot overflow) */
+        if (n < 2 || g < 0 || g >= size || nx >= size
+            || n - 1 > (size - g) / nxy
+            || g + (n - 1) * (int64_t)nxy + nx + 1 >= size) {
             ok = 0;
             break;
         }

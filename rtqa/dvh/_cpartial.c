@@ -112,13 +112,16 @@ static int size_error(const char *what)
 static inline int trilinear(const double *d, i8 nd, i8 nx, i8 ny, i8 f, i8 jg, i8 ig,
                             i8 qx, i8 qy, double *c)
 {
+    /* (the frame offset f nxy is formed only when it lies within the dose: no wrap) */
+    if (f < 0 || nx < 1 || ny < 1 || nx > nd || ny > nd / nx || f > nd / (nx * ny))
+        return 0;
     i8 nxy = nx * ny;
     i8 i_a = iclip(ig - 1 + qx, 0, nx - 1);
     i8 i_b = iclip(ig + qx, 0, nx - 1);
     i8 j_a = iclip(jg - 1 + qy, 0, ny - 1) * nx;
     i8 j_b = iclip(jg + qy, 0, ny - 1) * nx;
     i8 base = f * nxy;
-    if (f < 0 || base + nxy + j_b + i_b >= nd)
+    if (base + nxy + j_b + i_b >= nd)
         return 0;
     double c000 = d[base + j_a + i_a];
     double c100 = d[base + j_a + i_b];
@@ -208,9 +211,10 @@ static PyObject *bits_count(PyObject *self, PyObject *args)
     PyObject *res = NULL;
     if (bits_args(&A, &B, n, m, size)) {
         Py_ssize_t nl = 0, nu = 0;
+        const uint64_t low = ((uint64_t)1 << m) - 1; /* (_bits: bits 0..m-1 only) */
         Py_BEGIN_ALLOW_THREADS
         for (Py_ssize_t k = 0; k < n * m; k++) {
-            uint64_t a = code_at(A.buf, size, k), b = code_at(B.buf, size, k);
+            uint64_t a = code_at(A.buf, size, k) & low, b = code_at(B.buf, size, k) & low;
             nl += popcount64(a & ~b);
             nu += popcount64(b & ~a);
         }
@@ -241,10 +245,12 @@ static PyObject *bits_fill(PyObject *self, PyObject *args)
         i8 *o_it = it.buf, *o_r = br.buf, *o_c = bc.buf, *o_k = kb.buf, *o_R = R.buf,
            *o_C = C.buf;
         Py_ssize_t j = 0;
+        const uint64_t low = ((uint64_t)1 << m) - 1; /* (_bits: bits 0..m-1 only) */
         Py_BEGIN_ALLOW_THREADS
         for (int upper = 0; upper < 2 && ok; upper++)
             for (Py_ssize_t k = 0; k < n * m && ok; k++) {
-                uint64_t a = code_at(A.buf, size, k), b = code_at(B.buf, size, k);
+                uint64_t a = code_at(A.buf, size, k) & low;
+                uint64_t b = code_at(B.buf, size, k) & low;
                 uint64_t v = upper ? b & ~a : a & ~b;
                 i8 item = k / m, r = k - item * m;
                 while (v) {

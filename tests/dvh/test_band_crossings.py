@@ -204,6 +204,29 @@ def test_inconsistent_arguments_raise():
                   flags)
 
 
+def test_degenerate_tables_raise_not_crash():
+    """No rows (was a division by zero: SIGFPE) is an empty table; an infinite row
+    spacing (a NaN cast to an integer) and tables of width 0 (rank 0 read beyond the
+    buffer) are refused."""
+    c = _cbands()
+    e, i8 = np.empty(0), np.int64
+    # 0 planes: 0 rows, an empty pos (was a division by zero)
+    assert c.crossing_table(e, e, e, e, np.empty(0, i8), (0.0, 1.0, 4), 0, np.empty(0, i8),
+                            np.empty((1, 0))) is None
+    a, b = np.array([0.0]), np.array([1.0])
+    with pytest.raises(ValueError):
+        c.crossing_table(a, a, b, b, np.zeros(1, i8), (0.0, float("inf"), 4), 1,
+                         np.empty(4, i8), None)
+    lat = (0.0, 0.0, 1.0, 1.0, 2, 2)
+    pts = (np.zeros(1, i8), np.zeros(1, bool), np.zeros(1, i8), np.zeros(1, i8))
+    with pytest.raises(ValueError):  # tables of width 0 (a RowTable is at least 1 wide)
+        c.prepare(e, 0, e, 0, 2, lat, *pts, np.empty(1), np.empty(1),
+                  np.empty(1, np.uint8))
+    with pytest.raises(ValueError):
+        c.finish(e, 0, e, 0, 2, lat, np.zeros(2), np.zeros(3, bool), *pts, np.zeros(1),
+                 np.zeros(1), np.full(1, 2, np.uint8), np.empty((2, 0)), np.empty(1))
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_column_table_is_the_row_table_of_the_columns(seed):
     c = _cbands()

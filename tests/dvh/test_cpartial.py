@@ -210,6 +210,24 @@ def test_bits_match_numpy(m, n, seed):
                     *[np.empty(nl + nu + 1, dtype=np.int64) for _ in range(6)])
 
 
+@pytest.mark.parametrize("m", [3, 31, 33])
+def test_bits_beyond_m_are_ignored_as_numpy_does(cp, m):
+    """_bits looks at bits 0..m-1 of a row code only; so do the kernels (a bit beyond m
+    would give a column >= m: another count, and a sub-sample outside the voxel)."""
+    dt = code_dtype(m)
+    A = np.zeros((2, m), dtype=dt)
+    A[0, 1] = dt(1) << dt(m) | dt(1)
+    A[1, 0] = ~dt(0)  # every bit
+    B = np.zeros_like(A)
+    want = [_bits(A & ~B, m), _bits(B & ~A, m)]
+    nl, nu = cp.bits_count(A, B, 2, m, A.dtype.itemsize)
+    assert (nl, nu) == (want[0][0].size, want[1][0].size)
+    out = [np.empty(nl + nu, dtype=np.int64) for _ in range(6)]
+    ik = iJ = iI = np.zeros(2, dtype=np.int64)
+    cp.bits_fill(A, B, 2, m, A.dtype.itemsize, ik, iJ, iI, *out)
+    assert out[2].tobytes() == want[0][2].astype(np.int64).tobytes()
+
+
 def _zbins(uneven, seed=0):
     rng = np.random.default_rng(seed)
     z = np.arange(9) * 2.5 - 7.0
@@ -388,6 +406,10 @@ def test_kernels_refuse_wrong_sizes_and_indices(cp):
     with pytest.raises(IndexError):  # a frame beyond the grid
         cp.cell_chunk(tab.flat, tab.nx, tab.ny, fa + tab.nz, iJ, iI, 0, 0, nbmax, 0.01,
                       part, mom, C, S0, mean, width, w)
+    for far in (2**62, 2**62 + 1):  # f nxy wraps to a small offset: refused, not read
+        with pytest.raises(IndexError):
+            cp.cell_chunk(tab.flat, 2, 2, fa * 0 + far, iJ, iI, 0, 0, nbmax, 0.01,
+                          part, mom, C, S0, mean, width, w)
     with pytest.raises(ValueError):
         cp.slot_table(np.zeros(3), np.zeros(3), np.zeros(3, np.int64),
                       np.zeros(3, np.int64), np.zeros(3), np.zeros((3, 4, 6)),

@@ -134,3 +134,21 @@ def test_sample_plan_dvhs_same_either_path(monkeypatch, sample_dir):
         for name in ("volume_cc", "min_gy", "max_gy", "mean_gy", "outside_cc"):
             assert np.float64(getattr(a, name)).tobytes() == \
                 np.float64(getattr(b, name)).tobytes(), name
+
+
+@pytest.mark.parametrize("g, nxy", [(2**62, 2**62), (5, 2**63 - 3), (5, -6), (9, 1)])
+def test_voxels_kernel_refuses_frame_offsets_outside_the_dose(g, nxy):
+    """The compiled whole-voxel kernel bounds g and g + nxy without forming a sum that
+    can overflow (undefined in C): None, acc unchanged (the numpy code then raises)."""
+    c = _native.load(_KERNEL) if _native.enabled() else None
+    if c is None:
+        pytest.skip("compiled kernel not built")
+    n = 20
+    acc, work = np.zeros(n), np.zeros(4 * n + 8)
+    flat, pair = np.ones(10), np.zeros(10, np.complex64)
+    one = np.ones(1)
+    r = c.voxels(acc, work, flat, pair, np.empty(0, np.complex64), np.array([g], np.int64),
+                 nxy, one, one * 0.5, one * 0.1, one * 0.0, one, np.empty(0, np.int64), 0.0,
+                 1.0, 0.01)
+    assert r is None
+    assert not acc.any() and not work.any()

@@ -69,3 +69,25 @@ def test_random_doses_and_frames_same_as_numpy(monkeypatch, calls, frames, seed)
         g = SimpleNamespace(x=grid.x, y=grid.y, z=z, dose=dose)
         got, want = _both(monkeypatch, (e, slabs, g, T._Tables(g)))
         assert got == want
+
+
+def test_kernel_refuses_indices_outside_the_dose(monkeypatch):
+    """The compiled vertex loop reads only inside the dose array, whatever its integer
+    arguments: a negative row or frame stride is refused, and a frame count whose offset
+    overflows gives None (the numpy code then runs), not a wrapped index."""
+    _native_only(monkeypatch)
+    c = _native.load("rtqa.dvh._cextremes")
+    d = np.zeros(100)
+    one = np.ones(1)
+
+    def call(g0, nf, nxy, nx):
+        return c.surface(d, np.array([g0], np.int64), one, one, one, one,
+                         np.array([nf], np.int64), one, one, nxy, nx)
+
+    assert call(0, 2, 10, 5) == (0.0, 0.0)
+    with pytest.raises(ValueError):
+        call(50, 2, -40, 0)
+    with pytest.raises(ValueError):
+        call(10, 2, 10, -5)
+    assert call(0, 2**62, 4, 1) is None
+    assert call(2**62, 2, 4, 1) is None
