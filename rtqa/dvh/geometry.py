@@ -61,10 +61,12 @@ def slabs_for(z: np.ndarray, single_plane_mm: float, ct_z: np.ndarray | None = N
     """Slab faces for sorted plane positions ``z`` (mm).
 
     ``single_plane_mm`` is the thickness given to a structure drawn on one plane only
-    (the CT slice spacing when known). ``end_caps``: see :data:`END_CAPS`."""
+    (the CT slice spacing when known). ``end_caps``: see :data:`END_CAPS`. A plane at
+    -0.0 mm (ContourData "-0.0") is taken as +0.0: the two are the same position, and
+    numpy's and the compiled kernels' clip may pick either zero on a tie (rtqa._native)."""
     if end_caps not in END_CAPS:
         raise ValueError(f"end_caps must be one of {END_CAPS}, not {end_caps!r}")
-    z = np.asarray(z, dtype=float)
+    z = np.asarray(z, dtype=float) + 0.0  # (a copy, with -0.0 as +0.0)
     if z.size == 1:
         h = single_plane_mm / 2.0
         return Slabs(z, z - h, z + h, np.zeros(0, dtype=bool))

@@ -269,3 +269,16 @@ def test_dvhs_same_both_paths(monkeypatch, sample_dir):
         assert a.edges_gy.tobytes() == b.edges_gy.tobytes()
         assert (a.volume_cc, a.min_gy, a.max_gy, a.mean_gy) == \
             (b.volume_cc, b.min_gy, b.max_gy, b.mean_gy)
+
+
+def test_plane_at_minus_zero_is_plus_zero():
+    """ContourData "-0.0" gives a plane at -0.0 mm; the slabs hold +0.0 (np.clip and the
+    compiled clip may return either zero on a tie: with +0.0 only, both give the same
+    bits)."""
+    from rtqa.dvh.geometry import slabs_for
+    z = np.array([-2.0, -0.0, 2.0])
+    s = slabs_for(z, 2.0)
+    assert not np.signbit(s.z).any() and s.z.tolist() == [-2.0, 0.0, 2.0]
+    assert np.signbit(z[1])  # (the caller's array is left alone)
+    one = slabs_for(np.array([-0.0]), 2.0)
+    assert not np.signbit(one.z).any()
