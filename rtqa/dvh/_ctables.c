@@ -36,7 +36,9 @@
  * difference is set to 0) the term added here is +0.0 or -0.0, which leaves the sum
  * unchanged (it starts at +0.0 and, in round-to-nearest, is never -0.0). np.maximum(v,
  * 0) keeps v unless v < 0 (a NaN is refused: NaN propagates through every operation to
- * the pairs, which are checked), sqrtf is correctly rounded as np.sqrt. The gather copies table entries (integer index arithmetic only).
+ * the pairs, which are checked), sqrtf is correctly rounded as np.sqrt. The row loops
+ * are element-wise; vectorised, each element still gets the same operations. The gather
+ * copies table entries (integer index arithmetic only).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -253,8 +255,8 @@ typedef struct {
     int64_t f, fbase, j, jbase; /* last frame (f * nxy) and row (j * nx, in the frame) */
 } Where;
 
-static void where_init(Where *w, int64_t nxy, int64_t nx, int64_t nz, int64_t j0, int64_t j1,
-                       int64_t i0, int64_t i1)
+static void where_init(Where *w, int64_t nxy, int64_t nx, int64_t nz, int64_t j0,
+                       int64_t j1, int64_t i0, int64_t i1)
 {
     Where v = {nxy, nx, nz, j0, j1, i0, i1, 1.0 / (double)nxy, 1.0 / (double)nx,
                -1, -nxy - 1, -1, -nx - 1};

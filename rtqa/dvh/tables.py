@@ -10,6 +10,10 @@ Units: dose in Gy, z in mm; t is the position between two dose frames (0 on fram
   exact mean of the trilinear dose over the voxel and its z part;
 * :class:`_ZBins`: the grid's z range cut at its inner frames. Every column piece is cut
   at the dose frames: within a frame interval the trilinear dose is linear in t.
+
+The tables and their windowed look-up (:meth:`_Tables._compute`, :meth:`_Tables.pairs_at`)
+have a compiled twin, ``rtqa.dvh._ctables`` (the same values, bit for bit; the numpy code
+here is the reference and the fallback: rtqa._native).
 """
 
 from __future__ import annotations
