@@ -51,7 +51,7 @@
  * keeps every value (the same IEEE operations per element), and sqrtf need not set errno
  * (its argument is never negative here). */
 #if defined(__GNUC__) && !defined(__clang__)
-#define VECTOR __attribute__((optimize("tree-vectorize", "vect-cost-model=dynamic", \
+#define VECTOR __attribute__((optimize("tree-vectorize", "vect-cost-model=dynamic", "fp-contract=off", \
                                        "no-math-errno")))
 #else
 #define VECTOR
@@ -365,17 +365,12 @@ static PyObject *gather(PyObject *self, PyObject *args)
         double inv_b = 1.0 / (double)block;
         int64_t last = -1, ba = 0, bb = 0, oa0 = 0, ob0 = 0, na = 0, nb = 0;
         Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t k = 0; k < n; k++) { /* (frames only: gather checks the rest) */
-            int64_t xk = x[k], rem = xk - w.fbase;
-            if (rem < 0 || rem >= nxy) {
-                if (xk < 0 || xk >= (nz - 1) * nxy) {
-                    ok = 0;
-                    break;
-                }
-                w.f = quot(xk, nxy, w.inv_nxy);
-                w.fbase = w.f * nxy;
+        for (Py_ssize_t k = 0; k < n; k++) {
+            int64_t f, loc;
+            if (!where(&w, x[k], &f, &loc)) {
+                ok = 0;
+                break;
             }
-            int64_t f = w.f;
             if (f != last) { /* the blocks of frames f and f + 1, and their offsets */
                 ba = quot(f, block, inv_b) - lo;
                 bb = quot(f + 1, block, inv_b) - lo;
