@@ -10,6 +10,10 @@ Units: dose in Gy, z in mm; t is the position between two dose frames (0 on fram
   exact mean of the trilinear dose over the voxel and its z part;
 * :class:`_ZBins`: the grid's z range cut at its inner frames. Every column piece is cut
   at the dose frames: within a frame interval the trilinear dose is linear in t.
+
+The tables and their windowed look-up (:meth:`_Tables._compute`, :meth:`_Tables.pairs_at`)
+have a compiled twin, ``rtqa.dvh._ctables`` (the same values, bit for bit; the numpy code
+here is the reference and the fallback: rtqa._native).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from rtqa import _native
 from rtqa.dvh.interpolation import _z_extent
 from rtqa.reading.dose import DoseGrid
 
@@ -123,6 +128,8 @@ WHOLE_TABLE_BYTES = 48_000_000
 TABLE_BUDGET_BYTES = 8_000_000
 #: Bytes per block of frames (large grids).
 TABLE_BLOCK_BYTES = 1_000_000
+#: The compiled twin of :meth:`_Tables._compute` and :meth:`_Tables.pairs_at`.
+_KERNEL = "rtqa.dvh._ctables"
 
 
 class _Tables:
@@ -175,6 +182,11 @@ class _Tables:
         """The (mean offset, sd) pairs of frames f0..f1-1 over the window (node rows
         j0..j1-1, columns i0..i1-1) as complex64, flat (frame, row, column)."""
         j0, j1, i0, i1 = win
+        c = _native.load(_KERNEL)
+        if c is not None and _plain(self.flat, np.float64):
+            out = np.empty((f1 - f0) * (j1 - j0) * (i1 - i0), dtype=np.complex64)
+            if c.pairs(self.flat, self.nz, self.ny, self.nx, f0, f1, j0, j1, i0, i1, out):
+                return out
         ja, jb = max(j0 - 1, 0), min(j1 + 1, self.ny)
         ia, ib = max(i0 - 1, 0), min(i1 + 1, self.nx)
         d = self.dose
@@ -218,6 +230,11 @@ class _Tables:
         them twice)."""
         if self.pair is not None:
             return self.pair[g], self.pair[g + self.nxy]
+        c = _native.load(_KERNEL)
+        if c is not None and _plain(g, np.int64):
+            r = self._pairs_native(c, g)
+            if r is not None:
+                return r
         f, rem = np.divmod(g, self.nxy)
         in_order = bool(np.all(f[1:] >= f[:-1]))  # frame order (whole-voxel elements)
         loc = self._local2d(rem)
@@ -260,6 +277,34 @@ class _Tables:
                 out_b[order[sb]] = t[lb[sb]]
         return out_a, out_b
 
+    def _pairs_native(self, c, g: np.ndarray):
+        """:meth:`pairs_at` compiled (``_ctables.blocks``, then ``gather``: the same
+        values); None when the kernel leaves ``g`` to the numpy code (a node outside the
+        window or the frames, or more blocks than the budget keeps)."""
+        j0, j1, i0, i1 = self._win
+        args = (self.nxy, self.nx, self.nz, self.block, j0, j1, i0, i1)
+        mask = np.zeros(-(-self.nz // self.block), dtype=np.uint8)
+        if not c.blocks(g, *args, mask):
+            return None
+        used = np.flatnonzero(mask).tolist()
+        if len(used) > self._cap:
+            return None
+        if not used:  # (no node)
+            return np.empty(0, dtype=np.complex64), np.empty(0, dtype=np.complex64)
+        lo, hi = used[0], used[-1]
+        # visit from the end nearer the most recently used block, as the numpy code
+        last = next(reversed(self._cache), lo)
+        if 2 * last > lo + hi:
+            used.reverse()
+        tabs = [None] * (hi - lo + 1)
+        for b in used:  # (at most the cap: none of them is dropped meanwhile)
+            tabs[b - lo] = self._block(b)
+        out_a = np.empty(g.size, dtype=np.complex64)
+        out_b = np.empty(g.size, dtype=np.complex64)
+        if not c.gather(g, *args, lo, tuple(tabs), out_a, out_b):
+            return None
+        return out_a, out_b
+
     def _local2d(self, rem: np.ndarray) -> np.ndarray:
         """In-window in-plane index of in-plane flat indices ``rem`` (row j, column i)."""
         j0, j1, i0, i1 = self._win
@@ -294,6 +339,12 @@ class _Tables:
             sel = order[s:e]
             out[sel] = self._block(int(bs[s]))[local[sel]]
         return out
+
+
+def _plain(a: np.ndarray, dtype) -> bool:
+    """``a`` is a C-contiguous array of ``dtype`` in native byte order (a kernel buffer)."""
+    return (isinstance(a, np.ndarray) and a.dtype == dtype and a.dtype.isnative
+            and a.flags.c_contiguous)
 
 
 _TABLES: "weakref.WeakKeyDictionary[DoseGrid, _Tables]" = weakref.WeakKeyDictionary()
