@@ -627,6 +627,19 @@ static int band_init(Band *B, int all_one, Py_buffer *a, Py_buffer *b, Py_buffer
     return 1;
 }
 
+/* The doses at t0 and t1 of the node of flat index g (frame f, f + 1: d[g], d[g + nxy])
+ * into opa[j], opb[j], as the numpy va + t (vb - va); 0 when j or g is out of range. */
+static int node_points(const double *d, i8 nd, i8 nxy, i8 g, double t0, double t1,
+                       double *opa, double *opb, i8 j, i8 cap)
+{
+    if (j >= cap || g < 0 || g + nxy >= nd)
+        return 0;
+    double va = d[g], vb = d[g + nxy];
+    opa[j] = va + t0 * (vb - va);
+    opb[j] = va + t1 * (vb - va);
+    return 1;
+}
+
 static PyObject *band_cen(PyObject *self, PyObject *args)
 {
     Py_buffer a, b, f0, np_, it, br, bc, iJ, iI, zbin, edges, dose, pa, pb;
@@ -666,14 +679,10 @@ static PyObject *band_cen(PyObject *self, PyObject *args)
                 moments(B.z, f, x, y, &c0, &c1, &c2, &t0, &t1);
                 i8 itm = B.it[i];
                 i8 g = f * nxy + (pJ[itm] + J0) * nx + (pI[itm] + I0);
-                if (j >= cap || g < 0 || g + nxy >= nd) {
+                if (!node_points(d, nd, nxy, g, t0, t1, opa, opb, j++, cap)) {
                     ok = 0;
                     break;
                 }
-                double va = d[g], vb = d[g + nxy];
-                opa[j] = va + t0 * (vb - va);
-                opb[j] = va + t1 * (vb - va);
-                j++;
             }
         }
         Py_END_ALLOW_THREADS
@@ -785,14 +794,10 @@ static PyObject *cen_fill(PyObject *self, PyObject *args)
                 }
                 moments(pz, f, x, y, &c0, &c1, &c2, &t0, &t1);
                 i8 g = f * nxy + (pJ[i] + J0) * nx + (pI[i] + I0);
-                if (j >= cap || g < 0 || g + nxy >= nd) {
+                if (!node_points(d, nd, nxy, g, t0, t1, opa, opb, j++, cap)) {
                     ok = 0;
                     break;
                 }
-                double va = d[g], vb = d[g + nxy];
-                opa[j] = va + t0 * (vb - va);
-                opb[j] = va + t1 * (vb - va);
-                j++;
             }
         }
         Py_END_ALLOW_THREADS
