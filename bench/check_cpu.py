@@ -1,12 +1,17 @@
 """``make bench-check``: where the CPU time of one ``rtqa check`` goes (issue 16 item 3).
 
     .venv/bin/python bench/check_cpu.py [--runs 5] [--plan plans_sample/hcc_pass]
-                                        [--profile N]
+                                        [--profile N] [--no-pdf] [--base TREE]
 
 Each run is a fresh ``python -m rtqa check PLAN --json OUT`` (and the same with
-``--html``), timed as the whole process: user + system CPU of the process from
-``os.wait4`` (interpreter start, imports, reading, DVHs, checks and reports). The goal
-of issue 16: <= 1.0 s CPU for JSON, <= 1.3 s with HTML, on the bundled passing sample.
+``--html``, then with ``--pdf`` when WeasyPrint can be used; ``--no-pdf`` skips it),
+timed as the whole process: user + system CPU of the process from ``os.wait4``
+(interpreter start, imports, reading, DVHs, checks and reports). The goals of issue 16:
+<= 1.0 s CPU for JSON, <= 1.3 s with HTML, <= 1.5 s with PDF, on the bundled passing
+sample. Before the runs of each kind and after every round, a plain Python loop
+(``make bench-batch-sample``'s reference) is timed in a fresh process: its rate (M loops
+per CPU-second) says how fast the machine ran Python at those moments, so that figures
+from different machines or loads can be compared.
 
 A second kind of child splits one run into stages, by CPU time of the process
 (``time.process_time``), with the same code path as the CLI:
@@ -44,19 +49,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _child_modules(plan: str, html: bool) -> None:
+def _child_modules(plan: str, fmt: str) -> None:
     """Run one check in this process and print the modules it imported (JSON)."""
     before = set(sys.modules)
-    _run_cli(plan, html)
+    _run_cli(plan, fmt)
     print(json.dumps(sorted(set(sys.modules) - before)))
 
 
-def _run_cli(plan: str, html: bool) -> int:
+def _run_cli(plan: str, fmt: str) -> int:
     from rtqa.cli import main
     out = Path(tempfile.mkdtemp(prefix="rtqa-check-cpu-"))
     args = ["check", plan, "--json", str(out / "r.json")]
-    if html:
-        args += ["--html", str(out / "r.html")]
+    if fmt != "json":
+        args += [f"--{fmt}", str(out / f"r.{fmt}")]
     try:
         main.main(args, standalone_mode=False)
         code = 0
@@ -68,7 +73,7 @@ def _run_cli(plan: str, html: bool) -> int:
     return code
 
 
-def _child_stages(plan: str, html: bool, modules: list[str], profile: int) -> None:
+def _child_stages(plan: str, fmt: str, modules: list[str], profile: int) -> None:
     import importlib
     for m in modules:
         try:
@@ -102,7 +107,7 @@ def _child_stages(plan: str, html: bool, modules: list[str], profile: int) -> No
         import cProfile
         prof = cProfile.Profile()
         prof.enable()
-    code = _run_cli(plan, html)
+    code = _run_cli(plan, fmt)
     if prof is not None:
         prof.disable()
         import pstats
@@ -132,6 +137,26 @@ def _wait(cmd: list[str], tree: str | None = None) -> tuple[float, float, int, s
 
 
 STAGES = ["start+imports", "reading", "dvh", "checks", "report"]
+FORMATS = ["json", "html", "pdf"]
+#: Issue 16's goals, s CPU of the whole process: JSON, JSON + HTML, JSON + PDF.
+GOALS = {"json": 1.0, "html": 1.3, "pdf": 1.5}
+#: Iterations of the reference loop (about 0.15 s of CPU on a 20 M loops/s machine).
+LOOPS = 3_000_000
+
+
+def _loop_rate(py: str) -> float:
+    """Loops per CPU-second of the plain Python loop of ``make bench-batch-sample``'s
+    reference, in a fresh process now: how fast this machine runs Python at this moment,
+    for comparing figures taken on different machines or loads."""
+    code = f"import sys; sys.path.insert(0, {str(REPO / 'bench')!r}); " \
+           f"from batch_sample_bench import _burn; print(_burn({LOOPS}))"
+    out = subprocess.run([py, "-c", code], capture_output=True, text=True, check=True, env=ENV)
+    return LOOPS / float(out.stdout.strip().splitlines()[-1])
+
+
+def _pdf_available(py: str) -> bool:
+    code = "from rtqa.report.pdf import pdf_available; import sys; sys.exit(bool(pdf_available()))"
+    return subprocess.run([py, "-c", code], capture_output=True, env=ENV).returncode == 0
 
 
 def main(argv=None) -> int:
@@ -143,14 +168,15 @@ def main(argv=None) -> int:
                     help="also run another rtqa source tree (e.g. `git archive main` "
                          "unpacked), interleaved with this one, for a before/after")
     ap.add_argument("--child", choices=["modules", "stages"])
-    ap.add_argument("--html", action="store_true")
+    ap.add_argument("--format", choices=FORMATS, default="json")
+    ap.add_argument("--no-pdf", action="store_true", help="skip the PDF runs")
     ap.add_argument("--modules", default="")
     args = ap.parse_args(argv)
     if args.child == "modules":
-        _child_modules(args.plan, args.html)
+        _child_modules(args.plan, args.format)
         return 0
     if args.child == "stages":
-        _child_stages(args.plan, args.html, json.loads(args.modules or "[]"), args.profile)
+        _child_stages(args.plan, args.format, json.loads(args.modules or "[]"), args.profile)
         return 0
     py = sys.executable
     me = str(Path(__file__).resolve())
@@ -160,13 +186,19 @@ def main(argv=None) -> int:
     failed = False
     print(f"rtqa check {plan}: CPU (user + system) of the whole process and by stage, "
           f"median of {args.runs} (interleaved); load {os.getloadavg()[0]:.1f}")
-    for html in (False, True):
-        label = "--json --html" if html else "--json"
-        extra = ["--html"] if html else []
+    formats = [f for f in FORMATS if f != "pdf" or not args.no_pdf]
+    if "pdf" in formats and not _pdf_available(py):
+        print("  --pdf: skipped (WeasyPrint or Pango is not installed: make pdf-tools, "
+              "pip install 'rtqa[pdf]')")
+        formats.remove("pdf")
+    for fmt in formats:
+        label = "--json" + ("" if fmt == "json" else f" --{fmt}")
+        extra = ["--format", fmt]
         tmp = Path(tempfile.mkdtemp(prefix="rtqa-check-cpu-"))
         cmd = [py, "-m", "rtqa", "check", plan, "--json", str(tmp / "r.json")]
-        if html:
-            cmd += ["--html", str(tmp / "r.html")]
+        if fmt != "json":
+            cmd += [f"--{fmt}", str(tmp / f"r.{fmt}")]
+        loops = [_loop_rate(py)]
         results = {}
         for name, tree in trees:
             _, _, _, mods = _wait([py, me, "--child", "modules", "--plan", plan] + extra, tree)
@@ -185,6 +217,7 @@ def main(argv=None) -> int:
                     failed = True
                     continue
                 r["stages"].append(json.loads(out.strip().splitlines()[-1]))
+            loops.append(_loop_rate(py))
         for f in tmp.iterdir():
             f.unlink()
         tmp.rmdir()
@@ -197,6 +230,12 @@ def main(argv=None) -> int:
                 parts = ", ".join(f"{k} {statistics.median(s[k] for s in r['stages']):.3f}"
                                   f" ({min(s[k] for s in r['stages']):.3f})" for k in STAGES)
                 print(f"  {'':14s}   stages, s CPU median (min): {parts}")
+        goal = GOALS[fmt]
+        best = statistics.median(results["this tree"]["totals"])
+        print(f"  {'':14s}   goal <= {goal:.1f} s CPU: {best:.2f} s -> "
+              f"{'MET' if best <= goal else 'NOT MET'}; reference loop at the same moments "
+              f"{statistics.median(loops) / 1e6:.2f} M loops per CPU-s (min "
+              f"{min(loops) / 1e6:.2f}, max {max(loops) / 1e6:.2f})")
         if args.profile:
             subprocess.run([py, me, "--child", "stages", "--plan", plan, "--modules",
                             json.dumps(results["this tree"]["modules"]), "--profile",
