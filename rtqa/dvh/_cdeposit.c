@@ -60,6 +60,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Minima of lo and of hi - lo, maximum of hi; 0 when a value is NaN or a weight is not
@@ -311,23 +313,144 @@ typedef struct {
     float tm, vt;
 } rec_t;
 
+/* The frames' pairs computed as the elements need them (voxels with a ring): the API of
+ * rtqa.dvh._ctables (its capsule _frames; NULL until first used or when not built). */
+typedef struct {
+    int (*frame_pairs_spans)(const double *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                             const int32_t *, const int32_t *, Py_ssize_t, Py_ssize_t,
+                             float *, float *);
+    int (*spans_ok)(const int32_t *, const int32_t *, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                    Py_ssize_t);
+} FramesAPI;
+
+static FramesAPI *frames_api = NULL;
+
+/* A ring of two frames of pairs over a window (rows j0..j1-1, columns i0..i1-1): slot s
+ * holds frame tag[s] (-1: none) at the spans lo, hi of that frame (int32, nz x (j1 - j0),
+ * window columns; rtqa.dvh.tables._FrameRing). */
+typedef struct {
+    float *buf;
+    int64_t *tag;
+    const int32_t *lo, *hi;
+    Py_ssize_t nz, ny, nx, j0, j1, i0, i1, nj, wlen, area;
+    float *scr;
+    /* the position of the last index (frame and row: indices in frame order mostly
+     * need no division) */
+    int64_t f, fbase, j, jbase;
+    double inv_nxy, inv_nx;
+} Ring;
+
+/* x // d for 0 <= x < 2^52 and d >= 1 (as in _ctables.c). */
+static inline int64_t quot(int64_t x, int64_t d, double inv)
+{
+    int64_t q = (int64_t)((double)x * inv);
+    while (q * d > x)
+        q--;
+    while ((q + 1) * d <= x)
+        q++;
+    return q;
+}
+
+/* Frame, window row and window column of flat node index x (0 <= x < (nz - 1) nxy,
+ * checked by the caller); 0 outside the window. */
+static inline int ring_where(Ring *R, int64_t x, int64_t nxy, int64_t *f, int64_t *j,
+                             int64_t *i)
+{
+    int64_t rem = x - R->fbase;
+    if (rem < 0 || rem >= nxy) {
+        R->f = quot(x, nxy, R->inv_nxy);
+        R->fbase = R->f * nxy;
+        rem = x - R->fbase;
+    }
+    int64_t c = rem - R->jbase;
+    if (c < 0 || c >= R->nx) {
+        R->j = quot(rem, R->nx, R->inv_nx);
+        R->jbase = R->j * R->nx;
+        c = rem - R->jbase;
+    }
+    if (R->j < R->j0 || R->j >= R->j1 || c < R->i0 || c >= R->i1)
+        return 0;
+    *f = R->f;
+    *j = R->j - R->j0;
+    *i = c - R->i0;
+    return 1;
+}
+
+/* The slot of frame f, computed into the slot other than `keep` when not in the ring;
+ * -1 when a span is outside the window or a pair is NaN. */
+static Py_ssize_t ring_slot(Ring *R, const double *flat, int64_t f, Py_ssize_t keep)
+{
+    if (R->tag[0] == f)
+        return 0;
+    if (R->tag[1] == f)
+        return 1;
+    Py_ssize_t s = keep == 0 ? 1 : keep == 1 ? 0 : (R->tag[0] == f + 1 ? 1 : 0);
+    const int32_t *lo = R->lo + f * R->nj, *hi = R->hi + f * R->nj;
+    R->tag[s] = -1;
+    if (!frames_api->spans_ok(lo, hi, R->nj, R->i0, R->wlen, R->nx)
+        || !frames_api->frame_pairs_spans(flat + f * R->ny * R->nx, R->ny, R->nx, R->j0,
+                                          R->j1, lo, hi, R->i0, R->wlen,
+                                          R->buf + 2 * s * R->area, R->scr))
+        return -1;
+    R->tag[s] = f;
+    return s;
+}
+
 static PyObject *voxels(PyObject *self, PyObject *args)
 {
     Py_buffer acc, work, flat, pair, pb, g, w, t, vt, tlo, thi, row;
+    Py_buffer rbuf = {0}, rtag = {0}, rlo = {0}, rhi = {0};
     Py_ssize_t nxy;
     double dmin, dmax, h;
-    if (!PyArg_ParseTuple(args, "w*w*y*y*y*y*ny*y*y*y*y*y*ddd", &acc, &work, &flat, &pair,
-                          &pb, &g, &nxy, &w, &t, &vt, &tlo, &thi, &row, &dmin, &dmax, &h))
+    PyObject *ringobj = Py_None;
+    if (!PyArg_ParseTuple(args, "w*w*y*y*y*y*ny*y*y*y*y*y*ddd|O", &acc, &work, &flat, &pair,
+                          &pb, &g, &nxy, &w, &t, &vt, &tlo, &thi, &row, &dmin, &dmax, &h,
+                          &ringobj))
         return NULL;
     PyObject *res = NULL;
     Py_ssize_t m = g.len / 8, n = acc.len / 8, nd = 0, nflat = flat.len / 8;
-    int coded = row.len > 0, gathered = pb.len > 0;
+    int coded = row.len > 0, gathered = pb.len > 0, ringed = ringobj != Py_None;
     Py_ssize_t nrec = coded ? w.len / 16 : 0, npair = pair.len / 8;
+    Ring R;
+    R.scr = NULL;
+    if (ringed) {
+        /* ring = (buf, tag, lo, hi, nz, ny, nx, j0, j1, i0, i1) */
+        if (!PyArg_ParseTuple(ringobj, "w*w*y*y*nnnnnnn", &rbuf, &rtag, &rlo, &rhi, &R.nz,
+                              &R.ny, &R.nx, &R.j0, &R.j1, &R.i0, &R.i1))
+            goto done;
+        if (frames_api == NULL) {
+            frames_api = PyCapsule_Import("rtqa.dvh._ctables._frames", 0);
+            if (frames_api == NULL) {
+                PyErr_Clear();
+                res = Py_NewRef(Py_None);
+                goto done;
+            }
+        }
+        R.nj = R.j1 - R.j0, R.wlen = R.i1 - R.i0, R.area = R.nj * R.wlen;
+        if (!(R.ny >= 2 && R.nx >= 2 && R.nz >= 2 && R.nx * R.ny == nxy
+              && R.nz * nxy == nflat && nflat < ((Py_ssize_t)1 << 52) && 0 <= R.j0
+              && R.j0 < R.j1 && R.j1 <= R.ny && 0 <= R.i0 && R.i0 < R.i1 && R.i1 <= R.nx)) {
+            PyErr_SetString(PyExc_ValueError, "ring: bad window");
+            goto done;
+        }
+        if (!need(&rbuf, 2 * R.area, 8, "ring") || !need(&rtag, 2, 8, "tag")
+            || !need(&rlo, R.nz * R.nj, 4, "lo") || !need(&rhi, R.nz * R.nj, 4, "hi"))
+            goto done;
+        R.buf = rbuf.buf, R.tag = rtag.buf, R.lo = rlo.buf, R.hi = rhi.buf;
+        R.f = -1, R.fbase = -nxy - 1, R.j = -1, R.jbase = -R.nx - 1;
+        R.inv_nxy = 1.0 / (double)nxy, R.inv_nx = 1.0 / (double)R.nx;
+        R.scr = malloc((size_t)(10 * R.wlen + 4) * sizeof(float));
+        if (R.scr == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        gathered = 0;
+    }
     if (!need(&g, m, 8, "g") || !need_work(&work, n, m))
         goto done;
     if (gathered && (!need(&pair, m, 8, "pair") || !need(&pb, m, 8, "pb")))
         goto done;
-    if (!gathered && npair < nflat) {
+    if (!gathered && !ringed && npair < nflat) {
         PyErr_SetString(PyExc_ValueError, "pair: smaller than flat");
         goto done;
     }
@@ -354,6 +477,9 @@ static PyObject *voxels(PyObject *self, PyObject *args)
     const double *wd = w.buf, *td = t.buf, *vd = vt.buf;
     double vmin = INFINITY, vmax = -INFINITY;
     double lmin = INFINITY, hmax = -INFINITY, wmin = INFINITY;
+    int64_t rlast = -1;
+    const float *ra = NULL, *rb = NULL;
+    const int32_t *loa = NULL, *hia = NULL, *lob = NULL, *hib = NULL;
     for (Py_ssize_t i = 0; i < m; i++) {
         int64_t ga = gi[i];
         if (ga < 0 || ga >= nflat || nxy < -ga || nxy >= nflat - ga) { /* (no overflow) */
@@ -363,7 +489,31 @@ static PyObject *voxels(PyObject *self, PyObject *args)
         int64_t gb = ga + nxy;
         double va = fl[ga], vb = fl[gb];
         float pa0, pa1, pb0, pb1;
-        if (gathered) {
+        if (ringed) { /* the pairs of frames f and f + 1 from the ring (computed there) */
+            int64_t f, jj, ii;
+            if (!ring_where(&R, ga, nxy, &f, &jj, &ii)) {
+                rc = 0;
+                break;
+            }
+            if (f != rlast) {
+                Py_ssize_t sa = ring_slot(&R, fl, f, -1);
+                Py_ssize_t sb = sa < 0 ? -1 : ring_slot(&R, fl, f + 1, sa);
+                if (sb < 0) {
+                    rc = 0;
+                    break;
+                }
+                ra = R.buf + 2 * sa * R.area, rb = R.buf + 2 * sb * R.area;
+                loa = R.lo + f * R.nj, hia = R.hi + f * R.nj;
+                lob = loa + R.nj, hib = hia + R.nj;
+                rlast = f;
+            }
+            if (ii < loa[jj] || ii >= hia[jj] || ii < lob[jj] || ii >= hib[jj]) {
+                rc = 0; /* (a node outside the spans computed) */
+                break;
+            }
+            int64_t loc = 2 * (jj * R.wlen + ii);
+            pa0 = ra[loc], pa1 = ra[loc + 1], pb0 = rb[loc], pb1 = rb[loc + 1];
+        } else if (gathered) {
             pa0 = pa_[2 * i], pa1 = pa_[2 * i + 1], pb0 = pb_[2 * i], pb1 = pb_[2 * i + 1];
         } else {
             pa0 = pa_[2 * ga], pa1 = pa_[2 * ga + 1], pb0 = pa_[2 * gb], pb1 = pa_[2 * gb + 1];
@@ -496,6 +646,15 @@ done:
     PyBuffer_Release(&tlo);
     PyBuffer_Release(&thi);
     PyBuffer_Release(&row);
+    free(R.scr);
+    if (rbuf.obj)
+        PyBuffer_Release(&rbuf);
+    if (rtag.obj)
+        PyBuffer_Release(&rtag);
+    if (rlo.obj)
+        PyBuffer_Release(&rlo);
+    if (rhi.obj)
+        PyBuffer_Release(&rhi);
     return res;
 }
 

@@ -71,10 +71,13 @@ def _voxel_elements(tab: _Tables, acc: _Accumulator, g, w, tm, vt, tlo, thi) -> 
         _voxel_chunk(tab, acc, g[sl], w[sl], tm[sl], vt[sl], lambda: (tlo[sl], thi[sl]))
 
 
-def _coded_voxel_elements(tab: _Tables, acc: _Accumulator, g, rec, row, tlo, thi) -> None:
+def _coded_voxel_elements(tab: _Tables, acc: _Accumulator, g, rec, row, tlo, thi,
+                          ring=None) -> None:
     """:func:`_voxel_elements` with the weight, t mean and t variance of element i in
     record ``rec[row[i]]`` (:data:`_REC`) and its t range in ``tlo[row[i]]``,
-    ``thi[row[i]]`` (looked up only where the node doses can widen [Min, Max])."""
+    ``thi[row[i]]`` (looked up only where the node doses can widen [Min, Max]).
+    ``ring``: a :class:`rtqa.dvh.tables._FrameRing` covering g (compiled kernel only:
+    the pairs computed as the elements need them, the same values)."""
     c = _native.load(_KERNEL)
     if c is not None and not (_plain(g, np.int64) and _plain(row, np.int64)
                               and _plain(rec, _REC) and _plain(tlo, np.float32)
@@ -83,7 +86,7 @@ def _coded_voxel_elements(tab: _Tables, acc: _Accumulator, g, rec, row, tlo, thi
     for s in range(0, g.size, CHUNK):
         r = row[s:s + CHUNK]
         if c is not None and _voxel_chunk_native(c, tab, acc, g[s:s + CHUNK], rec, _NO_F8,
-                                                 _NO_F8, tlo, thi, r):
+                                                 _NO_F8, tlo, thi, r, ring):
             continue
         e = rec.take(r)
         _voxel_chunk(tab, acc, g[s:s + CHUNK], np.ascontiguousarray(e["w"]), e["tm"],
@@ -96,25 +99,33 @@ _NO_PAIR = np.empty(0, dtype=np.complex64)
 
 
 def _voxel_chunk_native(c, tab: _Tables, acc: _Accumulator, g, w, t, vt, tlo, thi,
-                        row) -> bool:
+                        row, ring=None) -> bool:
     """:func:`_voxel_chunk` compiled (``_cdeposit.voxels``: the elements and their
     deposit in one pass, the same values); w, t, vt, tlo, thi per element (float64) or,
     with ``row`` not empty, records ``w`` (:data:`_REC`) and t ranges (float32) at
-    ``row``. False when the kernel leaves the chunk to the numpy code (nothing done)."""
+    ``row``; the pairs from the whole tables, from ``ring`` (:class:`_FrameRing`:
+    computed by the kernel as it needs them) or gathered (:meth:`_Tables.pairs_at`).
+    False when the kernel leaves the chunk to the numpy code (nothing done)."""
     flat = tab.flat
     if not _plain(flat, np.float64) or not _plain(acc.acc, np.float64):
         return False
-    if tab.pair is not None:  # (whole tables)
-        pa, pb = tab.pair, _NO_PAIR
-        if not _plain(pa, np.complex64):
-            return False
-    else:
-        pa, pb = tab.pairs_at(g)
-        pa, pb = np.ascontiguousarray(pa), np.ascontiguousarray(pb)
     n = g.size
-    work = acc._scratch(n)
-    r = c.voxels(acc.acc, work, flat, pa, pb, g, tab.nxy, w, t, vt, tlo, thi, row, acc.dmin,
-                 acc.dmax, BIN_GY)
+    r = None
+    if ring is not None and tab.pair is None:
+        work = acc._scratch(n)
+        r = c.voxels(acc.acc, work, flat, _NO_PAIR, _NO_PAIR, g, tab.nxy, w, t, vt, tlo, thi,
+                     row, acc.dmin, acc.dmax, BIN_GY, ring.args)
+    if r is None:  # (no ring, or a node it does not cover: the tables)
+        if tab.pair is not None:  # (whole tables)
+            pa, pb = tab.pair, _NO_PAIR
+            if not _plain(pa, np.complex64):
+                return False
+        else:
+            pa, pb = tab.pairs_at(g)
+            pa, pb = np.ascontiguousarray(pa), np.ascontiguousarray(pb)
+        work = acc._scratch(n)
+        r = c.voxels(acc.acc, work, flat, pa, pb, g, tab.nxy, w, t, vt, tlo, thi, row,
+                     acc.dmin, acc.dmax, BIN_GY)
     if r is None:
         return False
     acc.dmin, acc.dmax, nd, hi_max = r

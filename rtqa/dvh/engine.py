@@ -24,7 +24,7 @@ from rtqa.dvh.accumulator import _KERNEL, _Accumulator, _plain
 from rtqa.dvh.elements import (_REC, CHUNK, _bits, _cell_elements, _coded_voxel_elements,
                                _quadrant_moments, _sample_elements, _trilinear_cells,
                                _voxel_elements)
-from rtqa.dvh.tables import _Tables
+from rtqa.dvh.tables import _KERNEL as _TAB_KERNEL, _FrameRing, _Tables
 from rtqa.dvh.geometry import Raster, Slabs, band_crossings, nonzero, row_counts
 from rtqa.reading.dose import DoseGrid
 
@@ -176,6 +176,8 @@ class _Engine:
         c = _native.load(_KERNEL)
         if c is not None and not _plain(lay_f, np.int64):
             c = None
+        # (compiled, large grids: the pairs of each frame computed once, as needed)
+        ring = self._ring(full, st, en, q, f) if c is not None and tab.pair is None else None
         for g0 in range(0, n_lay, group):
             g1 = min(n_lay, g0 + group)
             L = g1 - g0
@@ -194,7 +196,7 @@ class _Engine:
                 row = np.empty(idx.size, dtype=np.int64)
                 c.codes(code, nJ, nI, lay_f[g0:g1], tab.nxy, tab.nx,
                         (r.J0 + j0) * tab.nx + (r.I0 + i0), g0, stride, idx, row)
-                _coded_voxel_elements(tab, self.acc, idx, rec, row, TLO, THI)
+                _coded_voxel_elements(tab, self.acc, idx, rec, row, TLO, THI, ring)
                 continue
             idx = np.flatnonzero(code != 0)  # (layer, cell) order
             # elements per layer and per window row (idx is sorted)
@@ -206,6 +208,28 @@ class _Engine:
                    + row_g).reshape(-1)
             idx += np.repeat(off, n_row_el)  # the flat grid index
             _coded_voxel_elements(tab, self.acc, idx, rec, row, TLO, THI)
+
+    def _ring(self, full: np.ndarray, st: np.ndarray, en: np.ndarray, q: np.ndarray,
+              f: np.ndarray) -> _FrameRing | None:
+        """The frame ring of the whole-voxel pieces (sources q: intervals, lower caps,
+        upper caps; bins f): each source's voxels lie within the column spans of its
+        plane's rows (an interval: of both planes')."""
+        ct = _native.load(_TAB_KERNEL)
+        if ct is None:
+            return None
+        r = self.r
+        (j0, j1), (i0, i1) = self.jw, self.iw
+        K, NJ, NI = full.shape
+        m8 = full.view(np.uint8) if full.dtype == np.bool_ and full.flags.c_contiguous \
+            else np.ascontiguousarray(full, dtype=np.uint8)
+        plo = np.empty((K, j1 - j0), dtype=np.int32)
+        phi = np.empty((K, j1 - j0), dtype=np.int32)
+        ct.row_spans(m8, K, NJ, NI, j0, j1, i0, i1, plo, phi)
+        lk = self.linked
+        src_lo = np.concatenate([np.maximum(plo[lk], plo[lk + 1]), plo[st], plo[en]])
+        src_hi = np.concatenate([np.minimum(phi[lk], phi[lk + 1]), phi[st], phi[en]])
+        win = (r.J0 + j0, r.J0 + j1, r.I0 + i0, r.I0 + i1)
+        return _FrameRing.of_pieces(self.tab, win, src_lo, src_hi, q, f)
 
     # -- m = 1: node samples between planes ---------------------------------------------
     def _node_bands(self) -> None:

@@ -341,6 +341,51 @@ class _Tables:
         return out
 
 
+class _FrameRing:
+    """The pairs of two frames over a window, computed by the compiled whole-voxel
+    kernel (``_cdeposit.voxels``) as its elements reach them, in place of the windowed
+    tables' blocks and their gather: elements in frame order need frames f and f + 1
+    only, and each frame is computed once, at the column spans of its rows that the
+    elements can reach (``lo``, ``hi``: int32 (nz, rows), window columns). A pair
+    depends only on its node's neighbourhood: the same values as :meth:`_Tables._compute`.
+    A node outside the spans makes the kernel leave the chunk to the tables.
+
+    Memory: two frames of the window (complex64) and the spans."""
+
+    def __init__(self, tab: _Tables, win: tuple[int, int, int, int], lo: np.ndarray,
+                 hi: np.ndarray):
+        j0, j1, i0, i1 = win
+        self.win = win
+        self.lo = np.ascontiguousarray(lo, dtype=np.int32)
+        self.hi = np.ascontiguousarray(hi, dtype=np.int32)
+        self.buf = np.empty(2 * (j1 - j0) * (i1 - i0), dtype=np.complex64)
+        self.tag = np.full(2, -1, dtype=np.int64)
+        self.args = (self.buf, self.tag, self.lo, self.hi, tab.nz, tab.ny, tab.nx, j0, j1,
+                     i0, i1)
+
+    @classmethod
+    def of_pieces(cls, tab: _Tables, win, src_lo: np.ndarray, src_hi: np.ndarray,
+                  q: np.ndarray, f: np.ndarray) -> "_FrameRing | None":
+        """The ring for pieces of sources q in bins f, source s whole at most at window
+        columns src_lo[s, j]..src_hi[s, j]-1 of window row j (the nodes of frames f and
+        f + 1 there); None when a kernel is missing or the grid is too small."""
+        if (_native.load(_KERNEL) is None or tab.ny < 2 or tab.nx < 2
+                or not _plain(tab.flat, np.float64)):
+            return None
+        j0, j1, i0, i1 = win
+        nj, wlen = j1 - j0, i1 - i0
+        empty = src_lo >= src_hi
+        src_lo = np.where(empty, wlen, src_lo).astype(np.int32)
+        src_hi = np.where(empty, 0, src_hi).astype(np.int32)
+        lo = np.full((tab.nz, nj), wlen, dtype=np.int32)
+        hi = np.zeros((tab.nz, nj), dtype=np.int32)
+        a, b = src_lo[q], src_hi[q]
+        for ff in (f, f + 1):
+            np.minimum.at(lo, ff, a)
+            np.maximum.at(hi, ff, b)
+        return cls(tab, win, lo, hi)
+
+
 def _plain(a: np.ndarray, dtype) -> bool:
     """``a`` is a C-contiguous array of ``dtype`` in native byte order (a kernel buffer)."""
     return (isinstance(a, np.ndarray) and a.dtype == dtype and a.dtype.isnative
