@@ -64,6 +64,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Element-wise loops (no sum across elements) may be vectorised: each element still gets
+ * the same IEEE operations (no contraction). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define VECTOR __attribute__((optimize("tree-vectorize", "vect-cost-model=dynamic", "fp-contract=off", \
+                                       "no-math-errno")))
+#else
+#define VECTOR
+#endif
+/* Elements per block of the whole-voxel pass (its operands on the stack). */
+#define VBLK 256
+
 /* Minima of lo and of hi - lo, maximum of hi; 0 when a value is NaN or a weight is not
  * finite. */
 static int stats(const double *lo, const double *hi, const double *w, Py_ssize_t m,
@@ -325,12 +336,15 @@ typedef struct {
 
 static FramesAPI *frames_api = NULL;
 
-/* A ring of two frames of pairs over a window (rows j0..j1-1, columns i0..i1-1): slot s
- * holds frame tag[s] (-1: none) at the spans lo, hi of that frame (int32, nz x (j1 - j0),
- * window columns; rtqa.dvh.tables._FrameRing). */
+/* A ring of ns frames of pairs over a window (rows j0..j1-1, columns i0..i1-1; 2 <= ns
+ * <= RING_MAX): slot s holds frame tag[s] (-1: none) at the spans lo, hi of that frame
+ * (int32, nz x (j1 - j0), window columns; rtqa.dvh.tables._FrameRing). */
+#define RING_MAX 8
 typedef struct {
     float *buf;
     int64_t *tag;
+    Py_ssize_t ns;
+    int64_t clock, stamp[RING_MAX]; /* (last use of each slot in this call) */
     const int32_t *lo, *hi;
     Py_ssize_t nz, ny, nx, j0, j1, i0, i1, nj, wlen, area;
     float *scr;
@@ -376,15 +390,25 @@ static inline int ring_where(Ring *R, int64_t x, int64_t nxy, int64_t *f, int64_
     return 1;
 }
 
-/* The slot of frame f, computed into the slot other than `keep` when not in the ring;
- * -1 when a span is outside the window or a pair is NaN. */
-static Py_ssize_t ring_slot(Ring *R, const double *flat, int64_t f, Py_ssize_t keep)
+/* The slot of frame f; when not in the ring, computed into the least recently used slot
+ * other than `keep` (and, if it can, not holding frame `spare`); -1 when a span is
+ * outside the window or a pair is NaN. */
+static Py_ssize_t ring_slot(Ring *R, const double *flat, int64_t f, Py_ssize_t keep,
+                            int64_t spare)
 {
-    if (R->tag[0] == f)
-        return 0;
-    if (R->tag[1] == f)
-        return 1;
-    Py_ssize_t s = keep == 0 ? 1 : keep == 1 ? 0 : (R->tag[0] == f + 1 ? 1 : 0);
+    R->clock++;
+    for (Py_ssize_t k = 0; k < R->ns; k++)
+        if (R->tag[k] == f) {
+            R->stamp[k] = R->clock;
+            return k;
+        }
+    Py_ssize_t s = -1;
+    for (int pass = 0; pass < 2 && s < 0; pass++)
+        for (Py_ssize_t k = 0; k < R->ns; k++)
+            if (k != keep && (pass || R->tag[k] != spare)
+                && (s < 0 || R->stamp[k] < R->stamp[s]))
+                s = k;
+    R->stamp[s] = R->clock;
     const int32_t *lo = R->lo + f * R->nj, *hi = R->hi + f * R->nj;
     R->tag[s] = -1;
     if (!frames_api->spans_ok(lo, hi, R->nj, R->i0, R->wlen, R->nx)
@@ -394,6 +418,39 @@ static Py_ssize_t ring_slot(Ring *R, const double *flat, int64_t f, Py_ssize_t k
         return -1;
     R->tag[s] = f;
     return s;
+}
+
+/* The element-wise arithmetic of _voxel_chunk for n elements: node doses va, vb, pairs
+ * (a0, a1) at frame f and (b0, b1) at f + 1, t mean t and variance vt; the means mu
+ * (float64) and the squared widths d2s (float32). */
+VECTOR static void elements(Py_ssize_t n, const double *va, const double *vb,
+                            const float *a0, const float *a1, const float *b0,
+                            const float *b1, const double *t, const double *vt, double *mu,
+                            float *d2s)
+{
+    for (Py_ssize_t k = 0; k < n; k++) {
+        /* mean: a = va + pa0; dab = vb + pb0 - a; t dab + a (float64) */
+        double a = va[k] + (double)a0[k];
+        double dab = vb[k] + (double)b0[k];
+        dab -= a;
+        double m = t[k] * dab;
+        m += a;
+        /* spread (float32): sd = s + t (s' - s); d2 = 12 (vt (dab^2 + ds^2) + sd^2) */
+        float t32 = (float)t[k];
+        float dsd = b1[k] - a1[k];
+        float sd = t32 * dsd;
+        sd += a1[k];
+        float d2 = (float)dab;
+        d2 *= d2;
+        dsd *= dsd;
+        d2 += dsd;
+        d2 = (float)((double)d2 * vt[k]); /* (an exact product, rounded once to float32) */
+        sd *= sd;
+        d2 += sd;
+        d2 *= 12.0f;
+        d2s[k] = d2; /* (the caller: width = sqrt(d2); add: width *= 0.5) */
+        mu[k] = m;
+    }
 }
 
 static PyObject *voxels(PyObject *self, PyObject *args)
@@ -427,13 +484,17 @@ static PyObject *voxels(PyObject *self, PyObject *args)
             }
         }
         R.nj = R.j1 - R.j0, R.wlen = R.i1 - R.i0, R.area = R.nj * R.wlen;
+        R.ns = rtag.len / 8, R.clock = 0;
+        for (int k = 0; k < RING_MAX; k++)
+            R.stamp[k] = 0;
         if (!(R.ny >= 2 && R.nx >= 2 && R.nz >= 2 && R.nx * R.ny == nxy
               && R.nz * nxy == nflat && nflat < ((Py_ssize_t)1 << 52) && 0 <= R.j0
               && R.j0 < R.j1 && R.j1 <= R.ny && 0 <= R.i0 && R.i0 < R.i1 && R.i1 <= R.nx)) {
             PyErr_SetString(PyExc_ValueError, "ring: bad window");
             goto done;
         }
-        if (!need(&rbuf, 2 * R.area, 8, "ring") || !need(&rtag, 2, 8, "tag")
+        if (R.ns < 2 || R.ns > RING_MAX || !need(&rtag, R.ns, 8, "tag")
+            || !need(&rbuf, R.ns * R.area, 8, "ring")
             || !need(&rlo, R.nz * R.nj, 4, "lo") || !need(&rhi, R.nz * R.nj, 4, "hi"))
             goto done;
         R.buf = rbuf.buf, R.tag = rtag.buf, R.lo = rlo.buf, R.hi = rhi.buf;
@@ -480,99 +541,95 @@ static PyObject *voxels(PyObject *self, PyObject *args)
     int64_t rlast = -1;
     const float *ra = NULL, *rb = NULL;
     const int32_t *loa = NULL, *hia = NULL, *lob = NULL, *hib = NULL;
-    for (Py_ssize_t i = 0; i < m; i++) {
-        int64_t ga = gi[i];
-        if (ga < 0 || ga >= nflat || nxy < -ga || nxy >= nflat - ga) { /* (no overflow) */
-            rc = 0;
-            break;
-        }
-        int64_t gb = ga + nxy;
-        double va = fl[ga], vb = fl[gb];
-        float pa0, pa1, pb0, pb1;
-        if (ringed) { /* the pairs of frames f and f + 1 from the ring (computed there) */
-            int64_t f, jj, ii;
-            if (!ring_where(&R, ga, nxy, &f, &jj, &ii)) {
+    /* in blocks of VBLK elements: their operands gathered (and checked), then the
+     * element-wise arithmetic (vectorised: the same operations per element), then the
+     * checks and the minima and maxima in element order */
+    double xva[VBLK], xvb[VBLK], xt[VBLK], xvt[VBLK];
+    float xa0[VBLK], xa1[VBLK], xb0[VBLK], xb1[VBLK];
+    for (Py_ssize_t b0 = 0; b0 < m && rc; b0 += VBLK) {
+        Py_ssize_t nb = m - b0 < VBLK ? m - b0 : VBLK;
+        for (Py_ssize_t k = 0; k < nb; k++) {
+            Py_ssize_t i = b0 + k;
+            int64_t ga = gi[i];
+            if (ga < 0 || ga >= nflat || nxy < -ga || nxy >= nflat - ga) { /* (no overflow) */
                 rc = 0;
                 break;
             }
-            if (f != rlast) {
-                Py_ssize_t sa = ring_slot(&R, fl, f, -1);
-                Py_ssize_t sb = sa < 0 ? -1 : ring_slot(&R, fl, f + 1, sa);
-                if (sb < 0) {
+            int64_t gb = ga + nxy;
+            double va = fl[ga], vb = fl[gb];
+            float pa0, pa1, pb0, pb1;
+            if (ringed) { /* the pairs of frames f and f + 1 from the ring (computed there) */
+                int64_t f, jj, ii;
+                if (!ring_where(&R, ga, nxy, &f, &jj, &ii)) {
                     rc = 0;
                     break;
                 }
-                ra = R.buf + 2 * sa * R.area, rb = R.buf + 2 * sb * R.area;
-                loa = R.lo + f * R.nj, hia = R.hi + f * R.nj;
-                lob = loa + R.nj, hib = hia + R.nj;
-                rlast = f;
+                if (f != rlast) {
+                    Py_ssize_t sa = ring_slot(&R, fl, f, -1, f + 1);
+                    Py_ssize_t sb = sa < 0 ? -1 : ring_slot(&R, fl, f + 1, sa, -1);
+                    if (sb < 0) {
+                        rc = 0;
+                        break;
+                    }
+                    ra = R.buf + 2 * sa * R.area, rb = R.buf + 2 * sb * R.area;
+                    loa = R.lo + f * R.nj, hia = R.hi + f * R.nj;
+                    lob = loa + R.nj, hib = hia + R.nj;
+                    rlast = f;
+                }
+                if (ii < loa[jj] || ii >= hia[jj] || ii < lob[jj] || ii >= hib[jj]) {
+                    rc = 0; /* (a node outside the spans computed) */
+                    break;
+                }
+                int64_t loc = 2 * (jj * R.wlen + ii);
+                pa0 = ra[loc], pa1 = ra[loc + 1], pb0 = rb[loc], pb1 = rb[loc + 1];
+            } else if (gathered) {
+                pa0 = pa_[2 * i], pa1 = pa_[2 * i + 1], pb0 = pb_[2 * i], pb1 = pb_[2 * i + 1];
+            } else {
+                pa0 = pa_[2 * ga], pa1 = pa_[2 * ga + 1], pb0 = pa_[2 * gb];
+                pb1 = pa_[2 * gb + 1];
             }
-            if (ii < loa[jj] || ii >= hia[jj] || ii < lob[jj] || ii >= hib[jj]) {
-                rc = 0; /* (a node outside the spans computed) */
-                break;
+            if (coded) {
+                int64_t r = ri[i];
+                if (r < 0 || r >= nrec) {
+                    rc = 0;
+                    break;
+                }
+                wo[i] = rec[r].w, xt[k] = (double)rec[r].tm, xvt[k] = (double)rec[r].vt;
+            } else {
+                wo[i] = wd[i], xt[k] = td[i], xvt[k] = vd[i];
             }
-            int64_t loc = 2 * (jj * R.wlen + ii);
-            pa0 = ra[loc], pa1 = ra[loc + 1], pb0 = rb[loc], pb1 = rb[loc + 1];
-        } else if (gathered) {
-            pa0 = pa_[2 * i], pa1 = pa_[2 * i + 1], pb0 = pb_[2 * i], pb1 = pb_[2 * i + 1];
-        } else {
-            pa0 = pa_[2 * ga], pa1 = pa_[2 * ga + 1], pb0 = pa_[2 * gb], pb1 = pa_[2 * gb + 1];
+            /* va.min(), vb.min(), va.max(), vb.max() */
+            if (va < vmin)
+                vmin = va;
+            if (va > vmax)
+                vmax = va;
+            if (vb < vmin)
+                vmin = vb;
+            if (vb > vmax)
+                vmax = vb;
+            xva[k] = va, xvb[k] = vb;
+            xa0[k] = pa0, xa1[k] = pa1, xb0[k] = pb0, xb1[k] = pb1;
         }
-        double wi, ti, vti;
-        if (coded) {
-            int64_t r = ri[i];
-            if (r < 0 || r >= nrec) {
+        if (!rc)
+            break;
+        elements(nb, xva, xvb, xa0, xa1, xb0, xb1, xt, xvt, me + b0, hf + b0);
+        for (Py_ssize_t i = b0; i < b0 + nb; i++) {
+            double mu = me[i];
+            float half = sqrtf(hf[i]) * 0.5f; /* width = sqrt(d2); add: width *= 0.5 */
+            hf[i] = half;
+            double lo_ = mu - (double)half, hi_ = mu + (double)half;
+            if (isnan(lo_) || isnan(hi_) || !isfinite(wo[i])) {
                 rc = 0;
                 break;
             }
-            wi = rec[r].w, ti = (double)rec[r].tm, vti = (double)rec[r].vt;
-        } else {
-            wi = wd[i], ti = td[i], vti = vd[i];
+            double d = hi_ - lo_;
+            if (lo_ < lmin)
+                lmin = lo_;
+            if (hi_ > hmax)
+                hmax = hi_;
+            if (d < wmin)
+                wmin = d;
         }
-        /* va.min(), vb.min(), va.max(), vb.max() */
-        if (va < vmin)
-            vmin = va;
-        if (va > vmax)
-            vmax = va;
-        if (vb < vmin)
-            vmin = vb;
-        if (vb > vmax)
-            vmax = vb;
-        /* mean: a = va + pa0; dab = vb + pb0 - a; t dab + a (float64) */
-        double a = va + (double)pa0;
-        double dab = vb + (double)pb0;
-        dab -= a;
-        double mu = ti * dab;
-        mu += a;
-        /* spread (float32): sd = s + t (s' - s); d2 = 12 (vt (dab^2 + ds^2) + sd^2) */
-        float t32 = (float)ti;
-        float dsd = pb1 - pa1;
-        float sd = t32 * dsd;
-        sd += pa1;
-        float d2 = (float)dab;
-        d2 *= d2;
-        dsd *= dsd;
-        d2 += dsd;
-        d2 = (float)((double)d2 * vti); /* (an exact product, rounded once to float32) */
-        sd *= sd;
-        d2 += sd;
-        d2 *= 12.0f;
-        float half = sqrtf(d2) * 0.5f; /* width = sqrt(d2); add: width *= 0.5 */
-        double lo_ = mu - (double)half, hi_ = mu + (double)half;
-        if (isnan(lo_) || isnan(hi_) || !isfinite(wi)) {
-            rc = 0;
-            break;
-        }
-        me[i] = mu;
-        wo[i] = wi;
-        hf[i] = half;
-        double d = hi_ - lo_;
-        if (lo_ < lmin)
-            lmin = lo_;
-        if (hi_ > hmax)
-            hmax = hi_;
-        if (d < wmin)
-            wmin = d;
     }
     /* acc.points of the node doses at the ends of the t range, where they can widen
      * [Min, Max] */

@@ -311,6 +311,50 @@ static PyObject *pairs_spans(PyObject *self, PyObject *args)
     Py_RETURN_TRUE;
 }
 
+/* node_spans(f, j, i, nz, nj, lo, hi) -> True | None: widens the spans lo, hi (int32, nz
+ * x nj, flat) of rows j (window rows, int64) of frames f and f + 1 (int64) to hold
+ * columns i (int64): lo = min(lo, i), hi = max(hi, i + 1); None (nothing written after
+ * the first bad one) when an f, j is outside nz - 1, nj or an i outside int32. */
+static PyObject *node_spans(PyObject *self, PyObject *args)
+{
+    Py_buffer fb, jb, ib, lo, hi;
+    Py_ssize_t nz, nj;
+    if (!PyArg_ParseTuple(args, "y*y*y*nnw*w*", &fb, &jb, &ib, &nz, &nj, &lo, &hi))
+        return NULL;
+    Py_ssize_t n = fb.len / 8;
+    int ok = fb.len % 8 == 0 && jb.len == fb.len && ib.len == fb.len && nz >= 1 && nj >= 1 &&
+             lo.len == nz * nj * 4 && hi.len == nz * nj * 4;
+    if (ok) {
+        const int64_t *f = fb.buf, *j = jb.buf, *i = ib.buf;
+        int32_t *l = lo.buf, *h = hi.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t k = 0; k < n; k++) {
+            if (f[k] < 0 || f[k] >= nz - 1 || j[k] < 0 || j[k] >= nj || i[k] < 0
+                || i[k] >= INT32_MAX) {
+                ok = 0;
+                break;
+            }
+            int32_t c = (int32_t)i[k];
+            Py_ssize_t a = f[k] * nj + j[k];
+            for (int e = 0; e < 2; e++, a += nj) {
+                if (c < l[a])
+                    l[a] = c;
+                if (c + 1 > h[a])
+                    h[a] = c + 1;
+            }
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&fb);
+    PyBuffer_Release(&jb);
+    PyBuffer_Release(&ib);
+    PyBuffer_Release(&lo);
+    PyBuffer_Release(&hi);
+    if (!ok)
+        Py_RETURN_NONE;
+    Py_RETURN_TRUE;
+}
+
 /* row_spans(mask, K, NJ, NI, j0, j1, i0, i1, lo, hi) -> None: for every plane k of the
  * boolean mask (uint8 0/1, K x NJ x NI) and row j0..j1-1, the first and one past the last
  * column within i0..i1-1 that is set, less i0 (int32, K x (j1 - j0); 0, 0 for a row
@@ -578,6 +622,9 @@ static PyMethodDef methods[] = {
     {"pairs_spans", pairs_spans, METH_VARARGS,
      "pairs_spans(flat, nz, ny, nx, f, j0, j1, lo, hi, i0w, wlen, out) -> True | None:"
      " the pairs of frame f at a column span per row."},
+    {"node_spans", node_spans, METH_VARARGS,
+     "node_spans(f, j, i, nz, nj, lo, hi) -> True | None: widens the spans of frames f"
+     " and f + 1, rows j to columns i."},
     {"row_spans", row_spans, METH_VARARGS,
      "row_spans(mask, K, NJ, NI, j0, j1, i0, i1, lo, hi): the span of set columns of"
      " every row of every plane."},

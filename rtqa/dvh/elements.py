@@ -48,7 +48,8 @@ CHUNK = 32768
 _REC = np.dtype([("w", np.float64), ("tm", np.float32), ("vt", np.float32)])
 
 
-def _voxel_elements(tab: _Tables, acc: _Accumulator, g, w, tm, vt, tlo, thi) -> None:
+def _voxel_elements(tab: _Tables, acc: _Accumulator, g, w, tm, vt, tlo, thi,
+                    ring=None) -> None:
     """Whole-voxel elements: the dose voxel centred on the node of flat grid index g
     (frame f), over a z part of bin f with t mean ``tm`` and variance ``vt`` (t range
     [tlo, thi]); weight w (cc).
@@ -57,7 +58,8 @@ def _voxel_elements(tab: _Tables, acc: _Accumulator, g, w, tm, vt, tlo, thi) -> 
     tables) on frame f, B and s' on frame f+1; the element is uniform with the exact mean
     A + tm (B - A) and the variance vt ((B - A)^2 + (s' - s)^2) + (s + tm (s' - s))^2
     (exact for a linear dose; the in-plane spread is interpolated between the frames).
-    Node doses at the ends of the t range are points of the structure (for Min/Max)."""
+    Node doses at the ends of the t range are points of the structure (for Min/Max).
+    ``ring``: as for :func:`_coded_voxel_elements`."""
     c = _native.load(_KERNEL)
     f8 = np.float64
     if c is not None and not (_plain(g, np.int64)
@@ -66,7 +68,7 @@ def _voxel_elements(tab: _Tables, acc: _Accumulator, g, w, tm, vt, tlo, thi) -> 
     for s in range(0, g.size, CHUNK):
         sl = slice(s, s + CHUNK)
         if c is not None and _voxel_chunk_native(c, tab, acc, g[sl], w[sl], tm[sl], vt[sl],
-                                                 tlo[sl], thi[sl], _NO_ROW):
+                                                 tlo[sl], thi[sl], _NO_ROW, ring):
             continue
         _voxel_chunk(tab, acc, g[sl], w[sl], tm[sl], vt[sl], lambda: (tlo[sl], thi[sl]))
 

@@ -266,7 +266,12 @@ class _Engine:
             tm = np.where(c0 > 0, c1 / c0, 0.5 * (ta + tb))
             vt = np.maximum(np.where(c0 > 0, c2 / c0, 0.0) - tm * tm, 0.0)
         g = f * tab.nxy + (J[q] + r.J0) * tab.nx + (I[q] + r.I0)
-        _voxel_elements(tab, self.acc, g, c0 * wsc[q] * 1e-3, tm, vt, ta, tb)
+        ring = None
+        if tab.pair is None and _native.load(_KERNEL) is not None:  # (large grids: the
+            # pairs of the few nodes the pieces reach, in a ring of frames)
+            win = (r.J0 + j0, r.J0 + j1, r.I0 + i0, r.I0 + i1)
+            ring = _FrameRing.of_nodes(tab, win, f, J[q] - j0, I[q] - i0)
+        _voxel_elements(tab, self.acc, g, c0 * wsc[q] * 1e-3, tm, vt, ta, tb, ring)
 
     # -- m > 1: boundary voxels by sub-samples -------------------------------------------
     def _partial_voxels(self) -> None:

@@ -342,24 +342,26 @@ class _Tables:
 
 
 class _FrameRing:
-    """The pairs of two frames over a window, computed by the compiled whole-voxel
+    """The pairs of a few frames over a window, computed by the compiled whole-voxel
     kernel (``_cdeposit.voxels``) as its elements reach them, in place of the windowed
     tables' blocks and their gather: elements in frame order need frames f and f + 1
     only, and each frame is computed once, at the column spans of its rows that the
     elements can reach (``lo``, ``hi``: int32 (nz, rows), window columns). A pair
     depends only on its node's neighbourhood: the same values as :meth:`_Tables._compute`.
-    A node outside the spans makes the kernel leave the chunk to the tables.
+    A node outside the spans makes the kernel leave the chunk to the tables. Elements
+    nearly in frame order (band pieces) get more slots (the least recently used is
+    computed over; at most 8).
 
-    Memory: two frames of the window (complex64) and the spans."""
+    Memory: ``slots`` frames of the window (complex64) and the spans."""
 
     def __init__(self, tab: _Tables, win: tuple[int, int, int, int], lo: np.ndarray,
-                 hi: np.ndarray):
+                 hi: np.ndarray, slots: int = 2):
         j0, j1, i0, i1 = win
         self.win = win
         self.lo = np.ascontiguousarray(lo, dtype=np.int32)
         self.hi = np.ascontiguousarray(hi, dtype=np.int32)
-        self.buf = np.empty(2 * (j1 - j0) * (i1 - i0), dtype=np.complex64)
-        self.tag = np.full(2, -1, dtype=np.int64)
+        self.buf = np.empty(slots * (j1 - j0) * (i1 - i0), dtype=np.complex64)
+        self.tag = np.full(slots, -1, dtype=np.int64)
         self.args = (self.buf, self.tag, self.lo, self.hi, tab.nz, tab.ny, tab.nx, j0, j1,
                      i0, i1)
 
@@ -384,6 +386,24 @@ class _FrameRing:
             np.minimum.at(lo, ff, a)
             np.maximum.at(hi, ff, b)
         return cls(tab, win, lo, hi)
+
+    @classmethod
+    def of_nodes(cls, tab: _Tables, win, f: np.ndarray, j: np.ndarray, i: np.ndarray,
+                 slots: int = 4) -> "_FrameRing | None":
+        """The ring for elements at frames f, window rows j, window columns i (the
+        nodes of frames f and f + 1 there)."""
+        if (_native.load(_KERNEL) is None or tab.ny < 2 or tab.nx < 2
+                or not _plain(tab.flat, np.float64)):
+            return None
+        j0, j1, i0, i1 = win
+        nj, wlen = j1 - j0, i1 - i0
+        lo = np.full((tab.nz, nj), wlen, dtype=np.int32)
+        hi = np.zeros((tab.nz, nj), dtype=np.int32)
+        i8 = np.int64
+        if not _native.load(_KERNEL).node_spans(
+                *(np.ascontiguousarray(x, dtype=i8) for x in (f, j, i)), tab.nz, nj, lo, hi):
+            return None
+        return cls(tab, win, lo, hi, slots)
 
 
 def _plain(a: np.ndarray, dtype) -> bool:

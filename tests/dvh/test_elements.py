@@ -72,7 +72,7 @@ def _ring(tab, g, seed: int, kind: str):
     hi = np.minimum(hi + rng.integers(0, 3, hi.shape), w)
     if kind == "partial":
         hi[rng.random(hi.shape) < 0.3] = 0
-    return T._FrameRing(tab, win, lo, hi)
+    return T._FrameRing(tab, win, lo, hi, int(rng.integers(2, 9)))
 
 
 def _run(monkeypatch, native: bool, grid, g, data, coded: bool, windowed: bool,
@@ -126,8 +126,8 @@ def test_voxel_elements_same_as_numpy(monkeypatch, seed, nz, ny, nx, n, coded, s
 def test_voxel_elements_with_a_frame_ring_same_as_numpy(monkeypatch, seed, nz, ny, nx, n,
                                                         spiky, chunk, ring, points):
     """The pairs computed by the kernel in its frame ring (windowed grids, coded
-    elements: the engine's whole voxels), in frame order or not, nodes outside the
-    ring's spans left to the tables: the numpy code's state, bit for bit."""
+    elements: the engine's whole voxels; 2 to 8 slots), in frame order or not, nodes
+    outside the ring's spans left to the tables: the numpy code's state, bit for bit."""
     monkeypatch.delenv("RTQA_NATIVE", raising=False)
     if _native.load(_KERNEL) is None or _native.load(T._KERNEL) is None:
         pytest.skip("compiled kernels not built")
