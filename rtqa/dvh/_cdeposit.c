@@ -32,6 +32,8 @@
  *   deferral test, as acc.points before acc.add. The means and weights are left in
  *   work for the caller's sums (the half widths, float32, in its deferred-weight part
  *   until a deferral needs the element ends).
+ * layer_codes(mask, K, NJ, NI, j0, j1, i0, i1, layer, bit, pa, pb, code) -> None
+ *   The code array of a group of layers (below).
  * codes(code, nJ, nI, lay_f, nxy, nx, base, r0, stride, g, row) -> None
  *   The flat grid indices and record rows of the whole-voxel elements of a group of
  *   layers of rtqa.dvh.engine._Engine._whole_voxels (integers; below).
@@ -769,7 +771,71 @@ done:
     return res;
 }
 
+/* o |= (a & b) << p for 0/1 bytes a, b (bv = 1 << p: the 0/1 byte negated is 0x00 or
+ * 0xff, and-ed with bv). */
+VECTOR static void or_row(unsigned char *restrict o, const unsigned char *a,
+                          const unsigned char *b, Py_ssize_t n, unsigned char bv)
+{
+    for (Py_ssize_t i = 0; i < n; i++)
+        o[i] |= (unsigned char)(-(unsigned char)(a[i] & b[i])) & bv;
+}
+
+/* layer_codes(mask, K, NJ, NI, j0, j1, i0, i1, layer, bit, pa, pb, code) -> None
+ * The codes of a group of layers of rtqa.dvh.engine._Engine._whole_voxels: code (uint8,
+ * L x (j1 - j0) x (i1 - i0)) zeroed, then for every piece s its window mask, mask[pa[s]]
+ * and (pb[s] >= 0: an interval) mask[pb[s]] over rows j0..j1-1, columns i0..i1-1 of the
+ * raster planes (uint8 0 or 1: bools, K x NJ x NI), shifted by bit[s] (0..7) and or-ed into layer
+ * layer[s] (int64 each). Integer operations: the numpy code's values exactly. */
+static PyObject *layer_codes(PyObject *self, PyObject *args)
+{
+    Py_buffer mask, lay, bit, pa, pb, code;
+    Py_ssize_t K, NJ, NI, j0, j1, i0, i1;
+    if (!PyArg_ParseTuple(args, "y*nnnnnnny*y*y*y*w*", &mask, &K, &NJ, &NI, &j0, &j1, &i0,
+                          &i1, &lay, &bit, &pa, &pb, &code))
+        return NULL;
+    PyObject *res = NULL;
+    Py_ssize_t n = lay.len / 8, nj = j1 - j0, ni = i1 - i0, nw = nj * ni;
+    int ok = K >= 0 && 0 <= j0 && j0 <= j1 && j1 <= NJ && 0 <= i0 && i0 <= i1 && i1 <= NI
+             && mask.len == K * NJ * NI && lay.len % 8 == 0 && bit.len == lay.len
+             && pa.len == lay.len && pb.len == lay.len && nw > 0 && code.len % nw == 0;
+    Py_ssize_t L = ok ? code.len / nw : 0;
+    const int64_t *ly = lay.buf, *bt = bit.buf, *ka = pa.buf, *kb = pb.buf;
+    for (Py_ssize_t s = 0; ok && s < n; s++)
+        ok = ly[s] >= 0 && ly[s] < L && bt[s] >= 0 && bt[s] < 8 && ka[s] >= 0 && ka[s] < K
+             && kb[s] >= -1 && kb[s] < K;
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "layer_codes: bad arguments");
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    unsigned char *c = code.buf;
+    const unsigned char *m = mask.buf;
+    memset(c, 0, (size_t)code.len);
+    for (Py_ssize_t s = 0; s < n; s++) {
+        unsigned char *out = c + ly[s] * nw;
+        unsigned char bv = (unsigned char)(1u << bt[s]);
+        for (Py_ssize_t j = 0; j < nj; j++) {
+            const unsigned char *ra = m + (ka[s] * NJ + j0 + j) * NI + i0;
+            or_row(out + j * ni, ra, kb[s] >= 0 ? m + (kb[s] * NJ + j0 + j) * NI + i0 : ra, ni,
+                   bv);
+        }
+    }
+    Py_END_ALLOW_THREADS
+    res = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&mask);
+    PyBuffer_Release(&lay);
+    PyBuffer_Release(&bit);
+    PyBuffer_Release(&pa);
+    PyBuffer_Release(&pb);
+    PyBuffer_Release(&code);
+    return res;
+}
+
 static PyMethodDef methods[] = {
+    {"layer_codes", layer_codes, METH_VARARGS,
+     "layer_codes(mask, K, NJ, NI, j0, j1, i0, i1, layer, bit, pa, pb, code): the codes"
+     " of a group of layers from the raster's planes."},
     {"codes", codes, METH_VARARGS,
      "codes(code, nJ, nI, lay_f, nxy, nx, base, r0, stride, g, row): the flat grid"
      " indices and record rows of the cells with a code."},

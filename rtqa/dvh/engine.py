@@ -178,19 +178,38 @@ class _Engine:
             c = None
         # (compiled, large grids: the pairs of each frame computed once, as needed)
         ring = self._ring(full, st, en, q, f) if c is not None and tab.pair is None else None
+        if c is not None:  # (compiled codes: the planes of each piece, caps -1 second)
+            m8 = full.view(np.uint8) if full.dtype == np.bool_ and full.flags.c_contiguous \
+                else np.ascontiguousarray(full, dtype=np.uint8)
+            i8 = np.int64
+            p_a = src_plane.astype(i8)
+            p_b = np.concatenate([lk + 1, np.full(src_plane.size - n_int, -1)]).astype(i8)
+            pc_l, pc_b = layer.astype(i8), bit.astype(i8)
+            pc_a, pc_b2 = p_a[q], p_b[q]
+            bounds = np.searchsorted(layer, np.arange(0, n_lay + group, group)) \
+                if np.all(layer[1:] >= layer[:-1]) else None
         for g0 in range(0, n_lay, group):
             g1 = min(n_lay, g0 + group)
             L = g1 - g0
-            code = np.zeros((L, nw), dtype=np.uint8)
-            sel = np.flatnonzero((layer >= g0) & (layer < g1))
-            for p in range(nbit):  # the pieces with bit p (at most one per layer)
-                sp = sel[bit[sel] == p]
-                if sp.size:
-                    mk = masks(q[sp])
-                    if p:
-                        mk <<= np.uint8(p)
-                    code[layer[sp] - g0] |= mk
-            code = code.reshape(-1)
+            if c is not None:
+                if bounds is not None:
+                    sel = slice(bounds[g0 // group], bounds[g0 // group + 1])
+                else:
+                    sel = np.flatnonzero((layer >= g0) & (layer < g1))
+                code = np.empty(L * nw, dtype=np.uint8)
+                c.layer_codes(m8, K, r.NJ, r.NI, j0, j1, i0, i1, pc_l[sel] - g0, pc_b[sel],
+                              pc_a[sel], pc_b2[sel], code)
+            else:
+                code = np.zeros((L, nw), dtype=np.uint8)
+                sel = np.flatnonzero((layer >= g0) & (layer < g1))
+                for p in range(nbit):  # the pieces with bit p (at most one per layer)
+                    sp = sel[bit[sel] == p]
+                    if sp.size:
+                        mk = masks(q[sp])
+                        if p:
+                            mk <<= np.uint8(p)
+                        code[layer[sp] - g0] |= mk
+                code = code.reshape(-1)
             if c is not None:  # (compiled: the same indices and rows in one pass)
                 idx = np.empty(np.count_nonzero(code), dtype=np.int64)
                 row = np.empty(idx.size, dtype=np.int64)
