@@ -19,12 +19,16 @@
  *   half width; when any element reaches outside [dmin, dmax] those that do are
  *   written, in order, to the first n_deferred items of the deferred parts of work, and
  *   the others deposited.
- * voxels(acc, work, flat, pair, pb, g, nxy, w, t, vt, tlo, thi, row, dmin, dmax, h)
- *   -> (dmin, dmax, n_deferred, hi_max) | None
+ * voxels(acc, work, flat, pair, pb, g, nxy, w, t, vt, tlo, thi, row, dmin, dmax, h[,
+ *        ring]) -> (dmin, dmax, n_deferred, hi_max) | None
  *   _voxel_chunk, then add: the whole-voxel elements of flat grid indices g (int64):
  *   the doses flat[g], flat[g + nxy] and the (mean offset, sd) float32 pairs, from the
  *   table pair (complex64) at g and g + nxy, or pre-gathered: pair[i], pb[i] when pb is
- *   not empty. Per element weight, t mean, t variance and t range either direct
+ *   not empty, or (ring given: a tuple (buf, tag, lo, hi, nz, ny, nx, j0, j1, i0, i1) of
+ *   rtqa.dvh.tables._FrameRing; pair and pb unused) from the ring's frames, computed in
+ *   it by rtqa.dvh._ctables (its capsule _frames) when an element first needs them
+ *   (None when a node lies outside the ring's window or the spans of its frame; the
+ *   ring's frames and tags may have changed then). Per element weight, t mean, t variance and t range either direct
  *   (float64 arrays w, t, vt, tlo, thi; row empty) or coded: records w (bytes of
  *   rtqa.dvh.elements._REC: f8 weight, f4 t mean, f4 t variance) at row[i] (int64), and
  *   tlo/thi float32 at row[i]. The node doses at the ends of the t range update
@@ -845,8 +849,8 @@ static PyMethodDef methods[] = {
      "add(acc, work, mean, width, weight, dmin, dmax, h) -> (n_deferred, hi_max) | None:"
      " _Accumulator.add without its sums."},
     {"voxels", voxels, METH_VARARGS,
-     "voxels(acc, work, flat, pair, pb, g, nxy, w, t, vt, tlo, thi, row, dmin, dmax, h)"
-     " -> (dmin, dmax, n_deferred, hi_max) | None: _voxel_chunk and its add."},
+     "voxels(acc, work, flat, pair, pb, g, nxy, w, t, vt, tlo, thi, row, dmin, dmax, h[,"
+     " ring]) -> (dmin, dmax, n_deferred, hi_max) | None: _voxel_chunk and its add."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_cdeposit",

@@ -15,6 +15,16 @@
  *   Flags in mask (uint8, one per block of frames, zero on entry) the blocks that
  *   pairs_at(g) reads: those of the frames f and f + 1 of every flat node index g
  *   (only the frames are checked here, the window by gather).
+ * pairs_spans(flat, nz, ny, nx, f, j0, j1, lo, hi, i0w, wlen, out) -> True | None
+ *   The pairs of frame f at rows j0..j1-1, row j at window columns lo[j - j0]..hi[j -
+ *   j0]-1 (int32; grid columns i0w + those) only, into out (complex64, (j1 - j0) x wlen;
+ *   other entries untouched): the values of pairs, node by node. The same function is
+ *   exported to rtqa.dvh._cdeposit as the capsule _frames (its frame ring).
+ * row_spans(mask, K, NJ, NI, j0, j1, i0, i1, lo, hi) -> None
+ *   The first and one past the last set column (less i0) of every row j0..j1-1 of every
+ *   plane of a uint8 mask within columns i0..i1-1 (0, 0: none).
+ * node_spans(f, j, i, nz, nj, lo, hi) -> True | None
+ *   Widens spans (int32, nz x nj) of frames f and f + 1, rows j to hold columns i.
  * gather(g, nxy, nx, nz, block, j0, j1, i0, i1, lo, tabs, out_a, out_b) -> True | None
  *   pairs_at: out_a[k], out_b[k] (complex64) = the pairs of g[k] and g[k] + nxy from
  *   the blocks tabs[b - lo] (a tuple of complex64 arrays, each flat (frame in block,

@@ -84,7 +84,8 @@ class _Engine:
         on both planes) and every end cap (whole on its plane). Within one dose bin a
         voxel column holds some of the (at most a few) pieces that overlap the bin; the
         set is coded in the bits of a small integer per voxel and bin, and the weight and
-        t moments of each code are tabulated (exactly: sums over the pieces)."""
+        t moments of each code are tabulated (exactly: sums over the pieces). Compiled, on
+        a large grid, the voxel tables' pairs come from a frame ring (:meth:`_ring`)."""
         r, s, tab, zb = self.r, self.slabs, self.tab, self.tab.bins
         # whole voxels (with m = 1, bid is cls // 2 as 0/1 bytes: a view, no copy)
         full = r.bid.view(np.bool_) if r.m == 1 else r.cls == 2

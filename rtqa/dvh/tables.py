@@ -9,7 +9,9 @@ Units: dose in Gy, z in mm; t is the position between two dose frames (0 on fram
   on the node (:func:`_voxel_mean_sd`), so that the mean of a whole-voxel element is the
   exact mean of the trilinear dose over the voxel and its z part;
 * :class:`_ZBins`: the grid's z range cut at its inner frames. Every column piece is cut
-  at the dose frames: within a frame interval the trilinear dose is linear in t.
+  at the dose frames: within a frame interval the trilinear dose is linear in t;
+* :class:`_FrameRing`: with the compiled kernels on a large grid, the same pairs computed
+  by the whole-voxel kernel frame by frame, only where a structure's elements reach.
 
 The tables and their windowed look-up (:meth:`_Tables._compute`, :meth:`_Tables.pairs_at`)
 have a compiled twin, ``rtqa.dvh._ctables`` (the same values, bit for bit; the numpy code
