@@ -383,10 +383,15 @@ class _FrameRing:
         src_hi = np.where(empty, 0, src_hi).astype(np.int32)
         lo = np.full((tab.nz, nj), wlen, dtype=np.int32)
         hi = np.zeros((tab.nz, nj), dtype=np.int32)
-        a, b = src_lo[q], src_hi[q]
-        for ff in (f, f + 1):
-            np.minimum.at(lo, ff, a)
-            np.maximum.at(hi, ff, b)
+        # the spans of the pieces reaching each frame (as frame f or f + 1 of their bin)
+        at = np.concatenate([f, f + 1])
+        order = np.argsort(at, kind="stable")
+        at = at[order]
+        src = np.concatenate([q, q])[order]
+        first = np.flatnonzero(np.diff(at, prepend=-1))
+        frames = at[first]
+        lo[frames] = np.minimum.reduceat(src_lo[src], first, axis=0)
+        hi[frames] = np.maximum.reduceat(src_hi[src], first, axis=0)
         return cls(tab, win, lo, hi)
 
     @classmethod
