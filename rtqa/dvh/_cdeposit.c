@@ -19,12 +19,16 @@
  *   half width; when any element reaches outside [dmin, dmax] those that do are
  *   written, in order, to the first n_deferred items of the deferred parts of work, and
  *   the others deposited.
- * voxels(acc, work, flat, pair, pb, g, nxy, w, t, vt, tlo, thi, row, dmin, dmax, h)
- *   -> (dmin, dmax, n_deferred, hi_max) | None
+ * voxels(acc, work, flat, pair, pb, g, nxy, w, t, vt, tlo, thi, row, dmin, dmax, h[,
+ *        ring]) -> (dmin, dmax, n_deferred, hi_max) | None
  *   _voxel_chunk, then add: the whole-voxel elements of flat grid indices g (int64):
  *   the doses flat[g], flat[g + nxy] and the (mean offset, sd) float32 pairs, from the
  *   table pair (complex64) at g and g + nxy, or pre-gathered: pair[i], pb[i] when pb is
- *   not empty. Per element weight, t mean, t variance and t range either direct
+ *   not empty, or (ring given: a tuple (buf, tag, lo, hi, nz, ny, nx, j0, j1, i0, i1) of
+ *   rtqa.dvh.tables._FrameRing; pair and pb unused) from the ring's frames, computed in
+ *   it by rtqa.dvh._ctables (its capsule _frames) when an element first needs them
+ *   (None when a node lies outside the ring's window or the spans of its frame; the
+ *   ring's frames and tags may have changed then). Per element weight, t mean, t variance and t range either direct
  *   (float64 arrays w, t, vt, tlo, thi; row empty) or coded: records w (bytes of
  *   rtqa.dvh.elements._REC: f8 weight, f4 t mean, f4 t variance) at row[i] (int64), and
  *   tlo/thi float32 at row[i]. The node doses at the ends of the t range update
@@ -32,6 +36,8 @@
  *   deferral test, as acc.points before acc.add. The means and weights are left in
  *   work for the caller's sums (the half widths, float32, in its deferred-weight part
  *   until a deferral needs the element ends).
+ * layer_codes(mask, K, NJ, NI, j0, j1, i0, i1, layer, bit, pa, pb, code) -> None
+ *   The code array of a group of layers (below).
  * codes(code, nJ, nI, lay_f, nxy, nx, base, r0, stride, g, row) -> None
  *   The flat grid indices and record rows of the whole-voxel elements of a group of
  *   layers of rtqa.dvh.engine._Engine._whole_voxels (integers; below).
@@ -60,7 +66,20 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* Element-wise loops (no sum across elements) may be vectorised: each element still gets
+ * the same IEEE operations (no contraction). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define VECTOR __attribute__((optimize("tree-vectorize", "vect-cost-model=dynamic", "fp-contract=off", \
+                                       "no-math-errno")))
+#else
+#define VECTOR
+#endif
+/* Elements per block of the whole-voxel pass (its operands on the stack). */
+#define VBLK 256
 
 /* Minima of lo and of hi - lo, maximum of hi; 0 when a value is NaN or a weight is not
  * finite. */
@@ -311,23 +330,194 @@ typedef struct {
     float tm, vt;
 } rec_t;
 
+/* The frames' pairs computed as the elements need them (voxels with a ring): the API of
+ * rtqa.dvh._ctables (its capsule _frames; NULL until first used or when not built). */
+typedef struct {
+    int (*frame_pairs_spans)(const double *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                             const int32_t *, const int32_t *, Py_ssize_t, Py_ssize_t,
+                             float *, float *);
+    int (*spans_ok)(const int32_t *, const int32_t *, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                    Py_ssize_t);
+} FramesAPI;
+
+static FramesAPI *frames_api = NULL;
+
+/* A ring of ns frames of pairs over a window (rows j0..j1-1, columns i0..i1-1; 2 <= ns
+ * <= RING_MAX): slot s holds frame tag[s] (-1: none) at the spans lo, hi of that frame
+ * (int32, nz x (j1 - j0), window columns; rtqa.dvh.tables._FrameRing). */
+#define RING_MAX 8
+typedef struct {
+    float *buf;
+    int64_t *tag;
+    Py_ssize_t ns;
+    int64_t clock, stamp[RING_MAX]; /* (last use of each slot in this call) */
+    const int32_t *lo, *hi;
+    Py_ssize_t nz, ny, nx, j0, j1, i0, i1, nj, wlen, area;
+    float *scr;
+    /* the position of the last index (frame and row: indices in frame order mostly
+     * need no division) */
+    int64_t f, fbase, j, jbase;
+    double inv_nxy, inv_nx;
+} Ring;
+
+/* x // d for 0 <= x < 2^52 and d >= 1 (as in _ctables.c). */
+static inline int64_t quot(int64_t x, int64_t d, double inv)
+{
+    int64_t q = (int64_t)((double)x * inv);
+    while (q * d > x)
+        q--;
+    while ((q + 1) * d <= x)
+        q++;
+    return q;
+}
+
+/* Frame, window row and window column of flat node index x (0 <= x < (nz - 1) nxy,
+ * checked by the caller); 0 outside the window. */
+static inline int ring_where(Ring *R, int64_t x, int64_t nxy, int64_t *f, int64_t *j,
+                             int64_t *i)
+{
+    int64_t rem = x - R->fbase;
+    if (rem < 0 || rem >= nxy) {
+        R->f = quot(x, nxy, R->inv_nxy);
+        R->fbase = R->f * nxy;
+        rem = x - R->fbase;
+    }
+    int64_t c = rem - R->jbase;
+    if (c < 0 || c >= R->nx) {
+        R->j = quot(rem, R->nx, R->inv_nx);
+        R->jbase = R->j * R->nx;
+        c = rem - R->jbase;
+    }
+    if (R->j < R->j0 || R->j >= R->j1 || c < R->i0 || c >= R->i1)
+        return 0;
+    *f = R->f;
+    *j = R->j - R->j0;
+    *i = c - R->i0;
+    return 1;
+}
+
+/* The slot of frame f; when not in the ring, computed into the least recently used slot
+ * other than `keep` (and, if it can, not holding frame `spare`); -1 when a span is
+ * outside the window or a pair is NaN. */
+static Py_ssize_t ring_slot(Ring *R, const double *flat, int64_t f, Py_ssize_t keep,
+                            int64_t spare)
+{
+    R->clock++;
+    for (Py_ssize_t k = 0; k < R->ns; k++)
+        if (R->tag[k] == f) {
+            R->stamp[k] = R->clock;
+            return k;
+        }
+    Py_ssize_t s = -1;
+    for (int pass = 0; pass < 2 && s < 0; pass++)
+        for (Py_ssize_t k = 0; k < R->ns; k++)
+            if (k != keep && (pass || R->tag[k] != spare)
+                && (s < 0 || R->stamp[k] < R->stamp[s]))
+                s = k;
+    R->stamp[s] = R->clock;
+    const int32_t *lo = R->lo + f * R->nj, *hi = R->hi + f * R->nj;
+    R->tag[s] = -1;
+    if (!frames_api->spans_ok(lo, hi, R->nj, R->i0, R->wlen, R->nx)
+        || !frames_api->frame_pairs_spans(flat + f * R->ny * R->nx, R->ny, R->nx, R->j0,
+                                          R->j1, lo, hi, R->i0, R->wlen,
+                                          R->buf + 2 * s * R->area, R->scr))
+        return -1;
+    R->tag[s] = f;
+    return s;
+}
+
+/* The element-wise arithmetic of _voxel_chunk for n elements: node doses va, vb, pairs
+ * (a0, a1) at frame f and (b0, b1) at f + 1, t mean t and variance vt; the means mu
+ * (float64) and the squared widths d2s (float32). */
+VECTOR static void elements(Py_ssize_t n, const double *va, const double *vb,
+                            const float *a0, const float *a1, const float *b0,
+                            const float *b1, const double *t, const double *vt, double *mu,
+                            float *d2s)
+{
+    for (Py_ssize_t k = 0; k < n; k++) {
+        /* mean: a = va + pa0; dab = vb + pb0 - a; t dab + a (float64) */
+        double a = va[k] + (double)a0[k];
+        double dab = vb[k] + (double)b0[k];
+        dab -= a;
+        double m = t[k] * dab;
+        m += a;
+        /* spread (float32): sd = s + t (s' - s); d2 = 12 (vt (dab^2 + ds^2) + sd^2) */
+        float t32 = (float)t[k];
+        float dsd = b1[k] - a1[k];
+        float sd = t32 * dsd;
+        sd += a1[k];
+        float d2 = (float)dab;
+        d2 *= d2;
+        dsd *= dsd;
+        d2 += dsd;
+        d2 = (float)((double)d2 * vt[k]); /* (an exact product, rounded once to float32) */
+        sd *= sd;
+        d2 += sd;
+        d2 *= 12.0f;
+        d2s[k] = d2; /* (the caller: width = sqrt(d2); add: width *= 0.5) */
+        mu[k] = m;
+    }
+}
+
 static PyObject *voxels(PyObject *self, PyObject *args)
 {
     Py_buffer acc, work, flat, pair, pb, g, w, t, vt, tlo, thi, row;
+    Py_buffer rbuf = {0}, rtag = {0}, rlo = {0}, rhi = {0};
     Py_ssize_t nxy;
     double dmin, dmax, h;
-    if (!PyArg_ParseTuple(args, "w*w*y*y*y*y*ny*y*y*y*y*y*ddd", &acc, &work, &flat, &pair,
-                          &pb, &g, &nxy, &w, &t, &vt, &tlo, &thi, &row, &dmin, &dmax, &h))
+    PyObject *ringobj = Py_None;
+    if (!PyArg_ParseTuple(args, "w*w*y*y*y*y*ny*y*y*y*y*y*ddd|O", &acc, &work, &flat, &pair,
+                          &pb, &g, &nxy, &w, &t, &vt, &tlo, &thi, &row, &dmin, &dmax, &h,
+                          &ringobj))
         return NULL;
     PyObject *res = NULL;
     Py_ssize_t m = g.len / 8, n = acc.len / 8, nd = 0, nflat = flat.len / 8;
-    int coded = row.len > 0, gathered = pb.len > 0;
+    int coded = row.len > 0, gathered = pb.len > 0, ringed = ringobj != Py_None;
     Py_ssize_t nrec = coded ? w.len / 16 : 0, npair = pair.len / 8;
+    Ring R;
+    R.scr = NULL;
+    if (ringed) {
+        /* ring = (buf, tag, lo, hi, nz, ny, nx, j0, j1, i0, i1) */
+        if (!PyArg_ParseTuple(ringobj, "w*w*y*y*nnnnnnn", &rbuf, &rtag, &rlo, &rhi, &R.nz,
+                              &R.ny, &R.nx, &R.j0, &R.j1, &R.i0, &R.i1))
+            goto done;
+        if (frames_api == NULL) {
+            frames_api = PyCapsule_Import("rtqa.dvh._ctables._frames", 0);
+            if (frames_api == NULL) {
+                PyErr_Clear();
+                res = Py_NewRef(Py_None);
+                goto done;
+            }
+        }
+        R.nj = R.j1 - R.j0, R.wlen = R.i1 - R.i0, R.area = R.nj * R.wlen;
+        R.ns = rtag.len / 8, R.clock = 0;
+        for (int k = 0; k < RING_MAX; k++)
+            R.stamp[k] = 0;
+        if (!(R.ny >= 2 && R.nx >= 2 && R.nz >= 2 && R.nx * R.ny == nxy
+              && R.nz * nxy == nflat && nflat < ((Py_ssize_t)1 << 52) && 0 <= R.j0
+              && R.j0 < R.j1 && R.j1 <= R.ny && 0 <= R.i0 && R.i0 < R.i1 && R.i1 <= R.nx)) {
+            PyErr_SetString(PyExc_ValueError, "ring: bad window");
+            goto done;
+        }
+        if (R.ns < 2 || R.ns > RING_MAX || !need(&rtag, R.ns, 8, "tag")
+            || !need(&rbuf, R.ns * R.area, 8, "ring")
+            || !need(&rlo, R.nz * R.nj, 4, "lo") || !need(&rhi, R.nz * R.nj, 4, "hi"))
+            goto done;
+        R.buf = rbuf.buf, R.tag = rtag.buf, R.lo = rlo.buf, R.hi = rhi.buf;
+        R.f = -1, R.fbase = -nxy - 1, R.j = -1, R.jbase = -R.nx - 1;
+        R.inv_nxy = 1.0 / (double)nxy, R.inv_nx = 1.0 / (double)R.nx;
+        R.scr = malloc((size_t)(10 * R.wlen + 4) * sizeof(float));
+        if (R.scr == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        gathered = 0;
+    }
     if (!need(&g, m, 8, "g") || !need_work(&work, n, m))
         goto done;
     if (gathered && (!need(&pair, m, 8, "pair") || !need(&pb, m, 8, "pb")))
         goto done;
-    if (!gathered && npair < nflat) {
+    if (!gathered && !ringed && npair < nflat) {
         PyErr_SetString(PyExc_ValueError, "pair: smaller than flat");
         goto done;
     }
@@ -354,75 +544,98 @@ static PyObject *voxels(PyObject *self, PyObject *args)
     const double *wd = w.buf, *td = t.buf, *vd = vt.buf;
     double vmin = INFINITY, vmax = -INFINITY;
     double lmin = INFINITY, hmax = -INFINITY, wmin = INFINITY;
-    for (Py_ssize_t i = 0; i < m; i++) {
-        int64_t ga = gi[i];
-        if (ga < 0 || ga >= nflat || nxy < -ga || nxy >= nflat - ga) { /* (no overflow) */
-            rc = 0;
-            break;
-        }
-        int64_t gb = ga + nxy;
-        double va = fl[ga], vb = fl[gb];
-        float pa0, pa1, pb0, pb1;
-        if (gathered) {
-            pa0 = pa_[2 * i], pa1 = pa_[2 * i + 1], pb0 = pb_[2 * i], pb1 = pb_[2 * i + 1];
-        } else {
-            pa0 = pa_[2 * ga], pa1 = pa_[2 * ga + 1], pb0 = pa_[2 * gb], pb1 = pa_[2 * gb + 1];
-        }
-        double wi, ti, vti;
-        if (coded) {
-            int64_t r = ri[i];
-            if (r < 0 || r >= nrec) {
+    int64_t rlast = -1;
+    const float *ra = NULL, *rb = NULL;
+    const int32_t *loa = NULL, *hia = NULL, *lob = NULL, *hib = NULL;
+    /* in blocks of VBLK elements: their operands gathered (and checked), then the
+     * element-wise arithmetic (vectorised: the same operations per element), then the
+     * checks and the minima and maxima in element order */
+    double xva[VBLK], xvb[VBLK], xt[VBLK], xvt[VBLK];
+    float xa0[VBLK], xa1[VBLK], xb0[VBLK], xb1[VBLK];
+    for (Py_ssize_t b0 = 0; b0 < m && rc; b0 += VBLK) {
+        Py_ssize_t nb = m - b0 < VBLK ? m - b0 : VBLK;
+        for (Py_ssize_t k = 0; k < nb; k++) {
+            Py_ssize_t i = b0 + k;
+            int64_t ga = gi[i];
+            if (ga < 0 || ga >= nflat || nxy < -ga || nxy >= nflat - ga) { /* (no overflow) */
                 rc = 0;
                 break;
             }
-            wi = rec[r].w, ti = (double)rec[r].tm, vti = (double)rec[r].vt;
-        } else {
-            wi = wd[i], ti = td[i], vti = vd[i];
+            int64_t gb = ga + nxy;
+            double va = fl[ga], vb = fl[gb];
+            float pa0, pa1, pb0, pb1;
+            if (ringed) { /* the pairs of frames f and f + 1 from the ring (computed there) */
+                int64_t f, jj, ii;
+                if (!ring_where(&R, ga, nxy, &f, &jj, &ii)) {
+                    rc = 0;
+                    break;
+                }
+                if (f != rlast) {
+                    Py_ssize_t sa = ring_slot(&R, fl, f, -1, f + 1);
+                    Py_ssize_t sb = sa < 0 ? -1 : ring_slot(&R, fl, f + 1, sa, -1);
+                    if (sb < 0) {
+                        rc = 0;
+                        break;
+                    }
+                    ra = R.buf + 2 * sa * R.area, rb = R.buf + 2 * sb * R.area;
+                    loa = R.lo + f * R.nj, hia = R.hi + f * R.nj;
+                    lob = loa + R.nj, hib = hia + R.nj;
+                    rlast = f;
+                }
+                if (ii < loa[jj] || ii >= hia[jj] || ii < lob[jj] || ii >= hib[jj]) {
+                    rc = 0; /* (a node outside the spans computed) */
+                    break;
+                }
+                int64_t loc = 2 * (jj * R.wlen + ii);
+                pa0 = ra[loc], pa1 = ra[loc + 1], pb0 = rb[loc], pb1 = rb[loc + 1];
+            } else if (gathered) {
+                pa0 = pa_[2 * i], pa1 = pa_[2 * i + 1], pb0 = pb_[2 * i], pb1 = pb_[2 * i + 1];
+            } else {
+                pa0 = pa_[2 * ga], pa1 = pa_[2 * ga + 1], pb0 = pa_[2 * gb];
+                pb1 = pa_[2 * gb + 1];
+            }
+            if (coded) {
+                int64_t r = ri[i];
+                if (r < 0 || r >= nrec) {
+                    rc = 0;
+                    break;
+                }
+                wo[i] = rec[r].w, xt[k] = (double)rec[r].tm, xvt[k] = (double)rec[r].vt;
+            } else {
+                wo[i] = wd[i], xt[k] = td[i], xvt[k] = vd[i];
+            }
+            /* va.min(), vb.min(), va.max(), vb.max() */
+            if (va < vmin)
+                vmin = va;
+            if (va > vmax)
+                vmax = va;
+            if (vb < vmin)
+                vmin = vb;
+            if (vb > vmax)
+                vmax = vb;
+            xva[k] = va, xvb[k] = vb;
+            xa0[k] = pa0, xa1[k] = pa1, xb0[k] = pb0, xb1[k] = pb1;
         }
-        /* va.min(), vb.min(), va.max(), vb.max() */
-        if (va < vmin)
-            vmin = va;
-        if (va > vmax)
-            vmax = va;
-        if (vb < vmin)
-            vmin = vb;
-        if (vb > vmax)
-            vmax = vb;
-        /* mean: a = va + pa0; dab = vb + pb0 - a; t dab + a (float64) */
-        double a = va + (double)pa0;
-        double dab = vb + (double)pb0;
-        dab -= a;
-        double mu = ti * dab;
-        mu += a;
-        /* spread (float32): sd = s + t (s' - s); d2 = 12 (vt (dab^2 + ds^2) + sd^2) */
-        float t32 = (float)ti;
-        float dsd = pb1 - pa1;
-        float sd = t32 * dsd;
-        sd += pa1;
-        float d2 = (float)dab;
-        d2 *= d2;
-        dsd *= dsd;
-        d2 += dsd;
-        d2 = (float)((double)d2 * vti); /* (an exact product, rounded once to float32) */
-        sd *= sd;
-        d2 += sd;
-        d2 *= 12.0f;
-        float half = sqrtf(d2) * 0.5f; /* width = sqrt(d2); add: width *= 0.5 */
-        double lo_ = mu - (double)half, hi_ = mu + (double)half;
-        if (isnan(lo_) || isnan(hi_) || !isfinite(wi)) {
-            rc = 0;
+        if (!rc)
             break;
+        elements(nb, xva, xvb, xa0, xa1, xb0, xb1, xt, xvt, me + b0, hf + b0);
+        for (Py_ssize_t i = b0; i < b0 + nb; i++) {
+            double mu = me[i];
+            float half = sqrtf(hf[i]) * 0.5f; /* width = sqrt(d2); add: width *= 0.5 */
+            hf[i] = half;
+            double lo_ = mu - (double)half, hi_ = mu + (double)half;
+            if (isnan(lo_) || isnan(hi_) || !isfinite(wo[i])) {
+                rc = 0;
+                break;
+            }
+            double d = hi_ - lo_;
+            if (lo_ < lmin)
+                lmin = lo_;
+            if (hi_ > hmax)
+                hmax = hi_;
+            if (d < wmin)
+                wmin = d;
         }
-        me[i] = mu;
-        wo[i] = wi;
-        hf[i] = half;
-        double d = hi_ - lo_;
-        if (lo_ < lmin)
-            lmin = lo_;
-        if (hi_ > hmax)
-            hmax = hi_;
-        if (d < wmin)
-            wmin = d;
     }
     /* acc.points of the node doses at the ends of the t range, where they can widen
      * [Min, Max] */
@@ -496,6 +709,15 @@ done:
     PyBuffer_Release(&tlo);
     PyBuffer_Release(&thi);
     PyBuffer_Release(&row);
+    free(R.scr);
+    if (rbuf.obj)
+        PyBuffer_Release(&rbuf);
+    if (rtag.obj)
+        PyBuffer_Release(&rtag);
+    if (rlo.obj)
+        PyBuffer_Release(&rlo);
+    if (rhi.obj)
+        PyBuffer_Release(&rhi);
     return res;
 }
 
@@ -553,7 +775,71 @@ done:
     return res;
 }
 
+/* o |= (a & b) << p for 0/1 bytes a, b (bv = 1 << p: the 0/1 byte negated is 0x00 or
+ * 0xff, and-ed with bv). */
+VECTOR static void or_row(unsigned char *restrict o, const unsigned char *a,
+                          const unsigned char *b, Py_ssize_t n, unsigned char bv)
+{
+    for (Py_ssize_t i = 0; i < n; i++)
+        o[i] |= (unsigned char)(-(unsigned char)(a[i] & b[i])) & bv;
+}
+
+/* layer_codes(mask, K, NJ, NI, j0, j1, i0, i1, layer, bit, pa, pb, code) -> None
+ * The codes of a group of layers of rtqa.dvh.engine._Engine._whole_voxels: code (uint8,
+ * L x (j1 - j0) x (i1 - i0)) zeroed, then for every piece s its window mask, mask[pa[s]]
+ * and (pb[s] >= 0: an interval) mask[pb[s]] over rows j0..j1-1, columns i0..i1-1 of the
+ * raster planes (uint8 0 or 1: bools, K x NJ x NI), shifted by bit[s] (0..7) and or-ed into layer
+ * layer[s] (int64 each). Integer operations: the numpy code's values exactly. */
+static PyObject *layer_codes(PyObject *self, PyObject *args)
+{
+    Py_buffer mask, lay, bit, pa, pb, code;
+    Py_ssize_t K, NJ, NI, j0, j1, i0, i1;
+    if (!PyArg_ParseTuple(args, "y*nnnnnnny*y*y*y*w*", &mask, &K, &NJ, &NI, &j0, &j1, &i0,
+                          &i1, &lay, &bit, &pa, &pb, &code))
+        return NULL;
+    PyObject *res = NULL;
+    Py_ssize_t n = lay.len / 8, nj = j1 - j0, ni = i1 - i0, nw = nj * ni;
+    int ok = K >= 0 && 0 <= j0 && j0 <= j1 && j1 <= NJ && 0 <= i0 && i0 <= i1 && i1 <= NI
+             && mask.len == K * NJ * NI && lay.len % 8 == 0 && bit.len == lay.len
+             && pa.len == lay.len && pb.len == lay.len && nw > 0 && code.len % nw == 0;
+    Py_ssize_t L = ok ? code.len / nw : 0;
+    const int64_t *ly = lay.buf, *bt = bit.buf, *ka = pa.buf, *kb = pb.buf;
+    for (Py_ssize_t s = 0; ok && s < n; s++)
+        ok = ly[s] >= 0 && ly[s] < L && bt[s] >= 0 && bt[s] < 8 && ka[s] >= 0 && ka[s] < K
+             && kb[s] >= -1 && kb[s] < K;
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "layer_codes: bad arguments");
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    unsigned char *c = code.buf;
+    const unsigned char *m = mask.buf;
+    memset(c, 0, (size_t)code.len);
+    for (Py_ssize_t s = 0; s < n; s++) {
+        unsigned char *out = c + ly[s] * nw;
+        unsigned char bv = (unsigned char)(1u << bt[s]);
+        for (Py_ssize_t j = 0; j < nj; j++) {
+            const unsigned char *ra = m + (ka[s] * NJ + j0 + j) * NI + i0;
+            or_row(out + j * ni, ra, kb[s] >= 0 ? m + (kb[s] * NJ + j0 + j) * NI + i0 : ra, ni,
+                   bv);
+        }
+    }
+    Py_END_ALLOW_THREADS
+    res = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&mask);
+    PyBuffer_Release(&lay);
+    PyBuffer_Release(&bit);
+    PyBuffer_Release(&pa);
+    PyBuffer_Release(&pb);
+    PyBuffer_Release(&code);
+    return res;
+}
+
 static PyMethodDef methods[] = {
+    {"layer_codes", layer_codes, METH_VARARGS,
+     "layer_codes(mask, K, NJ, NI, j0, j1, i0, i1, layer, bit, pa, pb, code): the codes"
+     " of a group of layers from the raster's planes."},
     {"codes", codes, METH_VARARGS,
      "codes(code, nJ, nI, lay_f, nxy, nx, base, r0, stride, g, row): the flat grid"
      " indices and record rows of the cells with a code."},
@@ -563,8 +849,8 @@ static PyMethodDef methods[] = {
      "add(acc, work, mean, width, weight, dmin, dmax, h) -> (n_deferred, hi_max) | None:"
      " _Accumulator.add without its sums."},
     {"voxels", voxels, METH_VARARGS,
-     "voxels(acc, work, flat, pair, pb, g, nxy, w, t, vt, tlo, thi, row, dmin, dmax, h)"
-     " -> (dmin, dmax, n_deferred, hi_max) | None: _voxel_chunk and its add."},
+     "voxels(acc, work, flat, pair, pb, g, nxy, w, t, vt, tlo, thi, row, dmin, dmax, h[,"
+     " ring]) -> (dmin, dmax, n_deferred, hi_max) | None: _voxel_chunk and its add."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_cdeposit",

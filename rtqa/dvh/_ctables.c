@@ -15,6 +15,16 @@
  *   Flags in mask (uint8, one per block of frames, zero on entry) the blocks that
  *   pairs_at(g) reads: those of the frames f and f + 1 of every flat node index g
  *   (only the frames are checked here, the window by gather).
+ * pairs_spans(flat, nz, ny, nx, f, j0, j1, lo, hi, i0w, wlen, out) -> True | None
+ *   The pairs of frame f at rows j0..j1-1, row j at window columns lo[j - j0]..hi[j -
+ *   j0]-1 (int32; grid columns i0w + those) only, into out (complex64, (j1 - j0) x wlen;
+ *   other entries untouched): the values of pairs, node by node. The same function is
+ *   exported to rtqa.dvh._cdeposit as the capsule _frames (its frame ring).
+ * row_spans(mask, K, NJ, NI, j0, j1, i0, i1, lo, hi) -> None
+ *   The first and one past the last set column (less i0) of every row j0..j1-1 of every
+ *   plane of a uint8 mask within columns i0..i1-1 (0, 0: none).
+ * node_spans(f, j, i, nz, nj, lo, hi) -> True | None
+ *   Widens spans (int32, nz x nj) of frames f and f + 1, rows j to hold columns i.
  * gather(g, nxy, nx, nz, block, j0, j1, i0, i1, lo, tabs, out_a, out_b) -> True | None
  *   pairs_at: out_a[k], out_b[k] (complex64) = the pairs of g[k] and g[k] + nxy from
  *   the blocks tabs[b - lo] (a tuple of complex64 arrays, each flat (frame in block,
@@ -197,6 +207,206 @@ static int frame_pairs(const double *d, Py_ssize_t ny, Py_ssize_t nx, Py_ssize_t
             return 0;
     }
     return 1;
+}
+
+/* frame_pairs with a column span per row: the pairs of one frame d (ny * nx) at rows
+ * j0..j1-1, row j only at window columns lo[j - j0]..hi[j - j0]-1 (grid columns i0w +
+ * those; none when lo >= hi; all within 0..wlen-1), into out (row j - j0 of wlen pairs from column i0w; the
+ * other entries untouched). A pair depends on its node's 3 x 3 neighbourhood only, so
+ * each is the value frame_pairs gives (the x parts of a dose row are computed once, over
+ * the union of the spans of the output rows that read it). Scratch: 10 wlen + 4 floats.
+ * 0 when a pair is NaN. */
+static int frame_pairs_spans(const double *d, Py_ssize_t ny, Py_ssize_t nx, Py_ssize_t j0,
+                             Py_ssize_t j1, const int32_t *lo, const int32_t *hi,
+                             Py_ssize_t i0w, Py_ssize_t wlen, float *out, float *scr)
+{
+    float *dx2r[3], *pyr[3];
+    Py_ssize_t tag[3] = {-1, -1, -1}, ua[3] = {0, 0, 0};
+    for (int s = 0; s < 3; s++) {
+        dx2r[s] = scr + 2 * s * wlen;
+        pyr[s] = scr + (2 * s + 1) * wlen;
+    }
+    float *offr = scr + 6 * wlen, *vr = scr + 7 * wlen;
+    float *dy2 = scr + 8 * wlen, *px = dy2 + (wlen + 2);
+    for (Py_ssize_t j = j0; j < j1; j++) {
+        Py_ssize_t a = i0w + lo[j - j0], b = i0w + hi[j - j0];
+        if (a >= b)
+            continue;
+        Py_ssize_t ja = j > 0 ? j - 1 : j, jb = j < ny - 1 ? j + 1 : j;
+        for (Py_ssize_t r = ja; r <= jb; r++)
+            if (tag[r % 3] != r) { /* over the spans of output rows r - 1..r + 1 */
+                Py_ssize_t u0 = PY_SSIZE_T_MAX, u1 = -1;
+                for (Py_ssize_t q = r - 1; q <= r + 1; q++) {
+                    if (q < j0 || q >= j1 || lo[q - j0] >= hi[q - j0])
+                        continue;
+                    if (i0w + lo[q - j0] < u0)
+                        u0 = i0w + lo[q - j0];
+                    if (i0w + hi[q - j0] > u1)
+                        u1 = i0w + hi[q - j0];
+                }
+                row_x(d + r * nx, nx, u0, u1, dx2r[r % 3], pyr[r % 3]);
+                tag[r % 3] = r;
+                ua[r % 3] = u0;
+            }
+        Py_ssize_t ia = a > 0 ? a - 1 : 0, ib = b < nx ? b + 1 : nx;
+        row_y(d + ja * nx, d + j * nx, d + jb * nx, j, ny, ia, ib, dy2, px);
+        int cm = (int)((j + 2) % 3), cc = (int)(j % 3), cp = (int)((j + 1) % 3);
+        if (!row_pairs(dy2, px, dx2r[cc] + (a - ua[cc]),
+                       j > 0 ? pyr[cm] + (a - ua[cm]) : NULL, pyr[cc] + (a - ua[cc]),
+                       j < ny - 1 ? pyr[cp] + (a - ua[cp]) : NULL, nx, a, b, ia, offr, vr,
+                       out + 2 * ((j - j0) * wlen + (a - i0w))))
+            return 0;
+    }
+    return 1;
+}
+
+/* The spans lo, hi (int32, n each, window columns) are within [0, wlen], and the window
+ * columns i0w..i0w+wlen-1 within the grid's nx. */
+static int spans_ok(const int32_t *lo, const int32_t *hi, Py_ssize_t n, Py_ssize_t i0w,
+                    Py_ssize_t wlen, Py_ssize_t nx)
+{
+    if (i0w < 0 || wlen < 1 || i0w + wlen > nx)
+        return 0;
+    for (Py_ssize_t k = 0; k < n; k++)
+        if (lo[k] < hi[k] && (lo[k] < 0 || hi[k] > wlen))
+            return 0;
+    return 1;
+}
+
+/* The API other kernels call (rtqa.dvh._cdeposit: the whole-voxel elements compute their
+ * frames' pairs as they go), as the capsule rtqa.dvh._ctables._frames. */
+typedef struct {
+    int (*frame_pairs_spans)(const double *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                             const int32_t *, const int32_t *, Py_ssize_t, Py_ssize_t,
+                             float *, float *);
+    int (*spans_ok)(const int32_t *, const int32_t *, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                    Py_ssize_t);
+} FramesAPI;
+
+static FramesAPI frames_api = {frame_pairs_spans, spans_ok};
+
+/* pairs_spans(flat, nz, ny, nx, f, j0, j1, lo, hi, i0w, wlen, out) -> True | None:
+ * frame_pairs_spans of frame f, spans lo, hi (int32, window columns), into out (complex64,
+ * (j1 - j0) * wlen). */
+static PyObject *pairs_spans(PyObject *self, PyObject *args)
+{
+    Py_buffer flat, lo, hi, out;
+    Py_ssize_t nz, ny, nx, f, j0, j1, i0w, wlen;
+    if (!PyArg_ParseTuple(args, "y*nnnnnny*y*nnw*", &flat, &nz, &ny, &nx, &f, &j0, &j1, &lo,
+                          &hi, &i0w, &wlen, &out))
+        return NULL;
+    int ok = nz >= 1 && ny >= 2 && nx >= 2 && 0 <= f && f < nz && 0 <= j0 && j0 < j1 &&
+             j1 <= ny && flat.len == (Py_ssize_t)(nz * ny * nx * sizeof(double)) &&
+             lo.len == (j1 - j0) * 4 && hi.len == (j1 - j0) * 4 &&
+             out.len == (Py_ssize_t)((j1 - j0) * wlen * 2 * sizeof(float)) &&
+             spans_ok(lo.buf, hi.buf, j1 - j0, i0w, wlen, nx);
+    float *scr = NULL;
+    if (ok) {
+        scr = malloc((size_t)(10 * wlen + 4) * sizeof(float));
+        ok = scr != NULL;
+    }
+    if (ok) {
+        Py_BEGIN_ALLOW_THREADS
+        ok = frame_pairs_spans((const double *)flat.buf + f * ny * nx, ny, nx, j0, j1, lo.buf,
+                               hi.buf, i0w, wlen, out.buf, scr);
+        Py_END_ALLOW_THREADS
+    }
+    free(scr);
+    PyBuffer_Release(&flat);
+    PyBuffer_Release(&lo);
+    PyBuffer_Release(&hi);
+    PyBuffer_Release(&out);
+    if (!ok)
+        Py_RETURN_NONE;
+    Py_RETURN_TRUE;
+}
+
+/* node_spans(f, j, i, nz, nj, lo, hi) -> True | None: widens the spans lo, hi (int32, nz
+ * x nj, flat) of rows j (window rows, int64) of frames f and f + 1 (int64) to hold
+ * columns i (int64): lo = min(lo, i), hi = max(hi, i + 1); None (nothing written after
+ * the first bad one) when an f, j is outside nz - 1, nj or an i outside int32. */
+static PyObject *node_spans(PyObject *self, PyObject *args)
+{
+    Py_buffer fb, jb, ib, lo, hi;
+    Py_ssize_t nz, nj;
+    if (!PyArg_ParseTuple(args, "y*y*y*nnw*w*", &fb, &jb, &ib, &nz, &nj, &lo, &hi))
+        return NULL;
+    Py_ssize_t n = fb.len / 8;
+    int ok = fb.len % 8 == 0 && jb.len == fb.len && ib.len == fb.len && nz >= 1 && nj >= 1 &&
+             lo.len == nz * nj * 4 && hi.len == nz * nj * 4;
+    if (ok) {
+        const int64_t *f = fb.buf, *j = jb.buf, *i = ib.buf;
+        int32_t *l = lo.buf, *h = hi.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t k = 0; k < n; k++) {
+            if (f[k] < 0 || f[k] >= nz - 1 || j[k] < 0 || j[k] >= nj || i[k] < 0
+                || i[k] >= INT32_MAX) {
+                ok = 0;
+                break;
+            }
+            int32_t c = (int32_t)i[k];
+            Py_ssize_t a = f[k] * nj + j[k];
+            for (int e = 0; e < 2; e++, a += nj) {
+                if (c < l[a])
+                    l[a] = c;
+                if (c + 1 > h[a])
+                    h[a] = c + 1;
+            }
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&fb);
+    PyBuffer_Release(&jb);
+    PyBuffer_Release(&ib);
+    PyBuffer_Release(&lo);
+    PyBuffer_Release(&hi);
+    if (!ok)
+        Py_RETURN_NONE;
+    Py_RETURN_TRUE;
+}
+
+/* row_spans(mask, K, NJ, NI, j0, j1, i0, i1, lo, hi) -> None: for every plane k of the
+ * boolean mask (uint8 0/1, K x NJ x NI) and row j0..j1-1, the first and one past the last
+ * column within i0..i1-1 that is set, less i0 (int32, K x (j1 - j0); 0, 0 for a row
+ * with none). */
+static PyObject *row_spans(PyObject *self, PyObject *args)
+{
+    Py_buffer mask, lo, hi;
+    Py_ssize_t K, NJ, NI, j0, j1, i0, i1;
+    if (!PyArg_ParseTuple(args, "y*nnnnnnnw*w*", &mask, &K, &NJ, &NI, &j0, &j1, &i0, &i1,
+                          &lo, &hi))
+        return NULL;
+    Py_ssize_t nj = j1 - j0;
+    int ok = K >= 0 && 0 <= j0 && j0 <= j1 && j1 <= NJ && 0 <= i0 && i0 <= i1 && i1 <= NI &&
+             mask.len == K * NJ * NI && lo.len == K * nj * 4 && hi.len == K * nj * 4;
+    if (ok) {
+        const unsigned char *m = mask.buf;
+        int32_t *l = lo.buf, *h = hi.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t k = 0; k < K; k++)
+            for (Py_ssize_t j = j0; j < j1; j++) {
+                const unsigned char *r = m + (k * NJ + j) * NI;
+                Py_ssize_t a = i0, b = i1;
+                while (a < i1 && !r[a])
+                    a++;
+                if (a < i1)
+                    while (!r[b - 1])
+                        b--;
+                else
+                    a = b = i0;
+                l[k * nj + (j - j0)] = (int32_t)(a - i0);
+                h[k * nj + (j - j0)] = (int32_t)(b - i0);
+            }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&mask);
+    PyBuffer_Release(&lo);
+    PyBuffer_Release(&hi);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "row_spans: bad shapes");
+        return NULL;
+    }
+    Py_RETURN_NONE;
 }
 
 static PyObject *pairs(PyObject *self, PyObject *args)
@@ -419,9 +629,30 @@ static PyMethodDef methods[] = {
     {"gather", gather, METH_VARARGS,
      "gather(g, nxy, nx, nz, block, j0, j1, i0, i1, lo, tabs, out_a, out_b) -> True | None:"
      " the pairs at g and g + nxy from the blocks of frames (_Tables.pairs_at)."},
+    {"pairs_spans", pairs_spans, METH_VARARGS,
+     "pairs_spans(flat, nz, ny, nx, f, j0, j1, lo, hi, i0w, wlen, out) -> True | None:"
+     " the pairs of frame f at a column span per row."},
+    {"node_spans", node_spans, METH_VARARGS,
+     "node_spans(f, j, i, nz, nj, lo, hi) -> True | None: widens the spans of frames f"
+     " and f + 1, rows j to columns i."},
+    {"row_spans", row_spans, METH_VARARGS,
+     "row_spans(mask, K, NJ, NI, j0, j1, i0, i1, lo, hi): the span of set columns of"
+     " every row of every plane."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ctables",
                                     "DVH per-grid tables (rtqa._native).", -1, methods};
 
-PyMODINIT_FUNC PyInit__ctables(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__ctables(void)
+{
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    PyObject *cap = PyCapsule_New(&frames_api, "rtqa.dvh._ctables._frames", NULL);
+    if (cap == NULL || PyModule_AddObject(m, "_frames", cap) < 0) {
+        Py_XDECREF(cap);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

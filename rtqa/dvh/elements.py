@@ -48,7 +48,8 @@ CHUNK = 32768
 _REC = np.dtype([("w", np.float64), ("tm", np.float32), ("vt", np.float32)])
 
 
-def _voxel_elements(tab: _Tables, acc: _Accumulator, g, w, tm, vt, tlo, thi) -> None:
+def _voxel_elements(tab: _Tables, acc: _Accumulator, g, w, tm, vt, tlo, thi,
+                    ring=None) -> None:
     """Whole-voxel elements: the dose voxel centred on the node of flat grid index g
     (frame f), over a z part of bin f with t mean ``tm`` and variance ``vt`` (t range
     [tlo, thi]); weight w (cc).
@@ -57,7 +58,8 @@ def _voxel_elements(tab: _Tables, acc: _Accumulator, g, w, tm, vt, tlo, thi) -> 
     tables) on frame f, B and s' on frame f+1; the element is uniform with the exact mean
     A + tm (B - A) and the variance vt ((B - A)^2 + (s' - s)^2) + (s + tm (s' - s))^2
     (exact for a linear dose; the in-plane spread is interpolated between the frames).
-    Node doses at the ends of the t range are points of the structure (for Min/Max)."""
+    Node doses at the ends of the t range are points of the structure (for Min/Max).
+    ``ring``: as for :func:`_coded_voxel_elements`."""
     c = _native.load(_KERNEL)
     f8 = np.float64
     if c is not None and not (_plain(g, np.int64)
@@ -66,15 +68,18 @@ def _voxel_elements(tab: _Tables, acc: _Accumulator, g, w, tm, vt, tlo, thi) -> 
     for s in range(0, g.size, CHUNK):
         sl = slice(s, s + CHUNK)
         if c is not None and _voxel_chunk_native(c, tab, acc, g[sl], w[sl], tm[sl], vt[sl],
-                                                 tlo[sl], thi[sl], _NO_ROW):
+                                                 tlo[sl], thi[sl], _NO_ROW, ring):
             continue
         _voxel_chunk(tab, acc, g[sl], w[sl], tm[sl], vt[sl], lambda: (tlo[sl], thi[sl]))
 
 
-def _coded_voxel_elements(tab: _Tables, acc: _Accumulator, g, rec, row, tlo, thi) -> None:
+def _coded_voxel_elements(tab: _Tables, acc: _Accumulator, g, rec, row, tlo, thi,
+                          ring=None) -> None:
     """:func:`_voxel_elements` with the weight, t mean and t variance of element i in
     record ``rec[row[i]]`` (:data:`_REC`) and its t range in ``tlo[row[i]]``,
-    ``thi[row[i]]`` (looked up only where the node doses can widen [Min, Max])."""
+    ``thi[row[i]]`` (looked up only where the node doses can widen [Min, Max]).
+    ``ring``: a :class:`rtqa.dvh.tables._FrameRing` covering g (compiled kernel only:
+    the pairs computed as the elements need them, the same values)."""
     c = _native.load(_KERNEL)
     if c is not None and not (_plain(g, np.int64) and _plain(row, np.int64)
                               and _plain(rec, _REC) and _plain(tlo, np.float32)
@@ -83,7 +88,7 @@ def _coded_voxel_elements(tab: _Tables, acc: _Accumulator, g, rec, row, tlo, thi
     for s in range(0, g.size, CHUNK):
         r = row[s:s + CHUNK]
         if c is not None and _voxel_chunk_native(c, tab, acc, g[s:s + CHUNK], rec, _NO_F8,
-                                                 _NO_F8, tlo, thi, r):
+                                                 _NO_F8, tlo, thi, r, ring):
             continue
         e = rec.take(r)
         _voxel_chunk(tab, acc, g[s:s + CHUNK], np.ascontiguousarray(e["w"]), e["tm"],
@@ -96,25 +101,33 @@ _NO_PAIR = np.empty(0, dtype=np.complex64)
 
 
 def _voxel_chunk_native(c, tab: _Tables, acc: _Accumulator, g, w, t, vt, tlo, thi,
-                        row) -> bool:
+                        row, ring=None) -> bool:
     """:func:`_voxel_chunk` compiled (``_cdeposit.voxels``: the elements and their
     deposit in one pass, the same values); w, t, vt, tlo, thi per element (float64) or,
     with ``row`` not empty, records ``w`` (:data:`_REC`) and t ranges (float32) at
-    ``row``. False when the kernel leaves the chunk to the numpy code (nothing done)."""
+    ``row``; the pairs from the whole tables, from ``ring`` (:class:`_FrameRing`:
+    computed by the kernel as it needs them) or gathered (:meth:`_Tables.pairs_at`).
+    False when the kernel leaves the chunk to the numpy code (nothing done)."""
     flat = tab.flat
     if not _plain(flat, np.float64) or not _plain(acc.acc, np.float64):
         return False
-    if tab.pair is not None:  # (whole tables)
-        pa, pb = tab.pair, _NO_PAIR
-        if not _plain(pa, np.complex64):
-            return False
-    else:
-        pa, pb = tab.pairs_at(g)
-        pa, pb = np.ascontiguousarray(pa), np.ascontiguousarray(pb)
     n = g.size
-    work = acc._scratch(n)
-    r = c.voxels(acc.acc, work, flat, pa, pb, g, tab.nxy, w, t, vt, tlo, thi, row, acc.dmin,
-                 acc.dmax, BIN_GY)
+    r = None
+    if ring is not None and tab.pair is None:
+        work = acc._scratch(n)
+        r = c.voxels(acc.acc, work, flat, _NO_PAIR, _NO_PAIR, g, tab.nxy, w, t, vt, tlo, thi,
+                     row, acc.dmin, acc.dmax, BIN_GY, ring.args)
+    if r is None:  # (no ring, or a node it does not cover: the tables)
+        if tab.pair is not None:  # (whole tables)
+            pa, pb = tab.pair, _NO_PAIR
+            if not _plain(pa, np.complex64):
+                return False
+        else:
+            pa, pb = tab.pairs_at(g)
+            pa, pb = np.ascontiguousarray(pa), np.ascontiguousarray(pb)
+        work = acc._scratch(n)
+        r = c.voxels(acc.acc, work, flat, pa, pb, g, tab.nxy, w, t, vt, tlo, thi, row,
+                     acc.dmin, acc.dmax, BIN_GY)
     if r is None:
         return False
     acc.dmin, acc.dmax, nd, hi_max = r

@@ -24,7 +24,7 @@ from rtqa.dvh.accumulator import _KERNEL, _Accumulator, _plain
 from rtqa.dvh.elements import (_REC, CHUNK, _bits, _cell_elements, _coded_voxel_elements,
                                _quadrant_moments, _sample_elements, _trilinear_cells,
                                _voxel_elements)
-from rtqa.dvh.tables import _Tables
+from rtqa.dvh.tables import _KERNEL as _TAB_KERNEL, _FrameRing, _Tables
 from rtqa.dvh.geometry import Raster, Slabs, band_crossings, nonzero, row_counts
 from rtqa.reading.dose import DoseGrid
 
@@ -84,7 +84,8 @@ class _Engine:
         on both planes) and every end cap (whole on its plane). Within one dose bin a
         voxel column holds some of the (at most a few) pieces that overlap the bin; the
         set is coded in the bits of a small integer per voxel and bin, and the weight and
-        t moments of each code are tabulated (exactly: sums over the pieces)."""
+        t moments of each code are tabulated (exactly: sums over the pieces). Compiled, on
+        a large grid, the voxel tables' pairs come from a frame ring (:meth:`_ring`)."""
         r, s, tab, zb = self.r, self.slabs, self.tab, self.tab.bins
         # whole voxels (with m = 1, bid is cls // 2 as 0/1 bytes: a view, no copy)
         full = r.bid.view(np.bool_) if r.m == 1 else r.cls == 2
@@ -176,25 +177,46 @@ class _Engine:
         c = _native.load(_KERNEL)
         if c is not None and not _plain(lay_f, np.int64):
             c = None
+        # (compiled, large grids: the pairs of each frame computed once, as needed)
+        ring = self._ring(full, st, en, q, f) if c is not None and tab.pair is None else None
+        if c is not None:  # (compiled codes: the planes of each piece, caps -1 second)
+            m8 = full.view(np.uint8) if full.dtype == np.bool_ and full.flags.c_contiguous \
+                else np.ascontiguousarray(full, dtype=np.uint8)
+            i8 = np.int64
+            p_a = src_plane.astype(i8)
+            p_b = np.concatenate([lk + 1, np.full(src_plane.size - n_int, -1)]).astype(i8)
+            pc_l, pc_b = layer.astype(i8), bit.astype(i8)
+            pc_a, pc_b2 = p_a[q], p_b[q]
+            bounds = np.searchsorted(layer, np.arange(0, n_lay + group, group)) \
+                if np.all(layer[1:] >= layer[:-1]) else None
         for g0 in range(0, n_lay, group):
             g1 = min(n_lay, g0 + group)
             L = g1 - g0
-            code = np.zeros((L, nw), dtype=np.uint8)
-            sel = np.flatnonzero((layer >= g0) & (layer < g1))
-            for p in range(nbit):  # the pieces with bit p (at most one per layer)
-                sp = sel[bit[sel] == p]
-                if sp.size:
-                    mk = masks(q[sp])
-                    if p:
-                        mk <<= np.uint8(p)
-                    code[layer[sp] - g0] |= mk
-            code = code.reshape(-1)
+            if c is not None:
+                if bounds is not None:
+                    sel = slice(bounds[g0 // group], bounds[g0 // group + 1])
+                else:
+                    sel = np.flatnonzero((layer >= g0) & (layer < g1))
+                code = np.empty(L * nw, dtype=np.uint8)
+                c.layer_codes(m8, K, r.NJ, r.NI, j0, j1, i0, i1, pc_l[sel] - g0, pc_b[sel],
+                              pc_a[sel], pc_b2[sel], code)
+            else:
+                code = np.zeros((L, nw), dtype=np.uint8)
+                sel = np.flatnonzero((layer >= g0) & (layer < g1))
+                for p in range(nbit):  # the pieces with bit p (at most one per layer)
+                    sp = sel[bit[sel] == p]
+                    if sp.size:
+                        mk = masks(q[sp])
+                        if p:
+                            mk <<= np.uint8(p)
+                        code[layer[sp] - g0] |= mk
+                code = code.reshape(-1)
             if c is not None:  # (compiled: the same indices and rows in one pass)
                 idx = np.empty(np.count_nonzero(code), dtype=np.int64)
                 row = np.empty(idx.size, dtype=np.int64)
                 c.codes(code, nJ, nI, lay_f[g0:g1], tab.nxy, tab.nx,
                         (r.J0 + j0) * tab.nx + (r.I0 + i0), g0, stride, idx, row)
-                _coded_voxel_elements(tab, self.acc, idx, rec, row, TLO, THI)
+                _coded_voxel_elements(tab, self.acc, idx, rec, row, TLO, THI, ring)
                 continue
             idx = np.flatnonzero(code != 0)  # (layer, cell) order
             # elements per layer and per window row (idx is sorted)
@@ -206,6 +228,28 @@ class _Engine:
                    + row_g).reshape(-1)
             idx += np.repeat(off, n_row_el)  # the flat grid index
             _coded_voxel_elements(tab, self.acc, idx, rec, row, TLO, THI)
+
+    def _ring(self, full: np.ndarray, st: np.ndarray, en: np.ndarray, q: np.ndarray,
+              f: np.ndarray) -> _FrameRing | None:
+        """The frame ring of the whole-voxel pieces (sources q: intervals, lower caps,
+        upper caps; bins f): each source's voxels lie within the column spans of its
+        plane's rows (an interval: of both planes')."""
+        ct = _native.load(_TAB_KERNEL)
+        if ct is None:
+            return None
+        r = self.r
+        (j0, j1), (i0, i1) = self.jw, self.iw
+        K, NJ, NI = full.shape
+        m8 = full.view(np.uint8) if full.dtype == np.bool_ and full.flags.c_contiguous \
+            else np.ascontiguousarray(full, dtype=np.uint8)
+        plo = np.empty((K, j1 - j0), dtype=np.int32)
+        phi = np.empty((K, j1 - j0), dtype=np.int32)
+        ct.row_spans(m8, K, NJ, NI, j0, j1, i0, i1, plo, phi)
+        lk = self.linked
+        src_lo = np.concatenate([np.maximum(plo[lk], plo[lk + 1]), plo[st], plo[en]])
+        src_hi = np.concatenate([np.minimum(phi[lk], phi[lk + 1]), phi[st], phi[en]])
+        win = (r.J0 + j0, r.J0 + j1, r.I0 + i0, r.I0 + i1)
+        return _FrameRing.of_pieces(self.tab, win, src_lo, src_hi, q, f)
 
     # -- m = 1: node samples between planes ---------------------------------------------
     def _node_bands(self) -> None:
@@ -242,7 +286,12 @@ class _Engine:
             tm = np.where(c0 > 0, c1 / c0, 0.5 * (ta + tb))
             vt = np.maximum(np.where(c0 > 0, c2 / c0, 0.0) - tm * tm, 0.0)
         g = f * tab.nxy + (J[q] + r.J0) * tab.nx + (I[q] + r.I0)
-        _voxel_elements(tab, self.acc, g, c0 * wsc[q] * 1e-3, tm, vt, ta, tb)
+        ring = None
+        if tab.pair is None and _native.load(_KERNEL) is not None:  # (large grids: the
+            # pairs of the few nodes the pieces reach, in a ring of frames)
+            win = (r.J0 + j0, r.J0 + j1, r.I0 + i0, r.I0 + i1)
+            ring = _FrameRing.of_nodes(tab, win, f, J[q] - j0, I[q] - i0)
+        _voxel_elements(tab, self.acc, g, c0 * wsc[q] * 1e-3, tm, vt, ta, tb, ring)
 
     # -- m > 1: boundary voxels by sub-samples -------------------------------------------
     def _partial_voxels(self) -> None:

@@ -9,7 +9,9 @@ Units: dose in Gy, z in mm; t is the position between two dose frames (0 on fram
   on the node (:func:`_voxel_mean_sd`), so that the mean of a whole-voxel element is the
   exact mean of the trilinear dose over the voxel and its z part;
 * :class:`_ZBins`: the grid's z range cut at its inner frames. Every column piece is cut
-  at the dose frames: within a frame interval the trilinear dose is linear in t.
+  at the dose frames: within a frame interval the trilinear dose is linear in t;
+* :class:`_FrameRing`: with the compiled kernels on a large grid, the same pairs computed
+  by the whole-voxel kernel frame by frame, only where a structure's elements reach.
 
 The tables and their windowed look-up (:meth:`_Tables._compute`, :meth:`_Tables.pairs_at`)
 have a compiled twin, ``rtqa.dvh._ctables`` (the same values, bit for bit; the numpy code
@@ -339,6 +341,76 @@ class _Tables:
             sel = order[s:e]
             out[sel] = self._block(int(bs[s]))[local[sel]]
         return out
+
+
+class _FrameRing:
+    """The pairs of a few frames over a window, computed by the compiled whole-voxel
+    kernel (``_cdeposit.voxels``) as its elements reach them, in place of the windowed
+    tables' blocks and their gather: elements in frame order need frames f and f + 1
+    only, and each frame is computed once, at the column spans of its rows that the
+    elements can reach (``lo``, ``hi``: int32 (nz, rows), window columns). A pair
+    depends only on its node's neighbourhood: the same values as :meth:`_Tables._compute`.
+    A node outside the spans makes the kernel leave the chunk to the tables. Elements
+    nearly in frame order (band pieces) get more slots (the least recently used is
+    computed over; at most 8).
+
+    Memory: ``slots`` frames of the window (complex64) and the spans."""
+
+    def __init__(self, tab: _Tables, win: tuple[int, int, int, int], lo: np.ndarray,
+                 hi: np.ndarray, slots: int = 2):
+        j0, j1, i0, i1 = win
+        self.win = win
+        self.lo = np.ascontiguousarray(lo, dtype=np.int32)
+        self.hi = np.ascontiguousarray(hi, dtype=np.int32)
+        self.buf = np.empty(slots * (j1 - j0) * (i1 - i0), dtype=np.complex64)
+        self.tag = np.full(slots, -1, dtype=np.int64)
+        self.args = (self.buf, self.tag, self.lo, self.hi, tab.nz, tab.ny, tab.nx, j0, j1,
+                     i0, i1)
+
+    @classmethod
+    def of_pieces(cls, tab: _Tables, win, src_lo: np.ndarray, src_hi: np.ndarray,
+                  q: np.ndarray, f: np.ndarray) -> "_FrameRing | None":
+        """The ring for pieces of sources q in bins f, source s whole at most at window
+        columns src_lo[s, j]..src_hi[s, j]-1 of window row j (the nodes of frames f and
+        f + 1 there); None when a kernel is missing or the grid is too small."""
+        if (_native.load(_KERNEL) is None or tab.ny < 2 or tab.nx < 2
+                or not _plain(tab.flat, np.float64)):
+            return None
+        j0, j1, i0, i1 = win
+        nj, wlen = j1 - j0, i1 - i0
+        empty = src_lo >= src_hi
+        src_lo = np.where(empty, wlen, src_lo).astype(np.int32)
+        src_hi = np.where(empty, 0, src_hi).astype(np.int32)
+        lo = np.full((tab.nz, nj), wlen, dtype=np.int32)
+        hi = np.zeros((tab.nz, nj), dtype=np.int32)
+        # the spans of the pieces reaching each frame (as frame f or f + 1 of their bin)
+        at = np.concatenate([f, f + 1])
+        order = np.argsort(at, kind="stable")
+        at = at[order]
+        src = np.concatenate([q, q])[order]
+        first = np.flatnonzero(np.diff(at, prepend=-1))
+        frames = at[first]
+        lo[frames] = np.minimum.reduceat(src_lo[src], first, axis=0)
+        hi[frames] = np.maximum.reduceat(src_hi[src], first, axis=0)
+        return cls(tab, win, lo, hi)
+
+    @classmethod
+    def of_nodes(cls, tab: _Tables, win, f: np.ndarray, j: np.ndarray, i: np.ndarray,
+                 slots: int = 4) -> "_FrameRing | None":
+        """The ring for elements at frames f, window rows j, window columns i (the
+        nodes of frames f and f + 1 there)."""
+        if (_native.load(_KERNEL) is None or tab.ny < 2 or tab.nx < 2
+                or not _plain(tab.flat, np.float64)):
+            return None
+        j0, j1, i0, i1 = win
+        nj, wlen = j1 - j0, i1 - i0
+        lo = np.full((tab.nz, nj), wlen, dtype=np.int32)
+        hi = np.zeros((tab.nz, nj), dtype=np.int32)
+        i8 = np.int64
+        if not _native.load(_KERNEL).node_spans(
+                *(np.ascontiguousarray(x, dtype=i8) for x in (f, j, i)), tab.nz, nj, lo, hi):
+            return None
+        return cls(tab, win, lo, hi, slots)
 
 
 def _plain(a: np.ndarray, dtype) -> bool:

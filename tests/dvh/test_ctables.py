@@ -175,3 +175,75 @@ def test_pairs_at_beyond_the_budget_is_left_to_numpy(ct, monkeypatch):
     (a0, b0), (a1, b1) = _both(monkeypatch, lambda: tab.pairs_at(g))
     assert a0.tobytes() == a1.tobytes() and b0.tobytes() == b1.tobytes()
     assert len(tab._cache) <= 2
+
+
+# -- the frame ring's kernels (rtqa.dvh.tables._FrameRing) -------------------------------
+@settings(max_examples=60, deadline=None, suppress_health_check=_FIXTURES)
+@given(nz=st.integers(2, 4), ny=st.integers(2, 11), nx=st.integers(2, 11),
+       kind=st.integers(0, 3), seed=st.integers(0, 2**31), data=st.data())
+def test_pairs_at_column_spans_are_identical(ct, monkeypatch, nz, ny, nx, kind, seed, data):
+    """pairs_spans: the pairs of one frame at a column span per row (window rows j0..j1-1,
+    columns i0..i1-1), the same bytes as the numpy tables there; nothing else written."""
+    rng = np.random.default_rng(seed)
+    dose = _dose(rng, kind, (nz, ny, nx))
+    tab = T._Tables(_grid(dose))
+    j0 = data.draw(st.integers(0, ny - 1))
+    j1 = data.draw(st.integers(j0 + 1, ny))
+    i0 = data.draw(st.integers(0, nx - 1))
+    i1 = data.draw(st.integers(i0 + 1, nx))
+    f = data.draw(st.integers(0, nz - 1))
+    w = i1 - i0
+    lo = rng.integers(0, w + 1, j1 - j0).astype(np.int32)
+    hi = np.clip(lo + rng.integers(-1, w + 1, j1 - j0), 0, w).astype(np.int32)
+    monkeypatch.setenv("RTQA_NATIVE", "0")
+    want = tab._compute(f, f + 1, (j0, j1, i0, i1)).reshape(j1 - j0, w)
+    monkeypatch.delenv("RTQA_NATIVE")
+    out = np.full((j1 - j0) * w, 1 + 2j, dtype=np.complex64)
+    assert ct.pairs_spans(tab.flat, nz, ny, nx, f, j0, j1, lo, hi, i0, w, out) is True
+    out = out.reshape(j1 - j0, w)
+    for r in range(j1 - j0):
+        inside = np.zeros(w, dtype=bool)
+        inside[lo[r]:max(lo[r], hi[r])] = True
+        assert out[r, inside].tobytes() == want[r, inside].tobytes()
+        assert np.all(out[r, ~inside] == np.complex64(1 + 2j))
+
+
+def test_pairs_at_column_spans_refuse_spans_outside_the_window(ct):
+    flat = np.zeros(2 * 4 * 5)
+    out = np.empty(4 * 3, dtype=np.complex64)
+    lo, hi = np.zeros(4, np.int32), np.full(4, 4, np.int32)  # (wider than 3 columns)
+    assert ct.pairs_spans(flat, 2, 4, 5, 0, 0, 4, lo, hi, 1, 3, out) is None
+    assert ct.pairs_spans(flat, 2, 4, 5, 0, 0, 4, lo, hi - 1, 3, 3, out) is None
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=_FIXTURES)
+@given(K=st.integers(0, 4), NJ=st.integers(1, 7), NI=st.integers(1, 9),
+       seed=st.integers(0, 2**31), data=st.data())
+def test_row_spans_are_the_first_and_last_set_column(ct, K, NJ, NI, seed, data):
+    rng = np.random.default_rng(seed)
+    mask = rng.random((K, NJ, NI)) < data.draw(st.sampled_from([0.0, 0.1, 0.5, 1.0]))
+    j0 = data.draw(st.integers(0, NJ))
+    j1 = data.draw(st.integers(j0, NJ))
+    i0 = data.draw(st.integers(0, NI))
+    i1 = data.draw(st.integers(i0, NI))
+    lo = np.empty((K, j1 - j0), np.int32)
+    hi = np.empty((K, j1 - j0), np.int32)
+    ct.row_spans(mask.view(np.uint8), K, NJ, NI, j0, j1, i0, i1, lo, hi)
+    for k in range(K):
+        for j in range(j0, j1):
+            cols = np.flatnonzero(mask[k, j, i0:i1])
+            want = (cols[0], cols[-1] + 1) if cols.size else (0, 0)
+            assert (lo[k, j - j0], hi[k, j - j0]) == want
+
+
+def test_node_spans_widen_both_frames(ct):
+    lo = np.full((4, 3), 9, np.int32)
+    hi = np.zeros((4, 3), np.int32)
+    f, j, i = (np.array(x, np.int64) for x in ([0, 0, 2], [1, 1, 2], [4, 2, 7]))
+    assert ct.node_spans(f, j, i, 4, 3, lo, hi) is True
+    assert lo[0, 1] == lo[1, 1] == 2 and hi[0, 1] == hi[1, 1] == 5
+    assert lo[2, 2] == lo[3, 2] == 7 and hi[2, 2] == hi[3, 2] == 8
+    assert (lo == 9).sum() == 12 - 4
+    # a frame without a next one, a row outside: refused
+    assert ct.node_spans(np.array([3]), np.array([0]), np.array([0]), 4, 3, lo, hi) is None
+    assert ct.node_spans(np.array([0]), np.array([3]), np.array([0]), 4, 3, lo, hi) is None

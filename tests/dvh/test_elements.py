@@ -54,8 +54,29 @@ def _case(seed: int, nz: int, ny: int, nx: int, n: int, coded: bool, spiky: bool
     return grid, g, data
 
 
+def _ring(tab, g, seed: int, kind: str):
+    """A frame ring over the bounding box of g's nodes: spans that cover every node of
+    frames f and f + 1 (``cover``, widened at random) or miss some (``partial``: those
+    chunks are left to the tables)."""
+    rng = np.random.default_rng(seed)
+    f, rem = np.divmod(g, tab.nxy)
+    j, i = np.divmod(rem, tab.nx)
+    win = (int(j.min()), int(j.max()) + 1, int(i.min()), int(i.max()) + 1)
+    nj, w = win[1] - win[0], win[3] - win[2]
+    lo = np.full((tab.nz, nj), w, dtype=np.int32)
+    hi = np.zeros((tab.nz, nj), dtype=np.int32)
+    for ff in (f, f + 1):
+        np.minimum.at(lo, (ff, j - win[0]), i - win[2])
+        np.maximum.at(hi, (ff, j - win[0]), i - win[2] + 1)
+    lo = np.maximum(lo - rng.integers(0, 3, lo.shape), 0)
+    hi = np.minimum(hi + rng.integers(0, 3, hi.shape), w)
+    if kind == "partial":
+        hi[rng.random(hi.shape) < 0.3] = 0
+    return T._FrameRing(tab, win, lo, hi, int(rng.integers(2, 9)))
+
+
 def _run(monkeypatch, native: bool, grid, g, data, coded: bool, windowed: bool,
-         points=None):
+         points=None, ring=None, seed=0):
     if native:
         monkeypatch.delenv("RTQA_NATIVE", raising=False)
     else:
@@ -71,7 +92,8 @@ def _run(monkeypatch, native: bool, grid, g, data, coded: bool, windowed: bool,
     elif points == "narrow":  # most node doses outside: Min/Max widened by the elements
         acc.points(0.4 * tab.max, 0.5 * tab.max)
     if coded:
-        EL._coded_voxel_elements(tab, acc, g, *data)
+        EL._coded_voxel_elements(tab, acc, g, *data,
+                                 _ring(tab, g, seed, ring) if ring and g.size else None)
     else:
         EL._voxel_elements(tab, acc, g, *data)
     deferred = [a.tobytes() for part in acc.deferred for a in part]
@@ -95,6 +117,44 @@ def test_voxel_elements_same_as_numpy(monkeypatch, seed, nz, ny, nx, n, coded, s
     assert _run(monkeypatch, True, *args) == _run(monkeypatch, False, *args)
 
 
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**31), nz=st.integers(2, 6), ny=st.integers(2, 9),
+       nx=st.integers(2, 9), n=st.integers(1, 300), spiky=st.booleans(),
+       chunk=st.sampled_from([1, 7, 64, 32768]), ring=st.sampled_from(["cover", "partial"]),
+       points=st.sampled_from([None, "grid", "narrow"]))
+def test_voxel_elements_with_a_frame_ring_same_as_numpy(monkeypatch, seed, nz, ny, nx, n,
+                                                        spiky, chunk, ring, points):
+    """The pairs computed by the kernel in its frame ring (windowed grids, coded
+    elements: the engine's whole voxels; 2 to 8 slots), in frame order or not, nodes
+    outside the ring's spans left to the tables: the numpy code's state, bit for bit."""
+    monkeypatch.delenv("RTQA_NATIVE", raising=False)
+    if _native.load(_KERNEL) is None or _native.load(T._KERNEL) is None:
+        pytest.skip("compiled kernels not built")
+    monkeypatch.setattr(EL, "CHUNK", chunk)
+    grid, g, data = _case(seed, nz, ny, nx, n, True, spiky)
+    args = (grid, g, data, True, True, points)
+    assert _run(monkeypatch, True, *args, ring=ring, seed=seed) == \
+        _run(monkeypatch, False, *args)
+
+
+def test_frame_ring_is_used(monkeypatch):
+    """Frame order, spans covering every node: every chunk takes the ring (the windowed
+    tables are never read) and computes each frame once."""
+    monkeypatch.delenv("RTQA_NATIVE", raising=False)
+    if _native.load(_KERNEL) is None or _native.load(T._KERNEL) is None:
+        pytest.skip("compiled kernels not built")
+    monkeypatch.setattr(EL, "CHUNK", 50)
+    grid, g, data = _case(3, 6, 9, 8, 400, True, False)
+    g.sort()
+    tab = T._Tables(grid, budget_bytes=1, whole_bytes=0)
+    ring = _ring(tab, g, 3, "cover")
+    monkeypatch.setattr(T._Tables, "pairs_at", lambda *a: pytest.fail("tables read"))
+    acc = _Accumulator(tab.max)
+    EL._coded_voxel_elements(tab, acc, g, *data, ring)
+    assert ring.tag.max() == g.max() // tab.nxy + 1
+
+
 @pytest.mark.parametrize("coded", [False, True])
 def test_index_beyond_the_grid_raises_as_numpy(monkeypatch, coded):
     """A flat index whose next frame is beyond the grid: numpy's IndexError either way
@@ -109,13 +169,17 @@ def test_index_beyond_the_grid_raises_as_numpy(monkeypatch, coded):
             _run(monkeypatch, native, grid, g, data, coded, False)
 
 
-def test_sample_plan_dvhs_same_either_path(monkeypatch, sample_dir):
-    """Every DVH of a sample plan, either path: the same arrays."""
+@pytest.mark.parametrize("windowed", [False, True])
+def test_sample_plan_dvhs_same_either_path(monkeypatch, sample_dir, windowed):
+    """Every DVH of a sample plan, either path: the same arrays (with the grid's tables
+    whole, or per structure window as for large grids: the whole voxels' frame ring)."""
     from rtqa.dvh import compute_dvh
     from rtqa.reading import load_export
     monkeypatch.delenv("RTQA_NATIVE", raising=False)
     if _native.load(_KERNEL) is None:
         pytest.skip("compiled kernel rtqa.dvh._cdeposit not built")
+    if windowed:
+        monkeypatch.setattr(T, "WHOLE_TABLE_BYTES", 0)
     ex = load_export([sample_dir / "hcc_pass"])
     grid = ex.courses[0].grid
     structures = [s for s in ex.structure_sets[0].structures if s.has_volume]

@@ -62,3 +62,38 @@ def test_codes_refuses_a_wrong_count():
         with pytest.raises(ValueError):
             c.codes(code, 2, 2, np.zeros(1, np.int64), 4, 2, 0, 0, 4,
                     np.empty(n, np.int64), np.empty(n, np.int64))
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**31), K=st.integers(1, 6), NJ=st.integers(1, 7),
+       NI=st.integers(1, 9), L=st.integers(1, 4), n=st.integers(0, 12),
+       density=st.sampled_from([0.0, 0.3, 0.8, 1.0]))
+def test_layer_codes_same_as_numpy(seed, K, NJ, NI, L, n, density):
+    """layer_codes: each piece's window mask (its plane, or both planes of an interval)
+    shifted to its bit and or-ed into its layer, as the engine's numpy loop (masks)."""
+    c = _native.load(_KERNEL)
+    if c is None:
+        pytest.skip("compiled kernel rtqa.dvh._cdeposit not built")
+    rng = np.random.default_rng(seed)
+    full = rng.random((K, NJ, NI)) < density
+    j0 = int(rng.integers(0, NJ))
+    j1 = int(rng.integers(j0 + 1, NJ + 1))
+    i0 = int(rng.integers(0, NI))
+    i1 = int(rng.integers(i0 + 1, NI + 1))
+    lay, bit = rng.integers(0, L, n), rng.integers(0, 8, n)
+    pa = rng.integers(0, K, n)
+    pb = np.where(rng.random(n) < 0.5, rng.integers(0, K, n), -1)
+    want = np.zeros((L, j1 - j0, i1 - i0), dtype=np.uint8)
+    for s in range(n):
+        mk = full[pa[s], j0:j1, i0:i1]
+        if pb[s] >= 0:
+            mk = mk & full[pb[s], j0:j1, i0:i1]
+        want[lay[s]] |= mk.astype(np.uint8) << np.uint8(bit[s])
+    code = np.full(want.size, 77, dtype=np.uint8)
+    i8 = np.int64
+    c.layer_codes(full.view(np.uint8), K, NJ, NI, j0, j1, i0, i1, lay.astype(i8),
+                  bit.astype(i8), pa.astype(i8), pb.astype(i8), code)
+    assert code.tobytes() == want.tobytes()
+    with pytest.raises(ValueError):  # (a plane outside the raster)
+        c.layer_codes(full.view(np.uint8), K, NJ, NI, j0, j1, i0, i1, np.zeros(1, i8),
+                      np.zeros(1, i8), np.full(1, K, i8), np.full(1, -1, i8), code)
