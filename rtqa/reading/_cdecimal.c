@@ -9,6 +9,16 @@
  *   decimal: [+-]digits[.digits] with 1 to 15 digits in all, at most one dot, the
  *   sign only first, not empty (the caller then parses token by token).
  *
+ * raw_items(value, implicit, vr_names) -> list | None | False
+ *   rtqa.reading.raw._items(value, 0, len(value), len(value), implicit)[0] of a sequence
+ *   value (bytes, little endian): per item {tag: (VR str or None, value bytes or None
+ *   for a nested sequence)} in element order; None where the Python walk raises
+ *   _Unusual (the same checks, in the same order); False where this walk cannot decide
+ *   (an undefined-length element in implicit VR, whose sequence-ness is the data
+ *   dictionary's, or items nested deeper than MAX_DEPTH): the caller runs the Python
+ *   walk.  vr_names: {2-byte VR code: (VR name, 4-byte length)} of every VR the walk
+ *   knows (raw._VR_NAMES, _LONG_VRS).
+ *
  * Exactness (as in the numpy code): a mantissa of at most 15 digits is an exact
  * float64 integer, 10**k is exact for k <= 22, and IEEE 754 division rounds
  * correctly, so mantissa / 10**k is the correctly rounded value of the decimal, the
@@ -104,13 +114,239 @@ static PyObject *parse(PyObject *self, PyObject *args)
     return PyBool_FromLong(ok);
 }
 
+/* ---- raw sequence items (rtqa.reading.raw) ------------------------------------ */
+
+enum { WALK_OK = 0, WALK_UNUSUAL = 1, WALK_UNSURE = 2, WALK_ERROR = -1, MAX_DEPTH = 64 };
+
+typedef struct {
+    const unsigned char *d;
+    int implicit;
+    PyObject *vr_names; /* dict: 2-byte VR code (bytes) -> (str, long length) */
+} walker;
+
+static inline unsigned int u16le(const unsigned char *p) { return p[0] | (p[1] << 8); }
+
+static inline unsigned long u32le(const unsigned char *p)
+{
+    return (unsigned long)p[0] | ((unsigned long)p[1] << 8) | ((unsigned long)p[2] << 16)
+           | ((unsigned long)p[3] << 24);
+}
+
+static int w_items(walker *w, Py_ssize_t pos, Py_ssize_t end, Py_ssize_t limit, int depth,
+                   PyObject **out, Py_ssize_t *after);
+
+/* raw._elements: end < 0 for None (up to the Item Delimitation Item) */
+static int w_elements(walker *w, Py_ssize_t pos, Py_ssize_t end, Py_ssize_t limit,
+                      int depth, PyObject **out, Py_ssize_t *after)
+{
+    const unsigned char *d = w->d;
+    PyObject *o = PyDict_New();
+    if (!o)
+        return WALK_ERROR;
+    Py_ssize_t stop = end < 0 ? limit : end;
+    int st = WALK_OK;
+    for (;;) {
+        if (end >= 0 && pos == end)
+            break;
+        if (pos + 8 > stop) {
+            st = WALK_UNUSUAL;
+            break;
+        }
+        unsigned int group = u16le(d + pos), element = u16le(d + pos + 2);
+        if (group == 0xFFFE) {
+            if (end < 0 && element == 0xE00D) {
+                pos += 8;
+                break;
+            }
+            st = WALK_UNUSUAL;
+            break;
+        }
+        long tag = (long)(group << 16 | element);
+        PyObject *vr = Py_None;
+        unsigned long length;
+        if (w->implicit) {
+            length = u32le(d + pos + 4);
+            pos += 8;
+        } else {
+            PyObject *code = PyBytes_FromStringAndSize((const char *)d + pos + 4, 2);
+            if (!code) {
+                st = WALK_ERROR;
+                break;
+            }
+            PyObject *ent = PyDict_GetItemWithError(w->vr_names, code);
+            Py_DECREF(code);
+            if (!ent) {
+                st = PyErr_Occurred() ? WALK_ERROR : WALK_UNUSUAL;
+                break;
+            }
+            vr = PyTuple_GET_ITEM(ent, 0);
+            if (PyTuple_GET_ITEM(ent, 1) == Py_True) {
+                if (pos + 12 > stop) {
+                    st = WALK_UNUSUAL;
+                    break;
+                }
+                length = u32le(d + pos + 8);
+                pos += 12;
+            } else {
+                length = u16le(d + pos + 6);
+                pos += 8;
+            }
+        }
+        PyObject *key = PyLong_FromLong(tag);
+        if (!key) {
+            st = WALK_ERROR;
+            break;
+        }
+        int has = PyDict_Contains(o, key);
+        if (has) {
+            Py_DECREF(key);
+            st = has < 0 ? WALK_ERROR : WALK_UNUSUAL;
+            break;
+        }
+        PyObject *val;
+        if (length == 0xFFFFFFFFul) {
+            int sq = vr != Py_None && PyUnicode_CompareWithASCIIString(vr, "SQ") == 0;
+            if (!sq) { /* implicit VR: the dictionary's call (the Python walk) */
+                Py_DECREF(key);
+                st = vr == Py_None ? WALK_UNSURE : WALK_UNUSUAL;
+                break;
+            }
+            if (depth >= MAX_DEPTH) {
+                Py_DECREF(key);
+                st = WALK_UNSURE;
+                break;
+            }
+            PyObject *nested = NULL;
+            st = w_items(w, pos, -1, stop, depth + 1, &nested, &pos);
+            Py_XDECREF(nested);
+            if (st != WALK_OK) {
+                Py_DECREF(key);
+                break;
+            }
+            val = PyTuple_Pack(2, vr, Py_None);
+        } else {
+            if (pos + (Py_ssize_t)length > stop) {
+                Py_DECREF(key);
+                st = WALK_UNUSUAL;
+                break;
+            }
+            PyObject *b = PyBytes_FromStringAndSize((const char *)d + pos, (Py_ssize_t)length);
+            if (!b) {
+                Py_DECREF(key);
+                st = WALK_ERROR;
+                break;
+            }
+            val = PyTuple_Pack(2, vr, b);
+            Py_DECREF(b);
+            pos += (Py_ssize_t)length;
+        }
+        if (!val || PyDict_SetItem(o, key, val) < 0) {
+            Py_XDECREF(val);
+            Py_DECREF(key);
+            st = WALK_ERROR;
+            break;
+        }
+        Py_DECREF(val);
+        Py_DECREF(key);
+    }
+    if (st != WALK_OK) {
+        Py_DECREF(o);
+        return st;
+    }
+    *out = o;
+    *after = pos;
+    return WALK_OK;
+}
+
+/* raw._items: end < 0 for None (up to the Sequence Delimitation Item) */
+static int w_items(walker *w, Py_ssize_t pos, Py_ssize_t end, Py_ssize_t limit, int depth,
+                   PyObject **out, Py_ssize_t *after)
+{
+    const unsigned char *d = w->d;
+    PyObject *o = PyList_New(0);
+    if (!o)
+        return WALK_ERROR;
+    Py_ssize_t stop = end < 0 ? limit : end;
+    int st = WALK_OK;
+    for (;;) {
+        if (end >= 0 && pos == end)
+            break;
+        if (pos + 8 > stop) {
+            st = WALK_UNUSUAL;
+            break;
+        }
+        unsigned int group = u16le(d + pos), element = u16le(d + pos + 2);
+        unsigned long length = u32le(d + pos + 4);
+        pos += 8;
+        if (group != 0xFFFE) {
+            st = WALK_UNUSUAL;
+            break;
+        }
+        if (element == 0xE0DD && end < 0)
+            break;
+        if (element != 0xE000) {
+            st = WALK_UNUSUAL;
+            break;
+        }
+        PyObject *item = NULL;
+        if (length == 0xFFFFFFFFul) {
+            st = w_elements(w, pos, -1, stop, depth, &item, &pos);
+        } else {
+            if (pos + (Py_ssize_t)length > stop) {
+                st = WALK_UNUSUAL;
+                break;
+            }
+            st = w_elements(w, pos, pos + (Py_ssize_t)length, stop, depth, &item, &pos);
+        }
+        if (st != WALK_OK)
+            break;
+        int r = PyList_Append(o, item);
+        Py_DECREF(item);
+        if (r < 0) {
+            st = WALK_ERROR;
+            break;
+        }
+    }
+    if (st != WALK_OK) {
+        Py_DECREF(o);
+        return st;
+    }
+    *out = o;
+    *after = pos;
+    return WALK_OK;
+}
+
+static PyObject *raw_items(PyObject *self, PyObject *args)
+{
+    Py_buffer v;
+    int implicit;
+    PyObject *vr_names;
+    if (!PyArg_ParseTuple(args, "y*pO!", &v, &implicit, &PyDict_Type, &vr_names))
+        return NULL;
+    walker w = {v.buf, implicit, vr_names};
+    PyObject *out = NULL;
+    Py_ssize_t after;
+    int st = w_items(&w, 0, v.len, v.len, 0, &out, &after);
+    PyBuffer_Release(&v);
+    if (st == WALK_OK)
+        return out;
+    if (st == WALK_ERROR)
+        return NULL;
+    if (st == WALK_UNUSUAL)
+        Py_RETURN_NONE;
+    Py_RETURN_FALSE;
+}
+
 static PyMethodDef methods[] = {
     {"parse", parse, METH_VARARGS,
      "parse(values, out) -> bool: plain DS decimals of values into out (float64)."},
+    {"raw_items", raw_items, METH_VARARGS,
+     "raw_items(value, implicit, vr_names) -> list | None | False: rtqa.reading.raw's "
+     "items of a sequence value (None: not plain; False: the Python walk decides)."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_cdecimal",
-                                    "ContourData decimals to float64 (rtqa._native).", -1,
+                                    "ContourData decimals to float64 and raw sequence items (rtqa._native).", -1,
                                     methods};
 
 PyMODINIT_FUNC PyInit__cdecimal(void) { return PyModule_Create(&module); }
