@@ -19,6 +19,14 @@
  *   walk.  vr_names: {2-byte VR code: (VR name, 4-byte length)} of every VR the walk
  *   knows (raw._VR_NAMES, _LONG_VRS).
  *
+ * walk_body(data, pos, little) -> (end, pixel_data) | None
+ *   rtqa.reading.completeness: _Walker(data, explicit=True, little).elements(pos,
+ *   len(data), None, top=True) of an explicit VR data set: the position after its last
+ *   element and the (offset, length) of its top-level PixelData of defined length (None
+ *   without one); None where the Python walk raises (Incomplete, struct.error) or the
+ *   items nest deeper than MAX_DEPTH: the caller then runs the Python walk, which gives
+ *   the reason.
+ *
  * Exactness (as in the numpy code): a mantissa of at most 15 digits is an exact
  * float64 integer, 10**k is exact for k <= 22, and IEEE 754 division rounds
  * correctly, so mantissa / 10**k is the correctly rounded value of the decimal, the
@@ -316,6 +324,174 @@ static int w_items(walker *w, Py_ssize_t pos, Py_ssize_t end, Py_ssize_t limit, 
     return WALK_OK;
 }
 
+/* ---- completeness walk (rtqa.reading.completeness, explicit VR) ----------------- */
+
+typedef struct {
+    const unsigned char *d;
+    int little;
+    Py_ssize_t pix_off, pix_len;
+} cwalk;
+
+static inline unsigned long c16(const cwalk *w, Py_ssize_t p)
+{
+    const unsigned char *b = w->d + p;
+    return w->little ? (unsigned long)(b[0] | (b[1] << 8)) : (unsigned long)(b[1] | (b[0] << 8));
+}
+
+static inline unsigned long c32(const cwalk *w, Py_ssize_t p)
+{
+    const unsigned char *b = w->d + p;
+    if (w->little)
+        return (unsigned long)b[0] | ((unsigned long)b[1] << 8) | ((unsigned long)b[2] << 16)
+               | ((unsigned long)b[3] << 24);
+    return (unsigned long)b[3] | ((unsigned long)b[2] << 8) | ((unsigned long)b[1] << 16)
+           | ((unsigned long)b[0] << 24);
+}
+
+static inline unsigned long ctag(const cwalk *w, Py_ssize_t p)
+{
+    return (c16(w, p) << 16) | c16(w, p + 2);
+}
+
+static int long_vr(const unsigned char *v)
+{
+    static const char *L[] = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN",
+                              "UR", "UT", "UV"};
+    for (int i = 0; i < 13; i++)
+        if (v[0] == (unsigned char)L[i][0] && v[1] == (unsigned char)L[i][1])
+            return 1;
+    return 0;
+}
+
+#define C_ITEM 0xFFFEE000ul
+#define C_ITEM_END 0xFFFEE00Dul
+#define C_SEQ_END 0xFFFEE0DDul
+#define C_PIXEL 0x7FE00010ul
+#define C_UNDEF 0xFFFFFFFFul
+
+static Py_ssize_t c_items(cwalk *w, Py_ssize_t pos, Py_ssize_t end, int nested, int depth);
+
+/* _Walker.elements: -1 where it raises (or nests too deep); until 0: None */
+static Py_ssize_t c_elements(cwalk *w, Py_ssize_t pos, Py_ssize_t end, unsigned long until,
+                             int top, int depth)
+{
+    if (depth > MAX_DEPTH)
+        return -1;
+    while (pos < end || until) {
+        if (pos + 8 > end)
+            return -1;
+        unsigned long tag = ctag(w, pos), length;
+        if (until && tag == until)
+            return pos + 8;
+        if (tag == C_ITEM_END || tag == C_SEQ_END || tag == C_ITEM)
+            return -1;
+        const unsigned char *vr = w->d + pos + 4;
+        int sq = vr[0] == 'S' && vr[1] == 'Q';
+        if (long_vr(vr)) {
+            if (pos + 12 > end)
+                return -1;
+            length = c32(w, pos + 8);
+            pos += 12;
+        } else {
+            length = c16(w, pos + 6);
+            pos += 8;
+        }
+        if (length == C_UNDEF) {
+            pos = c_items(w, pos, end, tag != C_PIXEL, depth + 1);
+            if (pos < 0)
+                return -1;
+        } else {
+            Py_ssize_t n = (Py_ssize_t)length;
+            if (pos + n > end)
+                return -1;
+            if (top && tag == C_PIXEL) {
+                w->pix_off = pos;
+                w->pix_len = n;
+            } else if (sq) { /* _Walker.sequence: items filling [pos, pos + n) exactly */
+                Py_ssize_t p = pos, e = pos + n;
+                while (p < e) {
+                    if (p + 8 > e || ctag(w, p) != C_ITEM)
+                        return -1;
+                    unsigned long len = c32(w, p + 4);
+                    p += 8;
+                    if (len == C_UNDEF) {
+                        p = c_elements(w, p, e, C_ITEM_END, 0, depth + 1);
+                    } else {
+                        if (p + (Py_ssize_t)len > e)
+                            return -1;
+                        Py_ssize_t stop = c_elements(w, p, p + (Py_ssize_t)len, 0, 0,
+                                                     depth + 1);
+                        p = stop == p + (Py_ssize_t)len ? stop : -1;
+                    }
+                    if (p < 0)
+                        return -1;
+                }
+            }
+            pos += n;
+        }
+    }
+    return pos;
+}
+
+/* _Walker.items: the items of an undefined-length sequence (nested) or pixel data
+ * fragments */
+static Py_ssize_t c_items(cwalk *w, Py_ssize_t pos, Py_ssize_t end, int nested, int depth)
+{
+    if (depth > MAX_DEPTH)
+        return -1;
+    for (;;) {
+        if (pos + 8 > end)
+            return -1;
+        unsigned long tag = ctag(w, pos), length = c32(w, pos + 4);
+        pos += 8;
+        if (tag == C_SEQ_END)
+            return pos;
+        if (tag != C_ITEM)
+            return -1;
+        if (nested) { /* _Walker._item */
+            if (length == C_UNDEF) {
+                pos = c_elements(w, pos, end, C_ITEM_END, 0, depth + 1);
+            } else {
+                if (pos + (Py_ssize_t)length > end)
+                    return -1;
+                Py_ssize_t stop = c_elements(w, pos, pos + (Py_ssize_t)length, 0, 0,
+                                             depth + 1);
+                pos = stop == pos + (Py_ssize_t)length ? stop : -1;
+            }
+            if (pos < 0)
+                return -1;
+        } else if (length == C_UNDEF) {
+            return -1;
+        } else {
+            if (pos + (Py_ssize_t)length > end)
+                return -1;
+            pos += (Py_ssize_t)length;
+        }
+    }
+}
+
+static PyObject *walk_body(PyObject *self, PyObject *args)
+{
+    Py_buffer v;
+    Py_ssize_t pos;
+    int little;
+    if (!PyArg_ParseTuple(args, "y*np", &v, &pos, &little))
+        return NULL;
+    cwalk w = {v.buf, little, -1, -1};
+    Py_ssize_t end = -1;
+    if (pos >= 0 && pos <= v.len) {
+        Py_BEGIN_ALLOW_THREADS
+        end = c_elements(&w, pos, v.len, 0, 1, 0);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&v);
+    if (end < 0)
+        Py_RETURN_NONE;
+    if (w.pix_off < 0)
+        return Py_BuildValue("(nO)", end, Py_None);
+    return Py_BuildValue("(n(nn))", end, w.pix_off, w.pix_len);
+}
+
 static PyObject *raw_items(PyObject *self, PyObject *args)
 {
     Py_buffer v;
@@ -343,6 +519,9 @@ static PyMethodDef methods[] = {
     {"raw_items", raw_items, METH_VARARGS,
      "raw_items(value, implicit, vr_names) -> list | None | False: rtqa.reading.raw's "
      "items of a sequence value (None: not plain; False: the Python walk decides)."},
+    {"walk_body", walk_body, METH_VARARGS,
+     "walk_body(data, pos, little) -> (end, pixel_data) | None: the completeness walk of "
+     "an explicit VR data set (None: the Python walk decides)."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_cdecimal",
