@@ -100,10 +100,16 @@ static inline double query(const table *t, int64_t rid, double p, int *ins)
     double diff = q[0] - p;
     double d = fabs(diff);
     int in = diff <= 0;
-    for (int64_t w = 1; w < t->w; w++) {
-        diff = q[w * t->n] - p;
+    if (t->w == 2) { /* (the common width: no loop) */
+        diff = q[t->n] - p;
         d = np_minimum(d, fabs(diff));
         in ^= diff <= 0;
+    } else {
+        for (int64_t w = 1; w < t->w; w++) {
+            diff = q[w * t->n] - p;
+            d = np_minimum(d, fabs(diff));
+            in ^= diff <= 0;
+        }
     }
     if (ins)
         *ins = in;
