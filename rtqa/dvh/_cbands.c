@@ -100,10 +100,16 @@ static inline double query(const table *t, int64_t rid, double p, int *ins)
     double diff = q[0] - p;
     double d = fabs(diff);
     int in = diff <= 0;
-    for (int64_t w = 1; w < t->w; w++) {
-        diff = q[w * t->n] - p;
+    if (t->w == 2) { /* (the common width: no loop) */
+        diff = q[t->n] - p;
         d = np_minimum(d, fabs(diff));
         in ^= diff <= 0;
+    } else {
+        for (int64_t w = 1; w < t->w; w++) {
+            diff = q[w * t->n] - p;
+            d = np_minimum(d, fabs(diff));
+            in ^= diff <= 0;
+        }
     }
     if (ins)
         *ins = in;
@@ -363,11 +369,11 @@ static inline double euclid1(const double *ex0, const double *ey0, const double 
 }
 
 #ifdef __SSE2__
-/* euclid1 two edges at a time (SSE2; the same operations lane by lane, the division
+/* min_sq two edges at a time (SSE2; the same operations lane by lane, the division
  * only when a lane needs it; the minimum is exact in any order). */
-static inline double euclid2(const double *ex0, const double *ey0, const double *ex1,
+static inline double min_sq2(const double *ex0, const double *ey0, const double *ex1,
                              const double *ey1, const double *l2, int64_t lo, int64_t hi,
-                             double x, double y)
+                             double x, double y, int *any_nan)
 {
     __m128d X = _mm_set1_pd(x), Y = _mm_set1_pd(y), zero = _mm_setzero_pd(),
             one = _mm_set1_pd(1.0), inf = _mm_set1_pd(INFINITY);
@@ -403,13 +409,80 @@ static inline double euclid2(const double *ex0, const double *ey0, const double 
     _mm_storeu_pd(b2, best);
     int tail_nan;
     double rest = min_sq(ex0, ey0, ex1, ey1, l2, e, hi, x, y, &tail_nan);
-    if (_mm_movemask_pd(nan) != 0 || tail_nan)
-        return NAN;
+    *any_nan = _mm_movemask_pd(nan) != 0 || tail_nan;
     double m = b2[0] < b2[1] ? b2[0] : b2[1];
-    m = m < rest ? m : rest;
-    return sqrt(m);
+    return m < rest ? m : rest;
+}
+
+static inline double euclid2(const double *ex0, const double *ey0, const double *ex1,
+                             const double *ey1, const double *l2, int64_t lo, int64_t hi,
+                             double x, double y)
+{
+    int nan;
+    double best = min_sq2(ex0, ey0, ex1, ey1, l2, lo, hi, x, y, &nan);
+    return nan ? NAN : sqrt(best);
 }
 #endif
+
+/* Edges in blocks of EB (in plane order; a plane's first block starts at its first
+ * edge) with their bounding boxes, for the pruned minimum (euclid_pruned). */
+enum { EB = 8 };
+
+typedef struct {
+    double x0, x1, y0, y1;
+} box;
+
+/* The least squared distance of min_sq (min_sq2: simd) over edges lo..hi-1 of a plane
+ * whose edge coordinates are finite and below 1e100 in magnitude (as the point's), so
+ * that no value is NaN; blocks whose box is provably farther than the least distance
+ * found are skipped (the nearest box first).  Skipping is exact: the minimum is exact in
+ * any order, and a skipped edge's computed value exceeds it.  Why: for a point P, the
+ * computed value of an edge is the squared distance from P to a + t (b - a) (t in
+ * [0, 1] after the clip, b - a rounded), a point within 3 u s of the edge (u = 2^-53,
+ * s the largest magnitude of the point's and the plane's coordinates), formed with an
+ * absolute error below 8 u s in each component and a relative one of 3 u in the squares
+ * and their sum: it is at least (L - 11 u s)^2 (1 - 3 u), L the exact distance from P
+ * to the block's box.  The box distance is computed to within a few u L, and a block is
+ * skipped only when (Lc - tol)^2 (1 - 1e-12) > best with tol = 1e-9 (1 + s), margins
+ * far larger than those errors. */
+static double euclid_pruned(const double *ex0, const double *ey0, const double *ex1,
+                            const double *ey1, const double *l2, int64_t lo, int64_t hi,
+                            const box *bx, double *lb, double s, double x, double y,
+                            int simd)
+{
+    int64_t nb = (hi - lo + EB - 1) / EB, first = 0;
+    double tol = 1e-9 * (1.0 + s);
+    for (int64_t c = 0; c < nb; c++) {
+        const box *b = bx + c;
+        double dx = b->x0 - x, dy = b->y0 - y, ex = x - b->x1, ey = y - b->y1;
+        dx = dx > ex ? dx : ex;
+        dy = dy > ey ? dy : ey;
+        dx = dx > 0.0 ? dx : 0.0;
+        dy = dy > 0.0 ? dy : 0.0;
+        double L = sqrt(dx * dx + dy * dy);
+        /* the squared lower bound of every computed value of the block (-1: none) */
+        lb[c] = L > tol ? (L - tol) * (L - tol) * (1.0 - 1e-12) : -1.0;
+        if (lb[c] < lb[first])
+            first = c;
+    }
+    double best = INFINITY;
+    for (int64_t t = -1; t < nb; t++) {
+        int64_t c = t < 0 ? first : t;
+        if ((t >= 0 && c == first) || lb[c] > best)
+            continue;
+        int64_t a = lo + c * EB, e = a + EB < hi ? a + EB : hi;
+        int nan;
+        double v;
+#ifdef __SSE2__
+        if (simd)
+            v = min_sq2(ex0, ey0, ex1, ey1, l2, a, e, x, y, &nan);
+        else
+#endif
+            v = min_sq(ex0, ey0, ex1, ey1, l2, a, e, x, y, &nan);
+        best = v < best ? v : best;
+    }
+    return sqrt(best);
+}
 
 static PyObject *euclid(PyObject *self, PyObject *args)
 {
@@ -460,19 +533,83 @@ static PyObject *euclid(PyObject *self, PyObject *args)
         release(&bs);
         return NULL;
     }
+    /* the blocks of EB edges of each plane (plane p's from bstart[p]) and their boxes;
+     * per plane the largest coordinate magnitude, or -1 when a coordinate or squared
+     * length is not finite or a coordinate reaches 1e100 (no pruning there) */
+    Py_ssize_t nbox = 0, maxb = 0;
+    for (Py_ssize_t p = 0; p < K; p++) {
+        Py_ssize_t b = (pstart[p + 1] - pstart[p] + EB - 1) / EB;
+        nbox += b;
+        maxb = b > maxb ? b : maxb;
+    }
+    box *bx = PyMem_Malloc((size_t)(nbox ? nbox : 1) * sizeof(box));
+    double *lb = PyMem_Malloc((size_t)(maxb ? maxb : 1) * sizeof(double));
+    double *smax = PyMem_Malloc((size_t)K * sizeof(double));
+    int64_t *bstart = PyMem_Malloc((size_t)K * sizeof(int64_t));
+    if (!bx || !lb || !smax || !bstart) {
+        PyMem_Free(bx);
+        PyMem_Free(lb);
+        PyMem_Free(smax);
+        PyMem_Free(bstart);
+        release(&bs);
+        return PyErr_NoMemory();
+    }
     Py_BEGIN_ALLOW_THREADS
+    Py_ssize_t nb0 = 0;
+    for (Py_ssize_t p = 0; p < K; p++) {
+        double sm = 0.0;
+        int fin = 1;
+        bstart[p] = nb0;
+        for (int64_t a = pstart[p]; a < pstart[p + 1]; a += EB, nb0++) {
+            int64_t e1 = a + EB < pstart[p + 1] ? a + EB : pstart[p + 1];
+            box b = {INFINITY, -INFINITY, INFINITY, -INFINITY};
+            for (int64_t e = a; e < e1; e++) {
+                double v[4] = {ex0[e], ex1[e], ey0[e], ey1[e]};
+                for (int q = 0; q < 4; q++) {
+                    double av = fabs(v[q]);
+                    fin &= av < 1e100; /* (false for NaN and inf) */
+                    sm = av > sm ? av : sm;
+                }
+                fin &= l2[e] > 0 && l2[e] < INFINITY;
+                b.x0 = v[0] < b.x0 ? v[0] : b.x0;
+                b.x0 = v[1] < b.x0 ? v[1] : b.x0;
+                b.x1 = v[0] > b.x1 ? v[0] : b.x1;
+                b.x1 = v[1] > b.x1 ? v[1] : b.x1;
+                b.y0 = v[2] < b.y0 ? v[2] : b.y0;
+                b.y0 = v[3] < b.y0 ? v[3] : b.y0;
+                b.y1 = v[2] > b.y1 ? v[2] : b.y1;
+                b.y1 = v[3] > b.y1 ? v[3] : b.y1;
+            }
+            bx[nb0] = b;
+        }
+        smax[p] = fin ? sm : -1.0;
+    }
     Py_ssize_t j = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         if (flags[i] & 2)
             continue;
         double x = f.x0 + (double)C[i] * f.sx, y = f.y0 + (double)R[i] * f.sy;
+        double s = fabs(x) > fabs(y) ? fabs(x) : fabs(y);
+        int pt_ok = s < 1e100; /* (false for NaN) */
         int64_t kk = k[i];
         int64_t k_out = lower[i] ? kk + 1 : kk, k_in = lower[i] ? kk : kk + 1;
         int64_t km = kk - 1 < 0 ? 0 : kk - 1, kp = kk + 2 > K - 1 ? K - 1 : kk + 2;
         int64_t planes[4] = {k_in, k_out, km, kp};
         double d4[4];
         for (int t = 0; t < 4; t++) {
-            int64_t lo = pstart[planes[t]], hi = pstart[planes[t] + 1];
+            int64_t pl = planes[t], lo = pstart[pl], hi = pstart[pl + 1];
+            int u;
+            for (u = 0; u < t && planes[u] != pl; u++)
+                ;
+            if (u < t) { /* (the same plane again: the same value) */
+                d4[t] = d4[u];
+                continue;
+            }
+            if (pt_ok && smax[pl] >= 0) {
+                d4[t] = euclid_pruned(ex0, ey0, ex1, ey1, l2, lo, hi, bx + bstart[pl], lb,
+                                      smax[pl] > s ? smax[pl] : s, x, y, simd);
+                continue;
+            }
 #ifdef __SSE2__
             if (simd) {
                 d4[t] = euclid2(ex0, ey0, ex1, ey1, l2, lo, hi, x, y);
@@ -488,6 +625,10 @@ static PyObject *euclid(PyObject *self, PyObject *args)
         j++;
     }
     Py_END_ALLOW_THREADS
+    PyMem_Free(bx);
+    PyMem_Free(lb);
+    PyMem_Free(smax);
+    PyMem_Free(bstart);
     release(&bs);
     Py_RETURN_NONE;
 }

@@ -109,11 +109,21 @@ static int size_error(const char *what)
 
 /* _trilinear_cells for one cell: coefficients A..H of quadrant (qx, qy) of the voxel
  * centred on node (jg, ig), frames f and f+1.  0 when an index lies outside the dose. */
-static inline int trilinear(const double *d, i8 nd, i8 nx, i8 ny, i8 f, i8 jg, i8 ig,
-                            i8 qx, i8 qy, double *c)
+/* the largest frame f whose offset f nx ny lies within a dose of nd values (-1 when the
+ * sizes are bad): trilinear's bound, formed once per call (no divisions per cell) */
+static inline i8 frame_max(i8 nd, i8 nx, i8 ny)
 {
-    /* (the frame offset f nxy is formed only when it lies within the dose: no wrap) */
-    if (f < 0 || nx < 1 || ny < 1 || nx > nd || ny > nd / nx || f > nd / (nx * ny))
+    if (nx < 1 || ny < 1 || nx > nd || ny > nd / nx)
+        return -1;
+    return nd / (nx * ny);
+}
+
+static inline int trilinear(const double *d, i8 nd, i8 nx, i8 ny, i8 fmax, i8 f, i8 jg,
+                            i8 ig, i8 qx, i8 qy, double *c)
+{
+    /* (the frame offset f nxy is formed only when it lies within the dose: no wrap;
+     * fmax = frame_max(nd, nx, ny)) */
+    if (f < 0 || f > fmax)
         return 0;
     i8 nxy = nx * ny;
     i8 i_a = iclip(ig - 1 + qx, 0, nx - 1);
@@ -829,7 +839,7 @@ static PyObject *cen_fill(PyObject *self, PyObject *args)
  * offset) */
 typedef struct {
     const double *d;
-    i8 nd, nx, ny, J0, I0, nbmax, n_items;
+    i8 nd, nx, ny, J0, I0, nbmax, n_items, fmax;
     const i8 *fa, *iJ, *iI;
 } Cells;
 
@@ -839,10 +849,11 @@ static inline int slot_cell(const Cells *g, i8 s, double *c)
 {
     if (s < 0)
         return 0;
-    i8 o = s % g->nbmax, qd = (s / g->nbmax) % 4, itm = s / (4 * g->nbmax);
+    /* (s >= 0: s / (4 nbmax) = (s / nbmax) / 4, one division) */
+    i8 iq = s / g->nbmax, o = s - iq * g->nbmax, qd = iq & 3, itm = iq >> 2;
     if (itm >= g->n_items)
         return 0;
-    return trilinear(g->d, g->nd, g->nx, g->ny, g->fa[itm] + o, g->iJ[itm] + g->J0,
+    return trilinear(g->d, g->nd, g->nx, g->ny, g->fmax, g->fa[itm] + o, g->iJ[itm] + g->J0,
                      g->iI[itm] + g->I0, qd & 1, qd >> 1, c);
 }
 
@@ -874,7 +885,7 @@ static PyObject *band_run(PyObject *self, PyObject *args)
         const double *d = dose.buf, *lc = loc.buf;
         const i8 *pfa = fa.buf, *pJ = iJ.buf, *pI = iI.buf;
         double *om = mean.buf, *ow = width.buf, *oW = w.buf, *o0 = p0.buf, *o1 = p1.buf;
-        i8 h = (m - 1) / 2, nd = count(&dose, 8);
+        i8 h = (m - 1) / 2, nd = count(&dose, 8), fmax = frame_max(nd, nx, ny);
         double lo_min = INFINITY, hi_max = -INFINITY;
         int nan_lo = 0, nan_hi = 0;
         Py_BEGIN_ALLOW_THREADS
@@ -902,7 +913,7 @@ static PyObject *band_run(PyObject *self, PyObject *args)
             oW[j] = c0 * B.pw[i] * 1e-3;
             i8 itm = B.it[i], r = B.br[i], c = B.bc[i];
             i8 fc = pfa[itm] + iclip(f - pfa[itm], 0, nbmax - 1);
-            if (!trilinear(d, nd, nx, ny, fc, pJ[itm] + J0, pI[itm] + I0, c >= h, r >= h,
+            if (!trilinear(d, nd, nx, ny, fmax, fc, pJ[itm] + J0, pI[itm] + I0, c >= h, r >= h,
                            k)) {
                 ok = 0;
                 break;
@@ -1013,8 +1024,8 @@ static PyObject *cell_chunk(PyObject *self, PyObject *args)
         || count(&dose, 8) < 0)
         ok = size_error("cell_chunk arrays");
     if (ok) {
-        Cells g = {dose.buf, count(&dose, 8), nx, ny, J0, I0, nbmax, n_items, fa.buf,
-                   iJ.buf, iI.buf};
+        Cells g = {dose.buf, count(&dose, 8), nx, ny, J0, I0, nbmax, n_items,
+                   frame_max(count(&dose, 8), nx, ny), fa.buf, iJ.buf, iI.buf};
         const double *M0 = mom.buf, *Cz = Cb.buf, *S0 = S0b.buf;
         const i8 *ps = slots.buf;
         double *om = mean.buf, *ow = width.buf, *oW = w.buf;
@@ -1027,7 +1038,7 @@ static PyObject *cell_chunk(PyObject *self, PyObject *args)
                 break;
             }
             /* _slot_moments */
-            i8 o = s % nbmax, iq = s / nbmax, itm = iq / 4;
+            i8 iq = s / nbmax, o = s - iq * nbmax, itm = iq >> 2; /* (s >= 0) */
             const double *M = M0 + iq * 6;
             double c0 = Cz[itm * nbmax + o], c1 = Cz[(n_items + itm) * nbmax + o],
                    c2 = Cz[(2 * n_items + itm) * nbmax + o];

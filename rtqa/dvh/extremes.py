@@ -34,6 +34,29 @@ def _surface_extremes(e: Edges, slabs, grid: DoseGrid, tab: _Tables) -> tuple[fl
     live = b >= a
     if not np.any(live):
         return lo, hi
+    d, nx, nxy = tab.flat, tab.nx, tab.nxy
+    c = _native.load("rtqa.dvh._cextremes")
+    if c is not None and d.dtype == np.float64 and d.flags.c_contiguous \
+            and all(v.dtype == np.float64 and v.flags.c_contiguous for v in (e.x0, e.y0)) \
+            and e.plane.dtype == np.int64 and e.plane.flags.c_contiguous:
+        # (compiled from the vertices: the same keep, cells, weights and candidates,
+        # vertex by vertex)
+        fa, fb = zb.right(a), zb.left(b)
+        fb = np.maximum(fb, fa)
+        ta = np.clip((a - zb.z[fa]) / (zb.z[fa + 1] - zb.z[fa]), 0.0, 1.0)
+        tb = np.clip((b - zb.z[fb]) / (zb.z[fb + 1] - zb.z[fb]), 0.0, 1.0)
+        dx, dy = grid.x[1] - grid.x[0], grid.y[1] - grid.y[0]
+        per_plane = (live.view(np.uint8), np.ascontiguousarray(fa, dtype=np.int64),
+                     np.ascontiguousarray(fb - fa + 2, dtype=np.int64),
+                     np.ascontiguousarray(ta, dtype=np.float64),
+                     np.ascontiguousarray(tb, dtype=np.float64))
+        r = c.surface_xy(d, e.x0, e.y0, e.plane, *per_plane,
+                         (float(grid.x[0]), float(grid.y[0]), float(dx), float(dy),
+                          grid.x.size, grid.y.size),
+                         (float(grid.x[0] - dx / 2), float(grid.x[-1] + dx / 2),
+                          float(grid.y[0] - dy / 2), float(grid.y[-1] + dy / 2)), nxy, nx)
+        if r is not None:
+            return r
     keep = _in_grid_xy(grid, e.x0, e.y0)
     keep &= live[e.plane]
     if keep.all():
@@ -48,7 +71,6 @@ def _surface_extremes(e: Edges, slabs, grid: DoseGrid, tab: _Tables) -> tuple[fl
     fb = np.maximum(fb, fa)
     ta = np.clip((a - zb.z[fa]) / (zb.z[fa + 1] - zb.z[fa]), 0.0, 1.0)
     tb = np.clip((b - zb.z[fb]) / (zb.z[fb + 1] - zb.z[fb]), 0.0, 1.0)
-    d, nx, nxy = tab.flat, tab.nx, tab.nxy
     w11 = tx * ty
     w10 = tx - w11
     w01 = ty - w11

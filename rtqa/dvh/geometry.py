@@ -71,7 +71,7 @@ def slabs_for(z: np.ndarray, single_plane_mm: float, ct_z: np.ndarray | None = N
         h = single_plane_mm / 2.0
         return Slabs(z, z - h, z + h, np.zeros(0, dtype=bool))
     d = np.diff(z)
-    typical = float(np.median(d))
+    typical = _median(d)
     if ct_z is not None and len(ct_z) > 1:
         ct = np.sort(np.asarray(ct_z, dtype=float))
         # number of CT slices strictly between neighbouring planes
@@ -90,6 +90,21 @@ def slabs_for(z: np.ndarray, single_plane_mm: float, ct_z: np.ndarray | None = N
         lo = np.where(start & multi, z, lo)
         hi = np.where(end & multi, z, hi)
     return Slabs(z, lo, hi, gap)
+
+
+def _median(d: np.ndarray) -> float:
+    """``float(np.median(d))`` of a 1-D float64 array (not empty), bit for bit, without
+    np.median's overhead: np.mean of the middle value of the sorted values, or of the
+    two middle ones (its sum from +0.0, then its division: a -0.0 median is +0.0); NaN
+    when any is NaN."""
+    s = np.sort(d).tolist()
+    n = len(s)
+    if s[-1] != s[-1]:  # (NaN sorts last)
+        return float("nan")
+    h = n // 2
+    if n % 2:
+        return (0.0 + s[h]) / 1
+    return ((0.0 + s[h - 1]) + s[h]) / 2
 
 
 @dataclass(frozen=True, eq=False)

@@ -14,6 +14,8 @@ import struct
 
 from pydicom.datadict import dictionary_VR
 
+from rtqa import _native
+
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR",
              b"UT", b"UV"}
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
@@ -177,10 +179,16 @@ def walk(data: bytes) -> tuple[str | None, tuple[int, int] | None]:
                 and data[pos + 4:pos + 6].isupper()
             ts = EXPLICIT_LE if explicit else IMPLICIT_LE
         body = _Walker(data, ts != IMPLICIT_LE, ts != EXPLICIT_BE)
-        end = body.elements(pos, len(data), None, top=True)
+        c = _native.load("rtqa.reading._cdecimal") if body.explicit else None
+        done = c.walk_body(data, pos, ts != EXPLICIT_BE) if c is not None else None
+        if done is not None:  # (compiled: the same walk; None: this one gives the reason)
+            end, pixel_data = done
+        else:
+            end = body.elements(pos, len(data), None, top=True)
+            pixel_data = body.pixel_data
         if end != len(data):
             return f"stream ends at byte {end} of {len(data)}", None
-        return None, body.pixel_data
+        return None, pixel_data
     except Incomplete as exc:
         return f"truncated or damaged: {exc}", None
     except struct.error:

@@ -22,6 +22,8 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.sequence import Sequence
 
+from rtqa import _native
+
 _TAG = struct.Struct("<HH").unpack_from
 _U16 = struct.Struct("<H").unpack_from
 _U32 = struct.Struct("<I").unpack_from
@@ -34,6 +36,8 @@ _SHORT_VRS = frozenset({b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", 
                         b"LO", b"LT", b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL",
                         b"US"})
 _VR_NAMES = {vr: vr.decode() for vr in _LONG_VRS | _SHORT_VRS}
+#: per VR code: (name, 4-byte length), for the compiled walk (rtqa.reading._cdecimal)
+_VR_TABLE = {vr: (name, vr in _LONG_VRS) for vr, name in _VR_NAMES.items()}
 
 
 class _Unusual(Exception):
@@ -141,8 +145,14 @@ def items(elem, tags) -> list[dict[int, tuple[str | None, bytes | None]]] | None
             return []
         if not isinstance(value, bytes):
             return None
+        implicit = bool(elem.is_implicit_VR)
+        c = _native.load("rtqa.reading._cdecimal")
+        if c is not None:  # (compiled: the same walk; False: it leaves the call to this one)
+            found = c.raw_items(value, implicit, _VR_TABLE)
+            if found is not False:
+                return found
         try:
-            return _items(value, 0, len(value), len(value), bool(elem.is_implicit_VR))[0]
+            return _items(value, 0, len(value), len(value), implicit)[0]
         except (_Unusual, struct.error):
             return None
     seq = getattr(elem, "value", None)

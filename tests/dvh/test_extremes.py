@@ -91,3 +91,49 @@ def test_kernel_refuses_indices_outside_the_dose(monkeypatch):
         call(10, 2, 10, -5)
     assert call(0, 2**62, 4, 1) is None
     assert call(2**62, 2, 4, 1) is None
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_grids_partly_off_the_structures_same_as_numpy(monkeypatch, calls, seed):
+    """Vertices beyond the grid's in-plane extent and slabs beyond its frames are left
+    out (the compiled pass from the vertices, rtqa.dvh._cextremes.surface_xy, decides
+    that and the cells and weights itself): the same two values as numpy."""
+    _native_only(monkeypatch)
+    rng = np.random.default_rng(seed)
+    for e, slabs, grid, _ in calls:
+        nx, ny = (int(rng.integers(2, 12)) for _ in range(2))
+        span_x = float(e.x0.max() - e.x0.min()) + 1.0
+        span_y = float(e.y0.max() - e.y0.min()) + 1.0
+        x = float(e.x0.min()) + rng.uniform(-0.3, 0.7) * span_x \
+            + np.arange(nx) * rng.uniform(0.5, 4.0)
+        y = float(e.y0.min()) + rng.uniform(-0.3, 0.7) * span_y \
+            + np.arange(ny) * rng.uniform(0.5, 4.0)
+        zlo, zhi = float(slabs.lo.min()), float(slabs.hi.max())
+        z = np.sort(rng.uniform(zlo - 5.0, zhi + 5.0, int(rng.integers(2, 9))))
+        z = np.unique(z) if np.unique(z).size >= 2 else np.array([zlo, zhi])
+        dose = rng.uniform(0.0, 70.0, (z.size, ny, nx))
+        g = SimpleNamespace(x=x, y=y, z=z, dose=dose)
+        got, want = _both(monkeypatch, (e, slabs, g, T._Tables(g)))
+        assert got == want
+
+
+def test_surface_xy_refuses_bad_arguments(monkeypatch):
+    _native_only(monkeypatch)
+    c = _native.load("rtqa.dvh._cextremes")
+    d = np.zeros(2 * 4 * 4)
+    one, i1 = np.ones(1), np.ones(1, np.int64)
+    live = np.ones(1, np.uint8)
+    geo = ((0.0, 0.0, 1.0, 1.0, 4, 4), (-0.5, 3.5, -0.5, 3.5))
+
+    def call(x, plane, nf=2, nxy=16, nx=4):
+        return c.surface_xy(d, np.array([x]), np.array([1.0]), np.array([plane], np.int64),
+                            live, i1 * 0, i1 * nf, one, one, *geo, nxy, nx)
+
+    assert call(1.0, 0) == (0.0, 0.0)
+    assert call(9.0, 0) == (float("inf"), float("-inf"))  # off the grid: no vertex
+    assert call(1.0, 1) is None  # a plane out of range
+    assert call(1.0, 0, nf=3) is None  # a frame beyond the dose
+    with pytest.raises(ValueError):
+        call(1.0, 0, nxy=0)
+    with pytest.raises(ValueError):
+        c.surface_xy(d, np.ones(2), one, i1, live, i1, i1, one, one, *geo, 16, 4)

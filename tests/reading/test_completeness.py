@@ -80,3 +80,77 @@ def test_an_element_running_past_its_item_is_detected(tmp_path, encoding):
     data[at + 7] |= 0x02  # length high byte: +512
     problem = check_complete(bytes(data))
     assert problem is not None and "(300A,0023)" in problem, problem
+
+
+def _variants():
+    """Sample files as stored (explicit VR little endian), with undefined lengths, and
+    big endian: (data, start of the data set, little)."""
+    import io
+    import warnings
+
+    import pydicom
+    from pydicom.uid import ExplicitVRBigEndian
+    out = []
+    for prefix in ("RS", "RP", "RD"):
+        data = _one(prefix).read_bytes()
+        out.append(data)
+        ds = pydicom.dcmread(io.BytesIO(data))
+        for e in ds.iterall():
+            if e.VR == "SQ":
+                e.is_undefined_length = True
+                for item in e.value:
+                    item.is_undefined_length_sequence_item = True
+        if prefix != "RD":  # (a dose's pixels: not written big endian by pydicom)
+            ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+        buf = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pydicom.dcmwrite(buf, ds)
+        out.append(buf.getvalue())
+    return out
+
+
+def test_compiled_walk_is_the_python_walk():
+    """rtqa.reading._cdecimal.walk_body: where it decides, the end and PixelData of the
+    Python walk; where the Python walk raises (cut short, a byte changed in a header,
+    length or delimiter), None (the Python walk then gives the reason)."""
+    import struct
+
+    import numpy as np
+
+    from rtqa import _native
+    from rtqa.reading import completeness as C
+    c = _native.load("rtqa.reading._cdecimal")
+    if c is None:
+        pytest.skip("rtqa.reading._cdecimal not built (or RTQA_NATIVE=0)")
+    rng = np.random.default_rng(7)
+    decided = refused = 0
+    for data in _variants():
+        ts_at = data.index(b"1.2.840.10008.1.2.")
+        little = not data[ts_at:ts_at + 22].startswith(b"1.2.840.10008.1.2.2\x00") \
+            and not data[ts_at:ts_at + 20] == b"1.2.840.10008.1.2.2"
+        pos = 132 + 12 + struct.unpack_from("<I", data, 140)[0]  # after group 0002
+        cases = [data, data[:-1], data[:len(data) // 3]]
+        for delim in (0xE000, 0xE00D, 0xE0DD):  # a stray delimiter between elements
+            tag = (b"\xfe\xff" + delim.to_bytes(2, "little")) if little \
+                else (b"\xff\xfe" + delim.to_bytes(2, "big"))
+            cases.append(data[:pos] + tag + b"\0\0\0\0" + data[pos:])
+        for _ in range(150):
+            b = bytearray(data)
+            at = int(rng.integers(pos, min(len(b), pos + 6000)))
+            b[at] = int(rng.integers(0, 256))
+            cases.append(bytes(b))
+        for v in cases:
+            got = c.walk_body(v, pos, little)
+            w = C._Walker(v, True, little)
+            try:
+                want = (w.elements(pos, len(v), None, top=True), w.pixel_data)
+            except (C.Incomplete, struct.error):
+                want = None
+            if got is None:
+                refused += 1
+                assert want is None
+            else:
+                decided += 1
+                assert got == want
+    assert decided > 50 and refused > 50

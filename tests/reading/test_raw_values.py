@@ -191,3 +191,73 @@ def test_plain_ds_is_float_of_pydicom_value(value):
                                    b"1 2"])
 def test_unusual_ds_is_left_to_pydicom(value):
     assert raw.plain_ds(("DS", value)) is None
+
+
+def _sequence_values(tmp_path, sample_dir):
+    """The encoded ContourSequence values of the sample RTSTRUCT, explicit and implicit
+    VR, with defined and undefined lengths: (bytes, implicit)."""
+    out = []
+    for name in ("as is", "implicit VR", "undefined lengths", "undefined lengths, implicit"):
+        ds = pydicom.dcmread(_structure_set(tmp_path, sample_dir, name))
+        for rc in ds.ROIContourSequence:
+            e = rc.get_item(0x30060040, keep_deferred=True)
+            if isinstance(e, RawDataElement) and isinstance(e.value, bytes):
+                out.append((e.value, bool(e.is_implicit_VR)))
+    return out
+
+
+def _python_walk(value, implicit):
+    try:
+        return raw._items(value, 0, len(value), len(value), implicit)[0]
+    except (raw._Unusual, __import__("struct").error):
+        return None
+    except RecursionError:
+        return "recursion"
+
+
+def test_compiled_walk_is_the_python_walk(tmp_path, sample_dir):
+    """rtqa.reading._cdecimal.raw_items gives raw._items' items (or None where it finds
+    the encoding unusual), or False (the Python walk decides), on whole sequence values
+    and on values cut short or with bytes changed anywhere."""
+    from rtqa import _native
+    c = _native.load("rtqa.reading._cdecimal")
+    if c is None:
+        pytest.skip("rtqa.reading._cdecimal not built (or RTQA_NATIVE=0)")
+    values = _sequence_values(tmp_path, sample_dir)
+    assert values and {imp for _, imp in values} == {False, True}
+    rng = np.random.default_rng(16)
+    decided = 0
+    for value, implicit in values:
+        cases = [value, value[:-1], value[:len(value) // 2], b"", value + b"\x00" * 8]
+        for _ in range(60):  # a byte changed: headers, lengths, delimiters, VRs
+            b = bytearray(value)
+            at = int(rng.integers(0, min(len(b), 400)))
+            b[at] = int(rng.integers(0, 256))
+            cases.append(bytes(b))
+        for v in cases:
+            got = c.raw_items(v, implicit, raw._VR_TABLE)
+            if got is False:
+                continue
+            decided += 1
+            assert got == _python_walk(v, implicit)
+    assert decided > 100
+
+
+def test_compiled_walk_leaves_deep_nesting_to_python():
+    from rtqa import _native
+    c = _native.load("rtqa.reading._cdecimal")
+    if c is None:
+        pytest.skip("rtqa.reading._cdecimal not built (or RTQA_NATIVE=0)")
+    item_end = b"\xfe\xff\x0d\xe0\x00\x00\x00\x00"
+    seq_end = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+    inner = b""
+    for _ in range(80):  # sequences of undefined length, nested 80 deep (explicit VR)
+        inner = (b"\xfe\xff\x00\xe0\xff\xff\xff\xff" + b"\x06\x30\x40\x00SQ\x00\x00"
+                 + b"\xff\xff\xff\xff" + inner + seq_end + item_end)
+    value = b"\xfe\xff\x00\xe0\xff\xff\xff\xff" + b"\x06\x30\x42\x00CS\x02\x00AB" + item_end
+    assert c.raw_items(value, False, raw._VR_TABLE) == _python_walk(value, False)
+    assert c.raw_items(inner, False, raw._VR_TABLE) is False
+    # implicit VR, undefined length: the data dictionary's call
+    imp = b"\xfe\xff\x00\xe0\xff\xff\xff\xff" + b"\x06\x30\x40\x00\xff\xff\xff\xff" + seq_end \
+        + item_end
+    assert c.raw_items(imp, True, raw._VR_TABLE) is False
