@@ -28,7 +28,8 @@ import os
 
 #: The compiled kernel modules setup.py builds (module name: what it computes).
 KERNELS = {
-    "rtqa.reading._cdecimal": "ContourData decimal strings to float64",
+    "rtqa.reading._cdecimal": ("ContourData decimal strings to float64; the walks of "
+                               "sequence items and of the completeness check"),
     "rtqa.dvh._cbands": "surface crossings of band pieces (dvh.geometry.band_crossings)",
     "rtqa.dvh._cpartial": "DVH elements of boundary voxels by their sub-samples (m > 1)",
     "rtqa.dvh._cdeposit": "DVH accumulator deposit and whole-voxel dose elements",
