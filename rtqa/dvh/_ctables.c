@@ -619,6 +619,115 @@ static PyObject *gather(PyObject *self, PyObject *args)
     Py_RETURN_TRUE;
 }
 
+/* Small helpers of the engine (new; the tables' functions above are untouched).
+ *
+ * row_counts(a, rows, n, out) -> None
+ *   out[i] (intp) = number of non-zero bytes of row i of a (uint8, rows x n, C order):
+ *   rtqa.dvh.geometry.row_counts (np.count_nonzero of each row; integers, exact).
+ * quadrant_moments(codes, n, m, itemsize, tab, rho, out) -> True | None (a code of m
+ *   bits or more: numpy raises; out is not to be used)
+ *   rtqa.dvh.elements._quadrant_moments with its row table (m <= 15): codes (n x m row
+ *   codes of itemsize 4 or 8 bytes), tab (2^m x 6 float64, _row_table), rho (m float64,
+ *   the in-cell row coordinates), out (n x 4 x 6 float64). Per item and half qy the row
+ *   sums R0 = sum P, R1 = sum P rho, R2 = sum P (rho rho) over the half's rows, each
+ *   from +0.0, adding row by row in row order (np.einsum's order for these reductions:
+ *   one addend per row, accumulated sequentially; the product P rho rounded, then
+ *   added), then the same placement into out. */
+static PyObject *row_counts(PyObject *self, PyObject *args)
+{
+    Py_buffer a, out;
+    Py_ssize_t rows, n;
+    if (!PyArg_ParseTuple(args, "y*nnw*", &a, &rows, &n, &out))
+        return NULL;
+    int ok = rows >= 0 && n >= 0 && a.len == rows * n &&
+             out.len == rows * (Py_ssize_t)sizeof(Py_ssize_t);
+    if (ok) {
+        const unsigned char *p = a.buf;
+        Py_ssize_t *o = out.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < rows; i++) {
+            const unsigned char *r = p + i * n;
+            Py_ssize_t c = 0;
+            for (Py_ssize_t j = 0; j < n; j++)
+                c += r[j] != 0;
+            o[i] = c;
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&out);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "row_counts: bad shapes");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *quadrant_moments(PyObject *self, PyObject *args)
+{
+    Py_buffer codes, tab, rho, out;
+    Py_ssize_t n, m, isz;
+    int bad = 0;
+    if (!PyArg_ParseTuple(args, "y*nnny*y*w*", &codes, &n, &m, &isz, &tab, &rho, &out))
+        return NULL;
+    int ok = n >= 0 && m >= 1 && m <= 15 && (isz == 4 || isz == 8) &&
+             codes.len == n * m * isz && tab.len == ((Py_ssize_t)1 << m) * 6 * 8 &&
+             rho.len == m * 8 && out.len == n * 24 * 8;
+    if (ok) {
+        const double *T = tab.buf, *rh = rho.buf;
+        double *o = out.buf;
+        const uint32_t *c4 = codes.buf;
+        const uint64_t *c8 = codes.buf;
+        Py_ssize_t h = (m - 1) / 2;
+        uint64_t mask = ((uint64_t)1 << m) - 1;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < n; i++) {
+            double *oi = o + i * 24;
+            for (int qy = 0; qy < 2; qy++) {
+                Py_ssize_t r0 = qy ? h : 0, r1 = qy ? m : h;
+                double R0[6] = {0, 0, 0, 0, 0, 0}, R1[6] = {0, 0, 0, 0, 0, 0},
+                       R2[6] = {0, 0, 0, 0, 0, 0};
+                for (Py_ssize_t r = r0; r < r1; r++) {
+                    uint64_t code = isz == 4 ? (uint64_t)c4[i * m + r] : c8[i * m + r];
+                    if (code > mask) {  /* (numpy's index error: left to it) */
+                        bad = 1;
+                        code = 0;
+                    }
+                    const double *P = T + code * 6;
+                    double rr = rh[r], rr2 = rr * rr;
+                    for (int k = 0; k < 6; k++) {
+                        R0[k] += P[k];
+                        R1[k] += P[k] * rr;
+                        R2[k] += P[k] * rr2;
+                    }
+                }
+                for (int qx = 0; qx < 2; qx++) {
+                    double *q = oi + (2 * qy + qx) * 6;
+                    int b = 3 * qx;
+                    q[0] = R0[b];
+                    q[1] = R0[b + 1];
+                    q[2] = R1[b];
+                    q[3] = R0[b + 2];
+                    q[4] = R2[b];
+                    q[5] = R1[b + 1];
+                }
+            }
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&codes);
+    PyBuffer_Release(&tab);
+    PyBuffer_Release(&rho);
+    PyBuffer_Release(&out);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "quadrant_moments: bad shapes");
+        return NULL;
+    }
+    if (bad)
+        Py_RETURN_NONE;
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef methods[] = {
     {"pairs", pairs, METH_VARARGS,
      "pairs(flat, nz, ny, nx, f0, f1, j0, j1, i0, i1, out) -> True | None:"
@@ -638,6 +747,11 @@ static PyMethodDef methods[] = {
     {"row_spans", row_spans, METH_VARARGS,
      "row_spans(mask, K, NJ, NI, j0, j1, i0, i1, lo, hi): the span of set columns of"
      " every row of every plane."},
+    {"row_counts", row_counts, METH_VARARGS,
+     "row_counts(a, rows, n, out): the non-zero bytes of every row (geometry.row_counts)."},
+    {"quadrant_moments", quadrant_moments, METH_VARARGS,
+     "quadrant_moments(codes, n, m, itemsize, tab, rho, out): elements._quadrant_moments"
+     " by its row table."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ctables",

@@ -21,9 +21,9 @@ import numpy as np
 
 from rtqa import _native
 from rtqa.dvh.accumulator import _KERNEL, _Accumulator, _plain
-from rtqa.dvh.elements import (_REC, CHUNK, _bits, _cell_elements, _coded_voxel_elements,
-                               _quadrant_moments, _sample_elements, _trilinear_cells,
-                               _voxel_elements)
+from rtqa.dvh.elements import (_REC, _ROW_TABLE_MAX_M, CHUNK, _bits, _cell_elements,
+                               _coded_voxel_elements, _quadrant_moments, _sample_elements,
+                               _trilinear_cells, _voxel_elements)
 from rtqa.dvh.tables import _KERNEL as _TAB_KERNEL, _FrameRing, _Tables
 from rtqa.dvh.geometry import Raster, Slabs, band_crossings, nonzero, row_counts
 from rtqa.reading.dose import DoseGrid
@@ -327,9 +327,13 @@ class _Engine:
         Ba, Bb = blocks[ba], blocks[bb]
         both = Ba & Bb  # (row codes) caps: ba == bb, the plane's flags
         # in-plane moments per quadrant
-        mom = np.empty((n_items, 4, 6))
-        for c in range(0, n_items, 4096):
-            mom[c:c + 4096] = _quadrant_moments(both[c:c + 4096], m)
+        if m <= _ROW_TABLE_MAX_M and _native.load(_TAB_KERNEL) is not None:  # (compiled:
+            # all at once, no temporaries)
+            mom = _quadrant_moments(both, m)
+        else:
+            mom = np.empty((n_items, 4, 6))
+            for c in range(0, n_items, 4096):
+                mom[c:c + 4096] = _quadrant_moments(both[c:c + 4096], m)
         area = mom[:, :, 0].sum(axis=1)
         self.total_mm3 += float(np.sum(area * (zbb - za) * wsc))
         c = _native.load("rtqa.dvh._cpartial")
