@@ -282,8 +282,39 @@ class RowTable:
 
     @classmethod
     def of(cls, edges: Edges, n_planes: int, lat: Lattice) -> "RowTable":
+        c = _native.load("rtqa.dvh._cbands")
+        if c is not None:
+            t = cls._of_native(c, edges, n_planes, lat)
+            if t is not None:
+                return t
         rid, xc = row_crossings([], lat, sort=False, edges=edges)
         return cls(rid, xc, n_planes * lat.ny, lat.x0, lat.sx, lat.nx)
+
+    @classmethod
+    def _of_native(cls, c, e: Edges, n_planes: int, lat: Lattice) -> "RowTable | None":
+        """:meth:`of` with the positions table from ``_cbands.crossing_table`` (the same
+        crossings, computed as :func:`row_crossings` computes them, in the same places:
+        edge order within a row); the columns as ``__init__`` forms them. None where the
+        kernel refuses the input (the numpy code then decides)."""
+        n_rows = n_planes * lat.ny
+        args = (*(np.ascontiguousarray(a, dtype=np.float64) for a in (e.x0, e.y0, e.x1, e.y1)),
+                np.ascontiguousarray(e.plane, dtype=np.int64),
+                (float(lat.y0), float(lat.sy), int(lat.ny)), n_planes,
+                np.empty(n_rows, dtype=np.int64))
+        try:
+            w = c.crossing_table(*args, None)
+            pos = np.full((w, n_rows), np.inf)
+            c.crossing_table(*args, pos)
+        except ValueError:
+            return None
+        t = cls.__new__(cls)
+        t.width = w
+        t.pos = pos
+        col = np.ceil((pos - lat.x0) / lat.sx)
+        np.clip(col, 0, lat.nx, out=col)
+        t.col = col.astype(np.int64)
+        t.col[pos == np.inf] = np.iinfo(np.int32).max
+        return t
 
     def query(self, rid: np.ndarray, p: np.ndarray, inside: bool = True, d=None, ins=None):
         """Distance along the row from points at position p (mm) of rows ``rid`` to the

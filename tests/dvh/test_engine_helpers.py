@@ -57,3 +57,29 @@ def test_quadrant_moments_bad_code_left_to_numpy(monkeypatch):
     monkeypatch.delenv("RTQA_NATIVE", raising=False)
     with pytest.raises(IndexError):
         EL._quadrant_moments(codes, 3)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=_FIXTURES)
+@given(K=st.integers(1, 6), n=st.integers(3, 80), sx=st.floats(0.1, 3.0),
+       x0=st.floats(-20.0, 5.0), y0=st.floats(-20.0, 5.0), nx=st.integers(1, 60),
+       ny=st.integers(1, 60), swap=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_row_table_same_as_numpy(monkeypatch, K, n, sx, x0, y0, nx, ny, swap, seed):
+    rng = np.random.default_rng(seed)
+    planes = []
+    for k in range(K):
+        a = np.sort(rng.uniform(0, 2 * np.pi, n))
+        r = rng.uniform(0.2, 9.0) * (1 + 0.3 * rng.random(n))
+        polys = [np.stack([rng.uniform(-3, 3) + r * np.cos(a),
+                           rng.uniform(-3, 3) + r * np.sin(a)], axis=1)]
+        if k % 2:
+            polys.append(polys[0][::-1] * 0.5)
+        planes.append(tuple(polys))
+    e = G.Edges.of(planes)
+    if swap:
+        e = e.swapped()
+    lat = G.Lattice(x0, y0, sx, sx * 0.8, nx, ny)
+    got, ref = _both(monkeypatch, lambda: G.RowTable.of(e, K, lat))
+    assert got.width == ref.width
+    for name in ("pos", "col"):
+        a, b = getattr(got, name), getattr(ref, name)
+        assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
