@@ -56,6 +56,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /* The row loops below are element-wise (no sum across elements): vectorising them
  * keeps every value (the same IEEE operations per element), and sqrtf need not set errno
@@ -624,6 +627,9 @@ static PyObject *gather(PyObject *self, PyObject *args)
  * row_counts(a, rows, n, out) -> None
  *   out[i] (intp) = number of non-zero bytes of row i of a (uint8, rows x n, C order):
  *   rtqa.dvh.geometry.row_counts (np.count_nonzero of each row; integers, exact).
+ * pair_counts(a, rows, n, k, out) -> None: the same of a[k] & a[k + 1].
+ * plane_counts(cls, bid, bid_itemsize, pc, K, nv, m2, out) -> True | None
+ *   Raster.plane_counts (integer counts, exact in any order).
  * quadrant_moments(codes, n, m, itemsize, tab, rho, out) -> True | None (a code of m
  *   bits or more: numpy raises; out is not to be used)
  *   rtqa.dvh.elements._quadrant_moments with its row table (m <= 15): codes (n x m row
@@ -633,6 +639,55 @@ static PyObject *gather(PyObject *self, PyObject *args)
  *   from +0.0, adding row by row in row order (np.einsum's order for these reductions:
  *   one addend per row, accumulated sequentially; the product P rho rounded, then
  *   added), then the same placement into out. */
+/* The bytes of p[0..n-1] equal to value (0..255), or (value < 0) not zero. */
+static Py_ssize_t count_bytes(const unsigned char *p, Py_ssize_t n, int value)
+{
+    unsigned char v = value < 0 ? 0 : (unsigned char)value;
+    Py_ssize_t c = 0, j = 0;
+#ifdef __SSE2__
+    __m128i z = _mm_set1_epi8((char)v), tot = _mm_setzero_si128();
+    while (j + 16 <= n) {
+        __m128i acc = _mm_setzero_si128();
+        Py_ssize_t stop = j + 16 * 255 < n ? j + 16 * 255 : n;
+        for (; j + 16 <= stop; j += 16)  /* (+1 per equal byte; at most 255 per lane) */
+            acc = _mm_sub_epi8(acc, _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(p + j)), z));
+        tot = _mm_add_epi64(tot, _mm_sad_epu8(acc, _mm_setzero_si128()));
+    }
+    c = (Py_ssize_t)_mm_cvtsi128_si64(tot) +
+        (Py_ssize_t)_mm_cvtsi128_si64(_mm_unpackhi_epi64(tot, tot));
+#else
+    for (; j < n; j++)
+        c += p[j] == v;
+#endif
+    for (; j < n; j++)
+        c += p[j] == v;
+    return value < 0 ? n - c : c;
+}
+
+/* The positions j < n where both p[j] and q[j] are not zero. */
+static Py_ssize_t count_both(const unsigned char *p, const unsigned char *q, Py_ssize_t n)
+{
+    Py_ssize_t c = 0, j = 0; /* c: either is zero */
+#ifdef __SSE2__
+    __m128i z = _mm_setzero_si128(), tot = _mm_setzero_si128();
+    while (j + 16 <= n) {
+        __m128i acc = _mm_setzero_si128();
+        Py_ssize_t stop = j + 16 * 255 < n ? j + 16 * 255 : n;
+        for (; j + 16 <= stop; j += 16) {
+            __m128i a = _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(p + j)), z);
+            __m128i b = _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(q + j)), z);
+            acc = _mm_sub_epi8(acc, _mm_or_si128(a, b));
+        }
+        tot = _mm_add_epi64(tot, _mm_sad_epu8(acc, _mm_setzero_si128()));
+    }
+    c = (Py_ssize_t)_mm_cvtsi128_si64(tot) +
+        (Py_ssize_t)_mm_cvtsi128_si64(_mm_unpackhi_epi64(tot, tot));
+#endif
+    for (; j < n; j++)
+        c += !p[j] || !q[j];
+    return n - c;
+}
+
 static PyObject *row_counts(PyObject *self, PyObject *args)
 {
     Py_buffer a, out;
@@ -645,13 +700,8 @@ static PyObject *row_counts(PyObject *self, PyObject *args)
         const unsigned char *p = a.buf;
         Py_ssize_t *o = out.buf;
         Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t i = 0; i < rows; i++) {
-            const unsigned char *r = p + i * n;
-            Py_ssize_t c = 0;
-            for (Py_ssize_t j = 0; j < n; j++)
-                c += r[j] != 0;
-            o[i] = c;
-        }
+        for (Py_ssize_t i = 0; i < rows; i++)
+            o[i] = count_bytes(p + i * n, n, -1);
         Py_END_ALLOW_THREADS
     }
     PyBuffer_Release(&a);
@@ -661,6 +711,90 @@ static PyObject *row_counts(PyObject *self, PyObject *args)
         return NULL;
     }
     Py_RETURN_NONE;
+}
+
+/* pair_counts(a, rows, n, k, out): out[i] (intp) = the positions where rows k[i] and
+ * k[i] + 1 of a (uint8, rows x n) are both not zero (int64 k; row_counts of
+ * a[k] & a[k + 1]). */
+static PyObject *pair_counts(PyObject *self, PyObject *args)
+{
+    Py_buffer a, kb, out;
+    Py_ssize_t rows, n;
+    if (!PyArg_ParseTuple(args, "y*nny*w*", &a, &rows, &n, &kb, &out))
+        return NULL;
+    Py_ssize_t nk = kb.len / 8;
+    int ok = rows >= 0 && n >= 0 && a.len == rows * n && kb.len == nk * 8 &&
+             out.len == nk * (Py_ssize_t)sizeof(Py_ssize_t);
+    const int64_t *k = kb.buf;
+    for (Py_ssize_t i = 0; ok && i < nk; i++)
+        ok = k[i] >= 0 && k[i] + 1 < rows;
+    if (ok) {
+        const unsigned char *p = a.buf;
+        Py_ssize_t *o = out.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < nk; i++)
+            o[i] = count_both(p + k[i] * n, p + (k[i] + 1) * n, n);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&kb);
+    PyBuffer_Release(&out);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "pair_counts: bad shapes or rows");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* plane_counts(cls, bid, bid_itemsize, pc, K, nv, m2, out) -> True | None:
+ * Raster.plane_counts: out[k] (int64) = m2 x (voxels of plane k with cls 2) + the sum of
+ * pc[bid] (int64, the inside sub-samples of each block) over its voxels with cls 1
+ * (integers: exact in any order). cls uint8 (K x nv), bid int32 or uint8 (K x nv).
+ * None: a block id out of range (numpy's index error). */
+static PyObject *plane_counts(PyObject *self, PyObject *args)
+{
+    Py_buffer cb, bb, pb, out;
+    Py_ssize_t isz, K, nv, m2;
+    if (!PyArg_ParseTuple(args, "y*y*ny*nnnw*", &cb, &bb, &isz, &pb, &K, &nv, &m2, &out))
+        return NULL;
+    Py_ssize_t npc = pb.len / 8;
+    int ok = K >= 0 && nv >= 0 && (isz == 1 || isz == 4) && cb.len == K * nv &&
+             bb.len == K * nv * isz && out.len == K * 8;
+    int bad = 0;
+    if (ok) {
+        const unsigned char *c = cb.buf;
+        const int64_t *pc = pb.buf;
+        int64_t *o = out.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t k = 0; k < K; k++) {
+            const unsigned char *ck = c + k * nv;
+            int64_t whole = count_bytes(ck, nv, 2), nin = 0;
+            if (count_bytes(ck, nv, 1))
+                for (Py_ssize_t v = 0; v < nv; v++)
+                    if (ck[v] == 1) {
+                        Py_ssize_t i = k * nv + v;
+                        int64_t b = isz == 4 ? (int64_t)((const int32_t *)bb.buf)[i]
+                                             : (int64_t)((const unsigned char *)bb.buf)[i];
+                        if (b < 0 || b >= npc)
+                            bad = 1;
+                        else
+                            nin += pc[b];
+                    }
+            o[k] = whole * m2 + nin;
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&bb);
+    PyBuffer_Release(&pb);
+    PyBuffer_Release(&out);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "plane_counts: bad shapes");
+        return NULL;
+    }
+    if (bad)
+        Py_RETURN_NONE;
+    Py_RETURN_TRUE;
 }
 
 static PyObject *quadrant_moments(PyObject *self, PyObject *args)
@@ -749,6 +883,11 @@ static PyMethodDef methods[] = {
      " every row of every plane."},
     {"row_counts", row_counts, METH_VARARGS,
      "row_counts(a, rows, n, out): the non-zero bytes of every row (geometry.row_counts)."},
+    {"pair_counts", pair_counts, METH_VARARGS,
+     "pair_counts(a, rows, n, k, out): row_counts of a[k] & a[k + 1]."},
+    {"plane_counts", plane_counts, METH_VARARGS,
+     "plane_counts(cls, bid, bid_itemsize, pc, K, nv, m2, out) -> True | None:"
+     " Raster.plane_counts."},
     {"quadrant_moments", quadrant_moments, METH_VARARGS,
      "quadrant_moments(codes, n, m, itemsize, tab, rho, out): elements._quadrant_moments"
      " by its row table."},

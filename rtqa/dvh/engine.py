@@ -103,10 +103,14 @@ class _Engine:
             return
         nv = r.NJ * r.NI
         per_plane = row_counts(full.reshape(K, nv))
-        both = np.empty(lk.size, dtype=np.intp)  # whole on both planes (16 planes at once:
-        for c in range(0, lk.size, 16):          # no temporary of the raster's size)
-            kk = lk[c:c + 16]
-            both[c:c + 16] = row_counts((full[kk] & full[kk + 1]).reshape(kk.size, nv))
+        both = np.empty(lk.size, dtype=np.intp)  # whole on both planes
+        ct = _native.load(_TAB_KERNEL)
+        if ct is not None and full.dtype == np.bool_ and full.flags.c_contiguous:
+            ct.pair_counts(full, K, nv, lk.astype(np.int64), both)  # (compiled: exact)
+        else:
+            for c in range(0, lk.size, 16):  # (16 planes at once: no temporary of the
+                kk = lk[c:c + 16]             # raster's size)
+                both[c:c + 16] = row_counts((full[kk] & full[kk + 1]).reshape(kk.size, nv))
         counts = np.concatenate([both, per_plane[st], per_plane[en]]).astype(float)
         self.total_mm3 += float(np.sum(counts * (zbb - za) * wsc))
         if not self.in_plane:

@@ -29,7 +29,7 @@ def _both(monkeypatch, fn):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=_FIXTURES)
-@given(rows=st.integers(0, 20), n=st.integers(0, 300), p=st.floats(0.0, 1.0),
+@given(rows=st.integers(0, 20), n=st.integers(0, 10000), p=st.floats(0.0, 1.0),
        seed=st.integers(0, 2**32 - 1))
 def test_row_counts_same_as_numpy(monkeypatch, rows, n, p, seed):
     a = np.random.default_rng(seed).random((rows, n)) < p
@@ -83,3 +83,45 @@ def test_row_table_same_as_numpy(monkeypatch, K, n, sx, x0, y0, nx, ny, swap, se
     for name in ("pos", "col"):
         a, b = getattr(got, name), getattr(ref, name)
         assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def _planes(rng, K, n):
+    planes = []
+    for k in range(K):
+        a = np.sort(rng.uniform(0, 2 * np.pi, n))
+        r = rng.uniform(0.5, 12.0) * (1 + 0.3 * rng.random(n))
+        polys = [np.stack([rng.uniform(-3, 3) + r * np.cos(a),
+                           rng.uniform(-3, 3) + r * np.sin(a)], axis=1)]
+        if k % 2:
+            polys.append(polys[0][::-1] * 0.5)
+        planes.append(tuple(polys))
+    return planes
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=_FIXTURES)
+@given(K=st.integers(1, 6), n=st.integers(3, 60), m=st.sampled_from([1, 3, 5, 9, 15]),
+       d=st.floats(0.5, 4.0), seed=st.integers(0, 2**32 - 1))
+def test_plane_counts_same_as_numpy(monkeypatch, K, n, m, d, seed):
+    rng = np.random.default_rng(seed)
+    rast = G.raster(_planes(rng, K, n), -40.0, -40.0, d, d * 0.9, m)
+    if m > 1 and rng.random() < 0.5:  # (a sample added: a block of its own)
+        rast.add_sample(0, float(rast.x0 + 0.3), float(rast.y0 + 0.2))
+    got, ref = _both(monkeypatch, rast.plane_counts)
+    assert got.dtype == ref.dtype == np.int64
+    assert np.array_equal(got, ref)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=_FIXTURES)
+@given(rows=st.integers(2, 20), n=st.integers(0, 10000), p=st.floats(0.0, 1.0),
+       seed=st.integers(0, 2**32 - 1))
+def test_pair_counts_are_row_counts_of_the_and(rows, n, p, seed):
+    if _native.load(T._KERNEL) is None:
+        pytest.skip("rtqa.dvh._ctables not built")
+    rng = np.random.default_rng(seed)
+    a = rng.random((rows, n)) < p
+    k = rng.integers(0, rows - 1, size=int(rng.integers(0, 30))).astype(np.int64)
+    out = np.empty(k.size, dtype=np.intp)
+    _native.load(T._KERNEL).pair_counts(a, rows, n, k, out)
+    assert np.array_equal(out, np.count_nonzero(a[k] & a[k + 1], axis=1))
+    with pytest.raises(ValueError):
+        _native.load(T._KERNEL).pair_counts(a, rows, n, np.array([rows - 1]), out[:1])
