@@ -862,6 +862,146 @@ static PyObject *quadrant_moments(PyObject *self, PyObject *args)
     Py_RETURN_TRUE;
 }
 
+/* parity_rows(col, w, n_rows, rid, m, h, n, out) -> None
+ *   rtqa.dvh.geometry._parity_rows times 2 (the raster's cls of node states): for rows
+ *   rid (int64) of the crossing columns col (int64, w x n_rows; INT32_MAX: no crossing)
+ *   the even-odd states of points h, h + m, ... (n of them) as 0 or 2 (uint8, len(rid) x
+ *   n). As the numpy code: every crossing flips the state from its first point on (an
+ *   even number at one point cancels), the state running on from row to row (a row's
+ *   crossings past its last point are dropped there, as numpy drops them); the padding
+ *   entries (INT32_MAX) come in pairs within each row (every row has an even number of
+ *   crossings) and cancel in numpy: skipped here.
+ * refine(touched, col, w, n_rows, fine_ny, m, K, NJ, NI, cls, bid, blocks, isz) -> n
+ *   raster's classification of the touched voxels (uint8 K x NJ x NI, in (k, j, i)
+ *   order): each voxel's m row codes as RowTable.segment_codes forms them, the number
+ *   inside, cls (uint8) 2 all, 0 none, 1 some; bid (int32) cls // 2, or for the voxels
+ *   with some 2 + their rank among them, whose codes go to blocks (rows of m codes of
+ *   isz bytes, in that order). Returns the number of such voxels. */
+static PyObject *parity_rows(PyObject *self, PyObject *args)
+{
+    Py_buffer cb, rb, out;
+    Py_ssize_t w, n_rows, m, h, n;
+    if (!PyArg_ParseTuple(args, "y*nny*nnnw*", &cb, &w, &n_rows, &rb, &m, &h, &n, &out))
+        return NULL;
+    Py_ssize_t R = rb.len / 8;
+    int ok = w >= 0 && n_rows >= 0 && m >= 1 && h >= 0 && h < m && n >= 0 &&
+             cb.len == w * n_rows * 8 && rb.len == R * 8 && out.len == R * n;
+    const int64_t *rid = rb.buf;
+    for (Py_ssize_t i = 0; ok && i < R; i++)
+        ok = rid[i] >= 0 && rid[i] < n_rows;
+    unsigned char *tog = ok ? calloc((size_t)(n ? n : 1), 1) : NULL;
+    if (ok && tog == NULL) {
+        PyBuffer_Release(&cb);
+        PyBuffer_Release(&rb);
+        PyBuffer_Release(&out);
+        return PyErr_NoMemory();
+    }
+    if (ok) {
+        const int64_t *col = cb.buf;
+        unsigned char *o = out.buf;
+        Py_BEGIN_ALLOW_THREADS
+        unsigned char state = 0;
+        for (Py_ssize_t i = 0; i < R; i++) {
+            memset(tog, 0, (size_t)n);
+            for (Py_ssize_t t = 0; t < w; t++) {
+                int64_t c = col[t * n_rows + rid[i]];
+                if (c == INT32_MAX)
+                    continue;
+                int64_t p = (c + (m - 1 - h)) / m; /* (c >= 0: floor) */
+                if (p >= 0 && p < n)
+                    tog[p] ^= 1;
+            }
+            unsigned char *oi = o + i * n;
+            for (Py_ssize_t p = 0; p < n; p++) {
+                state ^= tog[p];
+                oi[p] = (unsigned char)(state << 1);
+            }
+        }
+        Py_END_ALLOW_THREADS
+    }
+    free(tog);
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&rb);
+    PyBuffer_Release(&out);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "parity_rows: bad shapes or rows");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *refine(PyObject *self, PyObject *args)
+{
+    Py_buffer tb, cb, clb, bb, kb;
+    Py_ssize_t w, n_rows, fny, m, K, NJ, NI, isz;
+    if (!PyArg_ParseTuple(args, "y*y*nnnnnnnw*w*w*n", &tb, &cb, &w, &n_rows, &fny, &m, &K,
+                          &NJ, &NI, &clb, &bb, &kb, &isz))
+        return NULL;
+    Py_ssize_t nv = K * NJ * NI;
+    int ok = w >= 0 && m >= 1 && m <= 63 && K >= 0 && NJ >= 0 && NI >= 0 &&
+             (isz == 4 || isz == 8) && (isz == 8 || m <= 31) && fny == NJ * m &&
+             n_rows == K * fny && tb.len == nv && cb.len == w * n_rows * 8 &&
+             clb.len == nv && bb.len == nv * 4 && kb.len % (m * isz) == 0;
+    Py_ssize_t cap = ok ? kb.len / (m * isz) : 0, nb = 0;
+    if (ok) {
+        const unsigned char *tch = tb.buf;
+        const int64_t *col = cb.buf;
+        unsigned char *cls = clb.buf;
+        int32_t *bid = bb.buf;
+        uint64_t full = m == 64 ? ~(uint64_t)0 : (((uint64_t)1 << m) - 1);
+        uint64_t codes[64];
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t v = 0; v < nv && ok; v++) {
+            if (!tch[v])
+                continue;
+            Py_ssize_t k = v / (NJ * NI), j = (v / NI) % NJ, i = v % NI;
+            int64_t c0 = (int64_t)i * m, n_in = 0;
+            for (Py_ssize_t r = 0; r < m; r++) {
+                Py_ssize_t row = k * fny + j * m + r;
+                uint64_t code = 0;
+                for (Py_ssize_t t = 0; t < w; t++) {
+                    int64_t rel = col[t * n_rows + row] - c0;
+                    rel = rel < 0 ? 0 : rel > m ? m : rel;
+                    code ^= full ^ ((((uint64_t)1) << rel) - 1);
+                }
+                codes[r] = code;
+                n_in += __builtin_popcountll(code);
+            }
+            unsigned char cl = n_in == m * m ? 2 : n_in == 0 ? 0 : 1;
+            cls[v] = cl;
+            if (cl == 1) {
+                if (nb >= cap) {
+                    ok = 0;
+                    break;
+                }
+                bid[v] = (int32_t)(2 + nb);
+                if (isz == 4) {
+                    uint32_t *b = (uint32_t *)kb.buf + nb * m;
+                    for (Py_ssize_t r = 0; r < m; r++)
+                        b[r] = (uint32_t)codes[r];
+                } else {
+                    uint64_t *b = (uint64_t *)kb.buf + nb * m;
+                    for (Py_ssize_t r = 0; r < m; r++)
+                        b[r] = codes[r];
+                }
+                nb++;
+            } else
+                bid[v] = cl / 2;
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&tb);
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&clb);
+    PyBuffer_Release(&bb);
+    PyBuffer_Release(&kb);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "refine: bad shapes or too few blocks");
+        return NULL;
+    }
+    return PyLong_FromSsize_t(nb);
+}
+
 static PyMethodDef methods[] = {
     {"pairs", pairs, METH_VARARGS,
      "pairs(flat, nz, ny, nx, f0, f1, j0, j1, i0, i1, out) -> True | None:"
@@ -888,6 +1028,11 @@ static PyMethodDef methods[] = {
     {"plane_counts", plane_counts, METH_VARARGS,
      "plane_counts(cls, bid, bid_itemsize, pc, K, nv, m2, out) -> True | None:"
      " Raster.plane_counts."},
+    {"parity_rows", parity_rows, METH_VARARGS,
+     "parity_rows(col, w, n_rows, rid, m, h, n, out): geometry._parity_rows times 2."},
+    {"refine", refine, METH_VARARGS,
+     "refine(touched, col, w, n_rows, fine_ny, m, K, NJ, NI, cls, bid, blocks, isz) -> n:"
+     " raster's classification of the touched voxels."},
     {"quadrant_moments", quadrant_moments, METH_VARARGS,
      "quadrant_moments(codes, n, m, itemsize, tab, rho, out): elements._quadrant_moments"
      " by its row table."},

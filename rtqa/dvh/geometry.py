@@ -227,6 +227,11 @@ def fill(planes_polys: list[tuple[np.ndarray, ...]], lat: Lattice):
     return rep_rows // lat.ny, rep_rows % lat.ny, i
 
 
+def _plain(a: np.ndarray, dtype) -> bool:
+    """``a`` can cross to a compiled kernel as a buffer of ``dtype``."""
+    return a.dtype == dtype and a.dtype.isnative and a.flags.c_contiguous
+
+
 def nonzero(a: np.ndarray) -> tuple[np.ndarray, ...]:
     """``np.nonzero`` (numpy's own is slow for arrays of more than one dimension)."""
     return np.unravel_index(np.flatnonzero(a), a.shape)
@@ -506,8 +511,15 @@ def raster(planes_polys: list[tuple[np.ndarray, ...]], node_x0: float, node_y0: 
     fine = Lattice(x0 - h * sx, y0 - h * sy, sx, sy, NI * m, NJ * m)
     rows = RowTable.of(e, K, fine)
     # node states: the centre sub-sample of each voxel (fine row J m + h, column I m + h)
-    cls = _parity_rows(rows, (np.arange(K)[:, None] * fine.ny + np.arange(NJ) * m
-                              + h).reshape(-1), m, h, NI).reshape(K, NJ, NI) * np.uint8(2)
+    rid = (np.arange(K)[:, None] * fine.ny + np.arange(NJ) * m + h).reshape(-1)
+    c = _native.load("rtqa.dvh._ctables")
+    if c is not None and not (_plain(rows.col, np.int64) and fine.nx < np.iinfo(np.int32).max):
+        c = None
+    if c is not None:  # (compiled: the same states)
+        cls = np.empty((K, NJ, NI), dtype=np.uint8)
+        c.parity_rows(rows.col, rows.width, K * fine.ny, rid, m, h, NI, cls)
+    else:
+        cls = _parity_rows(rows, rid, m, h, NI).reshape(K, NJ, NI) * np.uint8(2)
     rast = Raster(m, I0, J0, NI, NJ, x0, y0, dx, dy, fine, cls,
                   cls // 2 if m == 1 else (cls // 2).astype(np.int32),
                   np.zeros((2, m), dtype=code_dtype(m)),
@@ -517,6 +529,13 @@ def raster(planes_polys: list[tuple[np.ndarray, ...]], node_x0: float, node_y0: 
     if m == 1:
         return rast
     touched = _touched(e, K, x0, y0, dx, dy, NI, NJ)
+    if c is not None:  # (compiled: the same codes, classes, block ids and blocks)
+        blocks = np.empty((2 + np.count_nonzero(touched), m), dtype=rast.blocks.dtype)
+        blocks[:2] = rast.blocks
+        nb = c.refine(touched, rows.col, rows.width, K * fine.ny, fine.ny, m, K, NJ, NI,
+                      cls, rast.bid, blocks[2:], blocks.dtype.itemsize)
+        rast.blocks = blocks[:2 + nb].copy()
+        return rast
     kb, jb, ib = nonzero(touched)
     if kb.size:
         rid = ((kb * fine.ny + jb * m)[:, None] + np.arange(m)).reshape(-1)

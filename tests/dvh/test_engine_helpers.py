@@ -125,3 +125,14 @@ def test_pair_counts_are_row_counts_of_the_and(rows, n, p, seed):
     assert np.array_equal(out, np.count_nonzero(a[k] & a[k + 1], axis=1))
     with pytest.raises(ValueError):
         _native.load(T._KERNEL).pair_counts(a, rows, n, np.array([rows - 1]), out[:1])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=_FIXTURES)
+@given(K=st.integers(1, 6), n=st.integers(3, 60), m=st.sampled_from([1, 3, 5, 7, 15, 33]),
+       d=st.floats(0.3, 4.0), ox=st.floats(-41.0, -39.0), seed=st.integers(0, 2**32 - 1))
+def test_raster_same_as_numpy(monkeypatch, K, n, m, d, ox, seed):
+    planes = _planes(np.random.default_rng(seed), K, n)
+    got, ref = _both(monkeypatch, lambda: G.raster(planes, ox, -40.0, d, d * 0.9, m))
+    for name in ("cls", "bid", "blocks"):
+        a, b = getattr(got, name), getattr(ref, name)
+        assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes(), name
