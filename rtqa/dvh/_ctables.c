@@ -1002,6 +1002,95 @@ static PyObject *refine(PyObject *self, PyObject *args)
     return PyLong_FromSsize_t(nb);
 }
 
+/* touched(ax, ay, bx, by, plane, x0, y0, dx, dy, half, K, NJ, NI, out) -> True | None
+ *   rtqa.dvh.geometry._touched: the voxels (uint8 K x NJ x NI, zero on entry) that the
+ *   edges (ax, ay) -> (bx, by) of planes plane (int64) pass through, each edge split into
+ *   n = max(ceil(hypot(ex, ey) / half), 1) pieces (half = 0.5 min(dx, dy), formed by the
+ *   caller as numpy's caller does), each piece's end points rounded to voxels as numpy
+ *   does (the same operations in the same order; one piece per edge for all when no edge
+ *   has more: numpy's other formula). None: a voxel index out of range (numpy would
+ *   wrap or raise). */
+static PyObject *touched(PyObject *self, PyObject *args)
+{
+    Py_buffer b0, b1, b2, b3, pb, out;
+    double x0, y0, dx, dy, half;
+    Py_ssize_t K, NJ, NI;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*dddddnnnw*", &b0, &b1, &b2, &b3, &pb, &x0, &y0,
+                          &dx, &dy, &half, &K, &NJ, &NI, &out))
+        return NULL;
+    Py_ssize_t ne = b0.len / 8, nv = K * NJ * NI;
+    int ok = K >= 0 && NJ >= 1 && NI >= 1 && b0.len == ne * 8 && b1.len == ne * 8 &&
+             b2.len == ne * 8 && b3.len == ne * 8 && pb.len == ne * 8 && out.len == nv;
+    int bad = 0;
+    if (ok) {
+        const double *ax = b0.buf, *ay = b1.buf, *bx_ = b2.buf, *by_ = b3.buf;
+        const int64_t *pl = pb.buf;
+        unsigned char *o = out.buf;
+        Py_BEGIN_ALLOW_THREADS
+        int many = 0;
+        for (Py_ssize_t e = 0; e < ne; e++) {
+            double ex = bx_[e] - ax[e], ey = by_[e] - ay[e];
+            int64_t n = (int64_t)ceil(hypot(ex, ey) / half);
+            many |= n > 1;
+        }
+        for (Py_ssize_t e = 0; e < ne && !bad; e++) {
+            double ex = bx_[e] - ax[e], ey = by_[e] - ay[e];
+            double bx = ax[e] - x0, by = ay[e] - y0;
+            int64_t n = (int64_t)ceil(hypot(ex, ey) / half);
+            if (n < 1)
+                n = 1;
+            if (!many)
+                n = 1;
+            for (int64_t p = 0; p < n; p++) {
+                double f[4];
+                if (!many) {
+                    f[0] = floor(bx / dx + 0.5);
+                    f[1] = floor((bx + ex) / dx + 0.5);
+                    f[2] = floor(by / dy + 0.5);
+                    f[3] = floor((by + ey) / dy + 0.5);
+                } else {
+                    double t0 = (double)p / (double)n;
+                    double t1 = t0 + 1.0 / (double)n;
+                    f[0] = floor((bx + t0 * ex) / dx + 0.5);
+                    f[1] = floor((bx + t1 * ex) / dx + 0.5);
+                    f[2] = floor((by + t0 * ey) / dy + 0.5);
+                    f[3] = floor((by + t1 * ey) / dy + 0.5);
+                }
+                int64_t ix[2], r[2];
+                for (int a = 0; a < 2; a++) {
+                    int64_t v = (int64_t)f[a];
+                    ix[a] = v < 0 ? 0 : v > NI - 1 ? NI - 1 : v;
+                    v = (int64_t)f[2 + a];
+                    v = v < 0 ? 0 : v > NJ - 1 ? NJ - 1 : v;
+                    r[a] = (v + pl[e] * NJ) * NI;
+                }
+                for (int a = 0; a < 2; a++)
+                    for (int b = 0; b < 2; b++) {
+                        int64_t g = r[a] + ix[b];
+                        if (pl[e] < 0 || pl[e] >= K || g < 0 || g >= nv)
+                            bad = 1;
+                        else
+                            o[g] = 1;
+                    }
+            }
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&b0);
+    PyBuffer_Release(&b1);
+    PyBuffer_Release(&b2);
+    PyBuffer_Release(&b3);
+    PyBuffer_Release(&pb);
+    PyBuffer_Release(&out);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "touched: bad shapes");
+        return NULL;
+    }
+    if (bad)
+        Py_RETURN_NONE;
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef methods[] = {
     {"pairs", pairs, METH_VARARGS,
      "pairs(flat, nz, ny, nx, f0, f1, j0, j1, i0, i1, out) -> True | None:"
@@ -1033,6 +1122,9 @@ static PyMethodDef methods[] = {
     {"refine", refine, METH_VARARGS,
      "refine(touched, col, w, n_rows, fine_ny, m, K, NJ, NI, cls, bid, blocks, isz) -> n:"
      " raster's classification of the touched voxels."},
+    {"touched", touched, METH_VARARGS,
+     "touched(ax, ay, bx, by, plane, x0, y0, dx, dy, half, K, NJ, NI, out) -> True | None:"
+     " geometry._touched."},
     {"quadrant_moments", quadrant_moments, METH_VARARGS,
      "quadrant_moments(codes, n, m, itemsize, tab, rho, out): elements._quadrant_moments"
      " by its row table."},

@@ -449,6 +449,13 @@ class Raster:
 def _touched(e: Edges, K: int, x0: float, y0: float, dx: float, dy: float, NI: int,
              NJ: int) -> np.ndarray:
     """Voxels (K, NJ, NI) that a contour edge passes through (or touches)."""
+    c = _native.load("rtqa.dvh._ctables")
+    if c is not None and all(_plain(a, np.float64) for a in (e.x0, e.y0, e.x1, e.y1)) \
+            and _plain(e.plane, np.int64) and K * NJ * NI > 0:  # (compiled: the same pieces)
+        out = np.zeros((K, NJ, NI), dtype=bool)
+        if c.touched(e.x0, e.y0, e.x1, e.y1, e.plane, float(x0), float(y0), float(dx),
+                     float(dy), 0.5 * min(dx, dy), K, NJ, NI, out):
+            return out
     ex, ey = e.x1 - e.x0, e.y1 - e.y0
     # split edges into pieces at most half a voxel long: each spans at most 2 x 2 voxels
     n = np.maximum(np.ceil(np.hypot(ex, ey) / (0.5 * min(dx, dy))).astype(np.int64), 1)

@@ -136,3 +136,15 @@ def test_raster_same_as_numpy(monkeypatch, K, n, m, d, ox, seed):
     for name in ("cls", "bid", "blocks"):
         a, b = getattr(got, name), getattr(ref, name)
         assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes(), name
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=_FIXTURES)
+@given(K=st.integers(1, 5), n=st.integers(3, 300), d=st.floats(0.2, 30.0),
+       ratio=st.floats(0.5, 2.0), ox=st.floats(-30.0, 0.0), seed=st.integers(0, 2**32 - 1))
+def test_touched_same_as_numpy(monkeypatch, K, n, d, ratio, ox, seed):
+    e = G.Edges.of(_planes(np.random.default_rng(seed), K, n))
+    dx, dy = d, d * ratio
+    NI, NJ = int(40 / dx) + 2, int(40 / dy) + 2
+    got, ref = _both(monkeypatch, lambda: G._touched(e, K, ox, -20.0, dx, dy, NI, NJ))
+    assert got.dtype == ref.dtype == np.bool_ and got.shape == ref.shape == (K, NJ, NI)
+    assert np.array_equal(got, ref)
