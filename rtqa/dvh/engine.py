@@ -24,7 +24,7 @@ from rtqa.dvh.accumulator import _KERNEL, _Accumulator, _plain
 from rtqa.dvh.elements import (_REC, _ROW_TABLE_MAX_M, CHUNK, _bits, _cell_elements,
                                _coded_voxel_elements, _quadrant_moments, _sample_elements,
                                _trilinear_cells, _voxel_elements)
-from rtqa.dvh.tables import _KERNEL as _TAB_KERNEL, _FrameRing, _Tables
+from rtqa.dvh.tables import _KERNEL as _TAB_KERNEL, _FrameRing, _Tables, _clip
 from rtqa.dvh.geometry import Raster, Slabs, band_crossings, nonzero, row_counts
 from rtqa.reading.dose import DoseGrid
 
@@ -115,7 +115,7 @@ class _Engine:
         self.total_mm3 += float(np.sum(counts * (zbb - za) * wsc))
         if not self.in_plane:
             return
-        ca, cb = np.clip(za, zb.lo, zb.hi), np.clip(zbb, zb.lo, zb.hi)
+        ca, cb = _clip(za, zb.lo, zb.hi), _clip(zbb, zb.lo, zb.hi)
         live = np.flatnonzero((cb > ca) & (counts > 0))
         if not live.size:
             return
@@ -279,7 +279,7 @@ class _Engine:
         """Whole-voxel elements of individual column pieces (node J, I; z za..zb)."""
         r, tab, zb_ = self.r, self.tab, self.tab.bins
         (j0, j1), (i0, i1) = self.jw, self.iw
-        a, b = np.clip(za, zb_.lo, zb_.hi), np.clip(zb, zb_.lo, zb_.hi)
+        a, b = _clip(za, zb_.lo, zb_.hi), _clip(zb, zb_.lo, zb_.hi)
         keep = np.flatnonzero((b > a) & (J >= j0) & (J < j1) & (I >= i0) & (I < i1))
         if not keep.size:
             return
@@ -365,7 +365,7 @@ class _Engine:
             return
         (j0, j1), (i0, i1) = self.jw, self.iw
         ing = (iJ >= j0) & (iJ < j1) & (iI >= i0) & (iI < i1)
-        ca, cb = np.clip(za, zb_.lo, zb_.hi), np.clip(zbb, zb_.lo, zb_.hi)
+        ca, cb = _clip(za, zb_.lo, zb_.hi), _clip(zbb, zb_.lo, zb_.hi)
         ing &= cb > ca
         fa = zb_.right(ca)
         nb = np.where(ing, zb_.left(cb) - fa + 1, 0)
@@ -394,7 +394,7 @@ class _Engine:
         node_parts = []
         band = None
         if it.size:
-            a, b = np.clip(pza, zb_.lo, zb_.hi), np.clip(pzb, zb_.lo, zb_.hi)
+            a, b = _clip(pza, zb_.lo, zb_.hi), _clip(pzb, zb_.lo, zb_.hi)
             keep = np.flatnonzero(ing[it] & (b > a))
             if keep.size == a.size:  # (all of them: no gathers)
                 qq, f, a, b = zb_.cut(a, b)
@@ -484,7 +484,7 @@ class _Engine:
                              float(zb_.dz0), ca, cb, ing, fa, nb)
         if nbmax < 0:  # (a NaN z: numpy's conversions)
             ing = (iJ >= j0) & (iJ < j1) & (iI >= i0) & (iI < i1)
-            ca, cb = np.clip(za, zb_.lo, zb_.hi), np.clip(zbb, zb_.lo, zb_.hi)
+            ca, cb = _clip(za, zb_.lo, zb_.hi), _clip(zbb, zb_.lo, zb_.hi)
             ing &= cb > ca
             fa = zb_.right(ca)
             nb = np.ascontiguousarray(np.where(ing, zb_.left(cb) - fa + 1, 0), dtype=i8)
