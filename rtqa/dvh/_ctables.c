@@ -1091,6 +1091,52 @@ static PyObject *touched(PyObject *self, PyObject *args)
     Py_RETURN_TRUE;
 }
 
+/* finish_cum(acc, n, h, total, top, edges, cum) -> True | None
+ *   rtqa.dvh.accumulator._Accumulator.finish after the deferred deposits: slope =
+ *   cumsum(acc[:n + 2]), below = h * [0, cumsum(slope)[:-1]][:n], cum = clip(total -
+ *   below, 0, total), its running minimum (np.minimum.accumulate), edges = arange(n) * h,
+ *   cum 0 where edges > top and at the end (float64, n each). Sums in index order as
+ *   np.cumsum; clip and minimum as numpy's (a NaN propagates). None: acc shorter than
+ *   n + 2 (numpy's shapes would not match). */
+static PyObject *finish_cum(PyObject *self, PyObject *args)
+{
+    Py_buffer ab, eb, cb;
+    Py_ssize_t n;
+    double h, total, top;
+    if (!PyArg_ParseTuple(args, "y*ndddw*w*", &ab, &n, &h, &total, &top, &eb, &cb))
+        return NULL;
+    int ok = n >= 1 && eb.len == n * 8 && cb.len == n * 8, fits = ab.len >= (n + 2) * 8;
+    if (ok && fits) {
+        const double *acc = ab.buf;
+        double *edges = eb.buf, *cum = cb.buf;
+        double slope = 0.0, s2 = 0.0, run = 0.0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            /* below[i] = h * S2[i - 1] (S2: cumsum of the slopes), below[0] = h * 0.0 */
+            double below = h * (i ? s2 : 0.0);
+            slope = i ? slope + acc[i] : acc[0];
+            s2 = i ? s2 + slope : slope;
+            double v = total - below;
+            v = isnan(v) ? v : (v > 0.0 ? v : 0.0);
+            v = isnan(v) ? v : (v < total ? v : total);
+            run = i == 0 ? v : ((run <= v || isnan(run)) ? run : v);
+            double e = (double)i * h;
+            edges[i] = e;
+            cum[i] = e > top ? 0.0 : run;
+        }
+        cum[n - 1] = 0.0;
+    }
+    PyBuffer_Release(&ab);
+    PyBuffer_Release(&eb);
+    PyBuffer_Release(&cb);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "finish_cum: bad shapes");
+        return NULL;
+    }
+    if (!fits)
+        Py_RETURN_NONE;
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef methods[] = {
     {"pairs", pairs, METH_VARARGS,
      "pairs(flat, nz, ny, nx, f0, f1, j0, j1, i0, i1, out) -> True | None:"
@@ -1125,6 +1171,9 @@ static PyMethodDef methods[] = {
     {"touched", touched, METH_VARARGS,
      "touched(ax, ay, bx, by, plane, x0, y0, dx, dy, half, K, NJ, NI, out) -> True | None:"
      " geometry._touched."},
+    {"finish_cum", finish_cum, METH_VARARGS,
+     "finish_cum(acc, n, h, total, top, edges, cum) -> True | None: the cumulative DVH"
+     " of _Accumulator.finish."},
     {"quadrant_moments", quadrant_moments, METH_VARARGS,
      "quadrant_moments(codes, n, m, itemsize, tab, rho, out): elements._quadrant_moments"
      " by its row table."},

@@ -24,6 +24,8 @@ from rtqa.dvh.data import BIN_GY
 
 #: The compiled twin of the deposit (``_cdeposit.c``; rtqa._native).
 _KERNEL = "rtqa.dvh._cdeposit"
+#: The compiled twin of :meth:`_Accumulator.finish`'s sums (``_ctables.c``: finish_cum).
+_TAB_KERNEL = "rtqa.dvh._ctables"
 #: Elements per compiled call the kernel's work array is first sized for (the engine's
 #: chunk, rtqa.dvh.elements.CHUNK).
 _WORK_ITEMS = 32768
@@ -192,6 +194,11 @@ class _Accumulator:
             self._deposit(lo, hi, weight)
         h = BIN_GY
         n = int(math.ceil(max(top, self.hi_max) / h)) + 3
+        c = _native.load(_TAB_KERNEL)
+        if c is not None and _plain(self.acc, np.float64):  # (compiled: the same sums,
+            edges, cum = np.empty(n), np.empty(n)             # clip and running minimum)
+            if c.finish_cum(self.acc, n, h, float(self.total), float(top), edges, cum):
+                return edges, cum
         slope = np.cumsum(self.acc[: n + 2])
         below = h * np.concatenate([[0.0], np.cumsum(slope)[:-1]])[:n]
         total = self.total

@@ -148,3 +148,23 @@ def test_touched_same_as_numpy(monkeypatch, K, n, d, ratio, ox, seed):
     got, ref = _both(monkeypatch, lambda: G._touched(e, K, ox, -20.0, dx, dy, NI, NJ))
     assert got.dtype == ref.dtype == np.bool_ and got.shape == ref.shape == (K, NJ, NI)
     assert np.array_equal(got, ref)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=_FIXTURES)
+@given(n=st.integers(0, 400), top=st.floats(0.05, 80.0), seed=st.integers(0, 2**32 - 1))
+def test_accumulator_finish_same_as_numpy(monkeypatch, n, top, seed):
+    from rtqa.dvh.accumulator import _Accumulator
+
+    def run():
+        rng = np.random.default_rng(seed)
+        acc = _Accumulator(top * 1.2)
+        acc.points(top * rng.random() * 0.5, top)
+        if n:
+            mean = rng.random(n) * top * 1.1
+            acc.add(mean, rng.random(n) * top * 0.3, rng.random(n))
+        acc.points(0.0, top * (1 + 0.1 * rng.random()))
+        return acc.finish()
+
+    got, ref = _both(monkeypatch, run)
+    for a, b in zip(got, ref):
+        assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
