@@ -1137,6 +1137,131 @@ static PyObject *finish_cum(PyObject *self, PyObject *args)
     Py_RETURN_TRUE;
 }
 
+/* partial_items(cls, bid, K, NJ, NI, lk, st, en, z, lo, hi, pair_scale, scale, sxsy,
+ *               blocks, m, isz, outs) -> (n_int, n_items) | None
+ *   The items of rtqa.dvh.engine._Engine._partial_voxels: the voxels (J, I) of every
+ *   linked interval k = lk[x] (x in order) with cls 1 on plane k or k + 1 or different
+ *   classes on the two, then those with cls 1 on every start plane st, then on every end
+ *   plane en (numpy's nonzero order: plane, row, column). outs None: the counts only;
+ *   else a tuple (ik, iJ, iI (int64), za, zbb, wsc (float64), Ba, Bb, both (blocks'
+ *   rows: m codes of isz bytes)) sized for n_items: plane, row, column, z range (z[k],
+ *   z[k + 1]; lo[k], z[k]; z[k], hi[k]), weight scale (pair_scale[k] or scale[k], times
+ *   sxsy), the block rows of bid on the two planes (a cap: its plane twice) and their
+ *   and. cls uint8 and bid int32 (K x NJ x NI). None: a block id out of range. */
+static PyObject *partial_items(PyObject *self, PyObject *args)
+{
+    Py_buffer clb, bib, lkb, stb, enb, zb, lob, hib, psb, scb, bkb;
+    Py_ssize_t K, NJ, NI, m, isz;
+    double sxsy;
+    PyObject *outs;
+    if (!PyArg_ParseTuple(args, "y*y*nnny*y*y*y*y*y*y*y*dy*nnO", &clb, &bib, &K, &NJ, &NI,
+                          &lkb, &stb, &enb, &zb, &lob, &hib, &psb, &scb, &sxsy, &bkb, &m,
+                          &isz, &outs))
+        return NULL;
+    Py_buffer ob[9];
+    int n_ob = 0, ok = 1, bad = 0;
+    Py_ssize_t nv = K * NJ * NI, nl = lkb.len / 8, ns = stb.len / 8, ne = enb.len / 8;
+    Py_ssize_t nblk = (isz == 4 || isz == 8) && m >= 1 ? bkb.len / (m * isz) : 0;
+    ok = K >= 0 && NJ >= 0 && NI >= 0 && clb.len == nv && bib.len == nv * 4 &&
+         (isz == 4 || isz == 8) && m >= 1 && zb.len == K * 8 && lob.len == K * 8 &&
+         hib.len == K * 8 && scb.len == K * 8 && psb.len == (K ? K - 1 : 0) * 8 &&
+         bkb.len == nblk * m * isz;
+    const int64_t *lk = lkb.buf, *st = stb.buf, *en = enb.buf;
+    for (Py_ssize_t i = 0; ok && i < nl; i++)
+        ok = lk[i] >= 0 && lk[i] + 1 < K;
+    for (Py_ssize_t i = 0; ok && i < ns; i++)
+        ok = st[i] >= 0 && st[i] < K;
+    for (Py_ssize_t i = 0; ok && i < ne; i++)
+        ok = en[i] >= 0 && en[i] < K;
+    Py_ssize_t plane = NJ * NI, n_int = 0, n_items = 0;
+    const unsigned char *cls = clb.buf;
+    if (ok) { /* counts */
+        for (Py_ssize_t x = 0; x < nl; x++) {
+            const unsigned char *a = cls + lk[x] * plane, *b = a + plane;
+            for (Py_ssize_t v = 0; v < plane; v++)
+                n_int += a[v] == 1 || b[v] == 1 || a[v] != b[v];
+        }
+        n_items = n_int;
+        for (int c = 0; c < 2; c++) {
+            const int64_t *kc = c ? en : st;
+            for (Py_ssize_t x = 0; x < (c ? ne : ns); x++) {
+                const unsigned char *a = cls + kc[x] * plane;
+                for (Py_ssize_t v = 0; v < plane; v++)
+                    n_items += a[v] == 1;
+            }
+        }
+    }
+    if (ok && outs != Py_None) {
+        if (!PyTuple_Check(outs) || PyTuple_GET_SIZE(outs) != 9)
+            ok = 0;
+        for (int i = 0; ok && i < 9; i++) {
+            if (PyObject_GetBuffer(PyTuple_GET_ITEM(outs, i), &ob[i],
+                                   PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) {
+                ok = -1;
+                break;
+            }
+            n_ob++;
+            Py_ssize_t want = i < 6 ? n_items * 8 : n_items * m * isz;
+            ok = ob[i].len == want;
+        }
+        if (ok == 1) {
+            int64_t *ik = ob[0].buf, *iJ = ob[1].buf, *iI = ob[2].buf;
+            double *za = ob[3].buf, *zbb = ob[4].buf, *wsc = ob[5].buf;
+            unsigned char *Ba = ob[6].buf, *Bb = ob[7].buf, *Bo = ob[8].buf;
+            const int32_t *bid = bib.buf;
+            const double *z = zb.buf, *lo = lob.buf, *hi = hib.buf, *ps = psb.buf,
+                         *sc = scb.buf;
+            const unsigned char *blk = bkb.buf;
+            Py_ssize_t row = m * isz, t = 0;
+            for (int part = 0; part < 3 && !bad; part++) {
+                Py_ssize_t np_ = part == 0 ? nl : part == 1 ? ns : ne;
+                const int64_t *ks = part == 0 ? lk : part == 1 ? st : en;
+                for (Py_ssize_t x = 0; x < np_ && !bad; x++) {
+                    int64_t k = ks[x];
+                    const unsigned char *a = cls + k * plane, *b = a + plane;
+                    for (Py_ssize_t v = 0; v < plane; v++) {
+                        int take = part == 0 ? (a[v] == 1 || b[v] == 1 || a[v] != b[v])
+                                             : a[v] == 1;
+                        if (!take)
+                            continue;
+                        int64_t ia = bid[k * plane + v];
+                        int64_t ib = part == 0 ? bid[(k + 1) * plane + v] : ia;
+                        if (ia < 0 || ia >= nblk || ib < 0 || ib >= nblk) {
+                            bad = 1;
+                            break;
+                        }
+                        ik[t] = k;
+                        iJ[t] = v / NI;
+                        iI[t] = v % NI;
+                        za[t] = part == 1 ? lo[k] : z[k];
+                        zbb[t] = part == 0 ? z[k + 1] : part == 1 ? z[k] : hi[k];
+                        wsc[t] = (part == 0 ? ps[k] : sc[k]) * sxsy;
+                        memcpy(Ba + t * row, blk + ia * row, (size_t)row);
+                        memcpy(Bb + t * row, blk + ib * row, (size_t)row);
+                        for (Py_ssize_t j = 0; j < row; j++)
+                            Bo[t * row + j] = blk[ia * row + j] & blk[ib * row + j];
+                        t++;
+                    }
+                }
+            }
+        }
+    }
+    for (int i = 0; i < n_ob; i++)
+        PyBuffer_Release(&ob[i]);
+    Py_buffer *all[] = {&clb, &bib, &lkb, &stb, &enb, &zb, &lob, &hib, &psb, &scb, &bkb};
+    for (int i = 0; i < 11; i++)
+        PyBuffer_Release(all[i]);
+    if (ok < 0)
+        return NULL;
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "partial_items: bad shapes or planes");
+        return NULL;
+    }
+    if (bad)
+        Py_RETURN_NONE;
+    return Py_BuildValue("nn", n_int, n_items);
+}
+
 static PyMethodDef methods[] = {
     {"pairs", pairs, METH_VARARGS,
      "pairs(flat, nz, ny, nx, f0, f1, j0, j1, i0, i1, out) -> True | None:"
@@ -1174,6 +1299,9 @@ static PyMethodDef methods[] = {
     {"finish_cum", finish_cum, METH_VARARGS,
      "finish_cum(acc, n, h, total, top, edges, cum) -> True | None: the cumulative DVH"
      " of _Accumulator.finish."},
+    {"partial_items", partial_items, METH_VARARGS,
+     "partial_items(cls, bid, K, NJ, NI, lk, st, en, z, lo, hi, pair_scale, scale, sxsy,"
+     " blocks, m, isz, outs) -> (n_int, n_items) | None: _partial_voxels' items."},
     {"quadrant_moments", quadrant_moments, METH_VARARGS,
      "quadrant_moments(codes, n, m, itemsize, tab, rho, out): elements._quadrant_moments"
      " by its row table."},

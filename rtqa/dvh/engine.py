@@ -306,30 +306,13 @@ class _Engine:
         m = r.m
         h = (m - 1) // 2
         sxsy = (r.dx / m) * (r.dy / m)
-        cls, bid, blocks = r.cls, r.bid, r.blocks
-        # items: (plane k, voxel J, I, flags a and b, z range, weight scale)
-        lk = self.linked
-        a, b = cls[lk], cls[lk + 1]
-        sel = (a == 1) | (b == 1) | (a != b)  # not whole on both, not empty on both
-        kx, J1, I1 = nonzero(sel)
-        k1 = lk[kx]
-        parts = [(k1, J1, I1, bid[k1, J1, I1], bid[k1 + 1, J1, I1], s.z[k1], s.z[k1 + 1],
-                  self.pair_scale[k1])]
-        n_int = k1.size
-        # end caps: boundary voxels of run-end planes
-        for flag, lo_of, hi_of in ((self.start, s.lo, s.z), (self.end, s.z, s.hi)):
-            kc = np.flatnonzero(flag)
-            kx, J1, I1 = nonzero(cls[kc] == 1)
-            k1 = kc[kx]
-            ids = bid[k1, J1, I1]
-            parts.append((k1, J1, I1, ids, ids, lo_of[k1], hi_of[k1], self.scale[k1]))
-        ik, iJ, iI, ba, bb, za, zbb, wsc = (np.concatenate(x) for x in zip(*parts))
+        items = self._items_native(sxsy)
+        if items is None:
+            items = self._items(sxsy)
+        ik, iJ, iI, za, zbb, wsc, Ba, Bb, both, n_int = items
         if not ik.size:
             return
-        wsc = wsc * sxsy
         n_items = ik.size
-        Ba, Bb = blocks[ba], blocks[bb]
-        both = Ba & Bb  # (row codes) caps: ba == bb, the plane's flags
         # in-plane moments per quadrant
         if m <= _ROW_TABLE_MAX_M and _native.load(_TAB_KERNEL) is not None:  # (compiled:
             # all at once, no temporaries)
@@ -458,6 +441,60 @@ class _Engine:
             part = sl[c:c + CHUNK]
             _cell_elements(self.acc, m, cells(part),
                            _slot_moments(part, nbmax, mom, C, S0))
+
+    def _items(self, sxsy: float):
+        """The items of :meth:`_partial_voxels`: (plane k, voxel J, I, z range, weight
+        scale times sxsy, the block rows of the two planes and their and, the number of
+        interval items), intervals first, then the start and the end caps."""
+        r, s = self.r, self.slabs
+        cls, bid, blocks = r.cls, r.bid, r.blocks
+        # items: (plane k, voxel J, I, flags a and b, z range, weight scale)
+        lk = self.linked
+        a, b = cls[lk], cls[lk + 1]
+        sel = (a == 1) | (b == 1) | (a != b)  # not whole on both, not empty on both
+        kx, J1, I1 = nonzero(sel)
+        k1 = lk[kx]
+        parts = [(k1, J1, I1, bid[k1, J1, I1], bid[k1 + 1, J1, I1], s.z[k1], s.z[k1 + 1],
+                  self.pair_scale[k1])]
+        n_int = k1.size
+        # end caps: boundary voxels of run-end planes
+        for flag, lo_of, hi_of in ((self.start, s.lo, s.z), (self.end, s.z, s.hi)):
+            kc = np.flatnonzero(flag)
+            kx, J1, I1 = nonzero(cls[kc] == 1)
+            k1 = kc[kx]
+            ids = bid[k1, J1, I1]
+            parts.append((k1, J1, I1, ids, ids, lo_of[k1], hi_of[k1], self.scale[k1]))
+        ik, iJ, iI, ba, bb, za, zbb, wsc = (np.concatenate(x) for x in zip(*parts))
+        if not ik.size:
+            return ik, iJ, iI, za, zbb, wsc, None, None, None, n_int
+        wsc = wsc * sxsy
+        Ba, Bb = blocks[ba], blocks[bb]
+        both = Ba & Bb  # (row codes) caps: ba == bb, the plane's flags
+        return ik, iJ, iI, za, zbb, wsc, Ba, Bb, both, n_int
+
+    def _items_native(self, sxsy: float):
+        """:meth:`_items` by ``_ctables.partial_items`` (the same items in the same
+        order, the same values); None where the numpy code is to decide."""
+        c = _native.load(_TAB_KERNEL)
+        r, s = self.r, self.slabs
+        blocks = r.blocks
+        if c is None or not (_plain(r.cls, np.uint8) and _plain(r.bid, np.int32)
+                             and blocks.ndim == 2 and blocks.dtype in (np.uint32, np.uint64)
+                             and blocks.dtype.isnative and blocks.flags.c_contiguous):
+            return None
+        f8, i8 = np.float64, np.int64
+        m = r.m
+        args = [r.cls, r.bid, r.K, r.NJ, r.NI, *(np.ascontiguousarray(x, dtype=i8) for x in (
+                    self.linked, np.flatnonzero(self.start), np.flatnonzero(self.end))),
+                *(np.ascontiguousarray(x, dtype=f8) for x in (
+                    s.z, s.lo, s.hi, self.pair_scale, self.scale)),
+                float(sxsy), blocks, m, blocks.dtype.itemsize]
+        n_int, n = c.partial_items(*args, None)
+        outs = (*(np.empty(n, dtype=i8) for _ in range(3)), *(np.empty(n) for _ in range(3)),
+                *(np.empty((n, m), dtype=blocks.dtype) for _ in range(3)))
+        if c.partial_items(*args, outs) is None:
+            return None
+        return (*outs, n_int)
 
     def _partial_native(self, c, ik, iJ, iI, Ba, Bb, both, mom, za, zbb, wsc,
                         n_int: int) -> None:
