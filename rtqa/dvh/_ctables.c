@@ -1262,6 +1262,323 @@ static PyObject *partial_items(PyObject *self, PyObject *args)
     return Py_BuildValue("nn", n_int, n_items);
 }
 
+/* ------------------------------------------------ whole-voxel layers (engine) */
+
+/* numpy's element-wise rules (as rtqa.dvh._cpartial states them): np.maximum/np.minimum
+ * return the second operand on ties and propagate NaN; np.clip keeps x on ties. */
+static inline double wl_max(double a, double b)
+{
+    return isnan(a) ? a : (isnan(b) ? b : (a > b ? a : b));
+}
+
+static inline double wl_min(double a, double b)
+{
+    return isnan(a) ? a : (isnan(b) ? b : (a < b ? a : b));
+}
+
+static inline double wl_clip(double x, double lo, double hi)
+{
+    if (isnan(x))
+        return x;
+    if (x < lo)
+        x = lo;
+    if (x > hi)
+        x = hi;
+    return x;
+}
+
+/* np.rint / np.floor of r (as _cpartial's exact_rint / exact_floor) */
+static inline double wl_rint(double r)
+{
+    const double big = 6755399441055744.0;
+    if (!(fabs(r) < 1125899906842624.0))
+        return rint(r);
+    return r >= 0 ? (r + big) - big : (r - big) + big;
+}
+
+static inline double wl_floor(double r)
+{
+    if (!(fabs(r) < 1125899906842624.0))
+        return floor(r);
+    double t = (double)(int64_t)r;
+    return t > r ? t - 1.0 : t;
+}
+
+/* _ZBins.right (right = 1) / left (0) of a finite v (as _cpartial's bin_of) */
+static inline int64_t wl_bin(double v, int right, const double *z, int64_t nbin, int uniform,
+                             double dz0)
+{
+    if (uniform) {
+        double r = (v - z[0]) * (1.0 / dz0);
+        double ri = wl_rint(r), fl = wl_floor(r);
+        int on = fabs(r - ri) < 1e-9;
+        double ff = on ? (right ? ri : ri - 1.0) : fl;
+        return (int64_t)wl_clip(ff, 0.0, (double)(nbin - 1));
+    }
+    int64_t lo = 0, hi = nbin + 1;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (right ? z[mid] <= v : z[mid] < v)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    lo -= 1;
+    return lo < 0 ? 0 : lo > nbin - 1 ? nbin - 1 : lo;
+}
+
+typedef struct {
+    double w;
+    float tm, vt;
+} wl_rec; /* rtqa.dvh.elements._REC */
+
+static PyObject *wl_bytes(const void *p, Py_ssize_t n)
+{
+    return PyBytes_FromStringAndSize((const char *)p, n);
+}
+
+/* whole_layers(za, zb, wsc, counts, zlo, zhi, z, edges, uniform, dz0)
+ *     -> 0 | None | (n_lay, nbit, q, f, layer, bit, lay_f, rec, tlo, thi)
+ *   The layer tables of rtqa.dvh.engine._Engine._whole_voxels (its numpy code from the
+ *   clip of the sources' z ranges to the records): sources clipped to [zlo, zhi], those
+ *   with cb > ca and counts > 0 cut into the bins (_ZBins.cut, its all-one-bin shortcut
+ *   included), _ZBins.moments of each part, the parts stably sorted by bin, ranked within
+ *   their bin, in layers of 8 (bit: rank % 8), the weight w c0, w c1, w c2 (w = wsc of the
+ *   source) and the t range of each, and per layer and code (the parts of its bits) the
+ *   sums W, S1, S2 as numpy's sum over the last axis of (P * bits) gives them (from 0: a
+ *   sequential sum from -0.0 of fewer than 8 terms, numpy's pairwise block of 8), TM =
+ *   S1 / (W > 0 ? W : 1), VT = max(S2 / Wd - TM TM, 0), the t range min / max (1.0 /
+ *   0.0 for no part), as float32 where numpy casts. The arrays come back as bytes (int64
+ *   q, f, layer, bit, lay_f; records of _REC; float32 tlo, thi). 0: no live source (the
+ *   numpy code returns); None: no part (numpy raises on it) or a NaN z range. */
+static PyObject *whole_layers(PyObject *self, PyObject *args)
+{
+    Py_buffer zab, zbb, wb, cb, zfb, eb;
+    double zlo, zhi, dz0;
+    int uniform;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*ddy*y*id", &zab, &zbb, &wb, &cb, &zlo, &zhi, &zfb,
+                          &eb, &uniform, &dz0))
+        return NULL;
+    Py_ssize_t n = zab.len / 8, nz = zfb.len / 8, nbin = nz - 1;
+    PyObject *res = NULL;
+    int ok = zab.len == n * 8 && zbb.len == n * 8 && wb.len == n * 8 && cb.len == n * 8 &&
+             nbin >= 1 && zfb.len == nz * 8 && eb.len == nz * 8;
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "whole_layers: bad shapes");
+        goto done;
+    }
+    const double *za = zab.buf, *zb = zbb.buf, *wsc = wb.buf, *cnt = cb.buf,
+                 *z = zfb.buf, *edges = eb.buf;
+    /* live sources, their clipped ranges and bins */
+    int64_t *live = malloc(sizeof(int64_t) * (n ? n : 1) * 3);
+    double *cab = malloc(sizeof(double) * (n ? n : 1) * 2);
+    if (!live || !cab) {
+        free(live);
+        free(cab);
+        PyErr_NoMemory();
+        goto done;
+    }
+    int64_t *fa = live + n, *fb = live + 2 * n;
+    double *ca = cab, *cbv = cab + n;
+    Py_ssize_t nl = 0, total = 0;
+    int all_one = 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double a = wl_clip(za[i], zlo, zhi), b = wl_clip(zb[i], zlo, zhi);
+        if (!(b > a && cnt[i] > 0))
+            continue;
+        live[nl] = i;
+        ca[nl] = a;
+        cbv[nl] = b;
+        fa[nl] = wl_bin(a, 1, z, nbin, uniform, dz0);
+        fb[nl] = wl_bin(b, 0, z, nbin, uniform, dz0);
+        int64_t k = fb[nl] - fa[nl] + 1;
+        k = k < 0 ? 0 : k;
+        all_one &= k == 1;
+        total += k;
+        nl++;
+    }
+    if (!nl) {
+        free(live);
+        free(cab);
+        res = PyLong_FromLong(0);
+        goto done;
+    }
+    /* parts: source, bin, moments */
+    Py_ssize_t np_ = 0, cap = total ? total : 1;
+    int64_t *pq = malloc(sizeof(int64_t) * cap * 2);
+    double *pm = malloc(sizeof(double) * cap * 5);
+    if (!pq || !pm) {
+        free(live);
+        free(cab);
+        free(pq);
+        free(pm);
+        PyErr_NoMemory();
+        goto done;
+    }
+    int64_t *pf = pq + cap;
+    for (Py_ssize_t i = 0; i < nl; i++) {
+        int64_t k = all_one ? 1 : fb[i] - fa[i] + 1;
+        for (int64_t t = 0; t < k; t++) {
+            int64_t f = fa[i] + t;
+            double a = ca[i], b = cbv[i];
+            if (!all_one) {
+                a = wl_max(a, edges[f]);
+                b = wl_min(b, edges[f + 1]);
+                if (!(b > a))
+                    continue;
+            }
+            double z0 = z[f], z1 = z[f + 1], h = z1 - z0;
+            double A = wl_clip((a - z0) / h, 0.0, 1.0), B = wl_clip((b - z0) / h, 0.0, 1.0);
+            double above = wl_max(b - wl_max(a, z1), 0.0);
+            double *m = pm + 5 * np_;
+            m[0] = b - a;
+            m[1] = 0.5 * h * (B * B - A * A) + above;
+            m[2] = h * (B * B * B - A * A * A) / 3.0 + above;
+            m[3] = A;
+            m[4] = B;
+            pq[np_] = live[i];
+            pf[np_] = f;
+            np_++;
+        }
+    }
+    free(cab);
+    free(live);
+    if (!np_) {
+        free(pq);
+        free(pm);
+        Py_INCREF(Py_None);
+        res = Py_None;
+        goto done;
+    }
+    /* stable sort by bin (counting sort), ranks, layers */
+    int64_t *start = calloc((size_t)nbin + 1, sizeof(int64_t));
+    int64_t *ord = malloc(sizeof(int64_t) * np_ * 6);
+    if (!start || !ord) {
+        free(start);
+        free(ord);
+        free(pq);
+        free(pm);
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t j = 0; j < np_; j++)
+        start[pf[j] + 1]++;
+    int64_t maxc = 0, n_lay = 0;
+    for (Py_ssize_t f = 0; f < nbin; f++) {
+        int64_t c = start[f + 1];
+        maxc = c > maxc ? c : maxc;
+        n_lay += (c + 7) / 8;
+        start[f + 1] += start[f];
+    }
+    for (Py_ssize_t j = 0; j < np_; j++)
+        ord[start[pf[j]]++] = j;
+    int nbit = maxc < 8 ? (int)maxc : 8;
+    int64_t ncode = (int64_t)1 << nbit;
+    int64_t *oq = ord + np_, *of = ord + 2 * np_, *olay = ord + 3 * np_, *obit = ord + 4 * np_;
+    int64_t *layf = malloc(sizeof(int64_t) * n_lay);
+    double *P = calloc((size_t)(n_lay * 8 * 5), sizeof(double));
+    wl_rec *rec = malloc(sizeof(wl_rec) * n_lay * ncode);
+    float *tlo = malloc(sizeof(float) * n_lay * ncode * 2);
+    if (!layf || !P || !rec || !tlo) {
+        free(layf);
+        free(P);
+        free(rec);
+        free(tlo);
+        free(start);
+        free(ord);
+        free(pq);
+        free(pm);
+        PyErr_NoMemory();
+        goto done;
+    }
+    float *thi = tlo + n_lay * ncode;
+    /* P: per layer 8 slots of (w c0, w c1, w c2, ta, tb); empty: 0, 0, 0, 1, 0 */
+    for (int64_t l = 0; l < n_lay; l++)
+        for (int p = 0; p < 8; p++)
+            P[(l * 8 + p) * 5 + 3] = 1.0;
+    int64_t lay = -1, prev_f = -1, rank = 0;
+    for (Py_ssize_t t = 0; t < np_; t++) {
+        int64_t j = ord[t], f = pf[j];
+        if (f != prev_f) {
+            rank = 0;
+            prev_f = f;
+        }
+        if (rank % 8 == 0) {
+            lay++;
+            layf[lay] = f;
+        }
+        int b = (int)(rank % 8);
+        oq[t] = pq[j];
+        of[t] = f;
+        olay[t] = lay;
+        obit[t] = b;
+        double w = wsc[pq[j]], *m = pm + 5 * j, *d = P + (lay * 8 + b) * 5;
+        d[0] = w * m[0];
+        d[1] = w * m[1];
+        d[2] = w * m[2];
+        d[3] = m[3];
+        d[4] = m[4];
+        rank++;
+    }
+    for (int64_t l = 0; l < n_lay; l++)
+        for (int64_t code = 0; code < ncode; code++) {
+            double S[3];
+            for (int q = 0; q < 3; q++) {
+                double x[8];
+                for (int p = 0; p < nbit; p++)
+                    x[p] = P[(l * 8 + p) * 5 + q] * (double)((code >> p) & 1);
+                double r;
+                if (nbit < 8) {
+                    r = -0.0;
+                    for (int p = 0; p < nbit; p++)
+                        r += x[p];
+                } else
+                    r = ((x[0] + x[1]) + (x[2] + x[3])) + ((x[4] + x[5]) + (x[6] + x[7]));
+                S[q] = 0.0 + r;
+            }
+            double lo = 1.0, hi = 0.0;
+            int first = 1;
+            for (int p = 0; p < nbit; p++) {
+                int set = (code >> p) & 1;
+                double vl = set ? P[(l * 8 + p) * 5 + 3] : 1.0;
+                double vh = set ? P[(l * 8 + p) * 5 + 4] : 0.0;
+                lo = first ? vl : wl_min(lo, vl);
+                hi = first ? vh : wl_max(hi, vh);
+                first = 0;
+            }
+            double Wd = S[0] > 0 ? S[0] : 1.0;
+            double TM = S[1] / Wd;
+            double VT = wl_max(S[2] / Wd - TM * TM, 0.0);
+            wl_rec *rc = rec + l * ncode + code;
+            rc->w = S[0] * 1e-3;
+            rc->tm = (float)TM;
+            rc->vt = (float)VT;
+            tlo[l * ncode + code] = (float)lo;
+            thi[l * ncode + code] = (float)hi;
+        }
+    res = Py_BuildValue("LiNNNNNNNN", (long long)n_lay, nbit, wl_bytes(oq, np_ * 8),
+                        wl_bytes(of, np_ * 8), wl_bytes(olay, np_ * 8),
+                        wl_bytes(obit, np_ * 8), wl_bytes(layf, n_lay * 8),
+                        wl_bytes(rec, n_lay * ncode * (Py_ssize_t)sizeof(wl_rec)),
+                        wl_bytes(tlo, n_lay * ncode * 4), wl_bytes(thi, n_lay * ncode * 4));
+    free(layf);
+    free(P);
+    free(rec);
+    free(tlo);
+    free(start);
+    free(ord);
+    free(pq);
+    free(pm);
+done:
+    PyBuffer_Release(&zab);
+    PyBuffer_Release(&zbb);
+    PyBuffer_Release(&wb);
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&zfb);
+    PyBuffer_Release(&eb);
+    return res;
+}
+
 static PyMethodDef methods[] = {
     {"pairs", pairs, METH_VARARGS,
      "pairs(flat, nz, ny, nx, f0, f1, j0, j1, i0, i1, out) -> True | None:"
@@ -1302,6 +1619,9 @@ static PyMethodDef methods[] = {
     {"partial_items", partial_items, METH_VARARGS,
      "partial_items(cls, bid, K, NJ, NI, lk, st, en, z, lo, hi, pair_scale, scale, sxsy,"
      " blocks, m, isz, outs) -> (n_int, n_items) | None: _partial_voxels' items."},
+    {"whole_layers", whole_layers, METH_VARARGS,
+     "whole_layers(za, zb, wsc, counts, zlo, zhi, z, edges, uniform, dz0) -> 0 | None |"
+     " (n_lay, nbit, q, f, layer, bit, lay_f, rec, tlo, thi): _whole_voxels' layers."},
     {"quadrant_moments", quadrant_moments, METH_VARARGS,
      "quadrant_moments(codes, n, m, itemsize, tab, rho, out): elements._quadrant_moments"
      " by its row table."},

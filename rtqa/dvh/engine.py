@@ -115,50 +115,12 @@ class _Engine:
         self.total_mm3 += float(np.sum(counts * (zbb - za) * wsc))
         if not self.in_plane:
             return
-        ca, cb = _clip(za, zb.lo, zb.hi), _clip(zbb, zb.lo, zb.hi)
-        live = np.flatnonzero((cb > ca) & (counts > 0))
-        if not live.size:
+        lay = self._layers_native(za, zbb, wsc, counts)
+        if lay is None:
+            lay = self._layers(za, zbb, wsc, counts)
+        if lay is False:  # (no live source)
             return
-        q, f, a, b = zb.cut(ca[live], cb[live])
-        q = live[q]
-        c0, c1, c2, ta, tb = zb.moments(f, a, b)
-        # layers: the pieces of a bin, at most 8 to a layer (one bit each)
-        order = np.argsort(f, kind="stable")
-        q, f, c0, c1, c2, ta, tb = (x[order] for x in (q, f, c0, c1, c2, ta, tb))
-        new_bin = np.flatnonzero(np.diff(f, prepend=-1))
-        rank = np.arange(f.size) - np.repeat(new_bin, np.diff(np.append(new_bin, f.size)))
-        lay_id, layer = np.unique(f * 65536 + rank // 8, return_inverse=True)
-        bit = rank % 8
-        n_lay = lay_id.size
-        lay_f = np.empty(n_lay, dtype=np.int64)
-        lay_f[layer] = f
-        # tables per layer and code: weight (cc), t mean, t variance, t range
-        nbit = int(bit.max()) + 1
-        P = np.zeros((4, n_lay, nbit))
-        tlo_p = np.ones((n_lay, nbit))
-        thi_p = np.zeros((n_lay, nbit))
-        w = wsc[q]
-        P[0, layer, bit] = w * c0
-        P[1, layer, bit] = w * c1
-        P[2, layer, bit] = w * c2
-        tlo_p[layer, bit] = ta
-        thi_p[layer, bit] = tb
-        codes = np.arange(1 << nbit)
-        bits = ((codes[:, None] >> np.arange(nbit)) & 1).astype(bool)  # (codes, nbit)
-        W = (P[0][:, None, :] * bits).sum(axis=2)  # (n_lay, codes)
-        S1 = (P[1][:, None, :] * bits).sum(axis=2)
-        S2 = (P[2][:, None, :] * bits).sum(axis=2)
-        Wd = np.where(W > 0, W, 1.0)
-        TM = S1 / Wd
-        VT = np.maximum(S2 / Wd - TM * TM, 0.0)
-        TLO = np.where(bits, tlo_p[:, None, :], 1.0).min(axis=2)
-        THI = np.where(bits, thi_p[:, None, :], 0.0).max(axis=2)
-        # per layer and code: weight (cc), t mean and variance (one record: one gather per
-        # element), t range (looked up only where node doses can widen [Min, Max])
-        rec = np.empty(W.size, dtype=_REC)
-        rec["w"] = (W * 1e-3).reshape(-1)
-        rec["tm"], rec["vt"] = TM.reshape(-1), VT.reshape(-1)
-        TLO, THI = (x.reshape(-1).astype(np.float32) for x in (TLO, THI))
+        q, f, layer, bit, lay_f, n_lay, nbit, rec, TLO, THI = lay
         # the code of every voxel of the window in every layer (layers in bin order)
         (j0, j1), (i0, i1) = self.jw, self.iw
         stride = 1 << nbit
@@ -232,6 +194,78 @@ class _Engine:
                    + row_g).reshape(-1)
             idx += np.repeat(off, n_row_el)  # the flat grid index
             _coded_voxel_elements(tab, self.acc, idx, rec, row, TLO, THI)
+
+    def _layers(self, za, zbb, wsc, counts):
+        """The layers of :meth:`_whole_voxels`' pieces (sources: z range za..zbb, weight
+        scale wsc, whole voxels counts): the pieces' sources q and bins f (in bin order),
+        layer and bit, the layers' bins, their number and bits, and per layer and code the
+        records (weight, t mean, t variance) and t ranges; False when no source is live."""
+        zb = self.tab.bins
+        ca, cb = _clip(za, zb.lo, zb.hi), _clip(zbb, zb.lo, zb.hi)
+        live = np.flatnonzero((cb > ca) & (counts > 0))
+        if not live.size:
+            return False
+        q, f, a, b = zb.cut(ca[live], cb[live])
+        q = live[q]
+        c0, c1, c2, ta, tb = zb.moments(f, a, b)
+        # layers: the pieces of a bin, at most 8 to a layer (one bit each)
+        order = np.argsort(f, kind="stable")
+        q, f, c0, c1, c2, ta, tb = (x[order] for x in (q, f, c0, c1, c2, ta, tb))
+        new_bin = np.flatnonzero(np.diff(f, prepend=-1))
+        rank = np.arange(f.size) - np.repeat(new_bin, np.diff(np.append(new_bin, f.size)))
+        lay_id, layer = np.unique(f * 65536 + rank // 8, return_inverse=True)
+        bit = rank % 8
+        n_lay = lay_id.size
+        lay_f = np.empty(n_lay, dtype=np.int64)
+        lay_f[layer] = f
+        # tables per layer and code: weight (cc), t mean, t variance, t range
+        nbit = int(bit.max()) + 1
+        P = np.zeros((4, n_lay, nbit))
+        tlo_p = np.ones((n_lay, nbit))
+        thi_p = np.zeros((n_lay, nbit))
+        w = wsc[q]
+        P[0, layer, bit] = w * c0
+        P[1, layer, bit] = w * c1
+        P[2, layer, bit] = w * c2
+        tlo_p[layer, bit] = ta
+        thi_p[layer, bit] = tb
+        codes = np.arange(1 << nbit)
+        bits = ((codes[:, None] >> np.arange(nbit)) & 1).astype(bool)  # (codes, nbit)
+        W = (P[0][:, None, :] * bits).sum(axis=2)  # (n_lay, codes)
+        S1 = (P[1][:, None, :] * bits).sum(axis=2)
+        S2 = (P[2][:, None, :] * bits).sum(axis=2)
+        Wd = np.where(W > 0, W, 1.0)
+        TM = S1 / Wd
+        VT = np.maximum(S2 / Wd - TM * TM, 0.0)
+        TLO = np.where(bits, tlo_p[:, None, :], 1.0).min(axis=2)
+        THI = np.where(bits, thi_p[:, None, :], 0.0).max(axis=2)
+        # per layer and code: weight (cc), t mean and variance (one record: one gather per
+        # element), t range (looked up only where node doses can widen [Min, Max])
+        rec = np.empty(W.size, dtype=_REC)
+        rec["w"] = (W * 1e-3).reshape(-1)
+        rec["tm"], rec["vt"] = TM.reshape(-1), VT.reshape(-1)
+        TLO, THI = (x.reshape(-1).astype(np.float32) for x in (TLO, THI))
+        return q, f, layer, bit, lay_f, n_lay, nbit, rec, TLO, THI
+
+    def _layers_native(self, za, zbb, wsc, counts):
+        """:meth:`_layers` by ``_ctables.whole_layers`` (the same values, bit for bit);
+        None where the numpy code is to decide."""
+        c = _native.load(_TAB_KERNEL)
+        if c is None:
+            return None
+        zb = self.tab.bins
+        f8, i8 = np.float64, np.int64
+        r = c.whole_layers(*(np.ascontiguousarray(x, dtype=f8) for x in (za, zbb, wsc, counts)),
+                           float(zb.lo), float(zb.hi), np.ascontiguousarray(zb.z, dtype=f8),
+                           np.ascontiguousarray(zb.edges, dtype=f8), bool(zb.uniform),
+                           float(zb.dz0))
+        if r is None or r == 0:
+            return None if r is None else False
+        n_lay, nbit, q, f, layer, bit, lay_f, rec, tlo, thi = r
+        q, f, layer, bit, lay_f = (np.frombuffer(x, dtype=i8) for x in (q, f, layer, bit,
+                                                                         lay_f))
+        return (q, f, layer, bit, lay_f, n_lay, nbit, np.frombuffer(rec, dtype=_REC),
+                np.frombuffer(tlo, dtype=np.float32), np.frombuffer(thi, dtype=np.float32))
 
     def _ring(self, full: np.ndarray, st: np.ndarray, en: np.ndarray, q: np.ndarray,
               f: np.ndarray) -> _FrameRing | None:

@@ -202,3 +202,43 @@ def test_partial_items_same_as_numpy(monkeypatch, K, n, m, d, gaps, seed):
         assert a.shape == b.shape and np.array_equal(a, b)
         if a.dtype.kind == "f" or a.dtype.kind == "u":
             assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=_FIXTURES)
+@given(n=st.integers(0, 120), nz=st.integers(2, 12), uniform=st.booleans(),
+       spread=st.floats(0.1, 30.0), zero=st.floats(0.0, 0.5), seed=st.integers(0, 2**32 - 1))
+def test_whole_layers_same_as_numpy(monkeypatch, n, nz, uniform, spread, zero, seed):
+    from rtqa.dvh.engine import _Engine
+
+    rng = np.random.default_rng(seed)
+    z = np.cumsum(np.full(nz, 2.5) if uniform else rng.uniform(1.0, 4.0, nz)) - 3.0
+    eng = _Engine.__new__(_Engine)
+    eng.tab = type("T", (), {"bins": T._ZBins(z)})()
+    za = rng.uniform(z[0] - 3, z[-1] + 1, n)
+    on = rng.random(n) < 0.3  # (some on frames)
+    za[on] = z[rng.integers(0, nz, int(on.sum()))]
+    zbb = za + rng.uniform(0.0, spread, n) * (rng.random(n) > 0.05)
+    wsc = rng.uniform(0.5, 2.0, n)
+    counts = np.floor(rng.uniform(0, 50, n) * (rng.random(n) > zero))
+    monkeypatch.delenv("RTQA_NATIVE", raising=False)
+    try:
+        got = eng._layers_native(za, zbb, wsc, counts)
+    except ValueError:
+        got = "raised"
+    if _native.load(T._KERNEL) is None:
+        pytest.skip("rtqa.dvh._ctables not built")
+    try:
+        ref = eng._layers(za, zbb, wsc, counts)
+    except ValueError:
+        ref = "raised"
+    if got is None:  # (left to numpy)
+        return
+    if ref is False or got is False:
+        assert got is ref
+        return
+    assert len(got) == len(ref)
+    for a, b in zip(got, ref):
+        if isinstance(b, np.ndarray):
+            assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+        else:
+            assert a == b
