@@ -1579,6 +1579,78 @@ done:
     return res;
 }
 
+/* ------------------------------------------------ numpy's pairwise sums */
+
+/* numpy's pairwise summation (np.add.reduce of a contiguous float64 array: 0.0 + the
+ * pairwise sum of all n), of w and of the products m w at once (the same recursion for
+ * both): fewer than 8 terms added in order from -0.0; up to 128 in 8 running sums
+ * combined ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7)), then the rest in order;
+ * more: split at n / 2 rounded down to a multiple of 8, the halves' sums added. */
+static void pw2(const double *m, const double *w, Py_ssize_t n, double *sw, double *smw)
+{
+    if (n < 8) {
+        double a = -0.0, b = -0.0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            a += w[i];
+            b += m[i] * w[i];
+        }
+        *sw = a;
+        *smw = b;
+    } else if (n <= 128) {
+        double r[8], q[8];
+        for (int j = 0; j < 8; j++) {
+            r[j] = w[j];
+            q[j] = m[j] * w[j];
+        }
+        Py_ssize_t i;
+        for (i = 8; i < n - (n % 8); i += 8)
+            for (int j = 0; j < 8; j++) {
+                r[j] += w[i + j];
+                q[j] += m[i + j] * w[i + j];
+            }
+        double a = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        double b = ((q[0] + q[1]) + (q[2] + q[3])) + ((q[4] + q[5]) + (q[6] + q[7]));
+        for (; i < n; i++) {
+            a += w[i];
+            b += m[i] * w[i];
+        }
+        *sw = a;
+        *smw = b;
+    } else {
+        Py_ssize_t n2 = n / 2;
+        n2 -= n2 % 8;
+        double a1, b1, a2, b2;
+        pw2(m, w, n2, &a1, &b1);
+        pw2(m + n2, w + n2, n - n2, &a2, &b2);
+        *sw = a1 + a2;
+        *smw = b1 + b2;
+    }
+}
+
+/* sums(mean, weight) -> (float(weight.sum()), float((mean * weight).sum())) of float64
+ * arrays of one length (numpy's pairwise sums, as np.sum forms them). */
+static PyObject *sums(PyObject *self, PyObject *args)
+{
+    Py_buffer mb, wb;
+    if (!PyArg_ParseTuple(args, "y*y*", &mb, &wb))
+        return NULL;
+    Py_ssize_t n = wb.len / 8;
+    int ok = mb.len == wb.len && wb.len == n * 8;
+    double a = 0.0, b = 0.0;
+    if (ok && n) {
+        pw2(mb.buf, wb.buf, n, &a, &b);
+        a = 0.0 + a;
+        b = 0.0 + b;
+    }
+    PyBuffer_Release(&mb);
+    PyBuffer_Release(&wb);
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "sums: bad shapes");
+        return NULL;
+    }
+    return Py_BuildValue("dd", a, b);
+}
+
 static PyMethodDef methods[] = {
     {"pairs", pairs, METH_VARARGS,
      "pairs(flat, nz, ny, nx, f0, f1, j0, j1, i0, i1, out) -> True | None:"
@@ -1622,6 +1694,8 @@ static PyMethodDef methods[] = {
     {"whole_layers", whole_layers, METH_VARARGS,
      "whole_layers(za, zb, wsc, counts, zlo, zhi, z, edges, uniform, dz0) -> 0 | None |"
      " (n_lay, nbit, q, f, layer, bit, lay_f, rec, tlo, thi): _whole_voxels' layers."},
+    {"sums", sums, METH_VARARGS,
+     "sums(mean, weight) -> (weight.sum(), (mean * weight).sum()): numpy's pairwise sums."},
     {"quadrant_moments", quadrant_moments, METH_VARARGS,
      "quadrant_moments(codes, n, m, itemsize, tab, rho, out): elements._quadrant_moments"
      " by its row table."},

@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from rtqa import _native
-from rtqa.dvh.accumulator import _KERNEL, _Accumulator, _plain
+from rtqa.dvh.accumulator import _KERNEL, _Accumulator, _plain, _sums
 from rtqa.dvh.data import BIN_GY
 from rtqa.dvh.tables import _KERNEL as _TAB_KERNEL, _Tables
 
@@ -134,8 +134,7 @@ def _voxel_chunk_native(c, tab: _Tables, acc: _Accumulator, g, w, t, vt, tlo, th
     # acc.add's sums (numpy's pairwise sums, as there; the means and weights in work)
     b = 4 * acc.n_acc + 6 * n
     mean, wout = work[b:b + n], work[b + n:b + 2 * n]
-    acc.total += float(wout.sum())
-    acc.moment += float(np.multiply(mean, wout, out=mean).sum())
+    _sums(acc, mean, wout)
     acc._kept(nd, hi_max, work, n)
     return True
 

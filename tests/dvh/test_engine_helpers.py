@@ -242,3 +242,17 @@ def test_whole_layers_same_as_numpy(monkeypatch, n, nz, uniform, spread, zero, s
             assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
         else:
             assert a == b
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=_FIXTURES)
+@given(n=st.one_of(st.integers(0, 300), st.integers(300, 70000)),
+       seed=st.integers(0, 2**32 - 1))
+def test_sums_are_numpys_pairwise_sums(n, seed):
+    if _native.load(T._KERNEL) is None:
+        pytest.skip("rtqa.dvh._ctables not built")
+    rng = np.random.default_rng(seed)
+    m = rng.random(n) * 10.0 ** rng.integers(-6, 6, n) * np.where(rng.random(n) < 0.2, -1, 1)
+    w = rng.random(n) * 10.0 ** rng.integers(-6, 6, n)
+    a, b = _native.load(T._KERNEL).sums(m, w)
+    assert np.float64(a).tobytes() == np.float64(w.sum()).tobytes()
+    assert np.float64(b).tobytes() == np.float64((m * w).sum()).tobytes()
