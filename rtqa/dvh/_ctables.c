@@ -869,8 +869,7 @@ static PyObject *quadrant_moments(PyObject *self, PyObject *args)
  *   n). As the numpy code: every crossing flips the state from its first point on (an
  *   even number at one point cancels), the state running on from row to row (a row's
  *   crossings past its last point are dropped there, as numpy drops them); the padding
- *   entries (INT32_MAX) come in pairs within each row (every row has an even number of
- *   crossings) and cancel in numpy: skipped here.
+ *   entries (INT32_MAX: no crossing) are skipped, as the numpy code skips them.
  * refine(touched, col, w, n_rows, fine_ny, m, K, NJ, NI, cls, bid, blocks, isz) -> n
  *   raster's classification of the touched voxels (uint8 K x NJ x NI, in (k, j, i)
  *   order): each voxel's m row codes as RowTable.segment_codes forms them, the number

@@ -489,8 +489,12 @@ def _parity_rows(rows: RowTable, rid: np.ndarray, m: int, h: int, n: int) -> np.
     """Even-odd states (len(rid), n) of the lattice points h, h + m, ..., h + (n-1) m of
     rows ``rid``: runs between the sorted crossings, alternately outside and inside."""
     stride = n + 1
-    pos = [np.arange(rid.size) * stride + (rows.col[w][rid] + (m - 1 - h)) // m
-           for w in range(rows.width)]  # first point at or after each crossing
+    pad = np.iinfo(np.int32).max  # (a table entry without a crossing)
+    pos = []
+    for w in range(rows.width):  # first point at or after each crossing
+        cw = rows.col[w][rid]
+        at = np.flatnonzero(cw != pad)
+        pos.append(at * stride + (cw[at] + (m - 1 - h)) // m)
     pos = np.sort(np.concatenate(pos))
     pos = pos[pos % stride < n]  # (crossings after the last point: none)
     # an even number of crossings at one point cancels

@@ -256,3 +256,13 @@ def test_sums_are_numpys_pairwise_sums(n, seed):
     a, b = _native.load(T._KERNEL).sums(m, w)
     assert np.float64(a).tobytes() == np.float64(w.sum()).tobytes()
     assert np.float64(b).tobytes() == np.float64((m * w).sum()).tobytes()
+
+
+def test_raster_of_contours_between_lattice_rows(monkeypatch):
+    """No lattice row crosses the contours (every table entry padding): all outside, both
+    paths (the numpy path's padding entries are skipped, not paired up)."""
+    tri = [(np.array([[2.2, 0.48], [1.27, 1.13], [0.85, -0.36]]),)]
+    got, ref = _both(monkeypatch, lambda: G.raster(tri, -39.0, -40.0, 2.0, 1.8, 1))
+    for r in (got, ref):
+        assert r.rows.width == 1 and not r.cls.any()
+    assert got.cls.tobytes() == ref.cls.tobytes()
