@@ -1,6 +1,8 @@
 /* The per-grid tables of the DVH engine: the compiled twins of
  * rtqa.dvh.tables._Tables._compute (through _voxel_mean_sd) and of _Tables.pairs_at for
- * windowed (large) grids (see rtqa/_native.py).
+ * windowed (large) grids (see rtqa/_native.py). Below them, small compiled twins of the
+ * engine's per-structure numpy steps (raster, counts, items, layers, sums: each described
+ * where it is defined; the same values, bit for bit, as the numpy code it replaces).
  *
  * pairs(flat, nz, ny, nx, f0, f1, j0, j1, i0, i1, out) -> True | None
  *   _Tables._compute(f0, f1, (j0, j1, i0, i1)): for every node of frames f0..f1-1, rows
@@ -650,7 +652,8 @@ static Py_ssize_t count_bytes(const unsigned char *p, Py_ssize_t n, int value)
         __m128i acc = _mm_setzero_si128();
         Py_ssize_t stop = j + 16 * 255 < n ? j + 16 * 255 : n;
         for (; j + 16 <= stop; j += 16)  /* (+1 per equal byte; at most 255 per lane) */
-            acc = _mm_sub_epi8(acc, _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(p + j)), z));
+            acc = _mm_sub_epi8(
+                acc, _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(p + j)), z));
         tot = _mm_add_epi64(tot, _mm_sad_epu8(acc, _mm_setzero_si128()));
     }
     c = (Py_ssize_t)_mm_cvtsi128_si64(tot) +
@@ -1473,7 +1476,8 @@ static PyObject *whole_layers(PyObject *self, PyObject *args)
         ord[start[pf[j]]++] = j;
     int nbit = maxc < 8 ? (int)maxc : 8;
     int64_t ncode = (int64_t)1 << nbit;
-    int64_t *oq = ord + np_, *of = ord + 2 * np_, *olay = ord + 3 * np_, *obit = ord + 4 * np_;
+    int64_t *oq = ord + np_, *of = ord + 2 * np_;
+    int64_t *olay = ord + 3 * np_, *obit = ord + 4 * np_;
     int64_t *layf = malloc(sizeof(int64_t) * n_lay);
     double *P = calloc((size_t)(n_lay * 8 * 5), sizeof(double));
     wl_rec *rec = malloc(sizeof(wl_rec) * n_lay * ncode);

@@ -255,7 +255,8 @@ class _Engine:
             return None
         zb = self.tab.bins
         f8, i8 = np.float64, np.int64
-        r = c.whole_layers(*(np.ascontiguousarray(x, dtype=f8) for x in (za, zbb, wsc, counts)),
+        r = c.whole_layers(*(np.ascontiguousarray(x, dtype=f8)
+                             for x in (za, zbb, wsc, counts)),
                            float(zb.lo), float(zb.hi), np.ascontiguousarray(zb.z, dtype=f8),
                            np.ascontiguousarray(zb.edges, dtype=f8), bool(zb.uniform),
                            float(zb.dz0))

@@ -302,7 +302,8 @@ class RowTable:
         edge order within a row); the columns as ``__init__`` forms them. None where the
         kernel refuses the input (the numpy code then decides)."""
         n_rows = n_planes * lat.ny
-        args = (*(np.ascontiguousarray(a, dtype=np.float64) for a in (e.x0, e.y0, e.x1, e.y1)),
+        args = (*(np.ascontiguousarray(a, dtype=np.float64)
+                  for a in (e.x0, e.y0, e.x1, e.y1)),
                 np.ascontiguousarray(e.plane, dtype=np.int64),
                 (float(lat.y0), float(lat.sy), int(lat.ny)), n_planes,
                 np.empty(n_rows, dtype=np.int64))
@@ -524,7 +525,8 @@ def raster(planes_polys: list[tuple[np.ndarray, ...]], node_x0: float, node_y0: 
     # node states: the centre sub-sample of each voxel (fine row J m + h, column I m + h)
     rid = (np.arange(K)[:, None] * fine.ny + np.arange(NJ) * m + h).reshape(-1)
     c = _native.load("rtqa.dvh._ctables")
-    if c is not None and not (_plain(rows.col, np.int64) and fine.nx < np.iinfo(np.int32).max):
+    if c is not None and not (_plain(rows.col, np.int64)
+                              and fine.nx < np.iinfo(np.int32).max):
         c = None
     if c is not None:  # (compiled: the same states)
         cls = np.empty((K, NJ, NI), dtype=np.uint8)
