@@ -24,6 +24,8 @@ from rtqa.dvh.data import BIN_GY
 
 #: The compiled twin of the deposit (``_cdeposit.c``; rtqa._native).
 _KERNEL = "rtqa.dvh._cdeposit"
+#: The compiled twin of :meth:`_Accumulator.finish`'s sums (``_ctables.c``: finish_cum).
+_TAB_KERNEL = "rtqa.dvh._ctables"
 #: Elements per compiled call the kernel's work array is first sized for (the engine's
 #: chunk, rtqa.dvh.elements.CHUNK).
 _WORK_ITEMS = 32768
@@ -69,6 +71,20 @@ def accumulate(mean: np.ndarray, width: np.ndarray, weight: np.ndarray,
     return np.arange(n) * h, cum
 
 
+def _sums(acc: "_Accumulator", mean: np.ndarray, weight: np.ndarray) -> None:
+    """Adds the elements' weight and dose moment to acc's totals (numpy's pairwise sums:
+    np.sum; compiled, ``_ctables.sums``, the same sums without the product array)."""
+    c = _native.load(_TAB_KERNEL)
+    if c is not None and _plain(mean, np.float64) and _plain(weight, np.float64) \
+            and mean.shape == weight.shape:
+        sw, smw = c.sums(mean, weight)
+        acc.total += sw
+        acc.moment += smw
+        return
+    acc.total += float(weight.sum())
+    acc.moment += float((mean * weight).sum())  # (no BLAS: its threads spin)
+
+
 class _Accumulator:
     """The cumulative DVH of uniform dose elements fed in chunks (see :func:`accumulate`;
     the same deposit). Elements are clipped to the structure's [Min, Max]; as those are
@@ -95,8 +111,7 @@ class _Accumulator:
         """Elements (mean, width in Gy; weight in cc). ``width`` is overwritten."""
         if not mean.size:
             return
-        self.total += float(weight.sum())
-        self.moment += float((mean * weight).sum())  # (no BLAS: its threads spin)
+        _sums(self, mean, weight)
         c = _native.load(_KERNEL)
         if c is not None and self._add_native(c, mean, width, weight):
             return
@@ -192,6 +207,11 @@ class _Accumulator:
             self._deposit(lo, hi, weight)
         h = BIN_GY
         n = int(math.ceil(max(top, self.hi_max) / h)) + 3
+        c = _native.load(_TAB_KERNEL)
+        if c is not None and _plain(self.acc, np.float64):  # (compiled: the same sums,
+            edges, cum = np.empty(n), np.empty(n)             # clip and running minimum)
+            if c.finish_cum(self.acc, n, h, float(self.total), float(top), edges, cum):
+                return edges, cum
         slope = np.cumsum(self.acc[: n + 2])
         below = h * np.concatenate([[0.0], np.cumsum(slope)[:-1]])[:n]
         total = self.total

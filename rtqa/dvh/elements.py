@@ -34,9 +34,9 @@ from __future__ import annotations
 import numpy as np
 
 from rtqa import _native
-from rtqa.dvh.accumulator import _KERNEL, _Accumulator, _plain
+from rtqa.dvh.accumulator import _KERNEL, _Accumulator, _plain, _sums
 from rtqa.dvh.data import BIN_GY
-from rtqa.dvh.tables import _Tables
+from rtqa.dvh.tables import _KERNEL as _TAB_KERNEL, _Tables
 
 
 #: Elements processed at once (bounds the engine's temporary memory and keeps it in cache).
@@ -134,8 +134,7 @@ def _voxel_chunk_native(c, tab: _Tables, acc: _Accumulator, g, w, t, vt, tlo, th
     # acc.add's sums (numpy's pairwise sums, as there; the means and weights in work)
     b = 4 * acc.n_acc + 6 * n
     mean, wout = work[b:b + n], work[b + n:b + 2 * n]
-    acc.total += float(wout.sum())
-    acc.moment += float(np.multiply(mean, wout, out=mean).sum())
+    _sums(acc, mean, wout)
     acc._kept(nd, hi_max, work, n)
     return True
 
@@ -220,6 +219,14 @@ def _quadrant_moments(codes: np.ndarray, m: int) -> np.ndarray:
         tab = _ROW_TABLES.get(m)
         if tab is None:
             tab = _ROW_TABLES[m] = _row_table(m).reshape(1 << m, 6)
+        c = _native.load(_TAB_KERNEL)
+        if c is not None and codes.ndim == 2 and codes.shape[1] == m \
+                and codes.dtype in (np.uint32, np.uint64) and codes.dtype.isnative:
+            # (compiled: the same lookups and sums in the same order)
+            out = np.empty((n, 4, 6))
+            if c.quadrant_moments(np.ascontiguousarray(codes), n, m, codes.dtype.itemsize,
+                                  tab, rho, out):
+                return out
         P = tab[codes]  # (n, m rows, 6): per half qx, sums of (1, s, s^2)
     else:  # (fine subdivisions: sum the bits directly)
         bits = ((codes[:, :, None] >> np.arange(m, dtype=codes.dtype)) & 1).astype(float)

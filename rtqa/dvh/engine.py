@@ -21,10 +21,10 @@ import numpy as np
 
 from rtqa import _native
 from rtqa.dvh.accumulator import _KERNEL, _Accumulator, _plain
-from rtqa.dvh.elements import (_REC, CHUNK, _bits, _cell_elements, _coded_voxel_elements,
-                               _quadrant_moments, _sample_elements, _trilinear_cells,
-                               _voxel_elements)
-from rtqa.dvh.tables import _KERNEL as _TAB_KERNEL, _FrameRing, _Tables
+from rtqa.dvh.elements import (_REC, _ROW_TABLE_MAX_M, CHUNK, _bits, _cell_elements,
+                               _coded_voxel_elements, _quadrant_moments, _sample_elements,
+                               _trilinear_cells, _voxel_elements)
+from rtqa.dvh.tables import _KERNEL as _TAB_KERNEL, _FrameRing, _Tables, _clip
 from rtqa.dvh.geometry import Raster, Slabs, band_crossings, nonzero, row_counts
 from rtqa.reading.dose import DoseGrid
 
@@ -103,58 +103,24 @@ class _Engine:
             return
         nv = r.NJ * r.NI
         per_plane = row_counts(full.reshape(K, nv))
-        both = np.empty(lk.size, dtype=np.intp)  # whole on both planes (16 planes at once:
-        for c in range(0, lk.size, 16):          # no temporary of the raster's size)
-            kk = lk[c:c + 16]
-            both[c:c + 16] = row_counts((full[kk] & full[kk + 1]).reshape(kk.size, nv))
+        both = np.empty(lk.size, dtype=np.intp)  # whole on both planes
+        ct = _native.load(_TAB_KERNEL)
+        if ct is not None and full.dtype == np.bool_ and full.flags.c_contiguous:
+            ct.pair_counts(full, K, nv, lk.astype(np.int64), both)  # (compiled: exact)
+        else:
+            for c in range(0, lk.size, 16):  # (16 planes at once: no temporary of the
+                kk = lk[c:c + 16]             # raster's size)
+                both[c:c + 16] = row_counts((full[kk] & full[kk + 1]).reshape(kk.size, nv))
         counts = np.concatenate([both, per_plane[st], per_plane[en]]).astype(float)
         self.total_mm3 += float(np.sum(counts * (zbb - za) * wsc))
         if not self.in_plane:
             return
-        ca, cb = np.clip(za, zb.lo, zb.hi), np.clip(zbb, zb.lo, zb.hi)
-        live = np.flatnonzero((cb > ca) & (counts > 0))
-        if not live.size:
+        lay = self._layers_native(za, zbb, wsc, counts)
+        if lay is None:
+            lay = self._layers(za, zbb, wsc, counts)
+        if lay is False:  # (no live source)
             return
-        q, f, a, b = zb.cut(ca[live], cb[live])
-        q = live[q]
-        c0, c1, c2, ta, tb = zb.moments(f, a, b)
-        # layers: the pieces of a bin, at most 8 to a layer (one bit each)
-        order = np.argsort(f, kind="stable")
-        q, f, c0, c1, c2, ta, tb = (x[order] for x in (q, f, c0, c1, c2, ta, tb))
-        new_bin = np.flatnonzero(np.diff(f, prepend=-1))
-        rank = np.arange(f.size) - np.repeat(new_bin, np.diff(np.append(new_bin, f.size)))
-        lay_id, layer = np.unique(f * 65536 + rank // 8, return_inverse=True)
-        bit = rank % 8
-        n_lay = lay_id.size
-        lay_f = np.empty(n_lay, dtype=np.int64)
-        lay_f[layer] = f
-        # tables per layer and code: weight (cc), t mean, t variance, t range
-        nbit = int(bit.max()) + 1
-        P = np.zeros((4, n_lay, nbit))
-        tlo_p = np.ones((n_lay, nbit))
-        thi_p = np.zeros((n_lay, nbit))
-        w = wsc[q]
-        P[0, layer, bit] = w * c0
-        P[1, layer, bit] = w * c1
-        P[2, layer, bit] = w * c2
-        tlo_p[layer, bit] = ta
-        thi_p[layer, bit] = tb
-        codes = np.arange(1 << nbit)
-        bits = ((codes[:, None] >> np.arange(nbit)) & 1).astype(bool)  # (codes, nbit)
-        W = (P[0][:, None, :] * bits).sum(axis=2)  # (n_lay, codes)
-        S1 = (P[1][:, None, :] * bits).sum(axis=2)
-        S2 = (P[2][:, None, :] * bits).sum(axis=2)
-        Wd = np.where(W > 0, W, 1.0)
-        TM = S1 / Wd
-        VT = np.maximum(S2 / Wd - TM * TM, 0.0)
-        TLO = np.where(bits, tlo_p[:, None, :], 1.0).min(axis=2)
-        THI = np.where(bits, thi_p[:, None, :], 0.0).max(axis=2)
-        # per layer and code: weight (cc), t mean and variance (one record: one gather per
-        # element), t range (looked up only where node doses can widen [Min, Max])
-        rec = np.empty(W.size, dtype=_REC)
-        rec["w"] = (W * 1e-3).reshape(-1)
-        rec["tm"], rec["vt"] = TM.reshape(-1), VT.reshape(-1)
-        TLO, THI = (x.reshape(-1).astype(np.float32) for x in (TLO, THI))
+        q, f, layer, bit, lay_f, n_lay, nbit, rec, TLO, THI = lay
         # the code of every voxel of the window in every layer (layers in bin order)
         (j0, j1), (i0, i1) = self.jw, self.iw
         stride = 1 << nbit
@@ -229,6 +195,79 @@ class _Engine:
             idx += np.repeat(off, n_row_el)  # the flat grid index
             _coded_voxel_elements(tab, self.acc, idx, rec, row, TLO, THI)
 
+    def _layers(self, za, zbb, wsc, counts):
+        """The layers of :meth:`_whole_voxels`' pieces (sources: z range za..zbb, weight
+        scale wsc, whole voxels counts): the pieces' sources q and bins f (in bin order),
+        layer and bit, the layers' bins, their number and bits, and per layer and code the
+        records (weight, t mean, t variance) and t ranges; False when no source is live."""
+        zb = self.tab.bins
+        ca, cb = _clip(za, zb.lo, zb.hi), _clip(zbb, zb.lo, zb.hi)
+        live = np.flatnonzero((cb > ca) & (counts > 0))
+        if not live.size:
+            return False
+        q, f, a, b = zb.cut(ca[live], cb[live])
+        q = live[q]
+        c0, c1, c2, ta, tb = zb.moments(f, a, b)
+        # layers: the pieces of a bin, at most 8 to a layer (one bit each)
+        order = np.argsort(f, kind="stable")
+        q, f, c0, c1, c2, ta, tb = (x[order] for x in (q, f, c0, c1, c2, ta, tb))
+        new_bin = np.flatnonzero(np.diff(f, prepend=-1))
+        rank = np.arange(f.size) - np.repeat(new_bin, np.diff(np.append(new_bin, f.size)))
+        lay_id, layer = np.unique(f * 65536 + rank // 8, return_inverse=True)
+        bit = rank % 8
+        n_lay = lay_id.size
+        lay_f = np.empty(n_lay, dtype=np.int64)
+        lay_f[layer] = f
+        # tables per layer and code: weight (cc), t mean, t variance, t range
+        nbit = int(bit.max()) + 1
+        P = np.zeros((4, n_lay, nbit))
+        tlo_p = np.ones((n_lay, nbit))
+        thi_p = np.zeros((n_lay, nbit))
+        w = wsc[q]
+        P[0, layer, bit] = w * c0
+        P[1, layer, bit] = w * c1
+        P[2, layer, bit] = w * c2
+        tlo_p[layer, bit] = ta
+        thi_p[layer, bit] = tb
+        codes = np.arange(1 << nbit)
+        bits = ((codes[:, None] >> np.arange(nbit)) & 1).astype(bool)  # (codes, nbit)
+        W = (P[0][:, None, :] * bits).sum(axis=2)  # (n_lay, codes)
+        S1 = (P[1][:, None, :] * bits).sum(axis=2)
+        S2 = (P[2][:, None, :] * bits).sum(axis=2)
+        Wd = np.where(W > 0, W, 1.0)
+        TM = S1 / Wd
+        VT = np.maximum(S2 / Wd - TM * TM, 0.0)
+        TLO = np.where(bits, tlo_p[:, None, :], 1.0).min(axis=2)
+        THI = np.where(bits, thi_p[:, None, :], 0.0).max(axis=2)
+        # per layer and code: weight (cc), t mean and variance (one record: one gather per
+        # element), t range (looked up only where node doses can widen [Min, Max])
+        rec = np.empty(W.size, dtype=_REC)
+        rec["w"] = (W * 1e-3).reshape(-1)
+        rec["tm"], rec["vt"] = TM.reshape(-1), VT.reshape(-1)
+        TLO, THI = (x.reshape(-1).astype(np.float32) for x in (TLO, THI))
+        return q, f, layer, bit, lay_f, n_lay, nbit, rec, TLO, THI
+
+    def _layers_native(self, za, zbb, wsc, counts):
+        """:meth:`_layers` by ``_ctables.whole_layers`` (the same values, bit for bit);
+        None where the numpy code is to decide."""
+        c = _native.load(_TAB_KERNEL)
+        if c is None:
+            return None
+        zb = self.tab.bins
+        f8, i8 = np.float64, np.int64
+        r = c.whole_layers(*(np.ascontiguousarray(x, dtype=f8)
+                             for x in (za, zbb, wsc, counts)),
+                           float(zb.lo), float(zb.hi), np.ascontiguousarray(zb.z, dtype=f8),
+                           np.ascontiguousarray(zb.edges, dtype=f8), bool(zb.uniform),
+                           float(zb.dz0))
+        if r is None or r == 0:
+            return None if r is None else False
+        n_lay, nbit, q, f, layer, bit, lay_f, rec, tlo, thi = r
+        q, f, layer, bit, lay_f = (np.frombuffer(x, dtype=i8) for x in (q, f, layer, bit,
+                                                                         lay_f))
+        return (q, f, layer, bit, lay_f, n_lay, nbit, np.frombuffer(rec, dtype=_REC),
+                np.frombuffer(tlo, dtype=np.float32), np.frombuffer(thi, dtype=np.float32))
+
     def _ring(self, full: np.ndarray, st: np.ndarray, en: np.ndarray, q: np.ndarray,
               f: np.ndarray) -> _FrameRing | None:
         """The frame ring of the whole-voxel pieces (sources q: intervals, lower caps,
@@ -275,7 +314,7 @@ class _Engine:
         """Whole-voxel elements of individual column pieces (node J, I; z za..zb)."""
         r, tab, zb_ = self.r, self.tab, self.tab.bins
         (j0, j1), (i0, i1) = self.jw, self.iw
-        a, b = np.clip(za, zb_.lo, zb_.hi), np.clip(zb, zb_.lo, zb_.hi)
+        a, b = _clip(za, zb_.lo, zb_.hi), _clip(zb, zb_.lo, zb_.hi)
         keep = np.flatnonzero((b > a) & (J >= j0) & (J < j1) & (I >= i0) & (I < i1))
         if not keep.size:
             return
@@ -302,34 +341,21 @@ class _Engine:
         m = r.m
         h = (m - 1) // 2
         sxsy = (r.dx / m) * (r.dy / m)
-        cls, bid, blocks = r.cls, r.bid, r.blocks
-        # items: (plane k, voxel J, I, flags a and b, z range, weight scale)
-        lk = self.linked
-        a, b = cls[lk], cls[lk + 1]
-        sel = (a == 1) | (b == 1) | (a != b)  # not whole on both, not empty on both
-        kx, J1, I1 = nonzero(sel)
-        k1 = lk[kx]
-        parts = [(k1, J1, I1, bid[k1, J1, I1], bid[k1 + 1, J1, I1], s.z[k1], s.z[k1 + 1],
-                  self.pair_scale[k1])]
-        n_int = k1.size
-        # end caps: boundary voxels of run-end planes
-        for flag, lo_of, hi_of in ((self.start, s.lo, s.z), (self.end, s.z, s.hi)):
-            kc = np.flatnonzero(flag)
-            kx, J1, I1 = nonzero(cls[kc] == 1)
-            k1 = kc[kx]
-            ids = bid[k1, J1, I1]
-            parts.append((k1, J1, I1, ids, ids, lo_of[k1], hi_of[k1], self.scale[k1]))
-        ik, iJ, iI, ba, bb, za, zbb, wsc = (np.concatenate(x) for x in zip(*parts))
+        items = self._items_native(sxsy)
+        if items is None:
+            items = self._items(sxsy)
+        ik, iJ, iI, za, zbb, wsc, Ba, Bb, both, n_int = items
         if not ik.size:
             return
-        wsc = wsc * sxsy
         n_items = ik.size
-        Ba, Bb = blocks[ba], blocks[bb]
-        both = Ba & Bb  # (row codes) caps: ba == bb, the plane's flags
         # in-plane moments per quadrant
-        mom = np.empty((n_items, 4, 6))
-        for c in range(0, n_items, 4096):
-            mom[c:c + 4096] = _quadrant_moments(both[c:c + 4096], m)
+        if m <= _ROW_TABLE_MAX_M and _native.load(_TAB_KERNEL) is not None:  # (compiled:
+            # all at once, no temporaries)
+            mom = _quadrant_moments(both, m)
+        else:
+            mom = np.empty((n_items, 4, 6))
+            for c in range(0, n_items, 4096):
+                mom[c:c + 4096] = _quadrant_moments(both[c:c + 4096], m)
         area = mom[:, :, 0].sum(axis=1)
         self.total_mm3 += float(np.sum(area * (zbb - za) * wsc))
         c = _native.load("rtqa.dvh._cpartial")
@@ -357,7 +383,7 @@ class _Engine:
             return
         (j0, j1), (i0, i1) = self.jw, self.iw
         ing = (iJ >= j0) & (iJ < j1) & (iI >= i0) & (iI < i1)
-        ca, cb = np.clip(za, zb_.lo, zb_.hi), np.clip(zbb, zb_.lo, zb_.hi)
+        ca, cb = _clip(za, zb_.lo, zb_.hi), _clip(zbb, zb_.lo, zb_.hi)
         ing &= cb > ca
         fa = zb_.right(ca)
         nb = np.where(ing, zb_.left(cb) - fa + 1, 0)
@@ -386,7 +412,7 @@ class _Engine:
         node_parts = []
         band = None
         if it.size:
-            a, b = np.clip(pza, zb_.lo, zb_.hi), np.clip(pzb, zb_.lo, zb_.hi)
+            a, b = _clip(pza, zb_.lo, zb_.hi), _clip(pzb, zb_.lo, zb_.hi)
             keep = np.flatnonzero(ing[it] & (b > a))
             if keep.size == a.size:  # (all of them: no gathers)
                 qq, f, a, b = zb_.cut(a, b)
@@ -451,6 +477,60 @@ class _Engine:
             _cell_elements(self.acc, m, cells(part),
                            _slot_moments(part, nbmax, mom, C, S0))
 
+    def _items(self, sxsy: float):
+        """The items of :meth:`_partial_voxels`: (plane k, voxel J, I, z range, weight
+        scale times sxsy, the block rows of the two planes and their and, the number of
+        interval items), intervals first, then the start and the end caps."""
+        r, s = self.r, self.slabs
+        cls, bid, blocks = r.cls, r.bid, r.blocks
+        # items: (plane k, voxel J, I, flags a and b, z range, weight scale)
+        lk = self.linked
+        a, b = cls[lk], cls[lk + 1]
+        sel = (a == 1) | (b == 1) | (a != b)  # not whole on both, not empty on both
+        kx, J1, I1 = nonzero(sel)
+        k1 = lk[kx]
+        parts = [(k1, J1, I1, bid[k1, J1, I1], bid[k1 + 1, J1, I1], s.z[k1], s.z[k1 + 1],
+                  self.pair_scale[k1])]
+        n_int = k1.size
+        # end caps: boundary voxels of run-end planes
+        for flag, lo_of, hi_of in ((self.start, s.lo, s.z), (self.end, s.z, s.hi)):
+            kc = np.flatnonzero(flag)
+            kx, J1, I1 = nonzero(cls[kc] == 1)
+            k1 = kc[kx]
+            ids = bid[k1, J1, I1]
+            parts.append((k1, J1, I1, ids, ids, lo_of[k1], hi_of[k1], self.scale[k1]))
+        ik, iJ, iI, ba, bb, za, zbb, wsc = (np.concatenate(x) for x in zip(*parts))
+        if not ik.size:
+            return ik, iJ, iI, za, zbb, wsc, None, None, None, n_int
+        wsc = wsc * sxsy
+        Ba, Bb = blocks[ba], blocks[bb]
+        both = Ba & Bb  # (row codes) caps: ba == bb, the plane's flags
+        return ik, iJ, iI, za, zbb, wsc, Ba, Bb, both, n_int
+
+    def _items_native(self, sxsy: float):
+        """:meth:`_items` by ``_ctables.partial_items`` (the same items in the same
+        order, the same values); None where the numpy code is to decide."""
+        c = _native.load(_TAB_KERNEL)
+        r, s = self.r, self.slabs
+        blocks = r.blocks
+        if c is None or not (_plain(r.cls, np.uint8) and _plain(r.bid, np.int32)
+                             and blocks.ndim == 2 and blocks.dtype in (np.uint32, np.uint64)
+                             and blocks.dtype.isnative and blocks.flags.c_contiguous):
+            return None
+        f8, i8 = np.float64, np.int64
+        m = r.m
+        args = [r.cls, r.bid, r.K, r.NJ, r.NI, *(np.ascontiguousarray(x, dtype=i8) for x in (
+                    self.linked, np.flatnonzero(self.start), np.flatnonzero(self.end))),
+                *(np.ascontiguousarray(x, dtype=f8) for x in (
+                    s.z, s.lo, s.hi, self.pair_scale, self.scale)),
+                float(sxsy), blocks, m, blocks.dtype.itemsize]
+        n_int, n = c.partial_items(*args, None)
+        outs = (*(np.empty(n, dtype=i8) for _ in range(3)), *(np.empty(n) for _ in range(3)),
+                *(np.empty((n, m), dtype=blocks.dtype) for _ in range(3)))
+        if c.partial_items(*args, outs) is None:
+            return None
+        return (*outs, n_int)
+
     def _partial_native(self, c, ik, iJ, iI, Ba, Bb, both, mom, za, zbb, wsc,
                         n_int: int) -> None:
         """The rest of :meth:`_partial_voxels` (after the in-plane moments) with the
@@ -476,7 +556,7 @@ class _Engine:
                              float(zb_.dz0), ca, cb, ing, fa, nb)
         if nbmax < 0:  # (a NaN z: numpy's conversions)
             ing = (iJ >= j0) & (iJ < j1) & (iI >= i0) & (iI < i1)
-            ca, cb = np.clip(za, zb_.lo, zb_.hi), np.clip(zbb, zb_.lo, zb_.hi)
+            ca, cb = _clip(za, zb_.lo, zb_.hi), _clip(zbb, zb_.lo, zb_.hi)
             ing &= cb > ca
             fa = zb_.right(ca)
             nb = np.ascontiguousarray(np.where(ing, zb_.left(cb) - fa + 1, 0), dtype=i8)

@@ -19,7 +19,7 @@ import numpy as np
 
 from rtqa import _native
 from rtqa.dvh.interpolation import _bilinear_parts, _in_grid_xy
-from rtqa.dvh.tables import _Tables
+from rtqa.dvh.tables import _Tables, _clip
 from rtqa.dvh.geometry import Edges
 from rtqa.reading.dose import DoseGrid
 
@@ -43,8 +43,8 @@ def _surface_extremes(e: Edges, slabs, grid: DoseGrid, tab: _Tables) -> tuple[fl
         # vertex by vertex)
         fa, fb = zb.right(a), zb.left(b)
         fb = np.maximum(fb, fa)
-        ta = np.clip((a - zb.z[fa]) / (zb.z[fa + 1] - zb.z[fa]), 0.0, 1.0)
-        tb = np.clip((b - zb.z[fb]) / (zb.z[fb + 1] - zb.z[fb]), 0.0, 1.0)
+        ta = _clip((a - zb.z[fa]) / (zb.z[fa + 1] - zb.z[fa]), 0.0, 1.0)
+        tb = _clip((b - zb.z[fb]) / (zb.z[fb + 1] - zb.z[fb]), 0.0, 1.0)
         dx, dy = grid.x[1] - grid.x[0], grid.y[1] - grid.y[0]
         per_plane = (live.view(np.uint8), np.ascontiguousarray(fa, dtype=np.int64),
                      np.ascontiguousarray(fb - fa + 2, dtype=np.int64),
@@ -69,8 +69,8 @@ def _surface_extremes(e: Edges, slabs, grid: DoseGrid, tab: _Tables) -> tuple[fl
     i0, j0, tx, ty = _bilinear_parts(grid, x, y)
     fa, fb = zb.right(a), zb.left(b)
     fb = np.maximum(fb, fa)
-    ta = np.clip((a - zb.z[fa]) / (zb.z[fa + 1] - zb.z[fa]), 0.0, 1.0)
-    tb = np.clip((b - zb.z[fb]) / (zb.z[fb + 1] - zb.z[fb]), 0.0, 1.0)
+    ta = _clip((a - zb.z[fa]) / (zb.z[fa + 1] - zb.z[fa]), 0.0, 1.0)
+    tb = _clip((b - zb.z[fb]) / (zb.z[fb + 1] - zb.z[fb]), 0.0, 1.0)
     w11 = tx * ty
     w10 = tx - w11
     w01 = ty - w11

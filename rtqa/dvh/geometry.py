@@ -227,6 +227,11 @@ def fill(planes_polys: list[tuple[np.ndarray, ...]], lat: Lattice):
     return rep_rows // lat.ny, rep_rows % lat.ny, i
 
 
+def _plain(a: np.ndarray, dtype) -> bool:
+    """``a`` can cross to a compiled kernel as a buffer of ``dtype``."""
+    return a.dtype == dtype and a.dtype.isnative and a.flags.c_contiguous
+
+
 def nonzero(a: np.ndarray) -> tuple[np.ndarray, ...]:
     """``np.nonzero`` (numpy's own is slow for arrays of more than one dimension)."""
     return np.unravel_index(np.flatnonzero(a), a.shape)
@@ -235,6 +240,11 @@ def nonzero(a: np.ndarray) -> tuple[np.ndarray, ...]:
 def row_counts(a: np.ndarray) -> np.ndarray:
     """``np.count_nonzero(a, axis=1)`` of a 2-D array, row by row (a few hundred rows at
     most: numpy's count along an axis sums a converted copy, several times slower)."""
+    c = _native.load("rtqa.dvh._ctables")
+    if c is not None and a.dtype == np.bool_ and a.flags.c_contiguous:  # (compiled: exact)
+        out = np.empty(a.shape[0], dtype=np.intp)
+        c.row_counts(a, a.shape[0], a.shape[1], out)
+        return out
     return np.fromiter((np.count_nonzero(r) for r in a), dtype=np.intp, count=a.shape[0])
 
 
@@ -277,8 +287,40 @@ class RowTable:
 
     @classmethod
     def of(cls, edges: Edges, n_planes: int, lat: Lattice) -> "RowTable":
+        c = _native.load("rtqa.dvh._cbands")
+        if c is not None:
+            t = cls._of_native(c, edges, n_planes, lat)
+            if t is not None:
+                return t
         rid, xc = row_crossings([], lat, sort=False, edges=edges)
         return cls(rid, xc, n_planes * lat.ny, lat.x0, lat.sx, lat.nx)
+
+    @classmethod
+    def _of_native(cls, c, e: Edges, n_planes: int, lat: Lattice) -> "RowTable | None":
+        """:meth:`of` with the positions table from ``_cbands.crossing_table`` (the same
+        crossings, computed as :func:`row_crossings` computes them, in the same places:
+        edge order within a row); the columns as ``__init__`` forms them. None where the
+        kernel refuses the input (the numpy code then decides)."""
+        n_rows = n_planes * lat.ny
+        args = (*(np.ascontiguousarray(a, dtype=np.float64)
+                  for a in (e.x0, e.y0, e.x1, e.y1)),
+                np.ascontiguousarray(e.plane, dtype=np.int64),
+                (float(lat.y0), float(lat.sy), int(lat.ny)), n_planes,
+                np.empty(n_rows, dtype=np.int64))
+        try:
+            w = c.crossing_table(*args, None)
+            pos = np.full((w, n_rows), np.inf)
+            c.crossing_table(*args, pos)
+        except ValueError:
+            return None
+        t = cls.__new__(cls)
+        t.width = w
+        t.pos = pos
+        col = np.ceil((pos - lat.x0) / lat.sx)
+        np.clip(col, 0, lat.nx, out=col)
+        t.col = col.astype(np.int64)
+        t.col[pos == np.inf] = np.iinfo(np.int32).max
+        return t
 
     def query(self, rid: np.ndarray, p: np.ndarray, inside: bool = True, d=None, ins=None):
         """Distance along the row from points at position p (mm) of rows ``rid`` to the
@@ -360,6 +402,15 @@ class Raster:
         """Number of sub-samples inside each plane's contours."""
         m2 = self.m * self.m
         K = self.K
+        c = _native.load("rtqa.dvh._ctables")
+        if c is not None and self.cls.dtype == np.uint8 and self.cls.flags.c_contiguous \
+                and self.bid.dtype in (np.int32, np.uint8) and self.bid.dtype.isnative \
+                and self.bid.flags.c_contiguous:  # (compiled: the same integer counts)
+            pc = np.bitwise_count(self.blocks).sum(axis=1, dtype=np.int64)
+            out = np.empty(K, dtype=np.int64)
+            if c.plane_counts(self.cls, self.bid, self.bid.dtype.itemsize, pc, K,
+                              self.NJ * self.NI, m2, out):
+                return out
         cls = self.cls.reshape(K, -1)
         whole = np.empty(K, dtype=np.intp)
         n_in = np.zeros(K)
@@ -399,6 +450,13 @@ class Raster:
 def _touched(e: Edges, K: int, x0: float, y0: float, dx: float, dy: float, NI: int,
              NJ: int) -> np.ndarray:
     """Voxels (K, NJ, NI) that a contour edge passes through (or touches)."""
+    c = _native.load("rtqa.dvh._ctables")
+    if c is not None and all(_plain(a, np.float64) for a in (e.x0, e.y0, e.x1, e.y1)) \
+            and _plain(e.plane, np.int64) and K * NJ * NI > 0:  # (compiled: the same pieces)
+        out = np.zeros((K, NJ, NI), dtype=bool)
+        if c.touched(e.x0, e.y0, e.x1, e.y1, e.plane, float(x0), float(y0), float(dx),
+                     float(dy), 0.5 * min(dx, dy), K, NJ, NI, out):
+            return out
     ex, ey = e.x1 - e.x0, e.y1 - e.y0
     # split edges into pieces at most half a voxel long: each spans at most 2 x 2 voxels
     n = np.maximum(np.ceil(np.hypot(ex, ey) / (0.5 * min(dx, dy))).astype(np.int64), 1)
@@ -432,8 +490,12 @@ def _parity_rows(rows: RowTable, rid: np.ndarray, m: int, h: int, n: int) -> np.
     """Even-odd states (len(rid), n) of the lattice points h, h + m, ..., h + (n-1) m of
     rows ``rid``: runs between the sorted crossings, alternately outside and inside."""
     stride = n + 1
-    pos = [np.arange(rid.size) * stride + (rows.col[w][rid] + (m - 1 - h)) // m
-           for w in range(rows.width)]  # first point at or after each crossing
+    pad = np.iinfo(np.int32).max  # (a table entry without a crossing)
+    pos = []
+    for w in range(rows.width):  # first point at or after each crossing
+        cw = rows.col[w][rid]
+        at = np.flatnonzero(cw != pad)
+        pos.append(at * stride + (cw[at] + (m - 1 - h)) // m)
     pos = np.sort(np.concatenate(pos))
     pos = pos[pos % stride < n]  # (crossings after the last point: none)
     # an even number of crossings at one point cancels
@@ -461,8 +523,16 @@ def raster(planes_polys: list[tuple[np.ndarray, ...]], node_x0: float, node_y0: 
     fine = Lattice(x0 - h * sx, y0 - h * sy, sx, sy, NI * m, NJ * m)
     rows = RowTable.of(e, K, fine)
     # node states: the centre sub-sample of each voxel (fine row J m + h, column I m + h)
-    cls = _parity_rows(rows, (np.arange(K)[:, None] * fine.ny + np.arange(NJ) * m
-                              + h).reshape(-1), m, h, NI).reshape(K, NJ, NI) * np.uint8(2)
+    rid = (np.arange(K)[:, None] * fine.ny + np.arange(NJ) * m + h).reshape(-1)
+    c = _native.load("rtqa.dvh._ctables")
+    if c is not None and not (_plain(rows.col, np.int64)
+                              and fine.nx < np.iinfo(np.int32).max):
+        c = None
+    if c is not None:  # (compiled: the same states)
+        cls = np.empty((K, NJ, NI), dtype=np.uint8)
+        c.parity_rows(rows.col, rows.width, K * fine.ny, rid, m, h, NI, cls)
+    else:
+        cls = _parity_rows(rows, rid, m, h, NI).reshape(K, NJ, NI) * np.uint8(2)
     rast = Raster(m, I0, J0, NI, NJ, x0, y0, dx, dy, fine, cls,
                   cls // 2 if m == 1 else (cls // 2).astype(np.int32),
                   np.zeros((2, m), dtype=code_dtype(m)),
@@ -472,6 +542,13 @@ def raster(planes_polys: list[tuple[np.ndarray, ...]], node_x0: float, node_y0: 
     if m == 1:
         return rast
     touched = _touched(e, K, x0, y0, dx, dy, NI, NJ)
+    if c is not None:  # (compiled: the same codes, classes, block ids and blocks)
+        blocks = np.empty((2 + np.count_nonzero(touched), m), dtype=rast.blocks.dtype)
+        blocks[:2] = rast.blocks
+        nb = c.refine(touched, rows.col, rows.width, K * fine.ny, fine.ny, m, K, NJ, NI,
+                      cls, rast.bid, blocks[2:], blocks.dtype.itemsize)
+        rast.blocks = blocks[:2 + nb].copy()
+        return rast
     kb, jb, ib = nonzero(touched)
     if kb.size:
         rid = ((kb * fine.ny + jb * m)[:, None] + np.arange(m)).reshape(-1)

@@ -27,6 +27,11 @@ import numpy as np
 
 from rtqa import _native
 from rtqa.dvh.interpolation import _z_extent
+
+try:  # np.clip's ufunc without np.clip's Python wrapper (the same values; float bounds)
+    from numpy._core.umath import clip as _clip
+except ImportError:  # (numpy < 2)
+    from numpy.core.umath import clip as _clip
 from rtqa.reading.dose import DoseGrid
 
 
@@ -459,7 +464,7 @@ class _ZBins:
             f = np.where(on, ri, fl)
         else:
             f = np.searchsorted(self.z, v, side="right") - 1
-        return np.clip(f, 0, self.n - 1).astype(np.int64)
+        return _clip(f, 0.0, float(self.n - 1)).astype(np.int64)
 
     def left(self, v: np.ndarray) -> np.ndarray:
         """Bin containing v, an upper piece end (a frame position ends the previous bin)."""
@@ -468,7 +473,7 @@ class _ZBins:
             f = np.where(on, ri - 1, fl)
         else:
             f = np.searchsorted(self.z, v, side="left") - 1
-        return np.clip(f, 0, self.n - 1).astype(np.int64)
+        return _clip(f, 0.0, float(self.n - 1)).astype(np.int64)
 
     def cut(self, za: np.ndarray, zb: np.ndarray):
         """Cut intervals (clipped to the grid, zb > za) into bins: (interval index, bin,
@@ -490,8 +495,8 @@ class _ZBins:
         """Length and the integrals of t and t^2 over [a, b] inside bin f; and the t range."""
         z0, z1 = self.z[f], self.z[f + 1]
         h = z1 - z0
-        ta = np.clip((a - z0) / h, 0.0, 1.0)
-        tb = np.clip((b - z0) / h, 0.0, 1.0)
+        ta = _clip((a - z0) / h, 0.0, 1.0)
+        tb = _clip((b - z0) / h, 0.0, 1.0)
         above = np.maximum(b - np.maximum(a, z1), 0.0)  # beyond the last frame: t = 1
         c1 = 0.5 * h * (tb * tb - ta * ta) + above
         c2 = h * (tb * tb * tb - ta * ta * ta) / 3.0 + above
