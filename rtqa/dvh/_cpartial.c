@@ -888,6 +888,10 @@ static PyObject *band_run(PyObject *self, PyObject *args)
         i8 h = (m - 1) / 2, nd = count(&dose, 8), fmax = frame_max(nd, nx, ny);
         double lo_min = INFINITY, hi_max = -INFINITY;
         int nan_lo = 0, nan_hi = 0;
+        /* the slot of the last part (item, frame, quadrant; none yet) and its trilinear
+         * coefficients */
+        i8 k_itm = -1, k_fc = -1, k_qd = -1;
+        double k[8] = {0};
         Py_BEGIN_ALLOW_THREADS
         while (i < B.n && j < cap) {
             if (e >= B.np[i]) {  /* (np <= 0: not kept) */
@@ -906,17 +910,23 @@ static PyObject *band_run(PyObject *self, PyObject *args)
             if (!kept)
                 continue;
             /* the band part (_partial_voxels): _ZBins.moments, tm, vt, weight, slot */
-            double c0, c1, c2, ta, tb, k[8];
+            double c0, c1, c2, ta, tb;
             moments(B.z, f, x, y, &c0, &c1, &c2, &ta, &tb);
             double t = c1 / c0;
             double vt = np_max(c2 / c0 - t * t, 0.0);
             oW[j] = c0 * B.pw[i] * 1e-3;
             i8 itm = B.it[i], r = B.br[i], c = B.bc[i];
             i8 fc = pfa[itm] + iclip(f - pfa[itm], 0, nbmax - 1);
-            if (!trilinear(d, nd, nx, ny, fmax, fc, pJ[itm] + J0, pI[itm] + I0, c >= h, r >= h,
-                           k)) {
-                ok = 0;
-                break;
+            i8 qd = (c >= h) | (r >= h) << 1;
+            /* (successive parts mostly share their slot: its coefficients, the same
+             * values, are formed once for them) */
+            if (itm != k_itm || fc != k_fc || qd != k_qd) {
+                if (!trilinear(d, nd, nx, ny, fmax, fc, pJ[itm] + J0, pI[itm] + I0, qd & 1,
+                               qd >> 1, k)) {
+                    ok = 0;
+                    break;
+                }
+                k_itm = itm, k_fc = fc, k_qd = qd;
             }
             /* _sample_elements (its in-place sequence) */
             double A = k[0], Bc = k[1], C = k[2], D = k[3], E = k[4], F = k[5], G = k[6],
