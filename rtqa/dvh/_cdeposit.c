@@ -78,6 +78,17 @@
 #else
 #define VECTOR
 #endif
+/* VECTOR, and on x86-64 Linux (glibc's ifunc) compiled twice: for AVX2 and for the
+ * baseline, chosen at load by the processor (target_clones). The AVX2 loops do the
+ * same IEEE 754 operations lane by lane (4 doubles or 8 floats a step), in the same
+ * order, without FMA (the "avx2" target does not enable it, and -ffp-contract=off
+ * forbids contraction anyway): the same values, bit for bit, either way. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
+    && defined(__GLIBC__)
+#define VECTOR_WIDE VECTOR __attribute__((target_clones("avx2", "default")))
+#else
+#define VECTOR_WIDE VECTOR
+#endif
 /* Elements per block of the whole-voxel pass (its operands on the stack). */
 #define VBLK 256
 
@@ -103,20 +114,113 @@ static int stats(const double *lo, const double *hi, const double *w, Py_ssize_t
     return 1;
 }
 
-/* Zero the four bincounts B (4 n) over nodes j0..j1. */
+/* Zero the four bincounts B over nodes j0..j1 (interleaved: node k's four at 4 k). */
 static void clear(double *B, Py_ssize_t n, Py_ssize_t j0, Py_ssize_t j1)
 {
+    (void)n;
     if (j1 < j0)
         return;
-    for (int b = 0; b < 4; b++)
-        memset(B + b * n + j0, 0, (size_t)(j1 - j0 + 1) * sizeof(double));
+    memset(B + 4 * j0, 0, (size_t)(j1 - j0 + 1) * 4 * sizeof(double));
+}
+
+/* Elements per block of deposit_loop (its operands on the stack). */
+#define DBLK 256
+
+/* The ends l, u and rates w / (u - l) of n elements (after the widening when widen),
+ * element-wise and vectorised: each element gets the operations of the numpy code
+ * (_Accumulator._deposit) in its order; the division, the longest step, thus overlaps
+ * across elements. half not NULL: lo the means, lo -/+ half the ends (as in add). */
+#define ENDS_LOOP(L_, U_)                                                                    \
+    for (Py_ssize_t i = 0; i < n; i++) {                                                     \
+        double l = L_, u = U_;                                                               \
+        double wi = u - l;                                                                   \
+        if (widen) {                                                                         \
+            /* np.maximum(w, h); hi -= h; np.minimum(lo, hi); np.maximum(lo, 0); lo + w */ \
+            wi = wi < h ? h : wi;                                                            \
+            u = u - h;                                                                       \
+            l = u < l ? u : l;                                                               \
+            l = l < 0.0 ? 0.0 : l;                                                           \
+            u = l + wi;                                                                      \
+        }                                                                                    \
+        ol[i] = l, ou[i] = u, orate[i] = w[i] / wi;                                          \
+    }
+VECTOR_WIDE static void ends_half(const double *lo, const float *half, const double *w,
+                             Py_ssize_t n, double h, const int widen, double *restrict ol,
+                             double *restrict ou, double *restrict orate)
+{
+    if (widen)
+        ENDS_LOOP(lo[i] - (double)half[i], lo[i] + (double)half[i])
+    else
+        ENDS_LOOP(lo[i] - (double)half[i], lo[i] + (double)half[i])
+}
+
+VECTOR_WIDE static void ends_lohi(const double *lo, const double *hi, const double *w,
+                             Py_ssize_t n, double h, const int widen, double *restrict ol,
+                             double *restrict ou, double *restrict orate)
+{
+    if (widen)
+        ENDS_LOOP(lo[i], hi[i])
+    else
+        ENDS_LOOP(lo[i], hi[i])
+}
+
+/* The element loop of deposit_core (its arguments): returns the index of the first
+ * element whose nodes are out of range (m: none). The bincounts are interleaved,
+ * B[4 k + b] the b-th (0..3) at node k, so that an element's two updates at a node
+ * share a cache line; each bincount still sums its terms in element order. */
+static Py_ssize_t deposit_loop(const double *lo, const double *hi, const float *half,
+                               const double *w, Py_ssize_t m, double h, int widen,
+                               double inv, double top, double *B, Py_ssize_t *jmin_,
+                               Py_ssize_t *jmax_, double *hm_)
+{
+    Py_ssize_t jmin = *jmin_, jmax = *jmax_;
+    double hm = *hm_;
+    double xl[DBLK], xu[DBLK], xr[DBLK];
+    Py_ssize_t b0;
+    for (b0 = 0; b0 < m; b0 += DBLK) {
+        Py_ssize_t nb = m - b0 < DBLK ? m - b0 : DBLK, k;
+        if (half)
+            ends_half(lo + b0, half + b0, w + b0, nb, h, widen, xl, xu, xr);
+        else
+            ends_lohi(lo + b0, hi + b0, w + b0, nb, h, widen, xl, xu, xr);
+        for (k = 0; k < nb; k++) {
+            double l = xl[k], u = xu[k], rate = xr[k];
+            if (u > hm)
+                hm = u;
+            /* j = pos.astype(intp) must index acc (numpy: a longer bincount, an error) */
+            double pl = l * inv, pu = u * inv;
+            if (!(pl >= 0.0 && pl < top && pu >= 0.0 && pu < top))
+                break;
+            Py_ssize_t jl = (Py_ssize_t)pl, ju = (Py_ssize_t)pu;
+            if (jl < jmin)
+                jmin = jl;
+            if (ju > jmax)
+                jmax = ju;
+            pl -= (double)jl; /* t */
+            pl *= rate;       /* rate * t */
+            double *bl = B + 4 * jl, *bu = B + 4 * ju;
+            bl[0] += rate - pl;
+            bl[1] += pl;
+            pu -= (double)ju;
+            pu *= rate;
+            bu[2] += rate - pu;
+            bu[3] += pu;
+        }
+        if (k < nb) {
+            b0 += k;
+            break;
+        }
+    }
+    *jmin_ = jmin, *jmax_ = jmax, *hm_ = hm;
+    return b0 < m ? b0 : m;
 }
 
 /* The deposit of m elements lo, hi, w into acc (n nodes) (with half not NULL: lo the
  * means, lo - half and lo + half the ends, as computed in add); wmin and lmin: minima of
- * hi - lo and of lo (the widening test); B: the four bincounts (4 n), zero on entry
- * and left zero (only the nodes touched are cleared). Returns 1 (hi_max: -inf when
- * m == 0) or 0 when a node index is out of range (acc unchanged). */
+ * hi - lo and of lo (the widening test); B: the four bincounts (4 n, interleaved: see
+ * deposit_loop), zero on entry and left zero (only the nodes touched are cleared).
+ * Returns 1 (hi_max: -inf when m == 0) or 0 when a node index is out of range (acc
+ * unchanged). */
 static int deposit_core(double *acc, Py_ssize_t n, const double *lo, const double *hi,
                         const float *half, const double *w, Py_ssize_t m, double h,
                         double wmin, double lmin, double *B, double *hi_max)
@@ -127,60 +231,24 @@ static int deposit_core(double *acc, Py_ssize_t n, const double *lo, const doubl
     int widen = wmin < h || lmin < 0.0;
     double inv = 1.0 / h; /* (pos *= 1.0 / h) */
     double top = (double)n;
-    double *B1 = B, *B2 = B + n, *B3 = B + 2 * n, *B4 = B + 3 * n;
-    Py_ssize_t jmin = n, jmax = -1;
+    Py_ssize_t jmin = n, jmax = -1, end;
     double hm = -INFINITY;
-    for (Py_ssize_t i = 0; i < m; i++) {
-        double l, u;
-        if (half) { /* lo = mean - half, hi = mean + half (lo the means) */
-            l = lo[i] - (double)half[i];
-            u = lo[i] + (double)half[i];
-        } else {
-            l = lo[i], u = hi[i];
-        }
-        double wi = u - l;
-        if (widen) {
-            /* np.maximum(w, h); hi -= h; np.minimum(lo, hi); np.maximum(lo, 0); lo + w */
-            wi = wi < h ? h : wi;
-            u = u - h;
-            l = u < l ? u : l;
-            l = l < 0.0 ? 0.0 : l;
-            u = l + wi;
-        }
-        if (u > hm)
-            hm = u;
-        double rate = w[i] / wi;
-        /* j = pos.astype(intp) must index acc (numpy: a longer bincount, an error) */
-        double pl = l * inv, pu = u * inv;
-        if (!(pl >= 0.0 && pl < top && pu >= 0.0 && pu < top)) {
-            clear(B, n, jmin, jmax);
-            return 0;
-        }
-        Py_ssize_t jl = (Py_ssize_t)pl, ju = (Py_ssize_t)pu;
-        if (jl < jmin)
-            jmin = jl;
-        if (ju > jmax)
-            jmax = ju;
-        pl -= (double)jl; /* t */
-        pl *= rate;       /* rate * t */
-        B1[jl] += rate - pl;
-        B2[jl] += pl;
-        pu -= (double)ju;
-        pu *= rate;
-        B3[ju] += rate - pu;
-        B4[ju] += pu;
+    end = deposit_loop(lo, hi, half, w, m, h, widen, inv, top, B, &jmin, &jmax, &hm);
+    if (end < m) {
+        clear(B, n, jmin, jmax);
+        return 0;
     }
     /* acc += B1; acc[1:] += B2[:-1]; acc -= B3; acc[1:] -= B4[:-1] (per node in that
      * order), over the nodes jmin..jmax+1 within acc (jl <= ju: hi >= lo) */
     Py_ssize_t kend = jmax + 1 < n ? jmax + 1 : n - 1;
     for (Py_ssize_t k = jmin; k <= kend; k++) {
         double a = acc[k];
-        a += B1[k];
+        a += B[4 * k];
         if (k > 0)
-            a += B2[k - 1];
-        a -= B3[k];
+            a += B[4 * k - 3];
+        a -= B[4 * k + 2];
         if (k > 0)
-            a -= B4[k - 1];
+            a -= B[4 * k - 1];
         acc[k] = a;
     }
     clear(B, n, jmin, jmax);
@@ -429,7 +497,7 @@ static Py_ssize_t ring_slot(Ring *R, const double *flat, int64_t f, Py_ssize_t k
 /* The element-wise arithmetic of _voxel_chunk for n elements: node doses va, vb, pairs
  * (a0, a1) at frame f and (b0, b1) at f + 1, t mean t and variance vt; the means mu
  * (float64) and the squared widths d2s (float32). */
-VECTOR static void elements(Py_ssize_t n, const double *va, const double *vb,
+VECTOR_WIDE static void elements(Py_ssize_t n, const double *va, const double *vb,
                             const float *a0, const float *a1, const float *b0,
                             const float *b1, const double *t, const double *vt, double *mu,
                             float *d2s)

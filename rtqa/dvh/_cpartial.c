@@ -173,18 +173,19 @@ static inline void moments(const double *z, i8 f, double a, double b, double *c0
 
 /* ---------------------------------------------------------------- bits */
 
-#if defined(__GNUC__) || defined(__clang__)
-#define popcount64(v) __builtin_popcountll(v)
-#define ctz64(v) __builtin_ctzll(v)
-#else  /* (portable: a few bits per row code) */
+/* the number of set bits of v (the SWAR sum of bit counts: portable, no libgcc call as
+ * __builtin_popcountll makes without a popcnt target) */
 static inline int popcount64(uint64_t v)
 {
-    int n = 0;
-    for (; v; v &= v - 1)
-        n++;
-    return n;
+    v = v - ((v >> 1) & 0x5555555555555555ULL);
+    v = (v & 0x3333333333333333ULL) + ((v >> 2) & 0x3333333333333333ULL);
+    v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+    return (int)((v * 0x0101010101010101ULL) >> 56);
 }
 
+#if defined(__GNUC__) || defined(__clang__)
+#define ctz64(v) __builtin_ctzll(v)
+#else  /* (portable: a few bits per row code) */
 static inline int ctz64(uint64_t v)  /* v != 0 */
 {
     int n = 0;
@@ -257,12 +258,14 @@ static PyObject *bits_fill(PyObject *self, PyObject *args)
         Py_ssize_t j = 0;
         const uint64_t low = ((uint64_t)1 << m) - 1; /* (_bits: bits 0..m-1 only) */
         Py_BEGIN_ALLOW_THREADS
-        for (int upper = 0; upper < 2 && ok; upper++)
-            for (Py_ssize_t k = 0; k < n * m && ok; k++) {
+        for (int upper = 0; upper < 2 && ok; upper++) {
+            i8 item = 0, r = 0; /* (k / m and k % m, stepped: no division per row code) */
+            for (Py_ssize_t k = 0; k < n * m && ok; k++, r++) {
+                if (r == m)
+                    item++, r = 0;
                 uint64_t a = code_at(A.buf, size, k) & low;
                 uint64_t b = code_at(B.buf, size, k) & low;
                 uint64_t v = upper ? b & ~a : a & ~b;
-                i8 item = k / m, r = k - item * m;
                 while (v) {
                     i8 c = ctz64(v);
                     v &= v - 1;
@@ -279,6 +282,7 @@ static PyObject *bits_fill(PyObject *self, PyObject *args)
                     j++;
                 }
             }
+        }
         Py_END_ALLOW_THREADS
         if (ok && j != tot)
             ok = 0;
@@ -888,6 +892,10 @@ static PyObject *band_run(PyObject *self, PyObject *args)
         i8 h = (m - 1) / 2, nd = count(&dose, 8), fmax = frame_max(nd, nx, ny);
         double lo_min = INFINITY, hi_max = -INFINITY;
         int nan_lo = 0, nan_hi = 0;
+        /* the slot of the last part (item, frame, quadrant; none yet) and its trilinear
+         * coefficients */
+        i8 k_itm = -1, k_fc = -1, k_qd = -1;
+        double k[8] = {0};
         Py_BEGIN_ALLOW_THREADS
         while (i < B.n && j < cap) {
             if (e >= B.np[i]) {  /* (np <= 0: not kept) */
@@ -906,17 +914,23 @@ static PyObject *band_run(PyObject *self, PyObject *args)
             if (!kept)
                 continue;
             /* the band part (_partial_voxels): _ZBins.moments, tm, vt, weight, slot */
-            double c0, c1, c2, ta, tb, k[8];
+            double c0, c1, c2, ta, tb;
             moments(B.z, f, x, y, &c0, &c1, &c2, &ta, &tb);
             double t = c1 / c0;
             double vt = np_max(c2 / c0 - t * t, 0.0);
             oW[j] = c0 * B.pw[i] * 1e-3;
             i8 itm = B.it[i], r = B.br[i], c = B.bc[i];
             i8 fc = pfa[itm] + iclip(f - pfa[itm], 0, nbmax - 1);
-            if (!trilinear(d, nd, nx, ny, fmax, fc, pJ[itm] + J0, pI[itm] + I0, c >= h, r >= h,
-                           k)) {
-                ok = 0;
-                break;
+            i8 qd = (c >= h) | (r >= h) << 1;
+            /* (successive parts mostly share their slot: its coefficients, the same
+             * values, are formed once for them) */
+            if (itm != k_itm || fc != k_fc || qd != k_qd) {
+                if (!trilinear(d, nd, nx, ny, fmax, fc, pJ[itm] + J0, pI[itm] + I0, qd & 1,
+                               qd >> 1, k)) {
+                    ok = 0;
+                    break;
+                }
+                k_itm = itm, k_fc = fc, k_qd = qd;
             }
             /* _sample_elements (its in-place sequence) */
             double A = k[0], Bc = k[1], C = k[2], D = k[3], E = k[4], F = k[5], G = k[6],
