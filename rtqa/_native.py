@@ -34,7 +34,10 @@ KERNELS = {
     "rtqa.dvh._cpartial": "DVH elements of boundary voxels by their sub-samples (m > 1)",
     "rtqa.dvh._cdeposit": "DVH accumulator deposit and whole-voxel dose elements",
     "rtqa.dvh._cextremes": "DVH Min/Max at the contour vertices of the surface",
-    "rtqa.dvh._ctables": "DVH per-grid voxel mean/sd tables and their windowed gather",
+    "rtqa.dvh._ctables": (
+        "DVH per-grid voxel mean/sd tables and their windowed gather; per-structure "
+        "crossing, parity-row, refinement, partial-voxel and whole-layer helpers"
+    ),
 }
 
 
