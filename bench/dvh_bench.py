@@ -30,7 +30,9 @@ memory is also given above its RSS after imports, as a multiple of the dose grid
 float64. Nelms 2015 failures at 3% (810 values) per engine: rtqa from
 ``rtqa.validation.nelms``; the peers' values are cached in bench/out (``--renelms``).
 
-The orchestrator imports nothing but the standard library: on Linux a child's ru_maxrss
+rtqa runs in the environment of the ``rtqa`` command (``rtqa._command_env``: single-threaded
+BLAS, no transparent huge pages for numpy). The orchestrator imports nothing but the
+standard library and the light ``rtqa/__init__``: on Linux a child's ru_maxrss
 starts from its parent's peak RSS (carried across exec). Exit 0 when every engine that is
 present ran, 1 when one crashed.
 """
@@ -92,12 +94,24 @@ def _rtqa_python() -> str:
     return str(venv_py) if venv_py.exists() else sys.executable
 
 
-def _run(cmd: list[str], what: str) -> tuple[str, float, float, int]:
+def _rtqa_env() -> dict[str, str]:
+    """The environment of an rtqa worker: the ``rtqa`` command's (``rtqa._command_env``:
+    single-threaded BLAS, no transparent huge pages for numpy), so the bench times what
+    ``rtqa check`` runs."""
+    sys.path.insert(0, str(REPO))
+    try:
+        from rtqa import _command_env
+    finally:
+        sys.path.pop(0)
+    return {**os.environ, **_command_env()}
+
+
+def _run(cmd: list[str], what: str, env: dict | None = None) -> tuple[str, float, float, int]:
     """Run a process to completion: (stdout, wall s, cpu s, peak RSS KB) of that process
     alone (os.wait4 gives its own rusage)."""
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        p = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=err, text=True)
+        p = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=err, text=True, env=env)
         _, status, ru = os.wait4(p.pid, 0)
         p.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - t0
@@ -551,6 +565,7 @@ def _orchestrate(a, plans: list[str]) -> int:
     print(f"\ntimed runs: {a.runs} rounds per plan, every engine once per round, interleaved",
           flush=True)
     res: dict = {p: {t: [] for t in tools} for p in plans}
+    rtqa_env = _rtqa_env()
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(a.runs):
             for name in plans:
@@ -559,7 +574,7 @@ def _orchestrate(a, plans: list[str]) -> int:
                 for tool in tools:
                     if tool == "rtqa":
                         outp, wall, cpu, rss = _run([py, me, "--worker-rtqa", d["dir"]],
-                                                    f"rtqa on {name}")
+                                                    f"rtqa on {name}", env=rtqa_env)
                         r = _last_json(outp, "rtqa")
                         r["process_s"] = wall
                     elif tool.startswith("plastimatch"):
@@ -626,7 +641,8 @@ def _orchestrate(a, plans: list[str]) -> int:
     if a.profile:
         for name in plans:
             p = subprocess.run([py, me, "--worker-rtqa", desc[name]["dir"], "--profile",
-                                "--top", str(a.top)], cwd=REPO, capture_output=True, text=True)
+                                "--top", str(a.top)], cwd=REPO, capture_output=True, text=True,
+                               env=rtqa_env)
             print(f"\n=== {name} ===\n{p.stdout.rstrip()}")
     return 0
 

@@ -21,8 +21,17 @@ BLAS single-threaded: when none of ``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``
 ``OMP_NUM_THREADS=1`` and ``MKL_NUM_THREADS=1`` before numpy is imported
 (:func:`_single_thread_blas`). rtqa does no BLAS-heavy work: OpenBLAS's thread pool
 only spins at import (about 0.07 s CPU per process) and sums a dot product in an order
-that depends on the number of cores. Set any of them to choose otherwise. ``import
-rtqa`` (the library) leaves the environment alone: the process is the caller's.
+that depends on the number of cores. Set any of them to choose otherwise.
+
+Huge pages: the command and its workers also set ``NUMPY_MADVISE_HUGEPAGE=0`` unless the
+user set it (:func:`_command_env`), so numpy does not ask Linux for transparent huge
+pages for its large arrays. rtqa touches a dose grid once, in order; huge pages save
+it little, but a huge-page fault can stall: the kernel may compact memory, and a virtual
+machine's host may have to back 2 MB at once. Measured on a 2-core VM (issue 16,
+body_1p25, 147 MB dose grid, 6 cold runs each): reading took 0.04-1.31 s system CPU
+with huge pages (4 of 6 runs above 0.7 s) and 0.07-0.11 s without.
+
+``import rtqa`` (the library) leaves the environment alone: the process is the caller's.
 """
 
 from __future__ import annotations
@@ -64,6 +73,28 @@ def _single_thread_blas(environ=None) -> dict[str, str]:
     if any(environ.get(k) for k in _BLAS_THREAD_VARS):
         return {}
     return {k: "1" for k in _BLAS_THREAD_VARS[:3]}
+
+
+def _command_env(environ=None) -> dict[str, str]:
+    """The variables the ``rtqa`` command (and each worker of ``rtqa batch``) adds to
+    ``environ`` (default ``os.environ``) before numpy is imported: a single-threaded BLAS
+    (:func:`_single_thread_blas`) and no transparent huge pages for numpy's arrays
+    (``NUMPY_MADVISE_HUGEPAGE=0``), each unless the user set its variables.
+
+    Examples
+    --------
+    >>> _command_env({}) == {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+    ...                      "MKL_NUM_THREADS": "1", "NUMPY_MADVISE_HUGEPAGE": "0"}
+    True
+    >>> _command_env({"NUMPY_MADVISE_HUGEPAGE": "1", "OMP_NUM_THREADS": "2"})
+    {}
+    """
+    import os
+    environ = os.environ if environ is None else environ
+    env = _single_thread_blas(environ)
+    if not environ.get("NUMPY_MADVISE_HUGEPAGE"):  # empty: no choice (numpy's int() fails)
+        env["NUMPY_MADVISE_HUGEPAGE"] = "0"
+    return env
 
 
 def __getattr__(name: str):

@@ -110,13 +110,14 @@ def _fork_server_env() -> dict[str, str]:
     checkout) would be preloaded and every worker would run that code. PYTHONSAFEPATH
     drops that entry; the folder holding this rtqa goes first on PYTHONPATH unless it is
     a site-packages folder (found there anyway, and it must not precede the standard
-    library). BLAS is single-threaded there unless the user set a thread count
-    (``rtqa._single_thread_blas``), and malloc keeps freed memory for reuse unless the
+    library). BLAS is single-threaded and numpy asks for no huge pages there unless the
+    user chose otherwise (``rtqa._command_env``), and malloc keeps freed memory for reuse unless the
     user set a malloc tunable (:func:`_malloc_env`)."""
     import site
-    from rtqa import _single_thread_blas
-    # single-threaded BLAS in the workers, as in the rtqa command, unless the user chose
-    env = {_WARM_ENV: "1", "PYTHONSAFEPATH": "1", **_single_thread_blas(), **_malloc_env()}
+    from rtqa import _command_env
+    # single-threaded BLAS and no huge pages in the workers, as in the rtqa command, unless
+    # the user chose otherwise
+    env = {_WARM_ENV: "1", "PYTHONSAFEPATH": "1", **_command_env(), **_malloc_env()}
     root = os.path.dirname(os.path.dirname(_rtqa_file()))
     try:
         sites = site.getsitepackages() + [site.getusersitepackages()]

@@ -11,11 +11,11 @@ import os
 import sys
 import warnings
 
-from rtqa import __version__, _single_thread_blas
+from rtqa import __version__, _command_env
 
-# The command runs numpy's BLAS single-threaded unless the user chose a thread count
-# (see ``rtqa``'s docstring): set before anything imports numpy.
-os.environ.update(_single_thread_blas())
+# The command runs numpy's BLAS single-threaded and without transparent huge pages unless
+# the user chose otherwise (see ``rtqa``'s docstring): set before anything imports numpy.
+os.environ.update(_command_env())
 
 import click  # noqa: E402
 
