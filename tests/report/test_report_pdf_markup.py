@@ -91,3 +91,28 @@ def test_pdf_page_leaves_out_only_what_print_hides(name):
     assert 'class="on-plot"' not in pdf
     if name == "crowded":
         assert listed > 0
+
+
+@pytest.mark.parametrize("name", REPORTS)
+def test_fixed_tables_of_the_pdf_have_a_width_for_every_column(name):
+    """The PDF lays the plan, structure and input tables out as fixed tables (issue 16):
+    each has a print-only <colgroup> with one <col> per column; the HTML report has none."""
+    report = REPORTS[name]()
+    screen, pdf = render_html(report), render_html(report, pdf=True)
+    css = pdf[pdf.index("<style>"):pdf.index("</style>")]
+    fixed = re.search(r"\n(table\.plans, [^{]*)\{ table-layout: fixed; \}", css)[1]
+    classes = re.findall(r"table\.([a-z-]+)", fixed)
+    assert sorted(classes) == ["inputs", "plans", "structures"]
+    seen = 0
+    for cls in classes:
+        for table in re.findall(rf'<table class="{cls}">.*?</table>', pdf, re.S):
+            head = re.search(r"<thead><tr>(.*?)</tr></thead>", table)[1]
+            cols = re.search(r"<colgroup>(.*?)</colgroup>", table)[1]
+            widths = re.findall(r'<col(?: style="width:([\d.]+)(mm|%)")?>', cols)
+            assert len(widths) == head.count("<th")
+            assert sum(1 for w in widths if not w[0]) == 1  # the last takes the rest
+            seen += 1
+        for table in re.findall(rf'<table class="{cls}">.*?</table>', screen, re.S):
+            assert "<colgroup>" not in table
+    assert seen >= 3  # plans, structures, input files (and the dose files when any)
+    assert fixed not in screen  # a browser printing the HTML report: automatic layout
