@@ -13,7 +13,10 @@ see below). Without it ``render_pdf`` raises
 Speed (issue 16): WeasyPrint prints ``render_html(report, pdf=True)``, the page without
 the parts the print CSS hides, with the inline SVG plots turned into ``<img>`` of the
 same SVG (``_svg_as_images``); the print CSS lays the overview and the tables whose first
-row sets their widths out as fixed tables. Where the rest of the time goes (WeasyPrint 70):
+row sets their widths out as fixed tables, and the PDF-only CSS and markup of
+``render_html(pdf=True)`` the plan, structure and input-file tables too (print-only column
+widths), the header and verdict without grid or flex layout, and the check rows with fewer
+boxes. Where the rest of the time goes (WeasyPrint 70):
 its import (~0.2 s: cffi parses the Pango declarations; the library look-ups it
 would start processes for are skipped, ``_import_weasyprint``), layout of the check tables,
 and the SVG text, which WeasyPrint lays out and draws letter by letter. Fonts are
