@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import re
+import threading
 
 from rtqa.errors import RtqaError
 from rtqa.results import Report
@@ -62,31 +63,34 @@ def _import_weasyprint():
     this thread imports WeasyPrint the look-up answers "not found" at once (other
     threads still get the real one), and the sonames load as before. Should that import
     fail (a system where only the look-up finds a library), it is done again with the
-    real look-up, so what loads, or the error, is WeasyPrint's own."""
+    real look-up, so what loads, or the error, is WeasyPrint's own. One thread at a time
+    (``_IMPORT_LOCK``), so that the real look-up is always the one put back."""
     import sys
     if "weasyprint" in sys.modules or not sys.platform.startswith("linux"):
         import weasyprint
         return weasyprint
     import ctypes.util
-    import threading
 
-    real = ctypes.util.find_library
-    me = threading.get_ident()
+    with _IMPORT_LOCK:
+        real = ctypes.util.find_library
+        me = threading.get_ident()
 
-    def find_library(name):
-        return None if threading.get_ident() == me else real(name)
+        def find_library(name):
+            return None if threading.get_ident() == me else real(name)
 
-    ctypes.util.find_library = find_library
-    try:
-        import weasyprint
-        return weasyprint
-    except OSError:
-        pass
-    finally:
-        if ctypes.util.find_library is find_library:
+        ctypes.util.find_library = find_library
+        try:
+            import weasyprint
+            return weasyprint
+        except OSError:
+            pass
+        finally:
             ctypes.util.find_library = real
-    import weasyprint  # again, with the real look-up: its library or its error
-    return weasyprint
+        import weasyprint  # again, with the real look-up: its library or its error
+        return weasyprint
+
+
+_IMPORT_LOCK = threading.Lock()
 
 
 def render_pdf(report: Report) -> bytes:

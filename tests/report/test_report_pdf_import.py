@@ -86,3 +86,24 @@ def test_import_errors_are_weasyprints_own(tmp_path):
                           + "from rtqa.report.pdf import pdf_available; print(pdf_available())"],
                          capture_output=True, text=True, check=True).stdout
     assert "pip install 'rtqa[pdf]'" in got and "OSError: no libpango" in got
+
+
+def test_concurrent_imports_put_the_real_lookup_back(tmp_path):
+    # two threads import a slow stand-in at once: each gets the module, the look-up of
+    # the process is the real one after both
+    (tmp_path / "weasyprint").mkdir()
+    (tmp_path / "weasyprint" / "__init__.py").write_text("import time\ntime.sleep(0.2)\n")
+    code = textwrap.dedent(f"""
+        import sys; sys.path[:0] = [{str(tmp_path)!r}]
+        import ctypes.util, threading
+        real = ctypes.util.find_library
+        from rtqa.report.pdf import _import_weasyprint
+        got = []
+        ts = [threading.Thread(target=lambda: got.append(_import_weasyprint().__name__))
+              for _ in range(2)]
+        [t.start() for t in ts]; [t.join() for t in ts]
+        print(got, ctypes.util.find_library is real)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "['weasyprint', 'weasyprint'] True"
