@@ -13,8 +13,12 @@ see below). Without it ``render_pdf`` raises
 Speed (issue 16): WeasyPrint prints ``render_html(report, pdf=True)``, the page without
 the parts the print CSS hides, with the inline SVG plots turned into ``<img>`` of the
 same SVG (``_svg_as_images``); the print CSS lays the overview and the tables whose first
-row sets their widths out as fixed tables. Where the rest of the time goes (WeasyPrint 70):
-its import (~0.6-0.8 s: cffi parses the Pango declarations), layout of the check tables,
+row sets their widths out as fixed tables, and the PDF-only CSS and markup of
+``render_html(pdf=True)`` the plan, structure and input-file tables too (print-only column
+widths), the header and verdict without grid or flex layout, and the check rows with fewer
+boxes. Where the rest of the time goes (WeasyPrint 70):
+its import (~0.2 s: cffi parses the Pango declarations; the library look-ups it
+would start processes for are skipped, ``_import_weasyprint``), layout of the check tables,
 and the SVG text, which WeasyPrint lays out and draws letter by letter. Fonts are
 subsetted by HarfBuzz when the system has ``libharfbuzz-subset0`` (milliseconds); without
 it WeasyPrint falls back to fontTools, ~1 s for the four DejaVu faces.
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import re
+import threading
 
 from rtqa.errors import RtqaError
 from rtqa.results import Report
@@ -40,10 +45,52 @@ INSTALL_HINT = ("PDF output needs WeasyPrint: pip install 'rtqa[pdf]' (and the P
 def pdf_available() -> str | None:
     """None when a PDF can be written, else the reason (one line)."""
     try:
-        import weasyprint  # noqa: F401
+        _import_weasyprint()
     except (ImportError, OSError) as exc:  # OSError: the Pango library is missing
         return f"{INSTALL_HINT} ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
     return None
+
+
+def _import_weasyprint():
+    """``import weasyprint``, on Linux without the ~0.1-0.15 s CPU (issue 16) of the
+    subprocesses that ``ctypes.util.find_library`` starts on the way.
+
+    WeasyPrint loads each system library (GObject, Pango, HarfBuzz, fontconfig, ...) by
+    trying a list of names with cffi's ``dlopen``; for a name that is not a file name
+    cffi asks ``ctypes.util.find_library``, which on Linux runs ``ldconfig -p``, ``gcc``
+    and ``ld``: about 50 processes before the name that loads, the soname
+    (``libpango-1.0.so.0``), which cffi opens directly without that look-up. So while
+    this thread imports WeasyPrint the look-up answers "not found" at once (other
+    threads still get the real one), and the sonames load as before. Should that import
+    fail (a system where only the look-up finds a library), it is done again with the
+    real look-up, so what loads, or the error, is WeasyPrint's own. One thread at a time
+    (``_IMPORT_LOCK``), so that the real look-up is always the one put back."""
+    import sys
+    if "weasyprint" in sys.modules or not sys.platform.startswith("linux"):
+        import weasyprint
+        return weasyprint
+    import ctypes.util
+
+    with _IMPORT_LOCK:
+        real = ctypes.util.find_library
+        me = threading.get_ident()
+
+        def find_library(name):
+            return None if threading.get_ident() == me else real(name)
+
+        ctypes.util.find_library = find_library
+        try:
+            import weasyprint
+            return weasyprint
+        except OSError:
+            pass
+        finally:
+            ctypes.util.find_library = real
+        import weasyprint  # again, with the real look-up: its library or its error
+        return weasyprint
+
+
+_IMPORT_LOCK = threading.Lock()
 
 
 def render_pdf(report: Report) -> bytes:
@@ -57,7 +104,7 @@ def render_pdf(report: Report) -> bytes:
         raise RtqaError(problem)
     import logging
 
-    import weasyprint
+    weasyprint = _import_weasyprint()
     logging.getLogger("weasyprint").setLevel(logging.ERROR)  # CSS it ignores is not news
     logging.getLogger("fontTools").setLevel(logging.ERROR)
     html = _svg_as_images(render_html(report, pdf=True))

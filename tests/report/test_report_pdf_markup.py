@@ -91,3 +91,53 @@ def test_pdf_page_leaves_out_only_what_print_hides(name):
     assert 'class="on-plot"' not in pdf
     if name == "crowded":
         assert listed > 0
+
+
+@pytest.mark.parametrize("name", REPORTS)
+def test_fixed_tables_of_the_pdf_have_a_width_for_every_column(name):
+    """The PDF lays the plan, structure and input tables out as fixed tables (issue 16):
+    each has a print-only <colgroup> with one <col> per column; the HTML report has none."""
+    report = REPORTS[name]()
+    screen, pdf = render_html(report), render_html(report, pdf=True)
+    css = pdf[pdf.index("<style>"):pdf.index("</style>")]
+    fixed = re.search(r"\n(table\.plans, [^{]*)\{ table-layout: fixed; \}", css)[1]
+    classes = re.findall(r"table\.([a-z-]+)", fixed)
+    assert sorted(classes) == ["inputs", "plans", "structures"]
+    seen = 0
+    for cls in classes:
+        for table in re.findall(rf'<table class="{cls}">.*?</table>', pdf, re.S):
+            head = re.search(r"<thead><tr>(.*?)</tr></thead>", table)[1]
+            cols = re.search(r"<colgroup>(.*?)</colgroup>", table)[1]
+            widths = re.findall(r'<col(?: style="width:([\d.]+)(mm|%)")?>', cols)
+            assert len(widths) == head.count("<th")
+            assert sum(1 for w in widths if not w[0]) == 1  # the last takes the rest
+            seen += 1
+        for table in re.findall(rf'<table class="{cls}">.*?</table>', screen, re.S):
+            assert "<colgroup>" not in table
+    assert seen >= 3  # plans, structures, input files (and the dose files when any)
+    assert fixed not in screen  # a browser printing the HTML report: automatic layout
+
+
+@pytest.mark.parametrize("name", REPORTS)
+def test_check_rows_of_the_pdf_grouped_as_the_screen_keeps_them(name):
+    """In the PDF a check row with note rows is one <tbody class="keep"> (kept whole on a
+    page, as on screen); runs of rows without one share a plain <tbody> (fewer boxes)."""
+    report = REPORTS[name]()
+    screen, pdf = render_html(report), render_html(report, pdf=True)
+    groups = [(m[1], m[2]) for m in re.finditer(r'<tbody( class="keep")?>(.*?)</tbody>', pdf,
+                                                re.S)]
+    assert all(g.count("<tr") == g.count("</tr>") for _, g in groups)
+    kept = [g for keep, g in groups if keep and 'data-check=' in g]
+    for body in kept:  # one check row and its note rows
+        assert body.count("data-check=") == 1 and "has-note" in body
+        assert body.count("<tr") == 1 + body.count("note-row")
+    for keep, body in groups:
+        if not keep and "data-check=" in body:
+            assert "note-row" not in body and "has-note" not in body
+    # the same check rows, and as many kept groups as the screen's rows with notes
+    screen_kept = re.findall(r'<tbody class="keep">(.*?)</tbody>',
+                             _without_lesion_checks(screen), re.S)
+    assert len(kept) == sum("has-note" in g for g in screen_kept)
+    assert _rows(pdf) == _rows(_without_lesion_checks(screen))
+    # the structure's name bold as on screen, by the cell's class
+    assert '<td class="b">' in pdf and "td.b { font-weight: 700; }" in pdf
