@@ -15,7 +15,8 @@ the parts the print CSS hides, with the inline SVG plots turned into ``<img>`` o
 same SVG (``_svg_as_images``); the print CSS lays the overview and the tables whose first
 row sets their widths out as fixed tables. Where the rest of the time goes (WeasyPrint 70):
 its import (~0.6-0.8 s: cffi parses the Pango declarations), layout of the check tables,
-and the SVG text, which WeasyPrint lays out and draws letter by letter. Fonts are
+and the SVG text, which WeasyPrint lays out and draws letter by letter (for our plots'
+labels: as whole runs, ``rtqa.report._svgtext``; ~0.1 s of drawing left). Fonts are
 subsetted by HarfBuzz when the system has ``libharfbuzz-subset0`` (milliseconds); without
 it WeasyPrint falls back to fontTools, ~1 s for the four DejaVu faces.
 
