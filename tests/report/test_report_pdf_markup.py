@@ -1,6 +1,7 @@
 """The page the PDF report prints (``render_html(report, pdf=True)`` and
 ``rtqa.report.pdf._svg_as_images``): it leaves out only what the print CSS hides, and its
-plots are the same SVG documents as the HTML report's, as ``<img>``. Fast: no WeasyPrint
+plots are the same SVG documents as the HTML report's, as ``<img>`` (their anchored texts
+placed by their start). Fast: no WeasyPrint
 (the PDF itself is checked in test_report_pdf.py, with pdftotext)."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pytest
 
 from report_fixtures import curve, hcc_report, hostile_report, passing_report
 from rtqa.report.html import render_html
+from rtqa.report._svgtext import unanchored
 from rtqa.report.pdf import _svg_as_images
 
 SVG = re.compile(r"<svg\b[^>]*>.*?</svg>", re.S)
@@ -31,6 +33,11 @@ def _crowded_report():
     crowded = Curve(base.name, base.dose_gy, base.volume_pct, base.volume_cc, marks,
                     tuple((20.0 + i, 2.0) for i in range(8)))
     return dataclasses.replace(hcc_report(), curves=(crowded,))
+
+
+def _without_x(svg: str) -> str:
+    """``svg`` without its texts' x positions and anchors."""
+    return re.sub(r"<text\b[^>]*>", lambda m: re.sub(r' (x|text-anchor)="[^"]*"', "", m[0]), svg)
 
 
 REPORTS = {"hcc": hcc_report, "passing": passing_report, "hostile": hostile_report,
@@ -57,9 +64,15 @@ def test_plots_are_the_same_svg_documents_as_images(name):
     assert any('class="dvh-svg"' in s for s in svgs)
     for svg, (_, cls, data) in zip(svgs, imgs):
         decoded = base64.b64decode(data).decode()
-        # the same document; the line swatches gain the SVG namespace an <img> needs
+        # the same document; the line swatches gain the SVG namespace an <img> needs, and
+        # the anchored texts are placed by their start (_svgtext.unanchored: WeasyPrint
+        # would draw each into a PDF group of its own; test_svgtext checks the places)
         assert decoded.replace(' xmlns="http://www.w3.org/2000/svg"', "") == \
-            svg.replace(' xmlns="http://www.w3.org/2000/svg"', "")
+            unanchored(svg).replace(' xmlns="http://www.w3.org/2000/svg"', "")
+        assert "text-anchor" not in decoded
+        # ... and nothing else changes: no text, no style, no other element
+        assert _without_x(decoded.replace(' xmlns="http://www.w3.org/2000/svg"', "")) == \
+            _without_x(svg.replace(' xmlns="http://www.w3.org/2000/svg"', ""))
         assert decoded.startswith('<svg xmlns="http://www.w3.org/2000/svg"') or \
             'xmlns="http://www.w3.org/2000/svg"' in decoded[:decoded.index(">")]
         assert cls == re.search(r'class="([^"]*)"', svg)[1]

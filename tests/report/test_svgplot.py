@@ -153,3 +153,48 @@ def test_marks_shown_by_number_only_are_listed_in_print():
     assert html.count('class="on-plot"') == placed
     plain = render_html(hcc_report())
     assert 'class="off-plot"' not in plain.split("</style>")[1]  # every label on its plot
+
+
+def _distance_to_polyline(x, y, qx, qy):
+    """Distance of each point (x, y) to the polyline through (qx, qy)."""
+    import numpy as np
+    best = np.full(x.shape, np.inf)
+    for ax, ay, bx, by in zip(qx[:-1], qy[:-1], qx[1:], qy[1:]):
+        dx, dy = bx - ax, by - ay
+        t = np.clip(((x - ax) * dx + (y - ay) * dy) / max(dx * dx + dy * dy, 1e-12), 0, 1)
+        best = np.minimum(best, np.hypot(x - (ax + t * dx), y - (ay + t * dy)))
+    return best
+
+
+@pytest.mark.parametrize("shape", ["dvh", "bend", "steps"])
+def test_simplified_curves_stay_within_tolerance_of_every_point(shape):
+    import numpy as np
+
+    from rtqa.report.svgplot import _simplify
+    t = np.linspace(0, 1, 2001)
+    if shape == "dvh":      # a 100 % plateau, a fall and a tail: the usual DVH
+        x, y = 34 + 314 * t, 224 - 204 * 0.5 * (1 + np.tanh((0.7 - t) * 25))
+    elif shape == "bend":   # a long gentle bend: each point alone looks straight
+        x, y = 34 + 314 * t, 120 + 0.4 * np.sin(t * np.pi)
+    else:                   # plateaus and repeated points
+        x, y = np.repeat(34 + 300 * t[::10], 2), np.repeat(np.round(200 * t[::10], 0), 2)
+    sx, sy = _simplify(x, y)
+    assert (sx[0], sy[0], sx[-1], sy[-1]) == (x[0], y[0], x[-1], y[-1])
+    assert sx.size < x.size / 4
+    assert _distance_to_polyline(x, y, sx, sy).max() <= 0.15 + 1e-9
+    assert set(zip(sx.tolist(), sy.tolist())) <= set(zip(x.tolist(), y.tolist()))
+    if shape == "bend":
+        assert sx.size > 2  # the bend (0.4 units) is kept
+
+
+def test_simplify_short_and_degenerate_input():
+    import numpy as np
+
+    from rtqa.report.svgplot import _simplify
+    for n in (0, 1, 2):
+        x = np.arange(n, dtype=float)
+        sx, sy = _simplify(x, x)
+        assert sx.tolist() == x.tolist() and sy.tolist() == x.tolist()
+    same = np.full(5, 3.0)
+    sx, sy = _simplify(same, same)  # one point repeated: its two ends
+    assert sx.tolist() == [3.0, 3.0] and sy.tolist() == [3.0, 3.0]
