@@ -31,6 +31,8 @@ timestamp, so two renders of the same report are identical.
 from __future__ import annotations
 
 import base64
+import contextlib
+import gc
 import re
 import sys
 import threading
@@ -111,8 +113,28 @@ def render_pdf(report: Report) -> bytes:
     logging.getLogger("weasyprint").setLevel(logging.ERROR)  # CSS it ignores is not news
     logging.getLogger("fontTools").setLevel(logging.ERROR)
     html = _svg_as_images(render_html(report, pdf=True))
-    document = weasyprint.HTML(string=html, base_url=None).render()
-    return document.write_pdf()
+    with _gc_paused():
+        document = weasyprint.HTML(string=html, base_url=None).render()
+        return document.write_pdf()
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Python's cyclic garbage collector off for the block (then as it was).
+
+    WeasyPrint builds ~150,000 objects (boxes, styles, layouts) for the report and most
+    live until the PDF is written, so the collector's passes over them find little: with
+    it off, rendering the bundled sample's report takes ~0.1 s (11 %) less CPU and the
+    process's peak RSS ~2 MB more (issue 16, measured in 3 interleaved runs: 0.817-0.822
+    s against 0.918-0.935 s). Memory freed by reference counting is freed as before;
+    only cycles wait for the next collection after the block."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 _SVG = re.compile(r"<svg\b[^>]*>.*?</svg>", re.S)
