@@ -38,6 +38,7 @@ import time
 from collections.abc import Iterable, Iterator
 from multiprocessing.connection import wait
 
+from rtqa._preload import CHECK_MODULES
 from rtqa.batch.model import PlanTask, timeout_limit
 from rtqa.batch.worker import _death_reason, check_plan, crash_result, timeout_reason
 
@@ -46,12 +47,9 @@ __all__ = ["run_isolated", "run_local"]
 # Worker processes are forked from a server that has imported these modules and filled
 # the caches every plan uses (report template, ROI-name aliases), so a fresh worker per
 # plan costs a fork, not an interpreter start and imports.
-# The modules a check imports on first use are listed too: numpy.ma (numpy 2 imports it
-# inside np.unique, np.median and np.percentile, ~0.045 s CPU) and the check families
-# rtqa.checks.pipeline imports when it runs them.
-_PRELOAD = ["rtqa.checks.pipeline", "rtqa.checks.headroom", "rtqa.checks.prescription",
-            "rtqa.checks.tps", "rtqa.checks.options", "numpy.ma", "rtqa.report.json_report",
-            "rtqa.report.html", "rtqa.batch.worker", "rtqa.batch.pool"]
+# The modules a check imports on first use are listed too (rtqa._preload.CHECK_MODULES:
+# numpy.ma among them, which numpy 2 imports inside np.unique, np.median and np.percentile).
+_PRELOAD = [*CHECK_MODULES, "rtqa.batch.worker", "rtqa.batch.pool"]
 _WARM_ENV = "RTQA_BATCH_FORKSERVER_WARM_UP"
 
 #: glibc malloc settings of the fork server and so of every worker it forks, unless the

@@ -189,27 +189,32 @@ def check(plan_dir, protocol, constraint_files, fractions, maps, roi_types, lesi
       rtqa check plan/ --map Heart=Herz --roi-type T10_PTV=PTV --lesion-organ PTV_LN=LymphNode
       rtqa check plan/ --protocol my-protocol.toml -c extra-limits.toml
     """
-    from rtqa.api import _error_report, check as run_check
+    from rtqa._preload import CHECK_MODULES, frozen_imports
 
     overrides = parse_map(maps)
     types = parse_pairs(roi_types, "--roi-type", "ROI=TYPE (e.g. T10_PTV=PTV)")
     organs = parse_pairs(lesion_organs, "--lesion-organ", "LESION=ORGAN (e.g. PTV_LN=LymphNode)")
-    try:
-        from rtqa.reading.scan import expand_paths
-        refuse = {p.resolve() for p in expand_paths([plan_dir])}
-    except RtqaError as exc:  # names the file or sub-folder it is about
-        click.echo(f"rtqa: error: {exc}", err=True)
-        raise SystemExit(2)
-    except (OSError, RuntimeError) as exc:
-        where = getattr(exc, "filename", None) or plan_dir
-        click.echo(f"rtqa: error: {where}: {getattr(exc, 'strerror', None) or exc}", err=True)
-        raise SystemExit(2)
-    if pdf_path:  # before any computation: say so now, not after the check
-        from rtqa.report.pdf import pdf_available
-        problem = pdf_available()
-        if problem:
-            click.echo(f"rtqa: error: --pdf {pdf_path}: {problem}", err=True)
+    # what the check imports (WeasyPrint too, for --pdf), imported with the collector off
+    # and then frozen: ~0.05 s CPU less (rtqa._preload)
+    with frozen_imports(CHECK_MODULES):
+        from rtqa.api import _error_report, check as run_check
+        try:
+            from rtqa.reading.scan import expand_paths
+            refuse = {p.resolve() for p in expand_paths([plan_dir])}
+        except RtqaError as exc:  # names the file or sub-folder it is about
+            click.echo(f"rtqa: error: {exc}", err=True)
             raise SystemExit(2)
+        except (OSError, RuntimeError) as exc:
+            where = getattr(exc, "filename", None) or plan_dir
+            click.echo(f"rtqa: error: {where}: {getattr(exc, 'strerror', None) or exc}",
+                       err=True)
+            raise SystemExit(2)
+        if pdf_path:  # before any computation: say so now, not after the check
+            from rtqa.report.pdf import pdf_available
+            problem = pdf_available()
+            if problem:
+                click.echo(f"rtqa: error: --pdf {pdf_path}: {problem}", err=True)
+                raise SystemExit(2)
     try:
         _destinations(json_path, html_path, refuse, pdf_path)
     except RtqaError as exc:   # before any computation
