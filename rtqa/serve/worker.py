@@ -125,10 +125,12 @@ def pdf_from_html(html_text: str) -> bytes:
     it (:func:`rtqa.report.pdf.render_pdf` prints the same HTML)."""
     import logging
 
-    import weasyprint
+    from rtqa.report.pdf import _gc_paused, _import_weasyprint
+    weasyprint = _import_weasyprint()   # without find_library's subprocesses
     logging.getLogger("weasyprint").setLevel(logging.ERROR)
     logging.getLogger("fontTools").setLevel(logging.ERROR)
-    return weasyprint.HTML(string=html_text, base_url=None).render().write_pdf()
+    with _gc_paused():                  # as render_pdf: ~0.1 s less CPU a report
+        return weasyprint.HTML(string=html_text, base_url=None).render().write_pdf()
 
 
 def run_pdf_process(html_text: str, timeout: float | None = None, stop=None
