@@ -29,12 +29,16 @@ if sys.platform != "win32" and struct.calcsize("P") == 4 and platform.machine().
 _KERNELS = {".".join(p.with_suffix("").parts): p.as_posix()
             for p in sorted(Path("rtqa").rglob("_c*.c"))}
 
+# the headers they share (a change rebuilds them; the sdist carries them)
+_HEADERS = [p.as_posix() for p in sorted(Path("rtqa").rglob("*.h"))]
+
 setup(
     # data folders (templates, schema) are namespace packages, so they are listed too
     packages=find_namespace_packages(include=["rtqa", "rtqa.*"], exclude=["*.__pycache__"])
     + ["rtqa.constraint_library", "rtqa.constraint_library.protocols"],
     package_dir={"rtqa.constraint_library": "constraints",
                  "rtqa.constraint_library.protocols": "constraints/protocols"},
-    ext_modules=[Extension(name, [src], extra_compile_args=_FLAGS, optional=True)
+    ext_modules=[Extension(name, [src], extra_compile_args=_FLAGS, optional=True,
+                           depends=_HEADERS)
                  for name, src in _KERNELS.items()],
 )

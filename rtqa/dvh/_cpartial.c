@@ -69,26 +69,7 @@
 
 typedef int64_t i8;
 
-static inline double np_max(double a, double b)
-{
-    return isnan(a) ? a : (isnan(b) ? b : (a > b ? a : b));
-}
-
-static inline double np_min(double a, double b)
-{
-    return isnan(a) ? a : (isnan(b) ? b : (a < b ? a : b));
-}
-
-static inline double np_clip(double x, double lo, double hi)
-{
-    if (isnan(x))
-        return x;
-    if (x < lo)
-        x = lo;
-    if (x > hi)
-        x = hi;
-    return x;
-}
+#include "_npmath.h"  /* np_max, np_min, np_clip, exact_rint, exact_floor */
 
 static inline i8 iclip(i8 x, i8 lo, i8 hi)
 {
@@ -369,24 +350,6 @@ static PyObject *slot_table(PyObject *self, PyObject *args)
 }
 
 /* ---------------------------------------------------------------- band pieces */
-
-/* np.rint and np.floor of a finite r, exactly (without a libm call; the sign of a zero
- * may differ, which the caller's cast to an integer does not see) */
-static inline double exact_rint(double r)
-{
-    const double big = 6755399441055744.0;  /* 1.5 * 2^52: adding rounds to an integer */
-    if (!(fabs(r) < 1125899906842624.0))    /* (|r| >= 2^50 or NaN: libm) */
-        return rint(r);
-    return r >= 0 ? (r + big) - big : (r - big) + big;
-}
-
-static inline double exact_floor(double r)
-{
-    if (!(fabs(r) < 1125899906842624.0))
-        return floor(r);
-    double t = (double)(i8)r;  /* truncation toward zero, exact */
-    return t > r ? t - 1.0 : t;
-}
 
 /* x and y the same double, bit for bit */
 static inline int same_bits(double x, double y)

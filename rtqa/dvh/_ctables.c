@@ -61,6 +61,7 @@
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
+#include "_npmath.h"  /* np_max, np_min, np_clip, exact_rint, exact_floor */
 
 /* The row loops below are element-wise (no sum across elements): vectorising them
  * keeps every value (the same IEEE operations per element), and sqrtf need not set errno
@@ -1290,56 +1291,16 @@ static PyObject *partial_items(PyObject *self, PyObject *args)
 
 /* ------------------------------------------------ whole-voxel layers (engine) */
 
-/* numpy's element-wise rules (as rtqa.dvh._cpartial states them): np.maximum/np.minimum
- * return the second operand on ties and propagate NaN; np.clip keeps x on ties. */
-static inline double wl_max(double a, double b)
-{
-    return isnan(a) ? a : (isnan(b) ? b : (a > b ? a : b));
-}
-
-static inline double wl_min(double a, double b)
-{
-    return isnan(a) ? a : (isnan(b) ? b : (a < b ? a : b));
-}
-
-static inline double wl_clip(double x, double lo, double hi)
-{
-    if (isnan(x))
-        return x;
-    if (x < lo)
-        x = lo;
-    if (x > hi)
-        x = hi;
-    return x;
-}
-
-/* np.rint / np.floor of r (as _cpartial's exact_rint / exact_floor) */
-static inline double wl_rint(double r)
-{
-    const double big = 6755399441055744.0;
-    if (!(fabs(r) < 1125899906842624.0))
-        return rint(r);
-    return r >= 0 ? (r + big) - big : (r - big) + big;
-}
-
-static inline double wl_floor(double r)
-{
-    if (!(fabs(r) < 1125899906842624.0))
-        return floor(r);
-    double t = (double)(int64_t)r;
-    return t > r ? t - 1.0 : t;
-}
-
 /* _ZBins.right (right = 1) / left (0) of a finite v (as _cpartial's bin_of) */
 static inline int64_t wl_bin(double v, int right, const double *z, int64_t nbin, int uniform,
                              double dz0)
 {
     if (uniform) {
         double r = (v - z[0]) * (1.0 / dz0);
-        double ri = wl_rint(r), fl = wl_floor(r);
+        double ri = exact_rint(r), fl = exact_floor(r);
         int on = fabs(r - ri) < 1e-9;
         double ff = on ? (right ? ri : ri - 1.0) : fl;
-        return (int64_t)wl_clip(ff, 0.0, (double)(nbin - 1));
+        return (int64_t)np_clip(ff, 0.0, (double)(nbin - 1));
     }
     int64_t lo = 0, hi = nbin + 1;
     while (lo < hi) {
@@ -1409,7 +1370,7 @@ static PyObject *whole_layers(PyObject *self, PyObject *args)
     Py_ssize_t nl = 0, total = 0;
     int all_one = 1;
     for (Py_ssize_t i = 0; i < n; i++) {
-        double a = wl_clip(za[i], zlo, zhi), b = wl_clip(zb[i], zlo, zhi);
+        double a = np_clip(za[i], zlo, zhi), b = np_clip(zb[i], zlo, zhi);
         if (!(b > a && cnt[i] > 0))
             continue;
         live[nl] = i;
@@ -1448,14 +1409,14 @@ static PyObject *whole_layers(PyObject *self, PyObject *args)
             int64_t f = fa[i] + t;
             double a = ca[i], b = cbv[i];
             if (!all_one) {
-                a = wl_max(a, edges[f]);
-                b = wl_min(b, edges[f + 1]);
+                a = np_max(a, edges[f]);
+                b = np_min(b, edges[f + 1]);
                 if (!(b > a))
                     continue;
             }
             double z0 = z[f], z1 = z[f + 1], h = z1 - z0;
-            double A = wl_clip((a - z0) / h, 0.0, 1.0), B = wl_clip((b - z0) / h, 0.0, 1.0);
-            double above = wl_max(b - wl_max(a, z1), 0.0);
+            double A = np_clip((a - z0) / h, 0.0, 1.0), B = np_clip((b - z0) / h, 0.0, 1.0);
+            double above = np_max(b - np_max(a, z1), 0.0);
             double *m = pm + 5 * np_;
             m[0] = b - a;
             m[1] = 0.5 * h * (B * B - A * A) + above;
@@ -1569,13 +1530,13 @@ static PyObject *whole_layers(PyObject *self, PyObject *args)
                 int set = (code >> p) & 1;
                 double vl = set ? P[(l * 8 + p) * 5 + 3] : 1.0;
                 double vh = set ? P[(l * 8 + p) * 5 + 4] : 0.0;
-                lo = first ? vl : wl_min(lo, vl);
-                hi = first ? vh : wl_max(hi, vh);
+                lo = first ? vl : np_min(lo, vl);
+                hi = first ? vh : np_max(hi, vh);
                 first = 0;
             }
             double Wd = S[0] > 0 ? S[0] : 1.0;
             double TM = S[1] / Wd;
-            double VT = wl_max(S[2] / Wd - TM * TM, 0.0);
+            double VT = np_max(S[2] / Wd - TM * TM, 0.0);
             wl_rec *rc = rec + l * ncode + code;
             rc->w = S[0] * 1e-3;
             rc->tm = (float)TM;
